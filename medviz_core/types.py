@@ -1,0 +1,145 @@
+"""Frozen values that cross module boundaries: what the engine yields and what it was asked.
+
+This module owns only data shapes. It computes nothing and imports neither torch nor
+transformers, so the server, the recorder and the tests can use it without loading a model.
+Maps are float32 numpy arrays of shape (grid_h, grid_w) holding raw relevancy values
+(docs/methods.md, ../shared/design/RELEVANCY.md); normalisation for display happens later,
+in `frames.py` and the browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+FloatMap = npt.NDArray[np.float32]
+
+METHODS: tuple[str, ...] = (
+    "raw",
+    "layer_weighted",
+    "head_importance",
+    "flow",
+    "rollout",
+    "consensus",
+)
+"""Every relevancy method, in the order frames and the browser list them."""
+
+CONSENSUS_INPUTS: tuple[str, ...] = ("layer_weighted", "head_importance", "flow", "rollout")
+"""The maps the consensus averages (after min-max normalising each)."""
+
+StopReason = Literal["eos", "end_of_turn", "max_tokens", "cancelled", "error"]
+
+ZONES: tuple[str, ...] = (
+    "right upper",
+    "central upper",
+    "left upper",
+    "right middle",
+    "central middle",
+    "left middle",
+    "right lower",
+    "central lower",
+    "left lower",
+)
+"""Zone names on a 3 x 3 grid in radiological convention: the patient's right is the image's left."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """One high-attention region of the consensus map, in normalised image coordinates (0..1)."""
+
+    polygon: tuple[tuple[float, float], ...]  # (x, y) vertices, origin top-left
+    box: tuple[float, float, float, float]  # (x, y, width, height)
+    mass: float  # share of the map's total mass inside the region
+    zone: str  # one of ZONES, from the mass-weighted centre
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """The per-step statistics of RELEVANCY.md."""
+
+    image_mass: float  # mean over layers of the attention share on image tokens
+    entropy_bits: float  # entropy of the normalised consensus map, in bits
+    entropy_norm: float  # entropy_bits / log2(N)
+    peak: tuple[int, int]  # (row, col) of the consensus maximum
+    peak_zone: str
+    regions: tuple[Region, ...]
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Where the image tokens are in the prompt and how they map onto the image grid."""
+
+    positions: tuple[int, ...]  # absolute sequence positions, raster order
+    grid: tuple[int, int]  # (grid_h, grid_w)
+    image_token_id: int
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a viewer needs to know about the model behind a session."""
+
+    name: str
+    layers: int
+    heads: int
+    kv_heads: int
+    grid: tuple[int, int]
+    image_token_id: int
+    sliding_window: int | None
+    full_attention_layers: tuple[int, ...]
+    device: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters of one run. temperature 0 means greedy."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The exact model inputs of a run, as the processor produced them."""
+
+    token_ids: tuple[int, ...]
+    layout: ImageLayout
+    question: str | None  # None: the full report prompt
+    image_png: bytes  # the RGB image exactly as it went into the processor
+    image_size: tuple[int, int]  # (width, height) of that image
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated token with everything the viewers show for it."""
+
+    index: int  # 0 for the first generated token
+    token_id: int
+    text: str  # the text this token adds (may be "" while a UTF-8 sequence is incomplete)
+    position: int  # the query position whose logits produced this token
+    maps: Mapping[str, FloatMap]  # method name -> (grid_h, grid_w) raw values
+    stats: StepStats
+    model_ms: float  # forward pass time that produced this token's logits
+    maps_ms: float  # relevancy + statistics time for this token
+    layers_seeing_image: int  # layers whose attention window still covers every image token
+    is_special: bool = False  # EOS / end_of_turn tokens are yielded too, then the stream stops
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """Why and how a stream ended; `engine.stream` returns it (StopIteration.value)."""
+
+    reason: StopReason
+    tokens: int
+    text: str
+    prefill_ms: float
+    total_ms: float
+    message: str = ""
+    timings: Mapping[str, float] = field(default_factory=dict)
