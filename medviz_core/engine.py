@@ -1,0 +1,328 @@
+"""The streaming loop: prefill, then one token per decode step, each with its relevancy maps.
+
+Owns: `Engine` (a loaded model + processor + facts) and `Run`, the iterator that
+`Engine.stream` returns: it yields one `Step` per generated token (the first right after
+the prefill) and records why it stopped in `Run.end`. Does not own: loading models
+(models.py), decoding image files (imaging.py), prompt texts (prompts.py), the formulas
+(relevancy.py) or statistics (regions.py). Knows nothing about HTTP or frames.
+
+Per step the maps are computed on the model's device and moved to the CPU once.
+Generation is blocking torch code: callers run it on one worker thread.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from . import capture as capture_module
+from .decoding import IncrementalText, TokenChooser
+from .errors import RequestError
+from .imaging import image_to_png, load_image
+from .prompts import build_messages
+from .regions import compute_stats
+from .relevancy import MapWeights, check_methods, compute_maps
+from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, Step, StreamEnd
+
+MAX_NEW_TOKENS_LIMIT = 2048
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """What models.py hands the engine."""
+
+    model: Any
+    processor: Any
+    name: str
+
+
+class Engine:
+    """A loaded Gemma 3 image-text model ready to stream with attention maps."""
+
+    def __init__(self, handle: ModelHandle) -> None:
+        self.model = handle.model
+        self.processor = handle.processor
+        self.name = handle.name
+        self.model.eval()
+        capture_module.attach(self.model)
+        text = self.model.config.get_text_config()
+        self._text_config = text
+        self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+        self.image_token_id = int(self.model.config.image_token_id)
+        tokens = int(getattr(self.model.config, "mm_tokens_per_image", 256))
+        side = int(round(tokens**0.5))
+        if side * side != tokens:
+            raise RequestError(f"mm_tokens_per_image must be a square number; got {tokens}")
+        self.grid = (side, side)
+        self.eos_ids = _eos_ids(self.model, self.processor)
+        self.end_of_turn_id = _token_id(self.processor, "<end_of_turn>")
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self.facts = ModelFacts(
+            name=self.name,
+            layers=int(text.num_hidden_layers),
+            heads=int(text.num_attention_heads),
+            kv_heads=int(text.num_key_value_heads),
+            grid=self.grid,
+            image_token_id=self.image_token_id,
+            sliding_window=getattr(text, "sliding_window", None),
+            full_attention_layers=tuple(
+                i for i, kind in enumerate(getattr(text, "layer_types", []) or []) if kind == "full_attention"
+            ),
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
+        self._weights = MapWeights.for_layers(self.facts.layers, self.device)
+
+    def prepare_image(self, image: bytes | np.ndarray) -> np.ndarray:
+        """File bytes or an RGB uint8 array -> the RGB array the processor gets."""
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return load_image(bytes(image))
+        array = np.asarray(image)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise RequestError(f"image array must be uint8 (H, W, 3); got {array.dtype} {array.shape}")
+        return array
+
+    def inputs_for(self, image: bytes | np.ndarray, question: str | None = None) -> Any:
+        """The exact processor outputs `stream` feeds the model (on the model's device)."""
+        from PIL import Image
+
+        picture = Image.fromarray(self.prepare_image(image))
+        messages = build_messages(question, picture)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = self.processor(text=text, images=[picture], return_tensors="pt")
+        return inputs.to(self.device)
+
+    def layout_of(self, input_ids: torch.Tensor) -> ImageLayout:
+        """Image token positions found from the ids (never assumed)."""
+        positions = (input_ids[0] == self.image_token_id).nonzero().flatten().tolist()
+        expected = self.grid[0] * self.grid[1]
+        if len(positions) != expected:
+            raise RequestError(f"the prompt holds {len(positions)} image tokens; expected one image of {expected}")
+        return ImageLayout(positions=tuple(positions), grid=self.grid, image_token_id=self.image_token_id)
+
+    def stream(
+        self,
+        image: bytes | np.ndarray,
+        question: str | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        methods: tuple[str, ...] | list[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> "Run":
+        """Validate and prepare a run (raises MedvizError on bad input); iterate it for Steps."""
+        params = check_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
+        chosen = check_methods(methods)
+        rgb = self.prepare_image(image)
+        inputs = self.inputs_for(rgb, question)
+        layout = self.layout_of(inputs["input_ids"])
+        prompt = Prompt(
+            token_ids=tuple(int(t) for t in inputs["input_ids"][0].tolist()),
+            layout=layout,
+            question=question,
+            image_png=image_to_png(rgb),
+            image_size=(int(rgb.shape[1]), int(rgb.shape[0])),
+        )
+        return Run(self, inputs, prompt, params, chosen, cancel or threading.Event())
+
+
+def check_params(
+    max_new_tokens: int, temperature: float, top_p: float, top_k: int, repetition_penalty: float, seed: int | None
+) -> GenerationParams:
+    """Range-check sampling parameters with messages naming the bound and the value."""
+    checks = [
+        (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT,
+         f"max_new_tokens must be an integer in 1..{MAX_NEW_TOKENS_LIMIT}; got {max_new_tokens!r}"),
+        (isinstance(temperature, (int, float)) and 0.0 <= temperature <= 5.0,
+         f"temperature must be in 0..5 (0 = greedy); got {temperature!r}"),
+        (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0, f"top_p must be in (0, 1]; got {top_p!r}"),
+        (isinstance(top_k, int) and top_k >= 0, f"top_k must be an integer >= 0 (0 = off); got {top_k!r}"),
+        (isinstance(repetition_penalty, (int, float)) and 0.0 < repetition_penalty <= 10.0,
+         f"repetition_penalty must be in (0, 10]; got {repetition_penalty!r}"),
+        (seed is None or isinstance(seed, int), f"seed must be an integer or None; got {seed!r}"),
+    ]
+    for ok, message in checks:
+        if not ok or isinstance(ok, bool) and not ok:
+            raise RequestError(message)
+    return GenerationParams(
+        max_new_tokens=max_new_tokens,
+        temperature=float(temperature),
+        top_p=float(top_p),
+        top_k=top_k,
+        repetition_penalty=float(repetition_penalty),
+        seed=seed,
+    )
+
+
+class Run(Iterator[Step]):
+    """One streaming generation. Iterate for Steps; `end` says how it finished."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        inputs: Any,
+        prompt: Prompt,
+        params: GenerationParams,
+        methods: tuple[str, ...],
+        cancel: threading.Event,
+    ) -> None:
+        self.engine = engine
+        self.inputs = inputs
+        self.prompt = prompt
+        self.params = params
+        self.methods = methods
+        self.cancel = cancel
+        self.end: StreamEnd | None = None
+        self._steps = self._generate()
+
+    def __iter__(self) -> "Run":
+        return self
+
+    def __next__(self) -> Step:
+        return next(self._steps)
+
+    def close(self) -> None:
+        """Stop early (as cancel does) and release the model's cache."""
+        self.cancel.set()
+        self._steps.close()
+        if self.end is None:
+            self.end = StreamEnd(reason="cancelled", tokens=0, text="", prefill_ms=0.0, total_ms=0.0)
+
+    def _generate(self) -> Iterator[Step]:
+        engine, facts, params = self.engine, self.engine.facts, self.params
+        started = time.perf_counter()
+        # 1. Capture state for this sequence: image positions, preallocated rollout.
+        input_ids = self.inputs["input_ids"]
+        prompt_len = int(input_ids.shape[1])
+        wants_rollout = "rollout" in self.methods or "consensus" in self.methods
+        capture = capture_module.Capture(
+            layers=facts.layers,
+            heads=facts.heads,
+            image_positions=torch.tensor(self.prompt.layout.positions),
+            max_length=prompt_len + params.max_new_tokens,
+            rollout=wants_rollout,
+            device=engine.device,
+        )
+        chooser = TokenChooser(params, engine.device)
+        text = IncrementalText(engine.processor)
+        history = input_ids
+        model_kwargs: dict[str, Any] = dict(self.inputs)
+        cache: Any = None
+        reason = "max_tokens"
+        prefill_ms = 0.0
+        totals = {"model_ms": 0.0, "maps_ms": 0.0}
+        index = 0
+        try:
+            for index in range(params.max_new_tokens):
+                # 2. Forward: the prefill over the whole prompt, then one token at a time.
+                if self.cancel.is_set():
+                    reason = "cancelled"
+                    break
+                q_start = 0 if cache is None else prompt_len + index - 1
+                q_len = int(model_kwargs["input_ids"].shape[1])
+                tick = time.perf_counter()
+                with torch.inference_mode(), capture.forward(q_start, q_len):
+                    output = engine.model(**model_kwargs, use_cache=True, logits_to_keep=1)
+                cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+                # 3. Choose the token (repetition penalty and sampling as transformers does).
+                token = chooser.choose(history, output.logits[:, -1, :])
+                model_ms = (time.perf_counter() - tick) * 1000.0
+                if cache is not None and index == 0:
+                    prefill_ms = model_ms
+                # 4. Maps for the query that produced the token, one transfer to the CPU.
+                tick = time.perf_counter()
+                position = q_start + q_len - 1
+                step = self._step(index, token, position, capture, text, model_ms, tick)
+                totals["model_ms"] += model_ms
+                totals["maps_ms"] += step.maps_ms
+                yield step
+                # 5. Stop on EOS / end of turn, else feed the token back.
+                if token in engine.eos_ids:
+                    reason = "end_of_turn" if token == engine.end_of_turn_id else "eos"
+                    break
+                history = torch.cat([history, torch.tensor([[token]], device=history.device)], dim=1)
+                model_kwargs = {
+                    "input_ids": history[:, -1:],
+                    "attention_mask": torch.ones_like(history),
+                    engine._cache_kwarg: cache,
+                }
+            else:
+                index = params.max_new_tokens
+        finally:
+            tokens = len(text.ids)
+            self.end = StreamEnd(
+                reason=reason,  # type: ignore[arg-type]
+                tokens=tokens,
+                text=text.full_text(),
+                prefill_ms=prefill_ms,
+                total_ms=(time.perf_counter() - started) * 1000.0,
+                timings=totals,
+            )
+
+    def _step(
+        self,
+        index: int,
+        token: int,
+        position: int,
+        capture: capture_module.Capture,
+        text: "IncrementalText",
+        model_ms: float,
+        tick: float,
+    ) -> Step:
+        engine = self.engine
+        rollout_row = capture.rollout_row(position) if capture.rollout is not None else None
+        maps, image_mass = compute_maps(capture.head_rows, rollout_row, engine._weights, self.methods)
+        packed = torch.cat([maps.flatten(), image_mass.reshape(1), capture.seeing.float()]).cpu().numpy()
+        n = engine.grid[0] * engine.grid[1]
+        count = len(self.methods)
+        arrays = packed[: count * n].reshape(count, *engine.grid).astype(np.float32)
+        by_name: Mapping[str, np.ndarray] = {name: arrays[i] for i, name in enumerate(self.methods)}
+        mass = float(packed[count * n])
+        seeing = int(packed[count * n + 1 :].sum())
+        stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
+        stats = compute_stats(stats_map, mass, self.prompt.image_size)
+        final = token in engine.eos_ids or index + 1 == self.params.max_new_tokens
+        piece = text.add(token, final=final)
+        return Step(
+            index=index,
+            token_id=token,
+            text=piece,
+            position=position,
+            maps=by_name,
+            stats=stats,
+            model_ms=model_ms,
+            maps_ms=(time.perf_counter() - tick) * 1000.0,
+            layers_seeing_image=seeing,
+            is_special=token in engine.eos_ids,
+        )
+
+
+def _token_id(processor: Any, token: str) -> int | None:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    value = tokenizer.convert_tokens_to_ids(token)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    return None if value is None or value == unk else int(value)
+
+
+def _eos_ids(model: Any, processor: Any) -> frozenset[int]:
+    """EOS ids from the generation config, plus <end_of_turn> (Gemma's chat stop)."""
+    ids: set[int] = set()
+    for source in (model.generation_config.eos_token_id, model.config.get_text_config().eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(i) for i in source)
+    end_of_turn = _token_id(processor, "<end_of_turn>")
+    if end_of_turn is not None:
+        ids.add(end_of_turn)
+    return frozenset(ids)

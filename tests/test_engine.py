@@ -1,0 +1,165 @@
+"""The streaming engine on the tiny model: exact maps, model-identical tokens, clean stops."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from medviz_core.errors import RequestError
+from medviz_core.models import load_engine
+from medviz_core.types import METHODS
+
+from . import reference
+
+QUESTION = "Is there a nodule?"
+
+
+def streamed(engine: Any, image: bytes, **kwargs: Any) -> tuple[Any, list[Any]]:
+    run = engine.stream(image, **kwargs)
+    return run, list(run)
+
+
+def assert_maps_match_one_full_forward(engine: Any, image: bytes, question: str | None, steps: int) -> None:
+    run, result = streamed(engine, image, question=question, max_new_tokens=steps)
+    inputs = engine.inputs_for(image, question)
+    generated = [s.token_id for s in result]
+    attn = reference.full_attentions(engine, inputs, generated)
+    image_positions = list(run.prompt.layout.positions)
+    for step in result:
+        expected = reference.maps_for_query(attn, step.position, image_positions, engine.grid)
+        for name in METHODS:
+            np.testing.assert_allclose(step.maps[name], expected[name], atol=1e-5, rtol=0, err_msg=f"{name} step {step.index}")
+        assert step.stats.image_mass == pytest.approx(reference.image_mass(attn, step.position, image_positions), abs=1e-5)
+
+
+def test_every_streamed_map_equals_one_full_forward_pass(tiny_engine: Any, sample_bytes: bytes) -> None:
+    assert_maps_match_one_full_forward(tiny_engine, sample_bytes, QUESTION, steps=6)
+
+
+def test_maps_stay_exact_when_generation_crosses_the_sliding_window(sample_bytes: bytes) -> None:
+    probe = load_engine("tiny")
+    prompt = probe.stream(sample_bytes, question=QUESTION, max_new_tokens=1).prompt
+    last_image = prompt.layout.positions[-1]
+    first_image = prompt.layout.positions[0]
+    # The window covers the whole image at the first token and loses it a few tokens later.
+    window = len(prompt.token_ids) - first_image + 1
+    engine = load_engine(f"tiny?window={window}")
+    run, result = streamed(engine, sample_bytes, question=QUESTION, max_new_tokens=8)
+    seeing = [s.layers_seeing_image for s in result]
+    assert seeing[0] == 4
+    assert seeing[-1] == 1  # only the full-attention layer still sees every image token
+    assert last_image < result[-1].position
+    assert_maps_match_one_full_forward(engine, sample_bytes, QUESTION, steps=8)
+
+
+def test_greedy_tokens_equal_model_generate(tiny_engine: Any, sample_bytes: bytes) -> None:
+    _, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=12)
+    inputs = tiny_engine.inputs_for(sample_bytes, QUESTION)
+    model = tiny_engine.model
+    previous = model.config.get_text_config()._attn_implementation
+    model.set_attn_implementation("sdpa")
+    try:
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    finally:
+        model.set_attn_implementation(previous)
+    assert [s.token_id for s in result] == out[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+def test_image_positions_come_from_the_ids_not_from_position_one(tiny_engine: Any, sample_bytes: bytes) -> None:
+    run = tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=1)
+    ids = run.prompt.token_ids
+    positions = run.prompt.layout.positions
+    assert len(positions) == 256
+    assert positions[0] > 1
+    assert positions == tuple(range(positions[0], positions[0] + 256))
+    assert all(ids[p] == tiny_engine.image_token_id for p in positions)
+    tokenizer = tiny_engine.processor.tokenizer
+    assert ids[positions[0] - 1] == tokenizer.convert_tokens_to_ids("<start_of_image>")
+    assert ids[positions[-1] + 1] == tokenizer.convert_tokens_to_ids("<end_of_image>")
+
+
+def test_first_step_comes_from_the_prefill_and_positions_advance_by_one(tiny_engine: Any, sample_bytes: bytes) -> None:
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=4)
+    prompt_len = len(run.prompt.token_ids)
+    assert [s.position for s in result] == [prompt_len - 1, prompt_len, prompt_len + 1, prompt_len + 2]
+    assert [s.index for s in result] == [0, 1, 2, 3]
+    assert all(s.maps[m].shape == (16, 16) and s.maps[m].dtype == np.float32 for s in result for m in METHODS)
+
+
+def test_stream_stops_at_the_token_limit_and_says_so(tiny_engine: Any, sample_bytes: bytes) -> None:
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=3)
+    assert len(result) == 3
+    assert run.end is not None
+    assert (run.end.reason, run.end.tokens) == ("max_tokens", 3)
+    assert run.end.text == "".join(s.text for s in result)
+
+
+def test_cancel_stops_the_stream_before_the_next_token(tiny_engine: Any, sample_bytes: bytes) -> None:
+    cancel = threading.Event()
+    run = tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=50, cancel=cancel)
+    taken = []
+    for step in run:
+        taken.append(step)
+        if len(taken) == 2:
+            cancel.set()
+    assert len(taken) == 2
+    assert run.end is not None and run.end.reason == "cancelled"
+
+
+def test_end_of_turn_token_ends_the_stream(tiny_engine: Any, sample_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    end_of_turn = tiny_engine.end_of_turn_id
+    from medviz_core import decoding
+
+    calls = iter([40, 41, end_of_turn, 42])
+    monkeypatch.setattr(decoding.TokenChooser, "choose", lambda self, history, logits: next(calls))
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=10)
+    assert [s.token_id for s in result] == [40, 41, end_of_turn]
+    assert result[-1].is_special
+    assert run.end is not None and run.end.reason == "end_of_turn"
+
+
+def test_text_pieces_are_whole_characters_across_byte_tokens(tiny_engine: Any, sample_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer = tiny_engine.processor.tokenizer
+    ids = tokenizer("é ✓ ok", add_special_tokens=False)["input_ids"]
+    from medviz_core import decoding
+
+    calls = iter(ids)
+    monkeypatch.setattr(decoding.TokenChooser, "choose", lambda self, history, logits: next(calls))
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=len(ids))
+    pieces = [s.text for s in result]
+    assert "".join(pieces) == "é ✓ ok"
+    assert all("\ufffd" not in p for p in pieces)
+    assert run.end is not None and run.end.text == "é ✓ ok"
+
+
+def test_seeded_sampling_repeats_exactly(tiny_engine: Any, sample_bytes: bytes) -> None:
+    settings = dict(question=QUESTION, max_new_tokens=6, temperature=1.5, top_k=50, top_p=0.95, seed=7)
+    first = [s.token_id for s in tiny_engine.stream(sample_bytes, **settings)]
+    second = [s.token_id for s in tiny_engine.stream(sample_bytes, **settings)]
+    assert first == second
+
+
+def test_a_method_subset_streams_only_those_maps(tiny_engine: Any, sample_bytes: bytes) -> None:
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=2, methods=["raw", "flow"])
+    assert run.methods == ("raw", "flow")
+    assert set(result[0].maps) == {"raw", "flow"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_new_tokens": 0}, "max_new_tokens must be an integer in 1..2048; got 0"),
+        ({"temperature": -1.0}, "temperature must be in 0..5 (0 = greedy); got -1.0"),
+        ({"top_p": 0.0}, "top_p must be in (0, 1]; got 0.0"),
+        ({"methods": ["saliency"]}, "methods must be a non-empty subset of raw, layer_weighted, head_importance, flow, rollout, consensus; got ['saliency']"),
+    ],
+)
+def test_bad_parameters_get_a_clear_error(tiny_engine: Any, sample_bytes: bytes, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(RequestError) as error:
+        tiny_engine.stream(sample_bytes, **kwargs)
+    assert str(error.value) == message
