@@ -10,11 +10,10 @@ is downloaded. The chat template is ours and mirrors Gemma 3's prompt layout
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .cache import build_once
 
 TINY_VERSION = "tiny-v1"
 TINY_SEED = 1234
@@ -233,30 +232,6 @@ def build_tiny(folder: Path) -> None:
     build_processor(tokenizer, image_size=64).save_pretrained(folder)
 
 
-def cache_root() -> Path:
-    """Where built models live: $MEDVIZ_CACHE, else $XDG_CACHE_HOME/medviz, else ~/.cache/medviz."""
-    explicit = os.environ.get("MEDVIZ_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "medviz"
-
-
 def ensure_tiny() -> Path:
-    """Return the tiny model's folder, building it once (atomically, so parallel builders agree)."""
-    folder = cache_root() / "models" / TINY_VERSION
-    if (folder / "config.json").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".tiny-", dir=folder.parent))
-    try:
-        build_tiny(scratch)
-        try:
-            scratch.rename(folder)
-        except OSError:
-            if not (folder / "config.json").exists():
-                raise
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
-    return folder
+    """Return the tiny model's folder, building it once."""
+    return build_once(TINY_VERSION, build_tiny)

@@ -1,0 +1,93 @@
+"""The `medviz` command: `generate` here; `serve`, `record`, `replay`, `watch` from server/.
+
+Owns: argument parsing and turning a MedvizError into one clear line on stderr with exit
+code 2 (no traceback). Does not own what the commands do beyond printing the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import MedvizError
+
+DEFAULT_MODEL = "demo"
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .models import load_engine
+
+    image = Path(args.image)
+    if not image.is_file():
+        raise MedvizError(f"image file {str(image)!r} does not exist")
+    engine = load_engine(args.model)
+    cancel = threading.Event()
+    run = engine.stream(
+        image.read_bytes(),
+        question=args.question,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+        cancel=cancel,
+    )
+    out = sys.stdout
+    try:
+        for step in run:
+            if not args.plain:
+                out.write(
+                    f"{step.index:4d} {step.text!r:24} peak {step.stats.peak_zone:15} "
+                    f"image_mass {step.stats.image_mass:.3f}\n"
+                )
+            else:
+                out.write(step.text)
+            out.flush()
+    except KeyboardInterrupt:
+        cancel.set()
+    end = run.end
+    if end is not None:
+        out.write(f"\n[{end.reason}: {end.tokens} tokens in {end.total_ms / 1000:.1f} s]\n")
+    return 0
+
+
+def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser("generate", help="stream a report for one image to the terminal")
+    parser.add_argument("image", help="PNG, JPEG or DICOM file")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="tiny | demo | random:medgemma-4b | hub id | folder")
+    parser.add_argument("--question", default=None, help="ask a question instead of writing the full report")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--plain", action="store_true", help="print only the text, not a line per token")
+    parser.set_defaults(handler=_generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medviz", description="Watch MedGemma look at a chest X-ray as it writes.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_generate(subparsers)
+    try:
+        from server.cli_commands import add_server_commands
+    except ImportError:
+        pass
+    else:
+        add_server_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except MedvizError as error:
+        print(f"medviz: {error.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

