@@ -19,9 +19,22 @@ from .errors import ModelLoadError
 from .cache import build_once, cache_root
 from .tiny import build_processor, randomize_projector
 
-DEMO_VERSION = "demo-v1"
+DEMO_VERSION = "demo-v2"
 DEMO_IMAGE_SIZE = 224  # 16 x 16 patches of 14 px: one image token per patch
 DEMO_SEED = 2024
+
+# The 270M model is a base model: a completion-style layout reads better than chat turns.
+DEMO_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] | trim }}{{ '\n\n' }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{ 'Image: <start_of_image>\n\n' }}"
+    "{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}{{ '\n\n' }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'Findings: The' }}{%- endif -%}"
+)
 
 
 def _say(message: str) -> None:
@@ -106,7 +119,9 @@ def build_demo(folder: Path) -> None:
     model.generation_config.pad_token_id = 0
     _say(f"saving to {folder}")
     model.to(torch.bfloat16).save_pretrained(folder)
-    build_processor(tokenizer, image_size=DEMO_IMAGE_SIZE).save_pretrained(folder)
+    processor = build_processor(tokenizer, image_size=DEMO_IMAGE_SIZE)
+    processor.chat_template = DEMO_CHAT_TEMPLATE
+    processor.save_pretrained(folder)
 
 
 def ensure_demo() -> Path:

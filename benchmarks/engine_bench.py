@@ -1,0 +1,244 @@
+"""Engine speed, measured side by side in ONE run on the same model, prompt and token count.
+
+Prints a table and JSON:
+1. tokens/s of `stream()` with all methods, plain `generate` (SDPA, no attentions),
+   `generate(output_attentions=True)` (eager) and post-hoc (generate, then one eager
+   forward with attentions and the maps for every token, as the original visualizer did),
+   each as a ratio to plain generate;
+2. time to first token (prefill + choice) vs time to first heatmap (first Step);
+3. per-step map cost vs context length (capture + maps for one decode row at 256..4096
+   tokens of context, with the model's layer/head shapes), to show linear growth;
+4. the rollout state's size (L * T * N floats) and, on CUDA, peak memory over plain generate.
+
+Usage: python benchmarks/engine_bench.py [--model demo] [--tokens 48] [--rounds 2] [--json out.json]
+Speed lives here, never in tests: machines are shared and noisy, so compare ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from medviz_core.capture import Capture  # noqa: E402
+from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.relevancy import MapWeights, compute_maps  # noqa: E402
+from medviz_core.types import METHODS  # noqa: E402
+
+DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+def run_stream(engine: Any, image: bytes, question: str | None, tokens: int) -> dict[str, float]:
+    """Time the generation itself: image decoding and the processor run before the clock starts,
+    as they do for `generate`, and are reported apart."""
+    tick = time.perf_counter()
+    run = engine.stream(image, question=question, max_new_tokens=tokens)
+    prepare_ms = (time.perf_counter() - tick) * 1000
+    start = time.perf_counter()
+    first_step = None
+    first_model_ms = 0.0
+    count = 0
+    maps_ms = 0.0
+    for step in run:
+        if first_step is None:
+            first_step = time.perf_counter() - start
+            first_model_ms = step.model_ms
+        count += 1
+        maps_ms += step.maps_ms
+    sync(engine.device)
+    total = time.perf_counter() - start
+    return {
+        "seconds": total,
+        "tokens": count,
+        "first_heatmap_ms": (first_step or 0.0) * 1000,
+        "first_token_ms": first_model_ms,
+        "prepare_ms": prepare_ms,
+        "maps_ms_per_step": maps_ms / max(count, 1),
+    }
+
+
+def run_generate(engine: Any, inputs: Any, tokens: int, attention: str, with_attentions: bool) -> tuple[float, Any]:
+    model = engine.model
+    previous = model.config.get_text_config()._attn_implementation
+    model.set_attn_implementation(attention)
+    try:
+        with torch.inference_mode():
+            return timed(
+                lambda: model.generate(
+                    **inputs,
+                    max_new_tokens=tokens,
+                    min_new_tokens=tokens,
+                    do_sample=False,
+                    output_attentions=with_attentions,
+                    return_dict_in_generate=True,
+                ),
+                engine.device,
+            )
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def run_post_hoc(engine: Any, inputs: Any, tokens: int) -> float:
+    """generate, then one eager forward with attentions, then the maps of every token."""
+    seconds, out = run_generate(engine, inputs, tokens, "sdpa", False)
+    sequence = out.sequences
+    model = engine.model
+    previous = model.config.get_text_config()._attn_implementation
+    model.set_attn_implementation("eager")
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            types = torch.zeros_like(sequence)
+            types[:, : inputs["token_type_ids"].shape[1]] = inputs["token_type_ids"]
+            attn = model(
+                input_ids=sequence, pixel_values=inputs["pixel_values"], token_type_ids=types,
+                attention_mask=torch.ones_like(sequence), output_attentions=True, use_cache=False,
+            ).attentions
+            image = (inputs["input_ids"][0] == engine.image_token_id).nonzero().flatten()
+            size = sequence.shape[1]
+            rollout = torch.eye(size, device=engine.device)
+            for layer in attn:
+                rollout = (0.5 * layer[0].float().mean(0) + 0.5 * torch.eye(size, device=engine.device)) @ rollout
+            prompt_len = inputs["input_ids"].shape[1]
+            for q in range(prompt_len - 1, size - 1):
+                rows = torch.stack([layer[0, :, q, image].float() for layer in attn])
+                maps, _ = compute_maps(rows, rollout[q, image], engine._weights, METHODS)
+                maps.cpu()
+    finally:
+        model.set_attn_implementation(previous)
+    sync(engine.device)
+    return seconds + time.perf_counter() - start
+
+
+def map_cost_by_context(engine: Any, contexts: list[int], repeats: int = 20) -> list[dict[str, float]]:
+    """Capture + maps for one decode row at each context length, with the model's shapes."""
+    facts, device = engine.facts, engine.device
+    head_dim = engine.model.config.get_text_config().head_dim
+    results = []
+    for context in contexts:
+        n = facts.grid[0] * facts.grid[1]
+        capture = Capture(layers=facts.layers, heads=facts.heads, image_positions=torch.arange(0, n),
+                          max_length=context + 1, rollout=True, device=device)
+        query = torch.randn(1, facts.heads, 1, head_dim, device=device, dtype=engine.dtype)
+        key = torch.randn(1, facts.kv_heads, context + 1, head_dim, device=device, dtype=engine.dtype)
+        mask = torch.ones(1, 1, 1, context + 1, dtype=torch.bool, device=device)
+
+        def one_step() -> None:
+            with capture.forward(context, 1):
+                for layer in range(facts.layers):
+                    capture.observe(layer, query, key, mask, head_dim**-0.5, None)
+            maps, mass = compute_maps(capture.head_rows, capture.rollout_row(context), engine._weights, METHODS)
+            torch.cat([maps.flatten(), mass.reshape(1)]).cpu()
+
+        one_step()
+        samples = [timed(one_step, device)[0] * 1000 for _ in range(repeats)]
+        results.append({"context": context, "maps_ms": statistics.median(samples)})
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--image", default=str(DEFAULT_IMAGE))
+    parser.add_argument("--question", default=None)
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept")
+    parser.add_argument("--contexts", default="256,512,1024,2048,4096")
+    parser.add_argument("--json", default=None, help="also write the JSON here")
+    args = parser.parse_args()
+
+    engine = load_engine(args.model)
+    engine.eos_ids = frozenset()  # every path generates exactly --tokens tokens
+    image = Path(args.image).read_bytes()
+    inputs = engine.inputs_for(image, args.question)
+    run_stream(engine, image, args.question, 4)  # warm-up
+    run_generate(engine, inputs, 4, "sdpa", False)
+
+    best: dict[str, float] = {}
+    stream_detail: dict[str, float] = {}
+    for _ in range(args.rounds):
+        detail = run_stream(engine, image, args.question, args.tokens)
+        if detail["seconds"] < best.get("stream", float("inf")):
+            best["stream"], stream_detail = detail["seconds"], detail
+        for name, attention, with_attn in (("plain", "sdpa", False), ("eager_attentions", "eager", True)):
+            seconds, _ = run_generate(engine, inputs, args.tokens, attention, with_attn)
+            best[name] = min(best.get(name, float("inf")), seconds)
+        best["post_hoc"] = min(best.get("post_hoc", float("inf")), run_post_hoc(engine, inputs, args.tokens))
+
+    tokens = args.tokens
+    rates = {name: tokens / seconds for name, seconds in best.items()}
+    contexts = [int(c) for c in args.contexts.split(",")]
+    facts = engine.facts
+    n = facts.grid[0] * facts.grid[1]
+    prompt_len = int(inputs["input_ids"].shape[1])
+    report = {
+        "model": facts.name, "device": facts.device, "dtype": facts.dtype, "torch": torch.__version__,
+        "prompt_tokens": prompt_len, "new_tokens": tokens,
+        "tokens_per_s": rates,
+        "ratio_to_plain": {name: rate / rates["plain"] for name, rate in rates.items()},
+        "prepare_ms": stream_detail["prepare_ms"],
+        "first_token_ms": stream_detail["first_token_ms"],
+        "first_heatmap_ms": stream_detail["first_heatmap_ms"],
+        "maps_ms_per_step": stream_detail["maps_ms_per_step"],
+        "map_cost_by_context": map_cost_by_context(engine, contexts),
+        "rollout_state_bytes": (facts.layers + 1) * (prompt_len + tokens) * n * 4,
+    }
+    if engine.device.type == "cuda":
+        report["peak_memory"] = peak_memory(engine, image, inputs, args.question, tokens)
+    print_table(report)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def peak_memory(engine: Any, image: bytes, inputs: Any, question: str | None, tokens: int) -> dict[str, int]:
+    torch.cuda.reset_peak_memory_stats()
+    run_generate(engine, inputs, tokens, "sdpa", False)
+    plain = torch.cuda.max_memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    run_stream(engine, image, question, tokens)
+    return {"plain_bytes": plain, "stream_bytes": torch.cuda.max_memory_allocated(),
+            "extra_bytes": torch.cuda.max_memory_allocated() - plain}
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\nmodel {report['model']} on {report['device']} ({report['dtype']}), "
+          f"{report['prompt_tokens']} prompt tokens, {report['new_tokens']} new tokens")
+    print(f"{'path':28} {'tokens/s':>10} {'x plain':>8}")
+    for name, rate in report["tokens_per_s"].items():
+        print(f"{name:28} {rate:10.2f} {report['ratio_to_plain'][name]:8.3f}")
+    print(f"image + processor {report['prepare_ms']:.1f} ms (before both); "
+          f"first token {report['first_token_ms']:.1f} ms, first heatmap {report['first_heatmap_ms']:.1f} ms, "
+          f"maps {report['maps_ms_per_step']:.2f} ms/step")
+    print("context  maps ms/step")
+    for row in report["map_cost_by_context"]:
+        print(f"{row['context']:7d}  {row['maps_ms']:.3f}")
+    print(f"rollout state {report['rollout_state_bytes'] / 1e6:.1f} MB\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
