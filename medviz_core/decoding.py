@@ -50,7 +50,7 @@ class TokenChooser:
 
     def choose(self, history: torch.Tensor, logits: torch.Tensor) -> int:
         """history: [1, seq] ids so far; logits: [1, vocab] for the next position."""
-        scores = self.processors(history, logits.float())
+        scores = self.processors(history.long(), logits.float())  # type: ignore[arg-type]
         if self.greedy:
             return int(scores.argmax(-1).item())
         probs = torch.softmax(scores, dim=-1)

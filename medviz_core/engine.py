@@ -16,7 +16,7 @@ import inspect
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Generator, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -87,7 +87,7 @@ class Engine:
         array = np.asarray(image)
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
             raise RequestError(f"image array must be uint8 (H, W, 3); got {array.dtype} {array.shape}")
-        return array
+        return np.ascontiguousarray(array)
 
     def inputs_for(self, image: bytes | np.ndarray, question: str | None = None) -> Any:
         """The exact processor outputs `stream` feeds the model (on the model's device)."""
@@ -141,7 +141,8 @@ def check_params(
 ) -> GenerationParams:
     """Range-check sampling parameters with messages naming the bound and the value."""
     checks = [
-        (isinstance(max_new_tokens, int) and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT,
+        (isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool)
+         and 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT,
          f"max_new_tokens must be an integer in 1..{MAX_NEW_TOKENS_LIMIT}; got {max_new_tokens!r}"),
         (isinstance(temperature, (int, float)) and 0.0 <= temperature <= 5.0,
          f"temperature must be in 0..5 (0 = greedy); got {temperature!r}"),
@@ -152,7 +153,7 @@ def check_params(
         (seed is None or isinstance(seed, int), f"seed must be an integer or None; got {seed!r}"),
     ]
     for ok, message in checks:
-        if not ok or isinstance(ok, bool) and not ok:
+        if not ok:
             raise RequestError(message)
     return GenerationParams(
         max_new_tokens=max_new_tokens,
@@ -183,7 +184,7 @@ class Run(Iterator[Step]):
         self.methods = methods
         self.cancel = cancel
         self.end: StreamEnd | None = None
-        self._steps = self._generate()
+        self._steps: Generator[Step, None, None] = self._generate()
 
     def __iter__(self) -> "Run":
         return self
@@ -195,10 +196,10 @@ class Run(Iterator[Step]):
         """Stop early (as cancel does) and release the model's cache."""
         self.cancel.set()
         self._steps.close()
-        if self.end is None:
+        if self.end is None:  # closed before the first step
             self.end = StreamEnd(reason="cancelled", tokens=0, text="", prefill_ms=0.0, total_ms=0.0)
 
-    def _generate(self) -> Iterator[Step]:
+    def _generate(self) -> Generator[Step, None, None]:
         engine, facts, params = self.engine, self.engine.facts, self.params
         started = time.perf_counter()
         # 1. Capture state for this sequence: image positions, preallocated rollout.
@@ -218,10 +219,9 @@ class Run(Iterator[Step]):
         history = input_ids
         model_kwargs: dict[str, Any] = dict(self.inputs)
         cache: Any = None
-        reason = "max_tokens"
+        reason, message = "max_tokens", ""
         prefill_ms = 0.0
         totals = {"model_ms": 0.0, "maps_ms": 0.0}
-        index = 0
         try:
             for index in range(params.max_new_tokens):
                 # 2. Forward: the prefill over the whole prompt, then one token at a time.
@@ -237,7 +237,7 @@ class Run(Iterator[Step]):
                 # 3. Choose the token (repetition penalty and sampling as transformers does).
                 token = chooser.choose(history, output.logits[:, -1, :])
                 model_ms = (time.perf_counter() - tick) * 1000.0
-                if cache is not None and index == 0:
+                if index == 0:
                     prefill_ms = model_ms
                 # 4. Maps for the query that produced the token, one transfer to the CPU.
                 tick = time.perf_counter()
@@ -256,16 +256,20 @@ class Run(Iterator[Step]):
                     "attention_mask": torch.ones_like(history),
                     engine._cache_kwarg: cache,
                 }
-            else:
-                index = params.max_new_tokens
+        except GeneratorExit:
+            reason = "cancelled"
+            raise
+        except Exception as error:
+            reason, message = "error", f"{type(error).__name__}: {error}"[:300]
+            raise
         finally:
-            tokens = len(text.ids)
             self.end = StreamEnd(
                 reason=reason,  # type: ignore[arg-type]
-                tokens=tokens,
+                tokens=len(text.ids),
                 text=text.full_text(),
                 prefill_ms=prefill_ms,
                 total_ms=(time.perf_counter() - started) * 1000.0,
+                message=message,
                 timings=totals,
             )
 

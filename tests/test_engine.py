@@ -163,3 +163,30 @@ def test_bad_parameters_get_a_clear_error(tiny_engine: Any, sample_bytes: bytes,
     with pytest.raises(RequestError) as error:
         tiny_engine.stream(sample_bytes, **kwargs)
     assert str(error.value) == message
+
+
+def test_a_failure_mid_stream_ends_with_reason_error(tiny_engine: Any, sample_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medviz_core import decoding
+
+    calls = iter([40])
+
+    def choose_then_fail(self: Any, history: Any, logits: Any) -> int:
+        for token in calls:
+            return token
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(decoding.TokenChooser, "choose", choose_then_fail)
+    run = tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=5)
+    first = next(run)
+    with pytest.raises(RuntimeError):
+        next(run)
+    assert first.token_id == 40
+    assert run.end is not None
+    assert (run.end.reason, run.end.message, run.end.tokens) == ("error", "RuntimeError: device lost", 1)
+
+
+def test_closing_a_run_early_ends_it_as_cancelled(tiny_engine: Any, sample_bytes: bytes) -> None:
+    run = tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=5)
+    next(run)
+    run.close()
+    assert run.end is not None and (run.end.reason, run.end.tokens) == ("cancelled", 1)
