@@ -31,6 +31,9 @@ import torch
 ATTENTION_NAME = "medviz"
 
 _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("medviz_capture", default=None)
+_DIFFERENTIABLE: contextvars.ContextVar["AttentionRecorder | None"] = contextvars.ContextVar(
+    "medviz_differentiable", default=None
+)
 _registered = False
 
 
@@ -119,6 +122,51 @@ class Capture:
         self.rollout[layer + 1, queries] = 0.5 * below[queries] + 0.5 * mixed
 
 
+class AttentionRecorder:
+    """Differentiable mode: attention computed eagerly (probabilities kept in the autograd graph).
+
+    Used by analysis.py for gradient relevancy: `probs[l]` is layer l's [heads, T, T]
+    attention, part of the graph from the input embeddings to the logits. Raises
+    `Cancelled` between layers once `cancel` is set.
+    """
+
+    def __init__(self, layers: int, cancel: Any = None) -> None:
+        self.layers = layers
+        self.cancel = cancel
+        self.probs: list[torch.Tensor | None] = [None] * layers
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        token = _DIFFERENTIABLE.set(self)
+        try:
+            yield
+        finally:
+            _DIFFERENTIABLE.reset(token)
+
+    def attend(
+        self,
+        layer: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor | None,
+        scaling: float,
+        softcap: float | None,
+    ) -> torch.Tensor:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("cancelled")
+        probs, _ = _probabilities(query, key, mask, scaling, softcap)  # [heads, q_len, kv_len]
+        self.probs[layer] = probs
+        heads, kv_heads = query.shape[1], value.shape[1]
+        values = value[0].float().repeat_interleave(heads // kv_heads, dim=0)  # [heads, kv_len, dim]
+        output = torch.matmul(probs, values).to(query.dtype)  # [heads, q_len, dim]
+        return output.transpose(0, 1).unsqueeze(0)  # [1, q_len, heads, dim], as attention functions return
+
+
+class Cancelled(Exception):
+    """Raised inside a forward pass when an analysis job is cancelled."""
+
+
 def _probabilities(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -158,6 +206,10 @@ def _attention(
     softcap = kwargs.pop("softcap", None)
     capture = _ACTIVE.get()
     layer = getattr(module, "layer_idx", None)
+    recorder = _DIFFERENTIABLE.get()
+    if recorder is not None and layer is not None and layer < recorder.layers:
+        scaling = kwargs.get("scaling") or float(query.shape[-1]) ** -0.5
+        return recorder.attend(layer, query, key, value, attention_mask, scaling, softcap), None
     if capture is not None and layer is not None and layer < capture.layers:
         scaling = kwargs.get("scaling") or float(query.shape[-1]) ** -0.5
         capture.observe(layer, query, key, attention_mask, scaling, softcap)
