@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cli_analysis import add_analysis_commands
 from .errors import MedvizError
 
 DEFAULT_MODEL = "demo"
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medviz", description="Watch MedGemma look at a chest X-ray as it writes.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
+    add_analysis_commands(subparsers)
     try:
         from server.cli_commands import add_server_commands
     except ImportError:

@@ -32,3 +32,24 @@ def test_generate_with_an_unknown_model_fails_in_one_line(cxr_dir: Path, capsys:
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("medviz: unknown model 'nonsense'; use tiny, demo") and err.count("\n") == 1
+
+
+def test_analyze_prints_gradient_heads_and_faithfulness(cxr_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["analyze", str(cxr_dir / "nih_00000003_001.png"), "--model", "tiny", "--token", "1",
+                 "--max-new-tokens", "2", "--faithfulness", "consensus", "--steps", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("token 1: ")
+    assert "gradient relevancy (Chefer)" in out
+    assert sum(line.startswith("L") for line in out.splitlines()) == 4  # one line per tiny layer
+    assert "faithfulness of consensus: deletion AUC " in out
+
+
+def test_agreement_reports_every_method_for_images_with_boxes(cxr_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["agreement", str(cxr_dir), "--model", "tiny", "--max-new-tokens", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("== commons_haggstrom_normal_pa.jpg\nimage 786x899, boxes: heart, right lung, left lung\n")
+    assert [line.split()[0] for line in out.splitlines()[3:9]] == [
+        "raw", "layer_weighted", "head_importance", "flow", "rollout", "consensus"]
+    assert all(line.split()[1] == "2" for line in out.splitlines()[3:9])

@@ -1,0 +1,113 @@
+"""The analysis subcommands of `medviz`: `analyze` one token, `agreement` over a folder of images.
+
+Owns: wiring analysis.py, faithfulness.py and agreement.py to the terminal. Does not own
+the computations. Both commands run a fresh streamed generation first, so the token
+sequence they explain is the one the engine produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MedvizError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+
+def _ascii_map(values: np.ndarray) -> str:
+    ramp = " .:-=+*#%@"
+    low, high = float(values.min()), float(values.max())
+    span = high - low or 1.0
+    rows = ["".join(ramp[int((v - low) / span * (len(ramp) - 1))] * 2 for v in row) for row in values]
+    return "\n".join(rows)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis import gradient_relevancy, layer_head_view, token_context, token_scorer
+    from .faithfulness import faithfulness_report
+    from .imaging import load_image
+    from .models import load_engine
+
+    image_bytes = _read(args.image)
+    engine = load_engine(args.model)
+    steps = list(engine.stream(image_bytes, question=args.question, max_new_tokens=args.max_new_tokens))
+    tokens = [s.token_id for s in steps]
+    context = token_context(engine, image_bytes, args.question, tokens, args.token)  # checks the index
+    step = steps[args.token]
+    out = sys.stdout
+    out.write(f"token {args.token}: {step.text!r} (id {step.token_id}), peak {step.stats.peak_zone}, "
+              f"image_mass {step.stats.image_mass:.3f}\n")
+    gradient = gradient_relevancy(engine, context)
+    out.write(f"\ngradient relevancy (Chefer), max {gradient.max():.3g}\n{_ascii_map(gradient)}\n")
+    view = layer_head_view(engine, context)
+    out.write("\nlayer x head: image_mass / entropy\n")
+    for layer in range(view.image_mass.shape[0]):
+        cells = "  ".join(f"{m:.2f}/{e:.2f}" for m, e in zip(view.image_mass[layer], view.entropy[layer]))
+        out.write(f"L{layer:<3} {cells}\n")
+    if args.faithfulness:
+        relevancy = gradient if args.faithfulness == "gradient" else step.maps[args.faithfulness]
+        result = faithfulness_report(load_image(image_bytes), relevancy, token_scorer(engine, context, args.question),
+                                     token=args.token, method=args.faithfulness, steps=args.steps)
+        if result is not None:
+            out.write(f"\nfaithfulness of {args.faithfulness}: deletion AUC {result.deletion.auc:.4f} "
+                      f"(random {result.random_deletion.auc:.4f}), insertion AUC {result.insertion.auc:.4f} "
+                      f"(random {result.random_insertion.auc:.4f})\n")
+    return 0
+
+
+def _agreement(args: argparse.Namespace) -> int:
+    from .agreement import agreement_for_steps, format_report, load_boxes
+    from .models import load_engine
+
+    folder = Path(args.folder)
+    labels = Path(args.labels) if args.labels else folder / "labels.csv"
+    boxes_by_file = load_boxes(_existing(labels))
+    engine = load_engine(args.model)
+    done = 0
+    for name in sorted(boxes_by_file):
+        boxes = boxes_by_file[name]
+        path = folder / name
+        if not boxes or not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        run = engine.stream(path.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens)
+        maps = [step.maps for step in run]
+        agreement = agreement_for_steps(maps, boxes, run.prompt.image_size)
+        sys.stdout.write(format_report(agreement, title=f"== {name}") + "\n")
+        done += 1
+    if done == 0:
+        raise MedvizError(f"no image in {str(folder)!r} has boxes in {str(labels)!r}")
+    return 0
+
+
+def _read(path: str) -> bytes:
+    return _existing(Path(path)).read_bytes()
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise MedvizError(f"file {str(path)!r} does not exist")
+    return path
+
+
+def add_analysis_commands(subparsers: "argparse._SubParsersAction[Any]") -> None:
+    analyze = subparsers.add_parser("analyze", help="gradient relevancy, layer x head view and faithfulness of one token")
+    analyze.add_argument("image")
+    analyze.add_argument("--token", type=int, default=0, help="index of the generated token to explain")
+    analyze.add_argument("--model", default="tiny")
+    analyze.add_argument("--question", default=None)
+    analyze.add_argument("--max-new-tokens", type=int, default=16)
+    analyze.add_argument("--faithfulness", default=None, help="a method (or 'gradient') to score by deletion/insertion")
+    analyze.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
+    analyze.set_defaults(handler=_analyze)
+    agreement = subparsers.add_parser("agreement", help="pointing game and IoU per method over a folder of images")
+    agreement.add_argument("folder")
+    agreement.add_argument("--labels", default=None, help="labels.csv with boxes (default: FOLDER/labels.csv)")
+    agreement.add_argument("--model", default="tiny")
+    agreement.add_argument("--question", default=None)
+    agreement.add_argument("--max-new-tokens", type=int, default=8)
+    agreement.set_defaults(handler=_agreement)
