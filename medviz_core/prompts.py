@@ -1,0 +1,158 @@
+"""The prompts medviz sends to MedGemma and the clean-up of the report it writes back.
+
+Owns: the prompt texts (a full structured chest X-ray report by default, a concise expert
+answer for a custom question), the chat messages handed to `processor.apply_chat_template`
+(`build_messages`), the bounds on a question, and `format_report`, which turns the model's
+markdown-ish text into plain sectioned text for display and export.
+Does not own: templating or tokenising the messages (the processor does that, engine.py
+calls it), decoding images (imaging.py) or streaming text (the engine yields raw pieces;
+`format_report` is for finished text).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import RequestError
+
+MAX_QUESTION_CHARS = 2000
+"""The longest question accepted, counted after stripping surrounding whitespace."""
+
+REPORT_SYSTEM_PROMPT = (
+    "You are an expert radiologist reading a chest X-ray. Write a complete, structured "
+    "report in plain clinical language. Describe only what the image shows, state normal "
+    "findings briefly, and say so when image quality limits an assessment."
+)
+
+REPORT_QUESTION = (
+    "Write a full radiology report for this chest X-ray with these sections:\n"
+    "Technique: projection and image quality (rotation, inspiration, penetration).\n"
+    "Findings, system by system:\n"
+    "- Lungs: opacities, consolidation, nodules or masses, volume and vascularity.\n"
+    "- Pleura: effusion, pneumothorax, thickening.\n"
+    "- Heart and mediastinum: heart size, mediastinal contour, hila, trachea.\n"
+    "- Bones and soft tissues: fractures, lesions, soft tissue abnormalities.\n"
+    "- Lines and tubes: any devices and their position, or none.\n"
+    "Impression: the most important findings in order of clinical significance."
+)
+
+QUESTION_SYSTEM_PROMPT = (
+    "You are an expert radiologist looking at a chest X-ray. Answer the question directly "
+    "and concisely, grounded in what the image shows. If the image cannot answer it, say so."
+)
+
+
+def build_messages(question: str | None, image: object) -> list[dict[str, object]]:
+    """Chat messages for `processor.apply_chat_template` (transformers' multimodal format).
+
+    A system message, then one user turn holding the image followed by the text. With
+    `question` None the text is REPORT_QUESTION under REPORT_SYSTEM_PROMPT; otherwise it is
+    the stripped question under QUESTION_SYSTEM_PROMPT. `image` is passed through as is.
+    Raises RequestError when the question is not a str of 1..MAX_QUESTION_CHARS characters
+    after stripping.
+    """
+    if question is None:
+        system, text = REPORT_SYSTEM_PROMPT, REPORT_QUESTION
+    else:
+        system, text = QUESTION_SYSTEM_PROMPT, check_question(question)
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system}]},
+        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]},
+    ]
+
+
+def check_question(question: object) -> str:
+    """The question stripped of surrounding whitespace, or RequestError saying what is wrong."""
+    if not isinstance(question, str):
+        raise RequestError(f"question must be a string or null; got {type(question).__name__}")
+    stripped = question.strip()
+    if not stripped:
+        raise RequestError("question must not be empty or only whitespace")
+    if len(stripped) > MAX_QUESTION_CHARS:
+        raise RequestError(f"question must be at most {MAX_QUESTION_CHARS} characters; got {len(stripped)}")
+    return stripped
+
+
+_TURN_MARKERS = re.compile(r"<start_of_turn>(?:model|user)?|<end_of_turn>|<eos>|<bos>|<pad>")
+_HEADING = re.compile(r"#{1,6}\s+(.+)")
+_BULLET = re.compile(r"[*\-+•]\s+(.*)")
+_BOLD_LEAD = re.compile(r"\*\*(.+?)\*\*\s*(.*)")
+_EMPHASIS = re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def format_report(text: str) -> str:
+    """The model's report as plain sectioned text. Exactly, in this order:
+
+    1. "\\r\\n" and "\\r" become "\\n"; the chat markers `<start_of_turn>` (with a following
+       "model" or "user"), `<end_of_turn>`, `<eos>`, `<bos>` and `<pad>` become line breaks.
+    2. In every line, runs of spaces, tabs and no-break spaces become one space; lines are
+       stripped. A first non-empty line that is exactly "model" (the role echoed back) is
+       dropped.
+    3. Headers: a markdown heading ("## Findings") or a line that starts with a bold span
+       ending in a colon or followed by one ("**Findings:** ...", "**Findings**: ...") or
+       that is only a bold span ("**Impression**") becomes its text upper-cased with one
+       trailing colon ("FINDINGS:") on its own line; text after it moves to the next line.
+    4. Bullets: a line starting with "*", "-", "+" or "•" and a space starts with "- ";
+       nesting is flattened. Numbered items ("1. ...") are left as they are.
+    5. Emphasis: every remaining "**" and "__" is removed and "*word*" becomes "word".
+    6. Blank lines: runs of blank lines become one; a header that follows text gets one
+       blank line before it, and none follows a header; leading and trailing ones go.
+    The result has no trailing newline; text without markdown only loses extra whitespace.
+    """
+    text = _TURN_MARKERS.sub("\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    first = next((i for i, line in enumerate(lines) if line), None)
+    if first is not None and lines[first] == "model":
+        del lines[first]
+    pieces = [piece for line in lines for piece in _classify(line)]
+    return "\n".join(_layout(pieces))
+
+
+def _classify(line: str) -> list[tuple[str, str]]:
+    """One cleaned line -> ("header" | "text" | "blank", text) pieces."""
+    if not line:
+        return [("blank", "")]
+    heading = _HEADING.fullmatch(line)
+    if heading:
+        return [("header", _header(heading.group(1)))]
+    bullet = _BULLET.fullmatch(line)
+    if bullet and not line.startswith("**"):
+        return [("text", "- " + _inline(bullet.group(1)))]
+    bold = _BOLD_LEAD.fullmatch(line)
+    if bold:
+        label, rest = bold.group(1), bold.group(2)
+        if label.rstrip().endswith(":") or rest.startswith(":") or not rest:
+            tail = _inline(rest[1:] if rest.startswith(":") else rest)
+            return [("header", _header(label))] + ([("text", tail)] if tail else [])
+    return [("text", _inline(line))]
+
+
+def _layout(pieces: list[tuple[str, str]]) -> list[str]:
+    """Pieces -> lines: one blank line between blocks, one before each header, none after."""
+    lines: list[str] = []
+    previous = "blank"  # the start behaves like a blank line: no leading blanks
+    for kind, text in pieces:
+        if kind == "blank" or not text:
+            if previous == "text":
+                lines.append("")
+                previous = "blank"
+            continue
+        if kind == "header" and previous == "text":
+            lines.append("")
+        lines.append(text)
+        previous = kind
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _header(label: str) -> str:
+    """"Findings:" -> "FINDINGS:" (emphasis removed; "" when nothing is left)."""
+    name = _inline(label).rstrip(":").strip()
+    return f"{name.upper()}:" if name else ""
+
+
+def _inline(text: str) -> str:
+    text = text.replace("**", "").replace("__", "")
+    return _SPACES.sub(" ", _EMPHASIS.sub(r"\1", text)).strip()
