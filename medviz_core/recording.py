@@ -1,0 +1,191 @@
+"""Recordings: the frames of one session, exactly as sent, appended to a file.
+
+Owns: the append-only writer (one flush per frame, fsync on request), the tolerant reader
+(whole frames only: a file cut at any byte reads back up to its last whole frame and says
+whether it ended with `end`), recording ids and the listing metadata. Does not own the
+frame format (frames.py) nor HTTP (server/recordings.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Iterator
+
+import msgpack
+
+from .errors import NotFoundError, ProtocolError, RequestError
+from .frames import EndFrame, Frame, StartFrame, StepFrame, decode
+
+SUFFIX = ".medviz"
+RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CHUNK = 1 << 16
+
+
+def check_id(recording_id: str) -> str:
+    """A recording id, or RequestError: ids never carry path separators or dots."""
+    if not RECORDING_ID.fullmatch(recording_id):
+        shown = recording_id if len(recording_id) <= 80 else recording_id[:80] + "..."
+        raise RequestError(f"recording id must match [A-Za-z0-9_-]{{1,64}}; got {shown!r}")
+    return recording_id
+
+
+def recording_path(directory: Path, recording_id: str) -> Path:
+    return directory / f"{check_id(recording_id)}{SUFFIX}"
+
+
+class RecordingWriter:
+    """Appends encoded frames to a new file, flushing after each so a crash loses at most one."""
+
+    def __init__(self, path: Path, fsync: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fsync = fsync
+        self._file: BinaryIO | None = open(path, "xb")  # never overwrite another recording
+
+    def write(self, frame: bytes) -> None:
+        if self._file is None:
+            raise ValueError(f"recording {self.path.name} is closed")
+        self._file.write(frame)
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class RecordedFrame:
+    """One whole frame of a recording: its exact bytes (replay sends them unchanged) and meaning."""
+
+    offset: int
+    data: bytes
+    frame: Frame
+
+
+def iter_frames(path: Path) -> Iterator[RecordedFrame]:
+    """Whole frames from the start of the file; stops quietly at a cut or corrupt tail."""
+    unpacker = msgpack.Unpacker(raw=False)
+    buffer = bytearray()
+    consumed = 0  # file offset of buffer[0]
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            buffer += chunk
+            unpacker.feed(chunk)
+            while True:
+                start = unpacker.tell()
+                try:
+                    unpacker.unpack()
+                except msgpack.OutOfData:
+                    break
+                except (ValueError, msgpack.FormatError, msgpack.StackError):
+                    return
+                end = unpacker.tell()
+                data = bytes(buffer[start - consumed : end - consumed])
+                try:
+                    frame = decode(data)
+                except ProtocolError:
+                    return
+                yield RecordedFrame(offset=start, data=data, frame=frame)
+                del buffer[: end - consumed]
+                consumed = end
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recording read back: its whole frames and whether it finished with `end`."""
+
+    frames: tuple[RecordedFrame, ...]
+    size: int
+
+    @property
+    def start(self) -> StartFrame | None:
+        first = self.frames[0].frame if self.frames else None
+        return first if isinstance(first, StartFrame) else None
+
+    @property
+    def steps(self) -> tuple[RecordedFrame, ...]:
+        return tuple(f for f in self.frames if isinstance(f.frame, StepFrame))
+
+    @property
+    def end(self) -> EndFrame | None:
+        last = self.frames[-1].frame if self.frames else None
+        return last if isinstance(last, EndFrame) else None
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not None
+
+
+def read_recording(path: Path) -> Recording:
+    """Every whole frame of a recording; NotFoundError if missing, ProtocolError if no start."""
+    if not path.is_file():
+        raise NotFoundError(f"recording {path.stem!r} does not exist")
+    frames = tuple(iter_frames(path))
+    recording = Recording(frames=frames, size=path.stat().st_size)
+    if frames and recording.start is None:
+        raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
+    return recording
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """What a recordings list shows. `question` is None for a full report."""
+
+    id: str
+    created: float
+    question: str | None
+    tokens: int
+    finished: bool
+    size: int
+
+
+def recording_info(path: Path) -> RecordingInfo:
+    recording = read_recording(path)
+    start = recording.start
+    end = recording.end
+    return RecordingInfo(
+        id=path.stem,
+        created=start.created if start else path.stat().st_mtime,
+        question=start.question if start else None,
+        tokens=end.tokens if end else len(recording.steps),
+        finished=end is not None,
+        size=recording.size,
+    )
+
+
+def list_recordings(directory: Path) -> list[RecordingInfo]:
+    """Recordings in a folder, newest first; unreadable files are skipped."""
+    if not directory.is_dir():
+        return []
+    infos = []
+    for path in directory.glob(f"*{SUFFIX}"):
+        if not RECORDING_ID.fullmatch(path.stem):
+            continue
+        try:
+            infos.append(recording_info(path))
+        except (ProtocolError, NotFoundError, OSError):
+            continue
+    return sorted(infos, key=lambda info: (-info.created, info.id))
+
+
+def delete_recording(directory: Path, recording_id: str) -> None:
+    path = recording_path(directory, recording_id)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        raise NotFoundError(f"recording {recording_id!r} does not exist") from None

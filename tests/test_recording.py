@@ -1,0 +1,126 @@
+"""recording.py: append-only writing, tolerant reading of cut files, ids and listings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medviz_core import frames
+from medviz_core.errors import NotFoundError, ProtocolError, RequestError
+from medviz_core.recording import (
+    RecordingWriter,
+    check_id,
+    delete_recording,
+    iter_frames,
+    list_recordings,
+    read_recording,
+    recording_path,
+)
+from tests.fixtures.frames import make_fixtures
+
+FRAMES = make_fixtures.build()
+
+
+def session_frames() -> list[bytes]:
+    return [FRAMES["start"], FRAMES["step"], FRAMES["step"], FRAMES["step_special"], FRAMES["end"]]
+
+
+def write(path: Path, parts: list[bytes]) -> Path:
+    with RecordingWriter(path) as writer:
+        for part in parts:
+            writer.write(part)
+    return path
+
+
+def test_a_finished_recording_reads_back_every_frame_unchanged(tmp_path: Path) -> None:
+    parts = session_frames()
+    recording = read_recording(write(tmp_path / "a.medviz", parts))
+    assert [f.data for f in recording.frames] == parts
+    assert [f.offset for f in recording.frames] == [0, 2276, 4598, 6920, 7366]
+    assert recording.finished is True
+    assert recording.size == 7515
+    assert len(recording.steps) == 3
+    assert recording.start is not None and recording.start.session == "AbCdEfGhIjKlMnOpQrStUv"
+
+
+def test_each_frame_is_on_disk_as_soon_as_it_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "live.medviz"
+    writer = RecordingWriter(path, fsync=True)
+    writer.write(FRAMES["start"])
+    assert path.read_bytes() == FRAMES["start"]
+    writer.write(FRAMES["step"])
+    assert [f.frame.type for f in iter_frames(path)] == ["start", "step"]
+    writer.close()
+
+
+def test_the_writer_never_overwrites_an_existing_recording(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.medviz", [FRAMES["start"]])
+    with pytest.raises(FileExistsError):
+        RecordingWriter(path)
+
+
+def test_a_file_cut_at_every_byte_of_its_last_frame_reads_whole_frames_only(tmp_path: Path) -> None:
+    parts = session_frames()
+    whole = b"".join(parts)
+    last_start = len(whole) - len(parts[-1])
+    cut = tmp_path / "cut.medviz"
+    for length in range(last_start, len(whole) + 1):
+        cut.write_bytes(whole[:length])
+        recording = read_recording(cut)
+        complete = length == len(whole)
+        assert [f.data for f in recording.frames] == (parts if complete else parts[:-1]), length
+        assert recording.finished is complete, length
+
+
+def test_a_file_cut_inside_its_first_frame_reads_as_empty(tmp_path: Path) -> None:
+    cut = tmp_path / "cut.medviz"
+    cut.write_bytes(FRAMES["start"][:1000])
+    recording = read_recording(cut)
+    assert recording.frames == () and recording.finished is False and recording.start is None
+
+
+def test_garbage_after_whole_frames_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "junk.medviz"
+    path.write_bytes(FRAMES["start"] + FRAMES["step"] + b"\xc1\xc1\xc1")
+    assert [f.frame.type for f in iter_frames(path)] == ["start", "step"]
+
+
+def test_a_recording_that_does_not_begin_with_start_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "odd.medviz", [FRAMES["step"]])
+    with pytest.raises(ProtocolError, match=r"^recording 'odd' does not begin with a start frame$"):
+        read_recording(path)
+
+
+def test_a_missing_recording_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"^recording 'nope' does not exist$"):
+        read_recording(tmp_path / "nope.medviz")
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "", "x" * 65, "a.b", "é"])
+def test_recording_ids_with_path_tricks_are_refused(bad: str) -> None:
+    with pytest.raises(RequestError, match=r"^recording id must match \[A-Za-z0-9_-\]\{1,64\}; got "):
+        check_id(bad)
+
+
+def test_a_valid_id_maps_to_a_file_in_the_folder(tmp_path: Path) -> None:
+    assert recording_path(tmp_path, "Ab-9_z") == tmp_path / "Ab-9_z.medviz"
+
+
+def test_listing_shows_finished_and_cut_recordings(tmp_path: Path) -> None:
+    write(tmp_path / "done.medviz", session_frames())
+    write(tmp_path / "cut.medviz", session_frames()[:3])
+    (tmp_path / "notes.txt").write_text("not a recording")
+    infos = {info.id: info for info in list_recordings(tmp_path)}
+    assert sorted(infos) == ["cut", "done"]
+    done, cut = infos["done"], infos["cut"]
+    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 7515, "Is there an effusion?")
+    assert (cut.tokens, cut.finished, cut.created) == (2, False, 1764400000.5)
+
+
+def test_delete_removes_a_recording_and_then_it_is_not_found(tmp_path: Path) -> None:
+    write(tmp_path / "gone.medviz", session_frames())
+    delete_recording(tmp_path, "gone")
+    assert list_recordings(tmp_path) == []
+    with pytest.raises(NotFoundError, match=r"^recording 'gone' does not exist$"):
+        delete_recording(tmp_path, "gone")
