@@ -1,0 +1,126 @@
+// @ts-check
+/**
+ * The sidebar's inputs: the new-session form (file drop/pick, prompt, parameters, record)
+ * and the display settings (method, colormap, contrast, opacity, window/level, toggles).
+ *
+ * Owns reading and writing these form elements. Display settings go straight into the
+ * store's `view`; the session form is read on demand by `readRequest`. Starting and
+ * stopping sessions is app.js's job.
+ */
+
+import { CONTRAST_MODES } from "./contrast.js";
+import { methodLabel } from "./format.js";
+import { PALETTES, cssGradient, palette } from "./palette.js";
+import { DEFAULT_VIEW } from "./state.js";
+import { METHODS_ORDER } from "./methods.js";
+
+/** @param {string} id */
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+/** @param {string} id */
+const input = (id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
+
+/**
+ * Wire the file picker and the drop zone: every chosen file goes to `onFile`.
+ * @param {(file: File) => void} onFile
+ */
+export function bindFileInput(onFile) {
+  const drop = $("drop");
+  const file = input("file");
+  file.addEventListener("change", () => {
+    if (file.files?.[0]) onFile(file.files[0]);
+  });
+  drop.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      file.click();
+    }
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (ev) => {
+      ev.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    const f = /** @type {DragEvent} */ (ev).dataTransfer?.files?.[0];
+    if (f) onFile(f);
+  });
+  // a file dropped anywhere else must not navigate away from a running session
+  window.addEventListener("dragover", (ev) => ev.preventDefault());
+  window.addEventListener("drop", (ev) => ev.preventDefault());
+}
+
+/** Enable the question box only in question mode. */
+export function bindPromptMode() {
+  const question = /** @type {HTMLTextAreaElement} */ (document.getElementById("question"));
+  for (const radio of document.querySelectorAll('input[name="prompt"]')) {
+    radio.addEventListener("change", () => {
+      question.disabled = !isQuestionMode();
+      if (!question.disabled) question.focus();
+    });
+  }
+}
+
+function isQuestionMode() {
+  return /** @type {HTMLInputElement | null} */ (document.querySelector('input[name="prompt"]:checked'))?.value === "question";
+}
+
+/**
+ * The session form as request fields, or an error sentence.
+ * @returns {{question: string | null, maxNewTokens: number, temperature: number, record: boolean} | string}
+ */
+export function readRequest() {
+  const question = /** @type {HTMLTextAreaElement} */ (document.getElementById("question")).value.trim();
+  const maxNewTokens = Number(input("max-tokens").value);
+  const temperature = Number(input("temperature").value);
+  if (isQuestionMode() && question === "") return "Type a question, or choose “Full report”.";
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > Number(input("max-tokens").max)) {
+    return `Max tokens must be a whole number from 1 to ${input("max-tokens").max}.`;
+  }
+  if (!(temperature >= 0 && temperature <= 2)) return "Temperature must be between 0 and 2 (0 = deterministic).";
+  return { question: isQuestionMode() ? question : null, maxNewTokens, temperature, record: input("record").checked };
+}
+
+/**
+ * Fill the display selects and keep every display input in sync with the store.
+ * @param {import("./state.js").Store} store
+ */
+export function bindDisplay(store) {
+  const method = /** @type {HTMLSelectElement} */ ($("method"));
+  method.replaceChildren(...METHODS_ORDER.map((m) => new Option(methodLabel(m), m)));
+  const pal = /** @type {HTMLSelectElement} */ ($("palette"));
+  pal.replaceChildren(...PALETTES.map((p) => new Option(p.label, p.id)));
+  const contrast = /** @type {HTMLSelectElement} */ ($("contrast"));
+  contrast.replaceChildren(...CONTRAST_MODES.map((c) => new Option(c.label, c.id)));
+  for (const [id, key] of /** @type {[string, "method" | "palette" | "contrast"][]} */ ([["method", "method"], ["palette", "palette"], ["contrast", "contrast"]])) {
+    $(id).addEventListener("change", (ev) => store.set({ view: { [key]: /** @type {HTMLSelectElement} */ (ev.target).value } }));
+  }
+  for (const key of /** @type {("opacity" | "level" | "window")[]} */ (["opacity", "level", "window"])) {
+    input(key).addEventListener("input", (ev) => store.set({ view: { [key]: Number(/** @type {HTMLInputElement} */ (ev.target).value) } }));
+  }
+  for (const key of /** @type {("regions" | "trail" | "fade" | "invert")[]} */ (["regions", "trail", "fade", "invert"])) {
+    input(key).addEventListener("change", (ev) => store.set({ view: { [key]: /** @type {HTMLInputElement} */ (ev.target).checked } }));
+  }
+  $("reset-view").addEventListener("click", () => store.set({ view: { ...DEFAULT_VIEW } }));
+}
+
+/**
+ * Show the store's view in the inputs (after keyboard shortcuts or a reset).
+ * @param {import("./state.js").View} v
+ */
+export function showDisplay(v) {
+  /** @type {HTMLSelectElement} */ ($("method")).value = v.method;
+  /** @type {HTMLSelectElement} */ ($("palette")).value = v.palette;
+  /** @type {HTMLSelectElement} */ ($("contrast")).value = v.contrast;
+  input("opacity").value = String(v.opacity);
+  input("level").value = String(v.level);
+  input("window").value = String(v.window);
+  $("opacity-out").textContent = `${Math.round(v.opacity * 100)}%`;
+  $("level-out").textContent = String(v.level);
+  $("window-out").textContent = String(v.window);
+  for (const key of /** @type {("regions" | "trail" | "fade" | "invert")[]} */ (["regions", "trail", "fade", "invert"])) input(key).checked = v[key];
+  $("legend-bar").style.background = cssGradient(palette(v.palette));
+}

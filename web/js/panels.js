@@ -1,0 +1,168 @@
+// @ts-check
+/**
+ * The panels beside the image: the report token by token (tinted by image reliance), the
+ * image-reliance strip, the six-method grid and the statistics of the shown token.
+ *
+ * Owns these DOM pieces and their incremental updates (new tokens are appended, never the
+ * whole report rebuilt). Clicks are reported through callbacks; app.js decides what they mean.
+ */
+
+import { displayValues } from "./contrast.js";
+import { drawHeatmap } from "./heatmap.js";
+import { METHOD_HINTS, methodLabel, millis, pct, visibleToken } from "./format.js";
+
+/** @typedef {import("./protocol.js").StepFrame} StepFrame */
+
+/**
+ * Background tint of a token: stronger when more of its attention went to the image.
+ * @param {number} mass 0..1
+ */
+export function tint(mass) {
+  const a = 0.06 + 0.7 * Math.sqrt(Math.max(0, Math.min(1, mass)));
+  return `rgba(45, 170, 180, ${a.toFixed(3)})`;
+}
+
+/**
+ * Bring the report text up to date: append spans for new steps, mark the shown/pinned one.
+ * @param {HTMLElement} el @param {StepFrame[]} steps @param {number} shown @param {number | null} pinned
+ * @param {boolean} follow keep the newest token in view
+ */
+export function renderReport(el, steps, shown, pinned, follow) {
+  if (steps.length < el.childElementCount) el.replaceChildren();
+  for (let i = el.childElementCount; i < steps.length; i++) el.appendChild(tokenSpan(steps[i], i));
+  // a replay that seeks forward leaves holes that later frames fill
+  for (const hole of /** @type {NodeListOf<HTMLElement>} */ (el.querySelectorAll(".tok.missing"))) {
+    const i = Number(hole.dataset.i);
+    if (steps[i]) el.replaceChild(tokenSpan(steps[i], i), hole);
+  }
+  el.querySelector(".tok.shown")?.classList.remove("shown");
+  el.querySelector(".tok.pinned")?.classList.remove("pinned");
+  const current = /** @type {HTMLElement | null} */ (el.children[shown] ?? null);
+  current?.classList.add("shown");
+  if (pinned !== null) el.children[pinned]?.classList.add("pinned");
+  if (current && (follow || pinned !== null)) current.scrollIntoView({ block: "nearest" });
+}
+
+/**
+ * @param {StepFrame | undefined} s @param {number} i
+ * @returns {HTMLSpanElement}
+ */
+function tokenSpan(s, i) {
+  const span = document.createElement("span");
+  span.dataset.i = String(i);
+  if (!s) {
+    span.className = "tok missing";
+    span.textContent = "…";
+    return span;
+  }
+  span.className = s.special ? "tok special" : "tok";
+  span.textContent = s.special ? "end" : s.text === "" ? "\u200b" : s.text;
+  if (!s.special) span.style.backgroundColor = tint(s.mass);
+  span.title = `#${i} ${visibleToken(s.text)} — image ${pct(s.mass)} · peak ${s.zone}`;
+  return span;
+}
+
+/**
+ * One bar per token, height = image_mass; the shown token outlined.
+ * @param {HTMLCanvasElement} canvas @param {StepFrame[]} steps @param {number} shown @param {number} total
+ */
+export function drawStrip(canvas, steps, shown, total) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = Math.max(1, canvas.clientWidth);
+  const h = Math.max(1, canvas.clientHeight);
+  if (canvas.width !== Math.round(w * ratio)) canvas.width = Math.round(w * ratio);
+  if (canvas.height !== Math.round(h * ratio)) canvas.height = Math.round(h * ratio);
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  ctx.strokeStyle = "rgba(255,255,255,0.12)";
+  ctx.beginPath();
+  for (const y of [0.25, 0.5, 0.75]) { ctx.moveTo(0, h - y * h); ctx.lineTo(w, h - y * h); }
+  ctx.stroke();
+  const n = Math.max(total, steps.length, 1);
+  const bw = w / n;
+  steps.forEach((s, i) => {
+    if (!s) return;
+    const bh = Math.max(1, s.mass * h);
+    ctx.fillStyle = i === shown ? "#ffd666" : tint(s.mass).replace(/[\d.]+\)$/, "0.95)");
+    ctx.fillRect(i * bw, h - bh, Math.max(1, bw - (bw > 3 ? 1 : 0)), bh);
+  });
+  if (shown >= 0) {
+    ctx.strokeStyle = "#ffd666";
+    ctx.strokeRect(shown * bw + 0.5, 0.5, Math.max(2, bw) - 1, h - 1);
+  }
+}
+
+/**
+ * Token index under an x position of the strip.
+ * @param {HTMLCanvasElement} canvas @param {number} clientX @param {number} count
+ */
+export function stripIndexAt(canvas, clientX, count) {
+  const box = canvas.getBoundingClientRect();
+  const i = Math.floor(((clientX - box.left) / box.width) * count);
+  return Math.max(0, Math.min(count - 1, i));
+}
+
+/**
+ * The six methods of the shown token side by side; the selected one outlined.
+ * @param {HTMLElement} el @param {StepFrame | null} step @param {string[]} methods
+ * @param {{method: string, contrast: string}} view @param {[number, number]} grid
+ * @param {Uint8ClampedArray} table @param {HTMLCanvasElement | null} xray @param {number} opacity
+ */
+export function renderMethodGrid(el, step, methods, view, grid, table, xray, opacity) {
+  if (el.dataset.methods !== methods.join(",")) {
+    el.replaceChildren(...methods.map((m) => {
+      const fig = document.createElement("button");
+      fig.className = "method-tile";
+      fig.dataset.method = m;
+      fig.title = `${methodLabel(m)}: ${METHOD_HINTS[m] ?? ""}`;
+      const c = document.createElement("canvas");
+      c.width = c.height = 128;
+      const cap = document.createElement("span");
+      cap.textContent = methodLabel(m);
+      fig.append(c, cap);
+      return fig;
+    }));
+    el.dataset.methods = methods.join(",");
+  }
+  for (const tile of /** @type {NodeListOf<HTMLElement>} */ (el.querySelectorAll(".method-tile"))) {
+    const m = /** @type {string} */ (tile.dataset.method);
+    tile.classList.toggle("selected", m === view.method);
+    tile.setAttribute("aria-pressed", String(m === view.method));
+    const canvas = /** @type {HTMLCanvasElement} */ (tile.querySelector("canvas"));
+    const map = step?.maps[m];
+    if (xray) {
+      const aspect = xray.height / xray.width;
+      const ch = Math.round(128 * aspect);
+      if (canvas.height !== ch) canvas.height = ch;
+    }
+    if (map) drawHeatmap(canvas, displayValues(map, view.contrast), grid, table, xray, opacity);
+    else canvas.getContext("2d")?.clearRect(0, 0, canvas.width, canvas.height);
+  }
+}
+
+/**
+ * The shown token's numbers, one line each.
+ * @param {HTMLElement} el @param {StepFrame | null} step
+ */
+export function renderStats(el, step) {
+  if (!step) {
+    el.replaceChildren();
+    return;
+  }
+  const rows = [
+    ["Token", `#${step.i} “${visibleToken(step.text)}”`],
+    ["Image reliance", pct(step.mass, 1)],
+    ["Peak", `${step.zone} (row ${step.peak[0]}, col ${step.peak[1]})`],
+    ["Entropy", `${step.ent.toFixed(2)} bits (${pct(step.entN)} of max)`],
+    ["Regions", step.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(", ") || "none"],
+    ["Timing", `model ${millis(step.modelMs)} · maps ${millis(step.mapsMs)}`],
+  ];
+  el.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    return [dt, dd];
+  }));
+}
