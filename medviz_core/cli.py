@@ -31,7 +31,9 @@ def _generate(args: argparse.Namespace) -> int:
         question=args.question,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
-        repetition_penalty=args.repetition_penalty,
+        repetition_penalty=(
+            engine.suggested.repetition_penalty if args.repetition_penalty is None else args.repetition_penalty
+        ),
         seed=args.seed,
         cancel=cancel,
     )
@@ -61,7 +63,7 @@ def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("--question", default=None, help="ask a question instead of writing the full report")
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--repetition-penalty", type=float, default=None, help="default: the model's suggestion")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--plain", action="store_true", help="print only the text, not a line per token")
     parser.set_defaults(handler=_generate)

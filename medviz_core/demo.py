@@ -17,11 +17,12 @@ from typing import Any
 
 from .errors import ModelLoadError
 from .cache import build_once, cache_root
-from .tiny import build_processor, randomize_projector
+from .tiny import build_processor
 
-DEMO_VERSION = "demo-v2"
+DEMO_VERSION = "demo-v3"
 DEMO_IMAGE_SIZE = 224  # 16 x 16 patches of 14 px: one image token per patch
 DEMO_SEED = 2024
+IMAGE_DETAIL = 0.3  # share of each image token that depends on the picture; the rest reads as a space
 
 # The 270M model is a base model: a completion-style layout reads better than chat turns.
 DEMO_CHAT_TEMPLATE = (
@@ -96,6 +97,35 @@ def _demo_config(text_config: Any, tokenizer: Any) -> Any:
     )
 
 
+def _quiet_vision(model: Any, tokenizer: Any, seed: int, detail: float = IMAGE_DETAIL) -> None:
+    """Make 256 random image tokens readable to a language model that never saw images.
+
+    Random image embeddings derail the 270M base model into word salad. Here each image
+    token is mostly the embedding of a space (a constant set through the SigLIP
+    post-layernorm bias and a rank-one projector) plus a `detail` share that still comes
+    from the picture through the random tower, so attention over the grid still varies
+    with the image while the text stays English.
+    """
+    import torch
+
+    tower = model.model.vision_tower
+    tower = getattr(tower, "vision_model", tower)
+    projector = model.model.multi_modal_projector
+    embeddings = model.get_input_embeddings()
+    space = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(" "))[0]
+    target = embeddings.weight[space].detach().float() * float(getattr(embeddings, "embed_scale", 1.0))
+    width = tower.post_layernorm.weight.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(width, generator=generator)
+    direction = direction / direction.norm()
+    noise = torch.randn(width, target.shape[0], generator=generator) * (target.norm() / width)
+    with torch.no_grad():
+        tower.post_layernorm.weight.fill_(detail)
+        tower.post_layernorm.bias.copy_(direction * width**0.5)
+        weight = torch.outer(direction / width**0.5, target) + detail * noise
+        projector.mm_input_projection_weight.copy_(weight.to(projector.mm_input_projection_weight.dtype))
+
+
 def build_demo(folder: Path) -> None:
     """Convert the GGUF once and save the joined image-text model into `folder`."""
     import torch
@@ -113,7 +143,7 @@ def build_demo(folder: Path) -> None:
     if missing.missing_keys or missing.unexpected_keys:
         raise ModelLoadError(f"demo conversion: language weights did not fit ({missing})")
     model.tie_weights()
-    randomize_projector(model, DEMO_SEED)
+    _quiet_vision(model, tokenizer, DEMO_SEED)
     eos = [int(tokenizer.convert_tokens_to_ids("<eos>")), int(tokenizer.convert_tokens_to_ids("<end_of_turn>"))]
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = 0

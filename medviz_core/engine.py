@@ -40,6 +40,7 @@ class ModelHandle:
     model: Any
     processor: Any
     name: str
+    suggested: GenerationParams = GenerationParams()  # defaults a UI should offer for this model
 
 
 class Engine:
@@ -49,6 +50,7 @@ class Engine:
         self.model = handle.model
         self.processor = handle.processor
         self.name = handle.name
+        self.suggested = handle.suggested
         self.model.eval()
         capture_module.attach(self.model)
         text = self.model.config.get_text_config()

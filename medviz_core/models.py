@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from .engine import Engine, ModelHandle
 from .errors import ModelLoadError
+from .types import GenerationParams
 
 DEFAULT_REAL_MODEL = "google/medgemma-4b-it"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -86,7 +87,9 @@ def load_engine(ref: str = "tiny") -> Engine:
     if parsed.kind == "demo":
         from .demo import ensure_demo
 
-        return Engine(_load_folder(ensure_demo(), name="demo", local=True))
+        handle = _load_folder(ensure_demo(), name="demo", local=True)
+        # A base model loops without a repetition penalty (MEDGEMMA.md).
+        return Engine(replace(handle, suggested=GenerationParams(repetition_penalty=1.3)))
     if parsed.kind == "random":
         return Engine(_load_random(parsed))
     return Engine(_load_folder(parsed.target, name=parsed.target, local=parsed.kind == "path"))
