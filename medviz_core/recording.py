@@ -81,28 +81,27 @@ def iter_frames(path: Path) -> Iterator[RecordedFrame]:
     """Whole frames from the start of the file; stops quietly at a cut or corrupt tail."""
     unpacker = msgpack.Unpacker(raw=False)
     buffer = bytearray()
-    consumed = 0  # file offset of buffer[0]
+    start = 0  # file offset of buffer[0]: the end of the last whole frame
     with open(path, "rb") as file:
         while chunk := file.read(_CHUNK):
             buffer += chunk
             unpacker.feed(chunk)
             while True:
-                start = unpacker.tell()
                 try:
                     unpacker.unpack()
-                except msgpack.OutOfData:
+                except msgpack.OutOfData:  # a frame continues in the next chunk, or the file was cut
                     break
                 except (ValueError, msgpack.FormatError, msgpack.StackError):
                     return
                 end = unpacker.tell()
-                data = bytes(buffer[start - consumed : end - consumed])
+                data = bytes(buffer[: end - start])
                 try:
                     frame = decode(data)
                 except ProtocolError:
                     return
                 yield RecordedFrame(offset=start, data=data, frame=frame)
-                del buffer[: end - consumed]
-                consumed = end
+                del buffer[: end - start]
+                start = end
 
 
 @dataclass(frozen=True)

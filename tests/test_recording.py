@@ -124,3 +124,10 @@ def test_delete_removes_a_recording_and_then_it_is_not_found(tmp_path: Path) -> 
     assert list_recordings(tmp_path) == []
     with pytest.raises(NotFoundError, match=r"^recording 'gone' does not exist$"):
         delete_recording(tmp_path, "gone")
+
+
+def test_frames_larger_than_the_read_chunk_read_back_whole(tmp_path: Path) -> None:
+    big = frames.encode_error("internal", "x" * 200_000)
+    parts = [FRAMES["start"], big, big, FRAMES["end"]]
+    path = write(tmp_path / "big.medviz", parts)
+    assert [f.data for f in iter_frames(path)] == parts

@@ -1,0 +1,86 @@
+"""The Starlette application: routes, the engine's lifetime and the guard in front.
+
+Owns: `create_app` (routes, lifespan that loads the engine off the loop and builds the
+session manager, the Guard middleware), `/api/health` and `/api/sessions`. Does not own
+what the routes do (live.py, replay.py, recordings.py) or the checks (security.py).
+
+Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
+GET /api/recordings; GET|DELETE /api/recordings/{id}; websockets /ws/session,
+/ws/watch/{session_id}, /ws/replay/{recording_id}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import asdict
+from typing import Any, AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from . import live, recordings, replay
+from .security import Guard
+from .sessions import LocalSessions, SessionManager
+from .settings import Settings
+
+log = logging.getLogger("medviz.server")
+
+EngineLoader = Callable[[str], Any]
+
+
+def _load_engine(ref: str) -> Any:
+    from medviz_core.models import load_engine
+
+    return load_engine(ref)
+
+
+async def health_route(request: Request) -> Response:
+    sessions: SessionManager = request.app.state.sessions
+    return JSONResponse({"model": sessions.model, "device": sessions.device, "queue": sessions.queue_length})
+
+
+async def sessions_route(request: Request) -> Response:
+    sessions: SessionManager = request.app.state.sessions
+    return JSONResponse({"sessions": [asdict(info) for info in sessions.sessions()]})
+
+
+def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _load_engine,
+               sessions: SessionManager | None = None) -> Starlette:
+    """The app. Pass `engine` (tests) or let the lifespan load `settings.model`; pass
+    `sessions` to use another SessionManager implementation."""
+    settings.check()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        manager = sessions
+        if manager is None:
+            loaded = engine if engine is not None else await asyncio.to_thread(loader, settings.model)
+            manager = LocalSessions(loaded, settings, asyncio.get_running_loop())
+        app.state.sessions = manager
+        log.info("serving model %s on %s", manager.model, manager.device)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(manager.close)
+
+    routes: list[Any] = [
+        Route("/api/health", health_route),
+        Route("/api/sessions", sessions_route),
+        Route("/api/recordings", recordings.list_route),
+        Route("/api/recordings/{recording_id:path}", recordings.download_route, methods=["GET"]),
+        Route("/api/recordings/{recording_id:path}", recordings.delete_route, methods=["DELETE"]),
+        WebSocketRoute("/ws/session", live.session_route),
+        WebSocketRoute("/ws/watch/{session_id:path}", live.watch_route),
+        WebSocketRoute("/ws/replay/{recording_id:path}", replay.replay_route),
+    ]
+    if settings.web.is_dir():
+        routes.append(Mount("/", app=StaticFiles(directory=settings.web, html=True), name="web"))
+    app = Starlette(routes=routes, middleware=[Middleware(Guard, settings=settings)], lifespan=lifespan)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,152 @@
+"""The live websocket routes: `/ws/session` (start, then watch and cancel) and `/ws/watch/{id}`.
+
+Owns: reading and validating the client's start frame (size, types, limits, the image
+decoded off the loop with the pixel limit, sampling and method checks), then pumping the
+viewer's frames while listening for `cancel`, and the close codes. Every refusal is an
+`error` frame with a code and a message, then a close; never a trace. Does not own the
+queue (worker.py), fan-out (broadcast.py) or auth (security.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Awaitable, Callable, Mapping
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from medviz_core import frames
+from medviz_core.engine import check_params
+from medviz_core.errors import MedvizError, ProtocolError
+from medviz_core.frames import StartRequest
+from medviz_core.imaging import load_image
+from medviz_core.relevancy import check_methods
+
+from .broadcast import CLOSE_TOO_SLOW, Viewer, ViewerDropped, close_reason
+from .sessions import SessionManager
+from .settings import Settings
+
+log = logging.getLogger("medviz.server")
+
+CLOSE_CODES = {"bad_request": 4400, "bad_frame": 4400, "bad_image": 4415, "too_large": 4413,
+               "not_found": 4404, "busy": 4429, "unauthorized": 4001, "internal": 4500}
+
+
+OnMessage = Callable[[bytes | str], Awaitable[None]]
+
+
+def message_data(message: Mapping[str, object]) -> bytes | str:
+    """The payload of a websocket.receive message: bytes, or str for a text message."""
+    data = message.get("bytes")
+    if isinstance(data, bytes):
+        return data
+    text = message.get("text")
+    return text if isinstance(text, str) else ""
+
+
+async def refuse(ws: WebSocket, code: str, message: str) -> None:
+    """Send one error frame and close with a code that names the problem."""
+    with contextlib.suppress(Exception):
+        await ws.send_bytes(frames.encode_error(code, message))
+        await ws.close(CLOSE_CODES.get(code, 4400), close_reason(message))
+
+
+async def read_start(ws: WebSocket, settings: Settings) -> tuple[StartRequest, object]:
+    """The first frame, validated, and its image decoded: MedvizError on anything wrong."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), settings.first_frame_timeout_s)
+    except asyncio.TimeoutError:
+        raise ProtocolError(f"no start frame within {settings.first_frame_timeout_s:g} s") from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    request = frames.parse_client_frame(message_data(message), settings.limits, accept=("start",))
+    assert isinstance(request, StartRequest)
+    check_params(request.max_new_tokens, request.temperature, request.top_p, request.top_k,
+                 request.repetition_penalty, request.seed)
+    check_methods(request.methods)
+    image = await asyncio.to_thread(load_image, request.image, max_pixels=settings.max_pixels)
+    return request, image
+
+
+async def session_route(ws: WebSocket) -> None:
+    settings: Settings = ws.app.state.settings
+    sessions: SessionManager = ws.app.state.sessions
+    await ws.accept()
+    try:
+        request, image = await read_start(ws, settings)
+        session_id, viewer = sessions.submit(request, image)
+    except MedvizError as error:
+        log.info("start refused: %s", error.code)
+        await refuse(ws, error.code, error.message)
+        return
+    except WebSocketDisconnect:
+        return
+
+    async def on_message(data: bytes | str) -> None:
+        command = frames.parse_client_frame(data, settings.limits, accept=("cancel",))
+        if command.type == "cancel":
+            sessions.cancel(session_id)
+
+    try:
+        await follow(ws, viewer, on_message)
+    finally:
+        sessions.leave(session_id, viewer, owner=True)
+
+
+async def watch_route(ws: WebSocket) -> None:
+    sessions: SessionManager = ws.app.state.sessions
+    session_id = ws.path_params["session_id"]
+    await ws.accept()
+    try:
+        viewer = sessions.watch(session_id)
+    except MedvizError as error:
+        await refuse(ws, error.code, error.message)
+        return
+
+    async def on_message(data: bytes | str) -> None:
+        raise ProtocolError("watchers send no frames; open /ws/session to start one")
+
+    try:
+        await follow(ws, viewer, on_message)
+    finally:
+        sessions.leave(session_id, viewer)
+
+
+async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage) -> None:
+    """Pump the viewer's frames to the socket while reading client messages; close when done."""
+    pump = asyncio.create_task(_pump(ws, viewer))
+    listen = asyncio.create_task(_listen(ws, on_message))
+    dropped = asyncio.create_task(viewer.dropped.wait())
+    try:
+        done, _ = await asyncio.wait({pump, listen, dropped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pump, listen, dropped):
+            task.cancel()
+    if dropped in done or (pump in done and isinstance(pump.exception(), ViewerDropped)):
+        await _close(ws, CLOSE_TOO_SLOW, viewer.too_slow_reason)
+    elif pump in done and pump.exception() is None:
+        await _close(ws, 1000, "session ended")
+
+
+async def _pump(ws: WebSocket, viewer: Viewer) -> None:
+    async for frame in viewer.frames():
+        await ws.send_bytes(frame)
+
+
+async def _listen(ws: WebSocket, on_message: OnMessage) -> None:
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            await on_message(message_data(message))
+        except MedvizError as error:
+            await ws.send_bytes(frames.encode_error(error.code, error.message))
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code, close_reason(reason)), 5.0)

@@ -1,0 +1,139 @@
+"""Who may talk to the server: token, Origin and Host checks on every HTTP and websocket route.
+
+Owns: `Guard`, a pure ASGI middleware. With a token configured, every request must carry
+it as `Authorization: Bearer T`, a `?token=T` query (websockets, links) or the
+`medviz_token` cookie the server sets after a valid `?token=` page load (so the page's
+own scripts and sockets need nothing more); it is compared in constant time. Websockets
+must come from the same host, a loopback origin or an allowed origin (browsers always send
+Origin; tools that send none are let through, the token still applies). On a loopback bind
+the Host header must be a loopback name, which stops DNS rebinding. A refused websocket is
+accepted, sent one `error` frame and closed with 4001 / 4003, so a client sees why.
+Does not own the limits on what a client sends (frames.py, handlers).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medviz_core.frames import encode_error
+
+from .settings import Settings, is_loopback
+
+COOKIE = "medviz_token"
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_FORBIDDEN = 4003
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def token_matches(expected: str, provided: str | None) -> bool:
+    if provided is None:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), provided.encode("utf-8"))
+
+
+def provided_token(scope: Scope) -> tuple[str | None, bool]:
+    """(the token the request carries, whether it came in the query string)."""
+    headers = _headers(scope)
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip(), False
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "token" in query:
+        return query["token"][0], True
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # a malformed cookie header is just "no cookie"
+        return None, False
+    return (cookie[COOKIE].value if COOKIE in cookie else None), False
+
+
+def _host_name(netloc: str) -> str:
+    return urlsplit(f"//{netloc}").hostname or ""
+
+
+def origin_allowed(settings: Settings, origin: str | None, host: str | None) -> bool:
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in settings.allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    return parts.netloc.lower() == (host or "").lower() or is_loopback(parts.hostname or "")
+
+
+class Guard:
+    """ASGI middleware applying the checks above before any route runs."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        problem = self._problem(scope, headers)
+        if problem is not None:
+            status, code, message = problem
+            if scope["type"] == "websocket":
+                await _refuse_websocket(receive, send, code, message)
+            else:
+                await _refuse_http(send, status, code, message)
+            return
+        token, from_query = provided_token(scope)
+        if self.settings.token and from_query and scope["type"] == "http":
+            send = _with_cookie(send, self.settings.token)
+        await self.app(scope, receive, send)
+
+    def _problem(self, scope: Scope, headers: dict[str, str]) -> tuple[int, int, str] | None:
+        host = headers.get("host")
+        if is_loopback(self.settings.host) and host is not None and not is_loopback(_host_name(host)):
+            return 403, CLOSE_FORBIDDEN, f"host {_host_name(host)!r} is not served here; use 127.0.0.1 or localhost"
+        if self.settings.token and not token_matches(self.settings.token, provided_token(scope)[0]):
+            return 401, CLOSE_UNAUTHORIZED, "a valid access token is required (Authorization: Bearer or ?token=)"
+        if scope["type"] == "websocket" and not origin_allowed(self.settings, headers.get("origin"), host):
+            return 403, CLOSE_FORBIDDEN, f"origin {headers.get('origin')!r} may not open websockets here"
+        return None
+
+
+def _with_cookie(send: Send, token: str) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            value = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", value.encode("latin-1"))]}
+        await send(message)
+
+    return wrapped
+
+
+async def _refuse_http(send: Send, status: int, code: int, message: str) -> None:
+    del code
+    kind = "unauthorized"
+    body = json.dumps({"error": {"code": kind, "message": message}}).encode("utf-8")
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_websocket(receive: Receive, send: Send, code: int, message: str) -> None:
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "bytes": encode_error("unauthorized", message)})
+    await send({"type": "websocket.close", "code": code, "reason": message[:120]})

@@ -1,0 +1,154 @@
+"""Live sessions behind a small interface: submit, watch, leave, cancel, list.
+
+Owns: `SessionManager` (the Protocol the routes use) and `LocalSessions`, its in-process
+implementation: one `GenerationWorker` for the model and one broadcast `Channel` per
+session. The interface is shaped so that generation could later run as replicas of a
+distributed engine (e.g. Ray Serve deployments) and fan-out could go through an existing
+pub/sub (e.g. Redis channels), by writing another implementation; no cluster code here.
+Owner semantics: when the starting client has left and nobody watches, the run stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from medviz_core.errors import NotFoundError
+from medviz_core.frames import StartRequest
+from medviz_core.recording import recording_path
+
+from .broadcast import Channel, Viewer
+from .settings import Settings
+from .worker import GenerationWorker, Job
+
+log = logging.getLogger("medviz.server")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One row of the live sessions list (no question text, no image)."""
+
+    id: str
+    created: float
+    state: str  # queued | running | finished
+    frames: int
+    watchers: int
+    recording: bool
+
+
+class SessionManager(Protocol):
+    """What the routes need from sessions; an implementation may live on other machines."""
+
+    model: str
+    device: str
+
+    def submit(self, request: StartRequest, image: Any) -> tuple[str, Viewer]:
+        """Queue a run; returns its id and the owner's viewer. BusyError when the line is full."""
+
+    def watch(self, session_id: str) -> Viewer:
+        """A viewer that gets the session's frames so far, then live ones. NotFoundError if unknown."""
+
+    def leave(self, session_id: str, viewer: Viewer, owner: bool = False) -> None:
+        """A viewer went away; stops the run when its owner has left and nobody watches."""
+
+    def cancel(self, session_id: str) -> None: ...
+
+    def sessions(self) -> list[SessionInfo]: ...
+
+    @property
+    def queue_length(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Session:
+    job: Job
+    channel: Channel
+    created: float
+    owner_present: bool = True
+
+
+class LocalSessions:
+    """Sessions on this process: one worker thread for the model, channels on the event loop."""
+
+    def __init__(self, engine: Any, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.model = str(engine.facts.name)
+        self.device = str(engine.facts.device)
+        self.worker = GenerationWorker(engine, settings.queue_cap)
+        self._sessions: dict[str, _Session] = {}
+
+    def submit(self, request: StartRequest, image: Any) -> tuple[str, Viewer]:
+        session_id = secrets.token_urlsafe(16)
+        channel = Channel(self.settings.viewer_queue)
+        owner = channel.subscribe()
+        target = recording_path(self.settings.recordings, session_id) if request.record else None
+
+        def emit(frame: bytes, keep: bool) -> None:
+            self.loop.call_soon_threadsafe(channel.publish, frame, keep)
+
+        def done() -> None:
+            self.loop.call_soon_threadsafe(self._finished, session_id)
+
+        job = Job(session=session_id, request=request, image=image, emit=emit, done=done, recording=target)
+        self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time())
+        try:
+            position = self.worker.submit(job)
+        except BaseException:
+            del self._sessions[session_id]
+            raise
+        log.info("session %s queued at %d: %d image bytes, question %s, %d tokens max, record %s",
+                 session_id, position, len(request.image), "yes" if request.question else "no",
+                 request.max_new_tokens, request.record)
+        return session_id, owner
+
+    def watch(self, session_id: str) -> Viewer:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
+        return session.channel.subscribe()
+
+    def leave(self, session_id: str, viewer: Viewer, owner: bool = False) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        session.channel.unsubscribe(viewer)
+        if owner:
+            session.owner_present = False
+        if not session.owner_present and session.channel.watchers == 0 and session.job.state != "finished":
+            log.info("session %s: owner gone and nobody watching; stopping", session_id)
+            self.worker.cancel(session.job)
+
+    def cancel(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
+        self.worker.cancel(session.job)
+
+    def sessions(self) -> list[SessionInfo]:
+        return [
+            SessionInfo(id=sid, created=s.created, state=s.job.state, frames=len(s.channel.log),
+                        watchers=s.channel.watchers, recording=s.job.recording is not None)
+            for sid, s in sorted(self._sessions.items(), key=lambda item: -item[1].created)
+        ]
+
+    @property
+    def queue_length(self) -> int:
+        return self.worker.queue_length
+
+    def close(self) -> None:
+        self.worker.stop()
+
+    def _finished(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        session.channel.end()
+        log.info("session %s finished: %d frames", session_id, len(session.channel.log))
+        self.loop.call_later(self.settings.linger_s, self._sessions.pop, session_id, None)

@@ -1,0 +1,73 @@
+"""The server's one Settings object: where it listens, what it serves and what it accepts.
+
+Owns: every knob of the server and `check()`, which refuses a non-loopback bind without
+a token. Does not own parsing command lines (cli_commands.py) or enforcing the limits
+(frames.py, imaging.py, the handlers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medviz_core.errors import AuthError
+from medviz_core.frames import ClientLimits
+from medviz_core.imaging import MAX_PIXELS
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost names and loopback addresses (127.0.0.0/8, ::1)."""
+    name = host.strip().lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "demo"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    token: str | None = None
+    recordings: Path = Path("recordings")
+    web: Path = WEB_DIR
+    queue_cap: int = 8  # sessions waiting for the model beyond the running one; past it: busy
+    viewer_queue: int = 256  # frames a viewer may fall behind before it is closed (4008)
+    linger_s: float = 300.0  # how long a finished session stays watchable from its log
+    first_frame_timeout_s: float = 30.0
+    max_message_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = MAX_PIXELS
+    max_question_chars: int = 2000
+    max_new_tokens: int = 512
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)  # extra origins, e.g. "https://host:443"
+
+    @property
+    def limits(self) -> ClientLimits:
+        return ClientLimits(
+            max_message_bytes=self.max_message_bytes,
+            max_question_chars=self.max_question_chars,
+            max_new_tokens=self.max_new_tokens,
+        )
+
+    @property
+    def ws_max_size(self) -> int:
+        """uvicorn's hard frame limit: above ours, so oversize messages get a clear error frame first."""
+        return self.max_message_bytes + 1024 * 1024
+
+    def check(self) -> Settings:
+        """Refuse settings that would expose medical images: a public bind needs a token."""
+        if not is_loopback(self.host) and not self.token:
+            raise AuthError(
+                f"refusing to listen on {self.host} without a token: pass --token "
+                "(or set MEDVIZ_TOKEN), or bind 127.0.0.1"
+            )
+        if self.token is not None and len(self.token) < 8:
+            raise AuthError(f"the token must be at least 8 characters; got {len(self.token)}")
+        return self

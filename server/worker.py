@@ -1,0 +1,157 @@
+"""One generation thread per model: a FIFO queue with a cap, cancel, and the frames of a run.
+
+Owns: `session_frames` (engine run -> encoded frames: start, steps, end; also used by
+`medviz record`) and `GenerationWorker` (a dedicated thread that runs one job at a time,
+sends `queued` positions to those waiting, writes recordings, and hands every frame to
+the job's `emit`, which must not block). The event loop never waits on torch. Does not
+own fan-out (broadcast.py) or who may start what (sessions.py, live.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from medviz_core import frames
+from medviz_core.errors import BusyError, MedvizError
+from medviz_core.frames import StartRequest
+from medviz_core.recording import RecordingWriter
+from medviz_core.types import StreamEnd
+
+log = logging.getLogger("medviz.server")
+
+Emit = Callable[[bytes, bool], None]  # (frame bytes, keep in the session log)
+
+
+def session_frames(engine: Any, request: StartRequest, image: Any, session: str,
+                   cancel: threading.Event, recording: str | None = None) -> Iterator[bytes]:
+    """Encoded frames of one run. `engine.stream` errors (bad image, bad params) propagate
+    before the first frame; a failure mid-run ends with reason `error`, never a trace."""
+    run = engine.stream(
+        image, question=request.question, max_new_tokens=request.max_new_tokens,
+        temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
+        repetition_penalty=request.repetition_penalty, seed=request.seed,
+        methods=request.methods, cancel=cancel,
+    )
+    created, started = time.time(), time.perf_counter()
+    yield frames.encode_start(session, engine.facts, run.prompt, run.methods, run.params, created, recording)
+    try:
+        for step in run:
+            yield frames.encode_step(step, (time.perf_counter() - started) * 1000.0)
+    except Exception as error:  # the engine has recorded reason "error" in run.end
+        log.error("session %s failed at generation: %s", session, type(error).__name__, exc_info=True)
+    finally:
+        if run.end is None:  # an early close (GeneratorExit) leaves the engine's own end
+            run.close()
+    yield frames.encode_end(run.end or StreamEnd("error", 0, "", 0.0, 0.0, "the run ended without a result"))
+
+
+@dataclass
+class Job:
+    session: str
+    request: StartRequest
+    image: Any  # RGB uint8 array, decoded (and pixel-checked) before queueing
+    emit: Emit
+    done: Callable[[], None]  # called once, after the last frame
+    recording: Path | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    state: str = "queued"  # queued -> running -> finished
+
+
+class GenerationWorker:
+    """Runs jobs one at a time on its own thread, first come first served."""
+
+    def __init__(self, engine: Any, queue_cap: int) -> None:
+        self.engine = engine
+        self.queue_cap = queue_cap
+        self._waiting: deque[Job] = deque()
+        self._running: Job | None = None
+        self._lock = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="medviz-generation", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> int:
+        """Queue a job; returns its position (0: runs now). BusyError past the cap."""
+        with self._lock:
+            if len(self._waiting) >= self.queue_cap:
+                raise BusyError(f"the generation queue is full ({self.queue_cap} waiting); try again shortly")
+            self._waiting.append(job)
+            position = len(self._waiting) if self._running is not None else 0
+            self._lock.notify()
+        if position:
+            job.emit(frames.encode_queued(position), False)
+        return position
+
+    def cancel(self, job: Job) -> None:
+        """Stop a running job at its next step, or take a waiting one out of the line."""
+        job.cancel.set()
+        with self._lock:
+            waiting = job in self._waiting
+            if waiting:
+                self._waiting.remove(job)
+        if waiting:
+            job.state = "finished"
+            job.emit(frames.encode_end(StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")), True)
+            job.done()
+            self._announce_positions()
+
+    @property
+    def queue_length(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._stopping = True
+            if self._running is not None:
+                self._running.cancel.set()
+            self._lock.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._stopping:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+                job = self._running = self._waiting.popleft()
+            self._announce_positions()
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running = None
+
+    def _announce_positions(self) -> None:
+        with self._lock:
+            waiting = list(self._waiting)
+        for position, job in enumerate(waiting, start=1):
+            job.emit(frames.encode_queued(position), False)
+
+    def _run(self, job: Job) -> None:
+        job.state = "running"
+        writer: RecordingWriter | None = None
+        recording = job.recording.stem if job.recording is not None else None
+        try:
+            for frame in session_frames(self.engine, job.request, job.image, job.session, job.cancel, recording):
+                if job.recording is not None:  # opened at the start frame: failed requests leave no file
+                    writer = writer or RecordingWriter(job.recording)
+                    writer.write(frame)
+                job.emit(frame, True)
+        except MedvizError as error:
+            job.emit(frames.encode_error(error.code, error.message), True)
+        except Exception as error:
+            log.error("session %s failed: %s", job.session, type(error).__name__, exc_info=True)
+            job.emit(frames.encode_error("internal", "the server failed to run this session"), True)
+        finally:
+            if writer is not None:
+                writer.close()
+            job.state = "finished"
+            job.done()

@@ -1,0 +1,191 @@
+"""/ws/session and /ws/watch on a real uvicorn server with the tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from websockets.asyncio.client import connect
+
+from medviz_core import frames
+from medviz_core.recording import read_recording
+
+from .helpers import LiveServer, kinds, receive_all, refused, run, session, start_bytes
+
+
+def test_a_full_session_sends_start_every_step_and_end(live: LiveServer, sample_bytes: bytes) -> None:
+    data = run(session(live, sample_bytes, max_new_tokens=5, question="Is there an effusion?"))
+    assert kinds(data) == ["start", "step", "step", "step", "step", "step", "end"]
+    start = frames.decode(data[0])
+    assert isinstance(start, frames.StartFrame)
+    assert start.model.name == "tiny" and start.model.grid == (16, 16)
+    assert start.question == "Is there an effusion?" and start.params.max_new_tokens == 5
+    assert start.image_png.startswith(b"\x89PNG") and len(start.image_positions) == 256
+    steps = [frames.decode(d) for d in data[1:-1]]
+    assert [s.index for s in steps if isinstance(s, frames.StepFrame)] == [0, 1, 2, 3, 4]
+    assert all(isinstance(s, frames.StepFrame) and list(s.maps) == list(start.methods) for s in steps)
+    assert all(len(d) < 2500 for d in data[1:-1])
+    end = frames.decode(data[-1])
+    assert isinstance(end, frames.EndFrame) and (end.reason, end.tokens) == ("max_tokens", 5)
+
+
+def test_a_recorded_session_is_listed_and_reads_back_byte_for_byte(live: LiveServer, sample_bytes: bytes) -> None:
+    data = run(session(live, sample_bytes, max_new_tokens=3, record=True))
+    start = frames.decode(data[0])
+    assert isinstance(start, frames.StartFrame) and start.recording == start.session
+    recording = read_recording(live.settings.recordings / f"{start.recording}.medviz")
+    assert [f.data for f in recording.frames] == data and recording.finished
+    listing = httpx.get(f"{live.http}/api/recordings").json()["recordings"]
+    assert [(r["id"], r["tokens"], r["finished"]) for r in listing if r["id"] == start.recording] == [
+        (start.recording, 3, True)
+    ]
+
+
+async def _owner_and_watchers(server: LiveServer, image: bytes, watchers: int) -> tuple[list[bytes], list[list[bytes]]]:
+    async with connect(f"{server.ws}/ws/session") as owner:
+        await owner.send(start_bytes(image, max_new_tokens=6))
+        first = await owner.recv()
+        session_id = frames.decode(first).session  # type: ignore[union-attr]
+        sockets = [await connect(f"{server.ws}/ws/watch/{session_id}") for _ in range(watchers)]
+        seen = await asyncio.gather(*(receive_all(ws) for ws in sockets))
+        rest = await receive_all(owner)
+    return [first, *rest], list(seen)
+
+
+def test_fifty_watchers_receive_the_identical_frame_sequence(live: LiveServer, sample_bytes: bytes) -> None:
+    owner, seen = run(_owner_and_watchers(live, sample_bytes, watchers=50))
+    assert kinds(owner)[0] == "start" and kinds(owner)[-1] == "end" and len(owner) == 8
+    assert all(frames_seen == owner for frames_seen in seen)
+
+
+def test_a_late_joiner_gets_every_frame_so_far_then_the_rest(live: LiveServer, sample_bytes: bytes) -> None:
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        async with connect(f"{live.ws}/ws/session") as owner:
+            await owner.send(start_bytes(sample_bytes, max_new_tokens=8))
+            got = [await owner.recv() for _ in range(4)]  # start + 3 steps
+            session_id = frames.decode(got[0]).session  # type: ignore[union-attr]
+            async with connect(f"{live.ws}/ws/watch/{session_id}") as late:
+                late_frames = await receive_all(late)
+            return [*got, *await receive_all(owner)], late_frames  # type: ignore[list-item]
+
+    owner, late = run(scenario())
+    assert late == owner and kinds(late)[-1] == "end"
+
+
+def test_a_viewer_that_never_reads_does_not_hold_up_the_others(live: LiveServer, sample_bytes: bytes) -> None:
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        async with connect(f"{live.ws}/ws/session") as owner:
+            await owner.send(start_bytes(sample_bytes, max_new_tokens=10))
+            first = await owner.recv()
+            session_id = frames.decode(first).session  # type: ignore[union-attr]
+            stuck = await connect(f"{live.ws}/ws/watch/{session_id}", max_queue=1)
+            stuck.transport.pause_reading()  # type: ignore[attr-defined]
+            async with connect(f"{live.ws}/ws/watch/{session_id}") as other:
+                other_frames = await receive_all(other)
+            owner_frames = [first, *await receive_all(owner)]  # type: ignore[list-item]
+            stuck.transport.abort()  # type: ignore[attr-defined]
+            return owner_frames, other_frames
+
+    owner, other = run(scenario())
+    assert kinds(owner)[-1] == "end" and other == owner
+
+
+def test_cancel_ends_the_session_with_reason_cancelled(live: LiveServer, sample_bytes: bytes) -> None:
+    async def scenario() -> list[bytes]:
+        async with connect(f"{live.ws}/ws/session") as ws:
+            await ws.send(start_bytes(sample_bytes, max_new_tokens=60))
+            got = [await ws.recv(), await ws.recv()]  # start, first step
+            await ws.send(frames.encode_command("cancel"))
+            return [*got, *await receive_all(ws)]  # type: ignore[list-item]
+
+    data = run(scenario())
+    end = frames.decode(data[-1])
+    assert isinstance(end, frames.EndFrame) and end.reason == "cancelled"
+    assert 1 <= end.tokens < 60 and kinds(data)[:2] == ["start", "step"]
+
+
+def test_the_owner_leaving_with_nobody_watching_stops_generation(live: LiveServer, sample_bytes: bytes) -> None:
+    async def scenario() -> str:
+        async with connect(f"{live.ws}/ws/session") as ws:
+            await ws.send(start_bytes(sample_bytes, max_new_tokens=60, record=True))
+            start = frames.decode(await ws.recv())  # type: ignore[arg-type]
+            await ws.recv()
+        return start.session  # type: ignore[union-attr]
+
+    session_id = run(scenario())
+    path = live.settings.recordings / f"{session_id}.medviz"
+    for _ in range(1200):  # the recording ends with `end` once the worker has stopped
+        if read_recording(path).finished:
+            break
+        run(asyncio.sleep(0.05))
+    end = read_recording(path).end
+    assert end is not None and end.reason == "cancelled" and end.tokens < 60
+
+
+def test_the_owner_leaving_while_others_watch_lets_the_session_finish(live: LiveServer, sample_bytes: bytes) -> None:
+    async def scenario() -> list[bytes]:
+        async with connect(f"{live.ws}/ws/session") as owner:
+            await owner.send(start_bytes(sample_bytes, max_new_tokens=6))
+            session_id = frames.decode(await owner.recv()).session  # type: ignore[union-attr, arg-type]
+            watcher = await connect(f"{live.ws}/ws/watch/{session_id}")
+        return await receive_all(watcher)
+
+    data = run(scenario())
+    end = frames.decode(data[-1])
+    assert isinstance(end, frames.EndFrame) and (end.reason, end.tokens) == ("max_tokens", 6)
+
+
+def test_a_second_session_waits_in_line_with_queued_frames(make_server: object, sample_bytes: bytes) -> None:
+    server: LiveServer = make_server()  # type: ignore[operator]
+
+    async def scenario() -> tuple[list[bytes], list[bytes]]:
+        async with connect(f"{server.ws}/ws/session") as first:
+            await first.send(start_bytes(sample_bytes, max_new_tokens=6))
+            await first.recv()
+            second = await connect(f"{server.ws}/ws/session")
+            await second.send(start_bytes(sample_bytes, max_new_tokens=2))
+            return await receive_all(first), await receive_all(second)
+
+    _, second = run(scenario())
+    assert kinds(second) == ["queued", "start", "step", "step", "end"]
+    assert frames.decode(second[0]) == frames.QueuedFrame(position=1)
+
+
+def test_past_the_queue_cap_a_session_gets_busy(make_server: object, sample_bytes: bytes) -> None:
+    server: LiveServer = make_server(queue_cap=1)  # type: ignore[operator]
+
+    async def scenario() -> tuple[object, object]:
+        async with connect(f"{server.ws}/ws/session") as first:
+            await first.send(start_bytes(sample_bytes, max_new_tokens=8))
+            await first.recv()
+            async with connect(f"{server.ws}/ws/session") as second:
+                await second.send(start_bytes(sample_bytes, max_new_tokens=1))
+                assert frames.decode(await second.recv()) == frames.QueuedFrame(position=1)  # type: ignore[arg-type]
+                async with connect(f"{server.ws}/ws/session") as third:
+                    await third.send(start_bytes(sample_bytes, max_new_tokens=1))
+                    busy = frames.decode(await third.recv())  # type: ignore[arg-type]
+                    await third.wait_closed()
+                    return busy, third.close_code
+
+    busy, code = run(scenario())
+    assert busy == frames.ErrorFrame("busy", "the generation queue is full (1 waiting); try again shortly")
+    assert code == 4429
+
+
+def test_watching_an_unknown_session_is_not_found(live: LiveServer) -> None:
+    from .helpers import refused
+
+    error, code, _ = run(refused(f"{live.ws}/ws/watch/nope"))
+    assert error == frames.ErrorFrame("not_found", "session 'nope' does not exist or has expired")
+    assert code == 4404
+
+
+def test_health_reports_model_device_and_queue(live: LiveServer) -> None:
+    assert httpx.get(f"{live.http}/api/health").json() == {"model": "tiny", "device": "cpu", "queue": 0}
+
+
+def test_live_sessions_are_listed_without_question_text(live: LiveServer, sample_bytes: bytes) -> None:
+    run(session(live, sample_bytes, max_new_tokens=1, question="secret question"))
+    listing = httpx.get(f"{live.http}/api/sessions").json()["sessions"]
+    assert listing and set(listing[0]) == {"id", "created", "state", "frames", "watchers", "recording"}
+    assert "secret" not in str(listing)
