@@ -15,8 +15,8 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Generator, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generator, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -28,9 +28,11 @@ from .imaging import image_to_png, load_image
 from .prompts import build_messages
 from .regions import compute_stats
 from .relevancy import MapWeights, check_methods, compute_maps
-from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, Step, StreamEnd
+from .types import GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
 
 MAX_NEW_TOKENS_LIMIT = 2048
+MAX_IMAGES = 4
+ImageInput = Union[bytes, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class Engine:
         )
         self._weights = MapWeights.for_layers(self.facts.layers, self.device)
 
-    def prepare_image(self, image: bytes | np.ndarray) -> np.ndarray:
+    def prepare_image(self, image: ImageInput) -> np.ndarray:
         """File bytes or an RGB uint8 array -> the RGB array the processor gets."""
         if isinstance(image, (bytes, bytearray, memoryview)):
             return load_image(bytes(image))
@@ -91,27 +93,40 @@ class Engine:
             raise RequestError(f"image array must be uint8 (H, W, 3); got {array.dtype} {array.shape}")
         return np.ascontiguousarray(array)
 
-    def inputs_for(self, image: bytes | np.ndarray, question: str | None = None) -> Any:
+    def prepare_images(self, image: ImageInput | Sequence[ImageInput], labels: Sequence[str] = ()) -> list[np.ndarray]:
+        """One image or a study's images (up to MAX_IMAGES) -> RGB arrays, with labels checked."""
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        if not 1 <= len(images) <= MAX_IMAGES:
+            raise RequestError(f"a session takes 1..{MAX_IMAGES} images; got {len(images)}")
+        if len(labels) > len(images) or any(not isinstance(x, str) or len(x) > 32 for x in labels):
+            raise RequestError(f"labels must be at most one string of up to 32 characters per image; got {list(labels)!r}")
+        return [self.prepare_image(item) for item in images]
+
+    def inputs_for(
+        self, image: ImageInput | Sequence[ImageInput], question: str | None = None, labels: Sequence[str] = ()
+    ) -> Any:
         """The exact processor outputs `stream` feeds the model (on the model's device)."""
         from PIL import Image
 
-        picture = Image.fromarray(self.prepare_image(image))
-        messages = build_messages(question, picture)
+        pictures = [Image.fromarray(rgb) for rgb in self.prepare_images(image, labels)]
+        messages = build_messages(question, pictures[0], pictures[1:], labels)
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = self.processor(text=text, images=[picture], return_tensors="pt")
+        inputs = self.processor(text=text, images=[pictures], return_tensors="pt")
         return inputs.to(self.device)
 
-    def layout_of(self, input_ids: torch.Tensor) -> ImageLayout:
+    def layout_of(self, input_ids: torch.Tensor, images: int = 1) -> ImageLayout:
         """Image token positions found from the ids (never assumed)."""
         positions = (input_ids[0] == self.image_token_id).nonzero().flatten().tolist()
-        expected = self.grid[0] * self.grid[1]
+        expected = self.grid[0] * self.grid[1] * images
         if len(positions) != expected:
-            raise RequestError(f"the prompt holds {len(positions)} image tokens; expected one image of {expected}")
+            raise RequestError(
+                f"the prompt holds {len(positions)} image tokens; expected {images} image(s) of {expected // images}"
+            )
         return ImageLayout(positions=tuple(positions), grid=self.grid, image_token_id=self.image_token_id)
 
     def stream(
         self,
-        image: bytes | np.ndarray,
+        image: ImageInput | Sequence[ImageInput],
         question: str | None = None,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
@@ -121,19 +136,34 @@ class Engine:
         seed: int | None = None,
         methods: tuple[str, ...] | list[str] | None = None,
         cancel: threading.Event | None = None,
+        labels: Sequence[str] = (),
     ) -> "Run":
-        """Validate and prepare a run (raises MedvizError on bad input); iterate it for Steps."""
+        """Validate and prepare a run (raises MedvizError on bad input); iterate it for Steps.
+
+        `image` is one image (file bytes or an RGB uint8 array) or a list of them (a study:
+        PA, lateral, prior...), each with an optional entry in `labels`.
+        """
         params = check_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
         chosen = check_methods(methods)
-        rgb = self.prepare_image(image)
-        inputs = self.inputs_for(rgb, question)
-        layout = self.layout_of(inputs["input_ids"])
+        rgbs = self.prepare_images(image, labels)
+        inputs = self.inputs_for(rgbs, question, labels)
+        layout = self.layout_of(inputs["input_ids"], len(rgbs))
+        images = tuple(
+            PromptImage(
+                label=labels[i] if i < len(labels) else "",
+                png=image_to_png(rgb),
+                size=(int(rgb.shape[1]), int(rgb.shape[0])),
+                positions=block,
+            )
+            for i, (rgb, block) in enumerate(zip(rgbs, layout.blocks))
+        )
         prompt = Prompt(
             token_ids=tuple(int(t) for t in inputs["input_ids"][0].tolist()),
             layout=layout,
             question=question,
-            image_png=image_to_png(rgb),
-            image_size=(int(rgb.shape[1]), int(rgb.shape[0])),
+            image_png=images[0].png,
+            image_size=images[0].size,
+            images=images,
         )
         return Run(self, inputs, prompt, params, chosen, cancel or threading.Event())
 
@@ -286,17 +316,26 @@ class Run(Iterator[Step]):
         tick: float,
     ) -> Step:
         engine = self.engine
-        rollout_row = capture.rollout_row(position) if capture.rollout is not None else None
-        maps, image_mass = compute_maps(capture.head_rows, rollout_row, engine._weights, self.methods)
-        packed = torch.cat([maps.flatten(), image_mass.reshape(1), capture.seeing.float()]).cpu().numpy()
         n = engine.grid[0] * engine.grid[1]
-        count = len(self.methods)
-        arrays = packed[: count * n].reshape(count, *engine.grid).astype(np.float32)
-        by_name: Mapping[str, np.ndarray] = {name: arrays[i] for i, name in enumerate(self.methods)}
-        mass = float(packed[count * n])
-        seeing = int(packed[count * n + 1 :].sum())
-        stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
-        stats = compute_stats(stats_map, mass, self.prompt.image_size)
+        # 1. Every image's maps on the device, then ONE transfer to the CPU.
+        parts = []
+        for block in range(len(self.prompt.layout.blocks)):
+            cells = slice(block * n, (block + 1) * n)
+            rollout_row = capture.rollout_row(position)[cells] if capture.rollout is not None else None
+            maps, share = compute_maps(capture.head_rows[:, :, cells], rollout_row, engine._weights, self.methods)
+            parts += [maps.flatten(), share.reshape(1)]
+        packed = torch.cat([*parts, capture.seeing.float()]).cpu().numpy()
+        # 2. Unpack per image and compute the statistics on the CPU.
+        count, stride = len(self.methods), len(self.methods) * n + 1
+        focus = []
+        for block, image in enumerate(self.prompt.images):
+            chunk = packed[block * stride : (block + 1) * stride]
+            arrays = chunk[: count * n].reshape(count, *engine.grid).astype(np.float32)
+            by_name: Mapping[str, np.ndarray] = {name: arrays[i] for i, name in enumerate(self.methods)}
+            stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
+            focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, float(chunk[-1]), image.size)))
+        total_mass = float(sum(f.stats.image_mass for f in focus))
+        seeing = int(packed[len(focus) * stride :].sum())
         final = token in engine.eos_ids or index + 1 == self.params.max_new_tokens
         piece = text.add(token, final=final)
         return Step(
@@ -304,12 +343,13 @@ class Run(Iterator[Step]):
             token_id=token,
             text=piece,
             position=position,
-            maps=by_name,
-            stats=stats,
+            maps=focus[0].maps,
+            stats=replace(focus[0].stats, image_mass=total_mass),
             model_ms=model_ms,
             maps_ms=(time.perf_counter() - tick) * 1000.0,
             layers_seeing_image=seeing,
             is_special=token in engine.eos_ids,
+            images=tuple(focus) if len(focus) > 1 else (),
         )
 
 

@@ -12,6 +12,7 @@ calls it), decoding images (imaging.py) or streaming text (the engine yields raw
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from .errors import RequestError
 
@@ -42,12 +43,16 @@ QUESTION_SYSTEM_PROMPT = (
 )
 
 
-def build_messages(question: str | None, image: object) -> list[dict[str, object]]:
+def build_messages(
+    question: str | None, image: object, more: Sequence[object] = (), labels: Sequence[str] = ()
+) -> list[dict[str, object]]:
     """Chat messages for `processor.apply_chat_template` (transformers' multimodal format).
 
     A system message, then one user turn holding the image followed by the text. With
     `question` None the text is REPORT_QUESTION under REPORT_SYSTEM_PROMPT; otherwise it is
     the stripped question under QUESTION_SYSTEM_PROMPT. `image` is passed through as is.
+    Several images (`image` then `more`) each become their own image block, in order, each
+    preceded by its label ("PA:") when `labels` gives one.
     Raises RequestError when the question is not a str of 1..MAX_QUESTION_CHARS characters
     after stripping.
     """
@@ -55,9 +60,17 @@ def build_messages(question: str | None, image: object) -> list[dict[str, object
         system, text = REPORT_SYSTEM_PROMPT, REPORT_QUESTION
     else:
         system, text = QUESTION_SYSTEM_PROMPT, check_question(question)
+    pictures = [image, *more]
+    content: list[dict[str, object]] = []
+    for index, picture in enumerate(pictures):
+        label = labels[index] if index < len(labels) else ""
+        if label:
+            content.append({"type": "text", "text": f"{label}:"})
+        content.append({"type": "image", "image": picture})
+    content.append({"type": "text", "text": text})
     return [
         {"role": "system", "content": [{"type": "text", "text": system}]},
-        {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]},
+        {"role": "user", "content": content},
     ]
 
 

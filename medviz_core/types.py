@@ -70,11 +70,20 @@ class StepStats:
 
 @dataclass(frozen=True)
 class ImageLayout:
-    """Where the image tokens are in the prompt and how they map onto the image grid."""
+    """Where the image tokens are in the prompt and how they map onto the image grid.
 
-    positions: tuple[int, ...]  # absolute sequence positions, raster order
+    With several images, `positions` holds every block in prompt order and `blocks`
+    says where each image's block starts and ends within it.
+    """
+
+    positions: tuple[int, ...]  # absolute sequence positions, raster order, block after block
     grid: tuple[int, int]  # (grid_h, grid_w)
     image_token_id: int
+
+    @property
+    def blocks(self) -> tuple[tuple[int, ...], ...]:
+        size = self.grid[0] * self.grid[1]
+        return tuple(self.positions[i : i + size] for i in range(0, len(self.positions), size))
 
 
 @dataclass(frozen=True)
@@ -106,14 +115,34 @@ class GenerationParams:
 
 
 @dataclass(frozen=True)
+class PromptImage:
+    """One image of a study as it went into the processor."""
+
+    label: str  # e.g. "PA", "lateral", "prior"; "" when not given
+    png: bytes  # the RGB image exactly as it went into the processor
+    size: tuple[int, int]  # (width, height)
+    positions: tuple[int, ...]  # its image-token positions
+
+
+@dataclass(frozen=True)
 class Prompt:
     """The exact model inputs of a run, as the processor produced them."""
 
     token_ids: tuple[int, ...]
     layout: ImageLayout
     question: str | None  # None: the full report prompt
-    image_png: bytes  # the RGB image exactly as it went into the processor
+    image_png: bytes  # the first (often only) image, exactly as it went into the processor
     image_size: tuple[int, int]  # (width, height) of that image
+    images: tuple[PromptImage, ...] = ()  # every image, in prompt order (also for a single image)
+
+
+@dataclass(frozen=True)
+class ImageFocus:
+    """One image's maps and statistics for one token (multi-image runs)."""
+
+    label: str
+    maps: Mapping[str, FloatMap]
+    stats: StepStats  # stats.image_mass is this image's share of the token's attention
 
 
 @dataclass(frozen=True)
@@ -124,12 +153,13 @@ class Step:
     token_id: int
     text: str  # the text this token adds (may be "" while a UTF-8 sequence is incomplete)
     position: int  # the query position whose logits produced this token
-    maps: Mapping[str, FloatMap]  # method name -> (grid_h, grid_w) raw values
-    stats: StepStats
+    maps: Mapping[str, FloatMap]  # method name -> (grid_h, grid_w) raw values (the first image)
+    stats: StepStats  # the first image's peak and regions; image_mass over all images
     model_ms: float  # forward pass time that produced this token's logits
     maps_ms: float  # relevancy + statistics time for this token
     layers_seeing_image: int  # layers whose attention window still covers every image token
     is_special: bool = False  # EOS / end_of_turn tokens are yielded too, then the stream stops
+    images: tuple[ImageFocus, ...] = ()  # every image when the run has several; () for one image
 
 
 @dataclass(frozen=True)

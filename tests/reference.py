@@ -53,7 +53,10 @@ def maps_for_query(attn: list[np.ndarray], q: int, image: list[int], grid: tuple
         entropy = -sum(pi * math.log(pi + 1e-10) for pi in p)
         importances.append(p.max() / (1 + entropy))
     weight_sum = sum(importances)
-    head_importance = sum((imp / weight_sum) * row for imp, row in zip(importances, rows))
+    if weight_sum > 0:
+        head_importance = sum((imp / weight_sum) * row for imp, row in zip(importances, rows))
+    else:  # the image is outside every head's window in the last layer (docs/methods.md)
+        head_importance = np.zeros(len(image))
     flow = 0.5 * img[L - 1] + sum(0.5 ** (i + 1) * img[L - 2 - i] for i in range(L - 1))
     rollout = rollout_map(attn, q, image)
     consensus = np.mean([minmax(x) for x in (layer_weighted, head_importance, flow, rollout)], axis=0)

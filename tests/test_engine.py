@@ -190,3 +190,37 @@ def test_closing_a_run_early_ends_it_as_cancelled(tiny_engine: Any, sample_bytes
     next(run)
     run.close()
     assert run.end is not None and (run.end.reason, run.end.tokens) == ("cancelled", 1)
+
+
+@pytest.mark.parametrize("names", [
+    ("nih_00000001_000.png", "commons_haggstrom_normal_pa.jpg"),
+    ("nih_00000001_000.png", "commons_haggstrom_normal_pa.jpg", "nih_00027426_000_512.png"),
+])
+def test_several_images_each_get_exact_maps_and_a_share(tiny_engine: Any, cxr_dir: Any, names: tuple[str, ...]) -> None:
+    images = [(cxr_dir / name).read_bytes() for name in names]
+    labels = ["PA", "lateral", "prior"][: len(names)]
+    run = tiny_engine.stream(images, question=QUESTION, max_new_tokens=4, labels=labels)
+    result = list(run)
+    blocks = run.prompt.layout.blocks
+    assert [img.label for img in run.prompt.images] == labels
+    assert [len(b) for b in blocks] == [256] * len(names)
+    assert run.prompt.images[1].size == (786, 899)
+    inputs = tiny_engine.inputs_for(images, QUESTION, labels)
+    attn = reference.full_attentions(tiny_engine, inputs, [s.token_id for s in result])
+    for step in result:
+        assert [focus.label for focus in step.images] == labels
+        for focus, block in zip(step.images, blocks):
+            expected = reference.maps_for_query(attn, step.position, list(block), tiny_engine.grid)
+            for name in METHODS:
+                np.testing.assert_allclose(focus.maps[name], expected[name], atol=1e-5, rtol=0,
+                                           err_msg=f"{focus.label} {name} step {step.index}")
+            assert focus.stats.image_mass == pytest.approx(
+                reference.image_mass(attn, step.position, list(block)), abs=1e-5)
+        assert step.stats.image_mass == pytest.approx(sum(f.stats.image_mass for f in step.images), abs=1e-6)
+        assert step.maps is step.images[0].maps
+
+
+def test_too_many_images_are_refused(tiny_engine: Any, sample_bytes: bytes) -> None:
+    with pytest.raises(RequestError) as error:
+        tiny_engine.stream([sample_bytes] * 5, question=QUESTION)
+    assert str(error.value) == "a session takes 1..4 images; got 5"
