@@ -20,14 +20,14 @@ DEFAULT_MODEL = "demo"
 
 def _generate(args: argparse.Namespace) -> int:
     from .models import load_engine
+    from .study import read_study
 
-    image = Path(args.image)
-    if not image.is_file():
-        raise MedvizError(f"image file {str(image)!r} does not exist")
+    study = read_study([Path(p) for p in args.image])
     engine = load_engine(args.model)
     cancel = threading.Event()
     run = engine.stream(
-        image.read_bytes(),
+        [f.data for f in study],
+        labels=[f.label for f in study],
         question=args.question,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -41,9 +41,10 @@ def _generate(args: argparse.Namespace) -> int:
     try:
         for step in run:
             if not args.plain:
+                shares = "".join(f" {f.label or i}:{f.stats.image_mass:.3f}" for i, f in enumerate(step.images))
                 out.write(
                     f"{step.index:4d} {step.text!r:24} peak {step.stats.peak_zone:15} "
-                    f"image_mass {step.stats.image_mass:.3f}\n"
+                    f"image_mass {step.stats.image_mass:.3f}{shares}\n"
                 )
             else:
                 out.write(step.text)
@@ -58,7 +59,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser("generate", help="stream a report for one image to the terminal")
-    parser.add_argument("image", help="PNG, JPEG or DICOM file")
+    parser.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="tiny | demo | random:medgemma-4b | hub id | folder")
     parser.add_argument("--question", default=None, help="ask a question instead of writing the full report")
     parser.add_argument("--max-new-tokens", type=int, default=200)

@@ -53,3 +53,11 @@ def test_agreement_reports_every_method_for_images_with_boxes(cxr_dir: Path, cap
     assert [line.split()[0] for line in out.splitlines()[3:9]] == [
         "raw", "layer_weighted", "head_importance", "flow", "rollout", "consensus"]
     assert all(line.split()[1] == "2" for line in out.splitlines()[3:9])
+
+
+def test_generate_with_two_images_prints_each_image_share(cxr_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["generate", str(cxr_dir / "nih_00000003_001.png"), str(cxr_dir / "nih_00027426_000_512.png"),
+                 "--model", "tiny", "--max-new-tokens", "2"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "image_mass" in line]
+    assert code == 0 and len(lines) == 2
+    assert all(" 0:" in line and " 1:" in line for line in lines)
