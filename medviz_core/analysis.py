@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .capture import AttentionRecorder, Capture
-from .engine import Engine
+from .engine import Engine, ImageInput
 from .errors import RequestError
 from .types import FloatMap
 
@@ -42,11 +42,13 @@ class TokenContext:
         return self.generated[self.index]
 
 
-def token_context(engine: Engine, image: bytes | np.ndarray, question: str | None,
-                  generated: Sequence[int], index: int) -> TokenContext:
+def token_context(engine: Engine, image: ImageInput | Sequence[ImageInput], question: str | None,
+                  generated: Sequence[int], index: int, labels: Sequence[str] = ()) -> TokenContext:
+    """The context of generated token `index` of a run on `image` (one image or a study's list)."""
     if not 0 <= index < len(generated):
         raise RequestError(f"token index must be in 0..{len(generated) - 1}; got {index}")
-    return TokenContext(inputs=engine.inputs_for(image, question), generated=tuple(generated), index=index)
+    inputs = engine.inputs_for(image, question, labels)
+    return TokenContext(inputs=inputs, generated=tuple(generated), index=index)
 
 
 def _prefix_kwargs(engine: Engine, context: TokenContext, pixel_values: Any = None) -> dict[str, Any]:
@@ -69,7 +71,10 @@ def _image_positions(engine: Engine, context: TokenContext) -> torch.Tensor:
 
 
 def gradient_relevancy(engine: Engine, context: TokenContext, cancel: threading.Event | None = None) -> FloatMap:
-    """Chefer's decoder relevancy of the target token over the image grid (raw values, >= 0)."""
+    """Chefer's decoder relevancy of the target token over each image's grid (raw values, >= 0).
+
+    Shape (images, grid_h, grid_w): one map per image of the prompt, in prompt order.
+    """
     layers = engine.facts.layers
     recorder = AttentionRecorder(layers, cancel)
     embeddings = engine.model.get_input_embeddings()
@@ -93,15 +98,15 @@ def gradient_relevancy(engine: Engine, context: TokenContext, cancel: threading.
             weighted = (grad * attention).clamp(min=0).mean(0)  # [T, T]
             relevance = relevance + weighted @ relevance
         row = relevance[q, _image_positions(engine, context)]
-    return row.reshape(engine.grid).float().cpu().numpy()
+    return row.reshape(-1, *engine.grid).float().cpu().numpy()
 
 
 @dataclass(frozen=True)
 class LayerHeadView:
     """Attention of one token's query to the image, per layer and head."""
 
-    maps: np.ndarray  # [layers, heads, grid_h, grid_w] float32
-    image_mass: np.ndarray  # [layers, heads]: share of the head's attention on the image
+    maps: np.ndarray  # [layers, heads, images, grid_h, grid_w] float32
+    image_mass: np.ndarray  # [layers, heads]: share of the head's attention on the image(s)
     entropy: np.ndarray  # [layers, heads]: entropy of the head's image attention (normalised), in bits / log2 N
 
 
@@ -117,7 +122,7 @@ def layer_head_view(engine: Engine, context: TokenContext) -> LayerHeadView:
     mass = rows.sum(-1)
     p = rows / np.where(mass > 0, mass, 1.0)[..., None]
     entropy = -(p * np.log2(p + 1e-12)).sum(-1) / math.log2(rows.shape[-1])
-    maps = rows.reshape(facts.layers, facts.heads, *engine.grid).astype(np.float32)
+    maps = rows.reshape(facts.layers, facts.heads, -1, *engine.grid).astype(np.float32)
     return LayerHeadView(maps=maps, image_mass=mass.astype(np.float32), entropy=entropy.astype(np.float32))
 
 

@@ -43,14 +43,15 @@ def _analyze(args: argparse.Namespace) -> int:
     out.write(f"token {args.token}: {step.text!r} (id {step.token_id}), peak {step.stats.peak_zone}, "
               f"image_mass {step.stats.image_mass:.3f}\n")
     gradient = gradient_relevancy(engine, context)
-    out.write(f"\ngradient relevancy (Chefer), max {gradient.max():.3g}\n{_ascii_map(gradient)}\n")
+    for number, image_map in enumerate(gradient):
+        out.write(f"\ngradient relevancy (Chefer), image {number}, max {image_map.max():.3g}\n{_ascii_map(image_map)}\n")
     view = layer_head_view(engine, context)
     out.write("\nlayer x head: image_mass / entropy\n")
     for layer in range(view.image_mass.shape[0]):
         cells = "  ".join(f"{m:.2f}/{e:.2f}" for m, e in zip(view.image_mass[layer], view.entropy[layer]))
         out.write(f"L{layer:<3} {cells}\n")
     if args.faithfulness:
-        relevancy = gradient if args.faithfulness == "gradient" else step.maps[args.faithfulness]
+        relevancy = gradient[0] if args.faithfulness == "gradient" else step.maps[args.faithfulness]
         result = faithfulness_report(load_image(image_bytes), relevancy, token_scorer(engine, context, args.question),
                                      token=args.token, method=args.faithfulness, steps=args.steps)
         if result is not None:

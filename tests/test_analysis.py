@@ -44,7 +44,7 @@ def direct_chefer(engine: Any, context: Any) -> np.ndarray:
         Abar = np.maximum(G * A, 0).mean(0)
         R = R + Abar @ R
     image = [i for i, t in enumerate(inputs["input_ids"][0].tolist()) if t == engine.image_token_id]
-    return R[size - 1, image].reshape(engine.grid)
+    return R[size - 1, image].reshape(-1, *engine.grid)
 
 
 @pytest.mark.parametrize("index", [0, 3])
@@ -52,7 +52,7 @@ def test_gradient_relevancy_matches_direct_autograd(tiny_engine: Any, sample_byt
     context = token_context(tiny_engine, sample_bytes, QUESTION, run_tokens, index)
     ours = gradient_relevancy(tiny_engine, context)
     np.testing.assert_allclose(ours, direct_chefer(tiny_engine, context), atol=1e-5, rtol=0)
-    assert ours.shape == (16, 16) and ours.dtype == np.float32 and ours.max() > 0
+    assert ours.shape == (1, 16, 16) and ours.dtype == np.float32 and ours.max() > 0
 
 
 def test_gradient_relevancy_leaves_the_streamed_tokens_unchanged(tiny_engine: Any, sample_bytes: bytes, run_tokens: list[int]) -> None:
@@ -73,8 +73,8 @@ def test_layer_head_view_agrees_with_the_streamed_raw_map(tiny_engine: Any, samp
     steps = list(tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=3))
     context = token_context(tiny_engine, sample_bytes, QUESTION, [s.token_id for s in steps], 2)
     view = layer_head_view(tiny_engine, context)
-    assert view.maps.shape == (4, 4, 16, 16)
-    np.testing.assert_allclose(view.maps[-1].mean(0), steps[2].maps["raw"], atol=1e-6, rtol=0)
+    assert view.maps.shape == (4, 4, 1, 16, 16)
+    np.testing.assert_allclose(view.maps[-1, :, 0].mean(0), steps[2].maps["raw"], atol=1e-6, rtol=0)
     assert float(view.image_mass.mean()) == pytest.approx(steps[2].stats.image_mass, abs=1e-6)
     assert np.all((view.entropy >= 0) & (view.entropy <= 1 + 1e-6))
 
@@ -94,3 +94,12 @@ def test_a_token_index_out_of_range_is_refused(tiny_engine: Any, sample_bytes: b
     with pytest.raises(RequestError) as error:
         token_context(tiny_engine, sample_bytes, QUESTION, [1, 2], 2)
     assert str(error.value) == "token index must be in 0..1; got 2"
+
+
+def test_gradient_relevancy_gives_one_exact_map_per_image(tiny_engine: Any, cxr_dir: Any) -> None:
+    images = [(cxr_dir / "nih_00000001_000.png").read_bytes(), (cxr_dir / "commons_haggstrom_normal_pa.jpg").read_bytes()]
+    tokens = [s.token_id for s in tiny_engine.stream(images, question=QUESTION, max_new_tokens=3, labels=["PA", "prior"])]
+    context = token_context(tiny_engine, images, QUESTION, tokens, 2, labels=["PA", "prior"])
+    ours = gradient_relevancy(tiny_engine, context)
+    assert ours.shape == (2, 16, 16)
+    np.testing.assert_allclose(ours, direct_chefer(tiny_engine, context), atol=1e-5, rtol=0)
