@@ -336,8 +336,10 @@ def _get(m: Mapping[str, Any], key: str, kind: _Kind, where: str, error: type[Ex
 def _unpack(data: bytes) -> dict[str, Any]:
     try:
         value = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as error:
-        raise ProtocolError(f"message is not valid msgpack ({type(error).__name__})") from None
+    except msgpack.ExtraData as error:
+        raise ProtocolError(f"message is more than one msgpack value: {len(error.extra)} bytes follow the first") from None
+    except (ValueError, TypeError):  # FormatError, StackError, truncated input, bad UTF-8, bad map keys
+        raise ProtocolError("message is not valid msgpack") from None
     if not isinstance(value, dict):
         raise ProtocolError(f"a frame must be a msgpack map; got {_describe(value)}")
     version = value.get("v", VERSION)

@@ -189,3 +189,4 @@ def test_live_sessions_are_listed_without_question_text(live: LiveServer, sample
     listing = httpx.get(f"{live.http}/api/sessions").json()["sessions"]
     assert listing and set(listing[0]) == {"id", "created", "state", "frames", "watchers", "recording"}
     assert "secret" not in str(listing)
+

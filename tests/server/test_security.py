@@ -1,0 +1,115 @@
+"""Token on every route (constant-time compare), websocket Origin and Host checks, safe binds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from medviz_core import frames
+from medviz_core.errors import AuthError
+from server.security import origin_allowed, token_matches
+from server.settings import Settings
+
+from .helpers import LiveServer, kinds, refused, run, session
+
+TOKEN = "s3cret-token-123"
+UNAUTHORIZED = "a valid access token is required (Authorization: Bearer or ?token=)"
+
+
+@pytest.fixture
+def guarded(make_server: Any) -> LiveServer:
+    server: LiveServer = make_server(token=TOKEN)
+    return server
+
+
+def test_http_routes_refuse_a_missing_or_wrong_token(guarded: LiveServer) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx.get(f"{guarded.http}/api/health", headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {"error": {"code": "unauthorized", "message": UNAUTHORIZED}}
+    assert httpx.get(f"{guarded.http}/api/recordings?token=nope").status_code == 401
+
+
+def test_a_bearer_token_opens_the_http_routes(guarded: LiveServer) -> None:
+    response = httpx.get(f"{guarded.http}/api/health", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200 and response.json()["model"] == "tiny"
+
+
+def test_a_token_in_the_query_sets_a_cookie_that_opens_the_other_routes(guarded: LiveServer) -> None:
+    with httpx.Client(base_url=guarded.http) as client:
+        first = client.get(f"/api/health?token={TOKEN}")
+        assert first.status_code == 200
+        assert first.headers["set-cookie"] == f"medviz_token={TOKEN}; HttpOnly; SameSite=Strict; Path=/"
+        assert client.get("/api/recordings").status_code == 200
+
+
+def test_a_websocket_without_the_token_gets_an_error_frame_and_4001(guarded: LiveServer, sample_bytes: bytes) -> None:
+    error, code, reason = run(refused(f"{guarded.ws}/ws/session"))
+    assert error == frames.ErrorFrame("unauthorized", UNAUTHORIZED) and code == 4001
+    assert reason == UNAUTHORIZED
+    error, code, _ = run(refused(f"{guarded.ws}/ws/watch/abc?token=wrong"))
+    assert (error.code, code) == ("unauthorized", 4001)  # type: ignore[union-attr]
+
+
+def test_after_a_bad_token_a_session_with_the_token_runs(guarded: LiveServer, sample_bytes: bytes) -> None:
+    run(refused(f"{guarded.ws}/ws/session?token=bad"))
+    data = run(_session_with_token(guarded, sample_bytes))
+    assert kinds(data) == ["start", "step", "end"]
+
+
+async def _session_with_token(server: LiveServer, image: bytes) -> list[bytes]:
+    from websockets.asyncio.client import connect
+
+    from .helpers import receive_all, start_bytes
+
+    async with connect(f"{server.ws}/ws/session?token={TOKEN}") as ws:
+        await ws.send(start_bytes(image, max_new_tokens=1))
+        return await receive_all(ws)
+
+
+def test_a_foreign_origin_is_refused_with_4003(live: LiveServer, sample_bytes: bytes) -> None:
+    error, code, _ = run(refused(f"{live.ws}/ws/session", origin="https://evil.example"))  # type: ignore[arg-type]
+    assert error == frames.ErrorFrame("unauthorized", "origin 'https://evil.example' may not open websockets here")
+    assert code == 4003
+    assert kinds(run(session(live, sample_bytes, max_new_tokens=1))) == ["start", "step", "end"]
+
+
+def test_a_same_host_or_loopback_origin_is_accepted(live: LiveServer, sample_bytes: bytes) -> None:
+    from websockets.asyncio.client import connect
+
+    from .helpers import receive_all, start_bytes
+
+    async def scenario(origin: str) -> list[bytes]:
+        async with connect(f"{live.ws}/ws/session", origin=origin) as ws:  # type: ignore[arg-type]
+            await ws.send(start_bytes(sample_bytes, max_new_tokens=1))
+            return await receive_all(ws)
+
+    assert kinds(run(scenario(f"http://127.0.0.1:{live.port}"))) == ["start", "step", "end"]
+    assert kinds(run(scenario("http://localhost:3000"))) == ["start", "step", "end"]
+
+
+def test_a_non_loopback_host_header_is_refused_on_a_loopback_bind(live: LiveServer) -> None:
+    response = httpx.get(f"{live.http}/api/health", headers={"Host": "rebind.example:7860"})
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "host 'rebind.example' is not served here; use 127.0.0.1 or localhost"
+
+
+def test_a_public_bind_without_a_token_refuses_to_start() -> None:
+    with pytest.raises(AuthError, match=r"^refusing to listen on 0.0.0.0 without a token: pass --token"):
+        Settings(host="0.0.0.0").check()
+    with pytest.raises(AuthError, match=r"^the token must be at least 8 characters; got 3$"):
+        Settings(host="0.0.0.0", token="abc").check()
+    assert Settings(host="0.0.0.0", token=TOKEN).check().token == TOKEN
+    assert Settings(host="::1").check().host == "::1"
+
+
+def test_token_comparison_and_origin_rules() -> None:
+    assert token_matches(TOKEN, TOKEN) and not token_matches(TOKEN, TOKEN[:-1]) and not token_matches(TOKEN, None)
+    settings = Settings(allowed_origins=("https://viewer.example",))
+    assert origin_allowed(settings, None, "127.0.0.1:7860")
+    assert origin_allowed(settings, "http://127.0.0.1:7860", "127.0.0.1:7860")
+    assert origin_allowed(settings, "https://viewer.example", "127.0.0.1:7860")
+    assert not origin_allowed(settings, "null", "127.0.0.1:7860")
+    assert not origin_allowed(settings, "http://127.0.0.1.evil.example", "127.0.0.1:7860")
