@@ -1,0 +1,140 @@
+"""`medviz serve | record | replay | watch`: the server's commands, registered on the main CLI.
+
+Owns: their arguments and handlers. `add_server_commands(subparsers)` is called by
+medviz_core/cli.py, which prints a MedvizError as one line (exit 2). Does not own the
+server itself (app.py) or the frame format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from medviz_core.errors import MedvizError
+from medviz_core.frames import EndFrame, StartRequest, StepFrame
+
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """uvicorn logs request paths with their query: hide `?token=` values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = TOKEN_IN_TEXT.sub(r"\1***", message), ()
+        return True
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .settings import Settings
+
+    settings = Settings(model=args.model, host=args.host, port=args.port, token=args.token or None,
+                        recordings=Path(args.recordings)).check()
+    app = create_app(settings)
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactTokens())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    shown = "" if not settings.token else "?token=<your token>"
+    print(f"medviz: serving {settings.model} at http://{settings.host}:{settings.port}/{shown}", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_max_size,
+                log_level="info", access_log=True)
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from medviz_core.models import load_engine
+    from medviz_core.recording import RecordingWriter
+
+    from .worker import session_frames
+
+    image, out = Path(args.image), Path(args.out)
+    if not image.is_file():
+        raise MedvizError(f"image file {str(image)!r} does not exist")
+    if out.exists():
+        raise MedvizError(f"{str(out)!r} already exists; recordings are never overwritten")
+    engine = load_engine(args.model)
+    request = StartRequest(image=image.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens)
+    cancel = threading.Event()
+    session = out.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out.stem) else secrets.token_urlsafe(16)
+    stream = session_frames(engine, request, request.image, session, cancel)
+    first = next(stream)  # errors about the image or parameters come before any file is made
+    with RecordingWriter(out) as writer:
+        writer.write(first)
+        try:
+            for frame in stream:
+                writer.write(frame)
+                sys.stdout.write(".")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            cancel.set()
+            for frame in stream:  # the run stops at its next step and ends `cancelled`
+                writer.write(frame)
+    print(f"\nmedviz: wrote {out} ({out.stat().st_size} bytes)")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from medviz_core.recording import read_recording
+
+    recording = read_recording(Path(args.file))
+    start = recording.start
+    if start is None:
+        raise MedvizError(f"{args.file!r} holds no whole frame")
+    asked = "full report" if start.question is None else f"question ({len(start.question)} characters)"
+    print(f"session {start.session}: model {start.model.name}, {asked}, methods {', '.join(start.methods)}")
+    for recorded in recording.steps:
+        step = recorded.frame
+        assert isinstance(step, StepFrame)
+        print(f"{step.index:4d} {step.t_ms:9.1f} ms {step.text!r:24} {step.stats.peak_zone:15} "
+              f"image_mass {step.stats.image_mass:.3f}")
+    end: EndFrame | None = recording.end
+    if end is None:
+        print(f"[cut: {len(recording.steps)} steps, no end frame]")
+    else:
+        print(f"[{end.reason}: {end.tokens} tokens in {end.total_ms / 1000:.1f} s] {end.text!r}")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .client import watch
+
+    end = watch(args.url, sys.stdout, sys.stderr)
+    return 0 if end is not None else 1
+
+
+def add_server_commands(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="serve the web viewer, live sessions and replays")
+    serve.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
+    serve.add_argument("--host", default="127.0.0.1", help="a non-loopback address needs --token")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--token", default=os.environ.get("MEDVIZ_TOKEN"), help="access token (or MEDVIZ_TOKEN)")
+    serve.add_argument("--recordings", default="recordings", help="folder for recorded sessions")
+    serve.set_defaults(handler=_serve)
+
+    record = subparsers.add_parser("record", help="record one session to a file, without a server")
+    record.add_argument("image", help="PNG, JPEG or DICOM file")
+    record.add_argument("--out", required=True, help="the .medviz file to write (never overwritten)")
+    record.add_argument("--model", default="demo")
+    record.add_argument("--question", default=None, help="ask a question instead of the full report")
+    record.add_argument("--max-new-tokens", type=int, default=200)
+    record.set_defaults(handler=_record)
+
+    replay = subparsers.add_parser("replay", help="print a recording: tokens, zone and image mass per step")
+    replay.add_argument("file")
+    replay.set_defaults(handler=_replay)
+
+    watch = subparsers.add_parser("watch", help="print a live session's tokens as they arrive")
+    watch.add_argument("url", help="ws://127.0.0.1:7860/ws/watch/<session id>[?token=...]")
+    watch.set_defaults(handler=_watch)

@@ -1,0 +1,93 @@
+"""`medviz serve | record | replay | watch` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from medviz_core import frames
+from medviz_core.cli import main
+from server.cli_commands import RedactTokens
+from server.client import watch
+
+from .helpers import LiveServer, receive_all, run, start_bytes
+
+
+def test_record_writes_a_finished_recording_that_replay_prints(
+    tmp_path: Path, cxr_dir: Path, capsys: pytest.CaptureFixture[str], tiny_engine: Any
+) -> None:
+    out = tmp_path / "first_look.medviz"
+    image = str(cxr_dir / "nih_00000001_000.png")
+    assert main(["record", image, "--out", str(out), "--model", "tiny", "--max-new-tokens", "3"]) == 0
+    assert main(["replay", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    replay = lines[lines.index(next(line for line in lines if line.startswith("session first_look"))):]
+    assert replay[0] == "session first_look: model tiny, full report, methods " + ", ".join(frames_methods())
+    assert [line.split()[0] for line in replay[1:4]] == ["0", "1", "2"]
+    assert replay[4].startswith("[max_tokens: 3 tokens in ")
+
+
+def frames_methods() -> tuple[str, ...]:
+    from medviz_core.types import METHODS
+
+    return METHODS
+
+
+def test_record_never_overwrites_and_says_so(tmp_path: Path, cxr_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "taken.medviz"
+    out.write_bytes(b"")
+    assert main(["record", str(cxr_dir / "nih_00000001_000.png"), "--out", str(out), "--model", "tiny"]) == 2
+    assert capsys.readouterr().err == f"medviz: {str(out)!r} already exists; recordings are never overwritten\n"
+
+
+def test_replay_of_a_cut_file_prints_its_whole_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fixtures.frames import make_fixtures
+
+    built = make_fixtures.build()
+    cut = tmp_path / "cut.medviz"
+    cut.write_bytes(built["start"] + built["step"] + built["end"][:20])
+    assert main(["replay", str(cut)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "   7     480.2 ms ' lung'                  right middle    image_mass 0.375"
+    assert out[2] == "[cut: 1 steps, no end frame]"
+
+
+def test_serve_refuses_a_public_bind_without_a_token(capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
+    monkeypatch.delenv("MEDVIZ_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--model", "tiny"]) == 2
+    assert capsys.readouterr().err.startswith("medviz: refusing to listen on 0.0.0.0 without a token")
+
+
+def test_watch_prints_the_tokens_of_a_live_session(live: LiveServer, sample_bytes: bytes) -> None:
+    async def scenario() -> tuple[str, str, list[bytes]]:
+        async with connect(f"{live.ws}/ws/session") as owner:
+            await owner.send(start_bytes(sample_bytes, max_new_tokens=5))
+            first = await owner.recv()
+            session_id = frames.decode(first).session  # type: ignore[union-attr, arg-type]
+            out, err = io.StringIO(), io.StringIO()
+            watching = asyncio.to_thread(watch, f"{live.ws}/ws/watch/{session_id}", out, err)
+            _, rest = await asyncio.gather(watching, receive_all(owner))
+            return out.getvalue(), err.getvalue(), [first, *rest]  # type: ignore[list-item]
+
+    printed, notes, data = run(scenario())
+    steps = [frames.decode(d) for d in data if frames.decode(d).type == "step"]
+    assert printed == "".join(s.text for s in steps) + "\n"  # type: ignore[union-attr]
+    assert notes.splitlines()[-1].startswith("[max_tokens: 5 tokens in ")
+
+
+def test_watch_of_an_unknown_session_is_one_clear_error(live: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["watch", f"{live.ws}/ws/watch/nope"]) == 2
+    assert capsys.readouterr().err == "medviz: not_found: session 'nope' does not exist or has expired\n"
+
+
+def test_logged_request_paths_never_show_the_token() -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5", "/ws/watch/abc?token=s3cret&x=1"), None)
+    RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws/watch/abc?token=***&x=1" [accepted]'
