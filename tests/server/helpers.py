@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import socket
-import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Coroutine, Iterator, TypeVar
 
 import msgpack
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from medviz_core import frames
 from medviz_core.frames import StartRequest
-from server.app import create_app
+from server.background import serve_in_background
 from server.settings import Settings
 
 T = TypeVar("T")
@@ -40,30 +34,15 @@ class LiveServer:
 
 @contextlib.contextmanager
 def serve(settings: Settings, engine: Any) -> Iterator[LiveServer]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(dataclasses.replace(settings, port=port), engine=engine)
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=settings.ws_max_size, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
+    with serve_in_background(settings, engine) as port:
         yield LiveServer(settings=settings, port=port)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
-def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(asyncio.wait_for(coro, 120))  # type: ignore[arg-type]
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coro, 120)
+
+    return asyncio.run(bounded())
 
 
 def start_bytes(image: bytes, max_new_tokens: int = 4, **fields: Any) -> bytes:
@@ -85,14 +64,14 @@ def kinds(data: list[bytes]) -> list[str]:
 
 
 async def session(server: LiveServer, image: bytes, max_new_tokens: int = 4, **fields: Any) -> list[bytes]:
-    async with connect(f"{server.ws}/ws/session") as ws:
+    async with connect(f"{server.ws}/ws/session", max_size=None) as ws:
         await ws.send(start_bytes(image, max_new_tokens, **fields))
         return await receive_all(ws)
 
 
 async def refused(url: str, message: bytes | str | None = None, **connect_args: Any) -> tuple[Any, int | None, str]:
     """Open, optionally send one message; -> (the decoded error frame, close code, close reason)."""
-    async with connect(url, **connect_args) as ws:
+    async with connect(url, max_size=None, **connect_args) as ws:
         if message is not None:
             await ws.send(message)
         data = await receive_all(ws)
@@ -101,4 +80,18 @@ async def refused(url: str, message: bytes | str | None = None, **connect_args: 
 
 
 def raw_start(**fields: Any) -> bytes:
-    return msgpack.packb({"type": "start", **fields})
+    data: bytes = msgpack.packb({"type": "start", **fields})
+    return data
+
+
+async def recv(ws: ClientConnection) -> bytes:
+    """The next message, which must be a binary frame."""
+    message = await ws.recv()
+    assert isinstance(message, bytes), message
+    return message
+
+
+def session_of(data: bytes) -> str:
+    start = frames.decode(data)
+    assert isinstance(start, frames.StartFrame), start
+    return start.session

@@ -16,7 +16,7 @@ from medviz_core.cli import main
 from server.cli_commands import RedactTokens
 from server.client import watch
 
-from .helpers import LiveServer, receive_all, run, start_bytes
+from .helpers import recv, session_of, LiveServer, receive_all, run, start_bytes
 
 
 def test_record_writes_a_finished_recording_that_replay_prints(
@@ -68,16 +68,16 @@ def test_watch_prints_the_tokens_of_a_live_session(live: LiveServer, sample_byte
     async def scenario() -> tuple[str, str, list[bytes]]:
         async with connect(f"{live.ws}/ws/session") as owner:
             await owner.send(start_bytes(sample_bytes, max_new_tokens=5))
-            first = await owner.recv()
-            session_id = frames.decode(first).session  # type: ignore[union-attr, arg-type]
+            first = await recv(owner)
+            session_id = session_of(first)
             out, err = io.StringIO(), io.StringIO()
             watching = asyncio.to_thread(watch, f"{live.ws}/ws/watch/{session_id}", out, err)
             _, rest = await asyncio.gather(watching, receive_all(owner))
-            return out.getvalue(), err.getvalue(), [first, *rest]  # type: ignore[list-item]
+            return out.getvalue(), err.getvalue(), [first, *rest]
 
     printed, notes, data = run(scenario())
-    steps = [frames.decode(d) for d in data if frames.decode(d).type == "step"]
-    assert printed == "".join(s.text for s in steps) + "\n"  # type: ignore[union-attr]
+    steps = [f for f in map(frames.decode, data) if isinstance(f, frames.StepFrame)]
+    assert printed == "".join(s.text for s in steps) + "\n"
     assert notes.splitlines()[-1].startswith("[max_tokens: 5 tokens in ")
 
 

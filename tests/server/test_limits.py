@@ -12,7 +12,7 @@ import pytest
 
 from medviz_core import frames
 
-from .helpers import LiveServer, kinds, raw_start, refused, run, session, start_bytes
+from .helpers import recv, session_of, LiveServer, kinds, raw_start, refused, run, session, start_bytes
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -88,9 +88,9 @@ def test_a_bad_command_during_a_session_is_answered_and_the_session_goes_on(
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/session") as ws:
             await ws.send(start_bytes(sample_bytes, max_new_tokens=3))
-            first = await ws.recv()
+            first = await recv(ws)
             await ws.send(b"\xc1")
-            return [first, *await receive_all(ws)]  # type: ignore[list-item]
+            return [first, *await receive_all(ws)]
 
     data = run(scenario())
     errors = [frames.decode(d) for d in data if frames.decode(d).type == "error"]

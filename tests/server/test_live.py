@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
@@ -10,7 +11,7 @@ from websockets.asyncio.client import connect
 from medviz_core import frames
 from medviz_core.recording import read_recording
 
-from .helpers import LiveServer, kinds, receive_all, refused, run, session, start_bytes
+from .helpers import recv, session_of, LiveServer, kinds, receive_all, refused, run, session, start_bytes
 
 
 def test_a_full_session_sends_start_every_step_and_end(live: LiveServer, sample_bytes: bytes) -> None:
@@ -44,8 +45,8 @@ def test_a_recorded_session_is_listed_and_reads_back_byte_for_byte(live: LiveSer
 async def _owner_and_watchers(server: LiveServer, image: bytes, watchers: int) -> tuple[list[bytes], list[list[bytes]]]:
     async with connect(f"{server.ws}/ws/session") as owner:
         await owner.send(start_bytes(image, max_new_tokens=6))
-        first = await owner.recv()
-        session_id = frames.decode(first).session  # type: ignore[union-attr]
+        first = await recv(owner)
+        session_id = session_of(first)
         sockets = [await connect(f"{server.ws}/ws/watch/{session_id}") for _ in range(watchers)]
         seen = await asyncio.gather(*(receive_all(ws) for ws in sockets))
         rest = await receive_all(owner)
@@ -62,11 +63,11 @@ def test_a_late_joiner_gets_every_frame_so_far_then_the_rest(live: LiveServer, s
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         async with connect(f"{live.ws}/ws/session") as owner:
             await owner.send(start_bytes(sample_bytes, max_new_tokens=8))
-            got = [await owner.recv() for _ in range(4)]  # start + 3 steps
-            session_id = frames.decode(got[0]).session  # type: ignore[union-attr]
+            got = [await recv(owner) for _ in range(4)]  # start + 3 steps
+            session_id = session_of(got[0])
             async with connect(f"{live.ws}/ws/watch/{session_id}") as late:
                 late_frames = await receive_all(late)
-            return [*got, *await receive_all(owner)], late_frames  # type: ignore[list-item]
+            return [*got, *await receive_all(owner)], late_frames
 
     owner, late = run(scenario())
     assert late == owner and kinds(late)[-1] == "end"
@@ -76,14 +77,14 @@ def test_a_viewer_that_never_reads_does_not_hold_up_the_others(live: LiveServer,
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         async with connect(f"{live.ws}/ws/session") as owner:
             await owner.send(start_bytes(sample_bytes, max_new_tokens=10))
-            first = await owner.recv()
-            session_id = frames.decode(first).session  # type: ignore[union-attr]
+            first = await recv(owner)
+            session_id = session_of(first)
             stuck = await connect(f"{live.ws}/ws/watch/{session_id}", max_queue=1)
-            stuck.transport.pause_reading()  # type: ignore[attr-defined]
+            stuck.transport.pause_reading()
             async with connect(f"{live.ws}/ws/watch/{session_id}") as other:
                 other_frames = await receive_all(other)
-            owner_frames = [first, *await receive_all(owner)]  # type: ignore[list-item]
-            stuck.transport.abort()  # type: ignore[attr-defined]
+            owner_frames = [first, *await receive_all(owner)]
+            stuck.transport.abort()
             return owner_frames, other_frames
 
     owner, other = run(scenario())
@@ -94,9 +95,9 @@ def test_cancel_ends_the_session_with_reason_cancelled(live: LiveServer, sample_
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/session") as ws:
             await ws.send(start_bytes(sample_bytes, max_new_tokens=60))
-            got = [await ws.recv(), await ws.recv()]  # start, first step
+            got = [await recv(ws), await recv(ws)]  # start, first step
             await ws.send(frames.encode_command("cancel"))
-            return [*got, *await receive_all(ws)]  # type: ignore[list-item]
+            return [*got, *await receive_all(ws)]
 
     data = run(scenario())
     end = frames.decode(data[-1])
@@ -108,9 +109,9 @@ def test_the_owner_leaving_with_nobody_watching_stops_generation(live: LiveServe
     async def scenario() -> str:
         async with connect(f"{live.ws}/ws/session") as ws:
             await ws.send(start_bytes(sample_bytes, max_new_tokens=60, record=True))
-            start = frames.decode(await ws.recv())  # type: ignore[arg-type]
-            await ws.recv()
-        return start.session  # type: ignore[union-attr]
+            session_id = session_of(await recv(ws))
+            await recv(ws)
+        return session_id
 
     session_id = run(scenario())
     path = live.settings.recordings / f"{session_id}.medviz"
@@ -126,7 +127,7 @@ def test_the_owner_leaving_while_others_watch_lets_the_session_finish(live: Live
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/session") as owner:
             await owner.send(start_bytes(sample_bytes, max_new_tokens=6))
-            session_id = frames.decode(await owner.recv()).session  # type: ignore[union-attr, arg-type]
+            session_id = session_of(await recv(owner))
             watcher = await connect(f"{live.ws}/ws/watch/{session_id}")
         return await receive_all(watcher)
 
@@ -135,13 +136,13 @@ def test_the_owner_leaving_while_others_watch_lets_the_session_finish(live: Live
     assert isinstance(end, frames.EndFrame) and (end.reason, end.tokens) == ("max_tokens", 6)
 
 
-def test_a_second_session_waits_in_line_with_queued_frames(make_server: object, sample_bytes: bytes) -> None:
-    server: LiveServer = make_server()  # type: ignore[operator]
+def test_a_second_session_waits_in_line_with_queued_frames(make_server: Any, sample_bytes: bytes) -> None:
+    server: LiveServer = make_server()
 
     async def scenario() -> tuple[list[bytes], list[bytes]]:
         async with connect(f"{server.ws}/ws/session") as first:
             await first.send(start_bytes(sample_bytes, max_new_tokens=6))
-            await first.recv()
+            await recv(first)
             second = await connect(f"{server.ws}/ws/session")
             await second.send(start_bytes(sample_bytes, max_new_tokens=2))
             return await receive_all(first), await receive_all(second)
@@ -151,19 +152,19 @@ def test_a_second_session_waits_in_line_with_queued_frames(make_server: object, 
     assert frames.decode(second[0]) == frames.QueuedFrame(position=1)
 
 
-def test_past_the_queue_cap_a_session_gets_busy(make_server: object, sample_bytes: bytes) -> None:
-    server: LiveServer = make_server(queue_cap=1)  # type: ignore[operator]
+def test_past_the_queue_cap_a_session_gets_busy(make_server: Any, sample_bytes: bytes) -> None:
+    server: LiveServer = make_server(queue_cap=1)
 
     async def scenario() -> tuple[object, object]:
         async with connect(f"{server.ws}/ws/session") as first:
             await first.send(start_bytes(sample_bytes, max_new_tokens=8))
-            await first.recv()
+            await recv(first)
             async with connect(f"{server.ws}/ws/session") as second:
                 await second.send(start_bytes(sample_bytes, max_new_tokens=1))
-                assert frames.decode(await second.recv()) == frames.QueuedFrame(position=1)  # type: ignore[arg-type]
+                assert frames.decode(await recv(second)) == frames.QueuedFrame(position=1)
                 async with connect(f"{server.ws}/ws/session") as third:
                     await third.send(start_bytes(sample_bytes, max_new_tokens=1))
-                    busy = frames.decode(await third.recv())  # type: ignore[arg-type]
+                    busy = frames.decode(await recv(third))
                     await third.wait_closed()
                     return busy, third.close_code
 

@@ -11,7 +11,7 @@ from medviz_core import frames
 from medviz_core.recording import read_recording
 from server.replay import ReplayClock, parse_speed
 
-from .helpers import LiveServer, refused, run, session
+from .helpers import recv, session_of, LiveServer, refused, run, session
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def recorded(live: LiveServer, sample_bytes: bytes) -> tuple[str, list[bytes]]:
 async def until_end(ws: ClientConnection) -> list[bytes]:
     out: list[bytes] = []
     while not out or frames.decode(out[-1]).type != "end":
-        message = await ws.recv()
+        message = await recv(ws)
         assert isinstance(message, bytes)
         out.append(message)
     return out
@@ -50,7 +50,7 @@ def test_seek_continues_from_the_chosen_step(live: LiveServer, recorded: tuple[s
         async with connect(f"{live.ws}/ws/replay/{name}?speed=0.25") as ws:
             await ws.send(frames.encode_command("pause"))
             while True:  # steps may arrive before the pause is read
-                status = frames.decode(await ws.recv())  # type: ignore[arg-type]
+                status = frames.decode(await recv(ws))
                 if isinstance(status, frames.ReplayFrame) and status.paused:
                     break
             await ws.send(frames.encode_command("seek", index=3))
@@ -143,8 +143,8 @@ def test_a_recording_that_was_cut_replays_its_whole_frames(
         async with connect(f"{live.ws}/ws/replay/cut?speed=8") as ws:
             out = []
             for _ in range(len(original) - 1):
-                out.append(await ws.recv())
-            return out  # type: ignore[return-value]
+                out.append(await recv(ws))
+            return out
 
     data = run(scenario())
     assert frames.decode(data[0]) == frames.ReplayFrame(recording="cut", steps=5, speed=8.0, paused=False, at=0)

@@ -6,13 +6,14 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.typing import Origin
 
 from medviz_core import frames
 from medviz_core.errors import AuthError
 from server.security import origin_allowed, token_matches
 from server.settings import Settings
 
-from .helpers import LiveServer, kinds, refused, run, session
+from .helpers import recv, session_of, LiveServer, kinds, refused, run, session
 
 TOKEN = "s3cret-token-123"
 UNAUTHORIZED = "a valid access token is required (Authorization: Bearer or ?token=)"
@@ -50,7 +51,7 @@ def test_a_websocket_without_the_token_gets_an_error_frame_and_4001(guarded: Liv
     assert error == frames.ErrorFrame("unauthorized", UNAUTHORIZED) and code == 4001
     assert reason == UNAUTHORIZED
     error, code, _ = run(refused(f"{guarded.ws}/ws/watch/abc?token=wrong"))
-    assert (error.code, code) == ("unauthorized", 4001)  # type: ignore[union-attr]
+    assert (error.code, code) == ("unauthorized", 4001)
 
 
 def test_after_a_bad_token_a_session_with_the_token_runs(guarded: LiveServer, sample_bytes: bytes) -> None:
@@ -70,7 +71,7 @@ async def _session_with_token(server: LiveServer, image: bytes) -> list[bytes]:
 
 
 def test_a_foreign_origin_is_refused_with_4003(live: LiveServer, sample_bytes: bytes) -> None:
-    error, code, _ = run(refused(f"{live.ws}/ws/session", origin="https://evil.example"))  # type: ignore[arg-type]
+    error, code, _ = run(refused(f"{live.ws}/ws/session", origin="https://evil.example"))
     assert error == frames.ErrorFrame("unauthorized", "origin 'https://evil.example' may not open websockets here")
     assert code == 4003
     assert kinds(run(session(live, sample_bytes, max_new_tokens=1))) == ["start", "step", "end"]
@@ -82,7 +83,7 @@ def test_a_same_host_or_loopback_origin_is_accepted(live: LiveServer, sample_byt
     from .helpers import receive_all, start_bytes
 
     async def scenario(origin: str) -> list[bytes]:
-        async with connect(f"{live.ws}/ws/session", origin=origin) as ws:  # type: ignore[arg-type]
+        async with connect(f"{live.ws}/ws/session", origin=Origin(origin)) as ws:
             await ws.send(start_bytes(sample_bytes, max_new_tokens=1))
             return await receive_all(ws)
 
