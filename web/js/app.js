@@ -164,8 +164,11 @@ function playPause() {
 /** @param {number} i */
 function seekTo(i) {
   const s = store.state;
+  // after the end, scrubbing inspects tokens: stay paused where the user let go
+  const ended = s.phase === "ended";
+  if (ended && s.replay && !s.replay.paused) link?.pause?.();
   link?.seek?.(i);
-  if (s.steps[i]) store.set({ cursor: i, pinned: null });
+  store.set({ pinned: null, ...(s.steps[i] ? { cursor: i } : {}), ...(ended ? { phase: "running" } : {}) });
 }
 
 /** @param {Record<string, string>} extra @returns {string} this page's URL with the token kept */
@@ -259,7 +262,8 @@ function render() {
   const method = step && !step.maps[s.view.method] ? Object.keys(step.maps)[0] : s.view.method;
   const key = `${s.start?.session}|${i}|${method}|${s.view.contrast}|${xray ? 1 : 0}`;
   if (key !== lastKey) {
-    const jump = lastKey.split("|").slice(2).join("|") !== key.split("|").slice(2).join("|") || s.pinned !== null;
+    const [, before, ...rest] = lastKey.split("|");
+    const jump = rest.join("|") !== key.split("|").slice(2).join("|") || s.pinned !== null || Math.abs(Number(before) - i) > 1;
     lastKey = key;
     const map = step?.maps[method];
     stage.canvas.dataset.step = String(map ? i : -1);

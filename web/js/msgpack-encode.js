@@ -95,6 +95,8 @@ class Writer {
     else if (typeof v === "number") {
       if (Number.isSafeInteger(v)) this.int(v);
       else { this.u8(0xcb); this.reserve(8); this.view.setFloat64(this.pos, v); this.pos += 8; }
+    } else if (v instanceof Float) {
+      this.u8(0xcb); this.reserve(8); this.view.setFloat64(this.pos, v.value); this.pos += 8;
     } else if (typeof v === "string") this.str(v);
     else if (v instanceof Uint8Array) this.bin(v);
     else if (Array.isArray(v)) { this.header(v.length, 0x90, 0xdc); v.forEach((x) => this.value(x)); }

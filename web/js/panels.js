@@ -55,8 +55,8 @@ function tokenSpan(s, i) {
     span.textContent = "…";
     return span;
   }
-  span.className = s.special ? "tok special" : "tok";
-  span.textContent = s.special ? "end" : s.text === "" ? "\u200b" : s.text;
+  span.className = s.special ? "tok special" : s.text === "" ? "tok empty" : "tok";
+  span.textContent = s.special ? "end" : s.text;
   if (!s.special) span.style.backgroundColor = tint(s.mass);
   span.title = `#${i} ${visibleToken(s.text)} — image ${pct(s.mass)} · peak ${s.zone}`;
   return span;

@@ -1,0 +1,121 @@
+"""A live session in the real browser against a real `medviz serve --model tiny`: tokens
+stream and the heatmap moves, methods give different maps, a token opens its analysis
+panel, a second person watching through the share link ends with the same report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .conftest import Server, Watched, shoot
+from .pages import DIGEST, digest, report_text, shown_step, start_session, token_count, wait_phase
+
+LONG_RUN = 300  # tokens: long enough on 2 CPU cores for a watcher to join mid-stream
+
+
+def watch_stream(page: Any, limit_s: float = 120.0) -> dict[int, list[int]]:
+    """Heatmap pixels seen for each step index while the session runs."""
+    seen: dict[int, list[int]] = {}
+    deadline = time.monotonic() + limit_s
+    while page.get_attribute("body", "data-phase") != "ended" and time.monotonic() < deadline:
+        step = shown_step(page)
+        if step >= 0 and step not in seen:
+            seen[step] = page.evaluate(DIGEST)
+        page.wait_for_timeout(40)
+    return seen
+
+
+def test_uploaded_xray_streams_tokens_and_the_heatmap_changes_between_steps(tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=120)
+    page.wait_for_selector("#report .tok")
+    shoot(page, "01_streaming")
+    seen = watch_stream(page)
+    wait_phase(page, "ended")
+    shoot(page, "02_ended")
+    assert len(seen) >= 2, f"saw the heatmap at only {len(seen)} steps while streaming"
+    pictures = list(seen.values())
+    assert any(a != b for a, b in zip(pictures, pictures[1:]))
+    status = page.inner_text("#status")
+    assert status.startswith("Done")
+    assert f" {token_count(page)} tokens in " in status
+    assert tab.errors == []
+
+
+def test_switching_methods_shows_a_different_map(tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=24)
+    wait_phase(page, "ended")
+    consensus = digest(page)
+    page.select_option("#method", "raw")
+    page.wait_for_selector("#stage[data-method='raw']")
+    raw = digest(page)
+    shoot(page, "03_method_raw")
+    page.click(".method-tile[data-method='rollout']")
+    page.wait_for_selector("#stage[data-method='rollout']")
+    rollout = digest(page)
+    assert raw != consensus
+    assert rollout != raw
+    assert page.input_value("#method") == "rollout"
+    assert tab.errors == []
+
+
+def test_clicking_a_token_opens_its_analysis_panel_and_keys_move_it(tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=24)
+    wait_phase(page, "ended")
+    page.click("#report .tok[data-i='5']")
+    page.wait_for_selector("#detail:not([hidden])")
+    titles = page.locator("#detail-tiles figcaption").all_inner_texts()
+    assert titles == ["Original", "Raw", "Layer-weighted", "Head importance", "Flow", "Consensus",
+                      "Overlay · Consensus", "Regions", "Statistics", "Attention values"]
+    assert page.inner_text("#detail-h").startswith("Token #5")
+    assert "Image reliance" in page.inner_text(".stats-tile")
+    assert shown_step(page) == 5
+    shoot(page, "04_token_detail")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("() => document.getElementById('detail-h').textContent.startsWith('Token #6')")
+    assert shown_step(page) == 6
+    page.click("#detail-tab-overview")
+    page.wait_for_selector("#overview .thumb")
+    assert page.locator("#overview .thumb").count() >= 2
+    shoot(page, "05_overview")
+    with page.expect_download() as download:
+        page.click("#export-detail")
+    assert download.value.suggested_filename.endswith("_token6_analysis.png")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#detail", state="hidden")
+    assert page.locator("#report .tok.pinned").count() == 0
+    assert tab.errors == []
+
+
+def test_a_watcher_joining_mid_stream_ends_with_the_same_report(tab: Watched, second_tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=LONG_RUN)
+    page.wait_for_selector("#report .tok[data-i='3']")
+    page.wait_for_selector("#share:not([hidden])")
+    link = page.get_attribute("#share", "data-url")
+    assert link is not None and "/?watch=" in link
+    joined_at = token_count(page)
+    second_tab.page.goto(link)
+    still_running = page.get_attribute("body", "data-phase") == "running"
+    second_tab.page.wait_for_selector("#report .tok")
+    shoot(second_tab.page, "06_watcher_mid_stream")
+    wait_phase(page, "ended")
+    wait_phase(second_tab.page, "ended")
+    assert still_running, f"the session ended before the watcher joined (at token {joined_at})"
+    assert report_text(second_tab.page) == report_text(page)
+    assert token_count(second_tab.page) == token_count(page)
+    assert "watch=" in second_tab.page.url
+    assert tab.errors == [] and second_tab.errors == []
+
+
+def test_a_file_that_is_not_an_image_gets_a_plain_error(tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    start_session(page, server.url, cxr_dir / "labels.csv", max_tokens=8)
+    page.wait_for_selector("#banner:not([hidden])")
+    shoot(page, "07_bad_image")
+    assert page.inner_text("#banner-text").startswith("The image could not be read.")
+    assert page.get_attribute("body", "data-phase") == "closed"
+    assert tab.errors == []

@@ -1,0 +1,64 @@
+"""Recording and replay in the real browser: a recorded session appears in the library,
+plays at 4x through the same rendering as live, and seeking to the middle shows that
+token's map, pixel for pixel as the live view showed it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .conftest import Server, Watched, shoot
+from .pages import SETTLED, report_text, shown_step, start_session, token_count, wait_phase
+
+
+def exported_view(page: Any) -> bytes:
+    """The "Export view PNG" picture, decoded: it does not depend on the window's layout."""
+    page.wait_for_function(SETTLED)
+    with page.expect_download() as download:
+        page.click("#export-view")
+    with Image.open(download.value.path()) as picture:
+        return picture.convert("RGBA").tobytes()
+
+
+def test_a_recorded_session_replays_at_4x_and_seeking_shows_that_tokens_map(tab: Watched, second_tab: Watched, server: Server, cxr_dir: Path) -> None:
+    live = tab.page
+    start_session(live, server.url, cxr_dir / "nih_00000003_001.png", max_tokens=40, record=True)
+    wait_phase(live, "ended")
+    total = token_count(live)
+    middle = total // 2
+    live.click(f"#report .tok[data-i='{middle}']")
+    live.wait_for_function(f"() => document.getElementById('stage').dataset.step === '{middle}'")
+    live_map = exported_view(live)
+    live_text = report_text(live)
+
+    page = second_tab.page
+    page.goto(server.url)
+    page.click("#tab-library")
+    page.wait_for_selector("#library-list .rec")
+    shoot(page, "08_library")
+    assert page.locator("#library-list .rec").count() == 1
+    assert f"{total} tokens" in page.inner_text("#library-list .rec")
+    page.click("#library-list .rec button.primary")
+    page.wait_for_selector("#player:not([hidden])")
+    page.select_option("#speed", "4")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('4×')")
+    wait_phase(page, "ended")
+    shoot(page, "09_replay_ended")
+    assert report_text(page) == live_text
+
+    page.evaluate(f"""() => {{
+      const seek = document.getElementById('seek');
+      seek.value = '{middle}';
+      seek.dispatchEvent(new Event('input'));
+      seek.dispatchEvent(new Event('change'));
+    }}""")
+    page.wait_for_function(f"() => document.getElementById('stage').dataset.step === '{middle}'")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('paused')")
+    shoot(page, "10_replay_seek_middle")
+    assert shown_step(page) == middle
+    assert page.inner_text("#seek-label") == f"token {middle + 1} / {total}"
+    assert exported_view(page) == live_map
+    assert tab.errors == [] and second_tab.errors == []
