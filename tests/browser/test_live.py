@@ -55,8 +55,15 @@ def test_switching_methods_shows_a_different_map(tab: Watched, server: Server, c
     page.click(".method-tile[data-method='rollout']")
     page.wait_for_selector("#stage[data-method='rollout']")
     rollout = digest(page)
+    pictures = [rollout]
+    for control, value in [("#contrast", "percentile"), ("#contrast", "log"), ("#palette", "jet")]:
+        page.select_option(control, value)
+        page.wait_for_timeout(50)
+        pictures.append(digest(page))
+    shoot(page, "03b_log_jet")
     assert raw != consensus
     assert rollout != raw
+    assert all(a != b for a, b in zip(pictures, pictures[1:]))
     assert page.input_value("#method") == "rollout"
     assert tab.errors == []
 

@@ -8,7 +8,7 @@
  */
 
 import { Animator } from "./animator.js";
-import { displayValues } from "./contrast.js";
+import { displayValues, summarise } from "./contrast.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
 import { exportDetail, renderDetail, renderOverview } from "./detail.js";
 import { downloadPng } from "./export.js";
@@ -309,8 +309,9 @@ function renderChrome(s, step, i) {
   share.hidden = !(s.start && s.mode !== "replay" && s.phase === "running");
   if (s.start) share.dataset.url = pageUrl({ watch: s.start.session });
   const map = step?.maps[stage.canvas.dataset.method ?? ""];
-  $("legend-lo").textContent = map ? sci(s.view.contrast === "log" ? map.lo : map.lo) : "low";
-  $("legend-hi").textContent = map ? sci(map.hi) : "high";
+  const range = map && s.view.contrast === "percentile" ? summarise(map) : null;
+  $("legend-lo").textContent = map ? sci(range ? range.p5 : map.lo) : "low";
+  $("legend-hi").textContent = map ? sci(range ? range.p95 : map.hi) : "high";
 }
 
 /** @param {import("./state.js").State} s */

@@ -23,6 +23,9 @@ const CLOSE_WORDS = /** @type {Record<number, string>} */ ({
   1009: "The message was too large for the server.",
   1011: "The server hit an internal problem.",
   1013: "The server is busy; try again shortly.",
+  4001: "The server needs a valid access token (open the link with ?token=…).",
+  4003: "The server refused this page's origin.",
+  4008: "This viewer fell too far behind the live session; rejoining catches up.",
 });
 
 /**
