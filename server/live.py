@@ -61,7 +61,8 @@ async def read_start(ws: WebSocket, settings: Settings) -> tuple[StartRequest, o
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     request = frames.parse_client_frame(message_data(message), settings.limits, accept=("start",))
-    assert isinstance(request, StartRequest)
+    if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start"
+        raise ProtocolError(f"expected a start frame; got {request.type!r}")
     check_params(request.max_new_tokens, request.temperature, request.top_p, request.top_k,
                  request.repetition_penalty, request.seed)
     check_methods(request.methods)

@@ -91,7 +91,7 @@ class Guard:
             if scope["type"] == "websocket":
                 await _refuse_websocket(receive, send, code, message)
             else:
-                await _refuse_http(send, status, code, message)
+                await _refuse_http(send, status, message)
             return
         token, from_query = provided_token(scope)
         if self.settings.token and from_query and scope["type"] == "http":
@@ -119,10 +119,8 @@ def _with_cookie(send: Send, token: str) -> Send:
     return wrapped
 
 
-async def _refuse_http(send: Send, status: int, code: int, message: str) -> None:
-    del code
-    kind = "unauthorized"
-    body = json.dumps({"error": {"code": kind, "message": message}}).encode("utf-8")
+async def _refuse_http(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": {"code": "unauthorized", "message": message}}).encode("utf-8")
     headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
