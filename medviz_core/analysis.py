@@ -67,7 +67,8 @@ def _prefix_kwargs(engine: Engine, context: TokenContext, pixel_values: Any = No
 
 
 def _image_positions(engine: Engine, context: TokenContext) -> torch.Tensor:
-    return (context.inputs["input_ids"][0] == engine.image_token_id).nonzero().flatten()
+    ids: torch.Tensor = context.inputs["input_ids"][0]
+    return (ids == engine.image_token_id).nonzero().flatten()
 
 
 def gradient_relevancy(engine: Engine, context: TokenContext, cancel: threading.Event | None = None) -> FloatMap:

@@ -95,7 +95,7 @@ class Engine:
 
     def prepare_images(self, image: ImageInput | Sequence[ImageInput], labels: Sequence[str] = ()) -> list[np.ndarray]:
         """One image or a study's images (up to MAX_IMAGES) -> RGB arrays, with labels checked."""
-        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        images: list[ImageInput] = list(image) if isinstance(image, (list, tuple)) else [image]  # type: ignore[list-item]
         if not 1 <= len(images) <= MAX_IMAGES:
             raise RequestError(f"a session takes 1..{MAX_IMAGES} images; got {len(images)}")
         if len(labels) > len(images) or any(not isinstance(x, str) or len(x) > 32 for x in labels):
