@@ -106,11 +106,18 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 
 def image_to_png(rgb: np.ndarray) -> bytes:
-    """The lossless PNG of an (H, W, 3) uint8 RGB array: exactly what the processor got."""
+    """The lossless PNG of an (H, W, 3) uint8 RGB array: exactly what the processor got.
+
+    A gray picture (R == G == B everywhere, as X-rays are) is written as an 8-bit gray PNG:
+    the same pixels once decoded, about a third of the bytes in every start frame and
+    recording.
+    """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageError(f"image_to_png needs a uint8 (H, W, 3) array; got {rgb.dtype} {rgb.shape}")
     out = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(out, format="PNG")
+    gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    picture = Image.fromarray(np.ascontiguousarray(rgb[..., 0] if gray else rgb))
+    picture.save(out, format="PNG")
     return out.getvalue()
 
 

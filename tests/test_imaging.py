@@ -328,3 +328,16 @@ def test_image_to_png_refuses_what_is_not_uint8_rgb() -> None:
     with pytest.raises(ImageError) as error:
         image_to_png(np.zeros((4, 4), dtype=np.float32))
     assert str(error.value) == "image_to_png needs a uint8 (H, W, 3) array; got float32 (4, 4)"
+
+
+def test_a_gray_picture_becomes_a_smaller_gray_png_with_the_same_pixels(cxr_dir: Path) -> None:
+    rgb = load_image((cxr_dir / "nih_00000001_000.png").read_bytes())
+    png = image_to_png(rgb)
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.mode == "L"
+    assert np.array_equal(load_image(png), rgb)
+    color = rgb.copy()
+    color[0, 0] = (255, 0, 0)
+    with Image.open(io.BytesIO(image_to_png(color))) as picture:
+        assert picture.mode == "RGB"
+    assert len(png) < len(image_to_png(color)) * 0.75
