@@ -29,7 +29,7 @@ def serve_in_background(settings: Settings, engine: Any = None, start_timeout: f
     port = int(sock.getsockname()[1])
     settings = dataclasses.replace(settings, host="127.0.0.1", port=port)
     config = uvicorn.Config(create_app(settings, engine=engine), log_level="warning",
-                            ws_max_size=settings.ws_max_size, lifespan="on")
+                            ws_max_size=settings.ws_max_size, ws_per_message_deflate=False, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="medviz-uvicorn", daemon=True)
     thread.start()
