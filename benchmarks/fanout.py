@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from medviz_core import frames  # noqa: E402
 from medviz_core.frames import StartRequest  # noqa: E402
+from server.requests import encode_client_start, encode_command  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 BLOCKER_TOKENS = 2048
@@ -103,10 +104,10 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
     ready, results = ctx.Queue(), ctx.Queue()
     base = f"ws://127.0.0.1:{port}"
     async with connect(f"{base}/ws/session", max_size=None) as blocker:
-        await blocker.send(frames.encode_client_start(StartRequest(image=image, max_new_tokens=BLOCKER_TOKENS)))
+        await blocker.send(encode_client_start(StartRequest(image=image, max_new_tokens=BLOCKER_TOKENS)))
         await _recv(blocker)
         async with connect(f"{base}/ws/session", max_size=None) as owner:
-            await owner.send(frames.encode_client_start(StartRequest(image=image, max_new_tokens=tokens, seed=0)))
+            await owner.send(encode_client_start(StartRequest(image=image, max_new_tokens=tokens, seed=0)))
             session_id = await _queued_session_id(port)
             child = ctx.Process(target=_viewer_process, args=(f"{base}/ws/watch/{session_id}", viewers - 1,
                                                               ready, results), daemon=True)
@@ -114,7 +115,7 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
                 child.start()
             for _ in range(viewers - 1):
                 await asyncio.to_thread(ready.get, True, 120)
-            await blocker.send(frames.encode_command("cancel"))
+            await blocker.send(encode_command("cancel"))
             mine = await _follow(owner, time.time())
     seen: list[Samples] = [mine]
     if viewers > 1:

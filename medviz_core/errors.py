@@ -58,3 +58,15 @@ class NotFoundError(MedvizError):
     """A session or recording that does not exist."""
 
     code = "not_found"
+
+
+class MessageTooLarge(RequestError):
+    """A client message over the server's size limit."""
+
+    code = "too_large"
+
+
+class Cancelled(MedvizError):
+    """An analysis job was cancelled before it finished."""
+
+    code = "cancelled"

@@ -1,26 +1,41 @@
-"""Wire protocol v1 (docs/protocol.md): the ONLY Python module that knows msgpack field names.
+"""Wire protocol v1 (docs/protocol.md), server -> client: the Python module that knows their field names.
 
 Owns: encoding server frames (`encode_start`, `encode_step`, `encode_end`, `encode_error`,
-`encode_queued`, `encode_replay`), decoding them back into typed frames (`decode`), and
-validating what clients send (`parse_client_frame`). Does no I/O: sockets, files and
-timing belong to server/ and recording.py. Range checks that need the engine's rules
-(sampling bounds, method names, image decoding) stay with the engine and imaging.
+`encode_queued`, `encode_replay`, `encode_analysis` and its result maps), decoding them
+back into the typed frames of frame_types.py (`decode`); server/requests.py validates what
+clients send, on `unpack_frame`. Does no I/O: sockets, files and timing belong to server/ and
+recording.py. Range checks that need the engine's rules (sampling bounds, method names a
+session computes, image decoding) stay with the engine and imaging.
 
 Maps travel as uint8 after min-max over each map, with `lo`/`hi` so raw values can be
 recovered; step frames pack floats as float32 so a step with six 16 x 16 maps and three
-regions stays under 2.5 KB. Start/end frames keep float64 (`created` is a unix time).
+regions stays under 2.5 KB (two images: under 5 KB). Other frames keep float64.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Protocol
 
 import msgpack
 import numpy as np
 
-from .errors import ProtocolError, RequestError
-from .types import GenerationParams, ModelFacts, Prompt, Region, Step, StepStats, StreamEnd
+from .errors import ProtocolError
+from .frame_types import (
+    ANALYSIS_KINDS, ANALYSIS_STATUSES, AgreementResult, AnalysisFrame, AnalysisResult,
+    AnalyzeRequest, BoxRequest, CancelAnalysisRequest, CancelRequest, ClientFrame, CurveResult, EndFrame, ErrorFrame,
+    FaithfulnessResult, Frame, GradientResult, HeadsResult, ImageInfo, ImageMaps, MethodAgreement, PauseRequest,
+    QuantMap, QueuedFrame, ReplayFrame, ResumeRequest, SeekRequest, SpeedRequest, StartFrame, StartRequest, StepFrame,
+    describe, get_field, optional_field,
+)
+from .types import GenerationParams, ModelFacts, Prompt, PromptImage, Region, Step, StepStats, StreamEnd
+
+__all__ = [
+    "AgreementResult", "AnalysisFrame", "AnalysisResult", "AnalyzeRequest", "BoxRequest", "CancelAnalysisRequest",
+    "CancelRequest", "ClientFrame", "CurveResult", "EndFrame", "ErrorFrame", "FaithfulnessResult",
+    "Frame", "GradientResult", "HeadsResult", "ImageInfo", "ImageMaps", "MethodAgreement",
+    "PauseRequest", "QuantMap", "QueuedFrame", "ReplayFrame", "ResumeRequest", "SeekRequest", "SpeedRequest",
+    "StartFrame", "StartRequest", "StepFrame",
+]
 
 VERSION = 1
 _U16 = np.dtype("<u2")
@@ -28,163 +43,19 @@ _SINGLE = msgpack.Packer(use_single_float=True, use_bin_type=True)
 _DOUBLE = msgpack.Packer(use_single_float=False, use_bin_type=True)
 
 
-class MessageTooLarge(RequestError):
-    """A client message over the server's size limit."""
-
-    code = "too_large"
-
-
-@dataclass(frozen=True)
-class ClientLimits:
-    """What the server accepts from a client (server/settings.py fills it)."""
-
-    max_message_bytes: int = 20 * 1024 * 1024
-    max_question_chars: int = 2000
-    max_new_tokens: int = 512
-
-
-# -- typed frames --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QuantMap:
-    """A map as it travels: raster uint8 bytes and the float range they span."""
-
-    lo: float
-    hi: float
-    u8: bytes
-
-    def values(self, grid: tuple[int, int]) -> np.ndarray:
-        """The raw values back (to within half a quantisation step), shape `grid`."""
-        u8 = np.frombuffer(self.u8, dtype=np.uint8).astype(np.float32)
-        return (self.lo + u8 / 255.0 * (self.hi - self.lo)).astype(np.float32).reshape(grid)
-
-
-@dataclass(frozen=True)
-class StartFrame:
-    session: str
-    model: ModelFacts
-    token_ids: tuple[int, ...]
-    image_positions: tuple[int, ...]
-    question: str | None
-    image_png: bytes
-    image_size: tuple[int, int]  # (width, height)
-    methods: tuple[str, ...]
-    params: GenerationParams
-    created: float
-    recording: str | None = None
-    type: str = "start"
-
-
-@dataclass(frozen=True)
-class StepFrame:
-    index: int
-    token_id: int
-    text: str
-    position: int
-    t_ms: float
-    maps: Mapping[str, QuantMap]
-    stats: StepStats
-    model_ms: float
-    maps_ms: float
-    layers_seeing_image: int
-    is_special: bool
-    type: str = "step"
-
-
-@dataclass(frozen=True)
-class EndFrame:
-    reason: str
-    tokens: int
-    text: str
-    prefill_ms: float
-    total_ms: float
-    message: str
-    timings: Mapping[str, float]
-    type: str = "end"
-
-
-@dataclass(frozen=True)
-class ErrorFrame:
-    code: str
-    message: str
-    type: str = "error"
-
-
-@dataclass(frozen=True)
-class QueuedFrame:
-    position: int
-    type: str = "queued"
-
-
-@dataclass(frozen=True)
-class ReplayFrame:
-    recording: str
-    steps: int
-    speed: float
-    paused: bool
-    at: int
-    type: str = "replay"
-
-
-Frame = Union[StartFrame, StepFrame, EndFrame, ErrorFrame, QueuedFrame, ReplayFrame]
-
-
-@dataclass(frozen=True)
-class StartRequest:
-    """A client's request to start a session, types checked against ClientLimits."""
-
-    image: bytes
-    question: str | None = None
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-    methods: tuple[str, ...] | None = None
-    record: bool = False
-    type: str = "start"
-
-
-@dataclass(frozen=True)
-class CancelRequest:
-    type: str = "cancel"
-
-
-@dataclass(frozen=True)
-class PauseRequest:
-    type: str = "pause"
-
-
-@dataclass(frozen=True)
-class ResumeRequest:
-    type: str = "resume"
-
-
-@dataclass(frozen=True)
-class SeekRequest:
-    index: int
-    type: str = "seek"
-
-
-@dataclass(frozen=True)
-class SpeedRequest:
-    value: float
-    type: str = "speed"
-
-
-ClientFrame = Union[StartRequest, CancelRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest]
-
-
-
 # -- encoding ------------------------------------------------------------------------------
 
 
-def _pack(frame_type: str, body: dict[str, Any], single: bool = False) -> bytes:
+def pack_frame(frame_type: str, body: dict[str, Any], single: bool = False) -> bytes:
     packer = _SINGLE if single else _DOUBLE
     data: bytes = packer.pack({"v": VERSION, "type": frame_type, **body})
     return data
+
+
+def _image_entry(image: PromptImage) -> dict[str, Any]:
+    width, height = image.size
+    return {"png": image.png, "width": width, "height": height, "label": image.label,
+            "positions": list(image.positions)}
 
 
 def encode_start(
@@ -196,15 +67,15 @@ def encode_start(
     created: float,
     recording: str | None = None,
 ) -> bytes:
-    """The first frame of a session: model facts, exact prompt, image and parameters."""
+    """The first frame of a session: model facts, exact prompt, every image and parameters."""
     model = {
         "name": facts.name, "layers": facts.layers, "heads": facts.heads, "kv_heads": facts.kv_heads,
         "grid": list(facts.grid), "image_token_id": facts.image_token_id,
         "sliding_window": facts.sliding_window, "full_layers": list(facts.full_attention_layers),
         "device": facts.device, "dtype": facts.dtype,
     }
-    width, height = prompt.image_size
-    return _pack("start", {
+    images = prompt.images or (PromptImage("", prompt.image_png, prompt.image_size, prompt.layout.positions),)
+    return pack_frame("start", {
         "session": session,
         "model": model,
         "prompt": {
@@ -212,7 +83,8 @@ def encode_start(
             "image_positions": list(prompt.layout.positions),
             "question": prompt.question,
         },
-        "image": {"png": prompt.image_png, "width": width, "height": height},
+        "image": _image_entry(images[0]),
+        "more": [_image_entry(image) for image in images[1:]],
         "methods": list(methods),
         "params": {
             "max_new_tokens": params.max_new_tokens, "temperature": params.temperature,
@@ -255,16 +127,10 @@ def unpack_polygon(data: bytes) -> tuple[tuple[float, float], ...]:
     return tuple((float(x), float(y)) for x, y in points)
 
 
-def encode_step(step: Step, t_ms: float) -> bytes:
-    """One generated token with its quantised maps, statistics and regions (float32 floats)."""
-    stats = step.stats
-    return _pack("step", {
-        "i": step.index,
-        "token_id": step.token_id,
-        "text": step.text,
-        "pos": step.position,
-        "t_ms": float(t_ms),
-        "maps": {name: list(quantise(values)) for name, values in step.maps.items()},
+def _focus(maps: Mapping[str, np.ndarray], stats: StepStats) -> dict[str, Any]:
+    """maps, mass, ent, ent_n, peak, zone, regions: one image's part of a step."""
+    return {
+        "maps": {name: list(quantise(values)) for name, values in maps.items()},
         "mass": float(stats.image_mass),
         "ent": float(stats.entropy_bits),
         "ent_n": float(stats.entropy_norm),
@@ -274,15 +140,26 @@ def encode_step(step: Step, t_ms: float) -> bytes:
             {"poly": pack_polygon(r.polygon), "box": [float(v) for v in r.box], "mass": float(r.mass), "zone": r.zone}
             for r in stats.regions
         ],
-        "model_ms": float(step.model_ms),
-        "maps_ms": float(step.maps_ms),
-        "seeing": int(step.layers_seeing_image),
-        "special": bool(step.is_special),
-    }, single=True)
+    }
+
+
+def encode_step(step: Step, t_ms: float) -> bytes:
+    """One generated token with its quantised maps, statistics and regions (float32 floats).
+
+    With several images, `shares` and `more` (images 2..k) follow; one image sends neither.
+    """
+    body: dict[str, Any] = {"i": step.index, "token_id": step.token_id, "text": step.text, "pos": step.position,
+                            "t_ms": float(t_ms), **_focus(step.maps, step.stats),
+                            "model_ms": float(step.model_ms), "maps_ms": float(step.maps_ms),
+                            "seeing": int(step.layers_seeing_image), "special": bool(step.is_special)}
+    if step.images:
+        body["shares"] = [float(f.stats.image_mass) for f in step.images]
+        body["more"] = [_focus(f.maps, f.stats) for f in step.images[1:]]
+    return pack_frame("step", body, single=True)
 
 
 def encode_end(end: StreamEnd) -> bytes:
-    return _pack("end", {
+    return pack_frame("end", {
         "reason": end.reason, "tokens": end.tokens, "text": end.text, "prefill_ms": float(end.prefill_ms),
         "total_ms": float(end.total_ms), "message": end.message,
         "timings": {str(k): float(v) for k, v in end.timings.items()},
@@ -290,50 +167,68 @@ def encode_end(end: StreamEnd) -> bytes:
 
 
 def encode_error(code: str, message: str) -> bytes:
-    return _pack("error", {"code": code, "message": message})
+    return pack_frame("error", {"code": code, "message": message})
 
 
 def encode_queued(position: int) -> bytes:
-    return _pack("queued", {"position": position})
+    return pack_frame("queued", {"position": position})
 
 
 def encode_replay(recording: str, steps: int, speed: float, paused: bool, at: int) -> bytes:
-    return _pack("replay", {"recording": recording, "steps": steps, "speed": float(speed), "paused": paused, "at": at})
+    return pack_frame("replay", {"recording": recording, "steps": steps, "speed": float(speed), "paused": paused, "at": at})
 
 
-# -- field access shared by both directions ------------------------------------------------
-
-_Kind = Union[type, tuple[type, ...]]
-_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean", bytes: "bytes",
-          list: "an array", dict: "a map", type(None): "nil"}
+# -- analysis results ----------------------------------------------------------------------
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, bytes):
-        return f"{len(value)} bytes"
-    return _NAMES.get(type(value), type(value).__name__)
+class CurveLike(Protocol):
+    """faithfulness.Curve's fields (frames.py does not import the analysis modules)."""
+
+    fractions: tuple[float, ...]
+    scores: tuple[float, ...]
+    auc: float
 
 
-def _expected(kind: _Kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(_NAMES.get(k, k.__name__) for k in kinds)
+def encode_analysis(job: str, kind: str, index: int, status: str, message: str = "",
+                    result: Mapping[str, Any] | None = None) -> bytes:
+    """An analysis job's state; `result` (one of the *_result maps below) when status is done."""
+    return pack_frame("analysis", {"job": job, "kind": kind, "index": index, "status": status, "message": message,
+                              "result": None if result is None else dict(result)})
 
 
-def _get(m: Mapping[str, Any], key: str, kind: _Kind, where: str, error: type[Exception] = ProtocolError) -> Any:
-    if key not in m:
-        raise error(f"{where} frame is missing field '{key}'")
-    value = m[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    is_bool = isinstance(value, bool)
-    ok = isinstance(value, kinds) and (not is_bool or bool in kinds)
-    if float in kinds and isinstance(value, int) and not is_bool:
-        ok = True
-    if not ok:
-        raise error(f"field '{key}' of the {where} frame must be {_expected(kind)}; got {_describe(value)}")
-    return value
+def gradient_result(maps: np.ndarray) -> dict[str, Any]:
+    """(images, gh, gw) gradient relevancy -> {maps: [[lo, hi, u8] per image]}."""
+    return {"maps": [list(quantise(m)) for m in maps]}
 
 
-def _unpack(data: bytes) -> dict[str, Any]:
+def heads_result(maps: np.ndarray, mass: np.ndarray, entropy: np.ndarray) -> dict[str, Any]:
+    """[L, H, images, gh, gw] maps and [L, H] mass / entropy -> the heads result map."""
+    layers, heads = int(maps.shape[0]), int(maps.shape[1])
+    flat = maps.reshape(layers * heads * int(maps.shape[2]), *maps.shape[3:])
+    return {"layers": layers, "heads": heads, "maps": [list(quantise(m)) for m in flat],
+            "mass": [float(v) for v in np.ravel(mass)], "entropy": [float(v) for v in np.ravel(entropy)]}
+
+
+def faithfulness_result(method: str, deletion: CurveLike, insertion: CurveLike, random_deletion: CurveLike,
+                        random_insertion: CurveLike) -> dict[str, Any]:
+    def curve(c: CurveLike) -> dict[str, Any]:
+        return {"fractions": [float(v) for v in c.fractions], "scores": [float(v) for v in c.scores],
+                "auc": float(c.auc)}
+
+    return {"method": method, "deletion": curve(deletion), "insertion": curve(insertion),
+            "random_deletion": curve(random_deletion), "random_insertion": curve(random_insertion)}
+
+
+def agreement_result(per_method: Mapping[str, tuple[bool, float, float]], image: int) -> dict[str, Any]:
+    """method -> (pointing-game hit, IoU of the top regions, box coverage) for one image."""
+    return {"per_method": {m: {"hit": bool(h), "iou": float(i), "coverage": float(c)}
+                           for m, (h, i, c) in per_method.items()}, "image": image}
+
+
+# -- decoding server frames ----------------------------------------------------------------
+
+
+def unpack_frame(data: bytes) -> dict[str, Any]:
     try:
         value = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except msgpack.ExtraData as error:
@@ -341,21 +236,18 @@ def _unpack(data: bytes) -> dict[str, Any]:
     except (ValueError, TypeError):  # FormatError, StackError, truncated input, bad UTF-8, bad map keys
         raise ProtocolError("message is not valid msgpack") from None
     if not isinstance(value, dict):
-        raise ProtocolError(f"a frame must be a msgpack map; got {_describe(value)}")
+        raise ProtocolError(f"a frame must be a msgpack map; got {describe(value)}")
     version = value.get("v", VERSION)
     if version != VERSION:
         raise ProtocolError(f"protocol version {version!r} is not supported; expected {VERSION}")
     if not isinstance(value.get("type"), str):
-        raise ProtocolError(f"a frame needs a string field 'type'; got {_describe(value.get('type'))}")
+        raise ProtocolError(f"a frame needs a string field 'type'; got {describe(value.get('type'))}")
     return value
-
-
-# -- decoding server frames ----------------------------------------------------------------
 
 
 def decode(data: bytes) -> Frame:
     """Bytes of one server frame -> its typed frame; ProtocolError if malformed."""
-    f = _unpack(data)
+    f = unpack_frame(data)
     kind = f["type"]
     decoder = _DECODERS.get(kind)
     if decoder is None:
@@ -364,83 +256,150 @@ def decode(data: bytes) -> Frame:
     return frame
 
 
+def _decode_image(entry: object, fallback_positions: tuple[int, ...]) -> ImageInfo:
+    if not isinstance(entry, dict):
+        raise ProtocolError(f"an image of the start frame must be a map; got {describe(entry)}")
+    positions = optional_field(entry, "positions", list, None, "start")
+    return ImageInfo(
+        png=get_field(entry, "png", bytes, "start"),
+        size=(get_field(entry, "width", int, "start"), get_field(entry, "height", int, "start")),
+        label=optional_field(entry, "label", str, "", "start"),
+        positions=fallback_positions if positions is None else tuple(positions),
+    )
+
+
 def _decode_start(f: dict[str, Any]) -> StartFrame:
-    m = _get(f, "model", dict, "start")
-    prompt = _get(f, "prompt", dict, "start")
-    image = _get(f, "image", dict, "start")
-    p = _get(f, "params", dict, "start")
+    m = get_field(f, "model", dict, "start")
+    prompt = get_field(f, "prompt", dict, "start")
+    p = get_field(f, "params", dict, "start")
     facts = ModelFacts(
-        name=_get(m, "name", str, "start"), layers=_get(m, "layers", int, "start"),
-        heads=_get(m, "heads", int, "start"), kv_heads=_get(m, "kv_heads", int, "start"),
-        grid=tuple(_get(m, "grid", list, "start")),
-        image_token_id=_get(m, "image_token_id", int, "start"),
-        sliding_window=_get(m, "sliding_window", (int, type(None)), "start"),
-        full_attention_layers=tuple(_get(m, "full_layers", list, "start")),
-        device=_get(m, "device", str, "start"), dtype=_get(m, "dtype", str, "start"),
+        name=get_field(m, "name", str, "start"), layers=get_field(m, "layers", int, "start"),
+        heads=get_field(m, "heads", int, "start"), kv_heads=get_field(m, "kv_heads", int, "start"),
+        grid=tuple(get_field(m, "grid", list, "start")),
+        image_token_id=get_field(m, "image_token_id", int, "start"),
+        sliding_window=get_field(m, "sliding_window", (int, type(None)), "start"),
+        full_attention_layers=tuple(get_field(m, "full_layers", list, "start")),
+        device=get_field(m, "device", str, "start"), dtype=get_field(m, "dtype", str, "start"),
     )
     params = GenerationParams(
-        max_new_tokens=_get(p, "max_new_tokens", int, "start"), temperature=_get(p, "temperature", float, "start"),
-        top_p=_get(p, "top_p", float, "start"), top_k=_get(p, "top_k", int, "start"),
-        repetition_penalty=_get(p, "repetition_penalty", float, "start"),
-        seed=_get(p, "seed", (int, type(None)), "start"),
+        max_new_tokens=get_field(p, "max_new_tokens", int, "start"),
+        temperature=get_field(p, "temperature", float, "start"), top_p=get_field(p, "top_p", float, "start"),
+        top_k=get_field(p, "top_k", int, "start"),
+        repetition_penalty=get_field(p, "repetition_penalty", float, "start"),
+        seed=get_field(p, "seed", (int, type(None)), "start"),
     )
+    positions = tuple(get_field(prompt, "image_positions", list, "start"))
+    first = _decode_image(get_field(f, "image", dict, "start"), positions)
+    more = tuple(_decode_image(entry, ()) for entry in optional_field(f, "more", list, [], "start"))
     return StartFrame(
-        session=_get(f, "session", str, "start"), model=facts,
-        token_ids=tuple(_get(prompt, "token_ids", list, "start")),
-        image_positions=tuple(_get(prompt, "image_positions", list, "start")),
-        question=_get(prompt, "question", (str, type(None)), "start"),
-        image_png=_get(image, "png", bytes, "start"),
-        image_size=(_get(image, "width", int, "start"), _get(image, "height", int, "start")),
-        methods=tuple(_get(f, "methods", list, "start")), params=params,
-        created=float(_get(f, "created", float, "start")),
+        session=get_field(f, "session", str, "start"), model=facts,
+        token_ids=tuple(get_field(prompt, "token_ids", list, "start")), image_positions=positions,
+        question=get_field(prompt, "question", (str, type(None)), "start"),
+        image_png=first.png, image_size=first.size,
+        methods=tuple(get_field(f, "methods", list, "start")), params=params,
+        created=float(get_field(f, "created", float, "start")),
         recording=f.get("recording") if isinstance(f.get("recording"), str) else None,
+        images=(first, *more),
     )
 
 
 def _decode_map(method: str, entry: object) -> QuantMap:
     if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], bytes)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry[:2])):
-        raise ProtocolError(f"map '{method}' must be [lo, hi, bytes]; got {_describe(entry)}")
+        raise ProtocolError(f"map '{method}' must be [lo, hi, bytes]; got {describe(entry)}")
     return QuantMap(lo=float(entry[0]), hi=float(entry[1]), u8=entry[2])
 
 
 def _decode_region(r: object) -> Region:
     if not isinstance(r, dict):
-        raise ProtocolError(f"a region must be a map; got {_describe(r)}")
-    box = tuple(float(v) for v in _get(r, "box", list, "region"))
+        raise ProtocolError(f"a region must be a map; got {describe(r)}")
+    box = tuple(float(v) for v in get_field(r, "box", list, "region"))
     if len(box) != 4:
         raise ProtocolError(f"a region box must be [x, y, w, h]; got {len(box)} numbers")
     return Region(
-        polygon=unpack_polygon(_get(r, "poly", bytes, "region")), box=box,
-        mass=float(_get(r, "mass", float, "region")), zone=_get(r, "zone", str, "region"),
+        polygon=unpack_polygon(get_field(r, "poly", bytes, "region")), box=box,
+        mass=float(get_field(r, "mass", float, "region")), zone=get_field(r, "zone", str, "region"),
     )
+
+
+def _decode_focus(f: Mapping[str, Any]) -> ImageMaps:
+    peak = get_field(f, "peak", list, "step")
+    stats = StepStats(
+        image_mass=float(get_field(f, "mass", float, "step")), entropy_bits=float(get_field(f, "ent", float, "step")),
+        entropy_norm=float(get_field(f, "ent_n", float, "step")), peak=(int(peak[0]), int(peak[1])),
+        peak_zone=get_field(f, "zone", str, "step"),
+        regions=tuple(_decode_region(r) for r in get_field(f, "regions", list, "step")),
+    )
+    return ImageMaps({k: _decode_map(k, v) for k, v in get_field(f, "maps", dict, "step").items()}, stats)
 
 
 def _decode_step(f: dict[str, Any]) -> StepFrame:
-    peak = _get(f, "peak", list, "step")
-    stats = StepStats(
-        image_mass=float(_get(f, "mass", float, "step")), entropy_bits=float(_get(f, "ent", float, "step")),
-        entropy_norm=float(_get(f, "ent_n", float, "step")), peak=(int(peak[0]), int(peak[1])),
-        peak_zone=_get(f, "zone", str, "step"),
-        regions=tuple(_decode_region(r) for r in _get(f, "regions", list, "step")),
-    )
+    first = _decode_focus(f)
+    more = []
+    for entry in optional_field(f, "more", list, [], "step"):
+        if not isinstance(entry, dict):
+            raise ProtocolError(f"an image of the step frame must be a map; got {describe(entry)}")
+        more.append(_decode_focus(entry))
     return StepFrame(
-        index=_get(f, "i", int, "step"), token_id=_get(f, "token_id", int, "step"),
-        text=_get(f, "text", str, "step"), position=_get(f, "pos", int, "step"),
-        t_ms=float(_get(f, "t_ms", float, "step")),
-        maps={k: _decode_map(k, v) for k, v in _get(f, "maps", dict, "step").items()},
-        stats=stats, model_ms=float(_get(f, "model_ms", float, "step")),
-        maps_ms=float(_get(f, "maps_ms", float, "step")), layers_seeing_image=_get(f, "seeing", int, "step"),
-        is_special=_get(f, "special", bool, "step"),
+        index=get_field(f, "i", int, "step"), token_id=get_field(f, "token_id", int, "step"),
+        text=get_field(f, "text", str, "step"), position=get_field(f, "pos", int, "step"),
+        t_ms=float(get_field(f, "t_ms", float, "step")), maps=first.maps, stats=first.stats,
+        model_ms=float(get_field(f, "model_ms", float, "step")),
+        maps_ms=float(get_field(f, "maps_ms", float, "step")), layers_seeing_image=get_field(f, "seeing", int, "step"),
+        is_special=get_field(f, "special", bool, "step"),
+        shares=tuple(float(v) for v in optional_field(f, "shares", list, [], "step")), more=tuple(more),
     )
 
 
 def _decode_end(f: dict[str, Any]) -> EndFrame:
     return EndFrame(
-        reason=_get(f, "reason", str, "end"), tokens=_get(f, "tokens", int, "end"), text=_get(f, "text", str, "end"),
-        prefill_ms=float(_get(f, "prefill_ms", float, "end")), total_ms=float(_get(f, "total_ms", float, "end")),
-        message=_get(f, "message", str, "end"),
-        timings={str(k): float(v) for k, v in _get(f, "timings", dict, "end").items()},
+        reason=get_field(f, "reason", str, "end"), tokens=get_field(f, "tokens", int, "end"),
+        text=get_field(f, "text", str, "end"), prefill_ms=float(get_field(f, "prefill_ms", float, "end")),
+        total_ms=float(get_field(f, "total_ms", float, "end")), message=get_field(f, "message", str, "end"),
+        timings={str(k): float(v) for k, v in get_field(f, "timings", dict, "end").items()},
+    )
+
+
+def _floats(m: Mapping[str, Any], key: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in get_field(m, key, list, "analysis"))
+
+
+def _decode_curve(m: Mapping[str, Any], key: str) -> CurveResult:
+    c = get_field(m, key, dict, "analysis")
+    return CurveResult(_floats(c, "fractions"), _floats(c, "scores"), float(get_field(c, "auc", float, "analysis")))
+
+
+def _decode_result(kind: str, r: Mapping[str, Any]) -> AnalysisResult:
+    maps = tuple(_decode_map(kind, m) for m in r.get("maps", [])) if isinstance(r.get("maps"), list) else ()
+    if kind == "gradient":
+        get_field(r, "maps", list, "analysis")
+        return GradientResult(maps)
+    if kind == "heads":
+        return HeadsResult(get_field(r, "layers", int, "analysis"), get_field(r, "heads", int, "analysis"),
+                           maps, _floats(r, "mass"), _floats(r, "entropy"))
+    if kind == "faithfulness":
+        curves = [_decode_curve(r, k) for k in ("deletion", "insertion", "random_deletion", "random_insertion")]
+        return FaithfulnessResult(get_field(r, "method", str, "analysis"), *curves)
+    scores = {}
+    for method, s in get_field(r, "per_method", dict, "analysis").items():
+        if not isinstance(s, dict):
+            raise ProtocolError(f"agreement of '{method}' must be a map; got {describe(s)}")
+        scores[method] = MethodAgreement(get_field(s, "hit", bool, "analysis"),
+                                         float(get_field(s, "iou", float, "analysis")),
+                                         float(get_field(s, "coverage", float, "analysis")))
+    return AgreementResult(scores, get_field(r, "image", int, "analysis"))
+
+
+def _decode_analysis(f: dict[str, Any]) -> AnalysisFrame:
+    kind = get_field(f, "kind", str, "analysis")
+    status = get_field(f, "status", str, "analysis")
+    if kind not in ANALYSIS_KINDS or status not in ANALYSIS_STATUSES:
+        raise ProtocolError(f"analysis kind {kind!r} / status {status!r} is not one the protocol knows")
+    result = get_field(f, "result", (dict, type(None)), "analysis")
+    return AnalysisFrame(
+        job=get_field(f, "job", str, "analysis"), kind=kind, index=get_field(f, "index", int, "analysis"),
+        status=status, message=get_field(f, "message", str, "analysis"),
+        result=None if result is None else _decode_result(kind, result),
     )
 
 
@@ -448,91 +407,13 @@ _DECODERS: dict[str, Any] = {
     "start": _decode_start,
     "step": _decode_step,
     "end": _decode_end,
-    "error": lambda f: ErrorFrame(code=_get(f, "code", str, "error"), message=_get(f, "message", str, "error")),
-    "queued": lambda f: QueuedFrame(position=_get(f, "position", int, "queued")),
+    "error": lambda f: ErrorFrame(code=get_field(f, "code", str, "error"),
+                                  message=get_field(f, "message", str, "error")),
+    "queued": lambda f: QueuedFrame(position=get_field(f, "position", int, "queued")),
     "replay": lambda f: ReplayFrame(
-        recording=_get(f, "recording", str, "replay"), steps=_get(f, "steps", int, "replay"),
-        speed=float(_get(f, "speed", float, "replay")), paused=_get(f, "paused", bool, "replay"),
-        at=_get(f, "at", int, "replay"),
+        recording=get_field(f, "recording", str, "replay"), steps=get_field(f, "steps", int, "replay"),
+        speed=float(get_field(f, "speed", float, "replay")), paused=get_field(f, "paused", bool, "replay"),
+        at=get_field(f, "at", int, "replay"),
     ),
+    "analysis": _decode_analysis,
 }
-
-
-# -- parsing client frames -----------------------------------------------------------------
-
-CLIENT_TYPES = ("start", "cancel", "pause", "resume", "seek", "speed")
-
-
-def parse_client_frame(data: bytes | str, limits: ClientLimits, accept: tuple[str, ...] = CLIENT_TYPES) -> ClientFrame:
-    """Validate one client message. ProtocolError for bad msgpack / unknown types, RequestError
-    (MessageTooLarge for size) for wrong field types or values out of the server's limits."""
-    if isinstance(data, str):
-        raise ProtocolError("frames must be binary msgpack messages; got a text message")
-    if len(data) > limits.max_message_bytes:
-        raise MessageTooLarge(f"message is {len(data)} bytes; the limit is {limits.max_message_bytes}")
-    f = _unpack(data)
-    kind = f["type"]
-    if kind not in CLIENT_TYPES:
-        raise ProtocolError(f"unknown frame type {kind!r}; expected one of {', '.join(accept)}")
-    if kind not in accept:
-        raise ProtocolError(f"frame type {kind!r} is not accepted here; expected one of {', '.join(accept)}")
-    if kind == "start":
-        return _parse_start(f, limits)
-    if kind == "seek":
-        index = _get(f, "index", int, "seek", RequestError)
-        if index < 0:
-            raise RequestError(f"seek index must be >= 0; got {index}")
-        return SeekRequest(index=index)
-    if kind == "speed":
-        value = float(_get(f, "value", float, "speed", RequestError))
-        if not 0.25 <= value <= 8.0:
-            raise RequestError(f"replay speed must be in 0.25..8; got {value}")
-        return SpeedRequest(value=value)
-    simple: dict[str, ClientFrame] = {"cancel": CancelRequest(), "pause": PauseRequest(), "resume": ResumeRequest()}
-    return simple[kind]
-
-
-def _optional(f: dict[str, Any], key: str, kind: _Kind, default: Any) -> Any:
-    if key not in f or (f[key] is None and default is None):
-        return default
-    return _get(f, key, kind, "start", RequestError)
-
-
-def _parse_start(f: dict[str, Any], limits: ClientLimits) -> StartRequest:
-    image = _get(f, "image", bytes, "start", RequestError)
-    question = _optional(f, "question", str, None)
-    if question is not None and len(question) > limits.max_question_chars:
-        raise RequestError(f"question is {len(question)} characters; the limit is {limits.max_question_chars}")
-    max_new = _optional(f, "max_new_tokens", int, min(GenerationParams.max_new_tokens, limits.max_new_tokens))
-    if not 1 <= max_new <= limits.max_new_tokens:
-        raise RequestError(f"max_new_tokens must be in 1..{limits.max_new_tokens}; got {max_new}")
-    methods = _optional(f, "methods", list, None)
-    if methods is not None and not all(isinstance(m, str) for m in methods):
-        raise RequestError("field 'methods' of the start frame must be an array of strings")
-    return StartRequest(
-        image=image, question=question, max_new_tokens=max_new,
-        temperature=float(_optional(f, "temperature", float, 0.0)),
-        top_p=float(_optional(f, "top_p", float, 1.0)),
-        top_k=_optional(f, "top_k", int, 0),
-        repetition_penalty=float(_optional(f, "repetition_penalty", float, 1.0)),
-        seed=_optional(f, "seed", int, None),
-        methods=tuple(methods) if methods is not None else None,
-        record=_optional(f, "record", bool, False),
-    )
-
-
-def encode_client_start(request: StartRequest) -> bytes:
-    """The client's start frame (used by the Python client, tests and benchmarks)."""
-    return _pack("start", {
-        "image": request.image, "question": request.question, "max_new_tokens": request.max_new_tokens,
-        "temperature": request.temperature, "top_p": request.top_p, "top_k": request.top_k,
-        "repetition_penalty": request.repetition_penalty, "seed": request.seed,
-        "methods": list(request.methods) if request.methods is not None else None, "record": request.record,
-    })
-
-
-def encode_command(kind: str, **fields: Any) -> bytes:
-    """A client control frame: cancel, pause, resume, seek(index=), speed(value=)."""
-    if kind not in CLIENT_TYPES[1:]:
-        raise ValueError(f"unknown command {kind!r}; expected one of {', '.join(CLIENT_TYPES[1:])}")
-    return _pack(kind, dict(fields))

@@ -1,9 +1,11 @@
 """Recordings: the frames of one session, exactly as sent, appended to a file.
 
-Owns: the append-only writer (one flush per frame, fsync on request), the tolerant reader
-(whole frames only: a file cut at any byte reads back up to its last whole frame and says
-whether it ended with `end`), recording ids and the listing metadata. Does not own the
-frame format (frames.py) nor HTTP (server/recordings.py).
+Owns: the append-only writer (one flush per frame, fsync on request), `append_frame` (an
+analysis result added to a recording later, even while its session still runs: every
+handle appends, O_APPEND), the tolerant reader (whole frames only: a file cut at any byte
+reads back up to its last whole frame and says whether it holds `end`), recording ids and
+the listing metadata. Does not own the frame format (frames.py) nor HTTP
+(server/recordings.py). Callers write one recording from one thread (the server's worker).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import BinaryIO, Iterator
 import msgpack
 
 from .errors import NotFoundError, ProtocolError, RequestError
-from .frames import EndFrame, Frame, StartFrame, StepFrame, decode
+from .frames import AnalysisFrame, EndFrame, Frame, StartFrame, StepFrame, decode
 
 SUFFIX = ".medviz"
 RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -44,7 +46,9 @@ class RecordingWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.fsync = fsync
-        self._file: BinaryIO | None = open(path, "xb")  # never overwrite another recording
+        # O_EXCL: never overwrite another recording; O_APPEND: append_frame may add frames too.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._file: BinaryIO | None = os.fdopen(fd, "ab")
 
     def write(self, frame: bytes) -> None:
         if self._file is None:
@@ -66,6 +70,19 @@ class RecordingWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def append_frame(path: Path, frame: bytes, fsync: bool = False) -> None:
+    """Append one frame to an existing recording (NotFoundError if there is none)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except FileNotFoundError:
+        raise NotFoundError(f"recording {path.stem!r} does not exist") from None
+    with os.fdopen(fd, "ab") as file:
+        file.write(frame)
+        file.flush()
+        if fsync:
+            os.fsync(file.fileno())
 
 
 @dataclass(frozen=True)
@@ -106,7 +123,11 @@ def iter_frames(path: Path) -> Iterator[RecordedFrame]:
 
 @dataclass(frozen=True)
 class Recording:
-    """A recording read back: its whole frames and whether it finished with `end`."""
+    """A recording read back: its whole frames and whether it holds `end`.
+
+    Frames come as written: `start`, the `step`s, `end`, with `analysis` results anywhere
+    after `start` (they are appended when a job finishes, during or after the session).
+    """
 
     frames: tuple[RecordedFrame, ...]
     size: int
@@ -121,9 +142,19 @@ class Recording:
         return tuple(f for f in self.frames if isinstance(f.frame, StepFrame))
 
     @property
+    def end_frame(self) -> RecordedFrame | None:
+        ends = [f for f in self.frames if isinstance(f.frame, EndFrame)]
+        return ends[-1] if ends else None
+
+    @property
     def end(self) -> EndFrame | None:
-        last = self.frames[-1].frame if self.frames else None
-        return last if isinstance(last, EndFrame) else None
+        recorded = self.end_frame
+        return recorded.frame if recorded is not None and isinstance(recorded.frame, EndFrame) else None
+
+    @property
+    def analyses(self) -> tuple[RecordedFrame, ...]:
+        """The finished (status done) analysis results, in the order they were written."""
+        return tuple(f for f in self.frames if isinstance(f.frame, AnalysisFrame) and f.frame.status == "done")
 
     @property
     def finished(self) -> bool:

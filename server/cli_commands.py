@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medviz_core.errors import MedvizError
-from medviz_core.frames import EndFrame, StartRequest, StepFrame
+from medviz_core.frames import AnalysisFrame, EndFrame, StartRequest, StepFrame
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
@@ -55,23 +55,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(paths: list[str], labels: str | None) -> tuple[list[bytes], tuple[str, ...]]:
+    """Files or a folder -> (file bytes in study order, labels): --labels, else the DICOM tags."""
+    from medviz_core.study import read_study
+
+    study = read_study([Path(p) for p in paths])
+    if labels is None:
+        return [f.data for f in study], tuple(f.label for f in study)
+    given = tuple(label.strip() for label in labels.split(","))
+    if len(given) > len(study):
+        raise MedvizError(f"--labels names {len(given)} images; the study has {len(study)}")
+    return [f.data for f in study], given
+
+
 def _record(args: argparse.Namespace) -> int:
     from medviz_core.models import load_engine
     from medviz_core.recording import RecordingWriter
 
     from .worker import session_frames
 
-    image, out = Path(args.image), Path(args.out)
-    if not image.is_file():
-        raise MedvizError(f"image file {str(image)!r} does not exist")
+    out = Path(args.out)
     if out.exists():
         raise MedvizError(f"{str(out)!r} already exists; recordings are never overwritten")
+    images, labels = _study(args.image, args.labels)
     engine = load_engine(args.model)
-    request = StartRequest(image=image.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens)
+    request = StartRequest(images=tuple(images), labels=labels, question=args.question,
+                           max_new_tokens=args.max_new_tokens)
     cancel = threading.Event()
     session = out.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out.stem) else secrets.token_urlsafe(16)
-    stream = session_frames(engine, request, request.image, session, cancel)
-    first = next(stream)  # errors about the image or parameters come before any file is made
+    stream = session_frames(engine, request, images, session, cancel)
+    first = next(stream)  # errors about the images or parameters come before any file is made
     with RecordingWriter(out) as writer:
         writer.write(first)
         try:
@@ -96,16 +109,23 @@ def _replay(args: argparse.Namespace) -> int:
         raise MedvizError(f"{args.file!r} holds no whole frame")
     asked = "full report" if start.question is None else f"question ({len(start.question)} characters)"
     print(f"session {start.session}: model {start.model.name}, {asked}, methods {', '.join(start.methods)}")
+    if len(start.images) > 1:
+        print("images: " + ", ".join(f"{i.label or n} {i.size[0]}x{i.size[1]}" for n, i in enumerate(start.images)))
     for recorded in recording.steps:
         step = recorded.frame
         assert isinstance(step, StepFrame)
+        shares = "".join(f" {start.images[n].label or n}:{share:.3f}" for n, share in enumerate(step.shares))
         print(f"{step.index:4d} {step.t_ms:9.1f} ms {step.text!r:24} {step.stats.peak_zone:15} "
-              f"image_mass {step.stats.image_mass:.3f}")
+              f"image_mass {step.stats.image_mass:.3f}{shares}")
     end: EndFrame | None = recording.end
     if end is None:
         print(f"[cut: {len(recording.steps)} steps, no end frame]")
     else:
         print(f"[{end.reason}: {end.tokens} tokens in {end.total_ms / 1000:.1f} s] {end.text!r}")
+    for recorded in recording.analyses:
+        result = recorded.frame
+        assert isinstance(result, AnalysisFrame)
+        print(f"[analysis {result.kind} of token {result.index}: job {result.job}]")
     return 0
 
 
@@ -126,7 +146,9 @@ def add_server_commands(subparsers: Any) -> None:
     serve.set_defaults(handler=_serve)
 
     record = subparsers.add_parser("record", help="record one session to a file, without a server")
-    record.add_argument("image", help="PNG, JPEG or DICOM file")
+    record.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
+    record.add_argument("--labels", default=None,
+                        help="comma-separated view labels in study order, e.g. PA,lateral (default: DICOM tags)")
     record.add_argument("--out", required=True, help="the .medviz file to write (never overwritten)")
     record.add_argument("--model", default="demo")
     record.add_argument("--question", default=None, help="ask a question instead of the full report")

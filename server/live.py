@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -24,6 +24,7 @@ from medviz_core.imaging import load_image
 from medviz_core.relevancy import check_methods
 
 from .broadcast import CLOSE_TOO_SLOW, Viewer, ViewerDropped, close_reason
+from .requests import parse_client_frame
 from .sessions import SessionManager
 from .settings import Settings
 
@@ -52,22 +53,22 @@ async def refuse(ws: WebSocket, code: str, message: str) -> None:
         await ws.close(CLOSE_CODES.get(code, 4400), close_reason(message))
 
 
-async def read_start(ws: WebSocket, settings: Settings) -> tuple[StartRequest, object]:
-    """The first frame, validated, and its image decoded: MedvizError on anything wrong."""
+async def read_start(ws: WebSocket, settings: Settings) -> tuple[StartRequest, list[Any]]:
+    """The first frame, validated, and its images decoded: MedvizError on anything wrong."""
     try:
         message = await asyncio.wait_for(ws.receive(), settings.first_frame_timeout_s)
     except asyncio.TimeoutError:
         raise ProtocolError(f"no start frame within {settings.first_frame_timeout_s:g} s") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    request = frames.parse_client_frame(message_data(message), settings.limits, accept=("start",))
+    request = parse_client_frame(message_data(message), settings.limits, accept=("start",))
     if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start"
         raise ProtocolError(f"expected a start frame; got {request.type!r}")
     check_params(request.max_new_tokens, request.temperature, request.top_p, request.top_k,
                  request.repetition_penalty, request.seed)
     check_methods(request.methods)
-    image = await asyncio.to_thread(load_image, request.image, max_pixels=settings.max_pixels)
-    return request, image
+    images = [await asyncio.to_thread(load_image, data, max_pixels=settings.max_pixels) for data in request.images]
+    return request, images
 
 
 async def session_route(ws: WebSocket) -> None:
@@ -75,8 +76,8 @@ async def session_route(ws: WebSocket) -> None:
     sessions: SessionManager = ws.app.state.sessions
     await ws.accept()
     try:
-        request, image = await read_start(ws, settings)
-        session_id, viewer = sessions.submit(request, image)
+        request, images = await read_start(ws, settings)
+        session_id, viewer = sessions.submit(request, images)
     except MedvizError as error:
         log.info("start refused: %s", error.code)
         await refuse(ws, error.code, error.message)
@@ -85,7 +86,7 @@ async def session_route(ws: WebSocket) -> None:
         return
 
     async def on_message(data: bytes | str) -> None:
-        command = frames.parse_client_frame(data, settings.limits, accept=("cancel",))
+        command = parse_client_frame(data, settings.limits, accept=("cancel",))
         if command.type == "cancel":
             sessions.cancel(session_id)
 

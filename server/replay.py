@@ -20,10 +20,11 @@ from starlette.websockets import WebSocket
 
 from medviz_core import frames
 from medviz_core.errors import MedvizError, RequestError
-from medviz_core.frames import PauseRequest, ResumeRequest, SeekRequest, SpeedRequest, StepFrame
+from medviz_core.frames import AnalysisFrame, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest, StepFrame
 from medviz_core.recording import Recording, read_recording, recording_path
 
 from .live import message_data, refuse
+from .requests import parse_client_frame
 from .settings import Settings
 
 MIN_SPEED, MAX_SPEED = 0.25, 8.0
@@ -105,7 +106,11 @@ class Replay:
         self.ws, self.settings, self.name, self.now = ws, settings, name, clock
         self.start = recording.frames[0].data
         self.steps = [f.data for f in recording.steps]
-        self.end = recording.frames[-1].data if recording.finished else None
+        self.end = recording.end_frame.data if recording.end_frame is not None else None
+        self.analyses: dict[int, list[bytes]] = {}  # step index -> its recorded results
+        for f in recording.analyses:
+            if isinstance(f.frame, AnalysisFrame):
+                self.analyses.setdefault(f.frame.index, []).append(f.data)
         t_ms = [f.frame.t_ms for f in recording.steps if isinstance(f.frame, StepFrame)]
         self.clock = ReplayClock(t_ms, speed, clock())
         self.commands: asyncio.Queue[frames.ClientFrame | None] = asyncio.Queue()
@@ -136,6 +141,8 @@ class Replay:
                 command = await asyncio.wait_for(self.commands.get(), delay)
             except asyncio.TimeoutError:
                 await self.ws.send_bytes(self.steps[self.clock.at])
+                for result in self.analyses.get(self.clock.at, ()):
+                    await self.ws.send_bytes(result)
                 self.clock.advance()
                 continue
             if command is None:
@@ -170,6 +177,6 @@ class Replay:
                 await self.commands.put(None)
                 return
             try:
-                await self.commands.put(frames.parse_client_frame(message_data(message), self.settings.limits, accept=accept))
+                await self.commands.put(parse_client_frame(message_data(message), self.settings.limits, accept=accept))
             except MedvizError as error:
                 await self.ws.send_bytes(frames.encode_error(error.code, error.message))

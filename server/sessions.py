@@ -46,8 +46,8 @@ class SessionManager(Protocol):
     model: str
     device: str
 
-    def submit(self, request: StartRequest, image: Any) -> tuple[str, Viewer]:
-        """Queue a run; returns its id and the owner's viewer. BusyError when the line is full."""
+    def submit(self, request: StartRequest, images: list[Any]) -> tuple[str, Viewer]:
+        """Queue a run over decoded images; returns its id and the owner's viewer. BusyError when the line is full."""
 
     def watch(self, session_id: str) -> Viewer:
         """A viewer that gets the session's frames so far, then live ones. NotFoundError if unknown."""
@@ -84,7 +84,7 @@ class LocalSessions:
         self.worker = GenerationWorker(engine, settings.queue_cap)
         self._sessions: dict[str, _Session] = {}
 
-    def submit(self, request: StartRequest, image: Any) -> tuple[str, Viewer]:
+    def submit(self, request: StartRequest, images: list[Any]) -> tuple[str, Viewer]:
         session_id = secrets.token_urlsafe(16)
         channel = Channel(self.settings.viewer_queue)
         owner = channel.subscribe()
@@ -96,15 +96,15 @@ class LocalSessions:
         def done() -> None:
             self.loop.call_soon_threadsafe(self._finished, session_id)
 
-        job = Job(session=session_id, request=request, image=image, emit=emit, done=done, recording=target)
+        job = Job(session=session_id, request=request, images=images, emit=emit, done=done, recording=target)
         self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time())
         try:
             position = self.worker.submit(job)
         except BaseException:
             del self._sessions[session_id]
             raise
-        log.info("session %s queued at %d: %d image bytes, question %s, %d tokens max, record %s",
-                 session_id, position, len(request.image), "yes" if request.question else "no",
+        log.info("session %s queued at %d: %d image(s), %d bytes, question %s, %d tokens max, record %s",
+                 session_id, position, len(request.images), sum(len(i) for i in request.images), "yes" if request.question else "no",
                  request.max_new_tokens, request.record)
         return session_id, owner
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medviz_core.errors import AuthError
-from medviz_core.frames import ClientLimits
 from medviz_core.imaging import MAX_PIXELS
+
+from .requests import ClientLimits
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from medviz_core import frames
 from medviz_core.errors import BusyError, MedvizError
@@ -28,12 +28,13 @@ log = logging.getLogger("medviz.server")
 Emit = Callable[[bytes, bool], None]  # (frame bytes, keep in the session log)
 
 
-def session_frames(engine: Any, request: StartRequest, image: Any, session: str,
+def session_frames(engine: Any, request: StartRequest, images: Sequence[Any], session: str,
                    cancel: threading.Event, recording: str | None = None) -> Iterator[bytes]:
-    """Encoded frames of one run. `engine.stream` errors (bad image, bad params) propagate
-    before the first frame; a failure mid-run ends with reason `error`, never a trace."""
+    """Encoded frames of one run over a study's images (each file bytes or an RGB array), in
+    order, labelled by `request.labels`. `engine.stream` errors (bad image, bad params)
+    propagate before the first frame; a failure mid-run ends with reason `error`, never a trace."""
     run = engine.stream(
-        image, question=request.question, max_new_tokens=request.max_new_tokens,
+        list(images), labels=request.labels, question=request.question, max_new_tokens=request.max_new_tokens,
         temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
         repetition_penalty=request.repetition_penalty, seed=request.seed,
         methods=request.methods, cancel=cancel,
@@ -55,7 +56,7 @@ def session_frames(engine: Any, request: StartRequest, image: Any, session: str,
 class Job:
     session: str
     request: StartRequest
-    image: Any  # RGB uint8 array, decoded (and pixel-checked) before queueing
+    images: Sequence[Any]  # RGB uint8 arrays, decoded (and pixel-checked) before queueing
     emit: Emit
     done: Callable[[], None]  # called once, after the last frame
     recording: Path | None = None
@@ -140,7 +141,7 @@ class GenerationWorker:
         writer: RecordingWriter | None = None
         recording = job.recording.stem if job.recording is not None else None
         try:
-            for frame in session_frames(self.engine, job.request, job.image, job.session, job.cancel, recording):
+            for frame in session_frames(self.engine, job.request, job.images, job.session, job.cancel, recording):
                 if job.recording is not None:  # opened at the start frame: failed requests leave no file
                     writer = writer or RecordingWriter(job.recording)
                     writer.write(frame)

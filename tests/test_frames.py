@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 
 from medviz_core import frames
-from medviz_core.errors import ProtocolError, RequestError
-from medviz_core.frames import ClientLimits, MessageTooLarge, StartRequest
+from medviz_core.errors import ProtocolError
 from tests.fixtures.frames import make_fixtures
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "frames"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.msgpack"))
-LIMITS = ClientLimits(max_message_bytes=1000, max_question_chars=20, max_new_tokens=12)
 
 
 def from_json(value: Any) -> Any:
@@ -32,7 +30,11 @@ def from_json(value: Any) -> Any:
 
 
 def test_every_fixture_has_its_json_twin() -> None:
-    assert NAMES == ["end", "end_cancelled", "error", "queued", "replay", "start", "step", "step_special"]
+    assert NAMES == [
+        "analysis_agreement", "analysis_cancelled", "analysis_faithfulness", "analysis_gradient", "analysis_heads",
+        "analysis_queued", "end", "end_cancelled", "error", "legacy_start", "queued", "replay", "start", "start_two",
+        "step", "step_special", "step_two",
+    ]
     for name in NAMES:
         data = (FIXTURES / f"{name}.msgpack").read_bytes()
         expected = from_json(json.loads((FIXTURES / f"{name}.json").read_text()))
@@ -40,13 +42,16 @@ def test_every_fixture_has_its_json_twin() -> None:
 
 
 def test_the_encoder_still_writes_the_fixture_bytes() -> None:
-    for name, data in make_fixtures.build().items():
+    built = make_fixtures.build()
+    assert sorted(built) == [n for n in NAMES if not n.startswith("legacy_")]
+    for name, data in built.items():
         assert (FIXTURES / f"{name}.msgpack").read_bytes() == data, name
 
 
 def test_every_fixture_decodes_to_its_frame_type() -> None:
     types = [frames.decode((FIXTURES / f"{n}.msgpack").read_bytes()).type for n in NAMES]
-    assert types == ["end", "end", "error", "queued", "replay", "start", "step", "step"]
+    assert types == ["analysis"] * 6 + ["end", "end", "error", "start", "queued", "replay", "start", "start",
+                                        "step", "step", "step"]
 
 
 def test_a_step_with_six_maps_and_three_regions_stays_under_2_5_kb() -> None:
@@ -137,61 +142,78 @@ def test_decode_refuses_another_protocol_version() -> None:
         frames.decode(msgpack.packb({"v": 2, "type": "queued", "position": 1}))
 
 
-def test_a_start_request_round_trips_with_defaults_filled_in() -> None:
-    request = frames.parse_client_frame(msgpack.packb({"type": "start", "image": b"png"}), LIMITS)
-    assert request == StartRequest(image=b"png", max_new_tokens=12)
-    full = StartRequest(image=b"x", question="why?", max_new_tokens=3, temperature=0.5, top_p=0.9, top_k=5,
-                        repetition_penalty=1.1, seed=7, methods=("raw", "flow"), record=True)
-    assert frames.parse_client_frame(frames.encode_client_start(full), LIMITS) == full
+def test_a_legacy_start_without_labels_or_more_decodes_as_one_unlabelled_image() -> None:
+    frame = frames.decode((FIXTURES / "legacy_start.msgpack").read_bytes())
+    assert isinstance(frame, frames.StartFrame)
+    assert frame.images == (frames.ImageInfo(png=make_fixtures.PNG, size=(6, 4), label="", positions=tuple(range(10, 266))),)
+    assert frame.image_png == make_fixtures.PNG and frame.image_size == (6, 4)
 
 
-def test_a_client_message_over_the_size_limit_is_too_large() -> None:
-    with pytest.raises(MessageTooLarge, match=r"^message is 1001 bytes; the limit is 1000$") as caught:
-        frames.parse_client_frame(bytes(1001), LIMITS)
-    assert caught.value.code == "too_large"
+def test_a_one_image_start_carries_its_label_positions_and_no_more() -> None:
+    frame = frames.decode((FIXTURES / "start.msgpack").read_bytes())
+    assert isinstance(frame, frames.StartFrame)
+    assert [(i.label, i.positions, i.size) for i in frame.images] == [("", tuple(range(10, 266)), (6, 4))]
+    assert msgpack.unpackb((FIXTURES / "start.msgpack").read_bytes())["more"] == []
 
 
-def test_a_text_message_is_refused() -> None:
-    with pytest.raises(ProtocolError, match=r"^frames must be binary msgpack messages; got a text message$"):
-        frames.parse_client_frame('{"type": "start"}', LIMITS)
+def test_a_two_image_start_lists_both_views_with_their_token_positions() -> None:
+    frame = frames.decode((FIXTURES / "start_two.msgpack").read_bytes())
+    assert isinstance(frame, frames.StartFrame)
+    assert [(i.label, i.positions[0], i.positions[-1], len(i.positions)) for i in frame.images] == [
+        ("PA", 12, 267, 256), ("lateral", 271, 526, 256)]
+    assert frame.image_positions == frame.images[0].positions + frame.images[1].positions
+    assert frame.question is None and frame.recording is None
 
 
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"image": "abc"}, r"^field 'image' of the start frame must be bytes; got a string$"),
-        ({"image": b"x", "max_new_tokens": "12"}, r"^field 'max_new_tokens' of the start frame must be an integer; got a string$"),
-        ({"image": b"x", "max_new_tokens": True}, r"^field 'max_new_tokens' of the start frame must be an integer; got a boolean$"),
-        ({"image": b"x", "max_new_tokens": 13}, r"^max_new_tokens must be in 1..12; got 13$"),
-        ({"image": b"x", "question": 5}, r"^field 'question' of the start frame must be a string; got an integer$"),
-        ({"image": b"x", "question": "q" * 21}, r"^question is 21 characters; the limit is 20$"),
-        ({"image": b"x", "record": 1}, r"^field 'record' of the start frame must be a boolean; got an integer$"),
-        ({"image": b"x", "methods": [1]}, r"^field 'methods' of the start frame must be an array of strings$"),
-        ({}, r"^start frame is missing field 'image'$"),
-    ],
-)
-def test_a_start_request_with_a_wrong_field_names_it(fields: dict[str, Any], message: str) -> None:
-    with pytest.raises(RequestError, match=message) as caught:
-        frames.parse_client_frame(msgpack.packb({"type": "start", **fields}), LIMITS)
-    assert caught.value.code == "bad_request"
+def test_a_two_image_step_carries_shares_and_the_second_views_maps_under_5_kb() -> None:
+    data = frames.encode_step(make_fixtures.two_image_step(), t_ms=612.5)
+    assert len(data) == 4255
+    frame = frames.decode(data)
+    assert isinstance(frame, frames.StepFrame)
+    assert frame.shares == (0.25, 0.125) and frame.stats.image_mass == 0.375
+    assert len(frame.more) == 1 and list(frame.more[0].maps) == list(frame.maps)
+    lateral = frame.more[0]
+    assert (lateral.stats.image_mass, lateral.stats.peak, lateral.stats.peak_zone) == (0.125, (6, 4), "central middle")
+    assert len(lateral.stats.regions) == 1
+    expected = make_fixtures.sample_maps()["raw"].T
+    quant = frame.image_maps(1)["raw"]
+    assert np.abs(quant.values((16, 16)) - expected).max() <= (quant.hi - quant.lo) / 255 / 2 + 1e-9
+    assert frame.image_maps(0) is frame.maps
 
 
-def test_an_unknown_client_frame_type_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match=r"^unknown frame type 'launch'; expected one of cancel$") as caught:
-        frames.parse_client_frame(msgpack.packb({"type": "launch"}), LIMITS, accept=("cancel",))
-    assert caught.value.code == "bad_frame"
+def test_a_one_image_step_sends_neither_shares_nor_more() -> None:
+    raw = msgpack.unpackb((FIXTURES / "step.msgpack").read_bytes())
+    assert "shares" not in raw and "more" not in raw
+    frame = frames.decode((FIXTURES / "step.msgpack").read_bytes())
+    assert isinstance(frame, frames.StepFrame) and frame.shares == () and frame.more == ()
 
 
-def test_a_known_frame_type_in_the_wrong_place_is_refused() -> None:
-    with pytest.raises(ProtocolError, match=r"^frame type 'seek' is not accepted here; expected one of start$"):
-        frames.parse_client_frame(frames.encode_command("seek", index=1), LIMITS, accept=("start",))
+def test_analysis_results_decode_into_their_typed_shapes() -> None:
+    def load(name: str) -> frames.AnalysisFrame:
+        frame = frames.decode((FIXTURES / f"{name}.msgpack").read_bytes())
+        assert isinstance(frame, frames.AnalysisFrame)
+        return frame
+
+    gradient = load("analysis_gradient")
+    assert (gradient.job, gradient.kind, gradient.index, gradient.status) == ("gradient-7-3f2a", "gradient", 7, "done")
+    assert isinstance(gradient.result, frames.GradientResult) and len(gradient.result.maps) == 2
+    heads = load("analysis_heads").result
+    assert isinstance(heads, frames.HeadsResult)
+    assert (heads.layers, heads.heads, len(heads.maps)) == (2, 2, 8)
+    assert heads.mass == (0.5, 0.25, 0.125, 0.0625) and heads.entropy == (0.75, 0.5, 0.875, 1.0)
+    faith = load("analysis_faithfulness").result
+    assert isinstance(faith, frames.FaithfulnessResult) and faith.method == "consensus"
+    assert faith.deletion.scores == (0.5, 0.25, 0.125, 0.0625, 0.0) and faith.deletion.fractions[-1] == 1.0
+    assert faith.insertion.auc == 0.328125
+    agreement = load("analysis_agreement").result
+    assert agreement == frames.AgreementResult(
+        {"raw": frames.MethodAgreement(True, 0.25, 0.5), "consensus": frames.MethodAgreement(False, 0.0, 0.0)}, 1)
+    cancelled = load("analysis_cancelled")
+    assert (cancelled.status, cancelled.message, cancelled.result) == ("cancelled", "cancelled by the client", None)
 
 
-def test_replay_commands_are_range_checked() -> None:
-    assert frames.parse_client_frame(frames.encode_command("seek", index=3), LIMITS) == frames.SeekRequest(index=3)
-    assert frames.parse_client_frame(frames.encode_command("speed", value=4), LIMITS) == frames.SpeedRequest(4.0)
-    assert frames.parse_client_frame(frames.encode_command("pause"), LIMITS) == frames.PauseRequest()
-    with pytest.raises(RequestError, match=r"^replay speed must be in 0.25..8; got 16.0$"):
-        frames.parse_client_frame(frames.encode_command("speed", value=16.0), LIMITS)
-    with pytest.raises(RequestError, match=r"^seek index must be >= 0; got -1$"):
-        frames.parse_client_frame(frames.encode_command("seek", index=-1), LIMITS)
+def test_an_analysis_frame_with_an_unknown_kind_is_a_protocol_error() -> None:
+    data = msgpack.packb({"v": 1, "type": "analysis", "job": "j", "kind": "magic", "index": 0, "status": "done",
+                          "message": "", "result": None})
+    with pytest.raises(ProtocolError, match=r"^analysis kind 'magic' / status 'done' is not one the protocol knows$"):
+        frames.decode(data)

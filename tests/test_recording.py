@@ -10,6 +10,7 @@ from medviz_core import frames
 from medviz_core.errors import NotFoundError, ProtocolError, RequestError
 from medviz_core.recording import (
     RecordingWriter,
+    append_frame,
     check_id,
     delete_recording,
     iter_frames,
@@ -37,9 +38,9 @@ def test_a_finished_recording_reads_back_every_frame_unchanged(tmp_path: Path) -
     parts = session_frames()
     recording = read_recording(write(tmp_path / "a.medviz", parts))
     assert [f.data for f in recording.frames] == parts
-    assert [f.offset for f in recording.frames] == [0, 2276, 4598, 6920, 7366]
+    assert [f.offset for f in recording.frames] == [0, 2706, 5028, 7350, 7796]
     assert recording.finished is True
-    assert recording.size == 7515
+    assert recording.size == 7945
     assert len(recording.steps) == 3
     assert recording.start is not None and recording.start.session == "AbCdEfGhIjKlMnOpQrStUv"
 
@@ -114,7 +115,7 @@ def test_listing_shows_finished_and_cut_recordings(tmp_path: Path) -> None:
     infos = {info.id: info for info in list_recordings(tmp_path)}
     assert sorted(infos) == ["cut", "done"]
     done, cut = infos["done"], infos["cut"]
-    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 7515, "Is there an effusion?")
+    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 7945, "Is there an effusion?")
     assert (cut.tokens, cut.finished, cut.created) == (2, False, 1764400000.5)
 
 
@@ -131,3 +132,29 @@ def test_frames_larger_than_the_read_chunk_read_back_whole(tmp_path: Path) -> No
     parts = [FRAMES["start"], big, big, FRAMES["end"]]
     path = write(tmp_path / "big.medviz", parts)
     assert [f.data for f in iter_frames(path)] == parts
+
+
+def test_analysis_results_appended_after_the_end_keep_the_recording_finished(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.medviz", session_frames())
+    append_frame(path, FRAMES["analysis_gradient"])
+    append_frame(path, FRAMES["analysis_queued"])  # not a result: listed as a frame, not as an analysis
+    recording = read_recording(path)
+    assert recording.finished is True and recording.end is not None and recording.end.tokens == 9
+    assert recording.end_frame is not None and recording.end_frame.data == FRAMES["end"]
+    assert [f.data for f in recording.analyses] == [FRAMES["analysis_gradient"]]
+    assert len(recording.steps) == 3
+
+
+def test_a_frame_appended_while_the_writer_is_open_lands_between_its_frames(tmp_path: Path) -> None:
+    path = tmp_path / "live.medviz"
+    with RecordingWriter(path) as writer:
+        writer.write(FRAMES["start"])
+        append_frame(path, FRAMES["analysis_heads"])
+        writer.write(FRAMES["step"])
+    assert [f.data for f in iter_frames(path)] == [FRAMES["start"], FRAMES["analysis_heads"], FRAMES["step"]]
+
+
+def test_appending_to_a_missing_recording_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"^recording 'gone' does not exist$"):
+        append_frame(tmp_path / "gone.medviz", FRAMES["analysis_gradient"])
+    assert not (tmp_path / "gone.medviz").exists()

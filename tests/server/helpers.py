@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from medviz_core import frames
 from medviz_core.frames import StartRequest
 from server.background import serve_in_background
+from server.requests import encode_client_start
 from server.settings import Settings
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def start_bytes(image: bytes, max_new_tokens: int = 4, **fields: Any) -> bytes:
-    return frames.encode_client_start(StartRequest(image=image, max_new_tokens=max_new_tokens, **fields))
+    return encode_client_start(StartRequest(image=image, max_new_tokens=max_new_tokens, **fields))
 
 
 async def receive_all(ws: ClientConnection) -> list[bytes]:

@@ -91,3 +91,27 @@ def test_logged_request_paths_never_show_the_token() -> None:
                                ("127.0.0.1:5", "/ws/watch/abc?token=s3cret&x=1"), None)
     RedactTokens().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws/watch/abc?token=***&x=1" [accepted]'
+
+
+def test_record_and_replay_handle_a_labelled_study_of_two_images(
+    tmp_path: Path, cxr_dir: Path, capsys: pytest.CaptureFixture[str], tiny_engine: Any
+) -> None:
+    out = tmp_path / "study.medviz"
+    images = [str(cxr_dir / "nih_00000001_000.png"), str(cxr_dir / "nih_00027426_000_512.png")]
+    assert main(["record", *images, "--labels", "PA,lateral", "--out", str(out), "--model", "tiny",
+                 "--max-new-tokens", "2"]) == 0
+    assert main(["replay", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("session study")))
+    assert lines[at + 1] == "images: PA 1024x1024, lateral 512x512"
+    assert [line.split()[0] for line in lines[at + 2 : at + 4]] == ["0", "1"]
+    assert all(" PA:" in line and " lateral:" in line for line in lines[at + 2 : at + 4])
+    assert lines[at + 4].startswith("[max_tokens: 2 tokens in ")
+
+
+def test_record_refuses_more_labels_than_images(tmp_path: Path, cxr_dir: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.medviz"
+    assert main(["record", str(cxr_dir / "nih_00000001_000.png"), "--labels", "PA,lateral", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == "medviz: --labels names 2 images; the study has 1\n"
+    assert not out.exists()

@@ -11,6 +11,7 @@ import msgpack
 import pytest
 
 from medviz_core import frames
+from server.requests import encode_command
 
 from .helpers import recv, session_of, LiveServer, kinds, raw_start, refused, run, session, start_bytes
 
@@ -49,7 +50,7 @@ CASES: dict[str, tuple[Callable[[bytes], bytes | str], str, str, int]] = {
                           "rollout, consensus; got ['magic']", 4400),
     "an unknown frame type": (lambda good: msgpack.packb({"type": "launch"}), "bad_frame",
                               "unknown frame type 'launch'; expected one of start", 4400),
-    "a command before start": (lambda good: frames.encode_command("cancel"), "bad_frame",
+    "a command before start": (lambda good: encode_command("cancel"), "bad_frame",
                                "frame type 'cancel' is not accepted here; expected one of start", 4400),
 }
 

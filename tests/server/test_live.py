@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect
 
 from medviz_core import frames
 from medviz_core.recording import read_recording
+from server.requests import encode_command
 
 from .helpers import recv, session_of, LiveServer, kinds, receive_all, refused, run, session, start_bytes
 
@@ -96,7 +97,7 @@ def test_cancel_ends_the_session_with_reason_cancelled(live: LiveServer, sample_
         async with connect(f"{live.ws}/ws/session") as ws:
             await ws.send(start_bytes(sample_bytes, max_new_tokens=60))
             got = [await recv(ws), await recv(ws)]  # start, first step
-            await ws.send(frames.encode_command("cancel"))
+            await ws.send(encode_command("cancel"))
             return [*got, *await receive_all(ws)]
 
     data = run(scenario())

@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from medviz_core import frames
 from medviz_core.recording import read_recording
 from server.replay import ReplayClock, parse_speed
+from server.requests import encode_command
 
 from .helpers import recv, session_of, LiveServer, refused, run, session
 
@@ -48,14 +49,14 @@ def test_seek_continues_from_the_chosen_step(live: LiveServer, recorded: tuple[s
 
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/replay/{name}?speed=0.25") as ws:
-            await ws.send(frames.encode_command("pause"))
+            await ws.send(encode_command("pause"))
             while True:  # steps may arrive before the pause is read
                 status = frames.decode(await recv(ws))
                 if isinstance(status, frames.ReplayFrame) and status.paused:
                     break
-            await ws.send(frames.encode_command("seek", index=3))
-            await ws.send(frames.encode_command("speed", value=8.0))
-            await ws.send(frames.encode_command("resume"))
+            await ws.send(encode_command("seek", index=3))
+            await ws.send(encode_command("speed", value=8.0))
+            await ws.send(encode_command("resume"))
             return await until_end(ws)
 
     data = run(scenario())
@@ -73,7 +74,7 @@ def test_a_seek_back_after_the_end_replays_the_tail_again(live: LiveServer, reco
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/replay/{name}?speed=8") as ws:
             await until_end(ws)
-            await ws.send(frames.encode_command("seek", index=5))
+            await ws.send(encode_command("seek", index=5))
             return await until_end(ws)
 
     data = run(scenario())
@@ -86,7 +87,7 @@ def test_a_bad_replay_command_is_answered_and_the_replay_goes_on(live: LiveServe
 
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/replay/{name}?speed=8") as ws:
-            await ws.send(frames.encode_command("speed", value=20.0))
+            await ws.send(encode_command("speed", value=20.0))
             return await until_end(ws)
 
     data = run(scenario())
@@ -149,3 +150,31 @@ def test_a_recording_that_was_cut_replays_its_whole_frames(
     data = run(scenario())
     assert frames.decode(data[0]) == frames.ReplayFrame(recording="cut", steps=5, speed=8.0, paused=False, at=0)
     assert data[1:] == original[:-2]
+
+
+def test_a_two_image_session_streams_both_views_records_and_replays_the_same_bytes(
+    live: LiveServer, cxr_dir: Any
+) -> None:
+    pa = (cxr_dir / "nih_00000001_000.png").read_bytes()
+    lateral = (cxr_dir / "nih_00027426_000_512.png").read_bytes()
+    data = run(session(live, pa, max_new_tokens=4, images=(pa, lateral), labels=("PA", "lateral"), record=True))
+    start = frames.decode(data[0])
+    assert isinstance(start, frames.StartFrame) and start.recording == start.session
+    assert [(i.label, i.size, len(i.positions)) for i in start.images] == [
+        ("PA", (1024, 1024), 256), ("lateral", (512, 512), 256)]
+    assert start.image_positions == start.images[0].positions + start.images[1].positions
+    steps = [frames.decode(d) for d in data[1:-1]]
+    assert [s.index for s in steps if isinstance(s, frames.StepFrame)] == [0, 1, 2, 3]
+    for step in steps:
+        assert isinstance(step, frames.StepFrame)
+        assert len(step.shares) == 2 and len(step.more) == 1 and list(step.more[0].maps) == list(start.methods)
+        assert step.stats.image_mass == pytest.approx(sum(step.shares), abs=1e-6)
+        assert step.more[0].stats.image_mass == step.shares[1]
+    assert all(len(d) < 5000 for d in data[1:-1])
+    assert [f.data for f in read_recording(live.settings.recordings / f"{start.recording}.medviz").frames] == data
+
+    async def replay() -> list[bytes]:
+        async with connect(f"{live.ws}/ws/replay/{start.recording}?speed=8") as ws:
+            return await until_end(ws)
+
+    assert run(replay())[1:] == data
