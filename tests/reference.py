@@ -20,7 +20,9 @@ def full_attentions(engine: Any, inputs: Any, generated: list[int]) -> list[np.n
     model = copy.deepcopy(engine.model)
     model.set_attn_implementation("eager")
     ids = torch.cat([inputs["input_ids"], torch.tensor([generated], device=inputs["input_ids"].device)], dim=1)
-    token_types = torch.cat([inputs["token_type_ids"], torch.zeros((1, len(generated)), dtype=torch.long)], dim=1)
+    token_types = torch.cat(
+        [inputs["token_type_ids"], torch.zeros((1, len(generated)), dtype=torch.long, device=ids.device)], dim=1
+    )
     with torch.no_grad():
         out = model(
             input_ids=ids,
@@ -30,7 +32,7 @@ def full_attentions(engine: Any, inputs: Any, generated: list[int]) -> list[np.n
             output_attentions=True,
             use_cache=False,
         )
-    return [a[0].double().numpy() for a in out.attentions]
+    return [a[0].double().cpu().numpy() for a in out.attentions]
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
