@@ -110,8 +110,7 @@ def _load_tiny(ref: ModelRef) -> ModelHandle:
     device = ref.options.get("device", "cpu")
     if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
         raise ModelLoadError(f"option device must be cpu or cuda (with CUDA available); got {device!r}")
-    model = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=torch.float32)
-    model.to(torch.device(device))
+    model = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=torch.float32, device_map=device)
     shown = [f"{k}={v}" for k, v in ref.options.items() if k in ("window", "device")]
     name = "tiny" + ("?" + "&".join(shown) if shown else "")
     return ModelHandle(model=model, processor=AutoProcessor.from_pretrained(folder), name=name)
