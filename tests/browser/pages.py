@@ -52,3 +52,50 @@ def report_text(page: Any) -> str:
 def token_count(page: Any) -> int:
     count: int = page.locator("#report .tok").count()
     return count
+
+
+# The same 32 x 32 downsample for any canvas, by CSS selector.
+CANVAS_DIGEST = """(selector) => {
+  const src = document.querySelector(selector);
+  const small = document.createElement('canvas');
+  small.width = 32; small.height = 32;
+  const ctx = small.getContext('2d');
+  ctx.drawImage(src, 0, 0, 32, 32);
+  return Array.from(ctx.getImageData(0, 0, 32, 32).data);
+}"""
+
+
+def canvas_digest(page: Any, selector: str) -> list[int]:
+    values: list[int] = page.evaluate(CANVAS_DIGEST, selector)
+    return values
+
+
+def distinct_colours(pixels: list[int]) -> int:
+    """How many different RGB colours a digest holds: 1 for a blank canvas."""
+    return len({tuple(pixels[k:k + 3]) for k in range(0, len(pixels), 4)})
+
+
+def start_study(page: Any, url: str, images: list[Path], labels: list[str], max_tokens: int, record: bool = False) -> None:
+    """Pick several X-rays at once, label each, start."""
+    page.goto(url)
+    page.set_input_files("#file", [str(p) for p in images])
+    page.wait_for_selector(f"#files li:nth-child({len(images)})")
+    for k, label in enumerate(labels):
+        field = page.locator(f"#files li[data-k='{k}'] input.label")
+        field.fill(label)
+        field.dispatch_event("change")
+    page.fill("#max-tokens", str(max_tokens))
+    if record:
+        page.check("#record")
+    page.click("#start")
+
+
+def open_recording(page: Any, url: str, speed: str = "8") -> None:
+    """Open the library, play its newest recording at a speed, wait for the end."""
+    page.goto(url)
+    page.click("#tab-library")
+    page.wait_for_selector("#library-list .rec")
+    page.click("#library-list .rec button.primary")
+    page.wait_for_selector("#player:not([hidden])")
+    page.select_option("#speed", speed)
+    wait_phase(page, "ended")

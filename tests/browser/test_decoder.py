@@ -46,19 +46,56 @@ def run_decoder(page: Any, data: bytes, frame: bool) -> dict[str, Any]:
     return result
 
 
+def _poly(b64: str) -> list[float]:
+    raw = base64.b64decode(b64)
+    return [int.from_bytes(raw[k:k + 2], "little") / 65535 for k in range(0, len(raw), 2)]
+
+
+def _qmap(e: list[Any]) -> dict[str, Any]:
+    return {"lo": e[0], "hi": e[1], "u8": e[2]}
+
+
+def _focus(v: dict[str, Any]) -> dict[str, Any]:
+    """One image's part of a step, as protocol.js names it."""
+    return {
+        "maps": {m: _qmap(e) for m, e in v["maps"].items()}, "mass": v["mass"], "ent": v["ent"], "entN": v["ent_n"],
+        "peak": v["peak"], "zone": v["zone"],
+        "regions": [{"poly": _poly(r["poly"]["$bin"]), "box": r["box"], "mass": r["mass"], "zone": r["zone"]} for r in v["regions"]],
+    }
+
+
+def _image(v: dict[str, Any], positions: list[int]) -> dict[str, Any]:
+    return {"png": v["png"], "width": v["width"], "height": v["height"], "label": v.get("label", ""),
+            "positions": v.get("positions", positions)}
+
+
+def _curve(c: dict[str, Any]) -> dict[str, Any]:
+    return {"fractions": c["fractions"], "scores": c["scores"], "auc": c["auc"]}
+
+
+def _result(kind: str, r: dict[str, Any] | None) -> Any:
+    if r is None:
+        return None
+    if kind == "gradient":
+        return {"maps": [_qmap(e) for e in r["maps"]]}
+    if kind == "heads":
+        return {"layers": r["layers"], "heads": r["heads"], "maps": [_qmap(e) for e in r["maps"]], "mass": r["mass"], "entropy": r["entropy"]}
+    if kind == "faithfulness":
+        return {"method": r["method"], "deletion": _curve(r["deletion"]), "insertion": _curve(r["insertion"]),
+                "randomDeletion": _curve(r["random_deletion"]), "randomInsertion": _curve(r["random_insertion"])}
+    if kind == "agreement":
+        return {"perMethod": r["per_method"], "image": r["image"]}
+    return r
+
+
 def expected_frame(v: dict[str, Any]) -> dict[str, Any]:
     """What protocol.js should make of a decoded frame: the documented fields, camelCased."""
     t = v["type"]
     if t == "step":
-        def poly(b64: str) -> list[float]:
-            raw = base64.b64decode(b64)
-            return [int.from_bytes(raw[k:k + 2], "little") / 65535 for k in range(0, len(raw), 2)]
         return {
             "type": "step", "i": v["i"], "tokenId": v["token_id"], "text": v["text"], "pos": v["pos"], "tMs": v["t_ms"],
-            "maps": {m: {"lo": e[0], "hi": e[1], "u8": e[2]} for m, e in v["maps"].items()},
-            "mass": v["mass"], "ent": v["ent"], "entN": v["ent_n"], "peak": v["peak"], "zone": v["zone"],
-            "regions": [{"poly": poly(r["poly"]["$bin"]), "box": r["box"], "mass": r["mass"], "zone": r["zone"]} for r in v["regions"]],
-            "modelMs": v["model_ms"], "mapsMs": v["maps_ms"], "seeing": v["seeing"], "special": v["special"],
+            **_focus(v), "modelMs": v["model_ms"], "mapsMs": v["maps_ms"], "seeing": v["seeing"], "special": v["special"],
+            "shares": v.get("shares"), "more": [_focus(m) for m in v.get("more") or []],
         }
     if t == "start":
         m, p = v["model"], v["prompt"]
@@ -68,17 +105,28 @@ def expected_frame(v: dict[str, Any]) -> dict[str, Any]:
                       "imageTokenId": m["image_token_id"], "slidingWindow": m["sliding_window"], "fullLayers": m["full_layers"],
                       "device": m["device"], "dtype": m["dtype"]},
             "prompt": {"tokenIds": p["token_ids"], "imagePositions": p["image_positions"], "question": p["question"]},
-            "image": v["image"], "methods": v["methods"], "params": v["params"], "created": v["created"],
-            "recording": v.get("recording"),
+            "image": _image(v["image"], p["image_positions"]), "more": [_image(x, []) for x in v.get("more") or []],
+            "methods": v["methods"], "params": v["params"], "created": v["created"], "recording": v.get("recording"),
         }
     if t == "end":
         return {"type": "end", "reason": v["reason"], "tokens": v["tokens"], "text": v["text"], "prefillMs": v["prefill_ms"],
                 "totalMs": v["total_ms"], "message": v["message"], "timings": v["timings"]}
+    if t == "analysis":
+        return {"type": "analysis", "job": v["job"], "kind": v["kind"], "index": v["index"], "status": v["status"],
+                "message": v["message"], "result": _result(v["kind"], v["result"])}
     return {k: x for k, x in v.items() if k != "v"}
+
+
+def _unpoly(frame: dict[str, Any], want: dict[str, Any]) -> None:
+    """Compare region polygons to float32 precision, then drop them from both sides."""
+    for got_f, want_f in [(frame, want), *zip(frame.get("more", []), want.get("more", []))]:
+        for got_region, want_region in zip(got_f.get("regions", []), want_f.get("regions", [])):
+            assert got_region.pop("poly")["$f32"] == pytest.approx(want_region.pop("poly"), abs=1e-7)
 
 
 def test_there_are_golden_fixtures_to_read() -> None:
     assert {"start", "step", "end", "error", "queued", "replay"} <= set(NAMES)
+    assert {"start_two", "step_two", "analysis_gradient", "analysis_heads", "analysis_faithfulness", "analysis_agreement"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -89,11 +137,8 @@ def test_the_browser_decodes_each_golden_fixture_exactly_as_python(tab: Watched,
     result = run_decoder(tab.page, data, frame=True)
     assert result["value"] == expected
     frame = result["frame"]
-    for region in frame.get("regions", []):
-        region["poly"] = region["poly"]["$f32"]
     want = expected_frame(expected)
-    for got_region, want_region in zip(frame.get("regions", []), want.get("regions", [])):
-        assert got_region.pop("poly") == pytest.approx(want_region.pop("poly"), abs=1e-7)
+    _unpoly(frame, want)
     assert frame == want
     assert tab.errors == []
 

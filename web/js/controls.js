@@ -20,14 +20,15 @@ const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const input = (id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
 
 /**
- * Wire the file picker and the drop zone: every chosen file goes to `onFile`.
- * @param {(file: File) => void} onFile
+ * Wire the file picker and the drop zone: the files chosen or dropped together go to `onFiles`.
+ * @param {(files: File[]) => void} onFiles
  */
-export function bindFileInput(onFile) {
+export function bindFileInput(onFiles) {
   const drop = $("drop");
   const file = input("file");
   file.addEventListener("change", () => {
-    if (file.files?.[0]) onFile(file.files[0]);
+    if (file.files?.length) onFiles(Array.from(file.files));
+    file.value = "";
   });
   drop.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" || ev.key === " ") {
@@ -45,8 +46,8 @@ export function bindFileInput(onFile) {
   drop.addEventListener("drop", (ev) => {
     ev.preventDefault();
     drop.classList.remove("over");
-    const f = /** @type {DragEvent} */ (ev).dataTransfer?.files?.[0];
-    if (f) onFile(f);
+    const files = /** @type {DragEvent} */ (ev).dataTransfer?.files;
+    if (files?.length) onFiles(Array.from(files));
   });
   // a file dropped anywhere else must not navigate away from a running session
   window.addEventListener("dragover", (ev) => ev.preventDefault());
@@ -69,7 +70,7 @@ function isQuestionMode() {
 }
 
 /**
- * The session form as request fields, or an error sentence.
+ * The session form's settings as request fields (the images come from the store), or an error sentence.
  * @returns {{question: string | null, maxNewTokens: number, temperature: number, record: boolean} | string}
  */
 export function readRequest() {
@@ -86,11 +87,11 @@ export function readRequest() {
 
 /**
  * Fill the display selects and keep every display input in sync with the store.
- * @param {import("./state.js").Store} store
+ * @param {import("./state.js").Store} store @param {string[]} [methods] the method menu, in order
  */
-export function bindDisplay(store) {
+export function bindDisplay(store, methods = METHODS_ORDER) {
   const method = /** @type {HTMLSelectElement} */ ($("method"));
-  method.replaceChildren(...METHODS_ORDER.map((m) => new Option(methodLabel(m), m)));
+  method.replaceChildren(...methods.map((m) => new Option(methodLabel(m), m)));
   const pal = /** @type {HTMLSelectElement} */ ($("palette"));
   pal.replaceChildren(...PALETTES.map((p) => new Option(p.label, p.id)));
   const contrast = /** @type {HTMLSelectElement} */ ($("contrast"));

@@ -12,6 +12,7 @@ export const METHOD_LABELS = {
   flow: "Flow",
   rollout: "Rollout",
   consensus: "Consensus",
+  gradient: "Gradient",
 };
 
 /** @type {Record<string, string>} */
@@ -22,6 +23,7 @@ export const METHOD_HINTS = {
   flow: "Layer-decay attention flow",
   rollout: "Exact attention rollout through all layers",
   consensus: "Mean of the four normalised methods",
+  gradient: "Chefer gradient relevancy (on demand)",
 };
 
 /** @param {string} method */

@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * Keyboard use of the viewer: arrows move the pinned token, Home/End jump, Escape unpins,
- * Space plays/pauses a replay, 1–6 pick a method. Keys typed into form fields are left alone.
+ * Space plays/pauses a replay, 1–7 pick a method. Keys typed into form fields are left alone.
  */
 
 /**
@@ -27,7 +27,7 @@ export function bindKeys(on) {
       on.jump(ev.key === "Home" ? "first" : "last");
     } else if (ev.key === " " && el?.tagName !== "BUTTON") {
       if (on.playPause()) ev.preventDefault();
-    } else if (/^[1-6]$/.test(ev.key)) {
+    } else if (/^[1-7]$/.test(ev.key)) {
       on.method(Number(ev.key) - 1);
     }
   });

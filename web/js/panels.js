@@ -10,6 +10,7 @@
 import { displayValues } from "./contrast.js";
 import { drawHeatmap } from "./heatmap.js";
 import { METHOD_HINTS, methodLabel, millis, pct, visibleToken } from "./format.js";
+import { IMAGE_COLOURS } from "./images.js";
 
 /** @typedef {import("./protocol.js").StepFrame} StepFrame */
 
@@ -63,10 +64,12 @@ function tokenSpan(s, i) {
 }
 
 /**
- * One bar per token, height = image_mass; the shown token outlined.
+ * One bar per token, height = image_mass; the shown token outlined. For a study the bar
+ * is stacked: one segment per image, in the image's colour, height = that image's share.
  * @param {HTMLCanvasElement} canvas @param {StepFrame[]} steps @param {number} shown @param {number} total
+ * @param {boolean} [stacked]
  */
-export function drawStrip(canvas, steps, shown, total) {
+export function drawStrip(canvas, steps, shown, total, stacked = false) {
   const ratio = window.devicePixelRatio || 1;
   const w = Math.max(1, canvas.clientWidth);
   const h = Math.max(1, canvas.clientHeight);
@@ -83,6 +86,18 @@ export function drawStrip(canvas, steps, shown, total) {
   const bw = w / n;
   steps.forEach((s, i) => {
     if (!s) return;
+    if (stacked && s.shares) {
+      let y = h;
+      s.shares.forEach((v, k) => {
+        const bh = Math.max(0, v * h);
+        ctx.fillStyle = IMAGE_COLOURS[k];
+        ctx.globalAlpha = i === shown ? 1 : 0.8;
+        ctx.fillRect(i * bw, y - bh, Math.max(1, bw - (bw > 3 ? 1 : 0)), bh);
+        y -= bh;
+      });
+      ctx.globalAlpha = 1;
+      return;
+    }
     const bh = Math.max(1, s.mass * h);
     ctx.fillStyle = i === shown ? "#ffd666" : tint(s.mass).replace(/[\d.]+\)$/, "0.95)");
     ctx.fillRect(i * bw, h - bh, Math.max(1, bw - (bw > 3 ? 1 : 0)), bh);

@@ -2,90 +2,46 @@
 /**
  * Wire protocol v1 (docs/protocol.md) for the browser: msgpack frames <-> plain objects.
  *
- * Owns every field name of the wire format on the JS side: decoding server frames into
+ * Owns the field names of the session frames on the JS side: decoding server frames into
  * typed objects (quantised maps as Uint8Array with their lo/hi, region polygons decoded
- * from uint16 pairs) and building the client's request frames. It does no I/O (session.js)
+ * from uint16 pairs, the extra images of a multi-image session under `more`) and building
+ * the client's request frames. The `analysis` frame and its requests live in
+ * analysis-protocol.js; the typed field reads in wire.js. It does no I/O (session.js)
  * and no drawing (heatmap.js, overlay.js).
  */
 
+import { decodeAnalysis } from "./analysis-protocol.js";
 import { decode } from "./msgpack.js";
 import { encode, Float } from "./msgpack-encode.js";
+import { ProtocolError, arr, bin, bool, describe, isObject, maps, num, nums, obj, qmap, str, strOrNil } from "./wire.js";
 
+export { ProtocolError };
 export const VERSION = 1;
 
-export class ProtocolError extends Error {
-  /** @param {string} message */
-  constructor(message) {
-    super(message);
-    this.name = "ProtocolError";
-  }
-}
-
 /**
- * @typedef {{lo: number, hi: number, u8: Uint8Array}} QMap  a quantised map; raw = lo + u8/255*(hi-lo)
+ * @typedef {import("./wire.js").QMap} QMap
  * @typedef {{poly: Float32Array, box: number[], mass: number, zone: string}} Region  poly: x,y,x,y… in 0..1
  * @typedef {{name: string, layers: number, heads: number, kvHeads: number, grid: [number, number],
  *   imageTokenId: number, slidingWindow: number | null, fullLayers: number[], device: string, dtype: string}} ModelInfo
+ * @typedef {{png: Uint8Array, width: number, height: number, label: string, positions: number[]}} ImageInfo
  * @typedef {{type: "start", session: string, model: ModelInfo,
  *   prompt: {tokenIds: number[], imagePositions: number[], question: string | null},
- *   image: {png: Uint8Array, width: number, height: number}, methods: string[],
+ *   image: ImageInfo, more: ImageInfo[], methods: string[],
  *   params: Record<string, unknown>, created: number, recording: string | null}} StartFrame
+ * @typedef {{maps: Record<string, QMap>, mass: number, ent: number, entN: number, peak: [number, number],
+ *   zone: string, regions: Region[]}} Focus  what one image of a step shows
  * @typedef {{type: "step", i: number, tokenId: number, text: string, pos: number, tMs: number,
  *   maps: Record<string, QMap>, mass: number, ent: number, entN: number, peak: [number, number],
- *   zone: string, regions: Region[], modelMs: number, mapsMs: number, seeing: number, special: boolean}} StepFrame
+ *   zone: string, regions: Region[], modelMs: number, mapsMs: number, seeing: number, special: boolean,
+ *   shares: number[] | null, more: Focus[]}} StepFrame
  * @typedef {{type: "end", reason: string, tokens: number, text: string, prefillMs: number, totalMs: number,
  *   message: string, timings: Record<string, number>}} EndFrame
  * @typedef {{type: "error", code: string, message: string}} ErrorFrame
  * @typedef {{type: "queued", position: number}} QueuedFrame
  * @typedef {{type: "replay", recording: string, steps: number, speed: number, paused: boolean, at: number}} ReplayFrame
- * @typedef {StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame} Frame
+ * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
+ * @typedef {StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame | AnalysisFrame} Frame
  */
-
-/** @param {unknown} v @returns {v is Record<string, unknown>} */
-function isObject(v) {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Map);
-}
-
-/** @param {unknown} v */
-function describe(v) {
-  if (v === null) return "nil";
-  if (Array.isArray(v)) return "an array";
-  if (v instanceof Uint8Array) return `${v.length} bytes`;
-  return `a ${typeof v}`;
-}
-
-/**
- * @template T
- * @param {Record<string, unknown>} o @param {string} key @param {string} expected
- * @param {(v: unknown) => boolean} ok @returns {T}
- */
-function field(o, key, expected, ok) {
-  const v = o[key];
-  if (!ok(v)) throw new ProtocolError(`field '${key}' should be ${expected}, got ${describe(v)}`);
-  return /** @type {T} */ (v);
-}
-
-/** @param {unknown} v */
-const isNum = (v) => typeof v === "number" || typeof v === "bigint";
-/** @param {Record<string, unknown>} o @param {string} k @returns {number} */
-const num = (o, k) => Number(field(o, k, "a number", isNum));
-/** @param {Record<string, unknown>} o @param {string} k @returns {string} */
-const str = (o, k) => field(o, k, "a string", (v) => typeof v === "string");
-/** @param {Record<string, unknown>} o @param {string} k @returns {boolean} */
-const bool = (o, k) => field(o, k, "a boolean", (v) => typeof v === "boolean");
-/** @param {Record<string, unknown>} o @param {string} k @returns {Uint8Array} */
-const bin = (o, k) => field(o, k, "bytes", (v) => v instanceof Uint8Array);
-/** @param {Record<string, unknown>} o @param {string} k @returns {Record<string, unknown>} */
-const obj = (o, k) => field(o, k, "a map", isObject);
-/** @param {Record<string, unknown>} o @param {string} k @returns {unknown[]} */
-const arr = (o, k) => field(o, k, "an array", Array.isArray);
-/** @param {Record<string, unknown>} o @param {string} k @returns {number[]} */
-const nums = (o, k) => arr(o, k).map((v, i) => {
-  if (!isNum(v)) throw new ProtocolError(`field '${k}[${i}]' should be a number, got ${describe(v)}`);
-  return Number(v);
-});
-/** @param {Record<string, unknown>} o @param {string} k @returns {string | null} */
-const strOrNil = (o, k) => field(o, k, "a string or nil", (v) => v === null || typeof v === "string");
 
 /** @param {Record<string, unknown>} m @returns {ModelInfo} */
 function decodeModel(m) {
@@ -99,14 +55,29 @@ function decodeModel(m) {
   };
 }
 
+/**
+ * One image of a start frame; a frame from before multi-image sessions has no label and
+ * its positions are the prompt's.
+ * @param {Record<string, unknown>} m @param {number[]} fallback positions when absent
+ * @returns {ImageInfo}
+ */
+function decodeImage(m, fallback) {
+  return {
+    png: bin(m, "png"), width: num(m, "width"), height: num(m, "height"),
+    label: m.label === undefined ? "" : str(m, "label"),
+    positions: m.positions === undefined ? fallback : nums(m, "positions"),
+  };
+}
+
 /** @param {Record<string, unknown>} f @returns {StartFrame} */
 function decodeStart(f) {
   const prompt = obj(f, "prompt");
-  const image = obj(f, "image");
+  const positions = nums(prompt, "image_positions");
   return {
     type: "start", session: str(f, "session"), model: decodeModel(obj(f, "model")),
-    prompt: { tokenIds: nums(prompt, "token_ids"), imagePositions: nums(prompt, "image_positions"), question: strOrNil(prompt, "question") },
-    image: { png: bin(image, "png"), width: num(image, "width"), height: num(image, "height") },
+    prompt: { tokenIds: nums(prompt, "token_ids"), imagePositions: positions, question: strOrNil(prompt, "question") },
+    image: decodeImage(obj(f, "image"), positions),
+    more: f.more === undefined || f.more === null ? [] : maps(f, "more").map((m) => decodeImage(m, [])),
     methods: arr(f, "methods").map(String), params: obj(f, "params"), created: num(f, "created"),
     recording: typeof f.recording === "string" ? f.recording : null,
   };
@@ -124,26 +95,33 @@ export function decodePoly(bytes) {
   return out;
 }
 
-/** @param {Record<string, unknown>} f @returns {StepFrame} */
-function decodeStep(f) {
+/**
+ * The per-image part of a step: maps, statistics and regions (top level for the first image).
+ * @param {Record<string, unknown>} f @returns {Focus}
+ */
+function decodeFocus(f) {
   /** @type {Record<string, QMap>} */
-  const maps = {};
-  for (const [method, entry] of Object.entries(obj(f, "maps"))) {
-    if (!Array.isArray(entry) || entry.length !== 3 || !isNum(entry[0]) || !isNum(entry[1]) || !(entry[2] instanceof Uint8Array)) {
-      throw new ProtocolError(`map '${method}' should be [lo, hi, bytes], got ${describe(entry)}`);
-    }
-    maps[method] = { lo: Number(entry[0]), hi: Number(entry[1]), u8: entry[2] };
-  }
+  const qmaps = {};
+  for (const [method, entry] of Object.entries(obj(f, "maps"))) qmaps[method] = qmap(entry, `map '${method}'`);
   const regions = arr(f, "regions").map((r, k) => {
     if (!isObject(r)) throw new ProtocolError(`region ${k} should be a map, got ${describe(r)}`);
     return { poly: decodePoly(bin(r, "poly")), box: nums(r, "box"), mass: num(r, "mass"), zone: str(r, "zone") };
   });
   const peak = nums(f, "peak");
   return {
+    maps: qmaps, mass: num(f, "mass"), ent: num(f, "ent"), entN: num(f, "ent_n"),
+    peak: [peak[0], peak[1]], zone: str(f, "zone"), regions,
+  };
+}
+
+/** @param {Record<string, unknown>} f @returns {StepFrame} */
+function decodeStep(f) {
+  return {
     type: "step", i: num(f, "i"), tokenId: num(f, "token_id"), text: str(f, "text"), pos: num(f, "pos"),
-    tMs: num(f, "t_ms"), maps, mass: num(f, "mass"), ent: num(f, "ent"), entN: num(f, "ent_n"),
-    peak: [peak[0], peak[1]], zone: str(f, "zone"), regions, modelMs: num(f, "model_ms"),
+    tMs: num(f, "t_ms"), ...decodeFocus(f), modelMs: num(f, "model_ms"),
     mapsMs: num(f, "maps_ms"), seeing: num(f, "seeing"), special: bool(f, "special"),
+    shares: f.shares === undefined || f.shares === null ? null : nums(f, "shares"),
+    more: f.more === undefined || f.more === null ? [] : maps(f, "more").map(decodeFocus),
   };
 }
 
@@ -169,6 +147,7 @@ const DECODERS = {
     type: "replay", recording: str(f, "recording"), steps: num(f, "steps"), speed: num(f, "speed"),
     paused: bool(f, "paused"), at: num(f, "at"),
   }),
+  analysis: decodeAnalysis,
 };
 
 /**
@@ -193,15 +172,20 @@ export function decodeFrame(bytes) {
 }
 
 /**
- * @typedef {{image: Uint8Array, question: string | null, maxNewTokens: number, temperature: number,
- *   topP?: number, topK?: number, repetitionPenalty?: number, seed?: number | null,
+ * @typedef {{images: Uint8Array[], labels?: string[], question: string | null, maxNewTokens: number,
+ *   temperature: number, topP?: number, topK?: number, repetitionPenalty?: number, seed?: number | null,
  *   methods?: string[] | null, record: boolean}} StartRequest
  */
 
-/** @param {StartRequest} r @returns {Uint8Array} */
+/**
+ * One image goes out as `image` (what every server understands); several as `images` + `labels`.
+ * @param {StartRequest} r @returns {Uint8Array}
+ */
 export function encodeStart(r) {
+  const one = r.images.length === 1 && !(r.labels ?? []).some(Boolean);
   return encode({
-    v: VERSION, type: "start", image: r.image, question: r.question, max_new_tokens: Math.round(r.maxNewTokens),
+    v: VERSION, type: "start", ...(one ? { image: r.images[0] } : { images: r.images, labels: r.labels ?? [] }),
+    question: r.question, max_new_tokens: Math.round(r.maxNewTokens),
     temperature: new Float(r.temperature), top_p: new Float(r.topP ?? 1), top_k: Math.round(r.topK ?? 0),
     repetition_penalty: new Float(r.repetitionPenalty ?? 1), seed: r.seed ?? null, methods: r.methods ?? null,
     record: r.record,

@@ -3,7 +3,8 @@
  * The one state object of the page, and a way to be told when it changes.
  *
  * Owns the shape of what the page knows: the session (its start frame, steps by index,
- * end), what is shown (cursor, pinned token) and the viewing settings. Modules read it
+ * end, analysis jobs by id), what is shown (cursor, pinned token, selected image) and the
+ * viewing settings. Modules read it
  * freely and change it only through `set`, which notifies the subscribers once per call.
  */
 
@@ -11,8 +12,10 @@
  * @typedef {import("./protocol.js").StartFrame} StartFrame
  * @typedef {import("./protocol.js").StepFrame} StepFrame
  * @typedef {import("./protocol.js").EndFrame} EndFrame
+ * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
  * @typedef {{method: string, palette: string, contrast: string, opacity: number, window: number,
- *   level: number, invert: boolean, regions: boolean, trail: boolean, fade: boolean}} View
+ *   level: number, invert: boolean, regions: boolean, trail: boolean, fade: boolean, image: number}} View
+ * @typedef {{name: string, bytes: Uint8Array, label: string}} ChosenFile
  * @typedef {{recording: string, steps: number, speed: number, paused: boolean, at: number}} ReplayInfo
  * @typedef {{
  *   mode: "idle" | "live" | "watch" | "replay",
@@ -26,7 +29,8 @@
  *   pinned: number | null,
  *   replay: ReplayInfo | null,
  *   view: View,
- *   file: {name: string, bytes: Uint8Array} | null,
+ *   files: ChosenFile[],
+ *   jobs: Record<string, AnalysisFrame>,
  *   token: string | null,
  *   health: Record<string, unknown> | null,
  * }} State
@@ -35,14 +39,14 @@
 /** @type {View} */
 export const DEFAULT_VIEW = {
   method: "consensus", palette: "viridis", contrast: "linear", opacity: 0.55,
-  window: 255, level: 128, invert: false, regions: true, trail: true, fade: false,
+  window: 255, level: 128, invert: false, regions: true, trail: true, fade: false, image: 0,
 };
 
 /** @returns {State} */
 export function initialState() {
   return {
     mode: "idle", phase: "idle", queuePosition: null, start: null, steps: [], end: null, error: null,
-    cursor: -1, pinned: null, replay: null, view: { ...DEFAULT_VIEW }, file: null, token: null, health: null,
+    cursor: -1, pinned: null, replay: null, view: { ...DEFAULT_VIEW }, files: [], jobs: {}, token: null, health: null,
   };
 }
 
@@ -74,10 +78,10 @@ export class Store {
     for (const fn of this.listeners) fn(this.state, changed);
   }
 
-  /** A fresh session: forget every frame, keep settings, file, token and health. */
+  /** A fresh session: forget every frame and analysis job, keep settings, files, token and health. */
   resetSession() {
-    const { view, file, token, health } = this.state;
-    this.state = { ...initialState(), view, file, token, health };
+    const { view, files, token, health } = this.state;
+    this.state = { ...initialState(), view: { ...view, image: 0 }, files, token, health };
   }
 }
 

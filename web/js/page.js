@@ -1,0 +1,53 @@
+// @ts-check
+/**
+ * What the page's modules share: the store, the decoded X-rays of the session's images,
+ * the open connection, and the message banner.
+ *
+ * Owns these few mutable references so that app.js (wiring), controller.js (sessions)
+ * and render.js (drawing) can be separate files without passing everything around.
+ */
+
+import { Store } from "./state.js";
+
+/** @param {string} id */
+export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+export const store = new Store();
+
+/**
+ * @typedef {{channel: import("./session.js").Channel, cancel?: () => void, pause?: () => void,
+ *   resume?: () => void, seek?: (i: number) => void, speed?: (v: number) => void}} Link
+ * @typedef {"token" | "overview" | "heads" | "faith" | "agree"} DetailTab
+ */
+
+export const page = {
+  /** @type {(import("./xray.js").XRay | null)[]} one per image, in prompt order */ xrays: [],
+  /** @type {Link | null} the socket of the current session, watch or replay */ link: null,
+  /** @type {import("./session.js").Channel | null} a socket opened only to ask for analyses */ side: null,
+  /** @type {DetailTab} */ detailTab: "token",
+  /** whether the chosen files were already sent (a new pick then starts a new study) */ filesUsed: false,
+  rejoins: 0,
+};
+
+/** @param {string} text */
+export function showBanner(text) {
+  $("banner-text").textContent = text;
+  $("banner").hidden = false;
+}
+
+export function hideBanner() {
+  $("banner").hidden = true;
+}
+
+/** @param {Record<string, string>} extra @returns {string} this page's URL with the token kept */
+export function pageUrl(extra) {
+  const url = new URL(location.pathname, location.origin);
+  if (store.state.token) url.searchParams.set("token", store.state.token);
+  for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, v);
+  return url.toString();
+}
+
+/** @returns {[number, number]} the session's map grid [gh, gw] */
+export function gridOf() {
+  return store.state.start?.model.grid ?? [16, 16];
+}

@@ -1,0 +1,194 @@
+// @ts-check
+/**
+ * One batched render per animation frame: every view brought up to date from the store.
+ *
+ * Owns deciding what each view shows (which image, method, token, contrast) and the small
+ * text around them (status, caption, legend, buttons); the drawing itself belongs to the
+ * view modules (panes.js, panels.js, detail.js, shares.js and the analysis views).
+ */
+
+import { renderAnalysisTab } from "./analysis-views.js";
+import { gradientMaps, renderGradientBox } from "./analysis.js";
+import { displayValues, summarise } from "./contrast.js";
+import { renderDetail, renderOverview } from "./detail.js";
+import { END_WORDS, methodLabel, pct, sci, visibleToken } from "./format.js";
+import { IMAGE_COLOURS, focusOf, imageName, imagesOf } from "./images.js";
+import { METHODS_ORDER } from "./methods.js";
+import { drawStrip, renderMethodGrid, renderReport, renderStats } from "./panels.js";
+import { palette } from "./palette.js";
+import { Panes } from "./panes.js";
+import { $, gridOf, page, pageUrl, store } from "./page.js";
+import { renderImageSelect, renderShares } from "./shares.js";
+import { shownIndex, shownStep } from "./state.js";
+
+/** @typedef {import("./state.js").State} State @typedef {import("./protocol.js").StepFrame} StepFrame */
+
+const TRAIL = 10;
+export const panes = new Panes($("panes"));
+let queued = false;
+let lastIndex = -1;
+let gridKey = "";
+let detailKey = "";
+
+export function requestRender() {
+  if (queued) return;
+  queued = true;
+  requestAnimationFrame(() => {
+    queued = false;
+    render();
+  });
+}
+
+/** Forget what was drawn so the next render redraws every view. */
+export function invalidate() {
+  gridKey = "";
+  detailKey = "";
+  requestRender();
+}
+
+/**
+ * The method a view can show for a focus: the chosen one, else consensus (or the first).
+ * @param {import("./protocol.js").Focus | null} f @param {string} wanted
+ */
+export function methodFor(f, wanted) {
+  if (!f || f.maps[wanted]) return wanted;
+  return f.maps.consensus ? "consensus" : Object.keys(f.maps)[0] ?? wanted;
+}
+
+/** @param {State} s @param {StepFrame} step @param {number} k @returns {StepFrame} the step as image k sees it */
+export function stepOnImage(s, step, k) {
+  const f = focusOf(step, k, gradientMaps(s.jobs));
+  return f ? { ...step, ...f } : step;
+}
+
+function render() {
+  const s = store.state;
+  const step = shownStep(s);
+  const i = shownIndex(s);
+  const images = Math.max(1, imagesOf(s.start).length || s.files.length);
+  const table = palette(s.view.palette).table;
+  const jump = s.pinned !== null || Math.abs(lastIndex - i) > 1;
+  lastIndex = i;
+  const grads = gradientMaps(s.jobs);
+  panes.show(Array.from({ length: images }, (_, k) => {
+    const f = step ? focusOf(step, k, grads) : null;
+    const method = methodFor(f, s.view.method);
+    const map = f?.maps[method];
+    const trail = [];
+    if (s.view.trail && f) {
+      for (let t = Math.max(0, i - TRAIL + 1); t <= i; t++) {
+        const p = s.steps[t] && !s.steps[t].special ? focusOf(s.steps[t], k) : null;
+        if (p) trail.push(p.peak);
+      }
+    }
+    const xray = page.xrays[k] ?? null;
+    return {
+      key: `${s.start?.session}|${i}|${method}|${s.view.contrast}|${xray ? 1 : 0}`, values: map ? displayValues(map, s.view.contrast) : null,
+      jump, step: i, method,
+      scene: { xray: xray?.canvas ?? null, grid: gridOf(), table, opacity: s.view.opacity, fade: s.view.fade,
+        regions: s.view.regions && f ? f.regions : [], trail, markers: xray !== null && !/lat/i.test(imagesOf(s.start)[k]?.label ?? "") },
+      title: s.start ? imageName(s.start, k) : s.files[k]?.label || s.files[k]?.name || `Image ${k + 1}`,
+      share: f && images > 1 ? `${pct(f.mass)} of attention` : "", colour: IMAGE_COLOURS[k], selected: k === s.view.image,
+    };
+  }));
+  renderChrome(s, step, i);
+  renderShares($("shares"), s.start, step);
+  renderImageSelect($("image-select"), s.start, s.view.image);
+  const image = Math.min(s.view.image, images - 1);
+  const xray = page.xrays[image]?.canvas ?? null;
+  const gKey = `${s.start?.session}|${i}|${image}|${s.view.method}|${s.view.contrast}|${s.view.palette}|${s.view.opacity}|${s.view.window}|${s.view.level}|${s.view.invert}|${xray ? 1 : 0}|${grads[i] ? 1 : 0}`;
+  if (gKey !== gridKey) {
+    gridKey = gKey;
+    const shown = step ? stepOnImage(s, step, image) : null;
+    const base = s.start?.methods.length ? METHODS_ORDER.filter((m) => s.start?.methods.includes(m)) : METHODS_ORDER;
+    const methods = shown?.maps.gradient ? [...base, "gradient"] : base;
+    renderMethodGrid($("methods-grid"), shown, methods, { method: methodFor(shown, s.view.method), contrast: s.view.contrast }, gridOf(), table, xray, s.view.opacity);
+    renderStats($("stats"), shown);
+  }
+  renderGradientBox(s, i);
+  renderReport($("report"), s.steps, i, s.pinned, s.pinned === null);
+  drawStrip(/** @type {HTMLCanvasElement} */ ($("strip")), s.steps, i, Math.max(s.replay?.steps ?? 0, s.steps.length), images > 1);
+  renderDetailPanel(s, gKey);
+}
+
+/**
+ * Status line, caption, buttons, legend: the small text around the views.
+ * @param {State} s @param {StepFrame | null} step @param {number} i
+ */
+function renderChrome(s, step, i) {
+  const status = $("status");
+  status.dataset.phase = s.phase;
+  status.textContent = statusText(s);
+  document.body.dataset.phase = s.phase;
+  document.body.dataset.mode = s.mode;
+  const count = s.steps.filter(Boolean).length;
+  $("progress").textContent = count ? `${count} token${count === 1 ? "" : "s"}` : "";
+  const shownMethod = $("stage").dataset.method ?? "";
+  const missing = s.view.method !== shownMethod && step ? ` (no ${methodLabel(s.view.method)} map for this token)` : "";
+  $("caption").textContent = step
+    ? `#${i} “${visibleToken(step.text)}” · ${methodLabel(shownMethod)}${missing} · peak ${step.zone} · image reliance ${pct(step.mass)}${s.pinned !== null ? " · pinned" : ""}`
+    : s.start ? "Waiting for the first token…" : s.files.length ? `${s.files.map((f) => f.name).join(" + ")} · press Start` : "No session yet";
+  const busy = s.mode === "live" && ["connecting", "queued", "running"].includes(s.phase);
+  /** @type {HTMLButtonElement} */ ($("start")).disabled = s.files.length === 0 || busy;
+  /** @type {HTMLButtonElement} */ ($("stop")).disabled = !["connecting", "queued", "running"].includes(s.phase);
+  /** @type {HTMLButtonElement} */ ($("export-view")).disabled = !step;
+  /** @type {HTMLButtonElement} */ ($("open-overview")).disabled = count === 0 || !page.xrays[0];
+  const share = $("share");
+  share.hidden = !(s.start && s.mode !== "replay" && s.phase === "running");
+  if (s.start) share.dataset.url = pageUrl({ watch: s.start.session });
+  const f = step ? focusOf(step, Math.min(s.view.image, imagesOf(s.start).length - 1), gradientMaps(s.jobs)) : null;
+  const map = f?.maps[methodFor(f, s.view.method)];
+  const range = map && s.view.contrast === "percentile" ? summarise(map) : null;
+  $("legend-lo").textContent = map ? sci(range ? range.p5 : map.lo) : "low";
+  $("legend-hi").textContent = map ? sci(range ? range.p95 : map.hi) : "high";
+  $("strip-legend").dataset.images = String(imagesOf(s.start).length);
+}
+
+/** @param {State} s */
+function statusText(s) {
+  const count = s.steps.filter(Boolean).length;
+  switch (s.phase) {
+    case "connecting": return "Connecting…";
+    case "queued": return `Waiting for the model · position ${s.queuePosition ?? "?"} in line`;
+    case "running":
+      if (s.mode === "replay") return `Replay · ${s.replay?.paused ? "paused" : `${s.replay?.speed ?? 1}×`}`;
+      return `${s.mode === "watch" ? "Watching live" : "Generating"} · ${count} tokens`;
+    case "ended": return `Done · ${END_WORDS[s.end?.reason ?? ""] ?? s.end?.reason} · ${s.end?.tokens ?? count} tokens in ${((s.end?.totalMs ?? 0) / 1000).toFixed(1)} s`;
+    case "closed": return s.error ? "Stopped · see the message above" : "Disconnected";
+    default: return "Ready";
+  }
+}
+
+/** @param {State} s @param {string} gKey what the pictures depend on */
+function renderDetailPanel(s, gKey) {
+  const tab = page.detailTab;
+  const image = Math.min(s.view.image, Math.max(0, imagesOf(s.start).length - 1));
+  const xray = page.xrays[image];
+  if ($("detail").hidden || !xray || !s.start) return;
+  for (const [id, t] of /** @type {[string, string][]} */ ([["detail-tiles", "token"], ["overview", "overview"], ["heads", "heads"], ["faith", "faith"], ["agree", "agree"]])) {
+    $(id).hidden = tab !== t;
+  }
+  const raw = s.pinned !== null ? s.steps[s.pinned] : shownStep(s);
+  const step = raw ? stepOnImage(s, raw, image) : null;
+  const where = imagesOf(s.start).length > 1 ? ` · ${imageName(s.start, image)}` : "";
+  $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : step ? `Token #${step.i} “${visibleToken(step.text)}”${where}` : "No token";
+  if (tab === "heads" || tab === "faith" || tab === "agree") {
+    if (step) renderAnalysisTab(tab, s, step, image);
+    return;
+  }
+  const dKey = `${tab}|${s.pinned}|${gKey}|${tab === "overview" ? s.steps.length : ""}`;
+  if (dKey === detailKey) return;
+  detailKey = dKey;
+  const c = detailContext(s, image);
+  if (tab === "token" && step) renderDetail($("detail-tiles"), { ...c, step });
+  if (tab === "overview") renderOverview($("overview"), s.steps.map((x) => (x ? stepOnImage(s, x, image) : x)), c, s.pinned);
+}
+
+/** @param {State} s @param {number} image */
+export function detailContext(s, image) {
+  return {
+    grid: gridOf(), layers: s.start?.model.layers ?? 0, xray: /** @type {HTMLCanvasElement} */ (page.xrays[image]?.canvas),
+    table: palette(s.view.palette).table, contrast: s.view.contrast, opacity: s.view.opacity, method: s.view.method,
+  };
+}
+
