@@ -184,9 +184,14 @@ def encode_replay(recording: str, steps: int, speed: float, paused: bool, at: in
 class CurveLike(Protocol):
     """faithfulness.Curve's fields (frames.py does not import the analysis modules)."""
 
-    fractions: tuple[float, ...]
-    scores: tuple[float, ...]
-    auc: float
+    @property
+    def fractions(self) -> tuple[float, ...]: ...
+
+    @property
+    def scores(self) -> tuple[float, ...]: ...
+
+    @property
+    def auc(self) -> float: ...
 
 
 def encode_analysis(job: str, kind: str, index: int, status: str, message: str = "",

@@ -1,8 +1,11 @@
 """The live websocket routes: `/ws/session` (start, then watch and cancel) and `/ws/watch/{id}`.
 
-Owns: reading and validating the client's start frame (size, types, limits, the image
+Owns: reading and validating the client's start frame (size, types, limits, the images
 decoded off the loop with the pixel limit, sampling and method checks), then pumping the
-viewer's frames while listening for `cancel`, and the close codes. Every refusal is an
+viewer's frames while listening for `cancel`, `analyze` and `cancel_analysis` (answers go
+to the asking socket through its `Outbox`), and the close codes. After the session's
+`end` a socket stays open until its analysis jobs have answered (and, for
+`/ws/watch/{id}?stay=1`, until the client closes it). Every refusal is an
 `error` frame with a code and a message, then a close; never a trace. Does not own the
 queue (worker.py), fan-out (broadcast.py) or auth (security.py).
 """
@@ -19,12 +22,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from medviz_core import frames
 from medviz_core.engine import check_params
 from medviz_core.errors import MedvizError, ProtocolError
-from medviz_core.frames import StartRequest
+from medviz_core.frames import AnalyzeRequest, CancelAnalysisRequest, ClientFrame, StartRequest
 from medviz_core.imaging import load_image
 from medviz_core.relevancy import check_methods
 
+from .analysis_run import AnalysisSource, job_id
 from .broadcast import CLOSE_TOO_SLOW, Viewer, ViewerDropped, close_reason
-from .requests import parse_client_frame
+from .requests import ANALYSIS_COMMANDS, parse_client_frame
 from .sessions import SessionManager
 from .settings import Settings
 
@@ -35,6 +39,46 @@ CLOSE_CODES = {"bad_request": 4400, "bad_frame": 4400, "bad_image": 4415, "too_l
 
 
 OnMessage = Callable[[bytes | str], Awaitable[None]]
+
+
+class Outbox:
+    """Analysis answers for one socket, handed over from any thread; knows which jobs still owe one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[bytes, bool, str]] = asyncio.Queue()
+        self.pending: set[str] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def expect(self, job: str) -> Callable[[bytes, bool], None]:
+        """Note that `job` owes this socket an answer; returns the reply callable for AnalysisJobs."""
+        self.pending.add(job)
+        self.idle.clear()
+
+        def reply(frame: bytes, final: bool) -> None:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (frame, final, job))
+
+        return reply
+
+    def answered(self, job: str) -> None:
+        self.pending.discard(job)
+        if not self.pending:
+            self.idle.set()
+
+
+async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSource], sessions: SessionManager,
+                          outbox: Outbox) -> None:
+    """Queue or answer an `analyze`, or cancel a job; MedvizError goes back as an error frame."""
+    if isinstance(command, AnalyzeRequest):
+        job = job_id(command)
+        try:
+            sessions.analyses.request(source(), command, outbox.expect(job))
+        except MedvizError:
+            outbox.answered(job)
+            raise
+    elif isinstance(command, CancelAnalysisRequest):
+        sessions.analyses.cancel(source().key, command.job)
 
 
 def message_data(message: Mapping[str, object]) -> bytes | str:
@@ -85,18 +129,23 @@ async def session_route(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
 
+    outbox = Outbox(asyncio.get_running_loop())
+
     async def on_message(data: bytes | str) -> None:
-        command = parse_client_frame(data, settings.limits, accept=("cancel",))
+        command = parse_client_frame(data, settings.limits, accept=("cancel", *ANALYSIS_COMMANDS))
         if command.type == "cancel":
             sessions.cancel(session_id)
+        else:
+            await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox)
 
     try:
-        await follow(ws, viewer, on_message)
+        await follow(ws, viewer, on_message, outbox)
     finally:
         sessions.leave(session_id, viewer, owner=True)
 
 
 async def watch_route(ws: WebSocket) -> None:
+    settings: Settings = ws.app.state.settings
     sessions: SessionManager = ws.app.state.sessions
     session_id = ws.path_params["session_id"]
     await ws.accept()
@@ -106,29 +155,58 @@ async def watch_route(ws: WebSocket) -> None:
         await refuse(ws, error.code, error.message)
         return
 
+    outbox = Outbox(asyncio.get_running_loop())
+
     async def on_message(data: bytes | str) -> None:
-        raise ProtocolError("watchers send no frames; open /ws/session to start one")
+        command = parse_client_frame(data, settings.limits, accept=ANALYSIS_COMMANDS)
+        await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox)
 
     try:
-        await follow(ws, viewer, on_message)
+        await follow(ws, viewer, on_message, outbox, stay=ws.query_params.get("stay") == "1")
     finally:
         sessions.leave(session_id, viewer)
 
 
-async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage) -> None:
-    """Pump the viewer's frames to the socket while reading client messages; close when done."""
+async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: Outbox | None = None,
+                 stay: bool = False) -> None:
+    """Pump the viewer's frames and analysis answers to the socket while reading client
+    messages; after the session's end, close once no analysis is owed (`stay`: never)."""
+    outbox = outbox or Outbox(asyncio.get_running_loop())
     pump = asyncio.create_task(_pump(ws, viewer))
     listen = asyncio.create_task(_listen(ws, on_message))
     dropped = asyncio.create_task(viewer.dropped.wait())
+    answers = asyncio.create_task(_answer(ws, outbox))
     try:
-        done, _ = await asyncio.wait({pump, listen, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({pump, listen, dropped, answers}, return_when=asyncio.FIRST_COMPLETED)
+        ended = pump in done and pump.exception() is None
+        if ended:
+            waits = {listen} if stay else {listen, asyncio.ensure_future(_settled(outbox))}
+            finished, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            ended = listen not in finished
     finally:
-        for task in (pump, listen, dropped):
+        for task in (pump, listen, dropped, answers):
             task.cancel()
     if dropped in done or (pump in done and isinstance(pump.exception(), ViewerDropped)):
         await _close(ws, CLOSE_TOO_SLOW, viewer.too_slow_reason)
-    elif pump in done and pump.exception() is None:
+    elif ended:
         await _close(ws, 1000, "session ended")
+
+
+async def _settled(outbox: Outbox) -> None:
+    """Returns once every analysis this socket asked for has answered and been sent."""
+    while True:
+        await outbox.idle.wait()
+        await asyncio.sleep(0)  # let a just-queued answer be sent first
+        if outbox.idle.is_set() and outbox.queue.empty():
+            return
+
+
+async def _answer(ws: WebSocket, outbox: Outbox) -> None:
+    while True:
+        frame, final, job = await outbox.queue.get()
+        await ws.send_bytes(frame)
+        if final:
+            outbox.answered(job)
 
 
 async def _pump(ws: WebSocket, viewer: Viewer) -> None:

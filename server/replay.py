@@ -4,8 +4,10 @@ Owns: `ReplayClock` (sans-I/O: given the steps' recorded `t_ms`, the speed and p
 resume / seek / speed commands, which step is next and how long until it is due) and the
 `/ws/replay/{id}` route, which sends a `replay` status frame, the recorded `start` bytes,
 each step's recorded bytes when due and the recorded `end`, all unchanged, so the browser
-decodes live and replayed sessions alike. A status frame follows every command. After the
-last frame the socket stays open for seeks until the client closes it.
+decodes live and replayed sessions alike; the recorded analysis results of token k follow
+step k. A status frame follows every command. `analyze` / `cancel_analysis` work as on
+live sockets, on the recording (results are appended to it). After the last frame the
+socket stays open for seeks and analyses until the client closes it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from starlette.websockets import WebSocket
 
 from medviz_core import frames
 from medviz_core.errors import MedvizError, RequestError
-from medviz_core.frames import AnalysisFrame, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest, StepFrame
+from medviz_core.frames import (
+    AnalysisFrame, AnalyzeRequest, CancelAnalysisRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest,
+    StepFrame,
+)
 from medviz_core.recording import Recording, read_recording, recording_path
 
+from .analysis_run import AnalysisSource
 from .live import message_data, refuse
-from .requests import parse_client_frame
+from .requests import ANALYSIS_COMMANDS, parse_client_frame
+from .sessions import SessionManager
 from .settings import Settings
 
 MIN_SPEED, MAX_SPEED = 0.25, 8.0
@@ -95,15 +102,15 @@ async def replay_route(ws: WebSocket) -> None:
     except MedvizError as error:
         await refuse(ws, error.code, error.message)
         return
-    await Replay(ws, settings, recording, Path(path).stem, speed).run()
+    await Replay(ws, settings, recording, Path(path).stem, speed, ws.app.state.sessions, path).run()
 
 
 class Replay:
     """One replay connection: a command reader and a sender driven by a ReplayClock."""
 
     def __init__(self, ws: WebSocket, settings: Settings, recording: Recording, name: str, speed: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.ws, self.settings, self.name, self.now = ws, settings, name, clock
+                 sessions: SessionManager, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ws, self.settings, self.name, self.now, self.sessions = ws, settings, name, clock, sessions
         self.start = recording.frames[0].data
         self.steps = [f.data for f in recording.steps]
         self.end = recording.end_frame.data if recording.end_frame is not None else None
@@ -113,7 +120,13 @@ class Replay:
                 self.analyses.setdefault(f.frame.index, []).append(f.data)
         t_ms = [f.frame.t_ms for f in recording.steps if isinstance(f.frame, StepFrame)]
         self.clock = ReplayClock(t_ms, speed, clock())
-        self.commands: asyncio.Queue[frames.ClientFrame | None] = asyncio.Queue()
+        self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
+        assert recording.start is not None  # replay_route refuses a recording without one
+        self.source = AnalysisSource(
+            key=f"recording:{name}", start=recording.start, recording=path, what="recording",
+            steps=tuple(f.frame for f in recording.steps if isinstance(f.frame, StepFrame)),
+            recorded={f.frame.job: f.data for f in recording.analyses if isinstance(f.frame, AnalysisFrame)},
+        )
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
@@ -147,6 +160,9 @@ class Replay:
                 continue
             if command is None:
                 return
+            if isinstance(command, bytes):
+                await self.ws.send_bytes(command)
+                continue
             keep_end = self._apply(command)
             ended = ended and keep_end
             await self._status()
@@ -170,13 +186,27 @@ class Replay:
         await self.ws.send_bytes(frames.encode_replay(self.name, len(self.steps), c.speed, c.paused, c.at))
 
     async def _read(self) -> None:
-        accept = ("pause", "resume", "seek", "speed")
+        accept = ("pause", "resume", "seek", "speed", *ANALYSIS_COMMANDS)
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 await self.commands.put(None)
                 return
             try:
-                await self.commands.put(parse_client_frame(message_data(message), self.settings.limits, accept=accept))
+                command = parse_client_frame(message_data(message), self.settings.limits, accept=accept)
+                if isinstance(command, AnalyzeRequest):
+                    self.sessions.analyses.request(self.source, command, self._reply())
+                elif isinstance(command, CancelAnalysisRequest):
+                    self.sessions.analyses.cancel(self.source.key, command.job)
+                else:
+                    await self.commands.put(command)
             except MedvizError as error:
                 await self.ws.send_bytes(frames.encode_error(error.code, error.message))
+
+    def _reply(self) -> Callable[[bytes, bool], None]:
+        loop = asyncio.get_running_loop()
+
+        def reply(frame: bytes, final: bool) -> None:
+            loop.call_soon_threadsafe(self.commands.put_nowait, frame)
+
+        return reply

@@ -6,6 +6,8 @@ session. The interface is shaped so that generation could later run as replicas 
 distributed engine (e.g. Ray Serve deployments) and fan-out could go through an existing
 pub/sub (e.g. Redis channels), by writing another implementation; no cluster code here.
 Owner semantics: when the starting client has left and nobody watches, the run stops.
+Analysis jobs (`analyses`) run on the same worker; `live_source` gives them a session's
+frames so far, decoded once each.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from medviz_core.errors import NotFoundError
-from medviz_core.frames import StartRequest
+from medviz_core import frames
+from medviz_core.errors import NotFoundError, RequestError
+from medviz_core.frames import StartFrame, StartRequest, StepFrame
 from medviz_core.recording import recording_path
 
+from .analysis_jobs import AnalysisJobs
+from .analysis_run import AnalysisSource
 from .broadcast import Channel, Viewer
 from .settings import Settings
 from .worker import GenerationWorker, Job
@@ -45,6 +50,10 @@ class SessionManager(Protocol):
 
     model: str
     device: str
+    analyses: AnalysisJobs
+
+    def live_source(self, session_id: str) -> AnalysisSource:
+        """A session's frames so far, for analysis. NotFoundError if unknown, RequestError before start."""
 
     def submit(self, request: StartRequest, images: list[Any]) -> tuple[str, Viewer]:
         """Queue a run over decoded images; returns its id and the owner's viewer. BusyError when the line is full."""
@@ -71,6 +80,9 @@ class _Session:
     channel: Channel
     created: float
     owner_present: bool = True
+    start: StartFrame | None = None
+    steps: list[StepFrame] = field(default_factory=list)
+    decoded: int = 0  # frames of the channel log decoded so far
 
 
 class LocalSessions:
@@ -82,6 +94,7 @@ class LocalSessions:
         self.model = str(engine.facts.name)
         self.device = str(engine.facts.device)
         self.worker = GenerationWorker(engine, settings.queue_cap)
+        self.analyses = AnalysisJobs(engine, self.worker.run_task, settings.analysis_cache)
         self._sessions: dict[str, _Session] = {}
 
     def submit(self, request: StartRequest, images: list[Any]) -> tuple[str, Viewer]:
@@ -113,6 +126,22 @@ class LocalSessions:
         if session is None:
             raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
         return session.channel.subscribe()
+
+    def live_source(self, session_id: str) -> AnalysisSource:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
+        for data in session.channel.log[session.decoded :]:
+            frame = frames.decode(data)
+            if isinstance(frame, StartFrame):
+                session.start = frame
+            elif isinstance(frame, StepFrame):
+                session.steps.append(frame)
+        session.decoded = len(session.channel.log)
+        if session.start is None:
+            raise RequestError("the session has not started yet; analysis needs its first token")
+        return AnalysisSource(key=f"session:{session_id}", start=session.start, steps=tuple(session.steps),
+                              recording=session.job.recording)
 
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False) -> None:
         session = self._sessions.get(session_id)
@@ -151,4 +180,8 @@ class LocalSessions:
             return
         session.channel.end()
         log.info("session %s finished: %d frames", session_id, len(session.channel.log))
-        self.loop.call_later(self.settings.linger_s, self._sessions.pop, session_id, None)
+        self.loop.call_later(self.settings.linger_s, self._expire, session_id)
+
+    def _expire(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+        self.analyses.forget(f"session:{session_id}")

@@ -42,6 +42,7 @@ class Settings:
     queue_cap: int = 8  # sessions waiting for the model beyond the running one; past it: busy
     viewer_queue: int = 256  # frames a viewer may fall behind before it is closed (4008)
     linger_s: float = 300.0  # how long a finished session stays watchable from its log
+    analysis_cache: int = 256  # done analysis results kept in memory (recordings keep theirs on disk)
     first_frame_timeout_s: float = 30.0
     max_message_bytes: int = 20 * 1024 * 1024
     max_pixels: int = MAX_PIXELS

@@ -3,7 +3,10 @@
 Owns: `session_frames` (engine run -> encoded frames: start, steps, end; also used by
 `medviz record`) and `GenerationWorker` (a dedicated thread that runs one job at a time,
 sends `queued` positions to those waiting, writes recordings, and hands every frame to
-the job's `emit`, which must not block). The event loop never waits on torch. Does not
+the job's `emit`, which must not block). Tasks queued with `run_task` (analysis jobs) run
+on the same thread between two frames of a run, or while no run waits, so the model only
+ever does one thing at a time and a run's tokens are never touched. The event loop never
+waits on torch. Does not
 own fan-out (broadcast.py) or who may start what (sessions.py, live.py).
 """
 
@@ -71,6 +74,7 @@ class GenerationWorker:
         self.engine = engine
         self.queue_cap = queue_cap
         self._waiting: deque[Job] = deque()
+        self._tasks: deque[Callable[[], None]] = deque()
         self._running: Job | None = None
         self._lock = threading.Condition()
         self._stopping = False
@@ -88,6 +92,12 @@ class GenerationWorker:
         if position:
             job.emit(frames.encode_queued(position), False)
         return position
+
+    def run_task(self, task: Callable[[], None]) -> None:
+        """Run `task` on the worker thread at the next gap between frames (never inside a step)."""
+        with self._lock:
+            self._tasks.append(task)
+            self._lock.notify()
 
     def cancel(self, job: Job) -> None:
         """Stop a running job at its next step, or take a waiting one out of the line."""
@@ -118,17 +128,34 @@ class GenerationWorker:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._waiting and not self._stopping:
+                while not self._waiting and not self._tasks and not self._stopping:
                     self._lock.wait()
                 if self._stopping:
                     return
-                job = self._running = self._waiting.popleft()
+                job: Job | None = None
+                if self._waiting:
+                    job = self._running = self._waiting.popleft()
+            if job is None:
+                self._run_tasks()
+                continue
             self._announce_positions()
             try:
                 self._run(job)
             finally:
                 with self._lock:
                     self._running = None
+
+    def _run_tasks(self) -> None:
+        """Every task queued so far, in order; a failing task is logged and the rest go on."""
+        while True:
+            with self._lock:
+                if not self._tasks or self._stopping:
+                    return
+                task = self._tasks.popleft()
+            try:
+                task()
+            except Exception as error:
+                log.error("a worker task failed: %s", type(error).__name__, exc_info=True)
 
     def _announce_positions(self) -> None:
         with self._lock:
@@ -146,6 +173,7 @@ class GenerationWorker:
                     writer = writer or RecordingWriter(job.recording)
                     writer.write(frame)
                 job.emit(frame, True)
+                self._run_tasks()
         except MedvizError as error:
             job.emit(frames.encode_error(error.code, error.message), True)
         except Exception as error:

@@ -1,0 +1,148 @@
+"""On-demand analysis jobs: one per (source, job id), cached, cancellable, run on the model's worker.
+
+Owns: `AnalysisJobs`: `request` checks a request against its source, answers a repeat from
+the cache (or from the source's recording), joins a running job, or queues a new one on
+the worker; `cancel` stops a job for every socket waiting on it; `forget` drops a source's
+jobs when its session expires. A finished job's `done` frame is appended to the source's
+recording on the worker thread (the thread that writes recordings). Replies are
+callables `reply(frame, final)` that must not block (the routes hand them to the event
+loop). Does not own what a job computes (analysis_run.py) or sockets (live.py, replay.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from medviz_core import frames
+from medviz_core.errors import MedvizError, RequestError
+from medviz_core.frame_types import AnalyzeRequest
+from medviz_core.recording import append_frame
+
+from .analysis_run import AnalysisSource, check_request, compute, job_id
+
+log = logging.getLogger("medviz.server")
+
+Reply = Callable[[bytes, bool], None]  # (analysis frame, whether it is the job's last word)
+RunTask = Callable[[Callable[[], None]], None]  # queue a callable on the model's worker thread
+FINAL = ("done", "cancelled", "error")
+
+
+@dataclass
+class _Job:
+    id: str
+    source: AnalysisSource
+    request: AnalyzeRequest
+    replies: list[Reply]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    status: str = "queued"
+    frame: bytes = b""  # the done frame
+
+    def state(self, status: str, message: str = "") -> bytes:
+        return frames.encode_analysis(self.id, self.request.kind, self.request.index, status, message)
+
+
+class AnalysisJobs:
+    """Every analysis job of this server; `cache_size` done results are kept, oldest dropped first."""
+
+    def __init__(self, engine: Any, run_task: RunTask, cache_size: int = 256) -> None:
+        self.engine = engine
+        self.run_task = run_task
+        self.cache_size = cache_size
+        self.runs = 0  # jobs computed (tests check that a repeat does not add one)
+        self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def request(self, source: AnalysisSource, request: AnalyzeRequest, reply: Reply) -> str:
+        """Answer or queue a request; returns its job id. RequestError if the source cannot answer it."""
+        check_request(source, request)
+        job = _Job(job_id(request), source, request, [reply])
+        key = (source.key, job.id)
+        with self._lock:
+            known = self._jobs.get(key)
+            if known is None and job.id in source.recorded:
+                known = _Job(job.id, source, request, [], status="done", frame=source.recorded[job.id])
+                self._remember(key, known)
+            if known is not None:
+                self._jobs.move_to_end(key)
+                if known.status != "done":
+                    known.replies.append(reply)
+                answer = (known.frame, True) if known.status == "done" else (known.state(known.status), False)
+            else:
+                self._jobs[key] = job
+                answer = (job.state("queued"), False)
+        reply(*answer)
+        if known is None:
+            self.run_task(lambda: self._run(key, job))
+        return job.id
+
+    def cancel(self, source_key: str, job: str) -> None:
+        """Cancel a queued or running job; RequestError if this source has no such unfinished job."""
+        with self._lock:
+            found = self._jobs.get((source_key, job))
+        if found is None or found.status in FINAL:
+            raise RequestError(f"no unfinished analysis job {job[:64]!r} here")
+        found.cancel.set()
+        if found.status == "queued":  # not started: answer now; the worker will skip it
+            self._finish((source_key, job), found, "cancelled", "cancelled by a client")
+
+    def forget(self, source_key: str) -> None:
+        """Drop a source's jobs (its session expired), cancelling those not finished."""
+        with self._lock:
+            keys = [key for key in self._jobs if key[0] == source_key]
+            dropped = [self._jobs.pop(key) for key in keys]
+        for job in dropped:
+            job.cancel.set()
+
+    def _remember(self, key: tuple[str, str], job: _Job) -> None:
+        self._jobs[key] = job
+        done = [k for k, j in self._jobs.items() if j.status == "done"]
+        for old in done[: max(0, len(done) - self.cache_size)]:
+            del self._jobs[old]
+
+    def _run(self, key: tuple[str, str], job: _Job) -> None:
+        """On the worker thread: compute, record, answer."""
+        with self._lock:
+            if job.status != "queued":
+                return
+            job.status = "running"
+            replies = list(job.replies)
+        for reply in replies:
+            reply(job.state("running"), False)
+        try:
+            self.runs += 1
+            result = compute(self.engine, job.source, job.request, job.cancel)
+        except MedvizError as error:
+            self._finish(key, job, "error", error.message)
+            return
+        except Exception as error:
+            log.error("analysis %s failed: %s", job.id, type(error).__name__, exc_info=True)
+            self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
+            return
+        if result is None or job.cancel.is_set():
+            self._finish(key, job, "cancelled", "cancelled by a client")
+            return
+        job.frame = frames.encode_analysis(job.id, job.request.kind, job.request.index, "done", "", result)
+        if job.source.recording is not None:
+            try:
+                append_frame(job.source.recording, job.frame)
+            except (OSError, MedvizError) as error:
+                log.warning("analysis %s not recorded: %s", job.id, error)
+        self._finish(key, job, "done")
+
+    def _finish(self, key: tuple[str, str], job: _Job, status: str, message: str = "") -> None:
+        with self._lock:
+            if job.status in FINAL:
+                return
+            job.status = status
+            replies, job.replies = job.replies, []
+            if self._jobs.get(key) is job:
+                del self._jobs[key]
+                if status == "done":
+                    self._remember(key, job)
+        frame = job.frame if status == "done" else job.state(status, message)
+        for reply in replies:
+            reply(frame, True)
