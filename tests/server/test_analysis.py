@@ -297,3 +297,17 @@ def test_a_watcher_can_ask_and_a_two_image_session_gets_one_gradient_map_per_ima
     errors = [f for f in map(frames.decode, seen) if isinstance(f, frames.ErrorFrame)]
     assert errors == [frames.ErrorFrame("bad_request", "faithfulness needs a session of one image; this one has 2")]
     assert analyses(owner) == []  # answers go to the asking socket only
+
+
+def test_a_stay_watcher_can_ask_about_a_finished_unrecorded_session(live: LiveServer, sample_bytes: bytes) -> None:
+    data = run(session(live, sample_bytes, max_new_tokens=3))
+    request = AnalyzeRequest("gradient", 2)
+
+    async def scenario() -> list[bytes]:
+        async with connect(f"{live.ws}/ws/watch/{session_of(data[0])}?stay=1", max_size=None) as ws:
+            await ws.send(encode_analyze(request))
+            return await until_done(ws, request)
+
+    got = run(scenario())
+    assert [d for d in got if frames.decode(d).type != "analysis"] == data
+    assert [f.status for f in analyses(got, request)] == ["queued", "running", "done"]
