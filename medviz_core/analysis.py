@@ -127,11 +127,26 @@ def layer_head_view(engine: Engine, context: TokenContext) -> LayerHeadView:
     return LayerHeadView(maps=maps, image_mass=mass.astype(np.float32), entropy=entropy.astype(np.float32))
 
 
-def token_scorer(engine: Engine, context: TokenContext, question: str | None) -> Callable[[np.ndarray], float]:
-    """A function image -> probability of the target token at its position, for faithfulness curves."""
+def token_scorer(
+    engine: Engine,
+    context: TokenContext,
+    question: str | None,
+    study: Sequence[np.ndarray] = (),
+    labels: Sequence[str] = (),
+    image_index: int = 0,
+) -> Callable[[np.ndarray], float]:
+    """A function image -> probability of the target token at its position, for faithfulness curves.
+
+    For a study of several images, pass them all as `study` (with their `labels`): the
+    scored image replaces image `image_index` and the others stay as they were.
+    """
+    if study and not 0 <= image_index < len(study):
+        raise RequestError(f"image index must be in 0..{len(study) - 1}; got {image_index}")
 
     def score(image: np.ndarray) -> float:
-        pixels = engine.inputs_for(image, question)["pixel_values"]
+        pictures: list[np.ndarray] = list(study) if study else [image]
+        pictures[image_index if study else 0] = image
+        pixels = engine.inputs_for(pictures, question, labels)["pixel_values"]
         with torch.inference_mode():
             logits = engine.model(**_prefix_kwargs(engine, context, pixels), logits_to_keep=1).logits[0, -1]
         return float(torch.softmax(logits.float(), dim=-1)[context.target].item())

@@ -51,8 +51,6 @@ def check_request(source: AnalysisSource, request: AnalyzeRequest) -> None:
                            f"{count} token(s) so far")
     images = source.start.images
     if request.kind == "faithfulness":
-        if len(images) > 1:
-            raise RequestError(f"faithfulness needs a session of one image; this one has {len(images)}")
         if request.method != "gradient" and request.method not in source.start.methods:
             raise RequestError(f"method {request.method!r} is not computed by this {source.what}; expected one of "
                                f"{', '.join(source.start.methods)} or gradient")
@@ -93,13 +91,14 @@ def compute(engine: Any, source: AnalysisSource, request: AnalyzeRequest,
         if request.kind == "heads":
             view = layer_head_view(engine, context)
             return frames.heads_result(view.maps, view.image_mass, view.entropy)
-        return _faithfulness(engine, source, request, context, images[0], cancel)
+        return _faithfulness(engine, source, request, context, images, cancel)
     except Cancelled:
         return None
 
 
-def _faithfulness(engine: Any, source: AnalysisSource, request: AnalyzeRequest, context: Any, image: np.ndarray,
-                  cancel: threading.Event) -> dict[str, Any] | None:
+def _faithfulness(engine: Any, source: AnalysisSource, request: AnalyzeRequest, context: Any,
+                  images: list[np.ndarray], cancel: threading.Event) -> dict[str, Any] | None:
+    """Deletion/insertion on the first image (the others stay as they are in a study)."""
     from medviz_core.analysis import gradient_relevancy, token_scorer
     from medviz_core.faithfulness import faithfulness_report
 
@@ -107,8 +106,9 @@ def _faithfulness(engine: Any, source: AnalysisSource, request: AnalyzeRequest, 
         relevancy = gradient_relevancy(engine, context, cancel)[0]
     else:
         relevancy = source.steps[request.index].maps[request.method].values(source.start.model.grid)
-    scorer = token_scorer(engine, context, source.start.question)
-    report = faithfulness_report(image, relevancy, scorer, token=request.index, method=request.method,
+    labels = [image.label for image in source.start.images]
+    scorer = token_scorer(engine, context, source.start.question, images, labels, image_index=0)
+    report = faithfulness_report(images[0], relevancy, scorer, token=request.index, method=request.method,
                                  steps=request.steps, cancel=cancel)
     if report is None:
         return None

@@ -103,3 +103,19 @@ def test_gradient_relevancy_gives_one_exact_map_per_image(tiny_engine: Any, cxr_
     ours = gradient_relevancy(tiny_engine, context)
     assert ours.shape == (2, 16, 16)
     np.testing.assert_allclose(ours, direct_chefer(tiny_engine, context), atol=1e-5, rtol=0)
+
+
+def test_a_study_scorer_replaces_only_the_chosen_image(tiny_engine: Any, cxr_dir: Any) -> None:
+    from medviz_core.imaging import load_image
+
+    files = [(cxr_dir / "nih_00000001_000.png").read_bytes(), (cxr_dir / "nih_00027426_000_512.png").read_bytes()]
+    study = [load_image(f) for f in files]
+    tokens = [s.token_id for s in tiny_engine.stream(files, question=QUESTION, max_new_tokens=2, labels=["PA", "lateral"])]
+    context = token_context(tiny_engine, files, QUESTION, tokens, 1, labels=["PA", "lateral"])
+    on_first = token_scorer(tiny_engine, context, QUESTION, study, ["PA", "lateral"], image_index=0)
+    on_second = token_scorer(tiny_engine, context, QUESTION, study, ["PA", "lateral"], image_index=1)
+    assert on_first(study[0]) == pytest.approx(on_second(study[1]), abs=1e-7)  # both: the study as it was
+    assert on_first(np.zeros_like(study[0])) != on_second(np.zeros_like(study[1]))
+    with pytest.raises(RequestError) as error:
+        token_scorer(tiny_engine, context, QUESTION, study, [], image_index=2)
+    assert str(error.value) == "image index must be in 0..1; got 2"
