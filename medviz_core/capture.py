@@ -62,6 +62,7 @@ class Capture:
         self.observed = [False] * layers
         self._q_start = 0
         self._q_len = 0
+        self._keys_by_offset: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         # Rollout state C[l][j] = R[l][j, I]; index 0 is C[-1] (one-hot image rows).
         self.rollout: torch.Tensor | None = None
         if rollout:
@@ -75,6 +76,7 @@ class Capture:
             raise ValueError(f"sequence of {q_start + q_len} tokens exceeds the capture's {self.max_length}")
         self._q_start, self._q_len = q_start, q_len
         self.observed = [False] * self.layers
+        self._keys_by_offset = {}
         token = _ACTIVE.set(self)
         try:
             yield
@@ -103,14 +105,24 @@ class Capture:
             raise RuntimeError(f"layer {layer} saw {q_len} queries, the engine announced {self._q_len}")
         offset = total - kv_len  # absolute position of key index 0
         last = probs[:, -1, :]  # [heads, kv_len]
-        index = self.image_positions - offset
-        inside = index >= 0
-        gathered = last[:, index.clamp(min=0)] * inside  # [heads, image]
-        self.head_rows[layer] = gathered
-        self.seeing[layer] = (inside & last_valid[index.clamp(min=0)]).all()
+        index, inside = self._image_keys(offset)
+        self.head_rows[layer] = last[:, index] * inside  # [heads, image]
+        self.seeing[layer] = (inside & last_valid[index]).all()
         self.observed[layer] = True
         if self.rollout is not None:
             self._fold_rollout(layer, probs.mean(0), offset, total)
+
+    def _image_keys(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key indices of the image positions for a key offset, and which lie inside the keys.
+
+        Layers of one kind share the offset within a forward pass, so it is computed once per kind.
+        """
+        found = self._keys_by_offset.get(offset)
+        if found is None:
+            index = self.image_positions - offset
+            found = (index.clamp(min=0), index >= 0)
+            self._keys_by_offset[offset] = found
+        return found
 
     def _fold_rollout(self, layer: int, mean: torch.Tensor, offset: int, total: int) -> None:
         # mean: [q_len, kv_len] head-mean attention of the new query rows.
@@ -157,9 +169,10 @@ class AttentionRecorder:
             raise Cancelled("cancelled")
         probs, _ = _probabilities(query, key, mask, scaling, softcap)  # [heads, q_len, kv_len]
         self.probs[layer] = probs
-        heads, kv_heads = query.shape[1], value.shape[1]
-        values = value[0].float().repeat_interleave(heads // kv_heads, dim=0)  # [heads, kv_len, dim]
-        output = torch.matmul(probs, values).to(query.dtype)  # [heads, q_len, dim]
+        heads, q_len, kv_len = probs.shape
+        kv_heads, dim = value.shape[1], value.shape[3]
+        grouped = probs.reshape(kv_heads, (heads // kv_heads) * q_len, kv_len)  # head h reads kv head h // group
+        output = torch.matmul(grouped, value[0].float()).reshape(heads, q_len, dim).to(query.dtype)
         return output.transpose(0, 1).unsqueeze(0)  # [1, q_len, heads, dim], as attention functions return
 
 
@@ -178,9 +191,12 @@ def _probabilities(
 
     Also returns which keys the last query may attend to (the mask's last row).
     """
-    heads, kv_heads = query.shape[1], key.shape[1]
-    keys = key[0].float().repeat_interleave(heads // kv_heads, dim=0)  # [heads, kv_len, dim]
-    scores = torch.matmul(query[0].float(), keys.transpose(1, 2)) * scaling  # [heads, q_len, kv_len]
+    heads, q_len, dim = query.shape[1], query.shape[2], query.shape[3]
+    kv_heads, kv_len = key.shape[1], key.shape[2]
+    # Grouped-query attention without copying the keys: head h reads kv head h // group.
+    grouped = query[0].float().reshape(kv_heads, (heads // kv_heads) * q_len, dim)  # [kv_heads, group*q, dim]
+    scores = torch.matmul(grouped, key[0].float().transpose(1, 2)) * scaling  # [kv_heads, group*q, kv_len]
+    scores = scores.reshape(heads, q_len, kv_len)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     if mask is None:
