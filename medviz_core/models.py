@@ -120,11 +120,11 @@ def _load_random(ref: ModelRef) -> ModelHandle:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from .tiny import _build_tokenizer, build_processor, medgemma_4b_config, randomize_projector
+    from .tiny import build_processor, build_tokenizer, medgemma_4b_config, randomize_projector
 
     layers = _int_option(ref, "layers", 1, 34) or 34
     device, dtype = choose_device()
-    tokenizer = _build_tokenizer()
+    tokenizer = build_tokenizer()
     config = medgemma_4b_config(layers)
     # The stand-in tokenizer is small; point the special ids at its tokens (shapes are unchanged).
     config.image_token_id = int(tokenizer.convert_tokens_to_ids("<image_soft_token>"))
