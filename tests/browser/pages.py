@@ -99,3 +99,29 @@ def open_recording(page: Any, url: str, speed: str = "8") -> None:
     page.wait_for_selector("#player:not([hidden])")
     page.select_option("#speed", speed)
     wait_phase(page, "ended")
+
+
+def record_session(page: Any, url: str, recordings: Path, image: Path, max_tokens: int, question: str | None = None) -> str:
+    """Run one recorded session to its end; the new recording's id."""
+    before = {p.stem for p in recordings.glob("*.medviz")}
+    page.goto(url)
+    page.set_input_files("#file", str(image))
+    page.fill("#max-tokens", str(max_tokens))
+    if question is not None:
+        page.check("input[name='prompt'][value='question']")
+        page.fill("#question", question)
+    page.check("#record")
+    page.click("#start")
+    wait_phase(page, "ended")
+    (new,) = {p.stem for p in recordings.glob("*.medviz")} - before
+    return new
+
+
+def open_replay(page: Any, url: str, recording: str, pin: int) -> None:
+    """Replay a recording at 8x to its end, then pin a token (which opens its detail drawer)."""
+    page.goto(f"{url}/?replay={recording}")
+    page.wait_for_selector("#player:not([hidden])")
+    page.select_option("#speed", "8")
+    wait_phase(page, "ended")
+    page.click(f"#report .tok[data-i='{pin}']")
+    page.wait_for_selector("#detail:not([hidden])")

@@ -25,8 +25,10 @@ def exported_view(page: Any) -> bytes:
 
 def test_a_recorded_session_replays_at_4x_and_seeking_shows_that_tokens_map(tab: Watched, second_tab: Watched, server: Server, cxr_dir: Path) -> None:
     live = tab.page
+    before = {p.stem for p in server.recordings.glob("*.medviz")}
     start_session(live, server.url, cxr_dir / "nih_00000003_001.png", max_tokens=40, record=True)
     wait_phase(live, "ended")
+    (recording,) = {p.stem for p in server.recordings.glob("*.medviz")} - before
     total = token_count(live)
     middle = total // 2
     live.click(f"#report .tok[data-i='{middle}']")
@@ -39,9 +41,10 @@ def test_a_recorded_session_replays_at_4x_and_seeking_shows_that_tokens_map(tab:
     page.click("#tab-library")
     page.wait_for_selector("#library-list .rec")
     shoot(page, "08_library")
-    assert page.locator("#library-list .rec").count() == 1
-    assert f"{total} tokens" in page.inner_text("#library-list .rec")
-    page.click("#library-list .rec button.primary")
+    row = f"#library-list .rec[data-id='{recording}']"
+    assert page.locator("#library-list .rec").first.get_attribute("data-id") == recording  # newest first
+    assert f"{total} tokens" in page.inner_text(row)
+    page.click(f"{row} button.primary")
     page.wait_for_selector("#player:not([hidden])")
     page.select_option("#speed", "4")
     page.wait_for_function("() => document.getElementById('status').textContent.includes('4×')")

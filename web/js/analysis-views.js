@@ -1,5 +1,35 @@
 // @ts-check
-/** placeholder */
-/** @param {string} tab @param {any} s @param {any} step @param {number} image */
-export function renderAnalysisTab(tab, s, step, image) {}
-export function bindAnalysisViews() {}
+/**
+ * The analysis tabs of the detail drawer (layers × heads, faithfulness, agreement) for
+ * the pinned token and the chosen image.
+ *
+ * Owns choosing and refreshing the view; each view's drawing is its own module, the job
+ * bar they share is job-bar.js.
+ */
+
+import { renderAgreement } from "./agree-view.js";
+import { renderFaithfulness } from "./faith-view.js";
+import { renderHeads } from "./heads-view.js";
+import { $, gridOf, page } from "./page.js";
+import { palette } from "./palette.js";
+
+/**
+ * @typedef {{s: import("./state.js").State, step: import("./protocol.js").StepFrame, image: number,
+ *   xray: HTMLCanvasElement, grid: [number, number], table: Uint8ClampedArray}} ViewCtx
+ */
+
+/**
+ * @param {"heads" | "faith" | "agree"} tab @param {import("./state.js").State} s
+ * @param {import("./protocol.js").StepFrame} step the pinned token as the chosen image sees it
+ * @param {number} image
+ */
+export function renderAnalysisTab(tab, s, step, image) {
+  const xray = page.xrays[image]?.canvas;
+  if (!xray) return;
+  /** @type {ViewCtx} */
+  const c = { s, step, image, xray, grid: gridOf(), table: palette(s.view.palette).table };
+  if (tab === "heads") renderHeads($("heads"), c);
+  else if (tab === "faith") renderFaithfulness($("faith"), c);
+  else renderAgreement($("agree"), c);
+}
+

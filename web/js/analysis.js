@@ -51,6 +51,24 @@ export function analyze(r) {
   return true;
 }
 
+let failures = 0;
+
+/**
+ * An error frame while requests wait: the server refused the oldest one (error frames
+ * name no job), so it shows as a failed job of its kind and token.
+ * @param {string} message
+ * @returns {boolean} whether a waiting request took the error
+ */
+export function failOldest(message) {
+  const r = waiting.shift();
+  if (!r) return false;
+  failures += 1;
+  const job = `refused-${failures}`;
+  meta[job] = { method: r.method ?? "", boxes: boxesKey(r.boxes) };
+  store.set({ jobs: { ...store.state.jobs, [job]: { type: "analysis", job, kind: r.kind, index: r.index, status: "error", message, result: null } } });
+  return true;
+}
+
 /** @param {string} job */
 export function cancelJob(job) {
   send(encodeCancelAnalysis(job));

@@ -8,7 +8,6 @@
  */
 
 import { analyze, cancelJob } from "./analysis.js";
-import { bindAnalysisViews } from "./analysis-views.js";
 import { bindCompare, showCompare } from "./compare.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
 import { move, openDetail, openReplay, openWatch, pin, playPause, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
@@ -164,7 +163,6 @@ function bind() {
     if (!analyze({ kind: "gradient", index: i })) showBanner("No connection can carry the request: open the session's recording to analyse it.");
   });
   $("gradient-cancel").addEventListener("click", () => cancelJob($("gradient-cancel").dataset.job ?? ""));
-  bindAnalysisViews();
   bindCompare(store.state.token);
   bindKeys({
     move,

@@ -7,7 +7,7 @@
  * Rendering is render.js's; the DOM wiring is app.js's.
  */
 
-import { onAnalysisFrame, resetJobs, setSender } from "./analysis.js";
+import { failOldest, onAnalysisFrame, resetJobs, setSender } from "./analysis.js";
 import { errorWords } from "./format.js";
 import { imagesOf } from "./images.js";
 import { $, hideBanner, page, pageUrl, showBanner, store } from "./page.js";
@@ -30,7 +30,10 @@ function onFrame(f) {
     store.set({ end: f, phase: "ended" });
     if (f.reason === "error") showBanner(`The generation failed: ${f.message || "no detail given"}.`);
   } else if (f.type === "error") {
-    if (s.phase === "running" || s.phase === "ended") showBanner(errorWords(f.code, f.message));
+    if (s.phase === "running" || s.phase === "ended") {
+      failOldest(f.message);
+      showBanner(errorWords(f.code, f.message));
+    }
     else {
       store.set({ error: { code: f.code, message: f.message }, phase: "closed" });
       showBanner(errorWords(f.code, f.message));
@@ -202,10 +205,16 @@ function sendAnalysis(bytes) {
   }
   const s = store.state;
   const recording = s.replay?.recording ?? s.start?.recording ?? null;
-  const path = recording ? `/ws/replay/${encodeURIComponent(recording)}?speed=8` : s.start ? `/ws/watch/${encodeURIComponent(s.start.session)}` : null;
+  const path = recording ? `/ws/replay/${encodeURIComponent(recording)}?speed=8` : s.start ? `/ws/watch/${encodeURIComponent(s.start.session)}?stay=1` : null;
   if (!path) return false;
   const side = new Channel(path, s.token, {
-    frame: (f) => { if (f.type === "analysis") onAnalysisFrame(f); else if (f.type === "error") showBanner(errorWords(f.code, f.message)); },
+    frame: (f) => {
+      if (f.type === "analysis") onAnalysisFrame(f);
+      else if (f.type === "error") {
+        failOldest(f.message);
+        showBanner(errorWords(f.code, f.message));
+      }
+    },
     problem: (m) => showBanner(m),
     closed: () => { if (page.side === side) page.side = null; },
   });

@@ -3,7 +3,7 @@
  * The analysis panel of one pinned token, and the overview of the whole report.
  *
  * Owns the original analysis panel's tiles (original, raw, layer-weighted, head importance,
- * flow, consensus, overlay, regions, statistics, attention-value histogram), drawn by tile
+ * flow, consensus, gradient once computed, overlay, regions, statistics, attention-value histogram), drawn by tile
  * functions `(ctx, w, h)` so the screen and the PNG export share one drawing path; and the
  * overview grid of small multiples. Which token is pinned is app.js's business.
  */
@@ -107,7 +107,8 @@ export function statRows(c) {
 export function tiles(c) {
   /** @type {Tile[]} */
   const out = [{ title: "Original", draw: (ctx, w, h) => { drawMapTile(ctx, w, h, c, null, 1); drawSideMarkers(ctx, { x: 0, y: 0, w, h }, 0.8); } }];
-  for (const m of MAP_TILES) out.push({ title: methodLabel(m), draw: (ctx, w, h) => drawMapTile(ctx, w, h, c, m, 1) });
+  const maps = c.step.maps.gradient ? [...MAP_TILES, "gradient"] : MAP_TILES;
+  for (const m of maps) out.push({ title: methodLabel(m), draw: (ctx, w, h) => drawMapTile(ctx, w, h, c, m, 1) });
   out.push({ title: `Overlay · ${methodLabel(c.method)}`, draw: (ctx, w, h) => drawMapTile(ctx, w, h, c, c.method, c.opacity) });
   out.push({
     title: "Regions",

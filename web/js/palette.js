@@ -62,6 +62,13 @@ export const PALETTES = [
   { id: "grey", label: "Grey", table: tableFromAnchors(ANCHORS.grey) },
 ];
 
+/**
+ * The diverging ramp for difference maps (ColorBrewer RdBu, colour-blind safe): blue for
+ * negative, white for zero at index 128, red for positive. Not in the heatmap menu.
+ */
+export const DIVERGING = tableFromAnchors([[5, 48, 97], [33, 102, 172], [67, 147, 195], [146, 197, 222], [209, 229, 240],
+  [247, 247, 247], [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31]]);
+
 /** @param {string} id @returns {Palette} the named palette, or the default */
 export function palette(id) {
   return PALETTES.find((p) => p.id === id) ?? PALETTES[0];

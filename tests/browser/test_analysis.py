@@ -1,0 +1,135 @@
+"""The on-demand analysis views on a recorded session, in the real browser against
+`medviz serve --model tiny`: gradient relevancy as a seventh method, the layer x head
+explorer, faithfulness curves, agreement with a drawn box, results replayed from the
+recording, and two recordings compared with their difference map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgpack
+import pytest
+
+from .conftest import Server, Watched, open_page, shoot
+from .pages import canvas_digest, distinct_colours, open_replay, record_session, wait_phase
+
+PIN = 3
+
+
+@pytest.fixture(scope="module")
+def recorded(browser: Any, server: Server, cxr_dir: Path) -> Iterator[str]:
+    """One recorded single-image session of 10 tokens."""
+    watched = open_page(browser)
+    try:
+        yield record_session(watched.page, server.url, server.recordings, cxr_dir / "nih_00000001_000.png", max_tokens=10)
+    finally:
+        watched.page.context.close()
+
+
+def model_shape(server: Server, recording: str) -> tuple[int, int]:
+    """(layers, heads) from the recording's start frame."""
+    with (server.recordings / f"{recording}.medviz").open("rb") as f:
+        start = next(iter(msgpack.Unpacker(f, raw=False)))
+    return int(start["model"]["layers"]), int(start["model"]["heads"])
+
+
+def test_gradient_relevancy_becomes_a_seventh_method_of_the_pinned_token(tab: Watched, server: Server, recorded: str) -> None:
+    page = tab.page
+    open_replay(page, server.url, recorded, PIN)
+    assert page.locator(".method-tile[data-method='gradient']").count() == 0
+    page.click("#gradient-run")
+    page.wait_for_selector(".method-tile[data-method='gradient']", timeout=120_000)
+    assert page.inner_text("#gradient-status") == "done"
+    assert distinct_colours(canvas_digest(page, ".method-tile[data-method='gradient'] canvas")) > 20
+    page.select_option("#method", "gradient")
+    page.wait_for_selector("#stage[data-method='gradient']")
+    page.click("#detail-tab-token")
+    page.wait_for_function("() => [...document.querySelectorAll('#detail-tiles figcaption')].some(c => c.textContent === 'Gradient')")
+    shoot(page, "30_gradient")
+    assert tab.errors == []
+
+
+def test_the_layer_head_explorer_shows_every_head_and_one_over_the_xray(tab: Watched, server: Server, recorded: str) -> None:
+    page = tab.page
+    open_replay(page, server.url, recorded, PIN)
+    page.click("#detail-tab-heads")
+    page.click("#heads .run")
+    page.wait_for_selector("#heads .head-grid .cell", timeout=120_000)
+    layers, heads = model_shape(server, recorded)
+    assert page.locator("#heads .head-grid .cell").count() == layers * heads
+    page.select_option("#heads select", "mass-desc")
+    page.wait_for_function("() => document.querySelector('#heads .cell')")
+    masses = [float(t.split(" · ")[1].rstrip("%")) for t in page.locator("#heads .cell span").all_inner_texts()]
+    assert masses == sorted(masses, reverse=True)
+    page.click("#heads .head-grid .cell >> nth=0")
+    page.wait_for_selector("#head-focus[data-head]")
+    assert page.inner_text("#heads .head-focus figcaption").startswith("Layer ")
+    shoot(page, "31_heads")
+    assert tab.errors == []
+
+
+def test_faithfulness_plots_deletion_and_insertion_with_the_random_baseline(tab: Watched, server: Server, recorded: str) -> None:
+    page = tab.page
+    open_replay(page, server.url, recorded, PIN)
+    page.click("#detail-tab-faith")
+    page.select_option("#faith select >> nth=1", "4")
+    page.click("#faith .run")
+    page.wait_for_selector("#faith canvas.plot", timeout=180_000)
+    assert [page.get_attribute(f"#faith canvas.plot-{k}", "data-curves") for k in ("deletion", "insertion")] == ["2", "2"]
+    text = page.inner_text("#faith .auc")
+    assert text.startswith("Deletion AUC ") and " vs random " in text and "Insertion AUC " in text
+    shoot(page, "32_faithfulness")
+    assert tab.errors == []
+
+
+def test_agreement_scores_every_method_against_an_added_box(tab: Watched, server: Server, recorded: str) -> None:
+    page = tab.page
+    open_replay(page, server.url, recorded, PIN)
+    page.click("#detail-tab-agree")
+    assert page.is_disabled("#agree .run")
+    page.click("#agree .add-box")
+    page.wait_for_selector("#agree .box-row")
+    page.click("#agree .run")
+    page.wait_for_selector("#agree table.scores tbody tr", timeout=120_000)
+    rows = page.locator("#agree table.scores tbody tr")
+    assert rows.count() >= 6
+    for row in rows.all_inner_texts():
+        method, hit, iou, coverage = row.split("\t")
+        assert hit in ("hit", "miss") and 0.0 <= float(iou) <= 1.0 and coverage.endswith("%")
+    shoot(page, "33_agreement")
+    assert tab.errors == []
+
+
+def test_a_replay_shows_the_analyses_recorded_with_the_session(tab: Watched, second_tab: Watched, server: Server, recorded: str) -> None:
+    open_replay(tab.page, server.url, recorded, PIN + 3)
+    assert tab.page.locator(".method-tile[data-method='gradient']").count() == 0
+    tab.page.click("#gradient-run")
+    tab.page.wait_for_selector(".method-tile[data-method='gradient']", timeout=120_000)
+    page = second_tab.page
+    open_replay(page, server.url, recorded, PIN + 3)
+    page.wait_for_selector(".method-tile[data-method='gradient']")
+    assert page.inner_text("#gradient-status") == "done"
+    assert tab.errors == [] and second_tab.errors == []
+
+
+def test_two_recordings_play_side_by_side_with_their_difference_map(tab: Watched, server: Server, recorded: str, cxr_dir: Path) -> None:
+    page = tab.page
+    other = record_session(page, server.url, server.recordings, cxr_dir / "nih_00000001_000.png", max_tokens=10,
+                           question="Is the heart enlarged?")
+    page.click("#tab-compare")
+    page.wait_for_selector(f"#compare-a option[value='{recorded}']", state="attached")
+    page.select_option("#compare-a", recorded)
+    page.select_option("#compare-b", other)
+    page.click("#compare-load")
+    page.wait_for_selector("#compare-canvas-diff[data-step='0']")
+    assert distinct_colours(canvas_digest(page, "#compare-canvas-diff")) > 20
+    assert canvas_digest(page, "#compare-canvas-a") != canvas_digest(page, "#compare-canvas-b")
+    page.evaluate("""() => { const s = document.getElementById('compare-seek'); s.value = '5'; s.dispatchEvent(new Event('input')); }""")
+    page.wait_for_selector("#compare-canvas-diff[data-step='5']")
+    assert page.inner_text("#compare-label") == "token 6 / 10"
+    assert page.get_attribute("#compare-canvas-a", "data-step") == "5" and page.get_attribute("#compare-canvas-b", "data-step") == "5"
+    page.click("#compare-play")
+    page.wait_for_function("() => document.getElementById('compare-label').textContent === 'token 10 / 10'")
+    shoot(page, "34_compare")
+    assert tab.errors == []

@@ -1,0 +1,81 @@
+// @ts-check
+/**
+ * Faithfulness of one token's map: deletion and insertion curves (Petsiuk et al. 2018)
+ * for a chosen method, each beside its random-order baseline, with the areas under them.
+ *
+ * Owns this view and its choices (method, steps). Deletion masks the most relevant cells
+ * first: a faithful map makes the token's probability fall fast (low AUC, below random);
+ * insertion reveals them first: it should rise fast (high AUC, above random).
+ */
+
+import { analyze, findJob, isWaiting } from "./analysis.js";
+import { methodLabel } from "./format.js";
+import { jobBar, selectField } from "./job-bar.js";
+import { METHODS_ORDER } from "./methods.js";
+import { drawPlot } from "./plot.js";
+
+/** @typedef {import("./analysis-views.js").ViewCtx} ViewCtx @typedef {import("./analysis-protocol.js").FaithResult} FaithResult */
+
+const METHODS = [...METHODS_ORDER, "gradient"];
+const ui = { method: "", steps: 8, key: "" };
+
+/** @param {HTMLElement} el @param {ViewCtx} c */
+export function renderFaithfulness(el, c) {
+  const method = ui.method || c.s.view.method;
+  const done = findJob(c.s.jobs, "faithfulness", c.step.i, { method, done: true });
+  const job = done ?? findJob(c.s.jobs, "faithfulness", c.step.i, { method });
+  const asked = isWaiting("faithfulness", c.step.i);
+  const key = `${c.step.i}|${method}|${ui.steps}|${job?.job}|${job?.status}|${asked}`;
+  if (key === ui.key && el.childElementCount) return;
+  ui.key = key;
+  const rerender = () => { ui.key = ""; renderFaithfulness(el, c); };
+  const run = () => analyze({ kind: "faithfulness", index: c.step.i, method, steps: ui.steps });
+  const bar = jobBar("Compute curves", done ? null : job, asked, run);
+  bar.prepend(
+    selectField("Method", METHODS.map((m) => [m, methodLabel(m)]), method, (v) => { ui.method = v; rerender(); }),
+    selectField("Steps", [4, 8, 16, 32].map((n) => [String(n), `${n}`]), String(ui.steps), (v) => { ui.steps = Number(v); rerender(); }),
+  );
+  const result = done ? /** @type {FaithResult} */ (done.result) : null;
+  if (!result) {
+    const hint = document.createElement("p");
+    hint.className = "hint";
+    hint.textContent = "Mask the image cells this map ranks highest (deletion) or reveal them first (insertion), re-run the model, and follow the token's probability. A random order is the baseline.";
+    el.replaceChildren(bar, hint);
+    return;
+  }
+  if (done) bar.querySelector(".run")?.remove();
+  el.replaceChildren(bar, plots(result), aucText(result));
+}
+
+/** @param {FaithResult} r */
+function plots(r) {
+  const box = document.createElement("div");
+  box.className = "plots";
+  for (const [title, curve, random] of /** @type {const} */ ([["Deletion", r.deletion, r.randomDeletion], ["Insertion", r.insertion, r.randomInsertion]])) {
+    const canvas = document.createElement("canvas");
+    canvas.width = 520;
+    canvas.height = 300;
+    canvas.className = `plot plot-${title.toLowerCase()}`;
+    drawPlot(canvas, {
+      title: `${title} · ${methodLabel(r.method)}`, xLabel: title === "Deletion" ? "cells masked, most relevant first" : "cells revealed, most relevant first",
+      yLabel: "token probability",
+      series: [
+        { label: `${methodLabel(r.method)} (AUC ${curve.auc.toFixed(3)})`, xs: curve.fractions, ys: curve.scores, colour: "#3fb6c4" },
+        { label: `random (AUC ${random.auc.toFixed(3)})`, xs: random.fractions, ys: random.scores, colour: "#8d9cb0", dashed: true },
+      ],
+    });
+    box.append(canvas);
+  }
+  return box;
+}
+
+/** @param {FaithResult} r */
+function aucText(r) {
+  const p = document.createElement("p");
+  p.className = "auc";
+  const del = r.deletion.auc < r.randomDeletion.auc ? "faster than random" : "not faster than random";
+  const ins = r.insertion.auc > r.randomInsertion.auc ? "faster than random" : "not faster than random";
+  p.textContent = `Deletion AUC ${r.deletion.auc.toFixed(3)} vs random ${r.randomDeletion.auc.toFixed(3)} (lower is more faithful: the probability falls ${del}) · ` +
+    `Insertion AUC ${r.insertion.auc.toFixed(3)} vs random ${r.randomInsertion.auc.toFixed(3)} (higher is more faithful: it rises ${ins}).`;
+  return p;
+}
