@@ -133,3 +133,23 @@ def test_two_recordings_play_side_by_side_with_their_difference_map(tab: Watched
     page.wait_for_function("() => document.getElementById('compare-label').textContent === 'token 10 / 10'")
     shoot(page, "34_compare")
     assert tab.errors == []
+
+
+def test_a_finished_live_session_scores_the_boxes_of_its_labels_csv_row(tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    page.goto(server.url)
+    page.set_input_files("#file", str(cxr_dir / "commons_haggstrom_normal_pa.jpg"))
+    page.fill("#max-tokens", "8")
+    page.click("#start")
+    wait_phase(page, "ended")
+    page.click("#report .tok[data-i='2']")
+    page.click("#detail-tab-agree")
+    page.set_input_files("#agree .labels-file", str(cxr_dir / "labels.csv"))
+    page.wait_for_selector("#agree .box-row >> nth=2")
+    assert [page.input_value(f"#agree .box-row >> nth={k} >> input >> nth=0") for k in range(3)] == ["heart", "right lung", "left lung"]
+    assert "commons_haggstrom_normal_pa.jpg" in page.inner_text("#agree")
+    page.click("#agree .run")
+    page.wait_for_selector("#agree table.scores tbody tr", timeout=120_000)
+    assert page.locator("#agree table.scores tbody tr").count() >= 6
+    shoot(page, "35_agreement_labels_csv")
+    assert tab.errors == []

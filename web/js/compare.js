@@ -18,16 +18,17 @@ import { decodeAll } from "./msgpack.js";
 import { $, store } from "./page.js";
 import { DIVERGING, cssGradient, palette } from "./palette.js";
 import { SPEEDS } from "./player.js";
+import { focusOf, imageName, imagesOf } from "./images.js";
 import { frameFromValue } from "./protocol.js";
 import { loadXRay } from "./xray.js";
 
 /**
  * @typedef {{id: string, start: import("./protocol.js").StartFrame, steps: import("./protocol.js").StepFrame[],
- *   xray: import("./xray.js").XRay}} Run
+ *   xrays: import("./xray.js").XRay[]}} Run  one X-ray per image of the run
  */
 
 const TOKENS_PER_S = 8;
-const ui = { /** @type {Run | null} */ a: null, /** @type {Run | null} */ b: null, at: 0, playing: false, timer: 0, speed: 1 };
+const ui = { /** @type {Run | null} */ a: null, /** @type {Run | null} */ b: null, at: 0, playing: false, timer: 0, speed: 1, image: 0 };
 
 /**
  * One recording file -> its start frame, steps and X-ray.
@@ -45,8 +46,8 @@ export async function loadRun(id, token) {
     else if (f.type === "step") steps[f.i] = f;
   }
   if (!start) throw new Error(`recording ${id} has no start frame`);
-  const xray = await loadXRay(new Blob([/** @type {BlobPart} */ (start.image.png)], { type: "image/png" }));
-  return { id, start, steps, xray };
+  const xrays = await Promise.all(imagesOf(start).map((im) => loadXRay(new Blob([/** @type {BlobPart} */ (im.png)], { type: "image/png" }))));
+  return { id, start, steps, xrays };
 }
 
 /**
@@ -88,6 +89,8 @@ export function bindCompare(token) {
   $("compare-play").addEventListener("click", () => play(!ui.playing));
   const seek = /** @type {HTMLInputElement} */ ($("compare-seek"));
   seek.addEventListener("input", () => { play(false); ui.at = Number(seek.value); draw(); });
+  const image = /** @type {HTMLSelectElement} */ ($("compare-image"));
+  image.addEventListener("change", () => { ui.image = Number(image.value); draw(); });
   $("compare-diff-bar").style.background = cssGradient({ id: "diverging", label: "", table: DIVERGING });
   store.subscribe((_, changed) => { if (ui.a && [...changed].some((k) => k.startsWith("view."))) draw(); });
 }
@@ -105,6 +108,11 @@ async function load(token) {
     return;
   }
   ui.at = 0;
+  ui.image = 0;
+  const shared = Math.min(imagesOf(ui.a.start).length, imagesOf(ui.b.start).length);
+  const start = ui.a.start;
+  /** @type {HTMLSelectElement} */ ($("compare-image")).replaceChildren(...Array.from({ length: shared }, (_, k) => new Option(imageName(start, k), String(k))));
+  $("compare-image-field").hidden = shared < 2;
   const same = ui.a.start.model.grid.join() === ui.b.start.model.grid.join();
   $("compare-status").textContent = same ? "" : "The two runs use different map grids: no difference map.";
   /** @type {HTMLButtonElement} */ ($("compare-play")).disabled = false;
@@ -143,21 +151,24 @@ function draw() {
   const table = palette(view.palette).table;
   const method = view.method === "gradient" ? "consensus" : view.method;
   const [sa, sb] = [stepAt(a, ui.at), stepAt(b, ui.at)];
-  for (const [key, run, step] of /** @type {const} */ ([["a", a, sa], ["b", b, sb]])) {
+  const [fa, fb] = [sa ? focusOf(sa, ui.image) : null, sb ? focusOf(sb, ui.image) : null];
+  for (const [key, run, step, focus] of /** @type {const} */ ([["a", a, sa, fa], ["b", b, sb, fb]])) {
     const canvas = /** @type {HTMLCanvasElement} */ ($(`compare-canvas-${key}`));
-    size(canvas, run.xray);
-    const map = step?.maps[method];
-    if (map) drawHeatmap(canvas, displayValues(map, view.contrast), run.start.model.grid, table, run.xray.canvas, view.opacity);
+    const xray = run.xrays[ui.image] ?? run.xrays[0];
+    size(canvas, xray);
+    const map = focus?.maps[method];
+    if (map) drawHeatmap(canvas, displayValues(map, view.contrast), run.start.model.grid, table, xray.canvas, view.opacity);
     canvas.dataset.step = String(step?.i ?? -1);
     $(`compare-cap-${key}`).textContent = `${key.toUpperCase()} · ${run.start.prompt.question ?? "full report"} · #${step?.i ?? "–"} “${visibleToken(step?.text ?? "")}” · ${methodLabel(method)}`;
     texts(/** @type {HTMLElement} */ ($(`compare-text-${key}`)), run, ui.at);
   }
   const diff = /** @type {HTMLCanvasElement} */ ($("compare-canvas-diff"));
-  size(diff, a.xray);
-  const ma = sa?.maps[method];
-  const mb = sb?.maps[method];
+  const under = a.xrays[ui.image] ?? a.xrays[0];
+  size(diff, under);
+  const ma = fa?.maps[method];
+  const mb = fb?.maps[method];
   if (ma && mb && ma.u8.length === mb.u8.length) {
-    drawHeatmap(diff, differenceValues(ma, mb, view.contrast), a.start.model.grid, DIVERGING, a.xray.canvas, 0.8);
+    drawHeatmap(diff, differenceValues(ma, mb, view.contrast), a.start.model.grid, DIVERGING, under.canvas, 0.8);
     diff.dataset.step = String(ui.at);
   } else diff.dataset.step = "-1";
   const seek = /** @type {HTMLInputElement} */ ($("compare-seek"));

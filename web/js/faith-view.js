@@ -10,6 +10,7 @@
 
 import { analyze, findJob, isWaiting } from "./analysis.js";
 import { methodLabel } from "./format.js";
+import { imageName } from "./images.js";
 import { jobBar, selectField } from "./job-bar.js";
 import { METHODS_ORDER } from "./methods.js";
 import { drawPlot } from "./plot.js";
@@ -41,10 +42,20 @@ export function renderFaithfulness(el, c) {
     hint.className = "hint";
     hint.textContent = "Mask the image cells this map ranks highest (deletion) or reveal them first (insertion), re-run the model, and follow the token's probability. A random order is the baseline.";
     el.replaceChildren(bar, hint);
+    if (c.s.start?.more.length) el.append(studyNote(c));
     return;
   }
   if (done) bar.querySelector(".run")?.remove();
   el.replaceChildren(bar, plots(result), aucText(result));
+  if (c.s.start?.more.length) el.append(studyNote(c));
+}
+
+/** @param {ViewCtx} c in a study only the first image's cells are masked */
+function studyNote(c) {
+  const p = document.createElement("p");
+  p.className = "hint";
+  p.textContent = `In a study the curves mask the cells of the first image (${imageName(c.s.start, 0)}) and keep the other images as they are.`;
+  return p;
 }
 
 /** @param {FaithResult} r */

@@ -125,8 +125,9 @@ function renderChrome(s, step, i) {
   $("progress").textContent = count ? `${count} token${count === 1 ? "" : "s"}` : "";
   const shownMethod = $("stage").dataset.method ?? "";
   const missing = s.view.method !== shownMethod && step ? ` (no ${methodLabel(s.view.method)} map for this token)` : "";
+  const split = step?.shares && step.shares.length > 1 ? ` (${step.shares.map((v, k) => `${imageName(s.start, k)} ${pct(v)}`).join(" · ")})` : "";
   $("caption").textContent = step
-    ? `#${i} “${visibleToken(step.text)}” · ${methodLabel(shownMethod)}${missing} · peak ${step.zone} · image reliance ${pct(step.mass)}${s.pinned !== null ? " · pinned" : ""}`
+    ? `#${i} “${visibleToken(step.text)}” · ${methodLabel(shownMethod)}${missing} · peak ${step.zone} · image reliance ${pct(step.mass)}${split}${s.pinned !== null ? " · pinned" : ""}`
     : s.start ? "Waiting for the first token…" : s.files.length ? `${s.files.map((f) => f.name).join(" + ")} · press Start` : "No session yet";
   const busy = s.mode === "live" && ["connecting", "queued", "running"].includes(s.phase);
   /** @type {HTMLButtonElement} */ ($("start")).disabled = s.files.length === 0 || busy;
@@ -141,7 +142,12 @@ function renderChrome(s, step, i) {
   const range = map && s.view.contrast === "percentile" ? summarise(map) : null;
   $("legend-lo").textContent = map ? sci(range ? range.p5 : map.lo) : "low";
   $("legend-hi").textContent = map ? sci(range ? range.p95 : map.hi) : "high";
-  $("strip-legend").dataset.images = String(imagesOf(s.start).length);
+  const legend = $("strip-legend");
+  const study = imagesOf(s.start).length > 1;
+  if (legend.dataset.study !== String(study)) {
+    legend.dataset.study = String(study);
+    legend.lastElementChild && (legend.lastElementChild.textContent = study ? "bars stacked: each image's share, in its colour" : "tint = share of attention on the image");
+  }
 }
 
 /** @param {State} s */
