@@ -90,6 +90,15 @@ def test_agreement_scores_every_method_against_an_added_box(tab: Watched, server
     assert page.is_disabled("#agree .run")
     page.click("#agree .add-box")
     page.wait_for_selector("#agree .box-row")
+    box = page.locator("#agree-canvas").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.7, steps=4)
+    page.mouse.up()
+    page.wait_for_selector("#agree .box-row >> nth=1")
+    drawn = [int(page.input_value(f"#agree .box-row >> nth=1 >> input >> nth={k}")) for k in range(1, 5)]
+    assert drawn[2] > 0 and drawn[3] > 0 and drawn[0] < drawn[0] + drawn[2]
     page.click("#agree .run")
     page.wait_for_selector("#agree table.scores tbody tr", timeout=120_000)
     rows = page.locator("#agree table.scores tbody tr")

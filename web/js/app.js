@@ -166,7 +166,7 @@ function bind() {
   bindCompare(store.state.token);
   bindKeys({
     move,
-    jump: (to) => pin(to === "first" ? 0 : store.state.steps.length - 1, !$("detail").hidden),
+    jump: (to) => pin(to === "first" ? 0 : store.state.steps.length - 1, page.detailOpen),
     unpin: () => pin(null),
     playPause,
     method: (k) => {

@@ -92,7 +92,7 @@ function fresh(mode) {
   store.resetSession();
   store.set({ mode, phase: "connecting" });
   hideBanner();
-  $("detail").hidden = true;
+  page.detailOpen = false;
 }
 
 export function start() {
@@ -163,8 +163,8 @@ export function seekTo(i) {
 export function pin(i, open = true) {
   const s = store.state;
   if (i === null) {
+    page.detailOpen = false;
     store.set({ pinned: null });
-    $("detail").hidden = true;
     return;
   }
   const last = s.steps.length - 1;
@@ -178,7 +178,7 @@ export function move(delta) {
   const s = store.state;
   let i = shownIndex(s) + delta;
   while (i >= 0 && i < s.steps.length && !s.steps[i]) i += delta;
-  if (i >= 0 && i < s.steps.length) pin(i, !$("detail").hidden);
+  if (i >= 0 && i < s.steps.length) pin(i, page.detailOpen);
 }
 
 const DETAIL_TABS = ["token", "overview", "heads", "faith", "agree"];
@@ -186,7 +186,7 @@ const DETAIL_TABS = ["token", "overview", "heads", "faith", "agree"];
 /** @param {import("./page.js").DetailTab} tab */
 export function openDetail(tab) {
   page.detailTab = tab;
-  $("detail").hidden = false;
+  page.detailOpen = true;
   for (const t of DETAIL_TABS) $(`detail-tab-${t}`).setAttribute("aria-selected", String(t === tab));
   invalidate();
 }

@@ -25,6 +25,7 @@ export const page = {
   /** @type {Link | null} the socket of the current session, watch or replay */ link: null,
   /** @type {import("./session.js").Channel | null} a socket opened only to ask for analyses */ side: null,
   /** @type {DetailTab} */ detailTab: "token",
+  /** whether the detail drawer is open (render.js shows it in the frame that fills it) */ detailOpen: false,
   /** whether the chosen files were already sent (a new pick then starts a new study) */ filesUsed: false,
   rejoins: 0,
 };

@@ -170,7 +170,13 @@ function renderDetailPanel(s, gKey) {
   const tab = page.detailTab;
   const image = Math.min(s.view.image, Math.max(0, imagesOf(s.start).length - 1));
   const xray = page.xrays[image];
-  if ($("detail").hidden || !xray || !s.start) return;
+  const open = page.detailOpen && xray !== undefined && xray !== null && s.start !== null;
+  if (!open) {
+    $("detail").hidden = true;
+    return;
+  }
+  // shown in the same frame that fills it, so nobody sees an empty or stale drawer
+  $("detail").hidden = false;
   for (const [id, t] of /** @type {[string, string][]} */ ([["detail-tiles", "token"], ["overview", "overview"], ["heads", "heads"], ["faith", "faith"], ["agree", "agree"]])) {
     $(id).hidden = tab !== t;
   }
