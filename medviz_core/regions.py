@@ -152,6 +152,8 @@ def _region_of(contour: MatLike, raster: Float64Map, total: float, min_area: flo
     """One contour -> a Region, or None when its filled interior is under `min_area`."""
     height, width = raster.shape
     left, top, box_w, box_h = cv2.boundingRect(contour)
+    if box_w * box_h < min_area * width * height:  # the interior lies in its box: too small either way
+        return None
     filled = np.zeros((box_h, box_w), dtype=np.uint8)
     cv2.drawContours(filled, [contour], -1, 1, thickness=cv2.FILLED, offset=(-left, -top))
     inside = filled.astype(bool)
