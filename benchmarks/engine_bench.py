@@ -8,7 +8,9 @@ Prints a table and JSON:
 2. time to first token (prefill + choice) vs time to first heatmap (first Step);
 3. per-step map cost vs context length (capture + maps for one decode row at 256..4096
    tokens of context, with the model's layer/head shapes), to show linear growth;
-4. the rollout state's size (L * T * N floats) and, on CUDA, peak memory over plain generate.
+4. the rollout state's size (L * T * N floats) and, on CUDA, peak memory over plain generate;
+5. the step frame each token becomes (bytes, mean and max, and encoding time). Token-to-viewer
+   latency and fan-out to many viewers: benchmarks/fanout.py.
 
 Usage: python benchmarks/engine_bench.py [--model demo] [--tokens 48] [--rounds 2] [--json out.json]
 Speed lives here, never in tests: machines are shared and noisy, so compare ratios of one run.
@@ -29,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from medviz_core import frames  # noqa: E402
 from medviz_core.capture import Capture  # noqa: E402
 from medviz_core.models import load_engine  # noqa: E402
 from medviz_core.relevancy import MapWeights, compute_maps  # noqa: E402
@@ -61,15 +64,23 @@ def run_stream(engine: Any, image: bytes, question: str | None, tokens: int) -> 
     first_model_ms = 0.0
     count = 0
     maps_ms = 0.0
+    steps = []
     for step in run:
         if first_step is None:
             first_step = time.perf_counter() - start
             first_model_ms = step.model_ms
         count += 1
         maps_ms += step.maps_ms
+        steps.append(step)
     sync(engine.device)
     total = time.perf_counter() - start
+    tick = time.perf_counter()
+    sizes = [len(frames.encode_step(step, 0.0)) for step in steps]  # what the server sends per token
+    encode_ms = (time.perf_counter() - tick) * 1000 / max(len(steps), 1)
     return {
+        "step_frame_bytes_mean": sum(sizes) / max(len(sizes), 1),
+        "step_frame_bytes_max": max(sizes, default=0),
+        "step_frame_encode_ms": encode_ms,
         "seconds": total,
         "tokens": count,
         "first_heatmap_ms": (first_step or 0.0) * 1000,
@@ -202,6 +213,9 @@ def main() -> int:
         "first_token_ms": stream_detail["first_token_ms"],
         "first_heatmap_ms": stream_detail["first_heatmap_ms"],
         "maps_ms_per_step": stream_detail["maps_ms_per_step"],
+        "step_frame_bytes_mean": stream_detail["step_frame_bytes_mean"],
+        "step_frame_bytes_max": stream_detail["step_frame_bytes_max"],
+        "step_frame_encode_ms": stream_detail["step_frame_encode_ms"],
         "map_cost_by_context": map_cost_by_context(engine, contexts),
         "rollout_state_bytes": (facts.layers + 1) * (prompt_len + tokens) * n * 4,
     }
@@ -237,6 +251,8 @@ def print_table(report: dict[str, Any]) -> None:
     print("context  maps ms/step")
     for row in report["map_cost_by_context"]:
         print(f"{row['context']:7d}  {row['maps_ms']:.3f}")
+    print(f"step frame {report['step_frame_bytes_mean']:.0f} bytes mean, {report['step_frame_bytes_max']} max, "
+          f"encoded in {report['step_frame_encode_ms']:.2f} ms")
     print(f"rollout state {report['rollout_state_bytes'] / 1e6:.1f} MB\n")
 
 

@@ -63,6 +63,7 @@ class Capture:
         self._q_start = 0
         self._q_len = 0
         self._keys_by_offset: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._seeing_by_mask: dict[tuple[int, int, int], torch.Tensor] = {}
         # Rollout state C[l][j] = R[l][j, I]; index 0 is C[-1] (one-hot image rows).
         self.rollout: torch.Tensor | None = None
         if rollout:
@@ -77,6 +78,7 @@ class Capture:
         self._q_start, self._q_len = q_start, q_len
         self.observed = [False] * self.layers
         self._keys_by_offset = {}
+        self._seeing_by_mask = {}
         token = _ACTIVE.set(self)
         try:
             yield
@@ -104,10 +106,9 @@ class Capture:
         if q_len != self._q_len:
             raise RuntimeError(f"layer {layer} saw {q_len} queries, the engine announced {self._q_len}")
         offset = total - kv_len  # absolute position of key index 0
-        last = probs[:, -1, :]  # [heads, kv_len]
         index, inside = self._image_keys(offset)
-        self.head_rows[layer] = last[:, index] * inside  # [heads, image]
-        self.seeing[layer] = (inside & last_valid[index]).all()
+        torch.mul(probs[:, -1, index], inside, out=self.head_rows[layer])  # [heads, image]
+        self._mark_seeing(layer, offset, mask, index, inside, last_valid)
         self.observed[layer] = True
         if self.rollout is not None:
             self._fold_rollout(layer, probs.mean(0), offset, total)
@@ -124,14 +125,27 @@ class Capture:
             self._keys_by_offset[offset] = found
         return found
 
+    def _mark_seeing(self, layer: int, offset: int, mask: torch.Tensor | None, index: torch.Tensor,
+                     inside: torch.Tensor, last_valid: torch.Tensor) -> None:
+        """Whether the last query sees every image key.
+
+        Layers of one kind share the mask tensor (alive for the whole forward pass) and the
+        key offset, so this is computed once per kind.
+        """
+        key = (offset, 0 if mask is None else mask.data_ptr(), int(last_valid.numel()))
+        seeing = self._seeing_by_mask.get(key)
+        if seeing is None:
+            seeing = (inside & last_valid[index]).all()
+            self._seeing_by_mask[key] = seeing
+        self.seeing[layer] = seeing
+
     def _fold_rollout(self, layer: int, mean: torch.Tensor, offset: int, total: int) -> None:
         # mean: [q_len, kv_len] head-mean attention of the new query rows.
         # C[l][q] = 0.5 * C[l-1][q] + 0.5 * sum_j M[l][q, j] * C[l-1][j]
         assert self.rollout is not None
         below = self.rollout[layer]  # C[l-1], [pos, image]
         queries = slice(total - mean.shape[0], total)
-        mixed = mean @ below[offset:total]  # [q_len, image]
-        self.rollout[layer + 1, queries] = 0.5 * below[queries] + 0.5 * mixed
+        torch.addmm(below[queries], mean, below[offset:total], beta=0.5, alpha=0.5, out=self.rollout[layer + 1, queries])
 
 
 class AttentionRecorder:
@@ -203,7 +217,7 @@ def _probabilities(
         return torch.softmax(scores, dim=-1), torch.ones(scores.shape[2], dtype=torch.bool, device=scores.device)
     mask2d = mask[0, 0, -scores.shape[1] :, -scores.shape[2] :]
     if mask2d.dtype == torch.bool:
-        scores = scores.masked_fill(~mask2d, float("-inf"))
+        scores = torch.where(mask2d, scores, float("-inf"))
         return torch.softmax(scores, dim=-1), mask2d[-1]
     scores = scores + mask2d.float()
     return torch.softmax(scores, dim=-1), mask2d[-1] > torch.finfo(mask2d.dtype).min / 2

@@ -1,0 +1,87 @@
+"""Regenerate docs/screenshot.png: a two-view study on the `demo` model, one token pinned.
+
+Not a test (the browser tests keep their own screenshots in test-artifacts/). Starts
+`medviz serve` on a free loopback port, drives Debian's Chromium through Playwright at
+1280 x 800, starts a study of two sample X-rays labelled PA and prior, waits for the end,
+pins one token so the analysis panel shows, and saves the page.
+
+Usage: .venv/bin/python docs/make_screenshot.py [--model demo] [--out docs/screenshot.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+REPO = Path(__file__).resolve().parents[1]
+CXR = REPO.parent / "shared" / "data" / "cxr"
+STUDY = [("nih_00000001_000.png", "PA"), ("nih_00000003_001.png", "prior")]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 600) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"medviz serve exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(f"{url}/api/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(1)
+    raise SystemExit("medviz serve did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshot.png"))
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--pin", type=int, default=14, help="the token to pin")
+    args = parser.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "medviz_core.cli", "serve", "--model", args.model,
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(url, server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            page.set_input_files("#file", [str(CXR / name) for name, _ in STUDY])
+            page.wait_for_selector(f"#files li:nth-child({len(STUDY)})")
+            for k, (_, label) in enumerate(STUDY):
+                field = page.locator(f"#files li[data-k='{k}'] input.label")
+                field.fill(label)
+                field.dispatch_event("change")
+            page.fill("#max-tokens", str(args.tokens))
+            page.click("#start")
+            page.wait_for_selector("body[data-phase='ended']", state="attached", timeout=600_000)
+            page.click(f"#report .tok[data-i='{args.pin}']")
+            page.wait_for_function("() => document.querySelector('#stage').dataset.animating !== 'true'")
+            time.sleep(0.5)
+            page.screenshot(path=args.out)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
