@@ -1,9 +1,10 @@
-"""Regenerate docs/screenshot.png: a two-view study on the `demo` model, one token pinned.
+"""Regenerate docs/screenshot.png and docs/screenshot-detail.png from a study on the `demo` model.
 
 Not a test (the browser tests keep their own screenshots in test-artifacts/). Starts
 `medviz serve` on a free loopback port, drives Debian's Chromium through Playwright at
-1280 x 800, starts a study of two sample X-rays labelled PA and prior, waits for the end,
-pins one token so the analysis panel shows, and saves the page.
+1280 x 800, starts a study of two sample X-rays labelled PA and prior, waits for the end
+and saves the page (both views side by side), then pins one token and saves its analysis
+panel.
 
 Usage: .venv/bin/python docs/make_screenshot.py [--model demo] [--out docs/screenshot.png]
 """
@@ -49,7 +50,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 60
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="demo")
-    parser.add_argument("--out", default=str(REPO / "docs" / "screenshot.png"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshot.png"),
+                        help="the study view; the pinned token's panel goes beside it as <name>-detail.png")
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--pin", type=int, default=14, help="the token to pin")
     args = parser.parse_args()
@@ -72,15 +74,19 @@ def main() -> None:
             page.fill("#max-tokens", str(args.tokens))
             page.click("#start")
             page.wait_for_selector("body[data-phase='ended']", state="attached", timeout=600_000)
-            page.click(f"#report .tok[data-i='{args.pin}']")
             page.wait_for_function("() => document.querySelector('#stage').dataset.animating !== 'true'")
             time.sleep(0.5)
             page.screenshot(path=args.out)
+            page.click(f"#report .tok[data-i='{args.pin}']")
+            page.wait_for_selector("#detail:not([hidden])")
+            time.sleep(0.5)
+            out = Path(args.out)
+            page.screenshot(path=str(out.with_name(f"{out.stem}-detail{out.suffix}")))
             browser.close()
     finally:
         server.terminate()
         server.wait(30)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and its -detail twin")
 
 
 if __name__ == "__main__":

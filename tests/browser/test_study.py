@@ -54,6 +54,8 @@ def test_the_image_selector_drives_the_grid_and_the_detail_panel(tab: Watched, s
     page.wait_for_selector(".pane.selected[data-image='1']")
     second = canvas_digest(page, ".method-tile[data-method='consensus'] canvas")
     assert first != second
+    reliance = page.inner_text("#stats").split("Image reliance")[1].split("\n")[1]
+    assert " on lateral · " in reliance and reliance.endswith(" on all images")
     page.click("#report .tok[data-i='4']")
     page.wait_for_selector("#detail:not([hidden])")
     page.wait_for_function("() => document.getElementById('detail-h').textContent.startsWith('Token #4')")

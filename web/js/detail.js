@@ -11,13 +11,14 @@
 import { displayValues, summarise } from "./contrast.js";
 import { drawGrid, paintGrid } from "./heatmap.js";
 import { drawRegions, drawSideMarkers } from "./overlay.js";
-import { methodLabel, millis, pct, sci, visibleToken } from "./format.js";
+import { methodLabel, millis, pct, relianceText, sci, visibleToken } from "./format.js";
 import { rawValues } from "./protocol.js";
 
 /**
  * @typedef {import("./protocol.js").StepFrame} StepFrame
  * @typedef {{step: StepFrame, grid: [number, number], layers: number, xray: HTMLCanvasElement,
- *   table: Uint8ClampedArray, contrast: string, opacity: number, method: string}} Ctx
+ *   table: Uint8ClampedArray, contrast: string, opacity: number, method: string,
+ *   scope?: {label: string, total: number} | null}} Ctx
  * @typedef {{title: string, draw?: (ctx: CanvasRenderingContext2D, w: number, h: number) => void,
  *   rows?: [string, string][]}} Tile
  */
@@ -91,7 +92,7 @@ export function statRows(c) {
   return [
     ["Token", `#${s.i} “${visibleToken(s.text)}” (id ${s.tokenId}, position ${s.pos})`],
     ["At", millis(s.tMs)],
-    ["Image reliance", pct(s.mass, 1)],
+    ["Image reliance", relianceText(s.mass, c.scope)],
     ["Entropy", `${s.ent.toFixed(2)} bits · ${pct(s.entN)} of uniform`],
     ["Peak", `${s.zone} · row ${s.peak[0]}, col ${s.peak[1]}`],
     ["Regions", s.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(" · ") || "none"],

@@ -81,3 +81,12 @@ export const END_WORDS = {
   cancelled: "stopped",
   error: "failed",
 };
+
+/**
+ * The "Image reliance" line: the token's share of attention on the image; in a study, on
+ * the shown image and on all images together.
+ * @param {number} mass @param {{label: string, total: number} | null} [scope]
+ */
+export function relianceText(mass, scope = null) {
+  return scope ? `${pct(mass, 1)} on ${scope.label} · ${pct(scope.total, 1)} on all images` : pct(mass, 1);
+}

@@ -9,7 +9,7 @@
 
 import { displayValues } from "./contrast.js";
 import { drawHeatmap } from "./heatmap.js";
-import { METHOD_HINTS, methodLabel, millis, pct, visibleToken } from "./format.js";
+import { METHOD_HINTS, methodLabel, millis, pct, relianceText, visibleToken } from "./format.js";
 import { IMAGE_COLOURS } from "./images.js";
 
 /** @typedef {import("./protocol.js").StepFrame} StepFrame */
@@ -157,17 +157,17 @@ export function renderMethodGrid(el, step, methods, view, grid, table, xray, opa
 }
 
 /**
- * The shown token's numbers, one line each.
- * @param {HTMLElement} el @param {StepFrame | null} step
+ * The shown token's numbers, one line each; `scope` names the shown image of a study.
+ * @param {HTMLElement} el @param {StepFrame | null} step @param {{label: string, total: number} | null} [scope]
  */
-export function renderStats(el, step) {
+export function renderStats(el, step, scope = null) {
   if (!step) {
     el.replaceChildren();
     return;
   }
   const rows = [
     ["Token", `#${step.i} “${visibleToken(step.text)}”`],
-    ["Image reliance", pct(step.mass, 1)],
+    ["Image reliance", relianceText(step.mass, scope)],
     ["Peak", `${step.zone} (row ${step.peak[0]}, col ${step.peak[1]})`],
     ["Entropy", `${step.ent.toFixed(2)} bits (${pct(step.entN)} of max)`],
     ["Regions", step.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(", ") || "none"],
