@@ -4,7 +4,9 @@ Owns: `AnalysisJobs`: `request` checks a request against its source, answers a r
 the cache (or from the source's recording), joins a running job, or queues a new one on
 the worker; `cancel` stops a job for every socket waiting on it; `forget` drops a source's
 jobs when its session expires. A finished job's `done` frame is appended to the source's
-recording on the worker thread (the thread that writes recordings). Replies are
+recording on the worker thread (the thread that writes recordings). `withdraw` takes back
+a closing socket's wish for an answer, and a job nobody waits for any more is cancelled,
+so a closed tab does not keep the model's worker busy. Replies are
 callables `reply(frame, final)` that must not block (the routes hand them to the event
 loop). Does not own what a job computes (analysis_run.py) or sockets (live.py, replay.py).
 """
@@ -88,6 +90,20 @@ class AnalysisJobs:
         found.cancel.set()
         if found.status == "queued":  # not started: answer now; the worker will skip it
             self._finish((source_key, job), found, "cancelled", "cancelled by a client")
+
+    def withdraw(self, source_key: str, job: str, reply: Reply) -> None:
+        """A socket that asked for `job` is gone; cancel the job if nobody else waits for it."""
+        with self._lock:
+            found = self._jobs.get((source_key, job))
+            if found is None or found.status in FINAL:
+                return
+            found.replies = [r for r in found.replies if r is not reply]
+            if found.replies:
+                return
+            found.cancel.set()
+            queued = found.status == "queued"
+        if queued:  # not started: the worker will skip it
+            self._finish((source_key, job), found, "cancelled", "nobody waits for it")
 
     def forget(self, source_key: str) -> None:
         """Drop a source's jobs (its session expired), cancelling those not finished."""

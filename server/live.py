@@ -26,6 +26,7 @@ from medviz_core.frames import AnalyzeRequest, CancelAnalysisRequest, ClientFram
 from medviz_core.imaging import load_image
 from medviz_core.relevancy import check_methods
 
+from .analysis_jobs import AnalysisJobs, Reply
 from .analysis_run import AnalysisSource, job_id
 from .broadcast import CLOSE_TOO_SLOW, Viewer, ViewerDropped, close_reason
 from .requests import ANALYSIS_COMMANDS, parse_client_frame
@@ -47,24 +48,33 @@ class Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[tuple[bytes, bool, str]] = asyncio.Queue()
-        self.pending: set[str] = set()
+        self.pending: dict[str, tuple[str, Reply]] = {}  # job -> (its source's key, the reply it holds)
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def expect(self, job: str) -> Callable[[bytes, bool], None]:
+    def expect(self, source_key: str, job: str) -> Reply:
         """Note that `job` owes this socket an answer; returns the reply callable for AnalysisJobs."""
-        self.pending.add(job)
-        self.idle.clear()
+        if job in self.pending:  # asked again: one reply per socket and job, so withdraw finds them all
+            return self.pending[job][1]
 
         def reply(frame: bytes, final: bool) -> None:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (frame, final, job))
 
+        self.pending[job] = (source_key, reply)
+        self.idle.clear()
         return reply
 
     def answered(self, job: str) -> None:
-        self.pending.discard(job)
+        self.pending.pop(job, None)
         if not self.pending:
             self.idle.set()
+
+    def withdraw(self, jobs: AnalysisJobs) -> None:
+        """The socket is closing: the jobs still owing it an answer may stop if nobody else waits."""
+        for job, (source_key, reply) in list(self.pending.items()):
+            jobs.withdraw(source_key, job, reply)
+        self.pending.clear()
+        self.idle.set()
 
 
 async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSource], sessions: SessionManager,
@@ -72,8 +82,9 @@ async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSou
     """Queue or answer an `analyze`, or cancel a job; MedvizError goes back as an error frame."""
     if isinstance(command, AnalyzeRequest):
         job = job_id(command)
+        found = source()
         try:
-            sessions.analyses.request(source(), command, outbox.expect(job))
+            sessions.analyses.request(found, command, outbox.expect(found.key, job))
         except MedvizError:
             outbox.answered(job)
             raise
@@ -141,6 +152,7 @@ async def session_route(ws: WebSocket) -> None:
     try:
         await follow(ws, viewer, on_message, outbox)
     finally:
+        outbox.withdraw(sessions.analyses)
         sessions.leave(session_id, viewer, owner=True)
 
 
@@ -164,6 +176,7 @@ async def watch_route(ws: WebSocket) -> None:
     try:
         await follow(ws, viewer, on_message, outbox, stay=ws.query_params.get("stay") == "1")
     finally:
+        outbox.withdraw(sessions.analyses)
         sessions.leave(session_id, viewer)
 
 

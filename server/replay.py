@@ -121,6 +121,7 @@ class Replay:
         t_ms = [f.frame.t_ms for f in recording.steps if isinstance(f.frame, StepFrame)]
         self.clock = ReplayClock(t_ms, speed, clock())
         self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
+        self.asked: list[tuple[str, Callable[[bytes, bool], None]]] = []  # (job, the reply it holds)
         assert recording.start is not None  # replay_route refuses a recording without one
         self.source = AnalysisSource(
             key=f"recording:{name}", start=recording.start, recording=path, what="recording",
@@ -140,6 +141,8 @@ class Replay:
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
+            for job, reply in self.asked:  # a job nobody else waits for stops
+                self.sessions.analyses.withdraw(self.source.key, job, reply)
 
     async def _play(self) -> None:
         ended = False
@@ -195,7 +198,8 @@ class Replay:
             try:
                 command = parse_client_frame(message_data(message), self.settings.limits, accept=accept)
                 if isinstance(command, AnalyzeRequest):
-                    self.sessions.analyses.request(self.source, command, self._reply())
+                    reply = self._reply()
+                    self.asked.append((self.sessions.analyses.request(self.source, command, reply), reply))
                 elif isinstance(command, CancelAnalysisRequest):
                     self.sessions.analyses.cancel(self.source.key, command.job)
                 else:

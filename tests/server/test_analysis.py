@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -237,6 +238,74 @@ def test_cancel_analysis_gives_status_cancelled(
     got = analyses(run(scenario()), slow)
     assert [f.status for f in got] == ["queued", "running", "cancelled"]
     assert got[-1].message == "cancelled by a client" and got[-1].result is None
+
+
+def test_an_analysis_nobody_waits_for_any_more_is_cancelled(
+    live: LiveServer, recorded: tuple[str, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, _ = recorded
+    cancelled = threading.Event()
+
+    def waits(engine: Any, source: Any, request: AnalyzeRequest, cancel: threading.Event) -> Any:
+        if cancel.wait(30):
+            cancelled.set()
+        return None
+
+    monkeypatch.setattr(analysis_jobs, "compute", waits)
+    slow = AnalyzeRequest("faithfulness", 2, method="flow", steps=3)
+
+    async def ask_and_leave() -> None:
+        async with connect(f"{live.ws}/ws/replay/{name}?speed=8", max_size=None) as ws:
+            await ws.send(encode_analyze(slow))
+            out: list[bytes] = []
+            while not any(f.status == "running" for f in analyses(out, slow)):
+                out.append(await recv(ws))
+
+    run(ask_and_leave())
+    assert cancelled.wait(10), "the job went on after its only asker closed the socket"
+
+
+def test_an_analysis_keeps_running_while_another_socket_still_waits_for_it(
+    live: LiveServer, recorded: tuple[str, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, _ = recorded
+    release, withdrawn = threading.Event(), threading.Event()
+    cancel_seen: list[bool] = []
+    real_compute, real_withdraw = analysis_jobs.compute, analysis_jobs.AnalysisJobs.withdraw
+
+    def gated(engine: Any, source: Any, request: AnalyzeRequest, cancel: threading.Event) -> Any:
+        release.wait(30)
+        cancel_seen.append(cancel.is_set())
+        return real_compute(engine, source, request, cancel)
+
+    def noted(self: Any, *args: Any) -> None:
+        real_withdraw(self, *args)
+        withdrawn.set()
+
+    monkeypatch.setattr(analysis_jobs, "compute", gated)
+    monkeypatch.setattr(analysis_jobs.AnalysisJobs, "withdraw", noted)
+    shared = AnalyzeRequest("faithfulness", 3, method="raw", steps=2)
+    url = f"{live.ws}/ws/replay/{name}?speed=8"
+
+    async def until_running(ws: ClientConnection) -> None:
+        out: list[bytes] = []
+        while not any(f.status == "running" for f in analyses(out, shared)):
+            out.append(await recv(ws))
+
+    async def scenario() -> list[bytes]:
+        async with connect(url, max_size=None) as stays:
+            async with connect(url, max_size=None) as leaves:
+                await leaves.send(encode_analyze(shared))
+                await until_running(leaves)
+                await stays.send(encode_analyze(shared))
+                await until_running(stays)
+            assert await asyncio.to_thread(withdrawn.wait, 10), "the closed socket never withdrew"
+            release.set()
+            return await until_done(stays, shared)
+
+    got = analyses(run(scenario()), shared)
+    assert [f.status for f in got][-1] == "done"
+    assert cancel_seen == [False]
 
 
 @pytest.mark.parametrize(
