@@ -126,3 +126,20 @@ def test_a_file_that_is_not_an_image_gets_a_plain_error(tab: Watched, server: Se
     assert page.inner_text("#banner-text").startswith("The image could not be read.")
     assert page.get_attribute("body", "data-phase") == "closed"
     assert tab.errors == []
+
+
+def test_stop_ends_a_running_session_early_and_keeps_what_was_written(tab: Watched, server: Server, cxr_dir: Path) -> None:
+    page = tab.page
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=LONG_RUN)
+    page.wait_for_function("() => document.querySelectorAll('#report .tok').length >= 3")
+    assert page.is_enabled("#stop")
+    page.click("#stop")
+    wait_phase(page, "ended")
+    shoot(page, "05_stopped")
+    status = page.inner_text("#status")
+    assert status.startswith("Done · stopped · ")
+    written = token_count(page)
+    assert 3 <= written < LONG_RUN
+    assert f" {written} tokens in " in status
+    assert not page.is_enabled("#stop") and page.is_enabled("#start")
+    assert tab.errors == []
