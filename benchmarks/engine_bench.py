@@ -8,7 +8,9 @@ Prints a table and JSON:
 2. time to first token (prefill + choice) vs time to first heatmap (first Step);
 3. per-step map cost vs context length (capture + maps for one decode row at 256..4096
    tokens of context, with the model's layer/head shapes), to show linear growth;
-4. the rollout state's size (L * T * N floats) and, on CUDA, peak memory over plain generate;
+4. the rollout state's size (L * T * N floats) and the peak memory of stream() over plain
+   generate: on CUDA torch's peak allocation; on a CPU the peak growth of the resident set,
+   each path in a fresh process of its own after a warm-up (sampled every millisecond);
 5. the step frame each token becomes (bytes, mean and max, and encoding time). Token-to-viewer
    latency and fan-out to many viewers: benchmarks/fanout.py.
 
@@ -221,6 +223,8 @@ def main() -> int:
     }
     if engine.device.type == "cuda":
         report["peak_memory"] = peak_memory(engine, image, inputs, args.question, tokens)
+    else:
+        report["peak_memory"] = peak_rss_growth(args.model, args.image, args.question, tokens)
     print_table(report)
     text = json.dumps(report, indent=2)
     print(text)
@@ -239,6 +243,74 @@ def peak_memory(engine: Any, image: bytes, inputs: Any, question: str | None, to
             "extra_bytes": torch.cuda.max_memory_allocated() - plain}
 
 
+def peak_rss_growth(model: str, image: str, question: str | None, tokens: int) -> dict[str, int]:
+    """CPU: each path in a fresh spawned process; the peak resident-set growth over its warm start."""
+    import multiprocessing
+
+    import os
+
+    context = multiprocessing.get_context("spawn")
+    found: dict[str, int] = {}
+    # A fixed mmap threshold: glibc otherwise raises it after the warm-up frees its big blocks,
+    # keeps them, and the resident set stops following what the run holds.
+    saved = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    os.environ.update({"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"})
+    try:
+        for path in ("plain", "stream"):
+            results = context.Queue()
+            child = context.Process(target=_rss_child, args=(model, image, question, tokens, path, results))
+            child.start()
+            found[f"{path}_bytes"] = int(results.get(timeout=600))
+            child.join(60)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    found["extra_bytes"] = found["stream_bytes"] - found["plain_bytes"]
+    return found
+
+
+def _rss_child(model: str, image_path: str, question: str | None, tokens: int, path: str, results: Any) -> None:
+    import os
+    import threading
+
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * page
+
+    engine = load_engine(model)
+    engine.eos_ids = frozenset()
+    image = Path(image_path).read_bytes()
+    inputs = engine.inputs_for(image, question)
+
+    def run() -> None:
+        if path == "stream":
+            run_stream(engine, image, question, tokens)
+        else:
+            run_generate(engine, inputs, tokens, "sdpa", False)
+
+    run()  # warm-up: lazy allocations and the allocator's pools, as in a live server
+    base = peak = rss()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    run()
+    done.set()
+    sampler.join()
+    results.put(max(peak, rss()) - base)
+
+
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nmodel {report['model']} on {report['device']} ({report['dtype']}), "
           f"{report['prompt_tokens']} prompt tokens, {report['new_tokens']} new tokens")
@@ -253,7 +325,13 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{row['context']:7d}  {row['maps_ms']:.3f}")
     print(f"step frame {report['step_frame_bytes_mean']:.0f} bytes mean, {report['step_frame_bytes_max']} max, "
           f"encoded in {report['step_frame_encode_ms']:.2f} ms")
-    print(f"rollout state {report['rollout_state_bytes'] / 1e6:.1f} MB\n")
+    print(f"rollout state {report['rollout_state_bytes'] / 1e6:.1f} MB")
+    memory = report.get("peak_memory")
+    if memory:
+        what = "peak allocation" if report["device"].startswith("cuda") else "peak resident-set growth"
+        print(f"{what}: plain {memory['plain_bytes'] / 1e6:.1f} MB, stream {memory['stream_bytes'] / 1e6:.1f} MB, "
+              f"extra {memory['extra_bytes'] / 1e6:.1f} MB")
+    print()
 
 
 if __name__ == "__main__":
