@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from medviz_core import frames  # noqa: E402
 from medviz_core.capture import Capture  # noqa: E402
 from medviz_core.models import load_engine  # noqa: E402
-from medviz_core.relevancy import MapWeights, compute_maps  # noqa: E402
+from medviz_core.relevancy import compute_maps  # noqa: E402
 from medviz_core.types import METHODS  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"

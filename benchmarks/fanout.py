@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import statistics
 import sys
 import time
 from dataclasses import dataclass

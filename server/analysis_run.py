@@ -16,7 +16,7 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -35,6 +35,19 @@ class AnalysisSource:
     recording: Path | None = None  # done results are appended here
     recorded: Mapping[str, bytes] = field(default_factory=dict)  # job id -> a done frame already recorded
     what: str = "session"  # how messages name it
+
+
+def recording_source(name: str, path: Path, recording: Any) -> AnalysisSource:
+    """The source of a read recording (medviz_core.recording.Recording with a start frame)."""
+    from medviz_core.frame_types import AnalysisFrame
+
+    if recording.start is None:
+        raise RequestError(f"recording {name!r} is empty")
+    return AnalysisSource(
+        key=f"recording:{name}", start=recording.start, recording=path, what="recording",
+        steps=tuple(f.frame for f in recording.steps if isinstance(f.frame, StepFrame)),
+        recorded={f.frame.job: f.data for f in recording.analyses if isinstance(f.frame, AnalysisFrame)},
+    )
 
 
 def job_id(request: AnalyzeRequest) -> str:
@@ -72,48 +85,67 @@ def compute(engine: Any, source: AnalysisSource, request: AnalyzeRequest,
     """The result map of a done job, or None when cancelled. MedvizError for a clear failure."""
     if request.kind == "agreement":
         return _agreement(source, request)
-    from medviz_core.analysis import gradient_relevancy, layer_head_view, token_context
+    from medviz_core.analysis import gradient_relevancy, layer_head_view
     from medviz_core.capture import Cancelled
-    from medviz_core.imaging import load_image
 
-    start = source.start
-    images = [load_image(image.png) for image in start.images]
-    labels = [image.label for image in start.images]
-    generated = [step.token_id for step in source.steps]
-    context = token_context(engine, images, start.question, generated, request.index, labels)
-    rebuilt = tuple(int(t) for t in context.inputs["input_ids"][0].tolist())
-    if rebuilt != start.token_ids:
-        raise MedvizError(f"the {source.what}'s prompt could not be rebuilt on model {engine.facts.name} "
-                          f"(recorded with {start.model.name})")
+    context, images = _context(engine, source, request.index)
     try:
         if request.kind == "gradient":
             return frames.gradient_result(gradient_relevancy(engine, context, cancel))
         if request.kind == "heads":
             view = layer_head_view(engine, context)
             return frames.heads_result(view.maps, view.image_mass, view.entropy)
-        return _faithfulness(engine, source, request, context, images, cancel)
+        results = list(_faithfulness(engine, source, request.index, (request.method,), request.steps, context,
+                                     images, cancel))
+        return results[0][1] if results else None
     except Cancelled:
         return None
 
 
-def _faithfulness(engine: Any, source: AnalysisSource, request: AnalyzeRequest, context: Any,
-                  images: list[np.ndarray], cancel: threading.Event) -> dict[str, Any] | None:
+def faithfulness_of_token(engine: Any, source: AnalysisSource, index: int, methods: tuple[str, ...], steps: int,
+                          cancel: threading.Event) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(method, result map) for several methods of one token, in order: the same numbers as one
+    `compute` per method, with the random baselines computed once for the token. Stops when cancelled."""
+    from medviz_core.capture import Cancelled
+
+    context, images = _context(engine, source, index)
+    try:
+        yield from _faithfulness(engine, source, index, methods, steps, context, images, cancel)
+    except Cancelled:
+        return
+
+
+def _context(engine: Any, source: AnalysisSource, index: int) -> tuple[Any, list[np.ndarray]]:
+    """The token's context (the session's prompt rebuilt on this engine) and the images as RGB arrays."""
+    from medviz_core.analysis import token_context
+    from medviz_core.imaging import load_image
+
+    start = source.start
+    images = [load_image(image.png) for image in start.images]
+    labels = [image.label for image in start.images]
+    context = token_context(engine, images, start.question, [s.token_id for s in source.steps], index, labels)
+    rebuilt = tuple(int(t) for t in context.inputs["input_ids"][0].tolist())
+    if rebuilt != start.token_ids:
+        raise MedvizError(f"the {source.what}'s prompt could not be rebuilt on model {engine.facts.name} "
+                          f"(recorded with {start.model.name})")
+    return context, images
+
+
+def _faithfulness(engine: Any, source: AnalysisSource, index: int, methods: tuple[str, ...], steps: int,
+                  context: Any, images: list[np.ndarray],
+                  cancel: threading.Event) -> Iterator[tuple[str, dict[str, Any]]]:
     """Deletion/insertion on the first image (the others stay as they are in a study)."""
     from medviz_core.analysis import gradient_relevancy, token_scorer
-    from medviz_core.faithfulness import faithfulness_report
+    from medviz_core.faithfulness import batch
 
-    if request.method == "gradient":
-        relevancy = gradient_relevancy(engine, context, cancel)[0]
-    else:
-        relevancy = source.steps[request.index].maps[request.method].values(source.start.model.grid)
+    grid = source.start.model.grid
+    maps = [(index, method, gradient_relevancy(engine, context, cancel)[0] if method == "gradient"
+             else source.steps[index].maps[method].values(grid)) for method in methods]
     labels = [image.label for image in source.start.images]
     scorer = token_scorer(engine, context, source.start.question, images, labels, image_index=0)
-    report = faithfulness_report(images[0], relevancy, scorer, token=request.index, method=request.method,
-                                 steps=request.steps, cancel=cancel)
-    if report is None:
-        return None
-    return frames.faithfulness_result(request.method, report.deletion, report.insertion, report.random_deletion,
-                                      report.random_insertion)
+    for report in batch(images[0], maps, lambda _: scorer, steps=steps, cancel=cancel):
+        yield report.method, frames.faithfulness_result(report.method, report.deletion, report.insertion,
+                                                        report.random_deletion, report.random_insertion)
 
 
 def _agreement(source: AnalysisSource, request: AnalyzeRequest) -> dict[str, Any]:

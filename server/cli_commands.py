@@ -1,4 +1,4 @@
-"""`medviz serve | record | replay | watch`: the server's commands, registered on the main CLI.
+"""`medviz serve | record | replay | watch | faithfulness`: the server's commands, registered on the main CLI.
 
 Owns: their arguments and handlers. `add_server_commands(subparsers)` is called by
 medviz_core/cli.py, which prints a MedvizError as one line (exit 2). Does not own the
@@ -129,6 +129,55 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faithfulness(args: argparse.Namespace) -> int:
+    import json
+
+    from medviz_core.models import load_engine
+    from medviz_core.recording import read_recording
+    from medviz_core.types import METHODS
+
+    from .analysis_run import recording_source
+    from .batch_analysis import faithfulness_rows, parse_tokens, plan_faithfulness, summarise
+
+    path = Path(args.recording)
+    if not path.is_file():
+        raise MedvizError(f"no recording at {args.recording!r}")
+    source = recording_source(path.stem, path, read_recording(path))
+    methods = list(source.start.methods) if args.methods == "all" else list(dict.fromkeys(
+        m.strip() for m in args.methods.split(",")))
+    unknown = [m for m in methods if m not in (*METHODS, "gradient")]
+    if unknown:
+        raise MedvizError(f"--methods: unknown {', '.join(unknown)}; expected 'all' or some of "
+                          f"{', '.join(METHODS)}, gradient")
+    requests = plan_faithfulness(source, parse_tokens(args.tokens, len(source.steps)), methods, args.steps)
+    engine = load_engine(args.model or source.start.model.name)
+    print(f"{'token':>5} {'text':16} {'method':16} {'deletion':>9} {'insertion':>9} {'rand del':>9} "
+          f"{'rand ins':>9}")
+    rows = []
+    for row in faithfulness_rows(engine, source, requests, save=not args.no_save):
+        rows.append(row)
+        r = row.result
+        print(f"{row.index:5d} {row.text!r:16.16} {row.method:16} {r.deletion.auc:9.4f} {r.insertion.auc:9.4f} "
+              f"{r.random_deletion.auc:9.4f} {r.random_insertion.auc:9.4f}{'  (recorded)' if row.recorded else ''}",
+              flush=True)
+    summary = summarise(rows)
+    print("mean over tokens (deletion: lower is more faithful; insertion: higher)")
+    for m in summary:
+        print(f"{m.tokens:5d} {'':16} {m.method:16} {m.deletion_auc:9.4f} {m.insertion_auc:9.4f} "
+              f"{m.random_deletion_auc:9.4f} {m.random_insertion_auc:9.4f}")
+    if not args.no_save and any(not row.recorded for row in rows):
+        print(f"results added to {path} (a replay shows them)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "recording": path.name, "steps": args.steps,
+            "rows": [{"token": r.index, "text": r.text, "method": r.method, "deletion_auc": r.result.deletion.auc,
+                      "insertion_auc": r.result.insertion.auc, "random_deletion_auc": r.result.random_deletion.auc,
+                      "random_insertion_auc": r.result.random_insertion.auc} for r in rows],
+            "mean": [vars(m) for m in summary],
+        }, indent=2) + "\n")
+    return 0
+
+
 def _watch(args: argparse.Namespace) -> int:
     from .client import watch
 
@@ -158,6 +207,17 @@ def add_server_commands(subparsers: Any) -> None:
     replay = subparsers.add_parser("replay", help="print a recording: tokens, zone and image mass per step")
     replay.add_argument("file")
     replay.set_defaults(handler=_replay)
+
+    faith = subparsers.add_parser("faithfulness",
+                                  help="deletion/insertion curves for every token of a recording (batch)")
+    faith.add_argument("recording", help="a .medviz file")
+    faith.add_argument("--methods", default="all", help="'all' (the recording's methods) or a list, e.g. raw,gradient")
+    faith.add_argument("--tokens", default=None, help="A:B (B excluded) or N; default every token")
+    faith.add_argument("--steps", type=int, default=8, help="deletion/insertion steps over the grid cells")
+    faith.add_argument("--model", default=None, help="default: the model the recording names")
+    faith.add_argument("--no-save", action="store_true", help="do not append the results to the recording")
+    faith.add_argument("--json", default=None, help="also write the rows and means here")
+    faith.set_defaults(handler=_faithfulness)
 
     watch = subparsers.add_parser("watch", help="print a live session's tokens as they arrive")
     watch.add_argument("url", help="ws://127.0.0.1:7860/ws/watch/<session id>[?token=...]")

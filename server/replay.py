@@ -28,7 +28,7 @@ from medviz_core.frames import (
 )
 from medviz_core.recording import Recording, read_recording, recording_path
 
-from .analysis_run import AnalysisSource
+from .analysis_run import recording_source
 from .live import message_data, refuse
 from .requests import ANALYSIS_COMMANDS, parse_client_frame
 from .sessions import SessionManager
@@ -122,12 +122,7 @@ class Replay:
         self.clock = ReplayClock(t_ms, speed, clock())
         self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
         self.asked: list[tuple[str, Callable[[bytes, bool], None]]] = []  # (job, the reply it holds)
-        assert recording.start is not None  # replay_route refuses a recording without one
-        self.source = AnalysisSource(
-            key=f"recording:{name}", start=recording.start, recording=path, what="recording",
-            steps=tuple(f.frame for f in recording.steps if isinstance(f.frame, StepFrame)),
-            recorded={f.frame.job: f.data for f in recording.analyses if isinstance(f.frame, AnalysisFrame)},
-        )
+        self.source = recording_source(name, path, recording)
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())

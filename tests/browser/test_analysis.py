@@ -83,6 +83,30 @@ def test_faithfulness_plots_deletion_and_insertion_with_the_random_baseline(tab:
     assert tab.errors == []
 
 
+def test_faithfulness_across_the_report_shows_a_batch_from_the_cli_and_can_score_the_rest(
+    tab: Watched, server: Server, recorded: str
+) -> None:
+    from medviz_core.cli import main
+
+    path = server.recordings / f"{recorded}.medviz"
+    assert main(["faithfulness", str(path), "--methods", "raw", "--steps", "2", "--tokens", "1:3"]) == 0
+    page = tab.page
+    open_replay(page, server.url, recorded, PIN)
+    page.click("#detail-tab-faith")
+    page.select_option("#faith select >> nth=0", "raw")
+    row = page.wait_for_selector("#faith .faith-report tr[data-method='raw']")
+    assert row is not None
+    cells = [c.inner_text() for c in row.query_selector_all("td")]
+    assert cells[0] == "Raw" and cells[1] == "2" and cells[4].endswith(" of 2")
+    hint = page.inner_text("#faith .faith-report .hint")
+    assert hint.startswith("2 of ") and " tokens scored with Raw" in hint
+    page.click("#faith .run-all")
+    page.wait_for_function("() => document.querySelector('#faith .faith-report .hint').textContent.includes('waiting or running')")
+    shoot(page, "33_faithfulness_report")
+    assert page.is_disabled("#faith .run-all")
+    assert tab.errors == []
+
+
 def test_agreement_scores_every_method_against_an_added_box(tab: Watched, server: Server, recorded: str) -> None:
     page = tab.page
     open_replay(page, server.url, recorded, PIN)

@@ -4,7 +4,6 @@ token's map, pixel for pixel as the live view showed it."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 

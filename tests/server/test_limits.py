@@ -13,7 +13,7 @@ import pytest
 from medviz_core import frames
 from server.requests import encode_command
 
-from .helpers import recv, session_of, LiveServer, kinds, raw_start, refused, run, session, start_bytes
+from .helpers import recv, LiveServer, kinds, raw_start, refused, run, session, start_bytes
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -175,7 +175,6 @@ def test_past_the_queue_cap_a_session_gets_busy(make_server: Any, sample_bytes: 
 
 
 def test_watching_an_unknown_session_is_not_found(live: LiveServer) -> None:
-    from .helpers import refused
 
     error, code, _ = run(refused(f"{live.ws}/ws/watch/nope"))
     assert error == frames.ErrorFrame("not_found", "session 'nope' does not exist or has expired")

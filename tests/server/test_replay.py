@@ -12,7 +12,7 @@ from medviz_core.recording import read_recording
 from server.replay import ReplayClock, parse_speed
 from server.requests import encode_command
 
-from .helpers import recv, session_of, LiveServer, refused, run, session
+from .helpers import recv, LiveServer, refused, run, session
 
 
 @pytest.fixture(scope="module")

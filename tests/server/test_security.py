@@ -13,7 +13,7 @@ from medviz_core.errors import AuthError
 from server.security import origin_allowed, token_matches
 from server.settings import Settings
 
-from .helpers import recv, session_of, LiveServer, kinds, refused, run, session
+from .helpers import LiveServer, kinds, refused, run, session
 
 TOKEN = "s3cret-token-123"
 UNAUTHORIZED = "a valid access token is required (Authorization: Bearer or ?token=)"

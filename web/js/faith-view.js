@@ -6,6 +6,9 @@
  * Owns this view and its choices (method, steps). Deletion masks the most relevant cells
  * first: a faithful map makes the token's probability fall fast (low AUC, below random);
  * insertion reveals them first: it should rise fast (high AUC, above random).
+ * Under the token's curves, "Across the report" averages every done result per method
+ * (the session's, or a recording's, including those `medviz faithfulness` added in batch)
+ * and can score every remaining token of a method, one job per token.
  */
 
 import { analyze, findJob, isWaiting } from "./analysis.js";
@@ -26,7 +29,8 @@ export function renderFaithfulness(el, c) {
   const done = findJob(c.s.jobs, "faithfulness", c.step.i, { method, done: true });
   const job = done ?? findJob(c.s.jobs, "faithfulness", c.step.i, { method });
   const asked = isWaiting("faithfulness", c.step.i);
-  const key = `${c.step.i}|${method}|${ui.steps}|${job?.job}|${job?.status}|${asked}`;
+  const report = reportResults(c);
+  const key = `${c.step.i}|${method}|${ui.steps}|${job?.job}|${job?.status}|${asked}|${report.done}|${report.open}|${c.s.steps.length}`;
   if (key === ui.key && el.childElementCount) return;
   ui.key = key;
   const rerender = () => { ui.key = ""; renderFaithfulness(el, c); };
@@ -42,12 +46,74 @@ export function renderFaithfulness(el, c) {
     hint.className = "hint";
     hint.textContent = "Mask the image cells this map ranks highest (deletion) or reveal them first (insertion), re-run the model, and follow the token's probability. A random order is the baseline.";
     el.replaceChildren(bar, hint);
-    if (c.s.start?.more.length) el.append(studyNote(c));
-    return;
+  } else {
+    if (done) bar.querySelector(".run")?.remove();
+    el.replaceChildren(bar, plots(result), aucText(result));
   }
-  if (done) bar.querySelector(".run")?.remove();
-  el.replaceChildren(bar, plots(result), aucText(result));
   if (c.s.start?.more.length) el.append(studyNote(c));
+  el.append(acrossReport(c, method, report));
+}
+
+/**
+ * Done faithfulness results of the session by method, and how many jobs are still open.
+ * @param {ViewCtx} c
+ */
+function reportResults(c) {
+  /** @type {Map<string, FaithResult[]>} */
+  const byMethod = new Map();
+  let done = 0;
+  let open = 0;
+  for (const f of Object.values(c.s.jobs)) {
+    if (f.kind !== "faithfulness") continue;
+    if (f.status === "queued" || f.status === "running") open += 1;
+    if (f.status !== "done" || !f.result || !("deletion" in f.result)) continue;
+    const r = /** @type {FaithResult} */ (f.result);
+    byMethod.set(r.method, [...(byMethod.get(r.method) ?? []), r]);
+    done += 1;
+  }
+  return { byMethod, done, open };
+}
+
+/**
+ * The per-method means over the report, and a button that scores the tokens this method lacks.
+ * @param {ViewCtx} c @param {string} method @param {ReturnType<typeof reportResults>} report
+ */
+function acrossReport(c, method, report) {
+  const box = document.createElement("section");
+  box.className = "faith-report";
+  const table = document.createElement("table");
+  table.className = "scores";
+  table.createCaption().textContent = "Across the report: mean areas over the scored tokens";
+  const head = table.createTHead().insertRow();
+  for (const t of ["Method", "Tokens", "Deletion (random)", "Insertion (random)", "Deletion beats random"]) {
+    head.append(Object.assign(document.createElement("th"), { textContent: t }));
+  }
+  const body = table.createTBody();
+  const mean = (/** @type {number[]} */ xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  for (const m of METHODS.filter((x) => report.byMethod.has(x))) {
+    const rs = /** @type {FaithResult[]} */ (report.byMethod.get(m));
+    const row = body.insertRow();
+    row.dataset.method = m;
+    row.insertCell().textContent = methodLabel(m);
+    row.insertCell().textContent = String(rs.length);
+    row.insertCell().textContent = `${mean(rs.map((r) => r.deletion.auc)).toFixed(3)} (${mean(rs.map((r) => r.randomDeletion.auc)).toFixed(3)})`;
+    row.insertCell().textContent = `${mean(rs.map((r) => r.insertion.auc)).toFixed(3)} (${mean(rs.map((r) => r.randomInsertion.auc)).toFixed(3)})`;
+    row.insertCell().textContent = `${rs.filter((r) => r.deletion.auc < r.randomDeletion.auc).length} of ${rs.length}`;
+  }
+  const tokens = c.s.steps.flatMap((st, i) => (st && !st.special ? [i] : []));
+  const missing = tokens.filter((i) => !findJob(c.s.jobs, "faithfulness", i, { method }));
+  const go = document.createElement("button");
+  go.className = "ghost run-all";
+  go.textContent = `Score every token · ${methodLabel(method)} · ${ui.steps} steps`;
+  go.disabled = missing.length === 0;
+  go.addEventListener("click", () => { for (const i of missing) analyze({ kind: "faithfulness", index: i, method, steps: ui.steps }); });
+  const note = document.createElement("p");
+  note.className = "hint";
+  const scored = tokens.filter((i) => findJob(c.s.jobs, "faithfulness", i, { method, done: true })).length;
+  note.textContent = `${scored} of ${tokens.length} tokens scored with ${methodLabel(method)}${report.open ? ` · ${report.open} job${report.open === 1 ? "" : "s"} waiting or running` : ""}. ` +
+    "Each token re-runs the model for every step of both curves and their random baselines; for a long report, `medviz faithfulness RECORDING` does the same in batch and keeps the results in the recording.";
+  box.append(body.rows.length ? table : Object.assign(document.createElement("p"), { className: "hint", textContent: "No token of this session has been scored yet." }), go, note);
+  return box;
 }
 
 /** @param {ViewCtx} c in a study only the first image's cells are masked */
