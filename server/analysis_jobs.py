@@ -82,28 +82,39 @@ class AnalysisJobs:
         return job.id
 
     def cancel(self, source_key: str, job: str) -> None:
-        """Cancel a queued or running job; RequestError if this source has no such unfinished job."""
+        """Cancel a queued or running job; RequestError if this source has no such unfinished job.
+
+        The job leaves the table at once, so a request that comes after the cancel starts a
+        new job instead of joining one that is stopping.
+        """
+        key = (source_key, job)
         with self._lock:
-            found = self._jobs.get((source_key, job))
-        if found is None or found.status in FINAL:
-            raise RequestError(f"no unfinished analysis job {job[:64]!r} here")
-        found.cancel.set()
-        if found.status == "queued":  # not started: answer now; the worker will skip it
-            self._finish((source_key, job), found, "cancelled", "cancelled by a client")
+            found = self._jobs.get(key)
+            if found is None or found.status in FINAL:
+                raise RequestError(f"no unfinished analysis job {job[:64]!r} here")
+            found.cancel.set()
+            del self._jobs[key]
+            queued = found.status == "queued"
+        if queued:  # not started: answer now; the worker will skip it
+            self._finish(key, found, "cancelled", "cancelled by a client")
 
     def withdraw(self, source_key: str, job: str, reply: Reply) -> None:
-        """A socket that asked for `job` is gone; cancel the job if nobody else waits for it."""
+        """A socket that asked for `job` is gone; cancel the job if nobody else waits for it.
+
+        Nobody is left to tell, so the job ends silently and leaves the table at once (a
+        later request starts afresh); a running one stops at its next cancel check.
+        """
+        key = (source_key, job)
         with self._lock:
-            found = self._jobs.get((source_key, job))
+            found = self._jobs.get(key)
             if found is None or found.status in FINAL:
                 return
             found.replies = [r for r in found.replies if r is not reply]
             if found.replies:
                 return
             found.cancel.set()
-            queued = found.status == "queued"
-        if queued:  # not started: the worker will skip it
-            self._finish((source_key, job), found, "cancelled", "nobody waits for it")
+            found.status = "cancelled"
+            del self._jobs[key]
 
     def forget(self, source_key: str) -> None:
         """Drop a source's jobs (its session expired), cancelling those not finished."""
@@ -122,7 +133,7 @@ class AnalysisJobs:
     def _run(self, key: tuple[str, str], job: _Job) -> None:
         """On the worker thread: compute, record, answer."""
         with self._lock:
-            if job.status != "queued":
+            if job.status != "queued" or job.cancel.is_set():
                 return
             job.status = "running"
             replies = list(job.replies)

@@ -68,6 +68,8 @@ def check_request(source: AnalysisSource, request: AnalyzeRequest) -> None:
             raise RequestError(f"method {request.method!r} is not computed by this {source.what}; expected one of "
                                f"{', '.join(source.start.methods)} or gradient")
         cells = source.start.model.grid[0] * source.start.model.grid[1]
+        if request.steps < 1:
+            raise RequestError(f"faithfulness steps must be at least 1; got {request.steps}")
         if request.steps > cells:
             raise RequestError(f"faithfulness steps must be at most the {cells} grid cells; got {request.steps}")
     for box in request.boxes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from medviz_core import frames
 from medviz_core.errors import RequestError
@@ -66,17 +66,23 @@ def plan_faithfulness(source: AnalysisSource, tokens: Sequence[int], methods: Se
 
     RequestError for any the source cannot answer, before anything runs.
     """
-    requests = [AnalyzeRequest("faithfulness", index, method=method, steps=steps)
-                for index in tokens if not source.steps[index].is_special for method in methods]
+    requests = list(dict.fromkeys(AnalyzeRequest("faithfulness", index, method=method, steps=steps)
+                                  for index in tokens if not source.steps[index].is_special for method in methods))
     for request in requests:
         check_request(source, request)
     return requests
 
 
-def faithfulness_rows(engine: Any, source: AnalysisSource, requests: Sequence[AnalyzeRequest], save: bool = True,
-                      cancel: threading.Event | None = None) -> Iterator[FaithfulnessRow]:
-    """Deletion/insertion for each planned request, answered from the recording when it is there."""
+def faithfulness_rows(engine_for: Callable[[], Any], source: AnalysisSource, requests: Sequence[AnalyzeRequest],
+                      save: bool = True, cancel: threading.Event | None = None) -> Iterator[FaithfulnessRow]:
+    """Deletion/insertion for each planned request, answered from the recording when it is there.
+
+    `engine_for()` is called once, when the first result has to be computed (a batch the
+    recording already answers loads no model). Stops early, without a row for the
+    unfinished token, once `cancel` is set.
+    """
     cancel = cancel or threading.Event()
+    engine: Any = None
     by_token: dict[int, list[AnalyzeRequest]] = {}
     for request in requests:
         by_token.setdefault(request.index, []).append(request)
@@ -87,6 +93,7 @@ def faithfulness_rows(engine: Any, source: AnalysisSource, requests: Sequence[An
         if fresh:
             steps = {r.steps for r in fresh}
             assert len(steps) == 1, "one steps value per batch"
+            engine = engine if engine is not None else engine_for()
             for method, result in faithfulness_of_token(engine, source, index, tuple(r.method for r in fresh),
                                                         steps.pop(), cancel):
                 computed[method] = result

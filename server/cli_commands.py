@@ -130,6 +130,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _faithfulness(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     from medviz_core.models import load_engine
@@ -150,11 +151,16 @@ def _faithfulness(args: argparse.Namespace) -> int:
         raise MedvizError(f"--methods: unknown {', '.join(unknown)}; expected 'all' or some of "
                           f"{', '.join(METHODS)}, gradient")
     requests = plan_faithfulness(source, parse_tokens(args.tokens, len(source.steps)), methods, args.steps)
-    engine = load_engine(args.model or source.start.model.name)
+    recorded_with = source.start.model.name
+    if args.model and args.model != recorded_with:  # results are kept per job, not per model: keep them apart
+        print(f"medviz: model {args.model!r} is not the recording's ({recorded_with!r}): its results are "
+              "computed afresh and not added to the recording", file=sys.stderr)
+        source = dataclasses.replace(source, recorded={}, recording=None)
+    model = args.model or recorded_with
     print(f"{'token':>5} {'text':16} {'method':16} {'deletion':>9} {'insertion':>9} {'rand del':>9} "
           f"{'rand ins':>9}")
     rows = []
-    for row in faithfulness_rows(engine, source, requests, save=not args.no_save):
+    for row in faithfulness_rows(lambda: load_engine(model), source, requests, save=not args.no_save):
         rows.append(row)
         r = row.result
         print(f"{row.index:5d} {row.text!r:16.16} {row.method:16} {r.deletion.auc:9.4f} {r.insertion.auc:9.4f} "
@@ -165,7 +171,7 @@ def _faithfulness(args: argparse.Namespace) -> int:
     for m in summary:
         print(f"{m.tokens:5d} {'':16} {m.method:16} {m.deletion_auc:9.4f} {m.insertion_auc:9.4f} "
               f"{m.random_deletion_auc:9.4f} {m.random_insertion_auc:9.4f}")
-    if not args.no_save and any(not row.recorded for row in rows):
+    if not args.no_save and source.recording is not None and any(not row.recorded for row in rows):
         print(f"results added to {path} (a replay shows them)")
     if args.json:
         Path(args.json).write_text(json.dumps({

@@ -43,35 +43,47 @@ OnMessage = Callable[[bytes | str], Awaitable[None]]
 
 
 class Outbox:
-    """Analysis answers for one socket, handed over from any thread; knows which jobs still owe one."""
+    """Analysis answers for one socket, handed over from any thread; knows which jobs still owe one.
+
+    Every `expect` is owed exactly one final answer (AnalysisJobs gives each request one), so
+    a job asked again before its earlier final answer went out stays pending until both have.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[tuple[bytes, bool, str]] = asyncio.Queue()
-        self.pending: dict[str, tuple[str, Reply]] = {}  # job -> (its source's key, the reply it holds)
+        self.pending: dict[str, tuple[str, Reply, int]] = {}  # job -> (source key, its reply, finals owed)
         self.idle = asyncio.Event()
         self.idle.set()
 
     def expect(self, source_key: str, job: str) -> Reply:
         """Note that `job` owes this socket an answer; returns the reply callable for AnalysisJobs."""
         if job in self.pending:  # asked again: one reply per socket and job, so withdraw finds them all
-            return self.pending[job][1]
+            key, known, owed = self.pending[job]
+            self.pending[job] = (key, known, owed + 1)
+            return known
 
         def reply(frame: bytes, final: bool) -> None:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (frame, final, job))
 
-        self.pending[job] = (source_key, reply)
+        self.pending[job] = (source_key, reply, 1)
         self.idle.clear()
         return reply
 
     def answered(self, job: str) -> None:
-        self.pending.pop(job, None)
+        """One final answer for `job` went out (or its request was refused)."""
+        if job in self.pending:
+            key, reply, owed = self.pending[job]
+            if owed > 1:
+                self.pending[job] = (key, reply, owed - 1)
+            else:
+                del self.pending[job]
         if not self.pending:
             self.idle.set()
 
     def withdraw(self, jobs: AnalysisJobs) -> None:
         """The socket is closing: the jobs still owing it an answer may stop if nobody else waits."""
-        for job, (source_key, reply) in list(self.pending.items()):
+        for job, (source_key, reply, _) in list(self.pending.items()):
             jobs.withdraw(source_key, job, reply)
         self.pending.clear()
         self.idle.set()

@@ -121,7 +121,8 @@ class Replay:
         t_ms = [f.frame.t_ms for f in recording.steps if isinstance(f.frame, StepFrame)]
         self.clock = ReplayClock(t_ms, speed, clock())
         self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
-        self.asked: list[tuple[str, Callable[[bytes, bool], None]]] = []  # (job, the reply it holds)
+        self.asked: set[str] = set()  # jobs this connection asked for
+        self.reply = self._reply()  # one reply for all its jobs, so withdraw finds it
         self.source = recording_source(name, path, recording)
 
     async def run(self) -> None:
@@ -136,8 +137,8 @@ class Replay:
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
-            for job, reply in self.asked:  # a job nobody else waits for stops
-                self.sessions.analyses.withdraw(self.source.key, job, reply)
+            for job in self.asked:  # a job nobody else waits for stops
+                self.sessions.analyses.withdraw(self.source.key, job, self.reply)
 
     async def _play(self) -> None:
         ended = False
@@ -193,8 +194,7 @@ class Replay:
             try:
                 command = parse_client_frame(message_data(message), self.settings.limits, accept=accept)
                 if isinstance(command, AnalyzeRequest):
-                    reply = self._reply()
-                    self.asked.append((self.sessions.analyses.request(self.source, command, reply), reply))
+                    self.asked.add(self.sessions.analyses.request(self.source, command, self.reply))
                 elif isinstance(command, CancelAnalysisRequest):
                     self.sessions.analyses.cancel(self.source.key, command.job)
                 else:

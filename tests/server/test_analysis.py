@@ -382,3 +382,44 @@ def test_a_stay_watcher_can_ask_about_a_finished_unrecorded_session(live: LiveSe
     got = run(scenario())
     assert [d for d in got if frames.decode(d).type != "analysis"] == data
     assert [f.status for f in analyses(got, request)] == ["queued", "running", "done"]
+
+
+def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveServer, recorded: tuple[str, list[bytes]]) -> None:
+    from medviz_core.recording import read_recording
+    from server.analysis_jobs import AnalysisJobs
+    from server.analysis_run import recording_source
+
+    name, _ = recorded
+    path = live.settings.recordings / f"{name}.medviz"
+    source = recording_source(name, path, read_recording(path))
+    tasks: list[Any] = []
+    jobs = AnalysisJobs(engine=None, run_task=tasks.append)
+    heard: dict[str, list[tuple[str, bool]]] = {"gone": [], "new": []}
+
+    def listener(who: str) -> Any:
+        return lambda frame, final: heard[who].append((frames.decode(frame).status, final))  # type: ignore[union-attr]
+
+    gone, new = listener("gone"), listener("new")
+    request = AnalyzeRequest("agreement", 1, boxes=(BoxRequest("apex", (100, 100, 300, 200), 0),))
+    jobs.request(source, request, gone)
+    jobs.withdraw(source.key, job_id(request), gone)
+    jobs.request(source, request, new)
+    for task in tasks:
+        task()
+    assert heard == {"gone": [("queued", False)], "new": [("queued", False), ("running", False), ("done", True)]}
+    assert jobs.runs == 1
+
+
+def test_a_socket_that_asks_again_before_the_first_answer_went_out_still_waits() -> None:
+    from server.live import Outbox
+
+    async def scenario() -> None:
+        outbox = Outbox(asyncio.get_running_loop())
+        first, second = outbox.expect("session:s", "gradient-1-x"), outbox.expect("session:s", "gradient-1-x")
+        assert first is second
+        outbox.answered("gradient-1-x")
+        assert "gradient-1-x" in outbox.pending and not outbox.idle.is_set()
+        outbox.answered("gradient-1-x")
+        assert outbox.pending == {} and outbox.idle.is_set()
+
+    asyncio.run(scenario())

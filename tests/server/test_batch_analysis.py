@@ -76,6 +76,7 @@ def test_a_second_run_answers_from_the_recording_without_computing(
         raise AssertionError("a recorded result was computed again")
 
     monkeypatch.setattr(batch_analysis, "faithfulness_of_token", must_not_run)
+    monkeypatch.setattr("medviz_core.models.load_engine", must_not_run)  # nothing to compute: no model loaded
     capsys.readouterr()
     assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1:3"]) == 0
     printed = rows(capsys.readouterr().out)
@@ -91,6 +92,7 @@ def test_a_second_run_answers_from_the_recording_without_computing(
         (["--methods", "raw,vibes"], "medviz: --methods: unknown vibes; expected 'all' or some of raw, "
                                      "layer_weighted, head_importance, flow, rollout, consensus, gradient\n"),
         (["--steps", "999"], "medviz: faithfulness steps must be at most the 256 grid cells; got 999\n"),
+        (["--steps", "0"], "medviz: faithfulness steps must be at least 1; got 0\n"),
     ],
 )
 def test_a_bad_choice_is_one_clear_line_and_nothing_is_written(
@@ -99,6 +101,20 @@ def test_a_bad_choice_is_one_clear_line_and_nothing_is_written(
     before = recording.read_bytes()
     assert main(["faithfulness", str(recording), *arguments]) == 2
     assert capsys.readouterr().err == message
+    assert recording.read_bytes() == before
+
+
+def test_another_model_computes_afresh_and_leaves_the_recording_alone(
+    recording: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = recording.read_bytes()
+    assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1",
+                 "--model", "tiny?window=512"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("medviz: model 'tiny?window=512' is not the recording's ('tiny'): its results are "
+                                   "computed afresh and not added to the recording\n")
+    (row,) = rows(captured.out)
+    assert row[0] == "1" and row[-1] != "(recorded)"
     assert recording.read_bytes() == before
 
 

@@ -6,9 +6,10 @@
  * Owns this view and its choices (method, steps). Deletion masks the most relevant cells
  * first: a faithful map makes the token's probability fall fast (low AUC, below random);
  * insertion reveals them first: it should rise fast (high AUC, above random).
- * Under the token's curves, "Across the report" averages every done result per method
- * (the session's, or a recording's, including those `medviz faithfulness` added in batch)
- * and can score every remaining token of a method, one job per token.
+ * Under the token's curves, "Across the report" averages the done results per method, one
+ * per token (the session's; in a replay, the recorded ones as playback reaches their
+ * tokens, including those `medviz faithfulness` added in batch), and can score every
+ * token of a method that has no result and no job under way, one job per token.
  */
 
 import { analyze, findJob, isWaiting } from "./analysis.js";
@@ -55,11 +56,11 @@ export function renderFaithfulness(el, c) {
 }
 
 /**
- * Done faithfulness results of the session by method, and how many jobs are still open.
+ * Done faithfulness results by method, the latest per token, and how many jobs are under way.
  * @param {ViewCtx} c
  */
 function reportResults(c) {
-  /** @type {Map<string, FaithResult[]>} */
+  /** @type {Map<string, Map<number, FaithResult>>} */
   const byMethod = new Map();
   let done = 0;
   let open = 0;
@@ -68,7 +69,9 @@ function reportResults(c) {
     if (f.status === "queued" || f.status === "running") open += 1;
     if (f.status !== "done" || !f.result || !("deletion" in f.result)) continue;
     const r = /** @type {FaithResult} */ (f.result);
-    byMethod.set(r.method, [...(byMethod.get(r.method) ?? []), r]);
+    const tokens = byMethod.get(r.method) ?? new Map();
+    tokens.set(f.index, r);
+    byMethod.set(r.method, tokens);
     done += 1;
   }
   return { byMethod, done, open };
@@ -83,7 +86,7 @@ function acrossReport(c, method, report) {
   box.className = "faith-report";
   const table = document.createElement("table");
   table.className = "scores";
-  table.createCaption().textContent = "Across the report: mean areas over the scored tokens";
+  table.createCaption().textContent = "Across the report: mean areas over the scored tokens (of any step count)";
   const head = table.createTHead().insertRow();
   for (const t of ["Method", "Tokens", "Deletion (random)", "Insertion (random)", "Deletion beats random"]) {
     head.append(Object.assign(document.createElement("th"), { textContent: t }));
@@ -91,7 +94,7 @@ function acrossReport(c, method, report) {
   const body = table.createTBody();
   const mean = (/** @type {number[]} */ xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const m of METHODS.filter((x) => report.byMethod.has(x))) {
-    const rs = /** @type {FaithResult[]} */ (report.byMethod.get(m));
+    const rs = [.../** @type {Map<number, FaithResult>} */ (report.byMethod.get(m)).values()];
     const row = body.insertRow();
     row.dataset.method = m;
     row.insertCell().textContent = methodLabel(m);
@@ -101,15 +104,22 @@ function acrossReport(c, method, report) {
     row.insertCell().textContent = `${rs.filter((r) => r.deletion.auc < r.randomDeletion.auc).length} of ${rs.length}`;
   }
   const tokens = c.s.steps.flatMap((st, i) => (st && !st.special ? [i] : []));
-  const missing = tokens.filter((i) => !findJob(c.s.jobs, "faithfulness", i, { method }));
+  const underWay = (/** @type {number} */ i) => {
+    const newest = findJob(c.s.jobs, "faithfulness", i, { method });
+    return isWaiting("faithfulness", i) || newest?.status === "queued" || newest?.status === "running";
+  };
+  const scored = tokens.filter((i) => report.byMethod.get(method)?.has(i)).length;
+  const missing = tokens.filter((i) => !report.byMethod.get(method)?.has(i) && !underWay(i));
   const go = document.createElement("button");
   go.className = "ghost run-all";
   go.textContent = `Score every token · ${methodLabel(method)} · ${ui.steps} steps`;
   go.disabled = missing.length === 0;
-  go.addEventListener("click", () => { for (const i of missing) analyze({ kind: "faithfulness", index: i, method, steps: ui.steps }); });
+  go.addEventListener("click", () => {
+    go.disabled = true;
+    for (const i of missing) analyze({ kind: "faithfulness", index: i, method, steps: ui.steps });
+  });
   const note = document.createElement("p");
   note.className = "hint";
-  const scored = tokens.filter((i) => findJob(c.s.jobs, "faithfulness", i, { method, done: true })).length;
   note.textContent = `${scored} of ${tokens.length} tokens scored with ${methodLabel(method)}${report.open ? ` · ${report.open} job${report.open === 1 ? "" : "s"} waiting or running` : ""}. ` +
     "Each token re-runs the model for every step of both curves and their random baselines; for a long report, `medviz faithfulness RECORDING` does the same in batch and keeps the results in the recording.";
   box.append(body.rows.length ? table : Object.assign(document.createElement("p"), { className: "hint", textContent: "No token of this session has been scored yet." }), go, note);
