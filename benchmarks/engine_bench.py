@@ -246,28 +246,20 @@ def peak_memory(engine: Any, image: bytes, inputs: Any, question: str | None, to
 def peak_rss_growth(model: str, image: str, question: str | None, tokens: int) -> dict[str, int]:
     """CPU: each path in a fresh spawned process; the peak resident-set growth over its warm start."""
     import multiprocessing
-
     import os
+    from unittest import mock
 
     context = multiprocessing.get_context("spawn")
     found: dict[str, int] = {}
     # A fixed mmap threshold: glibc otherwise raises it after the warm-up frees its big blocks,
     # keeps them, and the resident set stops following what the run holds.
-    saved = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    os.environ.update({"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"})
-    try:
+    with mock.patch.dict(os.environ, {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}):
         for path in ("plain", "stream"):
             results = context.Queue()
             child = context.Process(target=_rss_child, args=(model, image, question, tokens, path, results))
             child.start()
             found[f"{path}_bytes"] = int(results.get(timeout=600))
             child.join(60)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     found["extra_bytes"] = found["stream_bytes"] - found["plain_bytes"]
     return found
 

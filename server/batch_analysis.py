@@ -100,15 +100,14 @@ def faithfulness_rows(engine_for: Callable[[], Any], source: AnalysisSource, req
             if len(computed) < len(fresh):  # cancelled
                 return
         for request in mine:
-            known = source.recorded.get(job_id(request))
-            if known is None:
-                known = frames.encode_analysis(job_id(request), "faithfulness", index, "done", "",
-                                               computed[request.method])
-                if save and source.recording is not None:
-                    append_frame(source.recording, known)
-            frame = frames.decode(known)
+            job = job_id(request)
+            recorded = source.recorded.get(job)
+            data = recorded or frames.encode_analysis(job, "faithfulness", index, "done", "", computed[request.method])
+            if recorded is None and save and source.recording is not None:
+                append_frame(source.recording, data)
+            frame = frames.decode(data)
             assert isinstance(frame, AnalysisFrame) and isinstance(frame.result, FaithfulnessResult)
-            yield FaithfulnessRow(index, text, request.method, frame.result, recorded=job_id(request) in source.recorded)
+            yield FaithfulnessRow(index, text, request.method, frame.result, recorded=recorded is not None)
 
 
 def summarise(rows: Sequence[FaithfulnessRow]) -> list[MethodSummary]:

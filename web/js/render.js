@@ -103,7 +103,7 @@ function render() {
     const base = s.start?.methods.length ? METHODS_ORDER.filter((m) => s.start?.methods.includes(m)) : METHODS_ORDER;
     const methods = shown?.maps.gradient ? [...base, "gradient"] : base;
     renderMethodGrid($("methods-grid"), shown, methods, { method: methodFor(shown, s.view.method), contrast: s.view.contrast }, gridOf(), table, xray, s.view.opacity);
-    renderStats($("stats"), shown, step && images > 1 ? { label: imageName(s.start, image), total: step.mass } : null);
+    renderStats($("stats"), shown, studyScope(s, step, image));
   }
   renderGradientBox(s, i);
   renderReport($("report"), s.steps, i, s.pinned, s.pinned === null);
@@ -192,9 +192,16 @@ function renderDetailPanel(s, gKey) {
   if (dKey === detailKey) return;
   detailKey = dKey;
   const c = detailContext(s, image);
-  const scope = raw && imagesOf(s.start).length > 1 ? { label: imageName(s.start, image), total: raw.mass } : null;
-  if (tab === "token" && step) renderDetail($("detail-tiles"), { ...c, step, scope });
+  if (tab === "token" && step) renderDetail($("detail-tiles"), { ...c, step, scope: studyScope(s, raw, image) });
   if (tab === "overview") renderOverview($("overview"), s.steps.map((x) => (x ? stepOnImage(s, x, image) : x)), c, s.pinned);
+}
+
+/**
+ * In a study, the shown image's name and the token's reliance on all images; null for one image.
+ * @param {State} s @param {StepFrame | null | undefined} step @param {number} image
+ */
+function studyScope(s, step, image) {
+  return step && imagesOf(s.start).length > 1 ? { label: imageName(s.start, image), total: step.mass } : null;
 }
 
 /** @param {State} s @param {number} image */
