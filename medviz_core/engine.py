@@ -25,7 +25,7 @@ from . import capture as capture_module
 from .decoding import IncrementalText, TokenChooser
 from .errors import RequestError
 from .imaging import image_to_png, load_image
-from .prompts import build_messages
+from .prompts import build_messages, check_label
 from .regions import compute_stats
 from .relevancy import MapWeights, check_methods, compute_maps
 from .types import GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
@@ -98,8 +98,10 @@ class Engine:
         images: list[ImageInput] = list(image) if isinstance(image, (list, tuple)) else [image]  # type: ignore[list-item]
         if not 1 <= len(images) <= MAX_IMAGES:
             raise RequestError(f"a session takes 1..{MAX_IMAGES} images; got {len(images)}")
-        if len(labels) > len(images) or any(not isinstance(x, str) or len(x) > 32 for x in labels):
-            raise RequestError(f"labels must be at most one string of up to 32 characters per image; got {list(labels)!r}")
+        if len(labels) > len(images):
+            raise RequestError(f"labels must be at most one per image; got {len(labels)} for {len(images)} image(s)")
+        for label in labels:
+            check_label(label)
         return [self.prepare_image(item) for item in images]
 
     def inputs_for(

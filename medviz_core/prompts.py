@@ -19,6 +19,17 @@ from .errors import RequestError
 MAX_QUESTION_CHARS = 2000
 """The longest question accepted, counted after stripping surrounding whitespace."""
 
+MAX_LABEL_CHARS = 32
+"""The longest image label accepted ("PA", "lateral", "prior 2024-03")."""
+
+CONTROL_TOKEN = re.compile(
+    r"<(?:bos|eos|pad|unk|mask|start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token"
+    r"|start_of_audio|end_of_audio|audio_soft_token|unused\d+)>|\[multimodal\]"
+)
+"""Gemma 3's control tokens as they are spelled in text. A question or label holding one
+could end the user turn, fake a model turn or add an image block, so it is refused (not
+rewritten): the user sees what was wrong and nothing reaches the model changed."""
+
 REPORT_SYSTEM_PROMPT = (
     "You are an expert radiologist reading a chest X-ray. Write a complete, structured "
     "report in plain clinical language. Describe only what the image shows, state normal "
@@ -63,7 +74,7 @@ def build_messages(
     pictures = [image, *more]
     content: list[dict[str, object]] = []
     for index, picture in enumerate(pictures):
-        label = labels[index] if index < len(labels) else ""
+        label = check_label(labels[index]) if index < len(labels) else ""
         if label:
             content.append({"type": "text", "text": f"{label}:"})
         content.append({"type": "image", "image": picture})
@@ -83,7 +94,27 @@ def check_question(question: object) -> str:
         raise RequestError("question must not be empty or only whitespace")
     if len(stripped) > MAX_QUESTION_CHARS:
         raise RequestError(f"question must be at most {MAX_QUESTION_CHARS} characters; got {len(stripped)}")
+    refuse_control_tokens(stripped, "question")
     return stripped
+
+
+def check_label(label: object) -> str:
+    """An image label as given (at most MAX_LABEL_CHARS, no control tokens), or RequestError."""
+    if not isinstance(label, str):
+        raise RequestError(f"an image label must be a string; got {type(label).__name__}")
+    if len(label) > MAX_LABEL_CHARS:
+        raise RequestError(f"an image label must be at most {MAX_LABEL_CHARS} characters; got {len(label)}")
+    refuse_control_tokens(label, "an image label")
+    return label
+
+
+def refuse_control_tokens(text: str, what: str) -> None:
+    """RequestError naming the first control token in `text` (e.g. `<end_of_turn>`), if any."""
+    found = CONTROL_TOKEN.search(text)
+    if found:
+        raise RequestError(
+            f"{what} must not contain the model's control token {found.group(0)}; write it without the angle brackets"
+        )
 
 
 _TURN_MARKERS = re.compile(r"<start_of_turn>(?:model|user)?|<end_of_turn>|<eos>|<bos>|<pad>")

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from medviz_core import frames
 from medviz_core.engine import check_params
+from medviz_core.prompts import check_label, check_question
 from medviz_core.errors import MedvizError, ProtocolError
 from medviz_core.frames import AnalyzeRequest, CancelAnalysisRequest, ClientFrame, StartRequest
 from medviz_core.imaging import load_image
@@ -134,6 +135,10 @@ async def read_start(ws: WebSocket, settings: Settings) -> tuple[StartRequest, l
     check_params(request.max_new_tokens, request.temperature, request.top_p, request.top_k,
                  request.repetition_penalty, request.seed)
     check_methods(request.methods)
+    if request.question is not None:
+        check_question(request.question)
+    for label in request.labels:
+        check_label(label)
     images = [await asyncio.to_thread(load_image, data, max_pixels=settings.max_pixels) for data in request.images]
     return request, images
 
