@@ -36,6 +36,7 @@ class TokenContext:
     inputs: Any  # processor outputs of the prompt (engine.inputs_for)
     generated: tuple[int, ...]  # every generated token id of the run
     index: int  # which generated token to explain
+    preset: str | None = None  # the prompt preset of the run (prompts.PRESETS)
 
     @property
     def target(self) -> int:
@@ -43,12 +44,13 @@ class TokenContext:
 
 
 def token_context(engine: Engine, image: ImageInput | Sequence[ImageInput], question: str | None,
-                  generated: Sequence[int], index: int, labels: Sequence[str] = ()) -> TokenContext:
+                  generated: Sequence[int], index: int, labels: Sequence[str] = (),
+                  preset: str | None = None) -> TokenContext:
     """The context of generated token `index` of a run on `image` (one image or a study's list)."""
     if not 0 <= index < len(generated):
         raise RequestError(f"token index must be in 0..{len(generated) - 1}; got {index}")
-    inputs = engine.inputs_for(image, question, labels)
-    return TokenContext(inputs=inputs, generated=tuple(generated), index=index)
+    inputs = engine.inputs_for(image, question, labels, preset)
+    return TokenContext(inputs=inputs, generated=tuple(generated), index=index, preset=preset)
 
 
 def _prefix_kwargs(engine: Engine, context: TokenContext, pixel_values: Any = None) -> dict[str, Any]:
@@ -146,7 +148,7 @@ def token_scorer(
     def score(image: np.ndarray) -> float:
         pictures: list[np.ndarray] = list(study) if study else [image]
         pictures[image_index if study else 0] = image
-        pixels = engine.inputs_for(pictures, question, labels)["pixel_values"]
+        pixels = engine.inputs_for(pictures, question, labels, context.preset)["pixel_values"]
         with torch.inference_mode():
             logits = engine.model(**_prefix_kwargs(engine, context, pixels), logits_to_keep=1).logits[0, -1]
         return float(torch.softmax(logits.float(), dim=-1)[context.target].item())

@@ -22,10 +22,10 @@ def cache_root() -> Path:
     return Path(base) / "medviz"
 
 
-def build_once(name: str, build: Callable[[Path], None]) -> Path:
-    """Return cache_root()/models/name, calling build(folder) first if it has no config.json yet."""
+def build_once(name: str, build: Callable[[Path], None], marker: str = "config.json") -> Path:
+    """Return cache_root()/models/name, calling build(folder) first if it has no `marker` file yet."""
     folder = cache_root() / "models" / name
-    if (folder / "config.json").exists():
+    if (folder / marker).exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
@@ -34,7 +34,7 @@ def build_once(name: str, build: Callable[[Path], None]) -> Path:
         try:
             scratch.rename(folder)
         except OSError:
-            if not (folder / "config.json").exists():
+            if not (folder / marker).exists():
                 raise
     finally:
         if scratch.exists():

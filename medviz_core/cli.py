@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .cli_analysis import add_analysis_commands
+from .cli_analysis import add_analysis_commands, add_prompt_argument
 from .errors import MedvizError
 
 DEFAULT_MODEL = "demo"
@@ -36,6 +36,7 @@ def _generate(args: argparse.Namespace) -> int:
         ),
         seed=args.seed,
         cancel=cancel,
+        preset=args.prompt,
     )
     out = sys.stdout
     try:
@@ -62,6 +63,7 @@ def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="tiny | demo | random:medgemma-4b | hub id | folder")
     parser.add_argument("--question", default=None, help="ask a question instead of writing the full report")
+    add_prompt_argument(parser)
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--repetition-penalty", type=float, default=None, help="default: the model's suggestion")

@@ -35,9 +35,10 @@ def _analyze(args: argparse.Namespace) -> int:
 
     image_bytes = _read(args.image)
     engine = load_engine(args.model)
-    steps = list(engine.stream(image_bytes, question=args.question, max_new_tokens=args.max_new_tokens))
+    steps = list(engine.stream(image_bytes, question=args.question, max_new_tokens=args.max_new_tokens,
+                               preset=args.prompt))
     tokens = [s.token_id for s in steps]
-    context = token_context(engine, image_bytes, args.question, tokens, args.token)  # checks the index
+    context = token_context(engine, image_bytes, args.question, tokens, args.token, preset=args.prompt)
     step = steps[args.token]
     out = sys.stdout
     out.write(f"token {args.token}: {step.text!r} (id {step.token_id}), peak {step.stats.peak_zone}, "
@@ -75,7 +76,8 @@ def _agreement(args: argparse.Namespace) -> int:
         path = folder / name
         if not boxes or not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        run = engine.stream(path.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens)
+        run = engine.stream(path.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens,
+                            preset=args.prompt)
         maps = [step.maps for step in run]
         agreement = agreement_for_steps(maps, boxes, run.prompt.image_size)
         sys.stdout.write(format_report(agreement, title=f"== {name}") + "\n")
@@ -95,12 +97,22 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def add_prompt_argument(parser: argparse.ArgumentParser) -> None:
+    """`--prompt NAME`: which prompt preset asks the model (prompts.PRESETS)."""
+    from .prompts import DEFAULT_PRESET, PRESETS
+
+    described = "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+    parser.add_argument("--prompt", default=DEFAULT_PRESET, choices=list(PRESETS), metavar="NAME",
+                        help=f"prompt preset ({described})")
+
+
 def add_analysis_commands(subparsers: "argparse._SubParsersAction[Any]") -> None:
     analyze = subparsers.add_parser("analyze", help="gradient relevancy, layer x head view and faithfulness of one token")
     analyze.add_argument("image")
     analyze.add_argument("--token", type=int, default=0, help="index of the generated token to explain")
     analyze.add_argument("--model", default="tiny")
     analyze.add_argument("--question", default=None)
+    add_prompt_argument(analyze)
     analyze.add_argument("--max-new-tokens", type=int, default=16)
     analyze.add_argument("--faithfulness", default=None, help="a method (or 'gradient') to score by deletion/insertion")
     analyze.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
@@ -110,5 +122,6 @@ def add_analysis_commands(subparsers: "argparse._SubParsersAction[Any]") -> None
     agreement.add_argument("--labels", default=None, help="labels.csv with boxes (default: FOLDER/labels.csv)")
     agreement.add_argument("--model", default="tiny")
     agreement.add_argument("--question", default=None)
+    add_prompt_argument(agreement)
     agreement.add_argument("--max-new-tokens", type=int, default=8)
     agreement.set_defaults(handler=_agreement)

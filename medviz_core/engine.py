@@ -13,6 +13,7 @@ Generation is blocking torch code: callers run it on one worker thread.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -25,14 +26,15 @@ from . import capture as capture_module
 from .decoding import IncrementalText, TokenChooser
 from .errors import RequestError
 from .imaging import image_to_png, load_image
-from .prompts import build_messages, check_label
+from .inputs import check_processor, model_inputs
+from .prompts import check_label, check_preset
 from .regions import compute_stats
 from .relevancy import MapWeights, check_methods, compute_maps
 from .types import GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
 
 MAX_NEW_TOKENS_LIMIT = 2048
 MAX_IMAGES = 4
-ImageInput = Union[bytes, np.ndarray]
+ImageInput = Union[bytes, np.ndarray, str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Engine:
         self.name = handle.name
         self.suggested = handle.suggested
         self.model.eval()
+        check_processor(self.processor)
         capture_module.attach(self.model)
         text = self.model.config.get_text_config()
         self._text_config = text
@@ -85,9 +88,11 @@ class Engine:
         self._weights = MapWeights.for_layers(self.facts.layers, self.device)
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:
-        """File bytes or an RGB uint8 array -> the RGB array the processor gets."""
+        """File bytes, a file path or an RGB uint8 array -> the RGB array the processor gets."""
         if isinstance(image, (bytes, bytearray, memoryview)):
             return load_image(bytes(image))
+        if isinstance(image, (str, os.PathLike)):
+            return load_image(read_image_file(image))
         array = np.asarray(image)
         if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
             raise RequestError(f"image array must be uint8 (H, W, 3); got {array.dtype} {array.shape}")
@@ -105,15 +110,21 @@ class Engine:
         return [self.prepare_image(item) for item in images]
 
     def inputs_for(
-        self, image: ImageInput | Sequence[ImageInput], question: str | None = None, labels: Sequence[str] = ()
+        self,
+        image: ImageInput | Sequence[ImageInput],
+        question: str | None = None,
+        labels: Sequence[str] = (),
+        preset: str | None = None,
     ) -> Any:
-        """The exact processor outputs `stream` feeds the model (on the model's device)."""
+        """The exact processor outputs `stream` feeds the model (on the model's device).
+
+        They are the ids and pixels of `processor.apply_chat_template(messages,
+        add_generation_prompt=True, tokenize=True, return_dict=True)`: one leading `<bos>`.
+        """
         from PIL import Image
 
         pictures = [Image.fromarray(rgb) for rgb in self.prepare_images(image, labels)]
-        messages = build_messages(question, pictures[0], pictures[1:], labels)
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = self.processor(text=text, images=[pictures], return_tensors="pt")
+        inputs = model_inputs(self.processor, pictures, question, labels, preset)
         return inputs.to(self.device)
 
     def layout_of(self, input_ids: torch.Tensor, images: int = 1) -> ImageLayout:
@@ -139,16 +150,19 @@ class Engine:
         methods: tuple[str, ...] | list[str] | None = None,
         cancel: threading.Event | None = None,
         labels: Sequence[str] = (),
+        preset: str | None = None,
     ) -> "Run":
         """Validate and prepare a run (raises MedvizError on bad input); iterate it for Steps.
 
-        `image` is one image (file bytes or an RGB uint8 array) or a list of them (a study:
-        PA, lateral, prior...), each with an optional entry in `labels`.
+        `image` is one image (file bytes, a path or an RGB uint8 array) or a list of them (a
+        study: PA, lateral, prior...), each with an optional entry in `labels`. `preset`
+        names the prompt (prompts.PRESETS; None: "medviz").
         """
         params = check_params(max_new_tokens, temperature, top_p, top_k, repetition_penalty, seed)
         chosen = check_methods(methods)
+        preset_name = check_preset(preset).name
         rgbs = self.prepare_images(image, labels)
-        inputs = self.inputs_for(rgbs, question, labels)
+        inputs = self.inputs_for(rgbs, question, labels, preset_name)
         layout = self.layout_of(inputs["input_ids"], len(rgbs))
         images = tuple(
             PromptImage(
@@ -166,8 +180,23 @@ class Engine:
             image_png=images[0].png,
             image_size=images[0].size,
             images=images,
+            preset=preset_name,
         )
         return Run(self, inputs, prompt, params, chosen, cancel or threading.Event())
+
+
+def read_image_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an image file, or RequestError naming the path that cannot be read."""
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise RequestError(f"image file {shown!r} does not exist") from None
+    except IsADirectoryError:
+        raise RequestError(f"image path {shown!r} is a folder; pass a PNG, JPEG or DICOM file") from None
+    except OSError as error:
+        raise RequestError(f"image file {shown!r} cannot be read ({error.strerror or type(error).__name__})") from None
 
 
 def check_params(

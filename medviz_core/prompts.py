@@ -1,7 +1,8 @@
 """The prompts medviz sends to MedGemma and the clean-up of the report it writes back.
 
-Owns: the prompt texts (a full structured chest X-ray report by default, a concise expert
-answer for a custom question), the chat messages handed to `processor.apply_chat_template`
+Owns: the prompt texts as named presets (`medviz`: a full structured chest X-ray report
+by default, a concise expert answer for a custom question; `original`: the original
+visualizer's; `model-card`: MedGemma's model card's), the chat messages handed to `processor.apply_chat_template`
 (`build_messages`), the bounds on a question, and `format_report`, which turns the model's
 markdown-ish text into plain sectioned text for display and export.
 Does not own: templating or tokenising the messages (the processor does that, engine.py
@@ -12,6 +13,7 @@ calls it), decoding images (imaging.py) or streaming text (the engine yields raw
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 from .errors import RequestError
@@ -54,23 +56,94 @@ QUESTION_SYSTEM_PROMPT = (
 )
 
 
+@dataclass(frozen=True)
+class PromptPreset:
+    """A named way of asking: system and user texts for the report and for a question, and their order."""
+
+    name: str
+    description: str
+    report_system: str  # system text when no question is given
+    report_text: str  # the user's text when no question is given
+    question_system: str  # system text above a user's question
+    text_first: bool  # the text before the image(s), as the model card and the original visualizer write it
+
+
+ORIGINAL_REPORT_TEXT = """Analyze this chest X-ray and provide a comprehensive report covering:
+            1. Lung Fields: Describe any abnormalities, opacities, or normal findings
+            2. Heart: Assess size and cardiac silhouette
+            3. Bones: Note any visible bone abnormalities
+            4. Soft Tissues: Any notable findings
+            5. Medical Devices: Identify any visible medical devices
+            6. Overall Impression: Summary of findings"""
+"""The original visualizer's report prompt, character for character (its indentation included)."""
+
+PRESETS: dict[str, PromptPreset] = {
+    preset.name: preset
+    for preset in (
+        PromptPreset(
+            name="medviz",
+            description="medviz's structured report (Technique, Findings by system, Impression); concise answers",
+            report_system=REPORT_SYSTEM_PROMPT,
+            report_text=REPORT_QUESTION,
+            question_system=QUESTION_SYSTEM_PROMPT,
+            text_first=False,
+        ),
+        PromptPreset(
+            name="original",
+            description="the original visualizer's prompts (UNHSAILLab/lvlm-interpret-medgemma), text before image",
+            report_system="You are an expert radiologist. Provide a detailed, structured analysis.",
+            report_text=ORIGINAL_REPORT_TEXT,
+            question_system="You are an expert radiologist. Answer the question about the chest X-ray concisely "
+            "and accurately.",
+            text_first=True,
+        ),
+        PromptPreset(
+            name="model-card",
+            description="MedGemma's model card: 'Describe this X-ray' as an expert radiologist, text before image",
+            report_system="You are an expert radiologist.",
+            report_text="Describe this X-ray",
+            question_system="You are an expert radiologist.",
+            text_first=True,
+        ),
+    )
+}
+DEFAULT_PRESET = "medviz"
+
+
+def check_preset(name: object) -> PromptPreset:
+    """The preset called `name` (None: the default), or RequestError naming the choices."""
+    if name is None:
+        return PRESETS[DEFAULT_PRESET]
+    if not isinstance(name, str) or name not in PRESETS:
+        shown = repr(name)[:40]
+        raise RequestError(f"prompt must be one of {', '.join(PRESETS)}; got {shown}")
+    return PRESETS[name]
+
+
 def build_messages(
-    question: str | None, image: object, more: Sequence[object] = (), labels: Sequence[str] = ()
+    question: str | None,
+    image: object,
+    more: Sequence[object] = (),
+    labels: Sequence[str] = (),
+    preset: str | None = None,
 ) -> list[dict[str, object]]:
     """Chat messages for `processor.apply_chat_template` (transformers' multimodal format).
 
-    A system message, then one user turn holding the image followed by the text. With
-    `question` None the text is REPORT_QUESTION under REPORT_SYSTEM_PROMPT; otherwise it is
-    the stripped question under QUESTION_SYSTEM_PROMPT. `image` is passed through as is.
-    Several images (`image` then `more`) each become their own image block, in order, each
-    preceded by its label ("PA:") when `labels` gives one.
+    A system message, then one user turn holding the image(s) and the text. With
+    `question` None the text is the preset's report text under its report system text;
+    otherwise it is the stripped question under the preset's question system text. The
+    `medviz` preset (the default) puts the images first; `original` and `model-card` put
+    the text first, as they do. `image` is passed through as is. Several images (`image`
+    then `more`) each become their own image block, in order, each preceded by its label
+    ("PA:") when `labels` gives one.
     Raises RequestError when the question is not a str of 1..MAX_QUESTION_CHARS characters
-    after stripping.
+    after stripping, when it or a label holds a control token, or for an unknown preset.
     """
+    chosen = check_preset(preset)
     if question is None:
-        system, text = REPORT_SYSTEM_PROMPT, REPORT_QUESTION
+        system, text = chosen.report_system, chosen.report_text
     else:
-        system, text = QUESTION_SYSTEM_PROMPT, check_question(question)
+        system, text = chosen.question_system, check_question(question)
     pictures = [image, *more]
     content: list[dict[str, object]] = []
     for index, picture in enumerate(pictures):
@@ -78,7 +151,8 @@ def build_messages(
         if label:
             content.append({"type": "text", "text": f"{label}:"})
         content.append({"type": "image", "image": picture})
-    content.append({"type": "text", "text": text})
+    asked = {"type": "text", "text": text}
+    content = [asked, *content] if chosen.text_first else [*content, asked]
     return [
         {"role": "system", "content": [{"type": "text", "text": system}]},
         {"role": "user", "content": content},

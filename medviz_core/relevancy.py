@@ -42,24 +42,39 @@ class MapWeights:
     def for_layers(layers: int, device: torch.device) -> "MapWeights":
         index = torch.arange(layers, dtype=torch.float32, device=device)
         layer_weighted = (index + 1) / layers / layers
-        # flow: 0.5 * m[L-1] + sum_{i=0}^{L-2} 0.5^(i+1) * m[L-2-i]  ->  layer l < L-1 weighs 0.5^(L-1-l)
-        flow = torch.pow(0.5, (layers - 1 - index))
-        flow[-1] = 0.5
-        return MapWeights(layer_weighted=layer_weighted, flow=flow)
+        return MapWeights(layer_weighted=layer_weighted, flow=flow_weights(layers).to(device))
+
+
+def flow_weights(layers: int) -> torch.Tensor:
+    """Method 4's per-layer weights [layers], as the original's code normalises them.
+
+    The last layer keeps 0.5; layer L-2-i gets 0.5 * 0.5^i / S with S = sum_{i=0}^{L-2} 0.5^i,
+    so the weights sum to 1. With one layer, flow is raw (weight 1).
+    """
+    if layers == 1:
+        return torch.ones(1)
+    below = torch.pow(0.5, torch.arange(layers - 1, dtype=torch.float64))  # i = 0..L-2 -> layer L-2-i
+    weights = torch.cat([(0.5 * below / below.sum()).flip(0), torch.tensor([0.5], dtype=torch.float64)])
+    return weights.float()
 
 
 def head_importance(last_layer: torch.Tensor) -> torch.Tensor:
     """Method 3 on the last layer's per-head image rows [heads, N]; returns [N].
 
+    imp_h = max(a_h) / (1 + H(a_h / sum a_h)); the top ceil(H/2) heads by importance (ties:
+    the lower head index) are averaged with weights imp_h / sum of the kept importances.
     A head with no attention on the image (image outside its window) gets importance 0.
-    If no head has any, the map is all zeros.
+    If no kept head has any, the map is all zeros.
     """
+    heads = last_layer.shape[0]
     totals = last_layer.sum(-1, keepdim=True)  # [heads, 1]
     p = torch.where(totals > 0, last_layer / totals.clamp(min=1e-30), torch.zeros_like(last_layer))
     entropy = -(p * torch.log(p + ENTROPY_EPS)).sum(-1)  # [heads]
-    importance = p.amax(-1) / (1.0 + entropy)  # [heads]
-    total_importance = importance.sum()
-    weights = torch.where(total_importance > 0, importance / total_importance.clamp(min=1e-30), importance)
+    importance = torch.where(totals[:, 0] > 0, last_layer.amax(-1) / (1.0 + entropy), torch.zeros_like(entropy))
+    order = torch.sort(importance, descending=True, stable=True).indices  # stable: ties keep the lower head first
+    kept = torch.zeros_like(importance).index_fill_(0, order[: (heads + 1) // 2], 1.0) * importance  # [heads]
+    total_kept = kept.sum()
+    weights = torch.where(total_kept > 0, kept / total_kept.clamp(min=1e-30), torch.zeros_like(kept))
     return (weights[:, None] * last_layer).sum(0)
 
 

@@ -3,9 +3,10 @@
 Owns: the configs, the byte-level BPE tokenizer with Gemma 3's special tokens, the chat
 template, and building + caching the `tiny` folder. Does not own: choosing a model from a
 ref or loading it for generation (models.py). Everything here is built from code; nothing
-is downloaded. The chat template is ours and mirrors Gemma 3's prompt layout
-(MEDGEMMA.md): system text at the start of the first user turn, the image as
-`<start_of_image>`, which the processor expands to 256 image tokens.
+is downloaded. Like the real Gemma 3 tokenizer, the tiny one adds `<bos>` in front of every
+text it encodes (a `<bos> $A` post-processor), so a doubled BOS shows up in tests; both
+use Gemma 3's chat template (gemma3_tokenizer.py): system text at the start of the first
+user turn, the image as `<start_of_image>`, which the processor expands to 256 image tokens.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .cache import build_once
+from .gemma3_tokenizer import GEMMA3_CHAT_TEMPLATE
 
-TINY_VERSION = "tiny-v1"
+TINY_VERSION = "tiny-v2"  # v2: Gemma-style <bos> post-processor, Gemma 3 chat template
 TINY_SEED = 1234
 
 SPECIAL_TOKENS = (
@@ -28,32 +30,6 @@ SPECIAL_TOKENS = (
     "<start_of_image>",
     "<end_of_image>",
     "<image_soft_token>",
-)
-
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{%- if messages[0]['role'] == 'system' -%}"
-    "{%- if messages[0]['content'] is string -%}"
-    "{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
-    "{%- else -%}"
-    "{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}"
-    "{%- endif -%}"
-    "{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set first_user_prefix = '' -%}"
-    "{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{%- for message in loop_messages -%}"
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
-    "{{ '<start_of_turn>' + role + '\n' }}{{ first_user_prefix if loop.first else '' }}"
-    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
-    "{%- else -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'image' -%}<start_of_image>"
-    "{%- elif item['type'] == 'text' -%}{{ item['text'] | trim }}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{ '<end_of_turn>\n' }}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
 )
 
 # Sentences the tiny tokenizer learns its merges from: radiology words give short ids.
@@ -69,7 +45,7 @@ _CORPUS = (
 
 def build_tokenizer(vocab_size: int = 512) -> Any:
     """A byte-level BPE trained on a few radiology sentences, carrying Gemma 3's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -82,6 +58,10 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
         show_progress=False,
     )
     bpe.train_from_iterator(list(_CORPUS), trainer)
+    bos = bpe.token_to_id("<bos>")
+    bpe.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<bos>",
@@ -186,19 +166,26 @@ def medgemma_4b_config(layers: int = 34) -> Any:
 
 
 def build_processor(tokenizer: Any, image_size: int) -> Any:
-    """A Gemma 3 processor: resize to a square, mean/std 0.5, no pan-and-scan, our chat template."""
+    """A Gemma 3 processor as MedGemma's: square resize (bilinear), rescale, mean/std 0.5, no pan-and-scan."""
     from transformers import Gemma3ImageProcessorPil, Gemma3Processor
 
-    image_processor = Gemma3ImageProcessorPil(
+    from transformers.image_utils import PILImageResampling
+
+    image_processor = Gemma3ImageProcessorPil(  # MedGemma's preprocessor_config.json, at `image_size`
         size={"height": image_size, "width": image_size},
+        resample=PILImageResampling.BILINEAR,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
+        do_convert_rgb=True,
         do_pan_and_scan=False,
     )
     return Gemma3Processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
         image_seq_length=256,
     )
 

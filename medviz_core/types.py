@@ -134,6 +134,7 @@ class Prompt:
     image_png: bytes  # the first (often only) image, exactly as it went into the processor
     image_size: tuple[int, int]  # (width, height) of that image
     images: tuple[PromptImage, ...] = ()  # every image, in prompt order (also for a single image)
+    preset: str = "medviz"  # the prompt preset (prompts.PRESETS) the texts came from
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import torch
 def full_attentions(engine: Any, inputs: Any, generated: list[int]) -> list[np.ndarray]:
     """Per layer [heads, T, T] attention probabilities of the prompt + generated tokens."""
     model = copy.deepcopy(engine.model)
-    model.set_attn_implementation("eager")
+    # Eager attention (which returns probabilities) in the text decoder; the vision tower keeps SDPA, as in stream().
+    model.set_attn_implementation({"text_config": "eager", "vision_config": "sdpa"})
     ids = torch.cat([inputs["input_ids"], torch.tensor([generated], device=inputs["input_ids"].device)], dim=1)
     token_types = torch.cat(
         [inputs["token_type_ids"], torch.zeros((1, len(generated)), dtype=torch.long, device=ids.device)], dim=1
@@ -40,26 +41,47 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
-def maps_for_query(attn: list[np.ndarray], q: int, image: list[int], grid: tuple[int, int]) -> dict[str, np.ndarray]:
+def head_importances(attn: list[np.ndarray], q: int, image: list[int]) -> list[float]:
+    """imp_h of the last layer's heads: max(a_h) / (1 + entropy of a_h / sum(a_h)); 0 without image attention."""
+    importances = []
+    for row in (head[q, image] for head in attn[-1]):
+        total = row.sum()
+        if total > 0:
+            p = row / total
+            entropy = -sum(pi * math.log(pi + 1e-10) for pi in p)
+            importances.append(float(row.max() / (1 + entropy)))
+        else:  # the image is outside this head's window (docs/methods.md)
+            importances.append(0.0)
+    return importances
+
+
+def kept_heads(importances: list[float]) -> list[int]:
+    """The top ceil(H/2) heads by importance, ties broken by the lower head index."""
+    keep = math.ceil(len(importances) / 2)
+    return sorted(range(len(importances)), key=lambda h: (-importances[h], h))[:keep]
+
+
+def maps_for_query(
+    attn: list[np.ndarray], q: int, image: list[int], grid: tuple[int, int], kept: list[int] | None = None
+) -> dict[str, np.ndarray]:
+    """Every method for query q; `kept` overrides head_importance's head selection (bf16 near-ties)."""
     L = len(attn)
-    H = attn[0].shape[0]
     m = [attn[l][:, q, : q + 1].mean(0) for l in range(L)]
     img = [m[l][image] for l in range(L)]
     raw = img[L - 1]
     layer_weighted = sum(((l + 1) / L) * img[l] for l in range(L)) / L
-    rows = [attn[L - 1][h, q, image] for h in range(H)]
-    importances = []
-    for row in rows:
-        total = row.sum()
-        p = row / total if total > 0 else np.zeros_like(row)
-        entropy = -sum(pi * math.log(pi + 1e-10) for pi in p)
-        importances.append(p.max() / (1 + entropy))
-    weight_sum = sum(importances)
+    importances = head_importances(attn, q, image)
+    kept = kept_heads(importances) if kept is None else kept
+    weight_sum = sum(importances[h] for h in kept)
     if weight_sum > 0:
-        head_importance = sum((imp / weight_sum) * row for imp, row in zip(importances, rows))
-    else:  # the image is outside every head's window in the last layer (docs/methods.md)
+        head_importance = sum((importances[h] / weight_sum) * attn[L - 1][h, q, image] for h in kept)
+    else:
         head_importance = np.zeros(len(image))
-    flow = 0.5 * img[L - 1] + sum(0.5 ** (i + 1) * img[L - 2 - i] for i in range(L - 1))
+    if L == 1:
+        flow = img[0]
+    else:
+        S = sum(0.5**i for i in range(L - 1))
+        flow = 0.5 * img[L - 1] + 0.5 * sum((0.5**i / S) * img[L - 2 - i] for i in range(L - 1))
     rollout = rollout_map(attn, q, image)
     consensus = np.mean([minmax(x) for x in (layer_weighted, head_importance, flow, rollout)], axis=0)
     found = {

@@ -224,3 +224,52 @@ def test_too_many_images_are_refused(tiny_engine: Any, sample_bytes: bytes) -> N
     with pytest.raises(RequestError) as error:
         tiny_engine.stream([sample_bytes] * 5, question=QUESTION)
     assert str(error.value) == "a session takes 1..4 images; got 5"
+
+
+def test_head_importance_keeps_two_of_tinys_four_heads_and_that_changes_the_map(
+    tiny_engine: Any, sample_bytes: bytes
+) -> None:
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=3)
+    inputs = tiny_engine.inputs_for(sample_bytes, QUESTION)
+    attn = reference.full_attentions(tiny_engine, inputs, [s.token_id for s in result])
+    image = list(run.prompt.layout.positions)
+    for step in result:
+        importances = reference.head_importances(attn, step.position, image)
+        assert len(importances) == 4 and len(reference.kept_heads(importances)) == 2
+        every_head = reference.maps_for_query(attn, step.position, image, tiny_engine.grid, kept=[0, 1, 2, 3])
+        assert np.abs(step.maps["head_importance"] - every_head["head_importance"]).max() > 1e-4
+
+
+def test_a_file_path_streams_like_the_file_bytes(tiny_engine: Any, cxr_dir: Any, sample_bytes: bytes) -> None:
+    path = cxr_dir / "nih_00000001_000.png"
+    by_bytes = [s.token_id for s in tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=3)]
+    assert [s.token_id for s in tiny_engine.stream(path, question=QUESTION, max_new_tokens=3)] == by_bytes
+    assert [s.token_id for s in tiny_engine.stream(str(path), question=QUESTION, max_new_tokens=3)] == by_bytes
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/no/such/xray.png", "image file '/no/such/xray.png' does not exist"),
+        ("/", "image path '/' is a folder; pass a PNG, JPEG or DICOM file"),
+    ],
+)
+def test_a_path_that_is_not_a_file_gets_a_clear_error(tiny_engine: Any, path: str, message: str) -> None:
+    with pytest.raises(RequestError) as error:
+        tiny_engine.inputs_for(path)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("preset", ["medviz", "original", "model-card"])
+def test_every_prompt_preset_streams_and_is_recorded_on_the_prompt(
+    tiny_engine: Any, sample_bytes: bytes, preset: str
+) -> None:
+    run = tiny_engine.stream(sample_bytes, max_new_tokens=1, preset=preset)
+    assert run.prompt.preset == preset
+    assert len(list(run)) == 1
+
+
+def test_an_unknown_preset_names_the_choices(tiny_engine: Any, sample_bytes: bytes) -> None:
+    with pytest.raises(RequestError) as error:
+        tiny_engine.stream(sample_bytes, preset="gradio")
+    assert str(error.value) == "prompt must be one of medviz, original, model-card; got 'gradio'"

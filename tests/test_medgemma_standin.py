@@ -1,0 +1,129 @@
+"""`random:medgemma-4b` is MedGemma apart from its weights: the real Gemma 3 tokenizer and template, the real
+prompt layout, and in bf16 on the CPU maps that match an eager bf16 forward within bf16's precision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from medviz_core.gemma3_tokenizer import gemma3_tokenizer_available
+from medviz_core.prompts import REPORT_QUESTION, REPORT_SYSTEM_PROMPT
+from medviz_core.types import METHODS
+
+from . import reference
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not gemma3_tokenizer_available(),
+                       reason="the real Gemma 3 tokenizer comes with the demo extra or $MEDVIZ_GEMMA3_TOKENIZER"),
+]
+QUESTION = "Is there a nodule?"
+BOS, START_OF_TURN, END_OF_TURN, START_OF_IMAGE, END_OF_IMAGE, IMAGE_TOKEN = 2, 105, 106, 255999, 256000, 262144
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    from medviz_core.models import load_engine
+
+    return load_engine("random:medgemma-4b?layers=2&dtype=bfloat16")
+
+
+def expected_ids(engine: Any, system: str, text: str) -> list[int]:
+    """MEDGEMMA.md's prompt layout, written out and tokenized by the real tokenizer."""
+    image_block = "\n\n<start_of_image>" + "<image_soft_token>" * 256 + "<end_of_image>\n\n"
+    prompt = (f"<bos><start_of_turn>user\n{system}\n\n{image_block}{text}<end_of_turn>\n"
+              f"<start_of_turn>model\n")
+    ids: list[int] = engine.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def test_the_stand_in_has_medgemmas_vocabulary_and_special_ids(engine: Any) -> None:
+    tokenizer = engine.processor.tokenizer
+    assert len(tokenizer) == 262145
+    assert [tokenizer.convert_tokens_to_ids(t) for t in ("<bos>", "<start_of_turn>", "<end_of_turn>",
+            "<start_of_image>", "<end_of_image>", "<image_soft_token>")] == [BOS, START_OF_TURN, END_OF_TURN,
+                                                                             START_OF_IMAGE, END_OF_IMAGE, IMAGE_TOKEN]
+    assert engine.image_token_id == IMAGE_TOKEN
+    assert engine.eos_ids == frozenset({1, 106})
+    image_processor = engine.processor.image_processor
+    assert (image_processor.size.height, image_processor.size.width) == (896, 896)
+    assert (list(image_processor.image_mean), list(image_processor.image_std)) == ([0.5] * 3, [0.5] * 3)
+    assert (image_processor.do_rescale, image_processor.do_pan_and_scan) == (True, False)
+
+
+def test_the_prompt_layout_is_medgemmas(engine: Any, sample_bytes: bytes) -> None:
+    inputs = engine.inputs_for(sample_bytes, QUESTION)
+    ids = inputs["input_ids"][0].tolist()
+    newline = engine.processor.tokenizer("\n", add_special_tokens=False)["input_ids"]
+    user = engine.processor.tokenizer("user\n", add_special_tokens=False)["input_ids"]
+    model = engine.processor.tokenizer("model\n", add_special_tokens=False)["input_ids"]
+    assert ids[:2 + len(user)] == [BOS, START_OF_TURN, *user]
+    assert ids.count(BOS) == 1
+    start = ids.index(START_OF_IMAGE)
+    assert ids[start + 1 : start + 257] == [IMAGE_TOKEN] * 256
+    assert ids[start + 257] == END_OF_IMAGE
+    # The system text's "\n\n" and the image block's own "\n\n" make one "\n\n\n\n" token, as for MedGemma.
+    assert engine.processor.tokenizer.decode(ids[start - 1 : start]) == "\n\n\n\n"
+    assert engine.processor.tokenizer.decode(ids[start + 258 : start + 259]) == "\n\n"
+    assert ids[-(3 + len(model)):] == [END_OF_TURN, *newline, START_OF_TURN, *model]
+    token_types = inputs["token_type_ids"][0].tolist()
+    assert [i for i, t in enumerate(token_types) if t == 1] == [i for i, t in enumerate(ids) if t == IMAGE_TOKEN]
+
+
+def test_report_and_question_prompts_are_the_ids_real_medgemma_gets(engine: Any, sample_bytes: bytes) -> None:
+    from medviz_core.prompts import QUESTION_SYSTEM_PROMPT
+
+    report = engine.inputs_for(sample_bytes)["input_ids"][0].tolist()
+    assert report == expected_ids(engine, REPORT_SYSTEM_PROMPT, REPORT_QUESTION)
+    question = engine.inputs_for(sample_bytes, QUESTION)["input_ids"][0].tolist()
+    assert question == expected_ids(engine, QUESTION_SYSTEM_PROMPT, QUESTION)
+
+
+# bf16 keeps 8 significant bits: unit roundoff u = 2^-8 = 0.39%. The eager reference rounds every attention score
+# to bf16 before its softmax and every probability after it, and the two runs' layer-0 outputs (SDPA with a cache
+# vs one eager pass) differ by bf16 rounding before they feed layer 1. So cell values agree to a few u of the map's
+# scale, not to 1e-5: measured at most 1.1% of the map's largest value for raw, layer_weighted, flow and rollout,
+# 2.6% for head_importance (a ratio of two rounded quantities) and 1.5% for consensus, over 16 tokens. The bound is
+# 10u = 4% of the map's largest value (a formula error, such as flow without normalised weights, is off by >20%).
+# image_mass sums 256 rounded probabilities: its errors partly cancel; measured 3e-4, bound 2e-3.
+BF16_TOLERANCE = 10 * 2.0**-8
+BF16_MASS_TOLERANCE = 2e-3
+# head_importance keeps the top ceil(H/2) heads: two heads whose importances are within bf16 rounding of each other
+# (relative 4u) may swap, and then either selection is right.
+NEAR_TIE = 4 * 2.0**-8
+
+
+def selections(importances: list[float]) -> list[list[int]]:
+    """The reference selection, plus the one a bf16 near-tie at the cut could give instead."""
+    kept = reference.kept_heads(importances)
+    order = sorted(range(len(importances)), key=lambda h: (-importances[h], h))
+    last_in, first_out = order[len(kept) - 1], order[len(kept)]
+    options = [kept]
+    if importances[last_in] - importances[first_out] <= NEAR_TIE * importances[last_in]:
+        options.append([first_out if h == last_in else h for h in kept])
+    return options
+
+
+def test_bf16_maps_match_an_eager_bf16_forward_within_bf16_precision(engine: Any, sample_bytes: bytes) -> None:
+    assert_bf16_maps_match_an_eager_forward(engine, sample_bytes)
+
+
+def assert_bf16_maps_match_an_eager_forward(engine: Any, sample_bytes: bytes) -> None:
+    """Every map of 8 streamed bf16 steps within BF16_TOLERANCE of the formulas on one eager bf16 forward."""
+    run = engine.stream(sample_bytes, question=QUESTION, max_new_tokens=8)
+    steps = list(run)
+    assert str(engine.dtype) == "torch.bfloat16"
+    inputs = engine.inputs_for(sample_bytes, QUESTION)
+    attn = reference.full_attentions(engine, inputs, [s.token_id for s in steps])
+    image = list(run.prompt.layout.positions)
+    for step in steps:
+        candidates = [reference.maps_for_query(attn, step.position, image, engine.grid, kept=kept)
+                      for kept in selections(reference.head_importances(attn, step.position, image))]
+        for name in METHODS:
+            errors = [np.abs(step.maps[name] - expected[name]).max() / np.abs(expected[name]).max()
+                      for expected in candidates]
+            assert min(errors) <= BF16_TOLERANCE, f"{name} step {step.index}: {min(errors):.4f} of the map's scale"
+        mass = reference.image_mass(attn, step.position, image)
+        assert abs(step.stats.image_mass - mass) <= BF16_MASS_TOLERANCE
