@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from medviz_core import frames  # noqa: E402
 from medviz_core.capture import Capture  # noqa: E402
 from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.kv_cache import BufferCache  # noqa: E402
 from medviz_core.relevancy import compute_maps  # noqa: E402
 from medviz_core.types import METHODS  # noqa: E402
 
@@ -136,9 +137,9 @@ def run_post_hoc(engine: Any, inputs: Any, tokens: int) -> float:
                 rollout = (0.5 * layer[0].float().mean(0) + 0.5 * torch.eye(size, device=engine.device)) @ rollout
             prompt_len = inputs["input_ids"].shape[1]
             for q in range(prompt_len - 1, size - 1):
-                rows = torch.stack([layer[0, :, q, image].float() for layer in attn])
-                maps, _ = compute_maps(rows, rollout[q, image], engine._weights, METHODS)
-                maps.cpu()
+                rows = torch.stack([layer[0, :, q, image].float() for layer in attn])  # [layer, head, image]
+                compute_maps(rows.mean(1).cpu().numpy(), rows[-1].cpu().numpy(), rollout[q, image].cpu().numpy(),
+                             METHODS)
     finally:
         model.set_attn_implementation(previous)
     sync(engine.device)
@@ -146,24 +147,28 @@ def run_post_hoc(engine: Any, inputs: Any, tokens: int) -> float:
 
 
 def map_cost_by_context(engine: Any, contexts: list[int], repeats: int = 20) -> list[dict[str, float]]:
-    """Capture + maps for one decode row at each context length, with the model's shapes."""
+    """Capture (batched, after the forward) + maps for one decode row at each context length, the model's shapes."""
     facts, device = engine.facts, engine.device
-    head_dim = engine.model.config.get_text_config().head_dim
+    text = engine.model.config.get_text_config()
+    head_dim = text.head_dim
     results = []
     for context in contexts:
         n = facts.grid[0] * facts.grid[1]
+        cache = BufferCache(text, context + 1)
+        for layer in range(facts.layers):  # a filled cache: random keys for every position
+            states = torch.randn(1, facts.kv_heads, context + 1, head_dim, device=device, dtype=engine.dtype)
+            cache.buffer.write(layer, 0, states, states)
         capture = Capture(layers=facts.layers, heads=facts.heads, image_positions=torch.arange(0, n),
-                          max_length=context + 1, rollout=True, device=device)
+                          max_length=context + 1, rollout=True, device=device, cache=cache)
         query = torch.randn(1, facts.heads, 1, head_dim, device=device, dtype=engine.dtype)
-        key = torch.randn(1, facts.kv_heads, context + 1, head_dim, device=device, dtype=engine.dtype)
-        mask = torch.ones(1, 1, 1, context + 1, dtype=torch.bool, device=device)
 
         def one_step() -> None:
             with capture.forward(context, 1):
                 for layer in range(facts.layers):
-                    capture.observe(layer, query, key, mask, head_dim**-0.5, None)
-            maps, mass = compute_maps(capture.head_rows, capture.rollout_row(context), engine._weights, METHODS)
-            torch.cat([maps.flatten(), mass.reshape(1)]).cpu()
+                    capture.keep(layer, query, head_dim**-0.5, None)
+                capture.finish()
+            reduced = capture.reduced(context)
+            compute_maps(reduced.layer_means, reduced.last_heads, reduced.rollout, METHODS)
 
         one_step()
         samples = [timed(one_step, device)[0] * 1000 for _ in range(repeats)]

@@ -89,13 +89,13 @@ def plain_step_ops(engine: Any, image: bytes, question: str | None) -> CountOps:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=None,
-                        help="model refs (repeatable); default: demo and random:medgemma-4b?layers=34&dtype=float32")
+                        help="model refs (repeatable); default: demo and random:medgemma-4b?layers=34&dtype=bfloat16 (bf16 to fit 24 GB; counts do not depend on the dtype but for one cast)")
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--question", default="Is there a nodule?")
     parser.add_argument("--top", type=int, default=12, help="stream's most frequent operations to list")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    refs = args.model or ["demo", "random:medgemma-4b?layers=34&dtype=float32&device=cpu"]
+    refs = args.model or ["demo", "random:medgemma-4b?layers=34&dtype=bfloat16&device=cpu"]
     image = Path(args.image).read_bytes()
     results = []
     print(f"{'model':48} {'plain':>7} {'stream':>7} {'ratio':>7}")

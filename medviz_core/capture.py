@@ -23,10 +23,14 @@ How it stays cheap and exact:
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
 
+import numpy as np
 import torch
+
+from .kv_cache import BufferCache
 
 ATTENTION_NAME = "medviz"
 
@@ -37,8 +41,28 @@ _DIFFERENTIABLE: contextvars.ContextVar["AttentionRecorder | None"] = contextvar
 _registered = False
 
 
+@dataclass(frozen=True)
+class ReducedRows:
+    """One step's attention, reduced on the device and moved to the CPU: what relevancy.compute_maps takes."""
+
+    layer_means: np.ndarray  # [layer, image]: m[l][I], the head mean of the query's attention to every image token
+    last_heads: np.ndarray  # [head, image]: A[L-1][h][I]
+    rollout: np.ndarray | None  # [image]: R[L-1][q, I], None when rollout is off
+    layers_seeing_image: int
+
+
 class Capture:
-    """Per-run capture state for one sequence (batch 1) on one device."""
+    """Per-run capture state for one sequence (batch 1) on one device.
+
+    Two ways to fill `head_rows` ([layer, head, image]: the query's attention to every image
+    token) and fold the rollout, chosen per forward pass by `forward(q_start, q_len)`:
+    - batched (a one-token decode step with a `BufferCache`): each layer's attention call only
+      keeps a reference to its query row; `finish()` then computes every layer's
+      probabilities, image columns and rollout row at once from the cache's shared key
+      buffer, in a constant number of operations whatever the number of layers;
+    - per layer (the prefill, analyses, a run without a BufferCache): `observe` computes each
+      layer's rows inside its attention call and folds its full head-mean matrix.
+    """
 
     def __init__(
         self,
@@ -49,19 +73,27 @@ class Capture:
         max_length: int,
         rollout: bool,
         device: torch.device,
+        cache: BufferCache | None = None,
     ) -> None:
         self.layers = layers
         self.heads = heads
         self.image_positions = image_positions.to(device=device, dtype=torch.long)
         self.n_image = int(image_positions.numel())
+        self._first_image = int(image_positions.min()) if self.n_image else 0
+        self._image_set = frozenset(int(p) for p in image_positions.tolist())
         self.device = device
         self.max_length = max_length
-        # Per step, filled layer by layer during the forward pass.
+        self.cache = cache
+        # Per step, filled during (per layer) or after (batched) the forward pass.
         self.head_rows = torch.zeros(layers, heads, self.n_image, device=device)  # [layer, head, image]
-        self.seeing = torch.zeros(layers, dtype=torch.bool, device=device)  # [layer]
+        self.seeing = torch.zeros(layers, dtype=torch.bool, device=device)  # [layer], per-layer mode
+        self.seeing_count: int | None = None  # batched mode: known on the host, no transfer
         self.observed = [False] * layers
+        self.batched = False
         self._q_start = 0
         self._q_len = 0
+        self._queries: list[torch.Tensor | None] = [None] * layers  # batched mode: [heads, head_dim] views
+        self._scalings: list[float] = [1.0] * layers
         self._keys_by_offset: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._seeing_by_mask: dict[tuple[int, int, int], torch.Tensor] = {}
         # Rollout state C[l][j] = R[l][j, I]; index 0 is C[-1] (one-hot image rows).
@@ -69,6 +101,9 @@ class Capture:
         if rollout:
             self.rollout = torch.zeros(layers + 1, max_length, self.n_image, device=device)  # [layer+1, pos, image]
             self.rollout[0, self.image_positions, torch.arange(self.n_image, device=device)] = 1.0
+            # 0.5 * [k <= l]: the rollout recurrence's transfer matrix is this times exp(S_l - S_k).
+            self._half_tril = 0.5 * torch.tril(torch.ones(layers, layers, device=device))  # [layer, layer]
+            self._half = torch.tensor(0.5, device=device)
 
     @contextmanager
     def forward(self, q_start: int, q_len: int) -> Iterator[None]:
@@ -76,7 +111,9 @@ class Capture:
         if q_start + q_len > self.max_length:
             raise ValueError(f"sequence of {q_start + q_len} tokens exceeds the capture's {self.max_length}")
         self._q_start, self._q_len = q_start, q_len
+        self.batched = q_len == 1 and self.cache is not None and q_start > 0
         self.observed = [False] * self.layers
+        self._queries = [None] * self.layers
         self._keys_by_offset = {}
         self._seeing_by_mask = {}
         token = _ACTIVE.set(self)
@@ -85,11 +122,59 @@ class Capture:
         finally:
             _ACTIVE.reset(token)
 
-    def rollout_row(self, position: int) -> torch.Tensor:
-        """R[L-1][position, I] for a position whose rows have been observed."""
-        if self.rollout is None:
-            raise RuntimeError("rollout was switched off for this run")
-        return self.rollout[self.layers, position]
+    def finish(self) -> None:
+        """After a batched forward: every layer's rows and rollout row at once (no-op after a per-layer one)."""
+        if not self.batched:
+            return
+        missing = [layer for layer, query in enumerate(self._queries) if query is None]
+        if missing:
+            raise RuntimeError(f"layers {missing} did not run their attention through the capture")
+        assert self.cache is not None
+        total = self._q_start + 1
+        queries = torch.stack(self._queries)  # type: ignore[arg-type]  # [layer, head, dim]
+        keys = self.cache.buffer.keys_up_to(total)  # [layer, kv_head, key, dim], a view
+        layers, heads, dim = queries.shape
+        kv_heads = keys.shape[1]
+        # Grouped-query attention without copying the keys: head h reads kv head h // group.
+        scores = torch.matmul(queries.view(layers, kv_heads, heads // kv_heads, dim), keys.transpose(-1, -2))
+        scores = scores.view(layers, heads, total).float() * self._scaling()  # [layer, head, key]
+        visible_from = self.cache.visible_from(total)
+        if any(visible_from):  # sliding windows: keys before the window have probability 0
+            scores = scores.masked_fill(self._before_window(visible_from, total), float("-inf"))
+        probs = torch.softmax(scores, dim=-1)  # [layer, head, key]
+        self.head_rows = probs[:, :, self.image_positions]  # [layer, head, image]
+        self.seeing_count = sum(1 for first in visible_from if first <= self._first_image)
+        if self.rollout is not None:
+            self._fold_rollout_row(probs.mean(1), total - 1)
+
+    def _scaling(self) -> float | torch.Tensor:
+        if all(value == self._scalings[0] for value in self._scalings):
+            return self._scalings[0]
+        return torch.tensor(self._scalings, device=self.device).view(-1, 1, 1)
+
+    def _before_window(self, visible_from: list[int], total: int) -> torch.Tensor:
+        """[layer, 1, key] True where a key lies before the layer's window."""
+        first = torch.tensor(visible_from, device=self.device).view(-1, 1, 1)
+        return torch.arange(total, device=self.device).view(1, 1, -1) < first
+
+    def _fold_rollout_row(self, mean: torch.Tensor, q: int) -> None:
+        """C[l][q] for every layer from the head-mean rows `mean` [layer, key] of query q, without a loop.
+
+        C[l][q] = 0.5 C[l-1][q] + 0.5 sum_j M[l][q,j] C[l-1][j] splits into the stored rows
+        (j < q, one batched product: b[l]) and the new row's own entry: C[l][q] = a_l C[l-1][q]
+        + 0.5 b[l] with a_l = 0.5 + 0.5 M[l][q,q], a linear recurrence whose solution is
+        C[l][q] = sum_{k<=l} (prod_{k<m<=l} a_m) 0.5 b[k] (+ prod_{m<=l} a_m C[-1][q]).
+        """
+        assert self.rollout is not None
+        below = self.rollout[: self.layers, :q]  # C[l-1][j] for j < q, [layer, key, image]
+        stored = torch.bmm(mean[:, None, :q], below)[:, 0]  # b[l], [layer, image]
+        growth = torch.add(self._half, mean[:, q], alpha=0.5)  # a_l, [layer]
+        logs = torch.cumsum(torch.log(growth), dim=0)  # S_l = sum_{m<=l} log a_m
+        transfer = torch.exp(logs[:, None] - logs[None, :]) * self._half_tril  # 0.5 prod_{k<m<=l} a_m, [l, k]
+        row = transfer @ stored  # [layer, image]
+        if q in self._image_set:  # C[-1][q] is one-hot: never for generated tokens, kept for exactness
+            row = row + torch.exp(logs)[:, None] * self.rollout[0, q]
+        self.rollout[1:, q] = row
 
     def observe(
         self,
@@ -107,6 +192,7 @@ class Capture:
             raise RuntimeError(f"layer {layer} saw {q_len} queries, the engine announced {self._q_len}")
         offset = total - kv_len  # absolute position of key index 0
         index, inside = self._image_keys(offset)
+        self.seeing_count = None
         torch.mul(probs[:, -1, index], inside, out=self.head_rows[layer])  # [heads, image]
         self._mark_seeing(layer, offset, mask, index, inside, last_valid)
         self.observed[layer] = True
@@ -147,6 +233,36 @@ class Capture:
         queries = slice(total - mean.shape[0], total)
         torch.addmm(below[queries], mean, below[offset:total], beta=0.5, alpha=0.5, out=self.rollout[layer + 1, queries])
 
+    def keep(self, layer: int, query: torch.Tensor, scaling: float, softcap: float | None) -> None:
+        """Batched mode, inside layer `layer`'s attention: remember its query row (a view) and scaling."""
+        if softcap is not None:
+            raise NotImplementedError("attention logit softcapping is not captured; Gemma 3 does not use it")
+        self._queries[layer] = query[0, :, -1]  # [heads, head_dim]
+        self._scalings[layer] = scaling
+        self.observed[layer] = True
+
+    def reduced(self, position: int) -> "ReducedRows":
+        """What the maps need of this step, moved to the CPU in ONE transfer (capture.finish() first)."""
+        rows = self.head_rows  # [layer, head, image]
+        parts = [rows.mean(1).flatten(), rows[-1].flatten()]
+        if self.rollout is not None:
+            parts.append(self.rollout_row(position))
+        if self.seeing_count is None:
+            parts.append(self.seeing.float())
+        packed = torch.cat(parts).float().cpu().numpy()
+        width = self.n_image
+        means = packed[: self.layers * width].reshape(self.layers, width)
+        heads = packed[self.layers * width : (self.layers + self.heads) * width].reshape(self.heads, width)
+        rest = packed[(self.layers + self.heads) * width :]
+        rollout = rest[:width] if self.rollout is not None else None
+        seeing = self.seeing_count if self.seeing_count is not None else int(rest[-self.layers :].sum())
+        return ReducedRows(layer_means=means, last_heads=heads, rollout=rollout, layers_seeing_image=seeing)
+
+    def rollout_row(self, position: int) -> torch.Tensor:
+        """R[L-1][position, I] for a position whose rows have been observed."""
+        if self.rollout is None:
+            raise RuntimeError("rollout was switched off for this run")
+        return self.rollout[self.layers, position]
 
 class AttentionRecorder:
     """Differentiable mode: attention computed eagerly (probabilities kept in the autograd graph).
@@ -242,7 +358,10 @@ def _attention(
         return recorder.attend(layer, query, key, value, attention_mask, scaling, softcap), None
     if capture is not None and layer is not None and layer < capture.layers:
         scaling = kwargs.get("scaling") or float(query.shape[-1]) ** -0.5
-        capture.observe(layer, query, key, attention_mask, scaling, softcap)
+        if capture.batched:
+            capture.keep(layer, query, scaling, softcap)
+        else:
+            capture.observe(layer, query, key, attention_mask, scaling, softcap)
     if softcap is not None:
         raise NotImplementedError("attention logit softcapping needs eager attention; Gemma 3 does not use it")
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
@@ -252,8 +371,13 @@ def _attention(
 def _mask(*args: Any, **kwargs: Any) -> Any:
     from transformers.masking_utils import sdpa_mask
 
-    kwargs["allow_is_causal_skip"] = False
-    kwargs["allow_is_bidirectional_skip"] = False
+    capture = _ACTIVE.get()
+    if capture is None or not capture.batched:
+        # Per-layer capture reads the mask: always materialise it, so it sees exactly what the model used.
+        kwargs["allow_is_causal_skip"] = False
+        kwargs["allow_is_bidirectional_skip"] = False
+    # A batched decode step builds the mask exactly as plain SDPA does (skipped when nothing is masked):
+    # the capture knows the visible keys from the cache (every cached key up to the window).
     return sdpa_mask(*args, **kwargs)
 
 

@@ -29,7 +29,8 @@ from .imaging import image_to_png, load_image
 from .inputs import check_processor, model_inputs
 from .prompts import check_label, check_preset
 from .regions import compute_stats
-from .relevancy import MapWeights, check_methods, compute_maps
+from .kv_cache import BufferCache
+from .relevancy import check_methods, compute_maps
 from .types import GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
 
 MAX_NEW_TOKENS_LIMIT = 2048
@@ -85,7 +86,6 @@ class Engine:
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
         )
-        self._weights = MapWeights.for_layers(self.facts.layers, self.device)
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:
         """File bytes, a file path or an RGB uint8 array -> the RGB array the processor gets."""
@@ -269,6 +269,7 @@ class Run(Iterator[Step]):
         input_ids = self.inputs["input_ids"]
         prompt_len = int(input_ids.shape[1])
         wants_rollout = "rollout" in self.methods or "consensus" in self.methods
+        cache = BufferCache(engine._text_config, prompt_len + params.max_new_tokens)
         capture = capture_module.Capture(
             layers=facts.layers,
             heads=facts.heads,
@@ -276,12 +277,13 @@ class Run(Iterator[Step]):
             max_length=prompt_len + params.max_new_tokens,
             rollout=wants_rollout,
             device=engine.device,
+            cache=cache,
         )
         chooser = TokenChooser(params, engine.device)
         text = IncrementalText(engine.processor)
         history = input_ids
-        model_kwargs: dict[str, Any] = dict(self.inputs)
-        cache: Any = None
+        model_kwargs: dict[str, Any] = {**self.inputs, engine._cache_kwarg: cache}
+        prefilled = False
         reason, message = "max_tokens", ""
         prefill_ms = 0.0
         totals = {"model_ms": 0.0, "maps_ms": 0.0}
@@ -291,12 +293,13 @@ class Run(Iterator[Step]):
                 if self.cancel.is_set():
                     reason = "cancelled"
                     break
-                q_start = 0 if cache is None else prompt_len + index - 1
+                q_start = 0 if not prefilled else prompt_len + index - 1
                 q_len = int(model_kwargs["input_ids"].shape[1])
                 tick = time.perf_counter()
                 with torch.inference_mode(), capture.forward(q_start, q_len):
                     output = engine.model(**model_kwargs, use_cache=True, logits_to_keep=1)
-                cache = getattr(output, "cache", None) or getattr(output, "past_key_values", None)
+                    capture.finish()
+                prefilled = True
                 # 3. Choose the token (repetition penalty and sampling as transformers does).
                 token = chooser.choose(history, output.logits[:, -1, :])
                 model_ms = (time.perf_counter() - tick) * 1000.0
@@ -348,25 +351,19 @@ class Run(Iterator[Step]):
     ) -> Step:
         engine = self.engine
         n = engine.grid[0] * engine.grid[1]
-        # 1. Every image's maps on the device, then ONE transfer to the CPU.
-        parts = []
-        for block in range(len(self.prompt.layout.blocks)):
-            cells = slice(block * n, (block + 1) * n)
-            rollout_row = capture.rollout_row(position)[cells] if capture.rollout is not None else None
-            maps, share = compute_maps(capture.head_rows[:, :, cells], rollout_row, engine._weights, self.methods)
-            parts += [maps.flatten(), share.reshape(1)]
-        packed = torch.cat([*parts, capture.seeing.float()]).cpu().numpy()
-        # 2. Unpack per image and compute the statistics on the CPU.
-        count, stride = len(self.methods), len(self.methods) * n + 1
+        # 1. The device's reduced rows of every image, in ONE transfer to the CPU.
+        reduced = capture.reduced(position)
+        # 2. Each image's maps and statistics on the CPU.
         focus = []
         for block, image in enumerate(self.prompt.images):
-            chunk = packed[block * stride : (block + 1) * stride]
-            arrays = chunk[: count * n].reshape(count, *engine.grid).astype(np.float32)
-            by_name: Mapping[str, np.ndarray] = {name: arrays[i] for i, name in enumerate(self.methods)}
+            cells = slice(block * n, (block + 1) * n)
+            rollout = None if reduced.rollout is None else reduced.rollout[cells]
+            flat, share = compute_maps(reduced.layer_means[:, cells], reduced.last_heads[:, cells], rollout, self.methods)
+            by_name: Mapping[str, np.ndarray] = {name: flat[name].reshape(engine.grid) for name in self.methods}
             stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
-            focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, float(chunk[-1]), image.size)))
+            focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, share, image.size)))
+        seeing = reduced.layers_seeing_image
         total_mass = float(sum(f.stats.image_mass for f in focus))
-        seeing = int(packed[len(focus) * stride :].sum())
         final = token in engine.eos_ids or index + 1 == self.params.max_new_tokens
         piece = text.add(token, final=final)
         return Step(

@@ -1,17 +1,18 @@
-"""The relevancy methods of RELEVANCY.md, computed on the model's device from one query's attention.
+"""The relevancy methods of RELEVANCY.md, finished on the host from one query's reduced attention rows.
 
 Owns: the formulas (raw, layer_weighted, head_importance, flow, rollout read-out,
-consensus) and image_mass, as batched tensor operations with no Python loop over layers
-or heads. Input is what `capture.Capture` holds for the current query; output is one
-stacked tensor, so the engine moves everything to the CPU in a single transfer.
-Does not own: capturing attention (capture.py) or statistics on the maps (regions.py).
+consensus) and image_mass, in numpy. The heavy part (every layer's probabilities, the
+image columns, the rollout fold) runs on the model's device in capture.py, batched over
+layers; one transfer per step brings the head-mean rows [layers, N], the last layer's
+head rows [heads, N] and the rollout row [N] here, and the maps are a few vector
+operations on those. Does not own: capturing attention (capture.py) or statistics on the
+maps (regions.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
+import numpy as np
+import numpy.typing as npt
 
 from .errors import RequestError
 from .types import CONSENSUS_INPUTS, METHODS
@@ -31,34 +32,24 @@ def check_methods(methods: tuple[str, ...] | list[str] | None) -> tuple[str, ...
     return tuple(m for m in METHODS if m in methods)
 
 
-@dataclass(frozen=True)
-class MapWeights:
-    """Per-layer weights of the linear methods, built once per run on the device."""
-
-    layer_weighted: torch.Tensor  # [layers]
-    flow: torch.Tensor  # [layers]
-
-    @staticmethod
-    def for_layers(layers: int, device: torch.device) -> "MapWeights":
-        index = torch.arange(layers, dtype=torch.float32, device=device)
-        layer_weighted = (index + 1) / layers / layers
-        return MapWeights(layer_weighted=layer_weighted, flow=flow_weights(layers).to(device))
+def layer_weights(layers: int) -> npt.NDArray[np.float64]:
+    """Method 2's per-layer weights [layers]: (l + 1) / L, divided by L (the mean over layers)."""
+    return (np.arange(layers, dtype=np.float64) + 1.0) / layers / layers
 
 
-def flow_weights(layers: int) -> torch.Tensor:
+def flow_weights(layers: int) -> npt.NDArray[np.float64]:
     """Method 4's per-layer weights [layers], as the original's code normalises them.
 
     The last layer keeps 0.5; layer L-2-i gets 0.5 * 0.5^i / S with S = sum_{i=0}^{L-2} 0.5^i,
     so the weights sum to 1. With one layer, flow is raw (weight 1).
     """
     if layers == 1:
-        return torch.ones(1)
-    below = torch.pow(0.5, torch.arange(layers - 1, dtype=torch.float64))  # i = 0..L-2 -> layer L-2-i
-    weights = torch.cat([(0.5 * below / below.sum()).flip(0), torch.tensor([0.5], dtype=torch.float64)])
-    return weights.float()
+        return np.ones(1)
+    below = 0.5 ** np.arange(layers - 1, dtype=np.float64)  # i = 0..L-2 -> layer L-2-i
+    return np.concatenate([(0.5 * below / below.sum())[::-1], [0.5]])
 
 
-def head_importance(last_layer: torch.Tensor) -> torch.Tensor:
+def head_importance(last_layer: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Method 3 on the last layer's per-head image rows [heads, N]; returns [N].
 
     imp_h = max(a_h) / (1 + H(a_h / sum a_h)); the top ceil(H/2) heads by importance (ties:
@@ -66,45 +57,50 @@ def head_importance(last_layer: torch.Tensor) -> torch.Tensor:
     A head with no attention on the image (image outside its window) gets importance 0.
     If no kept head has any, the map is all zeros.
     """
-    heads = last_layer.shape[0]
-    totals = last_layer.sum(-1, keepdim=True)  # [heads, 1]
-    p = torch.where(totals > 0, last_layer / totals.clamp(min=1e-30), torch.zeros_like(last_layer))
-    entropy = -(p * torch.log(p + ENTROPY_EPS)).sum(-1)  # [heads]
-    importance = torch.where(totals[:, 0] > 0, last_layer.amax(-1) / (1.0 + entropy), torch.zeros_like(entropy))
-    order = torch.sort(importance, descending=True, stable=True).indices  # stable: ties keep the lower head first
-    kept = torch.zeros_like(importance).index_fill_(0, order[: (heads + 1) // 2], 1.0) * importance  # [heads]
-    total_kept = kept.sum()
-    weights = torch.where(total_kept > 0, kept / total_kept.clamp(min=1e-30), torch.zeros_like(kept))
-    return (weights[:, None] * last_layer).sum(0)
+    rows = np.asarray(last_layer, dtype=np.float64)
+    heads = rows.shape[0]
+    totals = rows.sum(-1, keepdims=True)  # [heads, 1]
+    p = np.divide(rows, totals, out=np.zeros_like(rows), where=totals > 0)
+    entropy = -(p * np.log(p + ENTROPY_EPS)).sum(-1)  # [heads]
+    importance = np.where(totals[:, 0] > 0, rows.max(-1) / (1.0 + entropy), 0.0)  # [heads]
+    kept = np.argsort(-importance, kind="stable")[: (heads + 1) // 2]  # stable: ties keep the lower head first
+    weights = np.zeros(heads)
+    total_kept = importance[kept].sum()
+    if total_kept > 0:
+        weights[kept] = importance[kept] / total_kept
+    return weights @ rows
 
 
-def minmax(values: torch.Tensor) -> torch.Tensor:
+def minmax(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Scale to 0..1; a constant map becomes zeros."""
-    low, high = values.min(), values.max()
-    span = high - low
-    return torch.where(span > 0, (values - low) / span.clamp(min=1e-30), torch.zeros_like(values))
+    low, span = values.min(), values.max() - values.min()
+    return (values - low) / span if span > 0 else np.zeros_like(values)
 
 
 def compute_maps(
-    head_rows: torch.Tensor,  # [layers, heads, N]: attention of the query to each image token
-    rollout_row: torch.Tensor | None,  # [N]: R[L-1][q, I], or None when rollout is off
-    weights: MapWeights,
+    layer_means: npt.ArrayLike,  # [layers, N]: m[l][I], the head-mean attention of the query to each image token
+    last_heads: npt.ArrayLike,  # [heads, N]: A[L-1][h][I]
+    rollout_row: npt.ArrayLike | None,  # [N]: R[L-1][q, I], or None when rollout is off
     methods: tuple[str, ...],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (maps [len(methods), N] in `methods` order, image_mass scalar), all on the device."""
-    layer_means = head_rows.mean(1)  # m[l][I], [layers, N]
-    available: dict[str, torch.Tensor] = {
-        "raw": layer_means[-1],
-        "layer_weighted": weights.layer_weighted @ layer_means,
-        "flow": weights.flow @ layer_means,
+) -> tuple[dict[str, npt.NDArray[np.float32]], float]:
+    """Return (method -> map [N] float32 for each of `methods`, image_mass) on the host.
+
+    The model's device reduces everything that grows with the context and the layers to
+    these rows (capture.py); what is left is O(layers x N) arithmetic on one image block.
+    """
+    means = np.asarray(layer_means, dtype=np.float64)
+    layers = means.shape[0]
+    available: dict[str, npt.NDArray[np.float64]] = {
+        "raw": means[-1],
+        "layer_weighted": layer_weights(layers) @ means,
+        "flow": flow_weights(layers) @ means,
     }
     if "head_importance" in methods or "consensus" in methods:
-        available["head_importance"] = head_importance(head_rows[-1])
+        available["head_importance"] = head_importance(last_heads)
     if rollout_row is not None:
-        available["rollout"] = rollout_row
+        available["rollout"] = np.asarray(rollout_row, dtype=np.float64)
     if "consensus" in methods:
         parts = [minmax(available[name]) for name in CONSENSUS_INPUTS if name in available]
-        available["consensus"] = torch.stack(parts).mean(0)
-    maps = torch.stack([available[name] for name in methods])
-    image_mass = layer_means.sum(-1).mean()
-    return maps, image_mass
+        available["consensus"] = np.mean(parts, axis=0)
+    maps = {name: available[name].astype(np.float32) for name in methods}
+    return maps, float(means.sum(-1).mean())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+import numpy as np
 
-from medviz_core.relevancy import MapWeights, compute_maps, flow_weights, head_importance
+from medviz_core.relevancy import compute_maps, flow_weights, head_importance
 
 
 def test_flow_keeps_half_on_the_last_layer_and_normalises_the_halving_weights_below() -> None:
@@ -22,7 +22,7 @@ def test_flow_of_one_layer_is_raw_and_of_two_layers_is_their_mean() -> None:
 
 
 def test_head_importance_keeps_the_strongest_focused_half_of_the_heads() -> None:
-    rows = torch.tensor(
+    rows = np.array(
         [
             [0.40, 0.00, 0.00, 0.00],  # strong and focused: importance 0.40 / (1 + 0)
             [0.05, 0.05, 0.05, 0.05],  # spread out: 0.05 / (1 + ln 4)
@@ -37,39 +37,39 @@ def test_head_importance_keeps_the_strongest_focused_half_of_the_heads() -> None
 
 def test_head_importance_takes_the_raw_peak_not_the_normalised_one() -> None:
     # Both heads are fully focused (normalised peak 1); head 1 looks three times as strongly, so it is the one kept.
-    rows = torch.tensor([[0.2, 0.0], [0.0, 0.6]])
+    rows = np.array([[0.2, 0.0], [0.0, 0.6]])
     assert head_importance(rows).tolist() == pytest.approx([0.0, 0.6], abs=1e-6)
 
 
 def test_tied_heads_keep_the_lower_index() -> None:
-    rows = torch.tensor([[0.0, 0.5], [0.5, 0.0], [0.5, 0.0]])  # three equal importances, ceil(3 / 2) = 2 kept
+    rows = np.array([[0.0, 0.5], [0.5, 0.0], [0.5, 0.0]])  # three equal importances, ceil(3 / 2) = 2 kept
     assert head_importance(rows).tolist() == pytest.approx([0.25, 0.25], abs=1e-6)  # heads 0 and 1, equal weights
 
 
 def test_no_head_on_the_image_gives_a_zero_map() -> None:
-    assert head_importance(torch.zeros(4, 3)).tolist() == [0.0, 0.0, 0.0]
+    assert head_importance(np.zeros((4, 3))).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_entropy_is_taken_on_the_normalised_row() -> None:
-    rows = torch.tensor([[0.1, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    rows = np.array([[0.1, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     # p = (0.5, 0.5): H = ln 2, importance = 0.1 / (1 + ln 2); one head kept, so its weight is 1.
     assert head_importance(rows).tolist() == pytest.approx([0.1, 0.1, 0.0, 0.0], abs=1e-6)
 
 
 def test_importance_divides_the_peak_by_one_plus_the_entropy() -> None:
-    focused = torch.tensor([[0.0, 0.3, 0.0, 0.0]])  # importance 0.3 / (1 + 0) = 0.3
-    spread = torch.tensor([[0.2, 0.2, 0.2, 0.2]])  # importance 0.2 / (1 + ln 4) = 0.084
-    both = torch.cat([spread, focused])
+    focused = np.array([[0.0, 0.3, 0.0, 0.0]])  # importance 0.3 / (1 + 0) = 0.3
+    spread = np.array([[0.2, 0.2, 0.2, 0.2]])  # importance 0.2 / (1 + ln 4) = 0.084
+    both = np.concatenate([spread, focused])
     assert 0.2 / (1 + math.log(4)) < 0.3
     assert head_importance(both).tolist() == pytest.approx([0.0, 0.3, 0.0, 0.0], abs=1e-6)
 
 
 def test_consensus_averages_the_min_max_normalised_maps() -> None:
-    rows = torch.tensor([[[0.2, 0.1, 0.0, 0.1]], [[0.4, 0.0, 0.2, 0.0]]])  # [layers, heads, N]
-    rollout = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    rows = np.array([[[0.2, 0.1, 0.0, 0.1]], [[0.4, 0.0, 0.2, 0.0]]])  # [layers, heads, N]
+    rollout = np.array([0.0, 1.0, 2.0, 3.0])
     methods = ("raw", "layer_weighted", "head_importance", "flow", "rollout", "consensus")
-    maps, mass = compute_maps(rows, rollout, MapWeights.for_layers(2, torch.device("cpu")), methods)
-    by_name = dict(zip(methods, maps))
+    by_name, mass = compute_maps(rows.mean(1), rows[-1], rollout, methods)
+    assert list(by_name) == list(methods)
     assert by_name["raw"].tolist() == pytest.approx([0.4, 0.0, 0.2, 0.0])
     assert by_name["flow"].tolist() == pytest.approx([0.3, 0.05, 0.1, 0.05])
     normalised = [
