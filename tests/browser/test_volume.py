@@ -150,8 +150,9 @@ def test_the_six_labels_sit_beyond_the_cube_on_the_turned_axes_and_are_drawn(tab
     assert [label["text"] for label in labels] == ["R", "L", "H", "F", "A", "P"]
     directions = {"R": (-1, 0, 0), "L": (1, 0, 0), "H": (0, -1, 0), "F": (0, 1, 0), "A": (0, 0, -1), "P": (0, 0, 1)}
     for label in labels:
-        reach = tuple(0.6 * c for c in directions[label["text"]])
-        assert (label["x"], label["y"]) == pytest.approx(project(reach, DEFAULT), abs=1e-9)  # type: ignore[arg-type]
+        dx, dy, dz = directions[label["text"]]
+        reach = 0.5 + 0.1  # volume.js LABEL_OFFSET beyond the cube's face
+        assert (label["x"], label["y"]) == pytest.approx(project((reach * dx, reach * dy, reach * dz), DEFAULT), abs=1e-9)
         assert label["visible"]
     bare = render(tab.page, values, DEFAULT, {"labels": False})
     pixels = tab.page.evaluate(
@@ -179,7 +180,7 @@ def test_an_all_zero_volume_draws_the_same_empty_frame_as_no_volume(tab: Watched
     assert tab.errors == []
 
 
-def test_a_volume_of_the_wrong_length_is_refused_with_the_lengths(tab: Watched, server: Server) -> None:
+def test_a_volume_of_the_wrong_length_is_refused_by_the_renderer_and_the_view_with_the_lengths(tab: Watched, server: Server) -> None:
     tab.page.goto(server.url)
     message = tab.page.evaluate("""async () => {
       const m = await import('/js/volume.js');
@@ -188,6 +189,14 @@ def test_a_volume_of_the_wrong_length_is_refused_with_the_lengths(tab: Watched, 
       catch (e) { return e.message; }
     }""")
     assert message == "a volume needs size^3 values; got 100 values for size 16"
+    thrown = tab.page.evaluate("""async () => {
+      const { VolumeView } = await import('/js/volume-view.js');
+      const view = new VolumeView(document.createElement('canvas'));
+      try { view.setVolume({ values: new Float32Array(8), size: 3 }); return null; }
+      catch (e) { return e.message; }
+    }""")
+    assert thrown == "a volume needs size^3 values; got 8 values for size 3"
+    assert tab.errors == []
 
 
 MOUNT = """async ([values, size]) => {

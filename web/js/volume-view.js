@@ -11,7 +11,7 @@
  * data-empty ("true" without a volume or with an all-zero one), for tests and styling.
  */
 
-import { DEFAULT_ROTATION, renderVolume } from "./volume.js";
+import { DEFAULT_ROTATION, checkVolume, renderVolume } from "./volume.js";
 
 /** @typedef {import("./volume.js").VolumeData} VolumeData */
 /** @typedef {import("./volume.js").Rotation} Rotation */
@@ -122,8 +122,13 @@ export class VolumeView {
     this.setRotation(DEFAULT_ROTATION);
   }
 
-  /** The token's volume, or null for none (the outline alone). @param {VolumeData | null} volume */
+  /**
+   * The token's volume, or null for none (the outline alone); a wrong length throws here,
+   * not in the next frame.
+   * @param {VolumeData | null} volume
+   */
   setVolume(volume) {
+    if (volume) checkVolume(volume);
     this.volume = volume;
     this.schedule();
   }

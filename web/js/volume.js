@@ -56,8 +56,8 @@ export const THORAX = Object.freeze({ rx: 0.42, rz: 0.34 });
 /** @type {[string, [number, number, number]][]} label -> unit direction in (X, Y, D) */
 const AXES = [["R", [-1, 0, 0]], ["L", [1, 0, 0]], ["H", [0, -1, 0]], ["F", [0, 1, 0]], ["A", [0, 0, -1]], ["P", [0, 0, 1]]];
 
-/** @param {VolumeData} volume */
-function checkVolume(volume) {
+/** Throws when values does not hold size^3 numbers. @param {VolumeData} volume */
+export function checkVolume(volume) {
   const { values, size } = volume;
   if (!Number.isInteger(size) || size < 1 || values.length !== size * size * size) {
     throw new Error(`a volume needs size^3 values; got ${values.length} values for size ${size}`);
