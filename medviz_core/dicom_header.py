@@ -18,12 +18,14 @@ Rules:
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pydicom.uid
 from pydicom import config
 from pydicom.dataset import Dataset
-from pydicom.valuerep import validate_value
+from pydicom.uid import RE_VALID_UID
+from pydicom.valuerep import STR_VR, validate_value
 
 from .errors import ExportError
 
@@ -45,8 +47,9 @@ OPTIONAL_COPIED = (
 SERIES_COPIED = ("BodyPartExamined", "Laterality", "ImageLaterality", "PatientOrientation")
 """Series and image attributes each object takes from the source when valid (`finish`)."""
 
-PLANE_GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
-"""A source with all four (valid) is placed in patient space; the objects then share its frame."""
+PLANE_GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness")
+"""A source with all five (valid) is placed in patient space; the objects then share its frame.
+(A Segmentation's pixel measures need the slice thickness too.)"""
 
 NOMINAL_PIXEL_SPACING = (1.0, 1.0)
 """(row, column) spacing in mm a Parametric Map states when the source states none."""
@@ -60,7 +63,7 @@ def check_source(source: Dataset, picture_shape: tuple[int, int]) -> None:
     if missing:
         raise ExportError(f"the source DICOM header lacks {', '.join(missing)}; expected all of {', '.join(REFERENCED)}")
     for keyword in REFERENCED:
-        if not pydicom.uid.UID(str(source.get(keyword))).is_valid:
+        if len(str(source.get(keyword))) > 64 or not re.fullmatch(RE_VALID_UID, str(source.get(keyword))):
             raise ExportError(f"the source {keyword} is not a valid UID: {str(source.get(keyword))!r}")
     shape = (source.get("Rows"), source.get("Columns"))
     if shape != picture_shape:
@@ -89,7 +92,7 @@ def reference_header(source: Dataset, texts: tuple[str, ...]) -> tuple[Dataset, 
         if value is not None or keyword in TYPE2_COPIED:
             setattr(header, keyword, value)
     if has_plane_geometry(source):
-        for keyword in (*PLANE_GEOMETRY, "PositionReferenceIndicator", "SliceThickness"):
+        for keyword in (*PLANE_GEOMETRY, "PositionReferenceIndicator"):
             setattr(header, keyword, _valid_value(source, keyword)[0])
     copied = [str(e.value) for e in header if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT")]
     if not all(text.isascii() for text in (*copied, *texts)):
@@ -152,11 +155,14 @@ def _valid_value(source: Dataset, keyword: str) -> tuple[Any, str]:
     if keyword not in source or source[keyword].VM == 0:
         return None, ""
     element = source[keyword]
-    values = [str(v) if element.VR == "PN" else v for v in (element.value if element.VM > 1 else [element.value])]
+    # Text VRs are checked (and PN copied) as their text; DS and IS values keep their type.
+    values = list(element.value) if element.VM > 1 else [element.value]
     try:
         for value in values:
-            validate_value(element.VR, value, config.RAISE)
+            validate_value(element.VR, str(value) if element.VR in STR_VR else value, config.RAISE)
     except ValueError:
-        shown = values[0] if len(values) == 1 else values
+        shown = [str(v) for v in values] if len(values) > 1 else str(values[0])
         return None, f"the source's {keyword} {shown!r} is not a valid DICOM {element.VR} value: not copied"
+    if element.VR == "PN":
+        values = [str(v) for v in values]
     return (values if len(values) > 1 else values[0]), ""

@@ -61,6 +61,7 @@ def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | 
         sc = hd.sc.SCImage(study_instance_uid=hd.UID(), specific_character_set=charset, **common)
     else:
         sc = hd.sc.SCImage.from_ref_dataset(header, **common)
+        sc.copy_patient_and_study_information(header)  # from_ref_dataset takes only the Type 2 ones
         sc.SourceImageSequence = [_reference_item(header)]
         sc.SourceImageSequence[0].SpatialLocationsPreserved = "YES"
         sc.DerivationDescription = "attention heatmap and region outlines drawn over the source image by medviz"
@@ -82,12 +83,12 @@ def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str
     )  # fmt: skip
     window = hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=(high - low) or 1.0)
     geometry, note = map_geometry_header(header)
-    spacing = geometry.PixelSpacing
+    spacing, thickness = geometry.PixelSpacing, geometry.get("SliceThickness")
     pm = hd.pm.ParametricMap(
         [geometry], values, hd.UID(), SERIES_NUMBERS["parametric_map"], hd.UID(), 1,
         MANUFACTURER, MANUFACTURER, __version__, SERIAL_NUMBER, False, [mapping],
         voi_lut_transformations=[window], derived_pixel_contrast="RESAMPLED",
-        pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=(float(spacing[0]), float(spacing[1])), slice_thickness=None),
+        pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=(float(spacing[0]), float(spacing[1])), slice_thickness=thickness),
         content_label="ATTENTION", content_description=label,
         derivation=codes.DCM.Saliency,
     )  # fmt: skip
