@@ -40,12 +40,20 @@ from .types import METHODS, FloatMap, Region
 
 Kind = Literal["secondary_capture", "parametric_map", "segmentation"]
 
-FILE_SUFFIXES: dict[str, str] = {"secondary_capture": "overlay_sc", "parametric_map": "map_pm", "segmentation": "regions_seg"}
+FILE_SUFFIXES: dict[str, str] = {
+    "secondary_capture": "overlay_sc",
+    "parametric_map": "map_pm",
+    "segmentation": "regions_seg",
+}
 """File name = f"medviz_{method}_{8 hex}_{suffix}.dcm"; the hex is new with every export."""
 
-NO_IDENTITY = "the source was PNG/JPEG: this export has no patient identity (patient name, ID, birth date and sex are empty) and is in a new study"
+NO_IDENTITY = (
+    "the source was PNG/JPEG: this export has no patient identity "
+    "(patient name, ID, birth date and sex are empty) and is in a new study"
+)
 NO_SOURCE_OBJECTS = "no Parametric Map or Segmentation: they need a DICOM source to refer to"
 NO_REGIONS = "the map has no high-attention regions: no Segmentation"
+PERSON_NAME_WARNING = ".*unlikely to represent the intended person name"  # highdicom, on single-component names
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +114,7 @@ def build_export(source: ExportSource, token_map: ExportMap) -> ExportResult:
     overlay = render_overlay(source.picture, token_map.relevancy, token_map.regions)
     labels = {kind: series_description(kind, token_map.method, token_map.description) for kind in KINDS}
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name", category=UserWarning)
+        warnings.filterwarnings("ignore", message=PERSON_NAME_WARNING, category=UserWarning)
         try:
             return _build(source.header, overlay, token_map, labels)
         except (ValueError, TypeError, AttributeError) as error:  # highdicom's refusals
@@ -133,7 +141,8 @@ def _build(header: Dataset | None, overlay: RGBImage, token_map: ExportMap, labe
         sc = secondary_capture(overlay, None, charset, labels["secondary_capture"])
         return ExportResult((ExportedObject("secondary_capture", sc),), (NO_IDENTITY, NO_SOURCE_OBJECTS), False)
     reduced, notes = reference_header(header, tuple(labels.values()))
-    objects = [ExportedObject("secondary_capture", secondary_capture(overlay, reduced, None, labels["secondary_capture"]))]
+    sc = secondary_capture(overlay, reduced, None, labels["secondary_capture"])
+    objects = [ExportedObject("secondary_capture", sc)]
     pm, geometry_note = parametric_map(reduced, token_map.relevancy, token_map.method, labels["parametric_map"])
     objects.append(ExportedObject("parametric_map", pm))
     if token_map.regions:
@@ -157,7 +166,9 @@ def _check_map(token_map: ExportMap, height: int, width: int) -> None:
         got = f"{relevancy.dtype} {relevancy.shape}" if isinstance(relevancy, np.ndarray) else type(relevancy).__name__
         raise ExportError(f"the map must be a float32 array (grid_h, grid_w); got {got}")
     if not 1 <= relevancy.shape[0] <= height or not 1 <= relevancy.shape[1] <= width:
-        raise ExportError(f"the map's grid {relevancy.shape} must have 1 to {height} rows and 1 to {width} columns (the picture's)")
+        raise ExportError(
+            f"the map's grid {relevancy.shape} must have 1 to {height} rows and 1 to {width} columns (the picture's)"
+        )
     if not np.isfinite(relevancy).all():
         raise ExportError(f"the map has {int((~np.isfinite(relevancy)).sum())} non-finite values; expected all finite")
     if token_map.method not in METHODS:

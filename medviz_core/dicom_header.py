@@ -47,9 +47,11 @@ OPTIONAL_COPIED = (
 SERIES_COPIED = ("BodyPartExamined", "Laterality", "ImageLaterality", "PatientOrientation")
 """Series and image attributes each object takes from the source when valid (`finish`)."""
 
-PLANE_GEOMETRY = ("FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness")
-"""A source with all five (valid) is placed in patient space; the objects then share its frame.
-(A Segmentation's pixel measures need the slice thickness too.)"""
+PLANE_GEOMETRY = (
+    "FrameOfReferenceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+)  # fmt: skip
+"""A source with all five (valid) is placed in patient space and the objects share its frame
+(a Segmentation's pixel measures need the slice thickness too)."""
 
 NOMINAL_PIXEL_SPACING = (1.0, 1.0)
 """(row, column) spacing in mm a Parametric Map states when the source states none."""
@@ -61,13 +63,18 @@ def check_source(source: Dataset, picture_shape: tuple[int, int]) -> None:
     """Raise ExportError unless the header can be referenced and matches the picture (H, W)."""
     missing = [k for k in REFERENCED if not str(source.get(k, "") or "")]
     if missing:
-        raise ExportError(f"the source DICOM header lacks {', '.join(missing)}; expected all of {', '.join(REFERENCED)}")
+        expected = ", ".join(REFERENCED)
+        raise ExportError(f"the source DICOM header lacks {', '.join(missing)}; expected all of {expected}")
     for keyword in REFERENCED:
-        if len(str(source.get(keyword))) > 64 or not re.fullmatch(RE_VALID_UID, str(source.get(keyword))):
-            raise ExportError(f"the source {keyword} is not a valid UID: {str(source.get(keyword))!r}")
-    shape = (source.get("Rows"), source.get("Columns"))
-    if shape != picture_shape:
-        raise ExportError(f"the source header is {shape[0]} x {shape[1]} (Rows x Columns); expected the picture's {picture_shape[0]} x {picture_shape[1]}")
+        uid = str(source.get(keyword))
+        if len(uid) > 64 or not re.fullmatch(RE_VALID_UID, uid):
+            raise ExportError(f"the source {keyword} is not a valid UID: {uid!r}")
+    rows, columns = source.get("Rows"), source.get("Columns")
+    if (rows, columns) != picture_shape:
+        raise ExportError(
+            f"the source header is {rows} x {columns} (Rows x Columns); "
+            f"expected the picture's {picture_shape[0]} x {picture_shape[1]}"
+        )
     frames = int(source.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         raise ExportError(f"expected a single-frame source image; the source has NumberOfFrames={frames}")
@@ -77,9 +84,9 @@ def reference_header(source: Dataset, texts: tuple[str, ...]) -> tuple[Dataset, 
     """The header highdicom builds every object from, and notes on what was not copied.
 
     It holds the source's REFERENCED UIDs, Rows and Columns, every valid TYPE2_COPIED
-    (empty when absent or invalid), OPTIONAL_COPIED and SERIES_COPIED attribute, the plane geometry when
-    the source has all of PLANE_GEOMETRY, and SpecificCharacterSet as in the module rules
-    (`texts` are medviz's own strings). The source itself is not changed.
+    (empty when absent or invalid), OPTIONAL_COPIED and SERIES_COPIED attribute, the plane
+    geometry when the source has all of PLANE_GEOMETRY, and SpecificCharacterSet as in the
+    module rules (`texts` are medviz's own strings). The source itself is not changed.
     """
     header = Dataset()
     for keyword in (*REFERENCED, "Rows", "Columns"):
@@ -122,9 +129,10 @@ def map_geometry_header(header: Dataset) -> tuple[Dataset, str]:
     nominal.PixelSpacing = list(NOMINAL_PIXEL_SPACING)
     nominal.SliceThickness = None  # highdicom reads it; a projection has none
     note = (
-        "the source has no patient-space geometry (frame of reference, position, orientation, pixel spacing): "
-        "the Parametric Map has its own new frame of reference with a nominal 1 mm pixel spacing; it matches the "
-        "source pixel for pixel (same Rows x Columns, referenced by SOP Instance UID), but distances measured on it are not mm"
+        "the source states no valid patient-space geometry (frame of reference, position, orientation, "
+        "pixel spacing, slice thickness): the Parametric Map has its own new frame of reference with a nominal "
+        "1 mm pixel spacing; it matches the source pixel for pixel (same Rows x Columns, referenced by SOP "
+        "Instance UID), but distances measured on it are not mm"
     )
     return nominal, note
 
@@ -144,7 +152,8 @@ def finish(dataset: Dataset, header: Dataset | None, kind: str) -> None:
     for keyword in ("BodyPartExamined", "ImageLaterality", "Laterality"):
         if values[keyword] is not None and (keyword == "BodyPartExamined" or kind != "segmentation"):
             setattr(dataset, keyword, values[keyword])
-    if kind != "segmentation" and values["Laterality"] is None and values["BodyPartExamined"] is None and values["ImageLaterality"] is None:
+    known = any(values[k] is not None for k in ("Laterality", "BodyPartExamined", "ImageLaterality"))
+    if kind != "segmentation" and not known:
         dataset.Laterality = None
     if kind != "parametric_map":
         dataset.PatientOrientation = values["PatientOrientation"]

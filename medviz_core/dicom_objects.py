@@ -34,7 +34,11 @@ SERIAL_NUMBER = "none"
 SERIES_NUMBERS = {"secondary_capture": 901, "parametric_map": 902, "segmentation": 903}
 """Fixed per kind; the Series Instance UIDs are what is new with every export."""
 
-KINDS = {"secondary_capture": "attention overlay", "parametric_map": "attention map", "segmentation": "attention regions"}
+KINDS = {
+    "secondary_capture": "attention overlay",
+    "parametric_map": "attention map",
+    "segmentation": "attention regions",
+}
 """Each object's kind and the words its SeriesDescription starts with."""
 
 _PLACEHOLDER_ORIENTATION = ("L", "F")  # highdicom insists on one; `finish` replaces it
@@ -83,12 +87,13 @@ def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str
     )  # fmt: skip
     window = hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=(high - low) or 1.0)
     geometry, note = map_geometry_header(header)
-    spacing, thickness = geometry.PixelSpacing, geometry.get("SliceThickness")
+    spacing = (float(geometry.PixelSpacing[0]), float(geometry.PixelSpacing[1]))
+    measures = hd.PixelMeasuresSequence(pixel_spacing=spacing, slice_thickness=geometry.get("SliceThickness"))
     pm = hd.pm.ParametricMap(
         [geometry], values, hd.UID(), SERIES_NUMBERS["parametric_map"], hd.UID(), 1,
         MANUFACTURER, MANUFACTURER, __version__, SERIAL_NUMBER, False, [mapping],
         voi_lut_transformations=[window], derived_pixel_contrast="RESAMPLED",
-        pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=(float(spacing[0]), float(spacing[1])), slice_thickness=thickness),
+        pixel_measures=measures,
         content_label="ATTENTION", content_description=label,
         derivation=codes.DCM.Saliency,
     )  # fmt: skip
@@ -101,7 +106,9 @@ def segmentation(header: Dataset, regions: Sequence[Region], method: str, label:
     """A binary Segmentation at the source's Rows x Columns, one segment per region (in
     order), every segment's frame kept even when its polygon covers no pixel centre."""
     masks = region_masks(regions, int(header.Rows), int(header.Columns))
-    algorithm = hd.AlgorithmIdentificationSequence(name=f"medviz {method}"[:64], family=codes.DCM.ArtificialIntelligence, version=__version__)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"medviz {method}"[:64], family=codes.DCM.ArtificialIntelligence, version=__version__
+    )
     segments = []
     for number, region in enumerate(regions, start=1):
         segment = hd.seg.SegmentDescription(

@@ -215,7 +215,7 @@ def test_a_source_without_geometry_gives_the_map_its_own_frame_and_a_nominal_spa
     assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == list(NOMINAL_PIXEL_SPACING)
     assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
     assert "FrameOfReferenceUID" not in read(exported, "segmentation")
-    assert exported.notes[1].startswith("the source has no patient-space geometry")
+    assert exported.notes[1].startswith("the source states no valid patient-space geometry")
 
 
 def test_a_source_in_patient_space_shares_its_frame_of_reference(header: Dataset, picture: np.ndarray) -> None:
@@ -421,16 +421,33 @@ def test_dciodvfy_finds_the_copied_warnings_in_the_source_file_itself(cxr_dir: P
     assert SOURCE_WARNINGS <= set(warnings)
 
 
+def anatomy_header(header: Dataset) -> Dataset:
+    return _with(header, BodyPartExamined="CHEST", ImageLaterality="U", PatientOrientation=["L", "F"])
+
+
+def test_anatomy_attributes_of_the_source_are_copied_where_each_object_allows_them(header: Dataset, picture: np.ndarray) -> None:
+    sc, pm, seg = (o.dataset for o in build_export(ExportSource(picture, anatomy_header(header)), token_map()).objects)
+    keywords = ("BodyPartExamined", "ImageLaterality", "PatientOrientation", "Laterality")
+    assert [sc.get(k) for k in keywords] == ["CHEST", "U", ["L", "F"], None]
+    assert [pm.get(k) for k in keywords] == ["CHEST", "U", None, None]
+    assert [seg.get(k) for k in keywords] == ["CHEST", None, ["L", "F"], None]
+    assert "Laterality" not in sc and "Laterality" not in pm  # not required with a body part
+
+
+SOURCES: dict[str, Callable[[Dataset], Dataset]] = {
+    "source-as-is": lambda h: h,
+    "source-in-patient-space": geometry_header,
+    "source-with-anatomy": anatomy_header,
+}
+
+
 @needs_dciodvfy
-@pytest.mark.parametrize("placed", [False, True], ids=["source-as-is", "source-in-patient-space"])
-def test_dciodvfy_reports_no_error_for_any_object_of_a_dicom_source(placed: bool, header: Dataset, picture: np.ndarray, tmp_path: Path) -> None:
-    source = ExportSource(picture, geometry_header(header) if placed else header)
-    result = export_dicom(source, token_map(), tmp_path)
-    expected = {
-        "secondary_capture": SOURCE_WARNINGS | {LATERALITY_UNKNOWN},
-        "parametric_map": SOURCE_WARNINGS | {LATERALITY_UNKNOWN},
-        "segmentation": SOURCE_WARNINGS,
-    }
+@pytest.mark.parametrize("variant", list(SOURCES))
+def test_dciodvfy_reports_no_error_for_any_object_of_a_dicom_source(variant: str, header: Dataset, picture: np.ndarray, tmp_path: Path) -> None:
+    result = export_dicom(ExportSource(picture, SOURCES[variant](header)), token_map(), tmp_path)
+    # Laterality is written empty (unknown) only when the source gives no body part or image laterality.
+    unknown = set() if variant == "source-with-anatomy" else {LATERALITY_UNKNOWN}
+    expected = {"secondary_capture": SOURCE_WARNINGS | unknown, "parametric_map": SOURCE_WARNINGS | unknown, "segmentation": SOURCE_WARNINGS}
     for o in result.objects:
         assert o.path is not None
         errors, warnings = dciodvfy(o.path)
