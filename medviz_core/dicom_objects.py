@@ -71,6 +71,9 @@ def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | 
         sc.DerivationDescription = "attention heatmap and region outlines drawn over the source image by medviz"
     finish(sc, header, "secondary_capture")
     sc.ConversionType = "WSD"  # a workstation rendering, not a digitised image ("DI")
+    sc.SecondaryCaptureDeviceManufacturer = MANUFACTURER
+    sc.SecondaryCaptureDeviceManufacturerModelName = MANUFACTURER
+    sc.SecondaryCaptureDeviceSoftwareVersions = __version__
     sc.SeriesDescription = label
     return sc
 

@@ -195,6 +195,9 @@ def test_every_object_references_the_source_study_series_and_instance(exported: 
         assert series.SeriesInstanceUID == header.SeriesInstanceUID
         assert series.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID
         assert dataset.SourceImageSequence[0].ReferencedSOPInstanceUID == header.SOPInstanceUID
+        for frame in dataset.PerFrameFunctionalGroupsSequence:
+            derived_from = frame.DerivationImageSequence[0].SourceImageSequence[0]
+            assert derived_from.ReferencedSOPInstanceUID == header.SOPInstanceUID
 
 
 def test_the_objects_copy_patient_and_study_attributes_and_invent_none(exported: ExportResult) -> None:
