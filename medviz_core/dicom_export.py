@@ -97,7 +97,7 @@ class ExportResult:
 
     objects: tuple[ExportedObject, ...]
     notes: tuple[str, ...]  # e.g. NO_IDENTITY; source attributes not copied; the map's geometry
-    has_patient_identity: bool  # False when the source was PNG/JPEG
+    has_patient_identity: bool  # True: patient attributes copied from a DICOM header; False for PNG/JPEG
 
     @property
     def paths(self) -> tuple[Path, ...]:

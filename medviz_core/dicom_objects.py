@@ -98,7 +98,6 @@ def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str
         voi_lut_transformations=[window], derived_pixel_contrast="RESAMPLED",
         pixel_measures=measures,
         content_label="ATTENTION", content_description=label,
-        derivation=codes.DCM.Saliency,
     )  # fmt: skip
     finish(pm, header, "parametric_map")
     pm.SeriesDescription = label
