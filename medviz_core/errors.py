@@ -70,3 +70,10 @@ class Cancelled(MedvizError):
     """An analysis job was cancelled before it finished."""
 
     code = "cancelled"
+
+
+class ExportError(MedvizError):
+    """A map cannot be exported as DICOM: bad inputs, a source header without the UIDs a
+    reference needs, or an output folder that cannot be written. Nothing was written."""
+
+    code = "bad_export"
