@@ -114,6 +114,25 @@ def run_generate(engine: Any, inputs: Any, tokens: int, attention: str, with_att
         model.set_attn_implementation(previous)
 
 
+def run_compiled_plain(engine: Any, inputs: Any, tokens: int, decoder: Any) -> float:
+    """Greedy generation through the compiled decode step without the capture: an eager prefill into the
+    decoder's static cache, then `tokens - 1` compiled steps (the baseline for the compiled stream)."""
+    positions = (inputs["input_ids"][0] == engine.image_token_id).nonzero().flatten()
+    decoder.reset()
+    prompt_len = int(inputs["input_ids"].shape[1])
+
+    def generate() -> None:
+        with torch.inference_mode():
+            out = engine.model(**inputs, use_cache=True, logits_to_keep=1, **{engine._cache_kwarg: decoder.cache})
+            token = int(out.logits[0, -1].argmax())
+            for index in range(1, tokens):
+                logits, _ = decoder.step(token, prompt_len + index - 1, positions)
+                token = int(logits[0].argmax())
+
+    seconds, _ = timed(generate, engine.device)
+    return seconds
+
+
 def run_post_hoc(engine: Any, inputs: Any, tokens: int) -> float:
     """generate, then one eager forward with attentions, then the maps of every token."""
     seconds, out = run_generate(engine, inputs, tokens, "sdpa", False)
@@ -185,6 +204,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept")
     parser.add_argument("--contexts", default="256,512,1024,2048,4096")
     parser.add_argument("--json", default=None, help="also write the JSON here")
+    parser.add_argument("--compile", action="store_true",
+                        help="also compiled plain decode and compiled stream (compile time reported)")
     args = parser.parse_args()
 
     engine = load_engine(args.model)
@@ -193,6 +214,21 @@ def main() -> int:
     inputs = engine.inputs_for(image, args.question)
     run_stream(engine, image, args.question, 4)  # warm-up
     run_generate(engine, inputs, 4, "sdpa", False)
+    compile_seconds: dict[str, float] = {}
+    if args.compile:
+        from medviz_core.compiled import CompiledDecoder, bucket
+
+        length = bucket(int(inputs["input_ids"].shape[1]) + args.tokens)
+        plain_decoder = CompiledDecoder(engine, length, len(engine.layout_of(inputs["input_ids"]).positions),
+                                        capture=False)
+        tick = time.perf_counter()
+        run_compiled_plain(engine, inputs, 2, plain_decoder)  # compiles
+        compile_seconds["compiled_plain"] = time.perf_counter() - tick
+        engine.compile = True
+        tick = time.perf_counter()
+        run_stream(engine, image, args.question, 2)  # compiles
+        compile_seconds["compiled_stream"] = time.perf_counter() - tick
+        engine.compile = False
 
     best: dict[str, float] = {}
     stream_detail: dict[str, float] = {}
@@ -204,6 +240,13 @@ def main() -> int:
             seconds, _ = run_generate(engine, inputs, args.tokens, attention, with_attn)
             best[name] = min(best.get(name, float("inf")), seconds)
         best["post_hoc"] = min(best.get("post_hoc", float("inf")), run_post_hoc(engine, inputs, args.tokens))
+        if args.compile:
+            best["compiled_plain"] = min(best.get("compiled_plain", float("inf")),
+                                         run_compiled_plain(engine, inputs, args.tokens, plain_decoder))
+            engine.compile = True
+            best["compiled_stream"] = min(best.get("compiled_stream", float("inf")),
+                                          run_stream(engine, image, args.question, args.tokens)["seconds"])
+            engine.compile = False
 
     tokens = args.tokens
     rates = {name: tokens / seconds for name, seconds in best.items()}
@@ -216,6 +259,9 @@ def main() -> int:
         "prompt_tokens": prompt_len, "new_tokens": tokens,
         "tokens_per_s": rates,
         "ratio_to_plain": {name: rate / rates["plain"] for name, rate in rates.items()},
+        "compiled_stream_to_compiled_plain": (rates["compiled_stream"] / rates["compiled_plain"]
+                                              if "compiled_stream" in rates else None),
+        "compile_seconds": compile_seconds,
         "prepare_ms": stream_detail["prepare_ms"],
         "first_token_ms": stream_detail["first_token_ms"],
         "first_heatmap_ms": stream_detail["first_heatmap_ms"],
@@ -314,6 +360,9 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"{'path':28} {'tokens/s':>10} {'x plain':>8}")
     for name, rate in report["tokens_per_s"].items():
         print(f"{name:28} {rate:10.2f} {report['ratio_to_plain'][name]:8.3f}")
+    if report.get("compiled_stream_to_compiled_plain"):
+        print(f"compiled stream / compiled plain: {report['compiled_stream_to_compiled_plain']:.3f}; compile time "
+              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["compile_seconds"].items()))
     print(f"image + processor {report['prepare_ms']:.1f} ms (before both); "
           f"first token {report['first_token_ms']:.1f} ms, first heatmap {report['first_heatmap_ms']:.1f} ms, "
           f"maps {report['maps_ms_per_step']:.2f} ms/step")

@@ -51,6 +51,25 @@ class ReducedRows:
     layers_seeing_image: int
 
 
+def pack_rows(head_rows: torch.Tensor, rollout_row: torch.Tensor | None, extra: list[torch.Tensor]) -> torch.Tensor:
+    """One flat float32 tensor of what a step's maps need: head means, the last layer's heads, the rollout row."""
+    parts = [head_rows.mean(1).flatten(), head_rows[-1].flatten()]  # [layer * image], [head * image]
+    if rollout_row is not None:
+        parts.append(rollout_row.flatten())
+    return torch.cat([*parts, *extra]).float()
+
+
+def unpack_rows(packed: np.ndarray, layers: int, heads: int, width: int, rollout: bool,
+                seeing_count: int | None) -> ReducedRows:
+    """The inverse of pack_rows on the host; `seeing_count` None reads per-layer flags after the rows."""
+    means = packed[: layers * width].reshape(layers, width)
+    last = packed[layers * width : (layers + heads) * width].reshape(heads, width)
+    rest = packed[(layers + heads) * width :]
+    row = rest[:width] if rollout else None
+    seeing = seeing_count if seeing_count is not None else int(rest[-layers:].sum())
+    return ReducedRows(layer_means=means, last_heads=last, rollout=row, layers_seeing_image=seeing)
+
+
 class Capture:
     """Per-run capture state for one sequence (batch 1) on one device.
 
@@ -73,13 +92,14 @@ class Capture:
         max_length: int,
         rollout: bool,
         device: torch.device,
-        cache: BufferCache | None = None,
+        cache: Any = None,  # BufferCache: batched decode steps; StaticBufferCache: compiled ones (compiled.py)
+        rollout_buffer: torch.Tensor | None = None,  # [layer+1, max_length, image] to reuse (compiled.py)
     ) -> None:
         self.layers = layers
         self.heads = heads
         self.image_positions = image_positions.to(device=device, dtype=torch.long)
         self.n_image = int(image_positions.numel())
-        self._first_image = int(image_positions.min()) if self.n_image else 0
+        self.first_image = int(image_positions.min()) if self.n_image else 0
         self._image_set = frozenset(int(p) for p in image_positions.tolist())
         self.device = device
         self.max_length = max_length
@@ -99,7 +119,11 @@ class Capture:
         # Rollout state C[l][j] = R[l][j, I]; index 0 is C[-1] (one-hot image rows).
         self.rollout: torch.Tensor | None = None
         if rollout:
-            self.rollout = torch.zeros(layers + 1, max_length, self.n_image, device=device)  # [layer+1, pos, image]
+            if rollout_buffer is None:
+                rollout_buffer = torch.zeros(layers + 1, max_length, self.n_image, device=device)
+            else:
+                rollout_buffer.zero_()
+            self.rollout = rollout_buffer  # [layer+1, position, image]
             self.rollout[0, self.image_positions, torch.arange(self.n_image, device=device)] = 1.0
             # 0.5 * [k <= l]: the rollout recurrence's transfer matrix is this times exp(S_l - S_k).
             self._half_tril = 0.5 * torch.tril(torch.ones(layers, layers, device=device))  # [layer, layer]
@@ -111,7 +135,7 @@ class Capture:
         if q_start + q_len > self.max_length:
             raise ValueError(f"sequence of {q_start + q_len} tokens exceeds the capture's {self.max_length}")
         self._q_start, self._q_len = q_start, q_len
-        self.batched = q_len == 1 and self.cache is not None and q_start > 0
+        self.batched = q_len == 1 and isinstance(self.cache, BufferCache) and q_start > 0
         self.observed = [False] * self.layers
         self._queries = [None] * self.layers
         self._keys_by_offset = {}
@@ -136,14 +160,15 @@ class Capture:
         layers, heads, dim = queries.shape
         kv_heads = keys.shape[1]
         # Grouped-query attention without copying the keys: head h reads kv head h // group.
-        scores = torch.matmul(queries.view(layers, kv_heads, heads // kv_heads, dim), keys.transpose(-1, -2))
-        scores = scores.view(layers, heads, total).float() * self._scaling()  # [layer, head, key]
+        # keys @ queries^T keeps the big operand as it is stored (a transposed key view would be copied first).
+        scores = torch.matmul(keys, queries.view(layers, kv_heads, heads // kv_heads, dim).transpose(-1, -2))
+        scores = scores.transpose(-1, -2).reshape(layers, heads, total).float() * self._scaling()  # [layer, head, key]
         visible_from = self.cache.visible_from(total)
         if any(visible_from):  # sliding windows: keys before the window have probability 0
             scores = scores.masked_fill(self._before_window(visible_from, total), float("-inf"))
         probs = torch.softmax(scores, dim=-1)  # [layer, head, key]
         self.head_rows = probs[:, :, self.image_positions]  # [layer, head, image]
-        self.seeing_count = sum(1 for first in visible_from if first <= self._first_image)
+        self.seeing_count = sum(1 for first in visible_from if first <= self.first_image)
         if self.rollout is not None:
             self._fold_rollout_row(probs.mean(1), total - 1)
 
@@ -190,6 +215,8 @@ class Capture:
         total = self._q_start + self._q_len
         if q_len != self._q_len:
             raise RuntimeError(f"layer {layer} saw {q_len} queries, the engine announced {self._q_len}")
+        if kv_len > total:  # a static cache hands every position 0..max_length-1; the mask hides the future
+            probs, last_valid, kv_len = probs[:, :, :total], last_valid[:total], total
         offset = total - kv_len  # absolute position of key index 0
         index, inside = self._image_keys(offset)
         self.seeing_count = None
@@ -243,26 +270,33 @@ class Capture:
 
     def reduced(self, position: int) -> "ReducedRows":
         """What the maps need of this step, moved to the CPU in ONE transfer (capture.finish() first)."""
-        rows = self.head_rows  # [layer, head, image]
-        parts = [rows.mean(1).flatten(), rows[-1].flatten()]
-        if self.rollout is not None:
-            parts.append(self.rollout_row(position))
-        if self.seeing_count is None:
-            parts.append(self.seeing.float())
-        packed = torch.cat(parts).float().cpu().numpy()
-        width = self.n_image
-        means = packed[: self.layers * width].reshape(self.layers, width)
-        heads = packed[self.layers * width : (self.layers + self.heads) * width].reshape(self.heads, width)
-        rest = packed[(self.layers + self.heads) * width :]
-        rollout = rest[:width] if self.rollout is not None else None
-        seeing = self.seeing_count if self.seeing_count is not None else int(rest[-self.layers :].sum())
-        return ReducedRows(layer_means=means, last_heads=heads, rollout=rollout, layers_seeing_image=seeing)
+        extra = [self.seeing.float()] if self.seeing_count is None else []
+        row = self.rollout_row(position) if self.rollout is not None else None
+        packed = pack_rows(self.head_rows, row, extra).cpu().numpy()
+        return unpack_rows(packed, self.layers, self.heads, self.n_image, self.rollout is not None, self.seeing_count)
 
     def rollout_row(self, position: int) -> torch.Tensor:
         """R[L-1][position, I] for a position whose rows have been observed."""
         if self.rollout is None:
             raise RuntimeError("rollout was switched off for this run")
         return self.rollout[self.layers, position]
+
+class QueryCollector:
+    """Compiled decode steps (compiled.py): each text layer's query row, found on its attention module.
+
+    A compiled graph cannot read a ContextVar, so the decoder sets `_medviz_collector` on the
+    attention modules instead; with `collect` False the modules just run SDPA (the plain baseline).
+    """
+
+    def __init__(self, layers: int, collect: bool = True) -> None:
+        self.collect = collect
+        self.queries: list[torch.Tensor | None] = [None] * layers  # [heads, head_dim] views
+        self.scalings: list[float] = [1.0] * layers
+
+    def keep(self, layer: int, query: torch.Tensor, scaling: float) -> None:
+        self.queries[layer] = query[0, :, -1]
+        self.scalings[layer] = scaling
+
 
 class AttentionRecorder:
     """Differentiable mode: attention computed eagerly (probabilities kept in the autograd graph).
@@ -350,6 +384,12 @@ def _attention(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     softcap = kwargs.pop("softcap", None)
+    collector = getattr(module, "_medviz_collector", None)
+    if collector is not None:  # a compiled decode step: no ContextVar, no per-layer work
+        if collector.collect:
+            collector.keep(module.layer_idx, query, kwargs.get("scaling") or float(query.shape[-1]) ** -0.5)
+        output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        return output, None
     capture = _ACTIVE.get()
     layer = getattr(module, "layer_idx", None)
     recorder = _DIFFERENTIABLE.get()

@@ -23,7 +23,7 @@ def _generate(args: argparse.Namespace) -> int:
     from .study import read_study
 
     study = read_study([Path(p) for p in args.image])
-    engine = load_engine(args.model)
+    engine = load_engine(args.model, compile=args.compile)
     cancel = threading.Event()
     run = engine.stream(
         [f.data for f in study],
@@ -69,6 +69,9 @@ def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("--repetition-penalty", type=float, default=None, help="default: the model's suggestion")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--plain", action="store_true", help="print only the text, not a line per token")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the decode step (torch.compile over a static cache; CUDA graphs on a GPU); "
+                        "the first token of a new length waits for the compile")
     parser.set_defaults(handler=_generate)
 
 

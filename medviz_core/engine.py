@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from .imaging import image_to_png, load_image
 from .inputs import check_processor, model_inputs
 from .prompts import check_label, check_preset
 from .regions import compute_stats
+from .compiled import CompileUnavailable, CompiledDecoder, bucket
 from .kv_cache import BufferCache
 from .relevancy import check_methods, compute_maps
 from .types import GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
@@ -51,7 +53,9 @@ class ModelHandle:
 class Engine:
     """A loaded Gemma 3 image-text model ready to stream with attention maps."""
 
-    def __init__(self, handle: ModelHandle) -> None:
+    def __init__(self, handle: ModelHandle, compile: bool = False) -> None:
+        self.compile = compile  # decode steps through compiled.py (falls back to eager, with a note, if it fails)
+        self._decoders: dict[tuple[int, int], CompiledDecoder] = {}
         self.model = handle.model
         self.processor = handle.processor
         self.name = handle.name
@@ -86,6 +90,13 @@ class Engine:
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
         )
+
+    def compiled_decoder(self, length: int, image_tokens: int) -> CompiledDecoder:
+        """The compiled decode step for sequences up to `length` tokens (rounded up to a bucket), built once."""
+        key = (bucket(length), image_tokens)
+        if key not in self._decoders:
+            self._decoders[key] = CompiledDecoder(self, key[0], image_tokens)
+        return self._decoders[key]
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:
         """File bytes, a file path or an RGB uint8 array -> the RGB array the processor gets."""
@@ -245,6 +256,7 @@ class Run(Iterator[Step]):
         self.prompt = prompt
         self.params = params
         self.methods = methods
+        self.wants_rollout = "rollout" in methods or "consensus" in methods
         self.cancel = cancel
         self.end: StreamEnd | None = None
         self._steps: Generator[Step, None, None] = self._generate()
@@ -263,52 +275,33 @@ class Run(Iterator[Step]):
             self.end = StreamEnd(reason="cancelled", tokens=0, text="", prefill_ms=0.0, total_ms=0.0)
 
     def _generate(self) -> Generator[Step, None, None]:
-        engine, facts, params = self.engine, self.engine.facts, self.params
+        engine, params = self.engine, self.params
         started = time.perf_counter()
-        # 1. Capture state for this sequence: image positions, preallocated rollout.
         input_ids = self.inputs["input_ids"]
         prompt_len = int(input_ids.shape[1])
-        wants_rollout = "rollout" in self.methods or "consensus" in self.methods
-        cache = BufferCache(engine._text_config, prompt_len + params.max_new_tokens)
-        capture = capture_module.Capture(
-            layers=facts.layers,
-            heads=facts.heads,
-            image_positions=torch.tensor(self.prompt.layout.positions),
-            max_length=prompt_len + params.max_new_tokens,
-            rollout=wants_rollout,
-            device=engine.device,
-            cache=cache,
-        )
+        # 1. Per-sequence state: the KV cache, the capture (rollout preallocated), the compiled step if asked.
+        forward = _Forward(self, prompt_len)
         chooser = TokenChooser(params, engine.device)
         text = IncrementalText(engine.processor)
         history = input_ids
-        model_kwargs: dict[str, Any] = {**self.inputs, engine._cache_kwarg: cache}
-        prefilled = False
         reason, message = "max_tokens", ""
         prefill_ms = 0.0
         totals = {"model_ms": 0.0, "maps_ms": 0.0}
         try:
             for index in range(params.max_new_tokens):
-                # 2. Forward: the prefill over the whole prompt, then one token at a time.
                 if self.cancel.is_set():
                     reason = "cancelled"
                     break
-                q_start = 0 if not prefilled else prompt_len + index - 1
-                q_len = int(model_kwargs["input_ids"].shape[1])
+                # 2. Forward: the prefill over the whole prompt, then one token at a time.
                 tick = time.perf_counter()
-                with torch.inference_mode(), capture.forward(q_start, q_len):
-                    output = engine.model(**model_kwargs, use_cache=True, logits_to_keep=1)
-                    capture.finish()
-                prefilled = True
+                logits, position = forward.step(index, history)
                 # 3. Choose the token (repetition penalty and sampling as transformers does).
-                token = chooser.choose(history, output.logits[:, -1, :])
+                token = chooser.choose(history, logits)
                 model_ms = (time.perf_counter() - tick) * 1000.0
-                if index == 0:
-                    prefill_ms = model_ms
+                prefill_ms = model_ms if index == 0 else prefill_ms
                 # 4. Maps for the query that produced the token, one transfer to the CPU.
                 tick = time.perf_counter()
-                position = q_start + q_len - 1
-                step = self._step(index, token, position, capture, text, model_ms, tick)
+                step = self._step(index, token, position, forward.reduced(position), text, model_ms, tick)
                 totals["model_ms"] += model_ms
                 totals["maps_ms"] += step.maps_ms
                 yield step
@@ -317,11 +310,6 @@ class Run(Iterator[Step]):
                     reason = "end_of_turn" if token == engine.end_of_turn_id else "eos"
                     break
                 history = torch.cat([history, torch.tensor([[token]], device=history.device)], dim=1)
-                model_kwargs = {
-                    "input_ids": history[:, -1:],
-                    "attention_mask": torch.ones_like(history),
-                    engine._cache_kwarg: cache,
-                }
         except GeneratorExit:
             reason = "cancelled"
             raise
@@ -336,7 +324,7 @@ class Run(Iterator[Step]):
                 prefill_ms=prefill_ms,
                 total_ms=(time.perf_counter() - started) * 1000.0,
                 message=message,
-                timings=totals,
+                timings={**totals, "compile_s": forward.compile_seconds},
             )
 
     def _step(
@@ -344,20 +332,18 @@ class Run(Iterator[Step]):
         index: int,
         token: int,
         position: int,
-        capture: capture_module.Capture,
+        reduced: capture_module.ReducedRows,
         text: "IncrementalText",
         model_ms: float,
         tick: float,
     ) -> Step:
         engine = self.engine
         n = engine.grid[0] * engine.grid[1]
-        # 1. The device's reduced rows of every image, in ONE transfer to the CPU.
-        reduced = capture.reduced(position)
-        # 2. Each image's maps and statistics on the CPU.
+        # Each image's maps and statistics on the CPU, from the rows the device reduced (one transfer).
         focus = []
         for block, image in enumerate(self.prompt.images):
             cells = slice(block * n, (block + 1) * n)
-            rollout = None if reduced.rollout is None else reduced.rollout[cells]
+            rollout = None if reduced.rollout is None or not self.wants_rollout else reduced.rollout[cells]
             flat, share = compute_maps(reduced.layer_means[:, cells], reduced.last_heads[:, cells], rollout, self.methods)
             by_name: Mapping[str, np.ndarray] = {name: flat[name].reshape(engine.grid) for name in self.methods}
             stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
@@ -379,6 +365,60 @@ class Run(Iterator[Step]):
             is_special=token in engine.eos_ids,
             images=tuple(focus) if len(focus) > 1 else (),
         )
+
+
+class _Forward:
+    """The model calls of one run: eager (BufferCache, batched capture) or compiled decode steps (compiled.py)."""
+
+    def __init__(self, run: Run, prompt_len: int) -> None:
+        engine, facts = run.engine, run.engine.facts
+        self.owner, self.engine, self.prompt_len = run, engine, prompt_len
+        length = prompt_len + run.params.max_new_tokens
+        self.decoder = engine.compiled_decoder(length, len(run.prompt.layout.positions)) if engine.compile else None
+        if self.decoder is not None:
+            self.decoder.reset()
+        cache: Any = self.decoder.cache if self.decoder is not None else BufferCache(engine._text_config, length)
+        self.cache = cache
+        self.image_positions = torch.tensor(run.prompt.layout.positions, device=engine.device)
+        self.capture = capture_module.Capture(
+            layers=facts.layers, heads=facts.heads, image_positions=self.image_positions,
+            max_length=cache.buffer.max_length, rollout=run.wants_rollout or self.decoder is not None,
+            device=engine.device, cache=cache, rollout_buffer=None if self.decoder is None else self.decoder.rollout,
+        )
+        self.compile_seconds = 0.0
+        self._packed: torch.Tensor | None = None
+
+    def step(self, index: int, history: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Forward the prompt (index 0) or the last token; return the next-token logits [1, vocab] and q."""
+        engine = self.engine
+        q_start = 0 if index == 0 else self.prompt_len + index - 1
+        if index > 0 and self.decoder is not None:
+            try:
+                logits, self._packed = self.decoder.step(int(history[0, -1]), q_start, self.image_positions)
+                self.compile_seconds = self.decoder.compile_seconds
+                return logits, q_start
+            except CompileUnavailable as error:
+                print(f"[medviz] {error}", file=sys.stderr, flush=True)
+                engine.compile = False
+                self.decoder = None
+        kwargs: dict[str, Any] = ({**self.owner.inputs} if index == 0 else
+                                  {"input_ids": history[:, -1:], "attention_mask": torch.ones_like(history)})
+        kwargs[engine._cache_kwarg] = self.cache
+        q_len = int(kwargs["input_ids"].shape[1])
+        self._packed = None
+        with torch.inference_mode(), self.capture.forward(q_start, q_len):
+            output = engine.model(**kwargs, use_cache=True, logits_to_keep=1)
+            self.capture.finish()
+        return output.logits[:, -1, :], q_start + q_len - 1
+
+    def reduced(self, position: int) -> capture_module.ReducedRows:
+        """This step's rows for the maps, in one transfer to the CPU."""
+        if self._packed is None:
+            return self.capture.reduced(position)
+        facts = self.engine.facts
+        seeing = sum(1 for first in self.cache.visible_from(position + 1) if first <= self.capture.first_image)
+        return capture_module.unpack_rows(self._packed.cpu().numpy(), facts.layers, facts.heads,
+                                          self.capture.n_image, True, seeing)
 
 
 def _token_id(processor: Any, token: str) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, DynamicSlidingWindowLayer, StaticLayer
 
 
 class SharedBuffer:
@@ -45,6 +45,12 @@ class SharedBuffer:
         """Layer `layer`'s keys and values at positions start..end-1, as [1, kv_heads, end - start, head_dim] views."""
         assert self.keys is not None and self.values is not None
         return self.keys[layer : layer + 1, :, start:end], self.values[layer : layer + 1, :, start:end]
+
+    def allocate(self, kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Allocate both tensors now (the static cache: fixed addresses for compiled graphs)."""
+        shape = (self.layers, kv_heads, self.max_length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)  # [layer, kv_head, position, dim]
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
 
     def keys_up_to(self, end: int) -> torch.Tensor:
         """Every layer's keys at positions 0..end-1: [layers, kv_heads, end, head_dim], a view."""
@@ -126,4 +132,56 @@ class BufferCache(DynamicCache):
 
     def visible_from(self, total: int) -> list[int]:
         """Per layer, the first position the newest query of a `total`-token sequence sees (sliding windows)."""
-        return [0 if window is None else max(total - window, 0) for window in self.windows]
+        return first_visible(self.windows, total)
+
+
+class StaticBufferLayer(StaticLayer):
+    """transformers' StaticLayer (fixed shapes, in-place writes: for torch.compile) whose tensors are buffer views.
+
+    Every layer, sliding or not, holds absolute positions 0..max_length-1; the masks (built
+    by the model at prefill, by compiled.py in compiled decode steps) apply the windows.
+    """
+
+    def __init__(self, buffer: SharedBuffer, index: int) -> None:
+        super().__init__(max_cache_len=buffer.max_length)
+        self.buffer = buffer
+        self.index = index
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        assert self.buffer.keys is not None and self.buffer.values is not None, "allocate the buffer first"
+        self.device = key_states.device
+        self.batch_size, self.num_heads = key_states.shape[:2]
+        self.k_head_dim = key_states.shape[-1]
+        self.v_head_dim = value_states.shape[-1]
+        self.keys = self.buffer.keys[self.index : self.index + 1]  # [1, kv_head, position, dim] views
+        self.values = self.buffer.values[self.index : self.index + 1]
+        self.cumulative_length = self.cumulative_length.to(self.device)
+        self.is_initialized = True
+
+
+class StaticBufferCache(Cache):
+    """A static cache of `max_length` tokens for one sequence, every layer in one preallocated buffer."""
+
+    def __init__(self, text_config: Any, max_length: int, dtype: torch.dtype, device: torch.device) -> None:
+        layers = int(text_config.num_hidden_layers)
+        self.buffer = SharedBuffer(layers, max_length)
+        self.buffer.allocate(int(text_config.num_key_value_heads), int(text_config.head_dim), dtype, device)
+        kinds = list(getattr(text_config, "layer_types", None) or ["full_attention"] * layers)
+        window = getattr(text_config, "sliding_window", None)
+        self.windows: tuple[int | None, ...] = tuple(
+            int(window) if kind == "sliding_attention" and window else None for kind in kinds
+        )
+        super().__init__(layers=[StaticBufferLayer(self.buffer, i) for i in range(layers)])
+
+    def reset(self) -> None:
+        """Empty it for a new sequence (the tensors keep their addresses, as compiled graphs need)."""
+        for layer in self.layers:
+            layer.cumulative_length.zero_()
+
+    def visible_from(self, total: int) -> list[int]:
+        return first_visible(self.windows, total)
+
+
+def first_visible(windows: tuple[int | None, ...], total: int) -> list[int]:
+    """Per layer, the first position the newest query of a `total`-token sequence sees (sliding windows)."""
+    return [0 if window is None else max(total - window, 0) for window in windows]

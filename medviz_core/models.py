@@ -128,23 +128,23 @@ def _suffix(ref: ModelRef, shown: tuple[str, ...]) -> str:
     return "?" + "&".join(parts) if parts else ""
 
 
-def load_engine(ref: str = "tiny") -> Engine:
-    """Load the model a ref names and wrap it in an Engine."""
+def load_engine(ref: str = "tiny", compile: bool = False) -> Engine:
+    """Load the model a ref names and wrap it in an Engine (`compile`: compiled decode steps, compiled.py)."""
     parsed = parse_ref(ref)
     check_options(parsed)
     if parsed.kind == "tiny":
-        return Engine(_load_tiny(parsed))
+        return Engine(_load_tiny(parsed), compile=compile)
     if parsed.kind == "demo":
         from .demo import ensure_demo
 
         handle = _load_folder(ensure_demo(), name="demo" + _suffix(parsed, ("device", "dtype")), local=True,
                               ref=parsed)
         # A base model loops without a repetition penalty (MEDGEMMA.md).
-        return Engine(replace(handle, suggested=GenerationParams(repetition_penalty=1.3)))
+        return Engine(replace(handle, suggested=GenerationParams(repetition_penalty=1.3)), compile=compile)
     if parsed.kind == "random":
-        return Engine(_load_random(parsed))
+        return Engine(_load_random(parsed), compile=compile)
     name = parsed.target + _suffix(parsed, ("device", "dtype"))
-    return Engine(_load_folder(parsed.target, name=name, local=parsed.kind == "path", ref=parsed))
+    return Engine(_load_folder(parsed.target, name=name, local=parsed.kind == "path", ref=parsed), compile=compile)
 
 
 def _load_tiny(ref: ModelRef) -> ModelHandle:
