@@ -1,10 +1,11 @@
 """Engine speed, measured side by side in ONE run on the same model, prompt and token count.
 
 Prints a table and JSON:
-1. tokens/s of `stream()` with all methods, plain `generate` (SDPA, no attentions),
+1. tokens/s (median of the interleaved rounds) of `stream()` with all methods, plain `generate` (SDPA, no attentions),
    `generate(output_attentions=True)` (eager) and post-hoc (generate, then one eager
    forward with attentions and the maps for every token, as the original visualizer did),
-   each as a ratio to plain generate;
+   each as a ratio to plain generate; with --compile also compiled plain decode and compiled
+   stream (compiled.py: static cache, torch.compile) and their compile times;
 2. time to first token (prefill + choice) vs time to first heatmap (first Step);
 3. per-step map cost vs context length (capture + maps for one decode row at 256..4096
    tokens of context, with the model's layer/head shapes), to show linear growth;
@@ -14,7 +15,7 @@ Prints a table and JSON:
 5. the step frame each token becomes (bytes, mean and max, and encoding time). Token-to-viewer
    latency and fan-out to many viewers: benchmarks/fanout.py.
 
-Usage: python benchmarks/engine_bench.py [--model demo] [--tokens 48] [--rounds 2] [--json out.json]
+Usage: python benchmarks/engine_bench.py [--model demo] [--tokens 48] [--rounds 3] [--compile] [--json out.json]
 Speed lives here, never in tests: machines are shared and noisy, so compare ratios of one run.
 """
 
@@ -201,7 +202,7 @@ def main() -> int:
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--question", default=None)
     parser.add_argument("--tokens", type=int, default=48)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; rates are their medians")
     parser.add_argument("--contexts", default="256,512,1024,2048,4096")
     parser.add_argument("--json", default=None, help="also write the JSON here")
     parser.add_argument("--compile", action="store_true",
@@ -230,23 +231,26 @@ def main() -> int:
         compile_seconds["compiled_stream"] = time.perf_counter() - tick
         engine.compile = False
 
-    best: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}
     stream_detail: dict[str, float] = {}
+
+    def add(name: str, seconds: float) -> None:
+        samples.setdefault(name, []).append(seconds)
+
     for _ in range(args.rounds):
         detail = run_stream(engine, image, args.question, args.tokens)
-        if detail["seconds"] < best.get("stream", float("inf")):
-            best["stream"], stream_detail = detail["seconds"], detail
+        add("stream", detail["seconds"])
+        if detail["seconds"] <= min(samples["stream"]):
+            stream_detail = detail
         for name, attention, with_attn in (("plain", "sdpa", False), ("eager_attentions", "eager", True)):
-            seconds, _ = run_generate(engine, inputs, args.tokens, attention, with_attn)
-            best[name] = min(best.get(name, float("inf")), seconds)
-        best["post_hoc"] = min(best.get("post_hoc", float("inf")), run_post_hoc(engine, inputs, args.tokens))
+            add(name, run_generate(engine, inputs, args.tokens, attention, with_attn)[0])
+        add("post_hoc", run_post_hoc(engine, inputs, args.tokens))
         if args.compile:
-            best["compiled_plain"] = min(best.get("compiled_plain", float("inf")),
-                                         run_compiled_plain(engine, inputs, args.tokens, plain_decoder))
+            add("compiled_plain", run_compiled_plain(engine, inputs, args.tokens, plain_decoder))
             engine.compile = True
-            best["compiled_stream"] = min(best.get("compiled_stream", float("inf")),
-                                          run_stream(engine, image, args.question, args.tokens)["seconds"])
+            add("compiled_stream", run_stream(engine, image, args.question, args.tokens)["seconds"])
             engine.compile = False
+    best = {name: statistics.median(values) for name, values in samples.items()}  # the median of the rounds
 
     tokens = args.tokens
     rates = {name: tokens / seconds for name, seconds in best.items()}
@@ -259,6 +263,7 @@ def main() -> int:
         "prompt_tokens": prompt_len, "new_tokens": tokens,
         "tokens_per_s": rates,
         "ratio_to_plain": {name: rate / rates["plain"] for name, rate in rates.items()},
+        "rounds_seconds": samples,
         "compiled_stream_to_compiled_plain": (rates["compiled_stream"] / rates["compiled_plain"]
                                               if "compiled_stream" in rates else None),
         "compile_seconds": compile_seconds,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU run: the GPU tests, the engine and analysis benchmarks and the bf16 fidelity check on CUDA with
 # MedGemma-4B's full shapes (random weights, bf16, the real Gemma 3 tokenizer). Writes, under benchmarks/results/,
-# <date>-<gpu>-tests.txt, <date>-<gpu>.json/.txt (engine), <date>-<gpu>-analysis.json/.txt and
-# <date>-<gpu>-bf16.json/.txt. Budget: under 9 minutes on one H200-class GPU.
+# <date>-<gpu>-tests.txt, <date>-<gpu>-ops.json/.txt (operations per decode step), <date>-<gpu>.json/.txt
+# (engine, eager and compiled), <date>-<gpu>-analysis.json/.txt and <date>-<gpu>-bf16.json/.txt.
+# Budget: under 10 minutes on one H200-class GPU (the device tool's limit per command).
 #
 # The GPU machine reaches no package registry, so the real tokenizer travels with the working tree: run
 # `benchmarks/prepare_carry.sh` here first and pass carry [".carry"] to the device tool. Without it,
@@ -22,11 +23,13 @@ stamp=$(date -u +%Y-%m-%d)
 out="benchmarks/results/${stamp}-${gpu}"
 mkdir -p benchmarks/results
 { "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-  timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_medgemma_standin.py || true
+  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_medgemma_standin.py || true
 } 2>&1 | tee "$out-tests.txt"
-timeout 270 "$PY" benchmarks/engine_bench.py --model random:medgemma-4b --tokens ${TOKENS:-64} --rounds 2 \
-  --contexts 256,512,1024,2048,4096 --json "$out.json" | tee "$out.txt"
-timeout 60 "$PY" benchmarks/analysis_bench.py --model random:medgemma-4b --tokens 8 \
+timeout 45 "$PY" benchmarks/ops_per_step.py --model "random:medgemma-4b?layers=34" \
+  --json "$out-ops.json" | tee "$out-ops.txt" || true
+timeout 300 "$PY" benchmarks/engine_bench.py --model random:medgemma-4b --tokens ${TOKENS:-64} --rounds 2 --compile \
+  --contexts 256,1024,4096 --json "$out.json" | tee "$out.txt"
+timeout 45 "$PY" benchmarks/analysis_bench.py --model random:medgemma-4b --tokens 8 \
   --json "$out-analysis.json" | tee "$out-analysis.txt"
-timeout 60 "$PY" benchmarks/bf16_fidelity.py --layers 34 --tokens 16 --device cuda \
+timeout 45 "$PY" benchmarks/bf16_fidelity.py --layers 34 --tokens 16 --device cuda \
   --json "$out-bf16.json" | tee "$out-bf16.txt"
