@@ -49,25 +49,30 @@ class ReducedRows:
     last_heads: np.ndarray  # [head, image]: A[L-1][h][I]
     rollout: np.ndarray | None  # [image]: R[L-1][q, I], None when rollout is off
     layers_seeing_image: int
+    context: np.ndarray  # [key]: mean_l m[l][j] for keys j = 0..q, the attention to every position
 
 
-def pack_rows(head_rows: torch.Tensor, rollout_row: torch.Tensor | None, extra: list[torch.Tensor]) -> torch.Tensor:
-    """One flat float32 tensor of what a step's maps need: head means, the last layer's heads, the rollout row."""
+def pack_rows(head_rows: torch.Tensor, rollout_row: torch.Tensor | None, context: torch.Tensor,
+              extra: list[torch.Tensor]) -> torch.Tensor:
+    """One flat float32 tensor of what a step needs: head means, the last layer's heads, the rollout row,
+    the layer-mean context row [key] (keys 0..q), then `extra`."""
     parts = [head_rows.mean(1).flatten(), head_rows[-1].flatten()]  # [layer * image], [head * image]
     if rollout_row is not None:
         parts.append(rollout_row.flatten())
-    return torch.cat([*parts, *extra]).float()
+    return torch.cat([*parts, context.flatten(), *extra]).float()
 
 
-def unpack_rows(packed: np.ndarray, layers: int, heads: int, width: int, rollout: bool,
+def unpack_rows(packed: np.ndarray, layers: int, heads: int, width: int, rollout: bool, keys: int,
                 seeing_count: int | None) -> ReducedRows:
     """The inverse of pack_rows on the host; `seeing_count` None reads per-layer flags after the rows."""
     means = packed[: layers * width].reshape(layers, width)
     last = packed[layers * width : (layers + heads) * width].reshape(heads, width)
     rest = packed[(layers + heads) * width :]
     row = rest[:width] if rollout else None
-    seeing = seeing_count if seeing_count is not None else int(rest[-layers:].sum())
-    return ReducedRows(layer_means=means, last_heads=last, rollout=row, layers_seeing_image=seeing)
+    rest = rest[width:] if rollout else rest
+    seeing = seeing_count if seeing_count is not None else int(rest[keys : keys + layers].sum())
+    return ReducedRows(layer_means=means, last_heads=last, rollout=row, layers_seeing_image=seeing,
+                       context=rest[:keys])
 
 
 class Capture:
@@ -108,6 +113,7 @@ class Capture:
         self.head_rows = torch.zeros(layers, heads, self.n_image, device=device)  # [layer, head, image]
         self.seeing = torch.zeros(layers, dtype=torch.bool, device=device)  # [layer], per-layer mode
         self.seeing_count: int | None = None  # batched mode: known on the host, no transfer
+        self.context_row = torch.zeros(max_length, device=device)  # [key]: mean_l m[l][j] of the last query
         self.observed = [False] * layers
         self.batched = False
         self._q_start = 0
@@ -140,6 +146,8 @@ class Capture:
         self._queries = [None] * self.layers
         self._keys_by_offset = {}
         self._seeing_by_mask = {}
+        if not self.batched:
+            self.context_row.zero_()  # the per-layer path adds each layer's row into it
         token = _ACTIVE.set(self)
         try:
             yield
@@ -169,8 +177,10 @@ class Capture:
         probs = torch.softmax(scores, dim=-1)  # [layer, head, key]
         self.head_rows = probs[:, :, self.image_positions]  # [layer, head, image]
         self.seeing_count = sum(1 for first in visible_from if first <= self.first_image)
+        mean = probs.mean(1)  # m[l][j], [layer, key]
+        self.context_row = mean.mean(0)  # [key]
         if self.rollout is not None:
-            self._fold_rollout_row(probs.mean(1), total - 1)
+            self._fold_rollout_row(mean, total - 1)
 
     def _scaling(self) -> float | torch.Tensor:
         if all(value == self._scalings[0] for value in self._scalings):
@@ -223,8 +233,10 @@ class Capture:
         torch.mul(probs[:, -1, index], inside, out=self.head_rows[layer])  # [heads, image]
         self._mark_seeing(layer, offset, mask, index, inside, last_valid)
         self.observed[layer] = True
+        mean = probs.mean(0)  # [q_len, kv_len]
+        self.context_row[offset:total].add_(mean[-1], alpha=1.0 / self.layers)
         if self.rollout is not None:
-            self._fold_rollout(layer, probs.mean(0), offset, total)
+            self._fold_rollout(layer, mean, offset, total)
 
     def _image_keys(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Key indices of the image positions for a key offset, and which lie inside the keys.
@@ -272,8 +284,10 @@ class Capture:
         """What the maps need of this step, moved to the CPU in ONE transfer (capture.finish() first)."""
         extra = [self.seeing.float()] if self.seeing_count is None else []
         row = self.rollout_row(position) if self.rollout is not None else None
-        packed = pack_rows(self.head_rows, row, extra).cpu().numpy()
-        return unpack_rows(packed, self.layers, self.heads, self.n_image, self.rollout is not None, self.seeing_count)
+        context = self.context_row[: position + 1]
+        packed = pack_rows(self.head_rows, row, context, extra).cpu().numpy()
+        return unpack_rows(packed, self.layers, self.heads, self.n_image, self.rollout is not None, position + 1,
+                           self.seeing_count)
 
     def rollout_row(self, position: int) -> torch.Tensor:
         """R[L-1][position, I] for a position whose rows have been observed."""

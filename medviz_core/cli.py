@@ -39,17 +39,25 @@ def _generate(args: argparse.Namespace) -> int:
         preset=args.prompt,
     )
     out = sys.stdout
+    sequence = list(run.prompt.token_ids)  # every position's token id, for --context
+    tokenizer = getattr(engine.processor, "tokenizer", engine.processor)
     try:
         for step in run:
             if not args.plain:
                 shares = "".join(f" {f.label or i}:{f.stats.image_mass:.3f}" for i, f in enumerate(step.images))
+                read = ""
+                if args.context:
+                    words = [f"{tokenizer.decode([sequence[link.position]])!r}@{link.position}:{link.value:.3f}"
+                             for link in step.context[:3]]
+                    read = f" read {' '.join(words)} sink {step.sink:.3f}"
                 out.write(
                     f"{step.index:4d} {step.text!r:24} peak {step.stats.peak_zone:15} "
-                    f"image_mass {step.stats.image_mass:.3f}{shares}\n"
+                    f"image_mass {step.stats.image_mass:.3f}{shares}{read}\n"
                 )
             else:
                 out.write(step.text)
             out.flush()
+            sequence.append(step.token_id)
     except KeyboardInterrupt:
         cancel.set()
     end = run.end
@@ -69,6 +77,8 @@ def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("--repetition-penalty", type=float, default=None, help="default: the model's suggestion")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--plain", action="store_true", help="print only the text, not a line per token")
+    parser.add_argument("--context", action="store_true",
+                        help="per token, also the 3 words it attended to most and its attention on <bos>")
     parser.add_argument("--compile", action="store_true",
                         help="compile the decode step (torch.compile over a static cache; CUDA graphs on a GPU); "
                         "the first token of a new length waits for the compile")

@@ -103,7 +103,7 @@ class CompiledDecoder:
         row = (torch.exp(logs[:, None] - logs[None, :]) * self._half_tril) @ stored  # [layer, image]
         # The row is written back by `step`, outside the graph: an in-graph write into the persistent buffer
         # would make the graph copy all of it.
-        return torch.cat([pack_rows(head_rows, row[-1], []), row.flatten()])
+        return torch.cat([pack_rows(head_rows, row[-1], mean.mean(0), []), row.flatten()])
 
     # Use -----------------------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from .regions import compute_stats
 from .compiled import CompileUnavailable, CompiledDecoder, bucket
 from .kv_cache import BufferCache
 from .relevancy import check_methods, compute_maps
-from .types import GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
+from .types import ContextLink, GenerationParams, ImageFocus, ImageLayout, ModelFacts, Prompt, PromptImage, Step, StreamEnd
 
 MAX_NEW_TOKENS_LIMIT = 2048
 MAX_IMAGES = 4
@@ -257,6 +257,9 @@ class Run(Iterator[Step]):
         self.params = params
         self.methods = methods
         self.wants_rollout = "rollout" in methods or "consensus" in methods
+        self._not_text = np.zeros(len(prompt.token_ids), dtype=bool)  # image tokens and <bos>: not context
+        self._not_text[list(prompt.layout.positions)] = True
+        self._not_text[0] = True
         self.cancel = cancel
         self.end: StreamEnd | None = None
         self._steps: Generator[Step, None, None] = self._generate()
@@ -349,6 +352,7 @@ class Run(Iterator[Step]):
             stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
             focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, share, image.size)))
         seeing = reduced.layers_seeing_image
+        links, sink = context_links(reduced.context, self._not_text)
         total_mass = float(sum(f.stats.image_mass for f in focus))
         final = token in engine.eos_ids or index + 1 == self.params.max_new_tokens
         piece = text.add(token, final=final)
@@ -363,8 +367,29 @@ class Run(Iterator[Step]):
             maps_ms=(time.perf_counter() - tick) * 1000.0,
             layers_seeing_image=seeing,
             is_special=token in engine.eos_ids,
+            context=links,
+            sink=sink,
             images=tuple(focus) if len(focus) > 1 else (),
         )
+
+
+CONTEXT_LINKS = 8
+
+
+def context_links(row: np.ndarray, not_text: np.ndarray) -> tuple[tuple[ContextLink, ...], float]:
+    """The CONTEXT_LINKS text positions the query attended most (mean over layers and heads), and <bos>'s share.
+
+    `row` holds mean_l m[l][j] for every key j = 0..q; image positions and position 0 (the
+    attention sink, reported apart as the second value) are left out of the links. Ties keep
+    the lower position first.
+    """
+    values = np.asarray(row, dtype=np.float64)
+    excluded = np.zeros(len(values), dtype=bool)
+    excluded[: len(not_text)] = not_text[: len(values)]
+    candidates = np.flatnonzero(~excluded)
+    top = candidates[np.argsort(-values[candidates], kind="stable")[:CONTEXT_LINKS]]
+    links = tuple(ContextLink(position=int(j), value=float(values[j])) for j in top)
+    return links, float(values[0]) if len(values) else 0.0
 
 
 class _Forward:
@@ -417,8 +442,9 @@ class _Forward:
             return self.capture.reduced(position)
         facts = self.engine.facts
         seeing = sum(1 for first in self.cache.visible_from(position + 1) if first <= self.capture.first_image)
-        return capture_module.unpack_rows(self._packed.cpu().numpy(), facts.layers, facts.heads,
-                                          self.capture.n_image, True, seeing)
+        rows = capture_module.unpack_rows(self._packed.cpu().numpy(), facts.layers, facts.heads,
+                                          self.capture.n_image, True, self.cache.buffer.max_length, seeing)
+        return replace(rows, context=rows.context[: position + 1])
 
 
 def _token_id(processor: Any, token: str) -> int | None:

@@ -147,6 +147,14 @@ class ImageFocus:
 
 
 @dataclass(frozen=True)
+class ContextLink:
+    """One text position a token attended to: its absolute position and mean_l m[l][j] (docs/methods.md)."""
+
+    position: int
+    value: float
+
+
+@dataclass(frozen=True)
 class Step:
     """One generated token with everything the viewers show for it."""
 
@@ -161,6 +169,8 @@ class Step:
     layers_seeing_image: int  # layers whose attention window still covers every image token
     is_special: bool = False  # EOS / end_of_turn tokens are yielded too, then the stream stops
     images: tuple[ImageFocus, ...] = ()  # every image when the run has several; () for one image
+    context: tuple[ContextLink, ...] = ()  # the text positions it read most, largest first (at most 8)
+    sink: float = 0.0  # mean_l m[l][0]: the share of its attention on <bos>, the attention sink
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,10 @@ def rollout_map(attn: list[np.ndarray], q: int, image: list[int]) -> np.ndarray:
 
 def image_mass(attn: list[np.ndarray], q: int, image: list[int]) -> float:
     return float(np.mean([layer[:, q, : q + 1].mean(0)[image].sum() for layer in attn]))
+
+
+def context(attn: list[np.ndarray], q: int, not_text: set[int], k: int = 8) -> tuple[list[tuple[int, float]], float]:
+    """The k non-image, non-<bos> keys j <= q with the largest mean_l m[l][j] (ties: lower j), and m's <bos> share."""
+    row = np.mean([layer[:, q, : q + 1].mean(0) for layer in attn], axis=0)
+    ranked = sorted((j for j in range(q + 1) if j not in not_text and j != 0), key=lambda j: (-row[j], j))
+    return [(j, float(row[j])) for j in ranked[:k]], float(row[0])

@@ -23,6 +23,9 @@ def assert_same_run(eager: list[Any], compiled: list[Any]) -> None:
             np.testing.assert_allclose(b.maps[name], a.maps[name], atol=1e-5, rtol=0, err_msg=f"{name} {a.index}")
         assert b.stats.image_mass == pytest.approx(a.stats.image_mass, abs=1e-6)
         assert b.layers_seeing_image == a.layers_seeing_image
+        assert [link.position for link in b.context] == [link.position for link in a.context]
+        np.testing.assert_allclose([link.value for link in b.context], [link.value for link in a.context], atol=1e-6)
+        assert b.sink == pytest.approx(a.sink, abs=1e-6)
 
 
 def test_compiled_steps_give_the_eager_tokens_and_maps(tiny_engine: Any, sample_bytes: bytes) -> None:

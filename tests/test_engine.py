@@ -273,3 +273,41 @@ def test_an_unknown_preset_names_the_choices(tiny_engine: Any, sample_bytes: byt
     with pytest.raises(RequestError) as error:
         tiny_engine.stream(sample_bytes, preset="gradio")
     assert str(error.value) == "prompt must be one of medviz, original, model-card; got 'gradio'"
+
+
+def assert_context_matches_one_full_forward(engine: Any, image: Any, steps: int, **kwargs: Any) -> None:
+    run, result = streamed(engine, image, max_new_tokens=steps, **kwargs)
+    inputs = engine.inputs_for(image, kwargs.get("question"), kwargs.get("labels", ()))
+    attn = reference.full_attentions(engine, inputs, [s.token_id for s in result])
+    images = set(run.prompt.layout.positions)
+    for step in result:
+        expected, sink = reference.context(attn, step.position, images)
+        assert [link.position for link in step.context] == [j for j, _ in expected], f"step {step.index}"
+        np.testing.assert_allclose([link.value for link in step.context], [v for _, v in expected], atol=1e-5)
+        assert step.sink == pytest.approx(sink, abs=1e-5)
+
+
+def test_each_token_names_the_eight_text_positions_it_read_most_as_one_full_forward_does(
+    tiny_engine: Any, sample_bytes: bytes
+) -> None:
+    assert_context_matches_one_full_forward(tiny_engine, sample_bytes, 6, question=QUESTION)
+
+
+def test_the_context_stays_exact_across_the_sliding_window_and_with_two_images(cxr_dir: Any,
+                                                                               sample_bytes: bytes) -> None:
+    probe = load_engine("tiny").stream(sample_bytes, question=QUESTION, max_new_tokens=1).prompt
+    engine = load_engine(f"tiny?window={len(probe.token_ids) - probe.layout.positions[0] + 1}")
+    assert_context_matches_one_full_forward(engine, sample_bytes, 8, question=QUESTION)
+    study = [sample_bytes, (cxr_dir / "nih_00027426_000_512.png").read_bytes()]
+    assert_context_matches_one_full_forward(load_engine("tiny"), study, 4, question=QUESTION, labels=["PA", "prior"])
+
+
+def test_the_context_leaves_out_image_tokens_and_reports_the_bos_share_apart(tiny_engine: Any,
+                                                                             sample_bytes: bytes) -> None:
+    run, result = streamed(tiny_engine, sample_bytes, question=QUESTION, max_new_tokens=3)
+    images = set(run.prompt.layout.positions)
+    for step in result:
+        assert len(step.context) == 8
+        assert all(link.position not in images and link.position != 0 for link in step.context)
+        assert [link.value for link in step.context] == sorted((link.value for link in step.context), reverse=True)
+        assert 0.0 < step.sink < 1.0
