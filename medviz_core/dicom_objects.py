@@ -16,7 +16,7 @@ Equipment; software has no serial number).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import highdicom as hd
 import numpy as np
@@ -75,7 +75,7 @@ def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | 
     sc.SecondaryCaptureDeviceManufacturerModelName = MANUFACTURER
     sc.SecondaryCaptureDeviceSoftwareVersions = __version__
     sc.SeriesDescription = label
-    return sc
+    return cast(Dataset, sc)
 
 
 def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str) -> tuple[Dataset, str]:
@@ -129,7 +129,7 @@ def segmentation(header: Dataset, regions: Sequence[Region], method: str, label:
     )  # fmt: skip
     finish(seg, header, "segmentation")
     seg.SeriesDescription = label
-    return seg
+    return cast(Dataset, seg)
 
 
 def _reference_item(header: Dataset) -> Dataset:

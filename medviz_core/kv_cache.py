@@ -62,7 +62,7 @@ class BufferLayer(DynamicLayer):
     """A full-attention layer: DynamicLayer's behaviour, its keys in the shared buffer."""
 
     def __init__(self, buffer: SharedBuffer, index: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # transformers' __init__(**kwargs) is untyped
         self.buffer = buffer
         self.index = index
         self.length = 0
@@ -171,11 +171,12 @@ class StaticBufferCache(Cache):
         self.windows: tuple[int | None, ...] = tuple(
             int(window) if kind == "sliding_attention" and window else None for kind in kinds
         )
-        super().__init__(layers=[StaticBufferLayer(self.buffer, i) for i in range(layers)])
+        self.static_layers = [StaticBufferLayer(self.buffer, i) for i in range(layers)]
+        super().__init__(layers=list(self.static_layers))
 
     def reset(self) -> None:
         """Empty it for a new sequence (the tensors keep their addresses, as compiled graphs need)."""
-        for layer in self.layers:
+        for layer in self.static_layers:
             layer.cumulative_length.zero_()
 
     def visible_from(self, total: int) -> list[int]:

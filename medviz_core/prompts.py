@@ -151,7 +151,7 @@ def build_messages(
         if label:
             content.append({"type": "text", "text": f"{label}:"})
         content.append({"type": "image", "image": picture})
-    asked = {"type": "text", "text": text}
+    asked: dict[str, object] = {"type": "text", "text": text}
     content = [asked, *content] if chosen.text_first else [*content, asked]
     return [
         {"role": "system", "content": [{"type": "text", "text": system}]},
