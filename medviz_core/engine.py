@@ -12,13 +12,15 @@ Generation is blocking torch code: callers run it on one worker thread.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Generator, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Generator, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -66,6 +68,7 @@ class Engine:
         text = self.model.config.get_text_config()
         self._text_config = text
         self.device = next(self.model.parameters()).device
+        self.pipelined = self.device.type == "cuda"  # maps of step k while the device runs step k+1
         self.dtype = next(self.model.parameters()).dtype
         self.image_token_id = int(self.model.config.image_token_id)
         tokens = int(getattr(self.model.config, "mm_tokens_per_image", 256))
@@ -282,14 +285,24 @@ class Run(Iterator[Step]):
         started = time.perf_counter()
         input_ids = self.inputs["input_ids"]
         prompt_len = int(input_ids.shape[1])
-        # 1. Per-sequence state: the KV cache, the capture (rollout preallocated), the compiled step if asked.
+        # 1. Per-sequence state: the KV cache, the capture (rollout preallocated), the compiled step if asked,
+        #    and where the host finishes the maps (at once, or while the device runs the next step).
         forward = _Forward(self, prompt_len)
+        finisher = _Finisher(engine.pipelined)
         chooser = TokenChooser(params, engine.device)
         text = IncrementalText(engine.processor)
         history = input_ids
         reason, message = "max_tokens", ""
         prefill_ms = 0.0
         totals = {"model_ms": 0.0, "maps_ms": 0.0}
+        delivered: list[str] = []
+
+        def deliver(step: Step | None) -> Iterator[Step]:
+            if step is not None:
+                totals["maps_ms"] += step.maps_ms
+                delivered.append(step.text)
+                yield step
+
         try:
             for index in range(params.max_new_tokens):
                 if self.cancel.is_set():
@@ -302,17 +315,17 @@ class Run(Iterator[Step]):
                 token = chooser.choose(history, logits)
                 model_ms = (time.perf_counter() - tick) * 1000.0
                 prefill_ms = model_ms if index == 0 else prefill_ms
-                # 4. Maps for the query that produced the token, one transfer to the CPU.
-                tick = time.perf_counter()
-                step = self._step(index, token, position, forward.reduced(position), text, model_ms, tick)
                 totals["model_ms"] += model_ms
-                totals["maps_ms"] += step.maps_ms
-                yield step
+                # 4. Maps for the query that produced the token, from one transfer to the CPU.
+                finish = functools.partial(self._step, index, token, position, forward.reduced(position), text, model_ms)
+                yield from deliver(finisher.submit(finish))
                 # 5. Stop on EOS / end of turn, else feed the token back.
                 if token in engine.eos_ids:
                     reason = "end_of_turn" if token == engine.end_of_turn_id else "eos"
                     break
                 history = torch.cat([history, torch.tensor([[token]], device=history.device)], dim=1)
+            if reason != "cancelled":
+                yield from deliver(finisher.drain())
         except GeneratorExit:
             reason = "cancelled"
             raise
@@ -320,10 +333,11 @@ class Run(Iterator[Step]):
             reason, message = "error", f"{type(error).__name__}: {error}"[:300]
             raise
         finally:
+            finisher.close()
             self.end = StreamEnd(
                 reason=reason,  # type: ignore[arg-type]
-                tokens=len(text.ids),
-                text=text.full_text(),
+                tokens=len(delivered),
+                text="".join(delivered),
                 prefill_ms=prefill_ms,
                 total_ms=(time.perf_counter() - started) * 1000.0,
                 message=message,
@@ -338,8 +352,8 @@ class Run(Iterator[Step]):
         reduced: capture_module.ReducedRows,
         text: "IncrementalText",
         model_ms: float,
-        tick: float,
     ) -> Step:
+        tick = time.perf_counter()
         engine = self.engine
         n = engine.grid[0] * engine.grid[1]
         # Each image's maps and statistics on the CPU, from the rows the device reduced (one transfer).
@@ -390,6 +404,35 @@ def context_links(row: np.ndarray, not_text: np.ndarray) -> tuple[tuple[ContextL
     top = candidates[np.argsort(-values[candidates], kind="stable")[:CONTEXT_LINKS]]
     links = tuple(ContextLink(position=int(j), value=float(values[j])) for j in top)
     return links, float(values[0]) if len(values) else 0.0
+
+
+class _Finisher:
+    """Where the host turns a step's rows into a Step: at once, or pipelined on one worker thread.
+
+    Pipelined (the default on CUDA), step k's maps and statistics are computed while the device
+    runs step k+1, and `submit` hands back step k-1: the host's share of a step stops adding to
+    the device's, for one step of latency. In order, one at a time (the text is incremental).
+    """
+
+    def __init__(self, pipelined: bool) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if pipelined else None
+        self.pending: Future[Step] | None = None
+
+    def submit(self, finish: Callable[[], Step]) -> Step | None:
+        """Finish a step; return the step that is now ready (this one, or pipelined the one before)."""
+        if self.executor is None:
+            return finish()
+        ready = self.drain()
+        self.pending = self.executor.submit(finish)
+        return ready
+
+    def drain(self) -> Step | None:
+        ready, self.pending = self.pending, None
+        return None if ready is None else ready.result()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _Forward:

@@ -311,3 +311,31 @@ def test_the_context_leaves_out_image_tokens_and_reports_the_bos_share_apart(tin
         assert all(link.position not in images and link.position != 0 for link in step.context)
         assert [link.value for link in step.context] == sorted((link.value for link in step.context), reverse=True)
         assert 0.0 < step.sink < 1.0
+
+
+def test_pipelined_maps_give_the_same_steps_cancels_and_stops(sample_bytes: bytes,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, pipelined = load_engine("tiny"), load_engine("tiny")
+    pipelined.pipelined = True  # as on CUDA: the host finishes step k while the model runs step k+1
+    at_once = list(plain.stream(sample_bytes, question=QUESTION, max_new_tokens=5))
+    run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=5)
+    behind = list(run)
+    assert [(s.index, s.token_id, s.text) for s in behind] == [(s.index, s.token_id, s.text) for s in at_once]
+    for a, b in zip(at_once, behind):
+        assert all(np.array_equal(a.maps[m], b.maps[m]) for m in METHODS)
+    assert run.end is not None and (run.end.reason, run.end.tokens) == ("max_tokens", 5)
+    cancel = threading.Event()
+    run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=50, cancel=cancel)
+    taken = []
+    for step in run:
+        taken.append(step)
+        if len(taken) == 2:
+            cancel.set()
+    assert len(taken) == 2 and run.end is not None and (run.end.reason, run.end.tokens) == ("cancelled", 2)
+    from medviz_core import decoding
+
+    calls = iter([40, 41, pipelined.end_of_turn_id, 42])
+    monkeypatch.setattr(decoding.TokenChooser, "choose", lambda self, history, logits: next(calls))
+    run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=10)
+    assert [s.token_id for s in run] == [40, 41, pipelined.end_of_turn_id]
+    assert run.end is not None and run.end.reason == "end_of_turn"
