@@ -1,10 +1,12 @@
 """Uploaded file bytes -> the RGB uint8 picture the model's processor gets, with limits.
 
 Owns: recognising PNG, JPEG and DICOM by their bytes (`sniff_format`), decoding them
-into an (H, W, 3) uint8 RGB array (`load_image`), the pixel limit that refuses
-decompression bombs before any pixel is decoded, and the lossless PNG of that array
-that viewers are shown (`image_to_png`). Does not own: resizing or normalising for the
-model (the processor does that), HTTP upload limits, or how errors reach a user.
+into an (H, W, 3) uint8 RGB array (`load_image`), the limits that refuse decompression
+bombs before any pixel is decoded (pixels, and decoded bytes: width x height x channels x
+bytes per sample, read from the header by image_headers.py), and the lossless PNG of
+that array that viewers are shown (`image_to_png`). Does not own: resizing or
+normalising for the model (the processor does that), HTTP upload limits, how much
+decoding a server runs at once (server/image_budget.py), or how errors reach a user.
 
 Choices, so the picture is what a radiologist would see:
 - Gray images become R == G == B. 8-bit gray passes through unchanged.
@@ -34,8 +36,11 @@ import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from .errors import ImageError
+from .image_headers import ImageHeader, check_jpeg_scan, read_header
 
 MAX_PIXELS = 50_000_000
+MAX_DECODED_BYTES = 256 * 1024 * 1024  # width x height x channels x bytes per sample, per image
+ROW_BLOCK = 512  # rows converted at a time, so float64 working copies stay small
 EXPECTED = "a PNG, JPEG or DICOM image"
 
 Format = Literal["png", "jpeg", "dicom", "pdf", "gif", "bmp", "tiff", "webp", "jpeg2000", "zip", "gzip"]
@@ -90,19 +95,41 @@ def sniff_format(data: bytes) -> Format:
     raise ImageError(f"not {EXPECTED}: starts with {data[:8]!r}")
 
 
-def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """File bytes -> (H, W, 3) uint8 RGB. ImageError for anything unreadable or too large."""
+def image_kind(data: bytes) -> Format:
+    """png, jpeg or dicom (a DICOM without preamble too); ImageError for any other bytes."""
     try:
         kind = sniff_format(data)
     except ImageError:
         if not data or not _looks_like_headerless_dicom(data):
             raise
         kind = "dicom"
+    if kind not in ("png", "jpeg", "dicom"):
+        raise ImageError(f"not {EXPECTED}: got a {NAMES[kind]}")
+    return kind
+
+
+def image_header(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES) -> ImageHeader:
+    """The file's declared size and sample layout, checked against both limits; no pixel is decoded."""
+    return _checked_header(data, image_kind(data), max_pixels, max_decoded_bytes)
+
+
+def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
+    """File bytes -> (H, W, 3) uint8 RGB. ImageError for anything unreadable or too large."""
+    kind = image_kind(data)
+    _checked_header(data, kind, max_pixels, max_decoded_bytes)
     if kind in ("png", "jpeg"):
         return _load_pillow(data, kind, max_pixels)
-    if kind == "dicom":
-        return _load_dicom(data, max_pixels)
-    raise ImageError(f"not {EXPECTED}: got a {NAMES[kind]}")
+    return _load_dicom(data, max_pixels)
+
+
+def _checked_header(data: bytes, kind: Format, max_pixels: int, max_decoded_bytes: int) -> ImageHeader:
+    header = read_header(data, kind)
+    check_pixels(header.width, header.height, max_pixels)
+    if header.decoded_bytes > max_decoded_bytes:
+        raise ImageError(f"image would decode to {header.describe()}; the limit is {max_decoded_bytes} bytes")
+    if header.kind == "jpeg":
+        check_jpeg_scan(data, header)
+    return header
 
 
 def image_to_png(rgb: np.ndarray) -> bytes:
@@ -144,7 +171,7 @@ def _load_pillow(data: bytes, kind: Format, max_pixels: int) -> np.ndarray:
         picture.load()
         if kind == "jpeg":
             picture = ImageOps.exif_transpose(picture)
-        return pillow_to_rgb(picture)
+        return pillow_to_rgb(picture, release=True)
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
@@ -153,36 +180,45 @@ def _load_pillow(data: bytes, kind: Format, max_pixels: int) -> np.ndarray:
         raise ImageError(damaged) from error
 
 
-def pillow_to_rgb(picture: Image.Image) -> np.ndarray:
-    """A decoded Pillow image in any mode -> (H, W, 3) uint8 RGB, by the choices above."""
+def pillow_to_rgb(picture: Image.Image, release: bool = False) -> np.ndarray:
+    """A decoded Pillow image in any mode -> (H, W, 3) uint8 RGB, by the choices above.
+
+    `release`: close the picture once its pixels are taken (the caller holds no other use).
+    """
     mode = picture.mode
     if mode == "1":
         picture, mode = picture.convert("L"), "L"
     elif mode in ("P", "PA"):
         picture, mode = picture.convert("RGBA"), "RGBA"
+    elif mode not in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "L", "LA", "RGBA", "RGB"):
+        picture, mode = picture.convert("RGB"), "RGB"  # CMYK, YCbCr, RGBX ...
+    pixels = np.asarray(picture)
+    if release:
+        picture.close()
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _gray_to_rgb(window_min_max(np.asarray(picture)))
+        return _gray_to_rgb(window_min_max(pixels))
     if mode == "L":
-        return _gray_to_rgb(np.asarray(picture))
+        return _gray_to_rgb(pixels)
     if mode == "LA":
-        pixels = np.asarray(picture)
         return _gray_to_rgb(_over_black(pixels[..., 0], pixels[..., 1]))
     if mode == "RGBA":
-        pixels = np.asarray(picture)
         return _over_black(pixels[..., :3], pixels[..., 3:4])
-    if mode != "RGB":
-        picture = picture.convert("RGB")  # CMYK, YCbCr, RGBX ...
-    return np.ascontiguousarray(np.asarray(picture), dtype=np.uint8)
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 
 def _over_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite over black, rounded: alpha 255 keeps the colour exactly."""
-    mixed = (colour.astype(np.uint32) * alpha.astype(np.uint32) + 127) // 255
+    """Composite over black, rounded: alpha 255 keeps the colour exactly (16-bit work, in place)."""
+    if bool((alpha == 255).all()):
+        return np.ascontiguousarray(colour, dtype=np.uint8)
+    mixed = colour.astype(np.uint16)  # 255 * 255 + 127 fits in 16 bits
+    mixed *= alpha
+    mixed += 127
+    mixed //= 255
     return mixed.astype(np.uint8)
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.repeat(gray.astype(np.uint8)[:, :, None], 3, axis=2))
+    return np.ascontiguousarray(np.repeat(gray.astype(np.uint8, copy=False)[:, :, None], 3, axis=2))
 
 
 def window_min_max(values: np.ndarray) -> np.ndarray:
@@ -194,8 +230,12 @@ def window_min_max(values: np.ndarray) -> np.ndarray:
 
 
 def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    scaled = (values.astype(np.float64) - low) * 255.0 / (high - low)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    """(values - low) * 255 / (high - low), rounded and clipped, a block of rows at a time."""
+    out = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, values.shape[0], ROW_BLOCK):
+        scaled = (values[start:start + ROW_BLOCK].astype(np.float64) - low) * 255.0 / (high - low)
+        out[start:start + ROW_BLOCK] = np.clip(np.rint(scaled), 0, 255)
+    return out
 
 
 # --- DICOM --------------------------------------------------------------------------
@@ -276,20 +316,67 @@ def _decode_first_frame(dataset: Any) -> np.ndarray:
 
 
 def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window mapped from pydicom's output range, else min-max."""
+    """Modality LUT, then VOI LUT or window mapped from pydicom's output range, else min-max.
+
+    Works a block of rows at a time (the LUTs give float64 values); a value that is not
+    finite after the Modality or VOI LUT is an ImageError, never a garbage picture.
+    """
+    _check_finite_tags(dataset)
+    blocks = [slice(start, start + ROW_BLOCK) for start in range(0, pixels.shape[0], ROW_BLOCK)]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows as a non-finite value, refused below
+        return _dicom_blocks_to_uint8(pixels, dataset, blocks)
+
+
+def _dicom_blocks_to_uint8(pixels: np.ndarray, dataset: Any, blocks: list[slice]) -> np.ndarray:
     from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
     try:
-        values = apply_modality_lut(pixels, dataset)
-        if "VOILUTSequence" in dataset:
-            low, high = 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
-        elif "WindowCenter" in dataset and "WindowWidth" in dataset:
-            low, high = _window_output_range(dataset)
-        else:
-            return window_min_max(values)
-        return _to_uint8(apply_voi_lut(values, dataset), low, high)
+        def modality(rows: slice) -> np.ndarray:
+            return _finite(apply_modality_lut(pixels[rows], dataset), "its Modality LUT")
+
+        out = np.empty(pixels.shape, dtype=np.uint8)
+        if "VOILUTSequence" in dataset or ("WindowCenter" in dataset and "WindowWidth" in dataset):
+            if "VOILUTSequence" in dataset:
+                low, high = 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+            else:
+                low, high = _window_output_range(dataset)
+            for rows in blocks:
+                out[rows] = _to_uint8(_finite(apply_voi_lut(modality(rows), dataset), "its VOI LUT or window"),
+                                      low, high)
+            return out
+        ranges = [(float(v.min()), float(v.max())) for v in map(modality, blocks)]
+        low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        if high <= low:
+            return np.zeros(pixels.shape, dtype=np.uint8)
+        for rows in blocks:
+            out[rows] = _to_uint8(modality(rows), low, high)
+        return out
+    except ImageError:
+        raise
     except Exception as error:  # malformed LUT or window values
         raise ImageError("the DICOM Modality or VOI LUT could not be applied") from error
+
+
+def _check_finite_tags(dataset: Any) -> None:
+    """RescaleSlope, RescaleIntercept, WindowCenter and WindowWidth must be finite numbers when present."""
+    from pydicom.multival import MultiValue
+
+    for tag in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
+        value = dataset.get(tag)
+        if value is None:
+            continue
+        try:
+            finite = all(np.isfinite(float(v)) for v in (value if isinstance(value, MultiValue) else [value]))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ImageError(f"the DICOM {tag} is {str(value)[:40]}; expected a finite number")
+
+
+def _finite(values: np.ndarray, where: str) -> np.ndarray:
+    if values.dtype.kind == "f" and not bool(np.isfinite(values).all()):
+        raise ImageError(f"the DICOM pixel values are not finite after {where}; expected finite numbers")
+    return values
 
 
 def _window_output_range(dataset: Any) -> tuple[float, float]:
