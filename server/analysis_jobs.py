@@ -155,7 +155,10 @@ class AnalysisJobs:
         job.frame = frames.encode_analysis(job.id, job.request.kind, job.request.index, "done", "", result)
         if job.source.recording is not None:
             try:
-                append_frame(job.source.recording, job.frame)
+                torn = append_frame(job.source.recording, job.frame)
+                if torn:
+                    log.warning("recording %s: cut off a torn last frame (%d bytes) before appending analysis %s",
+                                job.source.recording.stem, torn, job.id)
             except (OSError, MedvizError) as error:
                 log.warning("analysis %s not recorded: %s", job.id, error)
         self._finish(key, job, "done")
