@@ -24,6 +24,7 @@ import msgpack
 
 from .errors import NotFoundError, ProtocolError, RequestError
 from .frames import AnalysisFrame, EndFrame, Frame, StartFrame, StepFrame, decode
+from .msgpack_limits import SERVER_LIMITS, unpack_kwargs
 
 SUFFIX = ".medviz"
 FILE_MODE = 0o600
@@ -119,7 +120,8 @@ class RecordedFrame:
 
 def iter_frames(path: Path) -> Iterator[RecordedFrame]:
     """Whole frames from the start of the file; stops quietly at a cut or corrupt tail."""
-    unpacker = msgpack.Unpacker(raw=False)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=SERVER_LIMITS.max_bin_len + _CHUNK,
+                                **unpack_kwargs(SERVER_LIMITS))
     buffer = bytearray()
     start = 0  # file offset of buffer[0]: the end of the last whole frame
     with open(path, "rb") as file:
