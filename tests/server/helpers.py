@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from medviz_core import frames
 from medviz_core.frames import StartRequest
-from server.background import serve_in_background
+from server.background import background_server
 from server.requests import encode_client_start
 from server.settings import Settings
 
@@ -23,6 +23,7 @@ T = TypeVar("T")
 class LiveServer:
     settings: Settings
     port: int
+    app: Any = None  # the Starlette app it runs (its state: sessions, worker, connections)
 
     @property
     def http(self) -> str:
@@ -34,9 +35,9 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def serve(settings: Settings, engine: Any) -> Iterator[LiveServer]:
-    with serve_in_background(settings, engine) as port:
-        yield LiveServer(settings=settings, port=port)
+def serve(settings: Settings, engine: Any, **options: Any) -> Iterator[LiveServer]:
+    with background_server(settings, engine, **options) as (app, port):
+        yield LiveServer(settings=settings, port=port, app=app)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
