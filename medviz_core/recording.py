@@ -102,10 +102,23 @@ def append_frame(path: Path, frame: bytes, fsync: bool = False) -> int:
 
 
 def whole_length(path: Path) -> int:
-    """Where the last whole frame ends: what the reader reads, and where an append must start."""
+    """Where the last whole msgpack value ends: where an append must start. Values are skipped,
+    not decoded (one pass in C), so appending to a long recording stays cheap; the writer only
+    ever writes whole frames, so a value cut short can only be the last one."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=SERVER_LIMITS.max_bin_len + _CHUNK,
+                                **unpack_kwargs(SERVER_LIMITS))
     end = 0
-    for recorded in iter_frames(path):
-        end = recorded.offset + len(recorded.data)
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            unpacker.feed(chunk)
+            while True:
+                try:
+                    unpacker.skip()
+                except msgpack.OutOfData:
+                    break
+                except (ValueError, msgpack.FormatError, msgpack.StackError):
+                    return end
+                end = unpacker.tell()
     return end
 
 
@@ -233,7 +246,7 @@ def recording_info(path: Path) -> RecordingInfo:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexEntry:
     """Where one whole frame of a recording lies and what a replay needs to know of it."""
 
