@@ -174,7 +174,7 @@ async def session_route(ws: WebSocket) -> None:
 
 
 async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, session_id: str, viewer: Viewer) -> None:
-    """Follow the session the socket started; a dropped or lost owner leaves with a grace period."""
+    """Follow the session the socket started; a dropped or lost viewer leaves with a grace period."""
     outbox = Outbox(asyncio.get_running_loop())
 
     async def on_message(data: bytes | str) -> None:
@@ -208,12 +208,13 @@ async def watch_route(ws: WebSocket) -> None:
                 command = parse_client_frame(data, settings.limits, accept=ANALYSIS_COMMANDS)
                 await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox)
 
+            outcome = "lost"
             try:
-                await follow(ws, viewer, on_message, outbox, stay=ws.query_params.get("stay") == "1",
-                             idle_s=settings.idle_timeout_s, close_s=settings.close_timeout_s)
+                outcome = await follow(ws, viewer, on_message, outbox, stay=ws.query_params.get("stay") == "1",
+                                       idle_s=settings.idle_timeout_s, close_s=settings.close_timeout_s)
             finally:
                 outbox.withdraw(sessions.analyses)
-                sessions.leave(session_id, viewer)
+                sessions.leave(session_id, viewer, grace=outcome in ("dropped", "lost"))
     except MedvizError as error:
         await refuse(ws, error.code, error.message)
 

@@ -6,8 +6,8 @@ session. The interface is shaped so that generation could later run as replicas 
 distributed engine (e.g. Ray Serve deployments) and fan-out could go through an existing
 pub/sub (e.g. Redis channels), by writing another implementation; no cluster code here.
 Owner semantics: when the starting client has left and nobody watches, the run stops;
-an owner that was dropped (4008) or lost its connection gets `owner_grace_s` to rejoin
-through /ws/watch first. Analysis jobs (`analyses`) run on the same worker, in a line
+a viewer that was dropped (4008) or lost its connection, the owner included, leaves with
+`owner_grace_s` to rejoin through /ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line
 bounded per connection and in total; `live_source` gives them a session's frames so far,
 decoded once each. `images` is the image budget start requests are admitted under;
 `writing` says whether a recording is still being written (it may not be deleted).

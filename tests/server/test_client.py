@@ -26,7 +26,7 @@ def watch_on_a_stalled_network(server: LiveServer, engine: GatedEngine, monkeypa
     """`medviz watch` a session with a 6 MB start frame through a network that stalls right after
     the handshake (its first connection only): the session runs on, the server drops the watcher,
     and the network recovers `stalled_s` after `gone()` says the server is done with it.
-    -> (what watch printed, its notes, its end frame, the owner's frames)."""
+    -> (what watch printed, its notes, its end frame, the session's log)."""
     real, release = client.connect, threading.Event()
     opened: list[str] = []
 
@@ -45,17 +45,20 @@ def watch_on_a_stalled_network(server: LiveServer, engine: GatedEngine, monkeypa
             await owner.send(start_bytes(noisy_png(), max_new_tokens=48, question=GATED))
             first = await recv(owner)
             channel = server.app.state.sessions._sessions[session_of(first)].channel
+            (owners_viewer,) = channel.viewers
             out, err = io.StringIO(), io.StringIO()
             watching = asyncio.ensure_future(
                 asyncio.to_thread(client.watch, f"{server.ws}/ws/watch/{session_of(first)}", out, err))
             await until(lambda: channel.watchers == 2, "the watcher has joined")
+            (watcher,) = channel.viewers - {owners_viewer}
             engine.gate.set()  # steps now come while the watcher's socket is full
             rest = asyncio.ensure_future(receive_all(owner))
-            await until(lambda: channel.watchers == 1 and gone(), "the server has dropped the watcher")
+            await until(lambda: watcher.dropped.is_set() and gone(), "the server has dropped the watcher")
             await asyncio.sleep(stalled_s)
             release.set()
             end = await watching
-            return out.getvalue(), err.getvalue(), end, [first, *await rest]
+            await rest
+            return out.getvalue(), err.getvalue(), end, channel.log
 
     return run(scenario())
 
@@ -68,11 +71,11 @@ def test_a_watcher_that_falls_behind_receives_4008_and_rejoins_printing_every_to
     tiny_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = GatedEngine(tiny_engine)
-    with serve(Settings(model="tiny", recordings=tmp_path, viewer_queue=2), engine) as server:
+    with serve(Settings(model="tiny", recordings=tmp_path, viewer_queue=8), engine) as server:
         # the network stays stalled longer than the 5 s a close used to wait behind unsent bytes
-        printed, notes, end, owner = watch_on_a_stalled_network(server, engine, monkeypatch, lambda: True, 6.0)
+        printed, notes, end, log = watch_on_a_stalled_network(server, engine, monkeypatch, lambda: True, 6.0)
     assert end is not None and (end.reason, end.tokens) == ("max_tokens", 48)
-    assert printed == texts(owner) + "\n"
+    assert printed == texts(log) + "\n"
     assert "\n[fell behind (4008); rejoining and catching up from the session log]\n" in notes
 
 
@@ -80,11 +83,11 @@ def test_a_watcher_whose_close_cannot_go_out_loses_the_connection_and_rejoins_af
     tiny_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = GatedEngine(tiny_engine)
-    settings = Settings(model="tiny", recordings=tmp_path, viewer_queue=2, close_timeout_s=0.5)
+    settings = Settings(model="tiny", recordings=tmp_path, viewer_queue=8, close_timeout_s=0.5)
     with serve(settings, engine) as server:
         connections = server.app.state.connections
-        printed, notes, end, owner = watch_on_a_stalled_network(
+        printed, notes, end, log = watch_on_a_stalled_network(
             server, engine, monkeypatch, lambda: connections.open["watch"] == 0)  # its 4008 was given up on
     assert end is not None and (end.reason, end.tokens) == ("max_tokens", 48)
-    assert printed == texts(owner) + "\n"
+    assert printed == texts(log) + "\n"
     assert "\n[lost the connection (1006); rejoining and catching up from the session log]\n" in notes
