@@ -2,7 +2,8 @@
 
 Owns: `AnalysisJobs`: `request` checks a request against its source, answers a repeat from
 the cache (or from the source's recording), joins a running job, or queues a new one on
-the worker for the asking connection (BusyError, and nothing queued, past the worker's
+the worker (worker.py says when it runs; a job asked to give way to a live session stops,
+tells its askers `queued` again and waits at the head of its line) for the asking connection (BusyError, and nothing queued, past the worker's
 bounds per connection and in total: only new jobs count, a repeat or a join costs
 nothing); `cancel` stops a job for every socket waiting on it and gives its place in the
 line back; `forget` drops a source's jobs when its session expires. A finished job's `done` frame is appended to the source's
@@ -39,7 +40,9 @@ class TaskLine(Protocol):
 
     def check_room(self, owner: str) -> None: ...
 
-    def run_task(self, owner: str, run: Callable[[], None]) -> Any: ...
+    def run_task(self, owner: str, run: Callable[[], None], source: str, preempt: Callable[[], bool]) -> Any: ...
+
+    def requeue_task(self, task: Any) -> None: ...
 
     def drop_task(self, task: Any) -> None: ...
 
@@ -54,6 +57,8 @@ class _Job:
     status: str = "queued"
     frame: bytes = b""  # the done frame
     task: Any = None  # its place in the worker's line while queued
+    yielded: bool = False  # it has given way to a live session once (it will not again)
+    yielding: bool = False  # asked to give way now: its cancel is set, but it is not cancelled
 
     def state(self, status: str, message: str = "") -> bytes:
         return frames.encode_analysis(self.id, self.request.kind, self.request.index, status, message)
@@ -92,8 +97,17 @@ class AnalysisJobs:
                 answer = (job.state("queued"), False)
         reply(*answer)
         if known is None:
-            job.task = self.line.run_task(asker, lambda: self._run(key, job))
+            job.task = self.line.run_task(asker, lambda: self._run(key, job), source.key, lambda: self._yield(job))
         return job.id
+
+    def _yield(self, job: _Job) -> bool:
+        """Ask a running job to give way to a live session (once); it restarts from its line later."""
+        with self._lock:
+            if job.status != "running" or job.yielded:
+                return False
+            job.yielded = job.yielding = True
+            job.cancel.set()
+            return True
 
     def cancel(self, source_key: str, job: str) -> None:
         """Cancel a queued or running job; RequestError if this source has no such unfinished job.
@@ -106,6 +120,7 @@ class AnalysisJobs:
             found = self._jobs.get(key)
             if found is None or found.status in FINAL:
                 raise RequestError(f"no unfinished analysis job {job[:64]!r} here")
+            found.yielding = False
             found.cancel.set()
             del self._jobs[key]
             queued = found.status == "queued"
@@ -127,6 +142,7 @@ class AnalysisJobs:
             found.replies = [r for r in found.replies if r is not reply]
             if found.replies:
                 return
+            found.yielding = False
             found.cancel.set()
             queued = found.status == "queued"
             found.status = "cancelled"
@@ -140,6 +156,7 @@ class AnalysisJobs:
             keys = [key for key in self._jobs if key[0] == source_key]
             dropped = [self._jobs.pop(key) for key in keys]
         for job in dropped:
+            job.yielding = False
             job.cancel.set()
             if job.status == "queued":
                 self._drop(job)
@@ -167,11 +184,15 @@ class AnalysisJobs:
             self.runs += 1
             result = compute(self.engine, job.source, job.request, job.cancel)
         except MedvizError as error:
+            if job.cancel.is_set() and self._requeue(job):  # stopped to give way, not failed
+                return
             self._finish(key, job, "error", error.message)
             return
         except Exception as error:
             log.error("analysis %s failed: %s", job.id, type(error).__name__, exc_info=True)
             self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
+            return
+        if (result is None or job.cancel.is_set()) and self._requeue(job):
             return
         if result is None or job.cancel.is_set():
             self._finish(key, job, "cancelled", "cancelled by a client")
@@ -186,6 +207,20 @@ class AnalysisJobs:
             except (OSError, MedvizError) as error:
                 log.warning("analysis %s not recorded: %s", job.id, error)
         self._finish(key, job, "done")
+
+    def _requeue(self, job: _Job) -> bool:
+        """A job that stopped to give way to a live session waits again, at the head of its line."""
+        with self._lock:
+            if not job.yielding:
+                return False
+            job.yielding = False
+            job.cancel = threading.Event()
+            job.status = "queued"
+            replies = list(job.replies)
+        for reply in replies:
+            reply(job.state("queued", "waiting for a live session to finish"), False)
+        self.line.requeue_task(job.task)
+        return True
 
     def _finish(self, key: tuple[str, str], job: _Job, status: str, message: str = "") -> None:
         with self._lock:

@@ -1,16 +1,17 @@
 """A bounded queue shared fairly by many owners: each owner's items in order, owners taken in turn.
 
 Owns: `FairQueue`, used by the worker for analysis tasks: `push` refuses (BusyError) past
-`per_owner` items of one owner or `total` items in all, `pop` takes the oldest item of the
-owner whose turn it is and moves that owner to the back, `discard` takes an item back out
-(a cancelled job frees its place at once). Not threadsafe: the worker calls it under its
+`per_owner` items of one owner or `total` items in all, `pop` takes the oldest item (of
+those `accept` allows) of the owner whose turn it is and moves that owner to the back,
+`push_front` puts an admitted item back at the head of its owner's line (a preempted
+task), `discard` takes an item back out (a cancelled job frees its place at once). Not threadsafe: the worker calls it under its
 lock. Does not own what the items are or when they run (worker.py).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from medviz_core.errors import BusyError
 
@@ -41,18 +42,25 @@ class FairQueue(Generic[T]):
         self._owners.setdefault(owner, deque()).append(item)
         self._count += 1
 
-    def pop(self) -> T | None:
-        """The next item by turns, or None when empty."""
-        if not self._owners:
-            return None
-        owner, items = next(iter(self._owners.items()))
-        item = items.popleft()
-        self._count -= 1
-        if items:
-            self._owners.move_to_end(owner)
-        else:
-            del self._owners[owner]
-        return item
+    def push_front(self, owner: str, item: T) -> None:
+        """Back at the head of its owner's line, bounds aside: it was admitted once already."""
+        self._owners.setdefault(owner, deque()).appendleft(item)
+        self._count += 1
+
+    def pop(self, accept: Callable[[T], bool] | None = None) -> T | None:
+        """The next item by turns (of those `accept` allows), or None when there is none."""
+        for owner, items in self._owners.items():
+            item = next((i for i in items if accept is None or accept(i)), None)
+            if item is None:
+                continue
+            items.remove(item)
+            self._count -= 1
+            if items:
+                self._owners.move_to_end(owner)
+            else:
+                del self._owners[owner]
+            return item
+        return None
 
     def discard(self, owner: str, item: T) -> bool:
         """Take a waiting item out; False if it is not waiting (already taken)."""

@@ -5,10 +5,16 @@ Owns: `session_frames` (engine run -> encoded frames: start, steps, end; also us
 sends `queued` positions to those waiting, writes recordings, and hands every frame to
 the job's `emit`, which must not block). Tasks queued with `run_task` (analysis jobs) wait
 in a FairQueue (bounded per owner and in total, owners served in turn) and run on the same
-thread one at a time: at most one between two frames of a run, or one after another while
-no run waits, so the model only ever does one thing at a time, a run's tokens are never
-touched and no flood of analyses delays a run's next step by more than one analysis. A
-job's images are file bytes, decoded by the engine when it runs, under the image budget.
+thread one at a time, never inside a step, so the model only ever does one thing at a time
+and a run's tokens are never touched. Live sessions come first:
+- between two frames of a run, at most one task runs, and only a task about that very
+  session (its viewers asked), and only while no other session waits in line;
+- every other task waits until no session runs or waits; one already running when a
+  session is submitted is asked to yield (`Task.preempt`: it stops at its next cancel
+  check and goes back to the head of its owner's line; each task yields at most once), so
+  a flood of analyses delays a session by at most one analysis, and usually by one
+  forward pass.
+A job's images are file bytes, decoded by the engine when it runs, under the image budget.
 `history` keeps the order of work (frames and tasks) for tests and benchmarks. The event
 loop never waits on torch. Does not own fan-out (broadcast.py) or who may start what
 (sessions.py, live.py).
@@ -42,10 +48,13 @@ HISTORY = 10_000  # entries of the order of work kept
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """An analysis waiting for the worker; `owner` is the connection that asked."""
+    """An analysis waiting for the worker: `owner` is the connection that asked, `source` what it
+    is about ("session:<id>" or "recording:<id>"), `preempt` asks it to yield (False: it will not)."""
 
     owner: str
     run: Callable[[], None]
+    source: str = ""
+    preempt: Callable[[], bool] = lambda: False
 
 
 def _no_budget(nbytes: int) -> ContextManager[None]:
@@ -102,6 +111,7 @@ class GenerationWorker:
         self._waiting: deque[Job] = deque()
         self._tasks: FairQueue[Task] = tasks if tasks is not None else FairQueue(per_owner=1 << 30, total=1 << 30)
         self._running: Job | None = None
+        self._task: Task | None = None  # the task running now, if any
         self._lock = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="medviz-generation", daemon=True)
@@ -114,7 +124,10 @@ class GenerationWorker:
                 raise BusyError(f"the generation queue is full ({self.queue_cap} waiting); try again shortly")
             self._waiting.append(job)
             position = len(self._waiting) if self._running is not None else 0
+            running_task = self._task
             self._lock.notify()
+        if running_task is not None and running_task.source != f"session:{job.session}":
+            running_task.preempt()  # sessions first: it stops at its next cancel check and waits again
         if position:
             job.emit(frames.encode_queued(position), False)
         return position
@@ -124,13 +137,20 @@ class GenerationWorker:
         with self._lock:
             self._tasks.check_room(owner)
 
-    def run_task(self, owner: str, run: Callable[[], None]) -> Task:
-        """Queue `run` for the worker thread, at a gap between frames (never inside a step). BusyError past the bounds."""
-        task = Task(owner, run)
+    def run_task(self, owner: str, run: Callable[[], None], source: str = "",
+                 preempt: Callable[[], bool] = lambda: False) -> Task:
+        """Queue `run` for the worker thread (never inside a step). BusyError past the bounds."""
+        task = Task(owner, run, source, preempt)
         with self._lock:
             self._tasks.push(owner, task)
             self._lock.notify()
         return task
+
+    def requeue_task(self, task: Task) -> None:
+        """A task that yielded to a session goes back to the head of its owner's line."""
+        with self._lock:
+            self._tasks.push_front(task.owner, task)
+            self._lock.notify()
 
     def drop_task(self, task: Task) -> None:
         """Take a task that has not started out of the line (it never runs)."""
@@ -179,7 +199,7 @@ class GenerationWorker:
                 if self._waiting:
                     job = self._running = self._waiting.popleft()
             if job is None:
-                self._run_one_task()
+                self._run_one_task(None)
                 continue
             self._announce_positions()
             try:
@@ -188,10 +208,15 @@ class GenerationWorker:
                 with self._lock:
                     self._running = None
 
-    def _run_one_task(self) -> None:
-        """The next task by turns, if any; a failing task is logged and the worker goes on."""
+    def _run_one_task(self, during: str | None) -> None:
+        """The next task by turns, if any: any task when no run is going on (`during` None), else
+        only one about that session and only while no other session waits. A failing task is
+        logged and the worker goes on."""
         with self._lock:
-            task = None if self._stopping else self._tasks.pop()
+            if self._stopping or (during is not None and self._waiting):
+                return
+            task = self._tasks.pop(None if during is None else lambda t: t.source == during)
+            self._task = task
         if task is None:
             return
         self.history.append(("task", task.owner))
@@ -199,6 +224,9 @@ class GenerationWorker:
             task.run()
         except Exception as error:
             log.error("a worker task failed: %s", type(error).__name__, exc_info=True)
+        finally:
+            with self._lock:
+                self._task = None
 
     def _announce_positions(self) -> None:
         with self._lock:
@@ -220,7 +248,7 @@ class GenerationWorker:
                     writer.write(frame)
                 job.emit(frame, True)
                 self.history.append(("frame", job.session))
-                self._run_one_task()
+                self._run_one_task(f"session:{job.session}")
         except MedvizError as error:
             job.failure = (error.code, error.message)
             job.emit(frames.encode_error(error.code, error.message), True)

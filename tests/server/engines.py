@@ -13,24 +13,27 @@ FAIL_INTERNAL = "fail inside"
 
 
 class GatedRun:
-    """A run that waits for `gate` before its first step (the worker is held there, between frames)."""
+    """A run that waits for `gate` before its step `hold_at` (the worker is held there, between frames)."""
 
-    def __init__(self, run: Any, gate: threading.Event) -> None:
-        self._run, self._gate = run, gate
+    def __init__(self, run: Any, gate: threading.Event, hold_at: int) -> None:
+        self._run, self._gate, self._hold_at = run, gate, hold_at
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)
 
     def __iter__(self) -> Iterator[Any]:
-        self._gate.wait(60)
-        yield from self._run
+        for number, step in enumerate(self._run):
+            if number == self._hold_at:
+                self._gate.wait(60)
+            yield step
 
 
 class GatedEngine:
-    """The wrapped engine; a run whose question is GATED waits at its first step until `gate` is set."""
+    """The wrapped engine; a run whose question is GATED waits before its step `hold_at` until `gate` is set."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, hold_at: int = 0) -> None:
         self._engine = engine
+        self.hold_at = hold_at
         self.gate = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
@@ -38,7 +41,7 @@ class GatedEngine:
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
         run = self._engine.stream(*args, **kwargs)
-        return GatedRun(run, self.gate) if kwargs.get("question") == GATED else run
+        return GatedRun(run, self.gate, self.hold_at) if kwargs.get("question") == GATED else run
 
 
 class FailingEngine:

@@ -393,9 +393,12 @@ class ListLine:
     def check_room(self, owner: str) -> None:
         del owner
 
-    def run_task(self, owner: str, run: Any) -> Any:
+    def run_task(self, owner: str, run: Any, source: str, preempt: Any) -> Any:
         self.tasks.append((owner, run))
         return self.tasks[-1]
+
+    def requeue_task(self, task: Any) -> None:
+        self.tasks.insert(0, task)
 
     def drop_task(self, task: Any) -> None:
         self.tasks.remove(task)

@@ -45,3 +45,12 @@ def test_a_discarded_item_frees_its_place_and_never_comes_out() -> None:
     assert line.discard("a", "x") is True and line.discard("a", "x") is False
     line.push("a", "y")
     assert [line.pop(), line.pop()] == ["y", None]
+
+
+def test_pop_takes_turns_among_the_items_it_may_take_and_a_preempted_item_goes_first() -> None:
+    line: FairQueue[str] = FairQueue(per_owner=1, total=4)
+    for owner, item in (("a", "a-other"), ("b", "b-mine"), ("c", "c-mine")):
+        line.push(owner, item)
+    assert line.pop(lambda item: item.endswith("mine")) == "b-mine"
+    line.push_front("c", "c-preempted")  # past c's bound of 1: it was admitted before
+    assert [line.pop(), line.pop(), line.pop(), line.pop()] == ["a-other", "c-preempted", "c-mine", None]
