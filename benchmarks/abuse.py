@@ -78,6 +78,15 @@ def start_server(model: str, recordings: Path) -> tuple[subprocess.Popen[bytes],
     raise RuntimeError("the server did not answer /api/health within 180 s")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user stops it; killed if it is still there after 20 s (kill is a no-op once it exited)."""
+    proc.send_signal(signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+    proc.kill()
+    proc.wait()
+
+
 def status_kb(pid: int, field: str) -> int:
     found = re.search(rf"^{field}:\s+(\d+) kB$", Path(f"/proc/{pid}/status").read_text(), re.MULTILINE)
     if found is None:
@@ -262,11 +271,7 @@ def main() -> int:
                       "image_bombs": asyncio.run(image_bombs(port, proc.pid)),
                       "analysis_flood": asyncio.run(analysis_flood(port, image))}
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
     show(report)
     print(json.dumps(report))
     if args.json:

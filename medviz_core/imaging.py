@@ -1,7 +1,8 @@
 """Uploaded file bytes -> the RGB uint8 picture the model's processor gets, with limits.
 
 Owns: recognising PNG, JPEG and DICOM by their bytes (`sniff_format`), decoding them
-into an (H, W, 3) uint8 RGB array (`load_image`), the limits that refuse decompression
+into an (H, W, 3) uint8 RGB array (`load_image`: PNG and JPEG here, DICOM in dicom.py,
+with the gray and windowing helpers both use), the limits that refuse decompression
 bombs before any pixel is decoded (pixels, and decoded bytes: width x height x channels x
 bytes per sample, read from the header by image_headers.py), and the lossless PNG of
 that array that viewers are shown (`image_to_png`). Does not own: resizing or
@@ -17,9 +18,9 @@ Choices, so the picture is what a radiologist would see:
 - Alpha (LA, RGBA, P with transparency) is composited over black, the background of
   an X-ray; X-ray PNGs saved as RGBA have alpha 255 and come out unchanged.
 - JPEG EXIF orientation is applied, as browsers do.
-- DICOM: Modality LUT (rescale slope/intercept), then the VOI LUT or the first window
-  center/width when present, mapped from pydicom's output range to 0..255; without a
-  VOI, min-max. MONOCHROME1 is inverted so bone is bright. Multi-frame: first frame.
+- DICOM (dicom.py): Modality LUT (rescale slope/intercept), then the VOI LUT or the first
+  window center/width when present, mapped from pydicom's output range to 0..255; without
+  a VOI, min-max. MONOCHROME1 is inverted so bone is bright. Multi-frame: first frame.
   RGB / YBR photometrics pass through as RGB. Presentation LUT Shape is ignored.
 - Pillow's own decompression-bomb check is not relied on (the image plugin is built
   directly, which reads only the header); our check against `max_pixels` runs first,
@@ -30,7 +31,7 @@ Choices, so the picture is what a radiologist would see:
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
@@ -72,13 +73,6 @@ NAMES: dict[str, str] = {
     "zip": "ZIP archive",
     "gzip": "gzip archive",
 }
-# Transfer syntax UID prefix -> the packages that let pydicom decode it.
-DECODER_PACKAGES: tuple[tuple[str, str], ...] = (
-    ("1.2.840.10008.1.2.4.9", "pip install pylibjpeg pylibjpeg-openjpeg"),  # JPEG 2000
-    ("1.2.840.10008.1.2.4.20", "pip install pylibjpeg pylibjpeg-openjpeg"),  # HTJ2K
-    ("1.2.840.10008.1.2.4.8", "pip install pylibjpeg pylibjpeg-libjpeg"),  # JPEG-LS
-    ("1.2.840.10008.1.2.4.", "pip install pylibjpeg pylibjpeg-libjpeg"),  # JPEG
-)
 
 
 def sniff_format(data: bytes) -> Format:
@@ -97,10 +91,12 @@ def sniff_format(data: bytes) -> Format:
 
 def image_kind(data: bytes) -> Format:
     """png, jpeg or dicom (a DICOM without preamble too); ImageError for any other bytes."""
+    from .dicom import looks_like_headerless_dicom
+
     try:
         kind = sniff_format(data)
     except ImageError:
-        if not data or not _looks_like_headerless_dicom(data):
+        if not data or not looks_like_headerless_dicom(data):
             raise
         kind = "dicom"
     if kind not in ("png", "jpeg", "dicom"):
@@ -119,7 +115,9 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: 
     _checked_header(data, kind, max_pixels, max_decoded_bytes)
     if kind in ("png", "jpeg"):
         return _load_pillow(data, kind, max_pixels)
-    return _load_dicom(data, max_pixels)
+    from .dicom import load_dicom  # dicom.py uses this module's pixel helpers
+
+    return load_dicom(data, max_pixels)
 
 
 def _checked_header(data: bytes, kind: Format, max_pixels: int, max_decoded_bytes: int) -> ImageHeader:
@@ -196,11 +194,11 @@ def pillow_to_rgb(picture: Image.Image, release: bool = False) -> np.ndarray:
     if release:
         picture.close()
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _gray_to_rgb(window_min_max(pixels))
+        return gray_to_rgb(window_min_max(pixels))
     if mode == "L":
-        return _gray_to_rgb(pixels)
+        return gray_to_rgb(pixels)
     if mode == "LA":
-        return _gray_to_rgb(_over_black(pixels[..., 0], pixels[..., 1]))
+        return gray_to_rgb(_over_black(pixels[..., 0], pixels[..., 1]))
     if mode == "RGBA":
         return _over_black(pixels[..., :3], pixels[..., 3:4])
     return np.ascontiguousarray(pixels, dtype=np.uint8)
@@ -217,7 +215,8 @@ def _over_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return mixed.astype(np.uint8)
 
 
-def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """(H, W) gray -> (H, W, 3) uint8 with R == G == B."""
     return np.ascontiguousarray(np.repeat(gray.astype(np.uint8, copy=False)[:, :, None], 3, axis=2))
 
 
@@ -226,168 +225,13 @@ def window_min_max(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
-    return _to_uint8(values, low, high)
+    return to_uint8(values, low, high)
 
 
-def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+def to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """(values - low) * 255 / (high - low), rounded and clipped, a block of rows at a time."""
     out = np.empty(values.shape, dtype=np.uint8)
     for start in range(0, values.shape[0], ROW_BLOCK):
         scaled = (values[start:start + ROW_BLOCK].astype(np.float64) - low) * 255.0 / (high - low)
         out[start:start + ROW_BLOCK] = np.clip(np.rint(scaled), 0, 255)
     return out
-
-
-# --- DICOM --------------------------------------------------------------------------
-
-
-def _looks_like_headerless_dicom(data: bytes) -> bool:
-    """A DICOM without preamble starts with a group 0x0002 or 0x0008 tag; pydicom must agree."""
-    if int.from_bytes(data[:2], "little") not in (0x0002, 0x0008):
-        return False
-    try:
-        _read_dicom(data, force=True)
-    except ImageError:
-        return False
-    return True
-
-
-def _read_dicom(data: bytes, *, force: bool) -> Any:
-    import pydicom
-
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(data), force=force)
-        if "TransferSyntaxUID" not in dataset.file_meta:
-            implicit, little = dataset.original_encoding
-            dataset.file_meta.TransferSyntaxUID = _plain_syntax(implicit, little)
-        return dataset
-    except Exception as error:  # any pydicom failure is a bad file
-        raise ImageError("the DICOM file is truncated or damaged") from error
-
-
-def _plain_syntax(implicit: bool | None, little: bool | None) -> Any:
-    from pydicom import uid
-
-    if implicit:
-        return uid.ImplicitVRLittleEndian
-    return uid.ExplicitVRLittleEndian if little or little is None else uid.ExplicitVRBigEndian
-
-
-def _load_dicom(data: bytes, max_pixels: int) -> np.ndarray:
-    dataset = _read_dicom(data, force=data[128:132] != b"DICM")
-    if not any(key in dataset for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ImageError("the DICOM file has no pixel data: (7FE0,0010) Pixel Data is missing")
-    rows, columns = dataset.get("Rows"), dataset.get("Columns")
-    if not rows or not columns:
-        raise ImageError(f"the DICOM file has no image size: Rows={rows}, Columns={columns}")
-    check_pixels(int(columns), int(rows), max_pixels)
-    pixels = _decode_first_frame(dataset)
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric.startswith("MONOCHROME"):
-        gray = _dicom_gray_to_uint8(pixels, dataset)
-        return _gray_to_rgb(255 - gray if photometric == "MONOCHROME1" else gray)
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT") and pixels.ndim == 3:
-        return np.ascontiguousarray(pixels if pixels.dtype == np.uint8 else window_min_max(pixels))
-    raise ImageError(
-        f"DICOM photometric interpretation {photometric} is not supported; expected MONOCHROME1, MONOCHROME2 or RGB"
-    )
-
-
-def _decode_first_frame(dataset: Any) -> np.ndarray:
-    from pydicom.pixels.decoders.base import get_decoder
-    from pydicom.pixels.utils import pixel_array
-
-    syntax = dataset.file_meta.TransferSyntaxUID
-    try:
-        decoder = get_decoder(syntax)
-    except Exception as error:  # NotImplementedError for syntaxes pydicom has no decoder for
-        raise ImageError(f"DICOM transfer syntax {syntax.name} ({syntax}) is not supported by pydicom") from error
-    if not decoder.is_available:
-        packages = (cmd for prefix, cmd in DECODER_PACKAGES if str(syntax).startswith(prefix))
-        install = next(packages, "pip install python-gdcm")
-        raise ImageError(
-            f"cannot decode DICOM pixel data in {syntax.name} ({syntax}): no decoder is installed; "
-            f"install one with `{install}` (or `pip install python-gdcm`)"
-        )
-    try:
-        return np.asarray(pixel_array(dataset, index=0))
-    except Exception as error:  # short pixel data, a plugin failure ...
-        raise ImageError(f"the DICOM pixel data in {syntax.name} could not be decoded") from error
-
-
-def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window mapped from pydicom's output range, else min-max.
-
-    Works a block of rows at a time (the LUTs give float64 values); a value that is not
-    finite after the Modality or VOI LUT is an ImageError, never a garbage picture.
-    """
-    _check_finite_tags(dataset)
-    blocks = [slice(start, start + ROW_BLOCK) for start in range(0, pixels.shape[0], ROW_BLOCK)]
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows as a non-finite value, refused below
-        return _dicom_blocks_to_uint8(pixels, dataset, blocks)
-
-
-def _dicom_blocks_to_uint8(pixels: np.ndarray, dataset: Any, blocks: list[slice]) -> np.ndarray:
-    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
-
-    try:
-        def modality(rows: slice) -> np.ndarray:
-            return _finite(apply_modality_lut(pixels[rows], dataset), "its Modality LUT")
-
-        out = np.empty(pixels.shape, dtype=np.uint8)
-        if "VOILUTSequence" in dataset or ("WindowCenter" in dataset and "WindowWidth" in dataset):
-            if "VOILUTSequence" in dataset:
-                low, high = 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
-            else:
-                low, high = _window_output_range(dataset)
-            for rows in blocks:
-                out[rows] = _to_uint8(_finite(apply_voi_lut(modality(rows), dataset), "its VOI LUT or window"),
-                                      low, high)
-            return out
-        ranges = [(float(v.min()), float(v.max())) for v in map(modality, blocks)]
-        low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
-        if high <= low:
-            return np.zeros(pixels.shape, dtype=np.uint8)
-        for rows in blocks:
-            out[rows] = _to_uint8(modality(rows), low, high)
-        return out
-    except ImageError:
-        raise
-    except Exception as error:  # malformed LUT or window values
-        raise ImageError("the DICOM Modality or VOI LUT could not be applied") from error
-
-
-def _check_finite_tags(dataset: Any) -> None:
-    """RescaleSlope, RescaleIntercept, WindowCenter and WindowWidth must be finite numbers when present."""
-    from pydicom.multival import MultiValue
-
-    for tag in ("RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth"):
-        value = dataset.get(tag)
-        if value is None:
-            continue
-        try:
-            finite = all(np.isfinite(float(v)) for v in (value if isinstance(value, MultiValue) else [value]))
-        except (TypeError, ValueError):
-            finite = False
-        if not finite:
-            raise ImageError(f"the DICOM {tag} is {str(value)[:40]}; expected a finite number")
-
-
-def _finite(values: np.ndarray, where: str) -> np.ndarray:
-    if values.dtype.kind == "f" and not bool(np.isfinite(values).all()):
-        raise ImageError(f"the DICOM pixel values are not finite after {where}; expected finite numbers")
-    return values
-
-
-def _window_output_range(dataset: Any) -> tuple[float, float]:
-    """The range pydicom's apply_windowing maps a window onto (PS3.3 C.11.2.1.2)."""
-    if dataset.get("ModalityLUTSequence"):
-        low, high = 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
-    elif int(dataset.get("PixelRepresentation", 0)) == 0:
-        low, high = 0.0, float(2 ** int(dataset.BitsStored) - 1)
-    else:
-        low, high = float(-(2 ** (int(dataset.BitsStored) - 1))), float(2 ** (int(dataset.BitsStored) - 1) - 1)
-    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
-    if slope is not None and intercept is not None:
-        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
-    return low, high
