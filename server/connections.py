@@ -3,7 +3,8 @@
 Owns: `Connections` (counts of open sockets per kind, `session`, `watch`, `replay`, with a
 cap for each and one for the total; `hold` refuses past a cap with BusyError, which the
 routes send as a `busy` error and close 4429) and `Idle` (the time of a socket's last
-message in either direction; `expired` returns once none has passed for `timeout_s`).
+message in either direction; `expired` returns once none has passed for `timeout_s` while
+the socket was owed nothing).
 Runs on the event loop only. Does not own the sockets (live.py, replay.py) or the HTTP
 connection limits (uvicorn's, set in uvicorn_config.py).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from medviz_core.errors import BusyError
 
@@ -51,12 +52,16 @@ class Idle:
     def touch(self) -> None:
         self.last = self.loop.time()
 
-    async def expired(self) -> None:
-        """Returns once `timeout_s` has passed with no `touch`."""
+    async def expired(self, busy: Callable[[], bool] = lambda: False) -> None:
+        """Returns once `timeout_s` has passed with no `touch` while not `busy()` (a socket still
+        owed an analysis is waiting, not idle)."""
         if math.isinf(self.timeout_s):
             await asyncio.Event().wait()  # never idle
         while True:
             left = self.last + self.timeout_s - self.loop.time()
             if left <= 0:
-                return
+                if not busy():
+                    return
+                self.touch()
+                continue
             await asyncio.sleep(left)

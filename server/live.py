@@ -234,7 +234,7 @@ async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: O
     try:
         done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if pump in done and pump.exception() is None:
-            expired = asyncio.create_task(idle.expired())
+            expired = asyncio.create_task(idle.expired(lambda: bool(outbox.pending)))
             settled = asyncio.create_task(_settled(outbox))
             waits |= {expired, settled}
             done, _ = await asyncio.wait({listen, expired} | (set() if stay else {settled}),

@@ -132,6 +132,7 @@ class Replay:
         self.clock = ReplayClock([e.t_ms for e in self.steps], speed, clock())
         self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
         self.asked: set[str] = set()  # jobs this connection asked for
+        self.owed = 0  # final answers still to come (the socket is not idle while it waits for one)
         self.asker = f"replay-{id(self):x}"
         self.reply = self._reply()  # one reply for all its jobs, so withdraw finds it
         self.idle = Idle(settings.idle_timeout_s)
@@ -139,7 +140,7 @@ class Replay:
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
-        expired = asyncio.create_task(self.idle.expired())
+        expired = asyncio.create_task(self.idle.expired(lambda: self.owed > 0))
         play = asyncio.create_task(self._play_all())
         try:
             done, _ = await asyncio.wait({play, expired}, return_when=asyncio.FIRST_COMPLETED)
@@ -231,12 +232,14 @@ class Replay:
                 if isinstance(command, AnalyzeRequest):
                     source = await self._analysis_source()
                     self.asked.add(self.sessions.analyses.request(source, command, self.reply, self.asker))
+                    self.owed += 1
                 elif isinstance(command, CancelAnalysisRequest):
                     self.sessions.analyses.cancel(self._key, command.job)
                 else:
                     await self.commands.put(command)
             except MedvizError as error:  # after the answers already on their way
-                self.reply(frames.encode_error(error.code, error.message), True)
+                asyncio.get_running_loop().call_soon(self.commands.put_nowait,
+                                                     frames.encode_error(error.code, error.message))
 
     async def _analysis_source(self) -> AnalysisSource:
         """The recording's frames for analysis, read (on a thread) when the first request comes."""
@@ -248,7 +251,11 @@ class Replay:
     def _reply(self) -> Callable[[bytes, bool], None]:
         loop = asyncio.get_running_loop()
 
+        def arrived(frame: bytes, final: bool) -> None:
+            self.commands.put_nowait(frame)
+            self.owed -= final
+
         def reply(frame: bytes, final: bool) -> None:
-            loop.call_soon_threadsafe(self.commands.put_nowait, frame)
+            loop.call_soon_threadsafe(arrived, frame, final)
 
         return reply

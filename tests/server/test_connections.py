@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 
 from medviz_core import frames
@@ -143,3 +144,23 @@ def test_twenty_replays_of_a_large_recording_hold_its_index_not_its_frames(
     assert size > 9_000_000
     assert got == [["replay", "start", "step", "step", "step", "end"]] * 20
     assert growth[0] < 20 * size // 2, f"peak RSS grew {growth[0] / GB:.3f} GB for 20 replays of {size} bytes"
+
+
+@pytest.mark.parametrize("route", ["/ws/watch/{}?stay=1", "/ws/replay/{}?speed=8"], ids=["stay-watcher", "replay"])
+def test_a_socket_waiting_for_an_analysis_is_not_idle_and_closes_4408_once_answered(
+    make_server: Any, sample_bytes: bytes, route: str
+) -> None:
+    from medviz_core.frames import AnalyzeRequest
+    from server.requests import encode_analyze
+
+    server: LiveServer = make_server(idle_timeout_s=0.5)
+    name = recorded(server, sample_bytes)
+
+    async def scenario() -> tuple[list[str], int | None]:
+        async with connect(server.ws + route.format(name), max_size=None) as ws:
+            await ws.send(encode_analyze(AnalyzeRequest("faithfulness", 2, method="raw", steps=8)))  # seconds of forwards
+            data = await receive_all(ws)
+        states = [f.status for f in map(frames.decode, data) if isinstance(f, frames.AnalysisFrame)]
+        return states, ws.close_code
+
+    assert run(scenario()) == (["queued", "running", "done"], 4408)
