@@ -60,6 +60,12 @@ class NotFoundError(MedvizError):
     code = "not_found"
 
 
+class ConflictError(MedvizError):
+    """A request that conflicts with what the server is doing (deleting a recording still being written)."""
+
+    code = "conflict"
+
+
 class MessageTooLarge(RequestError):
     """A client message over the server's size limit."""
 

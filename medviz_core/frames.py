@@ -3,7 +3,9 @@
 Owns: encoding server frames (`encode_start`, `encode_step`, `encode_end`, `encode_error`,
 `encode_queued`, `encode_replay`, `encode_analysis` and its result maps), decoding them
 back into the typed frames of frame_types.py (`decode`); server/requests.py validates what
-clients send, on `unpack_frame`. Does no I/O: sockets, files and timing belong to server/ and
+clients send, on `unpack_frame`. Every message is checked against msgpack_limits.py's item
+counts and lengths before it is unpacked (server frames by SERVER_LIMITS, client frames by
+the limits their caller passes). Does no I/O: sockets, files and timing belong to server/ and
 recording.py. Range checks that need the engine's rules (sampling bounds, method names a
 session computes, image decoding) stay with the engine and imaging.
 
@@ -20,6 +22,7 @@ import msgpack
 import numpy as np
 
 from .errors import ProtocolError
+from .msgpack_limits import SERVER_LIMITS, UnpackLimits, check_shape, unpack_kwargs
 from .frame_types import (
     ANALYSIS_KINDS, ANALYSIS_STATUSES, AgreementResult, AnalysisFrame, AnalysisResult,
     AnalyzeRequest, BoxRequest, CancelAnalysisRequest, CancelRequest, ClientFrame, CurveResult, EndFrame, ErrorFrame,
@@ -233,9 +236,11 @@ def agreement_result(per_method: Mapping[str, tuple[bool, float, float]], image:
 # -- decoding server frames ----------------------------------------------------------------
 
 
-def unpack_frame(data: bytes) -> dict[str, Any]:
+def unpack_frame(data: bytes, limits: UnpackLimits = SERVER_LIMITS) -> dict[str, Any]:
+    """One msgpack map with `v` and `type`; ProtocolError past `limits` (checked before unpacking) or if malformed."""
+    check_shape(data, limits)
     try:
-        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True, **unpack_kwargs(limits))
     except msgpack.ExtraData as error:
         raise ProtocolError(f"message is more than one msgpack value: {len(error.extra)} bytes follow the first") from None
     except (ValueError, TypeError):  # FormatError, StackError, truncated input, bad UTF-8, bad map keys

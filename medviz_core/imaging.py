@@ -1,10 +1,13 @@
 """Uploaded file bytes -> the RGB uint8 picture the model's processor gets, with limits.
 
 Owns: recognising PNG, JPEG and DICOM by their bytes (`sniff_format`), decoding them
-into an (H, W, 3) uint8 RGB array (`load_image`), the pixel limit that refuses
-decompression bombs before any pixel is decoded, and the lossless PNG of that array
-that viewers are shown (`image_to_png`). Does not own: resizing or normalising for the
-model (the processor does that), HTTP upload limits, or how errors reach a user.
+into an (H, W, 3) uint8 RGB array (`load_image`: PNG and JPEG here, DICOM in dicom.py,
+with the gray and windowing helpers both use), the limits that refuse decompression
+bombs before any pixel is decoded (pixels, and decoded bytes: width x height x channels x
+bytes per sample, read from the header by image_headers.py), and the lossless PNG of
+that array that viewers are shown (`image_to_png`). Does not own: resizing or
+normalising for the model (the processor does that), HTTP upload limits, how much
+decoding a server runs at once (server/image_budget.py), or how errors reach a user.
 
 Choices, so the picture is what a radiologist would see:
 - Gray images become R == G == B. 8-bit gray passes through unchanged.
@@ -15,9 +18,9 @@ Choices, so the picture is what a radiologist would see:
 - Alpha (LA, RGBA, P with transparency) is composited over black, the background of
   an X-ray; X-ray PNGs saved as RGBA have alpha 255 and come out unchanged.
 - JPEG EXIF orientation is applied, as browsers do.
-- DICOM: Modality LUT (rescale slope/intercept), then the VOI LUT or the first window
-  center/width when present, mapped from pydicom's output range to 0..255; without a
-  VOI, min-max. MONOCHROME1 is inverted so bone is bright. Multi-frame: first frame.
+- DICOM (dicom.py): Modality LUT (rescale slope/intercept), then the VOI LUT or the first
+  window center/width when present, mapped from pydicom's output range to 0..255; without
+  a VOI, min-max. MONOCHROME1 is inverted so bone is bright. Multi-frame: first frame.
   RGB / YBR photometrics pass through as RGB. Presentation LUT Shape is ignored.
 - Pillow's own decompression-bomb check is not relied on (the image plugin is built
   directly, which reads only the header); our check against `max_pixels` runs first,
@@ -28,14 +31,17 @@ Choices, so the picture is what a radiologist would see:
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from .errors import ImageError
+from .image_headers import ImageHeader, check_jpeg_scan, read_header
 
 MAX_PIXELS = 50_000_000
+MAX_DECODED_BYTES = 256 * 1024 * 1024  # width x height x channels x bytes per sample, per image
+ROW_BLOCK = 512  # rows converted at a time, so float64 working copies stay small
 EXPECTED = "a PNG, JPEG or DICOM image"
 
 Format = Literal["png", "jpeg", "dicom", "pdf", "gif", "bmp", "tiff", "webp", "jpeg2000", "zip", "gzip"]
@@ -67,13 +73,6 @@ NAMES: dict[str, str] = {
     "zip": "ZIP archive",
     "gzip": "gzip archive",
 }
-# Transfer syntax UID prefix -> the packages that let pydicom decode it.
-DECODER_PACKAGES: tuple[tuple[str, str], ...] = (
-    ("1.2.840.10008.1.2.4.9", "pip install pylibjpeg pylibjpeg-openjpeg"),  # JPEG 2000
-    ("1.2.840.10008.1.2.4.20", "pip install pylibjpeg pylibjpeg-openjpeg"),  # HTJ2K
-    ("1.2.840.10008.1.2.4.8", "pip install pylibjpeg pylibjpeg-libjpeg"),  # JPEG-LS
-    ("1.2.840.10008.1.2.4.", "pip install pylibjpeg pylibjpeg-libjpeg"),  # JPEG
-)
 
 
 def sniff_format(data: bytes) -> Format:
@@ -90,19 +89,45 @@ def sniff_format(data: bytes) -> Format:
     raise ImageError(f"not {EXPECTED}: starts with {data[:8]!r}")
 
 
-def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """File bytes -> (H, W, 3) uint8 RGB. ImageError for anything unreadable or too large."""
+def image_kind(data: bytes) -> Format:
+    """png, jpeg or dicom (a DICOM without preamble too); ImageError for any other bytes."""
+    from .dicom import looks_like_headerless_dicom
+
     try:
         kind = sniff_format(data)
     except ImageError:
-        if not data or not _looks_like_headerless_dicom(data):
+        if not data or not looks_like_headerless_dicom(data):
             raise
         kind = "dicom"
+    if kind not in ("png", "jpeg", "dicom"):
+        raise ImageError(f"not {EXPECTED}: got a {NAMES[kind]}")
+    return kind
+
+
+def image_header(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES) -> ImageHeader:
+    """The file's declared size and sample layout, checked against both limits; no pixel is decoded."""
+    return _checked_header(data, image_kind(data), max_pixels, max_decoded_bytes)
+
+
+def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
+    """File bytes -> (H, W, 3) uint8 RGB. ImageError for anything unreadable or too large."""
+    kind = image_kind(data)
+    _checked_header(data, kind, max_pixels, max_decoded_bytes)
     if kind in ("png", "jpeg"):
         return _load_pillow(data, kind, max_pixels)
-    if kind == "dicom":
-        return _load_dicom(data, max_pixels)
-    raise ImageError(f"not {EXPECTED}: got a {NAMES[kind]}")
+    from .dicom import load_dicom  # dicom.py uses this module's pixel helpers
+
+    return load_dicom(data, max_pixels)
+
+
+def _checked_header(data: bytes, kind: Format, max_pixels: int, max_decoded_bytes: int) -> ImageHeader:
+    header = read_header(data, kind)
+    check_pixels(header.width, header.height, max_pixels)
+    if header.decoded_bytes > max_decoded_bytes:
+        raise ImageError(f"image would decode to {header.describe()}; the limit is {max_decoded_bytes} bytes")
+    if header.kind == "jpeg":
+        check_jpeg_scan(data, header)
+    return header
 
 
 def image_to_png(rgb: np.ndarray) -> bytes:
@@ -144,7 +169,7 @@ def _load_pillow(data: bytes, kind: Format, max_pixels: int) -> np.ndarray:
         picture.load()
         if kind == "jpeg":
             picture = ImageOps.exif_transpose(picture)
-        return pillow_to_rgb(picture)
+        return pillow_to_rgb(picture, release=True)
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
@@ -153,36 +178,46 @@ def _load_pillow(data: bytes, kind: Format, max_pixels: int) -> np.ndarray:
         raise ImageError(damaged) from error
 
 
-def pillow_to_rgb(picture: Image.Image) -> np.ndarray:
-    """A decoded Pillow image in any mode -> (H, W, 3) uint8 RGB, by the choices above."""
+def pillow_to_rgb(picture: Image.Image, release: bool = False) -> np.ndarray:
+    """A decoded Pillow image in any mode -> (H, W, 3) uint8 RGB, by the choices above.
+
+    `release`: close the picture once its pixels are taken (the caller holds no other use).
+    """
     mode = picture.mode
     if mode == "1":
         picture, mode = picture.convert("L"), "L"
     elif mode in ("P", "PA"):
         picture, mode = picture.convert("RGBA"), "RGBA"
+    elif mode not in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F", "L", "LA", "RGBA", "RGB"):
+        picture, mode = picture.convert("RGB"), "RGB"  # CMYK, YCbCr, RGBX ...
+    pixels = np.asarray(picture)
+    if release:
+        picture.close()
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return _gray_to_rgb(window_min_max(np.asarray(picture)))
+        return gray_to_rgb(window_min_max(pixels))
     if mode == "L":
-        return _gray_to_rgb(np.asarray(picture))
+        return gray_to_rgb(pixels)
     if mode == "LA":
-        pixels = np.asarray(picture)
-        return _gray_to_rgb(_over_black(pixels[..., 0], pixels[..., 1]))
+        return gray_to_rgb(_over_black(pixels[..., 0], pixels[..., 1]))
     if mode == "RGBA":
-        pixels = np.asarray(picture)
         return _over_black(pixels[..., :3], pixels[..., 3:4])
-    if mode != "RGB":
-        picture = picture.convert("RGB")  # CMYK, YCbCr, RGBX ...
-    return np.ascontiguousarray(np.asarray(picture), dtype=np.uint8)
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 
 def _over_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite over black, rounded: alpha 255 keeps the colour exactly."""
-    mixed = (colour.astype(np.uint32) * alpha.astype(np.uint32) + 127) // 255
+    """Composite over black, rounded: alpha 255 keeps the colour exactly (16-bit work, in place)."""
+    if bool((alpha == 255).all()):
+        return np.ascontiguousarray(colour, dtype=np.uint8)
+    mixed = colour.astype(np.uint16)  # 255 * 255 + 127 fits in 16 bits
+    mixed *= alpha
+    mixed += 127
+    mixed //= 255
     return mixed.astype(np.uint8)
 
 
-def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.repeat(gray.astype(np.uint8)[:, :, None], 3, axis=2))
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """(H, W) gray -> (H, W, 3) uint8 with R == G == B."""
+    return np.ascontiguousarray(np.repeat(gray.astype(np.uint8, copy=False)[:, :, None], 3, axis=2))
 
 
 def window_min_max(values: np.ndarray) -> np.ndarray:
@@ -190,117 +225,13 @@ def window_min_max(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
-    return _to_uint8(values, low, high)
+    return to_uint8(values, low, high)
 
 
-def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    scaled = (values.astype(np.float64) - low) * 255.0 / (high - low)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-# --- DICOM --------------------------------------------------------------------------
-
-
-def _looks_like_headerless_dicom(data: bytes) -> bool:
-    """A DICOM without preamble starts with a group 0x0002 or 0x0008 tag; pydicom must agree."""
-    if int.from_bytes(data[:2], "little") not in (0x0002, 0x0008):
-        return False
-    try:
-        _read_dicom(data, force=True)
-    except ImageError:
-        return False
-    return True
-
-
-def _read_dicom(data: bytes, *, force: bool) -> Any:
-    import pydicom
-
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(data), force=force)
-        if "TransferSyntaxUID" not in dataset.file_meta:
-            implicit, little = dataset.original_encoding
-            dataset.file_meta.TransferSyntaxUID = _plain_syntax(implicit, little)
-        return dataset
-    except Exception as error:  # any pydicom failure is a bad file
-        raise ImageError("the DICOM file is truncated or damaged") from error
-
-
-def _plain_syntax(implicit: bool | None, little: bool | None) -> Any:
-    from pydicom import uid
-
-    if implicit:
-        return uid.ImplicitVRLittleEndian
-    return uid.ExplicitVRLittleEndian if little or little is None else uid.ExplicitVRBigEndian
-
-
-def _load_dicom(data: bytes, max_pixels: int) -> np.ndarray:
-    dataset = _read_dicom(data, force=data[128:132] != b"DICM")
-    if not any(key in dataset for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ImageError("the DICOM file has no pixel data: (7FE0,0010) Pixel Data is missing")
-    rows, columns = dataset.get("Rows"), dataset.get("Columns")
-    if not rows or not columns:
-        raise ImageError(f"the DICOM file has no image size: Rows={rows}, Columns={columns}")
-    check_pixels(int(columns), int(rows), max_pixels)
-    pixels = _decode_first_frame(dataset)
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric.startswith("MONOCHROME"):
-        gray = _dicom_gray_to_uint8(pixels, dataset)
-        return _gray_to_rgb(255 - gray if photometric == "MONOCHROME1" else gray)
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT") and pixels.ndim == 3:
-        return np.ascontiguousarray(pixels if pixels.dtype == np.uint8 else window_min_max(pixels))
-    raise ImageError(
-        f"DICOM photometric interpretation {photometric} is not supported; expected MONOCHROME1, MONOCHROME2 or RGB"
-    )
-
-
-def _decode_first_frame(dataset: Any) -> np.ndarray:
-    from pydicom.pixels.decoders.base import get_decoder
-    from pydicom.pixels.utils import pixel_array
-
-    syntax = dataset.file_meta.TransferSyntaxUID
-    try:
-        decoder = get_decoder(syntax)
-    except Exception as error:  # NotImplementedError for syntaxes pydicom has no decoder for
-        raise ImageError(f"DICOM transfer syntax {syntax.name} ({syntax}) is not supported by pydicom") from error
-    if not decoder.is_available:
-        packages = (cmd for prefix, cmd in DECODER_PACKAGES if str(syntax).startswith(prefix))
-        install = next(packages, "pip install python-gdcm")
-        raise ImageError(
-            f"cannot decode DICOM pixel data in {syntax.name} ({syntax}): no decoder is installed; "
-            f"install one with `{install}` (or `pip install python-gdcm`)"
-        )
-    try:
-        return np.asarray(pixel_array(dataset, index=0))
-    except Exception as error:  # short pixel data, a plugin failure ...
-        raise ImageError(f"the DICOM pixel data in {syntax.name} could not be decoded") from error
-
-
-def _dicom_gray_to_uint8(pixels: np.ndarray, dataset: Any) -> np.ndarray:
-    """Modality LUT, then VOI LUT or window mapped from pydicom's output range, else min-max."""
-    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
-
-    try:
-        values = apply_modality_lut(pixels, dataset)
-        if "VOILUTSequence" in dataset:
-            low, high = 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
-        elif "WindowCenter" in dataset and "WindowWidth" in dataset:
-            low, high = _window_output_range(dataset)
-        else:
-            return window_min_max(values)
-        return _to_uint8(apply_voi_lut(values, dataset), low, high)
-    except Exception as error:  # malformed LUT or window values
-        raise ImageError("the DICOM Modality or VOI LUT could not be applied") from error
-
-
-def _window_output_range(dataset: Any) -> tuple[float, float]:
-    """The range pydicom's apply_windowing maps a window onto (PS3.3 C.11.2.1.2)."""
-    if dataset.get("ModalityLUTSequence"):
-        low, high = 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
-    elif int(dataset.get("PixelRepresentation", 0)) == 0:
-        low, high = 0.0, float(2 ** int(dataset.BitsStored) - 1)
-    else:
-        low, high = float(-(2 ** (int(dataset.BitsStored) - 1))), float(2 ** (int(dataset.BitsStored) - 1) - 1)
-    slope, intercept = dataset.get("RescaleSlope"), dataset.get("RescaleIntercept")
-    if slope is not None and intercept is not None:
-        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
-    return low, high
+def to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(values - low) * 255 / (high - low), rounded and clipped, a block of rows at a time."""
+    out = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, values.shape[0], ROW_BLOCK):
+        scaled = (values[start:start + ROW_BLOCK].astype(np.float64) - low) * 255.0 / (high - low)
+        out[start:start + ROW_BLOCK] = np.clip(np.rint(scaled), 0, 255)
+    return out

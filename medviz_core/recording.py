@@ -1,10 +1,13 @@
 """Recordings: the frames of one session, exactly as sent, appended to a file.
 
-Owns: the append-only writer (one flush per frame, fsync on request), `append_frame` (an
-analysis result added to a recording later, even while its session still runs: every
-handle appends, O_APPEND), the tolerant reader (whole frames only: a file cut at any byte
-reads back up to its last whole frame and says whether it holds `end`), recording ids and
-the listing metadata. Does not own the frame format (frames.py) nor HTTP
+Owns: the append-only writer (one flush per frame, fsync on request; files are created
+0600 in a 0700 folder: they hold medical images), `append_frame` (an analysis result
+added to a recording later, even while its session still runs: every handle appends,
+O_APPEND; a torn last frame, as a crash or a full disk leaves it, is cut off first so the
+new frame is readable), the tolerant reader (whole frames only: a file cut at any byte
+reads back up to its last whole frame and says whether it holds `end`), the index of a
+recording (where each frame lies, so a replay reads frames from disk as it sends them),
+recording ids and the listing metadata. Does not own the frame format (frames.py) nor HTTP
 (server/recordings.py). Callers write one recording from one thread (the server's worker).
 """
 
@@ -21,8 +24,11 @@ import msgpack
 
 from .errors import NotFoundError, ProtocolError, RequestError
 from .frames import AnalysisFrame, EndFrame, Frame, StartFrame, StepFrame, decode
+from .msgpack_limits import SERVER_LIMITS, unpack_kwargs
 
 SUFFIX = ".medviz"
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
 RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CHUNK = 1 << 16
 
@@ -43,11 +49,11 @@ class RecordingWriter:
     """Appends encoded frames to a new file, flushing after each so a crash loses at most one."""
 
     def __init__(self, path: Path, fsync: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         self.path = path
         self.fsync = fsync
         # O_EXCL: never overwrite another recording; O_APPEND: append_frame may add frames too.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         self._file: BinaryIO | None = os.fdopen(fd, "ab")
 
     def write(self, frame: bytes) -> None:
@@ -72,17 +78,48 @@ class RecordingWriter:
         self.close()
 
 
-def append_frame(path: Path, frame: bytes, fsync: bool = False) -> None:
-    """Append one frame to an existing recording (NotFoundError if there is none)."""
+def append_frame(path: Path, frame: bytes, fsync: bool = False) -> int:
+    """Append one frame to an existing recording; returns the bytes of a torn last frame cut off first.
+
+    NotFoundError if there is no recording, ProtocolError if it holds no whole frame.
+    """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         raise NotFoundError(f"recording {path.stem!r} does not exist") from None
-    with os.fdopen(fd, "ab") as file:
-        file.write(frame)
+    with os.fdopen(fd, "r+b") as file:
+        whole = whole_length(path)
+        if whole == 0:
+            raise ProtocolError(f"recording {path.stem!r} holds no whole frame; nothing is appended to it")
+        torn = os.fstat(fd).st_size - whole
+        if torn > 0:
+            os.ftruncate(fd, whole)
+        file.write(frame)  # O_APPEND: at the (new) end
         file.flush()
         if fsync:
             os.fsync(file.fileno())
+    return max(0, torn)
+
+
+def whole_length(path: Path) -> int:
+    """Where the last whole msgpack value ends: where an append must start. Values are skipped,
+    not decoded (one pass in C), so appending to a long recording stays cheap; the writer only
+    ever writes whole frames, so a value cut short can only be the last one."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=SERVER_LIMITS.max_bin_len + _CHUNK,
+                                **unpack_kwargs(SERVER_LIMITS))
+    end = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            unpacker.feed(chunk)
+            while True:
+                try:
+                    unpacker.skip()
+                except msgpack.OutOfData:
+                    break
+                except (ValueError, msgpack.FormatError, msgpack.StackError):
+                    return end
+                end = unpacker.tell()
+    return end
 
 
 @dataclass(frozen=True)
@@ -96,7 +133,8 @@ class RecordedFrame:
 
 def iter_frames(path: Path) -> Iterator[RecordedFrame]:
     """Whole frames from the start of the file; stops quietly at a cut or corrupt tail."""
-    unpacker = msgpack.Unpacker(raw=False)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=SERVER_LIMITS.max_bin_len + _CHUNK,
+                                **unpack_kwargs(SERVER_LIMITS))
     buffer = bytearray()
     start = 0  # file offset of buffer[0]: the end of the last whole frame
     with open(path, "rb") as file:
@@ -185,17 +223,67 @@ class RecordingInfo:
 
 
 def recording_info(path: Path) -> RecordingInfo:
-    recording = read_recording(path)
-    start = recording.start
-    end = recording.end
+    """What a listing shows, read frame by frame (never the whole file in memory)."""
+    if not path.is_file():
+        raise NotFoundError(f"recording {path.stem!r} does not exist")
+    start: StartFrame | None = None
+    end: EndFrame | None = None
+    steps = 0
+    for number, recorded in enumerate(iter_frames(path)):
+        frame = recorded.frame
+        if number == 0 and not isinstance(frame, StartFrame):
+            raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
+        start = frame if isinstance(frame, StartFrame) else start
+        end = frame if isinstance(frame, EndFrame) else end
+        steps += isinstance(frame, StepFrame)
     return RecordingInfo(
         id=path.stem,
         created=start.created if start else path.stat().st_mtime,
         question=start.question if start else None,
-        tokens=end.tokens if end else len(recording.steps),
+        tokens=end.tokens if end else steps,
         finished=end is not None,
-        size=recording.size,
+        size=path.stat().st_size,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """Where one whole frame of a recording lies and what a replay needs to know of it."""
+
+    offset: int
+    size: int
+    type: str
+    index: int = -1  # a step's index, or the token an analysis result is about
+    t_ms: float = 0.0  # a step's recorded time
+    done: bool = False  # an analysis result with status done
+
+
+def index_recording(path: Path) -> tuple[IndexEntry, ...]:
+    """Every whole frame's place, read frame by frame; NotFoundError if missing, ProtocolError if no start."""
+    if not path.is_file():
+        raise NotFoundError(f"recording {path.stem!r} does not exist")
+    entries: list[IndexEntry] = []
+    for recorded in iter_frames(path):
+        frame = recorded.frame
+        if not entries and not isinstance(frame, StartFrame):
+            raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
+        entry = IndexEntry(recorded.offset, len(recorded.data), frame.type)
+        if isinstance(frame, StepFrame):
+            entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, frame.index, frame.t_ms)
+        elif isinstance(frame, AnalysisFrame):
+            entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, frame.index, done=frame.status == "done")
+        entries.append(entry)
+    return tuple(entries)
+
+
+def read_at(file: BinaryIO, entry: IndexEntry) -> bytes:
+    """The exact bytes of an indexed frame from an open recording."""
+    file.seek(entry.offset)
+    data = file.read(entry.size)
+    if len(data) != entry.size:
+        raise ProtocolError(f"the recording is shorter than its index: {len(data)} of {entry.size} bytes at "
+                            f"offset {entry.offset}")
+    return data
 
 
 def list_recordings(directory: Path) -> list[RecordingInfo]:

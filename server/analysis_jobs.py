@@ -2,8 +2,11 @@
 
 Owns: `AnalysisJobs`: `request` checks a request against its source, answers a repeat from
 the cache (or from the source's recording), joins a running job, or queues a new one on
-the worker; `cancel` stops a job for every socket waiting on it; `forget` drops a source's
-jobs when its session expires. A finished job's `done` frame is appended to the source's
+the worker (worker.py says when it runs; a job asked to give way to a live session stops,
+tells its askers `queued` again and waits at the head of its line) for the asking connection (BusyError, and nothing queued, past the worker's
+bounds per connection and in total: only new jobs count, a repeat or a join costs
+nothing); `cancel` stops a job for every socket waiting on it and gives its place in the
+line back; `forget` drops a source's jobs when its session expires. A finished job's `done` frame is appended to the source's
 recording on the worker thread (the thread that writes recordings). `withdraw` takes back
 a closing socket's wish for an answer, and a job nobody waits for any more is cancelled,
 so a closed tab does not keep the model's worker busy. Replies are
@@ -17,7 +20,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from medviz_core import frames
 from medviz_core.errors import MedvizError, RequestError
@@ -29,8 +32,19 @@ from .analysis_run import AnalysisSource, check_request, compute, job_id
 log = logging.getLogger("medviz.server")
 
 Reply = Callable[[bytes, bool], None]  # (analysis frame, whether it is the job's last word)
-RunTask = Callable[[Callable[[], None]], None]  # queue a callable on the model's worker thread
 FINAL = ("done", "cancelled", "error")
+
+
+class TaskLine(Protocol):
+    """The worker's queue of tasks, as AnalysisJobs uses it (worker.GenerationWorker)."""
+
+    def check_room(self, owner: str) -> None: ...
+
+    def run_task(self, owner: str, run: Callable[[], None], source: str, preempt: Callable[[], bool]) -> Any: ...
+
+    def requeue_task(self, task: Any) -> None: ...
+
+    def drop_task(self, task: Any) -> None: ...
 
 
 @dataclass
@@ -42,6 +56,9 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     status: str = "queued"
     frame: bytes = b""  # the done frame
+    task: Any = None  # its place in the worker's line while queued
+    yielded: bool = False  # it has given way to a live session once (it will not again)
+    yielding: bool = False  # asked to give way now: its cancel is set, but it is not cancelled
 
     def state(self, status: str, message: str = "") -> bytes:
         return frames.encode_analysis(self.id, self.request.kind, self.request.index, status, message)
@@ -50,16 +67,17 @@ class _Job:
 class AnalysisJobs:
     """Every analysis job of this server; `cache_size` done results are kept, oldest dropped first."""
 
-    def __init__(self, engine: Any, run_task: RunTask, cache_size: int = 256) -> None:
+    def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256) -> None:
         self.engine = engine
-        self.run_task = run_task
+        self.line = line
         self.cache_size = cache_size
         self.runs = 0  # jobs computed (tests check that a repeat does not add one)
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
         self._lock = threading.Lock()
 
-    def request(self, source: AnalysisSource, request: AnalyzeRequest, reply: Reply) -> str:
-        """Answer or queue a request; returns its job id. RequestError if the source cannot answer it."""
+    def request(self, source: AnalysisSource, request: AnalyzeRequest, reply: Reply, asker: str) -> str:
+        """Answer or queue a request for connection `asker`; returns its job id. RequestError if the
+        source cannot answer it, BusyError if it would be a new job past the worker's bounds."""
         check_request(source, request)
         job = _Job(job_id(request), source, request, [reply])
         key = (source.key, job.id)
@@ -74,12 +92,22 @@ class AnalysisJobs:
                     known.replies.append(reply)
                 answer = (known.frame, True) if known.status == "done" else (known.state(known.status), False)
             else:
+                self.line.check_room(asker)  # only the event loop queues, so the room is still there below
                 self._jobs[key] = job
                 answer = (job.state("queued"), False)
         reply(*answer)
         if known is None:
-            self.run_task(lambda: self._run(key, job))
+            job.task = self.line.run_task(asker, lambda: self._run(key, job), source.key, lambda: self._yield(job))
         return job.id
+
+    def _yield(self, job: _Job) -> bool:
+        """Ask a running job to give way to a live session (once); it restarts from its line later."""
+        with self._lock:
+            if job.status != "running" or job.yielded:
+                return False
+            job.yielded = job.yielding = True
+            job.cancel.set()
+            return True
 
     def cancel(self, source_key: str, job: str) -> None:
         """Cancel a queued or running job; RequestError if this source has no such unfinished job.
@@ -92,10 +120,12 @@ class AnalysisJobs:
             found = self._jobs.get(key)
             if found is None or found.status in FINAL:
                 raise RequestError(f"no unfinished analysis job {job[:64]!r} here")
+            found.yielding = False
             found.cancel.set()
             del self._jobs[key]
             queued = found.status == "queued"
-        if queued:  # not started: answer now; the worker will skip it
+        if queued:  # not started: answer now, and give its place in the line back
+            self._drop(found)
             self._finish(key, found, "cancelled", "cancelled by a client")
 
     def withdraw(self, source_key: str, job: str, reply: Reply) -> None:
@@ -112,9 +142,13 @@ class AnalysisJobs:
             found.replies = [r for r in found.replies if r is not reply]
             if found.replies:
                 return
+            found.yielding = False
             found.cancel.set()
+            queued = found.status == "queued"
             found.status = "cancelled"
             del self._jobs[key]
+        if queued:
+            self._drop(found)
 
     def forget(self, source_key: str) -> None:
         """Drop a source's jobs (its session expired), cancelling those not finished."""
@@ -122,7 +156,14 @@ class AnalysisJobs:
             keys = [key for key in self._jobs if key[0] == source_key]
             dropped = [self._jobs.pop(key) for key in keys]
         for job in dropped:
+            job.yielding = False
             job.cancel.set()
+            if job.status == "queued":
+                self._drop(job)
+
+    def _drop(self, job: _Job) -> None:
+        if job.task is not None:
+            self.line.drop_task(job.task)
 
     def _remember(self, key: tuple[str, str], job: _Job) -> None:
         self._jobs[key] = job
@@ -143,11 +184,15 @@ class AnalysisJobs:
             self.runs += 1
             result = compute(self.engine, job.source, job.request, job.cancel)
         except MedvizError as error:
+            if job.cancel.is_set() and self._requeue(job):  # stopped to give way, not failed
+                return
             self._finish(key, job, "error", error.message)
             return
         except Exception as error:
             log.error("analysis %s failed: %s", job.id, type(error).__name__, exc_info=True)
             self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
+            return
+        if (result is None or job.cancel.is_set()) and self._requeue(job):
             return
         if result is None or job.cancel.is_set():
             self._finish(key, job, "cancelled", "cancelled by a client")
@@ -155,10 +200,27 @@ class AnalysisJobs:
         job.frame = frames.encode_analysis(job.id, job.request.kind, job.request.index, "done", "", result)
         if job.source.recording is not None:
             try:
-                append_frame(job.source.recording, job.frame)
+                torn = append_frame(job.source.recording, job.frame)
+                if torn:
+                    log.warning("recording %s: cut off a torn last frame (%d bytes) before appending analysis %s",
+                                job.source.recording.stem, torn, job.id)
             except (OSError, MedvizError) as error:
                 log.warning("analysis %s not recorded: %s", job.id, error)
         self._finish(key, job, "done")
+
+    def _requeue(self, job: _Job) -> bool:
+        """A job that stopped to give way to a live session waits again, at the head of its line."""
+        with self._lock:
+            if not job.yielding:
+                return False
+            job.yielding = False
+            job.cancel = threading.Event()
+            job.status = "queued"
+            replies = list(job.replies)
+        for reply in replies:
+            reply(job.state("queued", "waiting for a live session to finish"), False)
+        self.line.requeue_task(job.task)
+        return True
 
     def _finish(self, key: tuple[str, str], job: _Job, status: str, message: str = "") -> None:
         with self._lock:

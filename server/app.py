@@ -1,7 +1,8 @@
 """The Starlette application: routes, the engine's lifetime and the guard in front.
 
 Owns: `create_app` (routes, lifespan that loads the engine off the loop and builds the
-session manager, the Guard middleware), `/api/health` and `/api/sessions`. Does not own
+session manager, the Guard middleware, the websocket counts of connections.py),
+`/api/health` and `/api/sessions`. Does not own
 what the routes do (live.py, replay.py, recordings.py) or the checks (security.py).
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
@@ -25,6 +26,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from . import live, recordings, replay
+from .connections import Connections
 from .security import Guard
 from .sessions import LocalSessions, SessionManager
 from .settings import Settings
@@ -83,4 +85,7 @@ def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _l
         routes.append(Mount("/", app=StaticFiles(directory=settings.web, html=True), name="web"))
     app = Starlette(routes=routes, middleware=[Middleware(Guard, settings=settings)], lifespan=lifespan)
     app.state.settings = settings
+    app.state.connections = Connections(
+        {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,
+         "replay": settings.max_replay_sockets}, settings.max_sockets)
     return app

@@ -1,8 +1,10 @@
 """Run the server on a free loopback port in a background thread (tests, benchmarks, notebooks).
 
 Owns: `serve_in_background`, a context manager yielding the bound port of a real uvicorn
-server (the socket is bound before uvicorn starts, so there is no port race), stopped
-cleanly on exit. Does not own the app (app.py) or its settings.
+server (the socket is bound before uvicorn starts, so there is no port race), configured
+as `medviz serve` configures it (uvicorn_config.py: the same HTTP limits and logging),
+stopped cleanly on exit; `background_server` yields the app too (tests read its state:
+sessions, worker, budgets). Does not own the app (app.py) or its settings.
 """
 
 from __future__ import annotations
@@ -12,24 +14,34 @@ import dataclasses
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import uvicorn
+from starlette.applications import Starlette
 
 from .app import create_app
 from .settings import Settings
-
+from .uvicorn_config import server_config
 
 @contextlib.contextmanager
 def serve_in_background(settings: Settings, engine: Any = None, start_timeout: float = 60.0) -> Iterator[int]:
     """Yield the port of a running server for `settings` (host forced to 127.0.0.1)."""
+    with background_server(settings, engine, start_timeout) as (_, port):
+        yield port
+
+
+@contextlib.contextmanager
+def background_server(settings: Settings, engine: Any = None, start_timeout: float = 60.0,
+                      log_level: str = "warning", log_stream: IO[str] | None = None) -> Iterator[tuple[Starlette, int]]:
+    """Yield (app, port) of a running server for `settings` (host forced to 127.0.0.1); `log_stream`
+    receives uvicorn's log lines (access lines too, at log_level info)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = int(sock.getsockname()[1])
     settings = dataclasses.replace(settings, host="127.0.0.1", port=port)
-    config = uvicorn.Config(create_app(settings, engine=engine), log_level="warning",
-                            ws_max_size=settings.ws_max_size, ws_per_message_deflate=False, lifespan="on")
+    app = create_app(settings, engine=engine)
+    config = server_config(app, settings, log_level=log_level, access_log=log_level == "info", log_stream=log_stream)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="medviz-uvicorn", daemon=True)
     thread.start()
@@ -40,7 +52,7 @@ def serve_in_background(settings: Settings, engine: Any = None, start_timeout: f
             raise RuntimeError("the background server did not start")
         time.sleep(0.02)
     try:
-        yield port
+        yield app, port
     finally:
         server.should_exit = True
         thread.join(30)

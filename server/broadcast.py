@@ -3,9 +3,12 @@
 Owns: `Channel` (the session log: every kept frame's bytes, encoded once and shared) and
 `Viewer` (one bounded asyncio queue per viewer, holding references to those bytes). A
 late joiner first gets the log so far, then live frames. `publish` never blocks: a viewer
-whose queue is full is dropped, and its connection is closed with 4008 and a reason; it
-can rejoin and catch up from the log. Runs on the event loop only (the worker thread
-hands frames over with `loop.call_soon_threadsafe`). Does not own sockets or encoding.
+whose queue is full is dropped, its queued frames are let go at once (so its 4008 close
+goes out right after what the socket already holds), and its connection is closed with
+4008 and a reason; it can rejoin and catch up from the log. A session that ended with an
+error frame carries the close code for it (`Channel.end(close)`, `Viewer.close`). Runs on
+the event loop only (the worker thread hands frames over with
+`loop.call_soon_threadsafe`). Does not own sockets or encoding.
 """
 
 from __future__ import annotations
@@ -13,13 +16,11 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator
 
-CLOSE_TOO_SLOW = 4008
+from .close_codes import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_reason
 
-
-def close_reason(text: str) -> str:
-    """A websocket close reason: at most 123 bytes of UTF-8."""
-    data = text.encode("utf-8")[:123]
-    return data.decode("utf-8", errors="ignore")
+__all__ = ["CLOSE_TOO_SLOW", "Channel", "Viewer", "ViewerDropped", "close_reason"]
+Close = tuple[int, str]  # (close code, reason)
+ENDED: Close = (CLOSE_NORMAL, "session ended")
 
 
 class ViewerDropped(Exception):
@@ -29,11 +30,12 @@ class ViewerDropped(Exception):
 class Viewer:
     """One watcher: the backlog it joined with, then live frames; None marks the end."""
 
-    def __init__(self, backlog: list[bytes], maxsize: int, ended: bool) -> None:
+    def __init__(self, backlog: list[bytes], maxsize: int, ended: bool, close: Close = ENDED) -> None:
         self.backlog = backlog
         self.maxsize = maxsize
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize + 1)  # +1: room for the end marker
         self.dropped = asyncio.Event()
+        self.close = close  # how the socket closes after the end marker
         if ended:
             self.queue.put_nowait(None)
 
@@ -43,12 +45,16 @@ class Viewer:
             return False
         if self.queue.qsize() >= self.maxsize:
             self.dropped.set()
+            self.backlog = []
+            while not self.queue.empty():  # drop what it would still have to send before its close
+                self.queue.get_nowait()
             return False
         self.queue.put_nowait(frame)
         return True
 
-    def finish(self) -> None:
+    def finish(self, close: Close = ENDED) -> None:
         if not self.dropped.is_set():
+            self.close = close
             self.queue.put_nowait(None)
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -77,9 +83,10 @@ class Channel:
         self.log: list[bytes] = []
         self.viewers: set[Viewer] = set()
         self.ended = False
+        self.close: Close = ENDED
 
     def subscribe(self) -> Viewer:
-        viewer = Viewer(list(self.log), self.viewer_queue, self.ended)
+        viewer = Viewer(list(self.log), self.viewer_queue, self.ended, self.close)
         if not self.ended:
             self.viewers.add(viewer)
         return viewer
@@ -97,13 +104,15 @@ class Channel:
             if not viewer.offer(frame):
                 self.viewers.discard(viewer)
 
-    def end(self) -> None:
-        """No more frames: every viewer gets the end marker after what it has queued."""
+    def end(self, close: Close | None = None) -> None:
+        """No more frames: every viewer gets the end marker after what it has queued, then `close`
+        (default 1000; the code of an error frame when the session ended with one)."""
         if self.ended:
             return
         self.ended = True
+        self.close = close or ENDED
         for viewer in self.viewers:
-            viewer.finish()
+            viewer.finish(self.close)
         self.viewers.clear()
 
     @property

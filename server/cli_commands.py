@@ -21,37 +21,25 @@ from medviz_core.errors import MedvizError
 from medviz_core.frames import AnalysisFrame, EndFrame, StartRequest, StepFrame
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
-TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
-
-
-class RedactTokens(logging.Filter):
-    """uvicorn logs request paths with their query: hide `?token=` values."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = TOKEN_IN_TEXT.sub(r"\1***", message), ()
-        return True
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .log_redaction import RedactTokens
     from .settings import Settings
+    from .uvicorn_config import server_config
 
     settings = Settings(model=args.model, host=args.host, port=args.port, token=args.token or None,
                         recordings=Path(args.recordings)).check()
     app = create_app(settings)
-    for name in ("uvicorn.access", "uvicorn.error"):
-        logging.getLogger(name).addFilter(RedactTokens())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:  # medviz's own lines: never a token either
+        handler.addFilter(RedactTokens((settings.token,) if settings.token else ()))
     shown = "" if not settings.token else "?token=<your token>"
     print(f"medviz: serving {settings.model} at http://{settings.host}:{settings.port}/{shown}", file=sys.stderr)
-    # No per-message deflate: frames are PNG and uint8 maps (barely compressible), and
-    # deflating the same bytes once per viewer would cost the model's CPU.
-    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_max_size,
-                ws_per_message_deflate=False, log_level="info", access_log=True)
+    uvicorn.Server(server_config(app, settings)).run()
     return 0
 
 

@@ -1,12 +1,15 @@
 """A small Python client: follow a live session's websocket and print its tokens as they arrive.
 
 Owns: `watch` (used by `medviz watch URL`): prints the text of each step, rejoins after a
-4008 close (the server dropped it for falling behind) and skips the steps it already
-printed, and ends with the session's end reason. Does not own the frame format (frames.py).
+4008 close (the server dropped it for falling behind) or an abnormal one (1006: the
+connection was lost without a close frame), catching up from the session log and
+skipping the steps it already printed, and ends with the session's end reason. Does not
+own the frame format (frames.py).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TextIO
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -15,10 +18,13 @@ from websockets.sync.client import connect
 from medviz_core import frames
 from medviz_core.errors import MedvizError
 
-from .broadcast import CLOSE_TOO_SLOW
+from .close_codes import CLOSE_TOO_SLOW
 
 MAX_FRAME = 256 * 1024 * 1024  # a start frame carries the image as PNG
 MAX_REJOINS = 5
+CLOSE_ABNORMAL = 1006  # what a client sees when the connection ends without a close frame
+REJOIN_DELAY_S = 0.5  # before rejoining after a lost connection (a dropped viewer rejoins at once)
+WHY = {CLOSE_TOO_SLOW: "fell behind", CLOSE_ABNORMAL: "lost the connection"}
 
 
 def watch(url: str, out: TextIO, err: TextIO) -> frames.EndFrame | None:
@@ -26,9 +32,12 @@ def watch(url: str, out: TextIO, err: TextIO) -> frames.EndFrame | None:
     printed = 0
     for _ in range(MAX_REJOINS + 1):
         end, printed, code = _follow(url, out, err, printed)
-        if end is not None or code != CLOSE_TOO_SLOW:
+        code = CLOSE_ABNORMAL if code is None else code
+        if end is not None or code not in WHY:
             return end
-        err.write("\n[fell behind; rejoining and catching up from the session log]\n")
+        err.write(f"\n[{WHY[code]} ({code}); rejoining and catching up from the session log]\n")
+        if code == CLOSE_ABNORMAL:
+            time.sleep(REJOIN_DELAY_S)
     return None
 
 

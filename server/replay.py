@@ -5,36 +5,43 @@ resume / seek / speed commands, which step is next and how long until it is due)
 `/ws/replay/{id}` route, which sends a `replay` status frame, the recorded `start` bytes,
 each step's recorded bytes when due and the recorded `end`, all unchanged, so the browser
 decodes live and replayed sessions alike; the recorded analysis results of token k follow
-step k. A status frame follows every command. `analyze` / `cancel_analysis` work as on
-live sockets, on the recording (results are appended to it). After the last frame the
-socket stays open for seeks and analyses until the client closes it.
+step k. The recording is indexed once (medviz_core.recording.index_recording) and each
+frame is read from the open file as it is sent, so a socket holds the index, not the
+recording. A status frame follows every command. `analyze` / `cancel_analysis` work as on
+live sockets, on the recording (results are appended to it; the recording's frames are
+read for analysis only when the first request comes); refusals go out in request order.
+After the last frame the socket stays open for seeks and analyses until the client closes
+it or it sits idle for idle_timeout_s (4408).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from starlette.websockets import WebSocket
 
 from medviz_core import frames
 from medviz_core.errors import MedvizError, RequestError
-from medviz_core.frames import (
-    AnalysisFrame, AnalyzeRequest, CancelAnalysisRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest,
-    StepFrame,
-)
-from medviz_core.recording import Recording, read_recording, recording_path
+from medviz_core.frames import AnalyzeRequest, CancelAnalysisRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest
+from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path
 
-from .analysis_run import recording_source
-from .live import message_data, refuse
+from .analysis_run import AnalysisSource, recording_source
+from .close_codes import CLOSE_IDLE
+from .connections import Connections, Idle
+from .live import close_socket, message_data, refuse
 from .requests import ANALYSIS_COMMANDS, parse_client_frame
 from .sessions import SessionManager
 from .settings import Settings
 
+log = logging.getLogger("medviz.server")
+
 MIN_SPEED, MAX_SPEED = 0.25, 8.0
+READ_ON_LOOP = 64 * 1024  # frames up to this size are read on the loop; larger ones (a start's PNG) on a thread
 
 
 class ReplayClock:
@@ -92,53 +99,81 @@ def parse_speed(text: str | None) -> float:
 
 async def replay_route(ws: WebSocket) -> None:
     settings: Settings = ws.app.state.settings
+    connections: Connections = ws.app.state.connections
     await ws.accept()
     try:
-        speed = parse_speed(ws.query_params.get("speed"))
-        path = recording_path(settings.recordings, ws.path_params["recording_id"])
-        recording = await asyncio.to_thread(read_recording, path)
-        if recording.start is None:
-            raise RequestError(f"recording {path.stem!r} is empty")
+        with connections.hold("replay"):
+            speed = parse_speed(ws.query_params.get("speed"))
+            path = recording_path(settings.recordings, ws.path_params["recording_id"])
+            index = await asyncio.to_thread(index_recording, path)
+            if not index:
+                raise RequestError(f"recording {path.stem!r} is empty")
+            with await asyncio.to_thread(path.open, "rb") as file:  # an open file survives a DELETE
+                await Replay(ws, settings, index, file, path, speed, ws.app.state.sessions).run()
     except MedvizError as error:
         await refuse(ws, error.code, error.message)
-        return
-    await Replay(ws, settings, recording, Path(path).stem, speed, ws.app.state.sessions, path).run()
 
 
 class Replay:
     """One replay connection: a command reader and a sender driven by a ReplayClock."""
 
-    def __init__(self, ws: WebSocket, settings: Settings, recording: Recording, name: str, speed: float,
-                 sessions: SessionManager, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ws, self.settings, self.name, self.now, self.sessions = ws, settings, name, clock, sessions
-        self.start = recording.frames[0].data
-        self.steps = [f.data for f in recording.steps]
-        self.end = recording.end_frame.data if recording.end_frame is not None else None
-        self.analyses: dict[int, list[bytes]] = {}  # step index -> its recorded results
-        for f in recording.analyses:
-            if isinstance(f.frame, AnalysisFrame):
-                self.analyses.setdefault(f.frame.index, []).append(f.data)
-        t_ms = [f.frame.t_ms for f in recording.steps if isinstance(f.frame, StepFrame)]
-        self.clock = ReplayClock(t_ms, speed, clock())
+    def __init__(self, ws: WebSocket, settings: Settings, index: tuple[IndexEntry, ...], file: BinaryIO,
+                 path: Path, speed: float, sessions: SessionManager, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ws, self.settings, self.file, self.path, self.now, self.sessions = ws, settings, file, path, clock, sessions
+        self.name = path.stem
+        self.start = index[0]
+        self.steps = [e for e in index if e.type == "step"]
+        ends = [e for e in index if e.type == "end"]
+        self.end = ends[-1] if ends else None
+        self.analyses: dict[int, list[IndexEntry]] = {}  # step index -> its recorded results
+        for e in index:
+            if e.type == "analysis" and e.done:
+                self.analyses.setdefault(e.index, []).append(e)
+        self.clock = ReplayClock([e.t_ms for e in self.steps], speed, clock())
         self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
         self.asked: set[str] = set()  # jobs this connection asked for
+        self.owed = 0  # final answers still to come (the socket is not idle while it waits for one)
+        self.asker = f"replay-{id(self):x}"
         self.reply = self._reply()  # one reply for all its jobs, so withdraw finds it
-        self.source = recording_source(name, path, recording)
+        self.idle = Idle(settings.idle_timeout_s)
+        self._source: AnalysisSource | None = None
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
+        expired = asyncio.create_task(self.idle.expired(lambda: self.owed > 0))
+        play = asyncio.create_task(self._play_all())
         try:
-            await self._status()
-            await self.ws.send_bytes(self.start)
-            await self._play()
-        except Exception:  # the client went away mid-send
-            pass
+            done, _ = await asyncio.wait({play, expired}, return_when=asyncio.FIRST_COMPLETED)
+            if expired in done:
+                await close_socket(self.ws, CLOSE_IDLE, f"no message either way for {self.idle.timeout_s:g} s",
+                                     self.settings.close_timeout_s)
+            elif play.exception() is not None:  # the client went away mid-send
+                log.info("replay %s ended: %s", self.name, type(play.exception()).__name__)
         finally:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
+            for task in (reader, expired, play):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
                 await reader
             for job in self.asked:  # a job nobody else waits for stops
-                self.sessions.analyses.withdraw(self.source.key, job, self.reply)
+                self.sessions.analyses.withdraw(self._key, job, self.reply)
+
+    @property
+    def _key(self) -> str:
+        return f"recording:{self.name}"
+
+    async def _play_all(self) -> None:
+        await self._status()
+        await self._send(self.start)
+        await self._play()
+
+    async def _send(self, entry: IndexEntry) -> None:
+        data = (read_at(self.file, entry) if entry.size <= READ_ON_LOOP
+                else await asyncio.to_thread(read_at, self.file, entry))
+        await self._send_bytes(data)
+
+    async def _send_bytes(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+        self.idle.touch()
 
     async def _play(self) -> None:
         ended = False
@@ -146,21 +181,21 @@ class Replay:
             delay = self.clock.delay(self.now())
             if delay is None and not ended and self.clock.at >= len(self.steps):
                 if self.end is not None:
-                    await self.ws.send_bytes(self.end)
+                    await self._send(self.end)
                 ended = True
                 continue
             try:
                 command = await asyncio.wait_for(self.commands.get(), delay)
             except asyncio.TimeoutError:
-                await self.ws.send_bytes(self.steps[self.clock.at])
+                await self._send(self.steps[self.clock.at])
                 for result in self.analyses.get(self.clock.at, ()):
-                    await self.ws.send_bytes(result)
+                    await self._send(result)
                 self.clock.advance()
                 continue
             if command is None:
                 return
             if isinstance(command, bytes):
-                await self.ws.send_bytes(command)
+                await self._send_bytes(command)
                 continue
             keep_end = self._apply(command)
             ended = ended and keep_end
@@ -182,30 +217,45 @@ class Replay:
 
     async def _status(self) -> None:
         c = self.clock
-        await self.ws.send_bytes(frames.encode_replay(self.name, len(self.steps), c.speed, c.paused, c.at))
+        await self._send_bytes(frames.encode_replay(self.name, len(self.steps), c.speed, c.paused, c.at))
 
     async def _read(self) -> None:
         accept = ("pause", "resume", "seek", "speed", *ANALYSIS_COMMANDS)
         while True:
             message = await self.ws.receive()
+            self.idle.touch()
             if message["type"] == "websocket.disconnect":
                 await self.commands.put(None)
                 return
             try:
                 command = parse_client_frame(message_data(message), self.settings.limits, accept=accept)
                 if isinstance(command, AnalyzeRequest):
-                    self.asked.add(self.sessions.analyses.request(self.source, command, self.reply))
+                    source = await self._analysis_source()
+                    self.asked.add(self.sessions.analyses.request(source, command, self.reply, self.asker))
+                    self.owed += 1
                 elif isinstance(command, CancelAnalysisRequest):
-                    self.sessions.analyses.cancel(self.source.key, command.job)
+                    self.sessions.analyses.cancel(self._key, command.job)
                 else:
                     await self.commands.put(command)
-            except MedvizError as error:
-                await self.ws.send_bytes(frames.encode_error(error.code, error.message))
+            except MedvizError as error:  # after the answers already on their way
+                asyncio.get_running_loop().call_soon(self.commands.put_nowait,
+                                                     frames.encode_error(error.code, error.message))
+
+    async def _analysis_source(self) -> AnalysisSource:
+        """The recording's frames for analysis, read (on a thread) when the first request comes."""
+        if self._source is None:
+            recording = await asyncio.to_thread(read_recording, self.path)
+            self._source = recording_source(self.name, self.path, recording)
+        return self._source
 
     def _reply(self) -> Callable[[bytes, bool], None]:
         loop = asyncio.get_running_loop()
 
+        def arrived(frame: bytes, final: bool) -> None:
+            self.commands.put_nowait(frame)
+            self.owed -= final
+
         def reply(frame: bytes, final: bool) -> None:
-            loop.call_soon_threadsafe(self.commands.put_nowait, frame)
+            loop.call_soon_threadsafe(arrived, frame, final)
 
         return reply

@@ -19,6 +19,7 @@ from medviz_core.frame_types import (
     ClientFrame, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest, StartRequest, get_field, optional_field,
 )
 from medviz_core.frames import pack_frame, unpack_frame
+from medviz_core.msgpack_limits import client_limits
 from medviz_core.types import METHODS, GenerationParams
 
 CLIENT_TYPES = ("start", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
@@ -45,7 +46,7 @@ def parse_client_frame(data: bytes | str, limits: ClientLimits, accept: tuple[st
         raise ProtocolError("frames must be binary msgpack messages; got a text message")
     if len(data) > limits.max_message_bytes:
         raise MessageTooLarge(f"message is {len(data)} bytes; the limit is {limits.max_message_bytes}")
-    f = unpack_frame(data)
+    f = unpack_frame(data, client_limits(limits.max_message_bytes, limits.max_question_chars))
     kind = f["type"]
     if kind not in CLIENT_TYPES:
         raise ProtocolError(f"unknown frame type {kind!r}; expected one of {', '.join(accept)}")

@@ -5,9 +5,12 @@ implementation: one `GenerationWorker` for the model and one broadcast `Channel`
 session. The interface is shaped so that generation could later run as replicas of a
 distributed engine (e.g. Ray Serve deployments) and fan-out could go through an existing
 pub/sub (e.g. Redis channels), by writing another implementation; no cluster code here.
-Owner semantics: when the starting client has left and nobody watches, the run stops.
-Analysis jobs (`analyses`) run on the same worker; `live_source` gives them a session's
-frames so far, decoded once each.
+Owner semantics: when the starting client has left and nobody watches, the run stops;
+a viewer that was dropped (4008) or lost its connection, the owner included, leaves with
+`owner_grace_s` to rejoin through /ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line
+bounded per connection and in total; `live_source` gives them a session's frames so far,
+decoded once each. `images` is the image budget start requests are admitted under;
+`writing` says whether a recording is still being written (it may not be deleted).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from medviz_core import frames
@@ -27,8 +30,11 @@ from medviz_core.recording import recording_path
 from .analysis_jobs import AnalysisJobs
 from .analysis_run import AnalysisSource
 from .broadcast import Channel, Viewer
+from .close_codes import close_code
+from .fair_queue import FairQueue
+from .image_budget import ImageBudget
 from .settings import Settings
-from .worker import GenerationWorker, Job
+from .worker import GenerationWorker, Job, Task
 
 log = logging.getLogger("medviz.server")
 
@@ -51,18 +57,24 @@ class SessionManager(Protocol):
     model: str
     device: str
     analyses: AnalysisJobs
+    images: ImageBudget
 
     def live_source(self, session_id: str) -> AnalysisSource:
         """A session's frames so far, for analysis. NotFoundError if unknown, RequestError before start."""
 
-    def submit(self, request: StartRequest, images: list[Any]) -> tuple[str, Viewer]:
-        """Queue a run over decoded images; returns its id and the owner's viewer. BusyError when the line is full."""
+    def submit(self, request: StartRequest, image_work: int = 0) -> tuple[str, Viewer]:
+        """Queue a run over the request's checked files (`image_work`: bytes of the image budget its
+        decoding needs); returns its id and the owner's viewer. BusyError when the line is full."""
 
     def watch(self, session_id: str) -> Viewer:
         """A viewer that gets the session's frames so far, then live ones. NotFoundError if unknown."""
 
-    def leave(self, session_id: str, viewer: Viewer, owner: bool = False) -> None:
-        """A viewer went away; stops the run when its owner has left and nobody watches."""
+    def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
+        """A viewer went away; stops the run when its owner has left and nobody watches (`grace`:
+        after owner_grace_s, so a dropped owner can rejoin)."""
+
+    def writing(self, recording_id: str) -> bool:
+        """Whether a live session is still writing this recording."""
 
     def cancel(self, session_id: str) -> None: ...
 
@@ -93,11 +105,13 @@ class LocalSessions:
         self.loop = loop
         self.model = str(engine.facts.name)
         self.device = str(engine.facts.device)
-        self.worker = GenerationWorker(engine, settings.queue_cap)
-        self.analyses = AnalysisJobs(engine, self.worker.run_task, settings.analysis_cache)
+        self.images = ImageBudget(settings.image_budget_bytes, loop)
+        tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_per_connection, total=settings.analysis_queue)
+        self.worker = GenerationWorker(engine, settings.queue_cap, tasks, hold=self.images.hold)
+        self.analyses = AnalysisJobs(engine, self.worker, settings.analysis_cache)
         self._sessions: dict[str, _Session] = {}
 
-    def submit(self, request: StartRequest, images: list[Any]) -> tuple[str, Viewer]:
+    def submit(self, request: StartRequest, image_work: int = 0) -> tuple[str, Viewer]:
         session_id = secrets.token_urlsafe(16)
         channel = Channel(self.settings.viewer_queue)
         owner = channel.subscribe()
@@ -109,7 +123,9 @@ class LocalSessions:
         def done() -> None:
             self.loop.call_soon_threadsafe(self._finished, session_id)
 
-        job = Job(session=session_id, request=request, images=images, emit=emit, done=done, recording=target)
+        files = request.images  # the job keeps them as its images; its request keeps the parameters only
+        job = Job(session=session_id, request=replace(request, image=b"", images=tuple(b"" for _ in files)),
+                  images=files, emit=emit, done=done, recording=target, image_work=image_work)
         self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time())
         try:
             position = self.worker.submit(job)
@@ -117,7 +133,7 @@ class LocalSessions:
             del self._sessions[session_id]
             raise
         log.info("session %s queued at %d: %d image(s), %d bytes, question %s, %d tokens max, record %s",
-                 session_id, position, len(request.images), sum(len(i) for i in request.images), "yes" if request.question else "no",
+                 session_id, position, len(files), sum(len(i) for i in files), "yes" if request.question else "no",
                  request.max_new_tokens, request.record)
         return session_id, owner
 
@@ -143,16 +159,29 @@ class LocalSessions:
         return AnalysisSource(key=f"session:{session_id}", start=session.start, steps=tuple(session.steps),
                               recording=session.job.recording)
 
-    def leave(self, session_id: str, viewer: Viewer, owner: bool = False) -> None:
+    def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
         session = self._sessions.get(session_id)
         if session is None:
             return
         session.channel.unsubscribe(viewer)
         if owner:
             session.owner_present = False
+        if grace:
+            self.loop.call_later(self.settings.owner_grace_s, self._stop_if_abandoned, session_id)
+        else:
+            self._stop_if_abandoned(session_id)
+
+    def _stop_if_abandoned(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
         if not session.owner_present and session.channel.watchers == 0 and session.job.state != "finished":
             log.info("session %s: owner gone and nobody watching; stopping", session_id)
             self.worker.cancel(session.job)
+
+    def writing(self, recording_id: str) -> bool:
+        return any(s.job.recording is not None and s.job.recording.stem == recording_id and s.job.state != "finished"
+                   for s in self._sessions.values())
 
     def cancel(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
@@ -173,12 +202,14 @@ class LocalSessions:
 
     def close(self) -> None:
         self.worker.stop()
+        self.images.close()
 
     def _finished(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
         if session is None:
             return
-        session.channel.end()
+        failure = session.job.failure
+        session.channel.end((close_code(failure[0]), failure[1]) if failure else None)
         log.info("session %s finished: %d frames", session_id, len(session.channel.log))
         self.loop.call_later(self.settings.linger_s, self._expire, session_id)
 

@@ -1,8 +1,9 @@
 """The server's one Settings object: where it listens, what it serves and what it accepts.
 
 Owns: every knob of the server and `check()`, which refuses a non-loopback bind without
-a token. Does not own parsing command lines (cli_commands.py) or enforcing the limits
-(frames.py, imaging.py, the handlers).
+a token. docs/security.md lists every limit here with its default; keep the two in step.
+Does not own parsing command lines (cli_commands.py) or enforcing the limits (frames.py,
+msgpack_limits.py, imaging.py, image_budget.py, connections.py, the handlers).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medviz_core.errors import AuthError
-from medviz_core.imaging import MAX_PIXELS
+from medviz_core.imaging import MAX_DECODED_BYTES, MAX_PIXELS
 
 from .requests import ClientLimits
 
@@ -42,12 +43,28 @@ class Settings:
     queue_cap: int = 8  # sessions waiting for the model beyond the running one; past it: busy
     viewer_queue: int = 256  # frames a viewer may fall behind before it is closed (4008)
     linger_s: float = 300.0  # how long a finished session stays watchable from its log
+    owner_grace_s: float = 15.0  # a dropped or disconnected owner's session runs on this long for a rejoin
     analysis_cache: int = 256  # done analysis results kept in memory (recordings keep theirs on disk)
+    analysis_per_connection: int = 8  # analyses one connection may have waiting; past it: busy
+    analysis_queue: int = 32  # analyses waiting on the whole server; past it: busy
     first_frame_timeout_s: float = 30.0
     max_message_bytes: int = 20 * 1024 * 1024
     max_pixels: int = MAX_PIXELS
+    max_decoded_bytes: int = MAX_DECODED_BYTES  # per image: width x height x channels x bytes per sample
+    image_budget_bytes: int = 1024 * 1024 * 1024  # estimated decoding work in flight, all requests together
+    image_wait_s: float = 30.0  # how long a start request waits for room in the image budget; then busy
     max_question_chars: int = 2000
     max_new_tokens: int = 512
+    max_session_sockets: int = 32  # open /ws/session connections
+    max_watch_sockets: int = 128  # open /ws/watch connections
+    max_replay_sockets: int = 32  # open /ws/replay connections
+    max_sockets: int = 160  # open websockets of every kind together; past any cap: busy (4429)
+    max_connections: int = 256  # TCP connections uvicorn serves at once (HTTP 503 past it)
+    idle_timeout_s: float = 300.0  # a replay, or a live socket after its end, with no message either way: 4408
+    close_timeout_s: float = 30.0  # how long a close (4008 to a slow viewer) may wait behind unsent bytes
+    header_timeout_s: float = 10.0  # from connecting to the end of the request headers
+    max_header_bytes: int = 16 * 1024  # request line and headers together (h11's limit)
+    keep_alive_s: int = 5  # an idle HTTP keep-alive connection is closed after this
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)  # extra origins, e.g. "https://host:443"
 
     @property

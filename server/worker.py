@@ -3,22 +3,33 @@
 Owns: `session_frames` (engine run -> encoded frames: start, steps, end; also used by
 `medviz record`) and `GenerationWorker` (a dedicated thread that runs one job at a time,
 sends `queued` positions to those waiting, writes recordings, and hands every frame to
-the job's `emit`, which must not block). Tasks queued with `run_task` (analysis jobs) run
-on the same thread between two frames of a run, or while no run waits, so the model only
-ever does one thing at a time and a run's tokens are never touched. The event loop never
-waits on torch. Does not
-own fan-out (broadcast.py) or who may start what (sessions.py, live.py).
+the job's `emit`, which must not block). Tasks queued with `run_task` (analysis jobs) wait
+in a FairQueue (bounded per owner and in total, owners served in turn) and run on the same
+thread one at a time, never inside a step, so the model only ever does one thing at a time
+and a run's tokens are never touched. Live sessions come first:
+- between two frames of a run, at most one task runs, and only a task about that very
+  session (its viewers asked), and only while no other session waits in line;
+- every other task waits until no session runs or waits; one already running when a
+  session is submitted is asked to yield (`Task.preempt`: it stops at its next cancel
+  check and goes back to the head of its owner's line; each task yields at most once), so
+  a flood of analyses delays a session by at most one analysis, and usually by one
+  forward pass.
+A job's images are file bytes, decoded by the engine when it runs, under the image budget.
+`history` keeps the order of work (frames and tasks) for tests and benchmarks. The event
+loop never waits on torch. Does not own fan-out (broadcast.py) or who may start what
+(sessions.py, live.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from medviz_core import frames
 from medviz_core.errors import BusyError, MedvizError
@@ -26,9 +37,28 @@ from medviz_core.frames import StartRequest
 from medviz_core.recording import RecordingWriter
 from medviz_core.types import StreamEnd
 
+from .fair_queue import FairQueue
+
 log = logging.getLogger("medviz.server")
 
 Emit = Callable[[bytes, bool], None]  # (frame bytes, keep in the session log)
+Hold = Callable[[int], ContextManager[None]]  # hold bytes of the image budget for a block
+HISTORY = 10_000  # entries of the order of work kept
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """An analysis waiting for the worker: `owner` is the connection that asked, `source` what it
+    is about ("session:<id>" or "recording:<id>"), `preempt` asks it to yield (False: it will not)."""
+
+    owner: str
+    run: Callable[[], None]
+    source: str = ""
+    preempt: Callable[[], bool] = lambda: False
+
+
+def _no_budget(nbytes: int) -> ContextManager[None]:
+    return contextlib.nullcontext()
 
 
 def session_frames(engine: Any, request: StartRequest, images: Sequence[Any], session: str,
@@ -58,24 +88,30 @@ def session_frames(engine: Any, request: StartRequest, images: Sequence[Any], se
 @dataclass
 class Job:
     session: str
-    request: StartRequest
-    images: Sequence[Any]  # RGB uint8 arrays, decoded (and pixel-checked) before queueing
+    request: StartRequest  # its parameters; the files travel as `images`
+    images: Sequence[Any]  # file bytes, checked and decoded once before queueing; dropped when finished
     emit: Emit
     done: Callable[[], None]  # called once, after the last frame
     recording: Path | None = None
+    image_work: int = 0  # bytes of the image budget the run holds while the engine decodes
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"  # queued -> running -> finished
+    failure: tuple[str, str] | None = None  # (error code, message) when it ended with an error frame
 
 
 class GenerationWorker:
-    """Runs jobs one at a time on its own thread, first come first served."""
+    """Runs jobs one at a time on its own thread, first come first served, and tasks between their frames."""
 
-    def __init__(self, engine: Any, queue_cap: int) -> None:
+    def __init__(self, engine: Any, queue_cap: int, tasks: FairQueue[Task] | None = None,
+                 hold: Hold = _no_budget) -> None:
         self.engine = engine
         self.queue_cap = queue_cap
+        self.hold = hold
+        self.history: deque[tuple[str, str]] = deque(maxlen=HISTORY)  # ("frame", session) | ("task", owner)
         self._waiting: deque[Job] = deque()
-        self._tasks: deque[Callable[[], None]] = deque()
+        self._tasks: FairQueue[Task] = tasks if tasks is not None else FairQueue(per_owner=1 << 30, total=1 << 30)
         self._running: Job | None = None
+        self._task: Task | None = None  # the task running now, if any
         self._lock = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="medviz-generation", daemon=True)
@@ -88,16 +124,38 @@ class GenerationWorker:
                 raise BusyError(f"the generation queue is full ({self.queue_cap} waiting); try again shortly")
             self._waiting.append(job)
             position = len(self._waiting) if self._running is not None else 0
+            running_task = self._task
             self._lock.notify()
+        if running_task is not None and running_task.source != f"session:{job.session}":
+            running_task.preempt()  # sessions first: it stops at its next cancel check and waits again
         if position:
             job.emit(frames.encode_queued(position), False)
         return position
 
-    def run_task(self, task: Callable[[], None]) -> None:
-        """Run `task` on the worker thread at the next gap between frames (never inside a step)."""
+    def check_room(self, owner: str) -> None:
+        """BusyError if `owner` may not queue another task now (its own bound or the total)."""
         with self._lock:
-            self._tasks.append(task)
+            self._tasks.check_room(owner)
+
+    def run_task(self, owner: str, run: Callable[[], None], source: str = "",
+                 preempt: Callable[[], bool] = lambda: False) -> Task:
+        """Queue `run` for the worker thread (never inside a step). BusyError past the bounds."""
+        task = Task(owner, run, source, preempt)
+        with self._lock:
+            self._tasks.push(owner, task)
             self._lock.notify()
+        return task
+
+    def requeue_task(self, task: Task) -> None:
+        """A task that yielded to a session goes back to the head of its owner's line."""
+        with self._lock:
+            self._tasks.push_front(task.owner, task)
+            self._lock.notify()
+
+    def drop_task(self, task: Task) -> None:
+        """Take a task that has not started out of the line (it never runs)."""
+        with self._lock:
+            self._tasks.discard(task.owner, task)
 
     def cancel(self, job: Job) -> None:
         """Stop a running job at its next step, or take a waiting one out of the line."""
@@ -109,13 +167,18 @@ class GenerationWorker:
         if waiting:
             job.state = "finished"
             job.emit(frames.encode_end(StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")), True)
-            job.done()
+            _finish(job)
             self._announce_positions()
 
     @property
     def queue_length(self) -> int:
         with self._lock:
             return len(self._waiting)
+
+    @property
+    def tasks_waiting(self) -> int:
+        with self._lock:
+            return len(self._tasks)
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
@@ -128,7 +191,7 @@ class GenerationWorker:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._waiting and not self._tasks and not self._stopping:
+                while not self._waiting and not len(self._tasks) and not self._stopping:
                     self._lock.wait()
                 if self._stopping:
                     return
@@ -136,7 +199,7 @@ class GenerationWorker:
                 if self._waiting:
                     job = self._running = self._waiting.popleft()
             if job is None:
-                self._run_tasks()
+                self._run_one_task(None)
                 continue
             self._announce_positions()
             try:
@@ -145,17 +208,25 @@ class GenerationWorker:
                 with self._lock:
                     self._running = None
 
-    def _run_tasks(self) -> None:
-        """Every task queued so far, in order; a failing task is logged and the rest go on."""
-        while True:
+    def _run_one_task(self, during: str | None) -> None:
+        """The next task by turns, if any: any task when no run is going on (`during` None), else
+        only one about that session and only while no other session waits. A failing task is
+        logged and the worker goes on."""
+        with self._lock:
+            if self._stopping or (during is not None and self._waiting):
+                return
+            task = self._tasks.pop(None if during is None else lambda t: t.source == during)
+            self._task = task
+        if task is None:
+            return
+        self.history.append(("task", task.owner))
+        try:
+            task.run()
+        except Exception as error:
+            log.error("a worker task failed: %s", type(error).__name__, exc_info=True)
+        finally:
             with self._lock:
-                if not self._tasks or self._stopping:
-                    return
-                task = self._tasks.popleft()
-            try:
-                task()
-            except Exception as error:
-                log.error("a worker task failed: %s", type(error).__name__, exc_info=True)
+                self._task = None
 
     def _announce_positions(self) -> None:
         with self._lock:
@@ -168,19 +239,36 @@ class GenerationWorker:
         writer: RecordingWriter | None = None
         recording = job.recording.stem if job.recording is not None else None
         try:
-            for frame in session_frames(self.engine, job.request, job.images, job.session, job.cancel, recording):
+            run = session_frames(self.engine, job.request, job.images, job.session, job.cancel, recording)
+            with self.hold(job.image_work):  # the engine decodes the files and builds the prompt here
+                first = next(run)
+            for frame in _chain(first, run):
                 if job.recording is not None:  # opened at the start frame: failed requests leave no file
                     writer = writer or RecordingWriter(job.recording)
                     writer.write(frame)
                 job.emit(frame, True)
-                self._run_tasks()
+                self.history.append(("frame", job.session))
+                self._run_one_task(f"session:{job.session}")
         except MedvizError as error:
+            job.failure = (error.code, error.message)
             job.emit(frames.encode_error(error.code, error.message), True)
         except Exception as error:
             log.error("session %s failed: %s", job.session, type(error).__name__, exc_info=True)
-            job.emit(frames.encode_error("internal", "the server failed to run this session"), True)
+            job.failure = ("internal", "the server failed to run this session")
+            job.emit(frames.encode_error(*job.failure), True)
         finally:
             if writer is not None:
                 writer.close()
             job.state = "finished"
-            job.done()
+            _finish(job)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _finish(job: Job) -> None:
+    """The job is over: drop its files (viewers have the start frame's PNG) and say so once."""
+    job.images = ()
+    job.done()

@@ -206,6 +206,29 @@ def test_without_a_window_the_rescaled_values_are_min_max_windowed() -> None:
     assert gray_of(load_image(data)).tolist() == [[255, 128, 0]]
 
 
+def test_min_max_after_rescale_spans_every_block_of_rows() -> None:
+    raw = np.zeros((1100, 2), dtype=np.uint16)
+    raw[3, 0], raw[1099, 1] = 1000, 3000  # the extremes sit in the first and the third block of rows
+    data = make_dicom(raw, RescaleSlope=-1, RescaleIntercept=0)
+    gray = gray_of(load_image(data))
+    assert (int(gray[3, 0]), int(gray[1099, 1]), int(gray[500, 0])) == (170, 0, 255)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+def test_a_dicom_whose_rescale_slope_is_nan_is_a_bad_image_not_a_garbage_picture() -> None:
+    data = make_dicom(np.array([[1, 2], [3, 4]], dtype=np.uint16), RescaleSlope="NaN", RescaleIntercept=0)
+    with pytest.raises(ImageError) as error:
+        load_image(data)
+    assert str(error.value) == "the DICOM RescaleSlope is NaN; expected a finite number"
+
+
+def test_a_dicom_whose_rescaled_values_overflow_to_infinity_is_a_bad_image() -> None:
+    data = make_dicom(np.array([[1, 60000]], dtype=np.uint16), RescaleSlope="1e305", RescaleIntercept=0)
+    with pytest.raises(ImageError) as error:
+        load_image(data)
+    assert str(error.value) == "the DICOM pixel values are not finite after its Modality LUT; expected finite numbers"
+
+
 def test_a_multiframe_dicom_gives_its_first_frame() -> None:
     frames = np.array([[[1, 2], [3, 4]], [[9, 9], [9, 9]]], dtype=np.uint8)
     data = make_dicom(frames, NumberOfFrames=2)
@@ -253,6 +276,40 @@ def test_the_pixel_limit_applies_to_jpeg_and_dicom_headers(cxr_dir: Path) -> Non
         load_image((cxr_dir / "nih_00000002_000_dx.dcm").read_bytes(), max_pixels=1_000_000)
     assert str(jpeg.value) == "image is 786 x 899 = 706614 pixels; the limit is 700000"
     assert str(dicom.value) == "image is 1024 x 1024 = 1048576 pixels; the limit is 1000000"
+
+
+def test_a_16bit_rgba_png_over_the_decoded_bytes_limit_is_refused_from_its_header() -> None:
+    header = struct.pack(">IIBBBBB", 7071, 7071, 16, 6, 0, 0, 0)  # 16-bit RGBA, under the pixel limit
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\x00")) + png_chunk(b"IEND", b"")
+    with pytest.raises(ImageError) as error:
+        load_image(data)
+    assert str(error.value) == ("image would decode to 7071 x 7071 x 4 channel(s) x 2 byte(s) = 399992328 bytes; "
+                                "the limit is 268435456 bytes")
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A whole 16 x 16 JPEG whose frame header is rewritten to claim width x height."""
+    out = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, height, width)
+    return bytes(data)
+
+
+def test_a_333_byte_jpeg_claiming_7000_squared_pixels_is_a_bad_image_not_a_grey_picture() -> None:
+    data = jpeg_claiming(7000, 7000)
+    with pytest.raises(ImageError) as error:
+        load_image(data)
+    assert len(data) == 333
+    assert str(error.value) == ("the JPEG header declares 7000 x 7000 pixels but holds 5 bytes of image data; "
+                                "a whole picture of that size needs at least 95704")
+
+
+def test_a_flat_progressive_optimised_jpeg_still_loads() -> None:
+    out = io.BytesIO()
+    Image.new("L", (2000, 1500), 90).save(out, format="JPEG", optimize=True, progressive=True)
+    assert gray_of(load_image(out.getvalue())).shape == (1500, 2000)
 
 
 def test_a_pillow_decompression_bomb_error_becomes_an_image_error(sample_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,12 @@ from medviz_core.recording import (
     append_frame,
     check_id,
     delete_recording,
+    index_recording,
     iter_frames,
     list_recordings,
+    read_at,
     read_recording,
+    recording_info,
     recording_path,
 )
 from tests.fixtures.frames import make_fixtures
@@ -158,3 +161,46 @@ def test_appending_to_a_missing_recording_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match=r"^recording 'gone' does not exist$"):
         append_frame(tmp_path / "gone.medviz", FRAMES["analysis_gradient"])
     assert not (tmp_path / "gone.medviz").exists()
+
+
+def test_appending_after_a_torn_last_frame_cuts_it_off_first_so_the_result_reads_back(tmp_path: Path) -> None:
+    parts = session_frames()
+    path = write(tmp_path / "torn.medviz", [*parts[:3], parts[3][:100]])  # a crash mid-frame
+    whole = sum(len(p) for p in parts[:3])
+    assert append_frame(path, FRAMES["analysis_gradient"]) == 100
+    assert append_frame(path, FRAMES["analysis_heads"]) == 0
+    recording = read_recording(path)
+    assert [f.data for f in recording.frames] == [*parts[:3], FRAMES["analysis_gradient"], FRAMES["analysis_heads"]]
+    assert path.stat().st_size == whole + len(FRAMES["analysis_gradient"]) + len(FRAMES["analysis_heads"])
+
+
+def test_appending_to_a_recording_without_a_whole_frame_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path / "cut.medviz", [FRAMES["start"][:50]])
+    with pytest.raises(ProtocolError, match=r"^recording 'cut' holds no whole frame; nothing is appended to it$"):
+        append_frame(path, FRAMES["analysis_gradient"])
+    assert path.read_bytes() == FRAMES["start"][:50]
+
+
+def test_recordings_are_written_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = write(tmp_path / "new" / "a.medviz", session_frames())
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+
+
+def test_the_index_says_where_each_frame_lies_and_reads_its_exact_bytes(tmp_path: Path) -> None:
+    parts = session_frames()
+    path = write(tmp_path / "a.medviz", parts)
+    append_frame(path, FRAMES["analysis_gradient"])
+    index = index_recording(path)
+    assert [(e.offset, e.type) for e in index] == [
+        (0, "start"), (2706, "step"), (5028, "step"), (7350, "step"), (7796, "end"), (7945, "analysis")]
+    assert [(e.index, e.t_ms > 0) for e in index if e.type == "step"] == [(7, True), (7, True), (8, True)]
+    assert index[-1].done is True
+    with path.open("rb") as file:
+        assert [read_at(file, e) for e in index] == [*parts, FRAMES["analysis_gradient"]]
+
+
+def test_the_listing_counts_steps_of_a_cut_recording_without_reading_it_whole(tmp_path: Path) -> None:
+    parts = session_frames()
+    path = write(tmp_path / "cut.medviz", parts[:3])
+    info = recording_info(path)
+    assert (info.id, info.tokens, info.finished, info.size) == ("cut", 2, False, len(parts[0]) + len(parts[1]) * 2)

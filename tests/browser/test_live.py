@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import Server, Watched, shoot
 from .pages import DIGEST, digest, report_text, shown_step, start_session, token_count, wait_phase
 
@@ -142,4 +144,37 @@ def test_stop_ends_a_running_session_early_and_keeps_what_was_written(tab: Watch
     assert 3 <= written < LONG_RUN
     assert f" {written} tokens in " in status
     assert not page.is_enabled("#stop") and page.is_enabled("#start")
+    assert tab.errors == []
+
+
+def cut_after(frames_seen: int, code: int) -> Any:
+    """A route for the page's /ws/session: the real server's frames pass until `frames_seen`, then
+    the page's side closes with `code` (the server's side stays open, as a dropped link leaves it)."""
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        seen = [0]
+
+        def to_page(message: Any) -> None:
+            seen[0] += 1
+            if seen[0] <= frames_seen:
+                ws.send(message)
+            if seen[0] == frames_seen:
+                ws.close(code=code, reason="viewer fell 256 frames behind; reconnect to catch up from the session log")
+
+        server.on_message(to_page)
+        ws.on_message(lambda message: server.send(message))
+
+    return route
+
+
+@pytest.mark.parametrize("code", [4008, 1006], ids=["fell-behind", "link-lost"])
+def test_a_live_page_dropped_or_cut_off_rejoins_from_the_log_and_ends_with_the_whole_report(
+    tab: Watched, server: Server, cxr_dir: Path, code: int
+) -> None:
+    page = tab.page
+    page.route_web_socket("**/ws/session", cut_after(6, code))
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=40, record=True)
+    wait_phase(page, "ended")
+    assert "watch=" in page.url
+    assert token_count(page) == 40 and page.inner_text("#status").startswith("Done")
     assert tab.errors == []

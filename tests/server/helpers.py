@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import threading
 from dataclasses import dataclass
-from typing import Any, Coroutine, Iterator, TypeVar
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 
 from medviz_core import frames
 from medviz_core.frames import StartRequest
-from server.background import serve_in_background
+from server.background import background_server
 from server.requests import encode_client_start
 from server.settings import Settings
 
@@ -23,6 +25,7 @@ T = TypeVar("T")
 class LiveServer:
     settings: Settings
     port: int
+    app: Any = None  # the Starlette app it runs (its state: sessions, worker, connections)
 
     @property
     def http(self) -> str:
@@ -34,9 +37,9 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def serve(settings: Settings, engine: Any) -> Iterator[LiveServer]:
-    with serve_in_background(settings, engine) as port:
-        yield LiveServer(settings=settings, port=port)
+def serve(settings: Settings, engine: Any, **options: Any) -> Iterator[LiveServer]:
+    with background_server(settings, engine, **options) as (app, port):
+        yield LiveServer(settings=settings, port=port, app=app)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -96,3 +99,43 @@ def session_of(data: bytes) -> str:
     start = frames.decode(data)
     assert isinstance(start, frames.StartFrame), start
     return start.session
+
+
+class StallingSocket(socket.socket):
+    """A client socket on a stalled network: once `after_bytes` have arrived, the next read waits
+    until `release` is set; a fixed 64 KiB receive buffer (no autotuning) keeps what the server
+    sends in the server's own buffers."""
+
+    def __init__(self, after_bytes: int, release: threading.Event) -> None:
+        super().__init__(socket.AF_INET, socket.SOCK_STREAM)
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        self.after_bytes, self.release, self.received = after_bytes, release, 0
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        if self.received >= self.after_bytes:
+            self.release.wait(60)
+        data = super().recv(size, flags)
+        self.received += len(data)
+        return data
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (at most 60 s) until `condition()` holds."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+def noisy_png(side: int = 1400) -> bytes:
+    """An RGB noise PNG of about 3 * side**2 bytes: a start frame that overfills the socket buffers."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+    return out.getvalue()

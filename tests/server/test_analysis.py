@@ -384,6 +384,26 @@ def test_a_stay_watcher_can_ask_about_a_finished_unrecorded_session(live: LiveSe
     assert [f.status for f in analyses(got, request)] == ["queued", "running", "done"]
 
 
+class ListLine:
+    """The worker's task line as a list: tasks run when the test says."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[str, Any]] = []
+
+    def check_room(self, owner: str) -> None:
+        del owner
+
+    def run_task(self, owner: str, run: Any, source: str, preempt: Any) -> Any:
+        self.tasks.append((owner, run))
+        return self.tasks[-1]
+
+    def requeue_task(self, task: Any) -> None:
+        self.tasks.insert(0, task)
+
+    def drop_task(self, task: Any) -> None:
+        self.tasks.remove(task)
+
+
 def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveServer, recorded: tuple[str, list[bytes]]) -> None:
     from medviz_core.recording import read_recording
     from server.analysis_jobs import AnalysisJobs
@@ -392,8 +412,8 @@ def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveSer
     name, _ = recorded
     path = live.settings.recordings / f"{name}.medviz"
     source = recording_source(name, path, read_recording(path))
-    tasks: list[Any] = []
-    jobs = AnalysisJobs(engine=None, run_task=tasks.append)
+    line = ListLine()
+    jobs = AnalysisJobs(engine=None, line=line)
     heard: dict[str, list[tuple[str, bool]]] = {"gone": [], "new": []}
 
     def listener(who: str) -> Any:
@@ -401,10 +421,11 @@ def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveSer
 
     gone, new = listener("gone"), listener("new")
     request = AnalyzeRequest("agreement", 1, boxes=(BoxRequest("apex", (100, 100, 300, 200), 0),))
-    jobs.request(source, request, gone)
+    jobs.request(source, request, gone, "socket-a")
     jobs.withdraw(source.key, job_id(request), gone)
-    jobs.request(source, request, new)
-    for task in tasks:
+    assert line.tasks == []  # the withdrawn job gave its place in the line back
+    jobs.request(source, request, new, "socket-b")
+    for _, task in line.tasks:
         task()
     assert heard == {"gone": [("queued", False)], "new": [("queued", False), ("running", False), ("done", True)]}
     assert jobs.runs == 1

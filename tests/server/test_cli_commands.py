@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from medviz_core import frames
 from medviz_core.cli import main
-from server.cli_commands import RedactTokens
+from server.log_redaction import RedactTokens
 from server.client import watch
 
 from .helpers import recv, session_of, LiveServer, receive_all, run, start_bytes

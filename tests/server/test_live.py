@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -191,3 +193,37 @@ def test_live_sessions_are_listed_without_question_text(live: LiveServer, sample
     assert listing and set(listing[0]) == {"id", "created", "state", "frames", "watchers", "recording"}
     assert "secret" not in str(listing)
 
+
+
+def test_an_owner_dropped_for_falling_behind_keeps_its_session_running_for_a_rejoin(
+    tiny_engine: Any, tmp_path: Path
+) -> None:
+    from server.settings import Settings
+
+    from .engines import GATED, GatedEngine
+    from .helpers import noisy_png, serve, until
+
+    engine = GatedEngine(tiny_engine)
+    settings = Settings(model="tiny", recordings=tmp_path, viewer_queue=2, close_timeout_s=0.5, owner_grace_s=60)
+    with serve(settings, engine) as server:
+        manager, connections = server.app.state.sessions, server.app.state.connections
+
+        async def scenario() -> list[bytes]:
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            stalled.connect(("127.0.0.1", server.port))
+            owner = await connect(f"{server.ws}/ws/session", max_size=None, max_queue=1, sock=stalled)
+            await owner.send(start_bytes(noisy_png(), max_new_tokens=24, question=GATED))
+            owner.transport.pause_reading()  # the owner's network stalls: the 6 MB start frame fills its socket
+            await until(lambda: len(manager.sessions()) == 1 and manager.sessions()[0].frames == 1, "the start")
+            session_id = manager.sessions()[0].id
+            engine.gate.set()
+            await until(lambda: connections.open["session"] == 0, "the owner has been dropped and has left")
+            owner.transport.abort()
+            async with connect(f"{server.ws}/ws/watch/{session_id}", max_size=None) as rejoined:
+                return await receive_all(rejoined)
+
+        data = run(scenario())
+    end = frames.decode(data[-1])
+    assert isinstance(end, frames.EndFrame) and (end.reason, end.tokens) == ("max_tokens", 24)
+    assert kinds(data) == ["start", *["step"] * 24, "end"]

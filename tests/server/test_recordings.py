@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
-from medviz_core.recording import RecordingWriter
+from medviz_core import frames
+from medviz_core.frames import AnalyzeRequest, BoxRequest
+from medviz_core.recording import RecordingWriter, read_recording
+from server.requests import encode_analyze
+from server.settings import Settings
 from tests.fixtures.frames import make_fixtures
 
-from .helpers import LiveServer
+from .engines import GATED, GatedEngine
+from .helpers import LiveServer, kinds, receive_all, recv, run, serve, session, session_of, start_bytes, until
 
 FRAMES = make_fixtures.build()
 BAD_ID = "recording id must match [A-Za-z0-9_-]{1,64}; got '../secret'"
@@ -57,3 +64,59 @@ def test_a_recording_id_with_a_path_trick_is_refused(live: LiveServer, folder: P
     assert response.status_code == 400
     assert response.json() == {"error": {"code": "bad_request", "message": BAD_ID}}
     assert (folder.parent / "secret.medviz").exists()
+
+
+def test_a_recording_still_being_written_cannot_be_deleted_and_is_readable_by_its_owner_only(
+    tiny_engine: Any, tmp_path: Path, sample_bytes: bytes
+) -> None:
+    engine = GatedEngine(tiny_engine)
+    with serve(Settings(model="tiny", recordings=tmp_path / "recordings"), engine) as server:
+        async def scenario() -> tuple[httpx.Response, int, list[bytes], httpx.Response, bool]:
+            async with connect(f"{server.ws}/ws/session", max_size=None) as owner, \
+                    httpx.AsyncClient(base_url=server.http) as http:
+                await owner.send(start_bytes(sample_bytes, max_new_tokens=3, question=GATED, record=True))
+                first = await recv(owner)
+                path = server.settings.recordings / f"{session_of(first)}.medviz"
+                await until(path.exists, "the recording is on disk")
+                while_live = await http.delete(f"/api/recordings/{path.stem}")
+                mode = path.stat().st_mode & 0o777
+                engine.gate.set()
+                data = [first, *await receive_all(owner)]
+                after = await http.delete(f"/api/recordings/{path.stem}")
+                return while_live, mode, data, after, path.exists()
+
+        while_live, mode, data, after, still_there = run(scenario())
+    name = session_of(data[0])
+    assert (while_live.status_code, while_live.json()) == (409, {"error": {"code": "conflict", "message": (
+        f"recording {name!r} is still being written by its live session; delete it once the session has ended")}})
+    assert mode == 0o600 and kinds(data) == ["start", "step", "step", "step", "end"]
+    assert (after.status_code, still_there) == (204, False)
+
+
+def test_recordings_the_server_writes_are_0600(live: LiveServer, sample_bytes: bytes) -> None:
+    name = session_of(run(session(live, sample_bytes, max_new_tokens=1, record=True))[0])
+    path = live.settings.recordings / f"{name}.medviz"
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+
+
+def test_an_analysis_of_a_recording_with_a_torn_last_frame_is_appended_readably(
+    live: LiveServer, sample_bytes: bytes
+) -> None:
+    name = session_of(run(session(live, sample_bytes, max_new_tokens=3, record=True))[0])
+    path = live.settings.recordings / f"{name}.medviz"
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[:40])  # a crash mid-frame left a torn tail
+    request = AnalyzeRequest("agreement", 1, boxes=(BoxRequest("apex", (10, 10, 100, 100), 0),))
+
+    async def ask() -> None:
+        async with connect(f"{live.ws}/ws/replay/{name}?speed=8", max_size=None) as ws:
+            await ws.send(encode_analyze(request))
+            while True:
+                frame = frames.decode(await recv(ws))
+                if isinstance(frame, frames.AnalysisFrame) and frame.status == "done":
+                    return
+
+    run(ask())
+    recording = read_recording(path)
+    assert path.read_bytes().startswith(whole) and path.stat().st_size == len(whole) + len(recording.analyses[0].data)
+    assert [f.frame.type for f in recording.frames] == ["start", "step", "step", "step", "end", "analysis"]

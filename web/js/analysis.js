@@ -55,17 +55,19 @@ let failures = 0;
 
 /**
  * An error frame while requests wait: the server refused the oldest one (error frames
- * name no job), so it shows as a failed job of its kind and token.
- * @param {string} message
+ * name no job, and come in request order), so it shows as a failed job of its kind and
+ * token; a `busy` refusal (too many analyses waiting) says so, to ask again later.
+ * @param {string} message @param {string} [code]
  * @returns {boolean} whether a waiting request took the error
  */
-export function failOldest(message) {
+export function failOldest(message, code = "") {
   const r = waiting.shift();
   if (!r) return false;
   failures += 1;
   const job = `refused-${failures}`;
   meta[job] = { method: r.method ?? "", boxes: boxesKey(r.boxes) };
-  store.set({ jobs: { ...store.state.jobs, [job]: { type: "analysis", job, kind: r.kind, index: r.index, status: "error", message, result: null } } });
+  const said = code === "busy" ? `busy: ${message}` : message;
+  store.set({ jobs: { ...store.state.jobs, [job]: { type: "analysis", job, kind: r.kind, index: r.index, status: "error", message: said, result: null } } });
   return true;
 }
 

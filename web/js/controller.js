@@ -31,8 +31,8 @@ function onFrame(f) {
     if (f.reason === "error") showBanner(`The generation failed: ${f.message || "no detail given"}.`);
   } else if (f.type === "error") {
     if (s.phase === "running" || s.phase === "ended") {
-      failOldest(f.message);
-      showBanner(errorWords(f.code, f.message));
+      // a refused analysis shows on its job; a busy one says so there, without a banner
+      if (!failOldest(f.message, f.code) || f.code !== "busy") showBanner(errorWords(f.code, f.message));
     }
     else {
       store.set({ error: { code: f.code, message: f.message }, phase: "closed" });
@@ -51,12 +51,15 @@ function onFrame(f) {
 const handlers = {
   frame: onFrame,
   problem: (message) => showBanner(message),
-  closed: (why, clean) => {
+  closed: (why, clean, code) => {
     const s = store.state;
     if (s.phase === "ended" || s.error) return;
-    if (s.mode === "watch" && s.start && page.rejoins < 3) {
+    // a watcher rejoins on any close; a live page too when it fell behind (4008) or lost the link (1006):
+    // the session runs on, and /ws/watch sends its log from the start
+    const lost = code === 4008 || code === 1006;
+    if (s.start && page.rejoins < 3 && (s.mode === "watch" || (s.mode === "live" && lost))) {
       page.rejoins += 1;
-      setTimeout(() => openWatch(/** @type {string} */ (s.start?.session)), 600);
+      setTimeout(() => openWatch(/** @type {string} */ (s.start?.session)), code === 4008 ? 0 : 600);
       return;
     }
     store.set({ phase: "closed" });
@@ -210,8 +213,7 @@ function sendAnalysis(bytes) {
   const side = new Channel(path, s.token, {
     frame: (f) => {
       if (f.type === "analysis") onAnalysisFrame(f);
-      else if (f.type === "error") {
-        failOldest(f.message);
+      else if (f.type === "error" && (!failOldest(f.message, f.code) || f.code !== "busy")) {
         showBanner(errorWords(f.code, f.message));
       }
     },

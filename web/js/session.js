@@ -11,7 +11,7 @@ import { decodeFrame, encodeCommand, encodeSeek, encodeSpeed, encodeStart } from
 
 /**
  * @typedef {{frame: (f: import("./protocol.js").Frame) => void,
- *   closed: (why: string, clean: boolean) => void,
+ *   closed: (why: string, clean: boolean, code: number) => void,
  *   problem: (message: string) => void}} Handlers
  */
 
@@ -26,6 +26,8 @@ const CLOSE_WORDS = /** @type {Record<number, string>} */ ({
   4001: "The server needs a valid access token (open the link with ?token=…).",
   4003: "The server refused this page's origin.",
   4008: "This viewer fell too far behind the live session; rejoining catches up.",
+  4408: "The connection sat idle and the server closed it.",
+  4429: "The server has too many connections open; try again shortly.",
 });
 
 /**
@@ -63,7 +65,7 @@ export class Channel {
     this.ws.onclose = (ev) => {
       if (this.done) return;
       this.done = true;
-      on.closed(closeWords(ev.code, ev.reason), ev.code === 1000);
+      on.closed(closeWords(ev.code, ev.reason), ev.code === 1000, ev.code);
     };
   }
 
