@@ -49,9 +49,10 @@ from websockets.exceptions import ConnectionClosed
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core import frames  # noqa: E402
-from medviz_core.frames import AnalyzeRequest, StartRequest  # noqa: E402
-from server.requests import encode_analyze, encode_client_start  # noqa: E402
+from medviz_core.types import GenerationParams  # noqa: E402
+from medviz_core.wire import server_frames as frames  # noqa: E402
+from medviz_core.wire.client_frames import AnalyzeRequest, StartRequest  # noqa: E402
+from medviz_core.wire.results import AnalysisFrame  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 GB = 1024 ** 3
@@ -64,7 +65,7 @@ def start_server(model: str, recordings: Path) -> tuple[subprocess.Popen[bytes],
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    command = [sys.executable, "-m", "medviz_core.cli", "serve", "--model", model, "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "server.cli", "serve", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--recordings", str(recordings)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
@@ -121,7 +122,7 @@ def gray_png(side: int) -> bytes:
 
 
 def start_frame(images: list[bytes], tokens: int = 1, record: bool = False) -> bytes:
-    return encode_client_start(StartRequest(images=tuple(images), max_new_tokens=tokens, record=record))
+    return StartRequest(images=tuple(images), params=GenerationParams(max_new_tokens=tokens), record=record).to_wire()
 
 
 # -- one socket ---------------------------------------------------------------------------
@@ -217,12 +218,12 @@ async def analysis_flood(port: int, image: bytes) -> dict[str, Any]:
     requests = [AnalyzeRequest(index=token, **variant) for variant in variants for token in range(60)]  # 300, all different
     async with connect(f"ws://127.0.0.1:{port}/ws/replay/{recording}?speed=8", max_size=None) as flood:
         for request in requests:
-            await flood.send(encode_analyze(request))
+            await flood.send(request.to_wire())
         queued: set[str] = set()
         busy = running = 0
         while len(queued) + busy < len(requests) or not running:  # every request answered, one job running
             frame = frames.decode(await flood.recv())  # type: ignore[arg-type]
-            if isinstance(frame, frames.AnalysisFrame):
+            if isinstance(frame, AnalysisFrame):
                 queued.add(frame.job)
                 running += frame.status == "running"
             elif isinstance(frame, frames.ErrorFrame):

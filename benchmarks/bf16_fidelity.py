@@ -72,7 +72,7 @@ def main() -> int:
             steps["fp32"][same].token_id == steps["bf16"][same].token_id:
         same += 1
     result = compare(steps["fp32"][:same], steps["bf16"][:same])
-    masses = [abs(a.stats.image_mass - b.stats.image_mass) for a, b in zip(steps["fp32"][:same], steps["bf16"][:same])]
+    masses = [abs(a.image_mass - b.image_mass) for a, b in zip(steps["fp32"][:same], steps["bf16"][:same])]
     print(f"random:medgemma-4b?layers={args.layers} on {args.device}: bf16 copy vs fp32, {same} of "
           f"{args.tokens} tokens identical (compared)")
     print(f"{'method':16} {'max |bf16-fp32| / max fp32':>28} {'(median)':>9} {'min Pearson r':>14} {'same peak':>10}")

@@ -34,12 +34,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core import frames  # noqa: E402
 from medviz_core.capture import Capture  # noqa: E402
 from medviz_core.models import load_engine  # noqa: E402
 from medviz_core.kv_cache import BufferCache  # noqa: E402
 from medviz_core.relevancy import compute_maps  # noqa: E402
 from medviz_core.types import METHODS  # noqa: E402
+from medviz_core.wire.server_frames import StepFrame  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 
@@ -79,7 +79,7 @@ def run_stream(engine: Any, image: bytes, question: str | None, tokens: int) -> 
     sync(engine.device)
     total = time.perf_counter() - start
     tick = time.perf_counter()
-    sizes = [len(frames.encode_step(step, 0.0)) for step in steps]  # what the server sends per token
+    sizes = [len(StepFrame.of_step(step, 0.0).to_wire()) for step in steps]  # what the server sends per token
     encode_ms = (time.perf_counter() - tick) * 1000 / max(len(steps), 1)
     return {
         "step_frame_bytes_mean": sum(sizes) / max(len(sizes), 1),

@@ -36,9 +36,10 @@ from websockets.asyncio.client import ClientConnection, connect
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core import frames  # noqa: E402
-from medviz_core.frames import StartRequest  # noqa: E402
-from server.requests import encode_client_start, encode_command  # noqa: E402
+from medviz_core.types import GenerationParams  # noqa: E402
+from medviz_core.wire import server_frames as frames  # noqa: E402
+from medviz_core.wire.client_frames import CancelRequest, StartRequest  # noqa: E402
+from medviz_core.wire.codec import unpack  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 BLOCKER_TOKENS = 2048
@@ -86,7 +87,7 @@ async def _follow(ws: ClientConnection, joined: float) -> Samples:
     created = None
     async for message in ws:
         assert isinstance(message, bytes)
-        frame = frames.unpack_frame(message)
+        frame = unpack(message)
         kind = frame["type"]
         if kind == "start":
             created = float(frame["created"])
@@ -145,10 +146,10 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     base = f"ws://127.0.0.1:{port}"
     async with connect(f"{base}/ws/session", max_size=None) as blocker:
-        await blocker.send(encode_client_start(StartRequest(image=image, max_new_tokens=BLOCKER_TOKENS)))
+        await blocker.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS)).to_wire())
         await _recv(blocker)
         async with connect(f"{base}/ws/session", max_size=None) as owner:
-            await owner.send(encode_client_start(StartRequest(image=image, max_new_tokens=tokens, seed=0)))
+            await owner.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0)).to_wire())
             session_id = await _queued_session_id(port)
             child = ctx.Process(target=_viewer_process, args=(f"{base}/ws/watch/{session_id}", viewers - 1,
                                                               ready, results, go), daemon=True)
@@ -158,7 +159,7 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
                 await asyncio.to_thread(ready.get, True, 120)
             loop_cpu, wall = _thread_cpu_s(SERVER_THREAD), time.monotonic()
             go.set()
-            await blocker.send(encode_command("cancel"))
+            await blocker.send(CancelRequest().to_wire())
             mine = await _follow(owner, time.time())
             loop_cpu, wall = _thread_cpu_s(SERVER_THREAD) - loop_cpu, time.monotonic() - wall
     seen: list[Samples] = [mine]

@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "medviz_core.cli", "serve", "--model", args.model,
+    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--model", args.model,
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, server)

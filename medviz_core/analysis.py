@@ -113,12 +113,14 @@ class LayerHeadView:
     entropy: np.ndarray  # [layers, heads]: entropy of the head's image attention (normalised), in bits / log2 N
 
 
-def layer_head_view(engine: Engine, context: TokenContext) -> LayerHeadView:
+def layer_head_view(engine: Engine, context: TokenContext, cancel: threading.Event | None = None) -> LayerHeadView:
+    """Every layer's and head's attention of the token's query to the image; errors.Cancelled between layers
+    once `cancel` is set."""
     facts = engine.facts
     kwargs = _prefix_kwargs(engine, context)
     length = int(kwargs["input_ids"].shape[1])
     capture = Capture(layers=facts.layers, heads=facts.heads, image_positions=_image_positions(engine, context),
-                      max_length=length, rollout=False, device=engine.device)
+                      max_length=length, rollout=False, device=engine.device, cancel=cancel)
     with torch.inference_mode(), capture.forward(0, length):
         engine.model(**kwargs, logits_to_keep=1)
     rows = capture.head_rows.float().cpu().numpy()  # [layers, heads, N]

@@ -23,6 +23,7 @@ How it stays cheap and exact:
 from __future__ import annotations
 
 import contextvars
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -30,6 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .errors import Cancelled
 from .kv_cache import BufferCache
 
 ATTENTION_NAME = "medviz"
@@ -99,7 +101,9 @@ class Capture:
         device: torch.device,
         cache: Any = None,  # BufferCache: batched decode steps; StaticBufferCache: compiled ones (compiled.py)
         rollout_buffer: torch.Tensor | None = None,  # [layer+1, max_length, image] to reuse (compiled.py)
+        cancel: threading.Event | None = None,  # per-layer mode: errors.Cancelled between layers once set
     ) -> None:
+        self.cancel = cancel
         self.layers = layers
         self.heads = heads
         self.image_positions = image_positions.to(device=device, dtype=torch.long)
@@ -220,6 +224,8 @@ class Capture:
         scaling: float,
         softcap: float | None,
     ) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("the analysis was cancelled")
         probs, last_valid = _probabilities(query, key, mask, scaling, softcap)  # [heads, q_len, kv_len], [kv_len]
         q_len, kv_len = probs.shape[1], probs.shape[2]
         total = self._q_start + self._q_len
@@ -344,7 +350,7 @@ class AttentionRecorder:
         softcap: float | None,
     ) -> torch.Tensor:
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("cancelled")
+            raise Cancelled("the analysis was cancelled")
         probs, _ = _probabilities(query, key, mask, scaling, softcap)  # [heads, q_len, kv_len]
         self.probs[layer] = probs
         heads, q_len, kv_len = probs.shape
@@ -352,10 +358,6 @@ class AttentionRecorder:
         grouped = probs.reshape(kv_heads, (heads // kv_heads) * q_len, kv_len)  # head h reads kv head h // group
         output = torch.matmul(grouped, value[0].float()).reshape(heads, q_len, dim).to(query.dtype)
         return output.transpose(0, 1).unsqueeze(0)  # [1, q_len, heads, dim], as attention functions return
-
-
-class Cancelled(Exception):
-    """Raised inside a forward pass when an analysis job is cancelled."""
 
 
 def _probabilities(

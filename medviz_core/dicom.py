@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ImageError
-from .imaging import ROW_BLOCK, check_pixels, gray_to_rgb, to_uint8, window_min_max
+from .imaging import ROW_BLOCK, check_pixels, gray_to_rgb, sniff_format, to_uint8, window_min_max
 
 # Transfer syntax UID prefix -> the packages that let pydicom decode it.
 DECODER_PACKAGES: tuple[tuple[str, str], ...] = (
@@ -177,3 +177,20 @@ def _window_output_range(dataset: Any) -> tuple[float, float]:
     if slope is not None and intercept is not None:
         low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
     return low, high
+
+
+def dicom_header(data: bytes) -> bytes | None:
+    """A DICOM file's header without its pixel data, as DICOM bytes (what an export references and copies);
+    None when `data` is not DICOM. The image was checked by `load_dicom` first."""
+    try:
+        is_dicom = sniff_format(data) == "dicom" or looks_like_headerless_dicom(data)
+    except ImageError:
+        is_dicom = looks_like_headerless_dicom(data)
+    if not is_dicom:
+        return None
+    import pydicom
+
+    dataset = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=False)
+    return out.getvalue()

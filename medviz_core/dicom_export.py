@@ -230,3 +230,20 @@ def _ensure_folder(out_dir: Path) -> bool:
     except OSError as error:
         raise ExportError(f"cannot create the output folder {out_dir}: {error.strerror or error}") from error
     return True
+
+
+def export_zip(source: ExportSource, token_map: ExportMap) -> tuple[bytes, tuple[str, ...], tuple[str, ...]]:
+    """The export as one zip in memory (for a browser download): (zip bytes, file names, notes). Raises ExportError."""
+    import io
+    import zipfile
+
+    built = build_export(source, token_map)
+    stem = f"medviz_{token_map.method}_{uuid.uuid4().hex[:8]}"
+    names = tuple(f"{stem}_{FILE_SUFFIXES[o.kind]}.dcm" for o in built.objects)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, exported in zip(names, built.objects):
+            data = io.BytesIO()
+            pydicom.dcmwrite(data, exported.dataset, enforce_file_format=True)
+            archive.writestr(name, data.getvalue())
+    return buffer.getvalue(), names, built.notes

@@ -7,11 +7,13 @@ Messages name what was expected and what came, and never carry image bytes or pr
 
 from __future__ import annotations
 
+from .wire.codes import ErrorCode
+
 
 class MedvizError(Exception):
     """Base class. `code` is stable and machine-readable; the message is for people."""
 
-    code = "error"
+    code: str = ErrorCode.ERROR
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -21,65 +23,65 @@ class MedvizError(Exception):
 class ImageError(MedvizError):
     """The image bytes could not be turned into a picture the model can read."""
 
-    code = "bad_image"
+    code: str = ErrorCode.BAD_IMAGE
 
 
 class ModelLoadError(MedvizError):
     """The model reference could not be resolved or loaded."""
 
-    code = "model_load"
+    code: str = ErrorCode.MODEL_LOAD
 
 
 class RequestError(MedvizError):
     """A request is malformed or out of bounds (types, sizes, limits)."""
 
-    code = "bad_request"
+    code: str = ErrorCode.BAD_REQUEST
 
 
 class ProtocolError(MedvizError):
     """Bytes on the wire or in a recording are not a valid medviz frame."""
 
-    code = "bad_frame"
+    code: str = ErrorCode.BAD_FRAME
 
 
 class BusyError(MedvizError):
     """The generation queue is full."""
 
-    code = "busy"
+    code: str = ErrorCode.BUSY
 
 
 class AuthError(MedvizError):
     """Missing or wrong access token, or a foreign Origin."""
 
-    code = "unauthorized"
+    code: str = ErrorCode.UNAUTHORIZED
 
 
 class NotFoundError(MedvizError):
     """A session or recording that does not exist."""
 
-    code = "not_found"
+    code: str = ErrorCode.NOT_FOUND
 
 
 class ConflictError(MedvizError):
     """A request that conflicts with what the server is doing (deleting a recording still being written)."""
 
-    code = "conflict"
+    code: str = ErrorCode.CONFLICT
 
 
 class MessageTooLarge(RequestError):
     """A client message over the server's size limit."""
 
-    code = "too_large"
+    code: str = ErrorCode.TOO_LARGE
 
 
 class Cancelled(MedvizError):
     """An analysis job was cancelled before it finished."""
 
-    code = "cancelled"
+    code: str = ErrorCode.CANCELLED
 
 
 class ExportError(MedvizError):
     """A map cannot be exported as DICOM: bad inputs, a source header without the UIDs a
     reference needs, or an output folder that cannot be written. Nothing was written."""
 
-    code = "bad_export"
+    code: str = ErrorCode.BAD_EXPORT

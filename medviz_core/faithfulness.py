@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .errors import RequestError
+from .errors import Cancelled, RequestError
 from .types import FloatMap
 
 Image = npt.NDArray[np.uint8]  # (H, W, 3) RGB
@@ -60,10 +60,6 @@ class FaithfulnessResult:
     insertion: Curve
     random_deletion: Curve
     random_insertion: Curve
-
-
-class _Interrupted(Exception):
-    """Internal: `cancel` was set between two scorer calls."""
 
 
 # ---------------------------------------------------------------- cells
@@ -185,7 +181,7 @@ def _curve(image: Image, scorer: Scorer, order: npt.NDArray[np.intp], grid: tupl
         _paste(current, source, order[done:upto], (gh, gw))
         done = upto
         if cancel is not None and cancel.is_set():
-            raise _Interrupted
+            raise Cancelled("the faithfulness curves were cancelled")
         fractions.append(upto / count)
         scores.append(_score(scorer, current))
     return Curve(tuple(fractions), tuple(scores), auc(fractions, scores), kind, order_name)
@@ -207,18 +203,16 @@ def _score(scorer: Scorer, image: Image) -> float:
 
 def faithfulness_report(image: Image, relevancy: FloatMap, scorer: Scorer, token: int = 0, method: str = "",
                         steps: int = 16, baseline: Baseline = "blur", seeds: int = 3,
-                        cancel: threading.Event | None = None) -> FaithfulnessResult | None:
-    """Deletion, insertion and both random baselines for one token and one method; None if cancelled."""
-    try:
-        return _report(image, relevancy, scorer, token, method, steps, baseline, seeds, cancel, {})
-    except _Interrupted:
-        return None
+                        cancel: threading.Event | None = None) -> FaithfulnessResult:
+    """Deletion, insertion and both random baselines for one token and one method; errors.Cancelled once
+    `cancel` is set (checked between two scorer calls)."""
+    return _report(image, relevancy, scorer, token, method, steps, baseline, seeds, cancel, {})
 
 
 def batch(image: Image, items: Iterable[tuple[int, str, FloatMap]], scorer_for: Callable[[int], Scorer],
           steps: int = 16, baseline: Baseline = "blur", seeds: int = 3,
           cancel: threading.Event | None = None) -> Iterator[FaithfulnessResult]:
-    """One result per (token, method, map), in order; stops without yielding once `cancel` is set.
+    """One result per (token, method, map), in order; errors.Cancelled once `cancel` is set.
 
     `scorer_for(token)` is called once per token. The random baselines depend on the token
     only (and the grid), so they are computed once per token and shared by its methods.
@@ -229,13 +223,10 @@ def batch(image: Image, items: Iterable[tuple[int, str, FloatMap]], scorer_for: 
     randoms: dict[tuple[int, ...], tuple[Curve, Curve]] = {}
     for token, method, relevancy in items:
         if cancel is not None and cancel.is_set():
-            return
+            raise Cancelled("the faithfulness curves were cancelled")
         if token not in scorers:
             scorers[token] = scorer_for(token)
-        try:
-            yield _report(image, relevancy, scorers[token], token, method, steps, baseline, seeds, cancel, randoms)
-        except _Interrupted:
-            return
+        yield _report(image, relevancy, scorers[token], token, method, steps, baseline, seeds, cancel, randoms)
 
 
 def _report(image: Image, relevancy: FloatMap, scorer: Scorer, token: int, method: str, steps: int,

@@ -7,8 +7,9 @@ O_APPEND; a torn last frame, as a crash or a full disk leaves it, is cut off fir
 new frame is readable), the tolerant reader (whole frames only: a file cut at any byte
 reads back up to its last whole frame and says whether it holds `end`), the index of a
 recording (where each frame lies, so a replay reads frames from disk as it sends them),
-recording ids and the listing metadata. Does not own the frame format (frames.py) nor HTTP
-(server/recordings.py). Callers write one recording from one thread (the server's worker).
+recording ids and the listing metadata. A recording made before protocol v2 reads back as
+v2 frames (`RecordedFrame.sent` gives the bytes a viewer gets: v1 frames re-encoded as v2,
+v2 ones unchanged). Does not own the frame format (wire/) nor HTTP (server/recordings.py). Callers write one recording from one thread (the server's worker).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import BinaryIO, Iterator
 import msgpack
 
 from .errors import NotFoundError, ProtocolError, RequestError
-from .frames import AnalysisFrame, EndFrame, Frame, StartFrame, StepFrame, decode
-from .msgpack_limits import SERVER_LIMITS, unpack_kwargs
+from .wire.limits import SERVER_LIMITS, unpack_kwargs
+from .wire.results import AnalysisFrame
+from .wire.server_frames import EndFrame, Frame, SourceFrame, StartFrame, StepFrame, decode
 
 SUFFIX = ".medviz"
 FILE_MODE = 0o600
@@ -124,11 +126,28 @@ def whole_length(path: Path) -> int:
 
 @dataclass(frozen=True)
 class RecordedFrame:
-    """One whole frame of a recording: its exact bytes (replay sends them unchanged) and meaning."""
+    """One whole frame of a recording: its exact bytes and meaning (v1 frames read as v2)."""
 
     offset: int
     data: bytes
     frame: Frame
+
+    @property
+    def sent(self) -> bytes:
+        """The bytes a viewer gets: the recorded ones, or for a version-1 frame its v2 encoding."""
+        return upgraded(self.data, self.frame)
+
+
+def is_v1(data: bytes) -> bool:
+    """Whether a whole frame was written in protocol version 1 (its `v` field, near the start)."""
+    return data[:8].find(b"\xa1v\x01") != -1
+
+
+def upgraded(data: bytes, frame: Frame | None = None) -> bytes:
+    """A recorded frame's bytes in protocol v2: unchanged, or a v1 frame decoded and encoded again."""
+    if not is_v1(data):
+        return data
+    return (frame if frame is not None else decode(data)).to_wire()
 
 
 def iter_frames(path: Path) -> Iterator[RecordedFrame]:
@@ -198,6 +217,12 @@ class Recording:
     def finished(self) -> bool:
         return self.end is not None
 
+    @property
+    def source(self) -> SourceFrame | None:
+        """The recording-only source frame (the DICOM headers), if the session wrote one."""
+        found = [f.frame for f in self.frames if isinstance(f.frame, SourceFrame)]
+        return found[0] if found else None
+
 
 def read_recording(path: Path) -> Recording:
     """Every whole frame of a recording; NotFoundError if missing, ProtocolError if no start."""
@@ -256,6 +281,7 @@ class IndexEntry:
     index: int = -1  # a step's index, or the token an analysis result is about
     t_ms: float = 0.0  # a step's recorded time
     done: bool = False  # an analysis result with status done
+    v1: bool = False  # written in protocol version 1: send `upgraded` bytes
 
 
 def index_recording(path: Path) -> tuple[IndexEntry, ...]:
@@ -267,23 +293,25 @@ def index_recording(path: Path) -> tuple[IndexEntry, ...]:
         frame = recorded.frame
         if not entries and not isinstance(frame, StartFrame):
             raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
-        entry = IndexEntry(recorded.offset, len(recorded.data), frame.type)
+        v1 = is_v1(recorded.data)
+        entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, v1=v1)
         if isinstance(frame, StepFrame):
-            entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, frame.index, frame.t_ms)
+            entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, frame.index, frame.t_ms, v1=v1)
         elif isinstance(frame, AnalysisFrame):
-            entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, frame.index, done=frame.status == "done")
+            entry = IndexEntry(recorded.offset, len(recorded.data), frame.type, frame.index,
+                               done=frame.status == "done", v1=v1)
         entries.append(entry)
     return tuple(entries)
 
 
 def read_at(file: BinaryIO, entry: IndexEntry) -> bytes:
-    """The exact bytes of an indexed frame from an open recording."""
+    """The bytes a viewer gets of an indexed frame of an open recording (v1 frames as v2)."""
     file.seek(entry.offset)
     data = file.read(entry.size)
     if len(data) != entry.size:
         raise ProtocolError(f"the recording is shorter than its index: {len(data)} of {entry.size} bytes at "
                             f"offset {entry.offset}")
-    return data
+    return upgraded(data) if entry.v1 else data
 
 
 def list_recordings(directory: Path) -> list[RecordingInfo]:

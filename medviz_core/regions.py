@@ -38,7 +38,7 @@ Float64Map = npt.NDArray[np.float64]
 
 
 
-def compute_stats(consensus: FloatMap, image_mass: float, image_size: tuple[int, int]) -> StepStats:
+def compute_stats(consensus: FloatMap, image_size: tuple[int, int]) -> StepStats:
     """The statistics of one step's map (usually the consensus).
 
     `image_size` is (width, height) of the image as it went into the processor. The
@@ -52,7 +52,6 @@ def compute_stats(consensus: FloatMap, image_mass: float, image_size: tuple[int,
     rows, cols = grid.shape
     row, col = (int(i) for i in np.unravel_index(int(np.argmax(_finite(grid))), grid.shape))
     return StepStats(
-        image_mass=float(image_mass),
         entropy_bits=bits,
         entropy_norm=bits / math.log2(n) if n > 1 else 0.0,
         peak=(row, col),

@@ -1,7 +1,7 @@
 """Frozen values that cross module boundaries: what the engine yields and what it was asked.
 
-This module owns only data shapes. It computes nothing and imports neither torch nor
-transformers, so the server, the recorder and the tests can use it without loading a model.
+This module owns only data shapes (and GenerationParams' range checks). It imports neither
+torch nor transformers, so the server, the recorder and the tests can use it without a model.
 Maps are float32 numpy arrays of shape (grid_h, grid_w) holding raw relevancy values
 (docs/methods.md, ../shared/design/RELEVANCY.md); normalisation for display happens later,
 in `frames.py` and the browser.
@@ -14,6 +14,8 @@ from typing import Literal, Mapping
 
 import numpy as np
 import numpy.typing as npt
+
+from .errors import RequestError
 
 FloatMap = npt.NDArray[np.float32]
 
@@ -58,9 +60,8 @@ class Region:
 
 @dataclass(frozen=True)
 class StepStats:
-    """The per-step statistics of RELEVANCY.md."""
+    """The statistics of RELEVANCY.md on one image's map of one step (image_mass is on the Step)."""
 
-    image_mass: float  # mean over layers of the attention share on image tokens
     entropy_bits: float  # entropy of the normalised consensus map, in bits
     entropy_norm: float  # entropy_bits / log2(N)
     peak: tuple[int, int]  # (row, col) of the consensus maximum
@@ -102,9 +103,17 @@ class ModelFacts:
     dtype: str
 
 
+MAX_NEW_TOKENS = 2048
+"""The most tokens one run may generate (a server may allow fewer)."""
+
+
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling parameters of one run. temperature 0 means greedy."""
+    """How a run samples, checked when made (RequestError naming the bound and the value).
+
+    The one definition of the sampling parameters: the browser's form, the start frame, the
+    engine and recordings all carry this object. temperature 0 means greedy.
+    """
 
     max_new_tokens: int = 256
     temperature: float = 0.0
@@ -112,6 +121,32 @@ class GenerationParams:
     top_k: int = 0
     repetition_penalty: float = 1.0
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for ok, message in self._checks():
+            if not ok:
+                raise RequestError(message)
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        def whole(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def number(value: object) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        n, t, p, k, r, seed = (self.max_new_tokens, self.temperature, self.top_p, self.top_k,
+                               self.repetition_penalty, self.seed)
+        return [
+            (whole(n) and 1 <= n <= MAX_NEW_TOKENS,
+             f"max_new_tokens must be an integer in 1..{MAX_NEW_TOKENS}; got {n!r}"),
+            (number(t) and 0.0 <= t <= 5.0, f"temperature must be in 0..5 (0 = greedy); got {t!r}"),
+            (number(p) and 0.0 < p <= 1.0, f"top_p must be in (0, 1]; got {p!r}"),
+            (whole(k) and k >= 0, f"top_k must be an integer >= 0 (0 = off); got {k!r}"),
+            (number(r) and 0.0 < r <= 10.0, f"repetition_penalty must be in (0, 10]; got {r!r}"),
+            (seed is None or whole(seed), f"seed must be an integer or None; got {seed!r}"),
+        ]
 
 
 @dataclass(frozen=True)
@@ -131,19 +166,19 @@ class Prompt:
     token_ids: tuple[int, ...]
     layout: ImageLayout
     question: str | None  # None: the full report prompt
-    image_png: bytes  # the first (often only) image, exactly as it went into the processor
-    image_size: tuple[int, int]  # (width, height) of that image
-    images: tuple[PromptImage, ...] = ()  # every image, in prompt order (also for a single image)
+    images: tuple[PromptImage, ...]  # every image, in prompt order (one or more)
     preset: str = "medviz"  # the prompt preset (prompts.PRESETS) the texts came from
+    token_texts: tuple[str, ...] = ()  # each position's text ("" for image tokens), for what a token read
 
 
 @dataclass(frozen=True)
 class ImageFocus:
-    """One image's maps and statistics for one token (multi-image runs)."""
+    """One image's maps and statistics for one token."""
 
     label: str
-    maps: Mapping[str, FloatMap]
-    stats: StepStats  # stats.image_mass is this image's share of the token's attention
+    maps: Mapping[str, FloatMap]  # method name -> (grid_h, grid_w) raw values
+    stats: StepStats
+    share: float  # this image's share of the token's attention (mean over layers); the shares sum to image_mass
 
 
 @dataclass(frozen=True)
@@ -162,15 +197,24 @@ class Step:
     token_id: int
     text: str  # the text this token adds (may be "" while a UTF-8 sequence is incomplete)
     position: int  # the query position whose logits produced this token
-    maps: Mapping[str, FloatMap]  # method name -> (grid_h, grid_w) raw values (the first image)
-    stats: StepStats  # the first image's peak and regions; image_mass over all images
+    images: tuple[ImageFocus, ...]  # every image's maps and statistics, in prompt order (one or more)
+    image_mass: float  # the share of this token's attention on all images (mean over layers)
     model_ms: float  # forward pass time that produced this token's logits
     maps_ms: float  # relevancy + statistics time for this token
     layers_seeing_image: int  # layers whose attention window still covers every image token
     is_special: bool = False  # EOS / end_of_turn tokens are yielded too, then the stream stops
-    images: tuple[ImageFocus, ...] = ()  # every image when the run has several; () for one image
     context: tuple[ContextLink, ...] = ()  # the text positions it read most, largest first (at most 8)
     sink: float = 0.0  # mean_l m[l][0]: the share of its attention on <bos>, the attention sink
+
+    @property
+    def maps(self) -> Mapping[str, FloatMap]:
+        """The first image's maps (the only image's, in a one-image run)."""
+        return self.images[0].maps
+
+    @property
+    def stats(self) -> StepStats:
+        """The first image's statistics."""
+        return self.images[0].stats
 
 
 @dataclass(frozen=True)

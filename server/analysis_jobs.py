@@ -11,7 +11,7 @@ recording on the worker thread (the thread that writes recordings). `withdraw` t
 a closing socket's wish for an answer, and a job nobody waits for any more is cancelled,
 so a closed tab does not keep the model's worker busy. Replies are
 callables `reply(frame, final)` that must not block (the routes hand them to the event
-loop). Does not own what a job computes (analysis_run.py) or sockets (live.py, replay.py).
+loop). Does not own what a job computes (medviz_core/token_analysis.py) or sockets (live.py, replay.py).
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from medviz_core import frames
-from medviz_core.errors import MedvizError, RequestError
-from medviz_core.frame_types import AnalyzeRequest
+from medviz_core.errors import Cancelled, MedvizError, RequestError
 from medviz_core.recording import append_frame
-
-from .analysis_run import AnalysisSource, check_request, compute, job_id
+from medviz_core.token_analysis import AnalysisSource, check_request, compute, job_id
+from medviz_core.wire.client_frames import AnalyzeRequest
+from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.server_frames import decode
 
 log = logging.getLogger("medviz.server")
 
-Reply = Callable[[bytes, bool], None]  # (analysis frame, whether it is the job's last word)
+Reply = Callable[[AnalysisFrame, bool], None]  # (the job's state, whether it is its last word); the asker adds its id
 FINAL = ("done", "cancelled", "error")
 
 
@@ -55,13 +55,13 @@ class _Job:
     replies: list[Reply]
     cancel: threading.Event = field(default_factory=threading.Event)
     status: str = "queued"
-    frame: bytes = b""  # the done frame
+    frame: AnalysisFrame | None = None  # the done frame
     task: Any = None  # its place in the worker's line while queued
     yielded: bool = False  # it has given way to a live session once (it will not again)
     yielding: bool = False  # asked to give way now: its cancel is set, but it is not cancelled
 
-    def state(self, status: str, message: str = "") -> bytes:
-        return frames.encode_analysis(self.id, self.request.kind, self.request.index, status, message)
+    def state(self, status: str, message: str = "") -> AnalysisFrame:
+        return AnalysisFrame(self.id, self.request.kind, self.request.index, status, message)
 
 
 class AnalysisJobs:
@@ -78,19 +78,23 @@ class AnalysisJobs:
     def request(self, source: AnalysisSource, request: AnalyzeRequest, reply: Reply, asker: str) -> str:
         """Answer or queue a request for connection `asker`; returns its job id. RequestError if the
         source cannot answer it, BusyError if it would be a new job past the worker's bounds."""
+        request = request.without_id()  # equal requests are one job, whoever asks
         check_request(source, request)
         job = _Job(job_id(request), source, request, [reply])
         key = (source.key, job.id)
         with self._lock:
             known = self._jobs.get(key)
             if known is None and job.id in source.recorded:
-                known = _Job(job.id, source, request, [], status="done", frame=source.recorded[job.id])
-                self._remember(key, known)
+                recorded = decode(source.recorded[job.id])
+                if isinstance(recorded, AnalysisFrame):
+                    known = _Job(job.id, source, request, [], status="done", frame=recorded)
+                    self._remember(key, known)
             if known is not None:
                 self._jobs.move_to_end(key)
                 if known.status != "done":
                     known.replies.append(reply)
-                answer = (known.frame, True) if known.status == "done" else (known.state(known.status), False)
+                answer = ((known.frame, True) if known.status == "done" and known.frame is not None
+                          else (known.state(known.status), False))
             else:
                 self.line.check_room(asker)  # only the event loop queues, so the room is still there below
                 self._jobs[key] = job
@@ -183,24 +187,23 @@ class AnalysisJobs:
         try:
             self.runs += 1
             result = compute(self.engine, job.source, job.request, job.cancel)
+            if job.cancel.is_set():
+                raise Cancelled("cancelled while it finished")
+        except Cancelled:
+            if not self._requeue(job):  # stopped to give way to a live session, or cancelled
+                self._finish(key, job, "cancelled", "cancelled by a client")
+            return
         except MedvizError as error:
-            if job.cancel.is_set() and self._requeue(job):  # stopped to give way, not failed
-                return
             self._finish(key, job, "error", error.message)
             return
         except Exception as error:
             log.error("analysis %s failed: %s", job.id, type(error).__name__, exc_info=True)
             self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
             return
-        if (result is None or job.cancel.is_set()) and self._requeue(job):
-            return
-        if result is None or job.cancel.is_set():
-            self._finish(key, job, "cancelled", "cancelled by a client")
-            return
-        job.frame = frames.encode_analysis(job.id, job.request.kind, job.request.index, "done", "", result)
+        job.frame = AnalysisFrame(job.id, job.request.kind, job.request.index, "done", "", result)
         if job.source.recording is not None:
             try:
-                torn = append_frame(job.source.recording, job.frame)
+                torn = append_frame(job.source.recording, job.frame.to_wire())
                 if torn:
                     log.warning("recording %s: cut off a torn last frame (%d bytes) before appending analysis %s",
                                 job.source.recording.stem, torn, job.id)
@@ -232,6 +235,6 @@ class AnalysisJobs:
                 del self._jobs[key]
                 if status == "done":
                     self._remember(key, job)
-        frame = job.frame if status == "done" else job.state(status, message)
+        frame = job.frame if status == "done" and job.frame is not None else job.state(status, message)
         for reply in replies:
             reply(frame, True)

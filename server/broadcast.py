@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator
 
-from .close_codes import CLOSE_NORMAL, CLOSE_TOO_SLOW, close_reason
+from medviz_core.wire.codes import CloseCode
 
-__all__ = ["CLOSE_TOO_SLOW", "Channel", "Viewer", "ViewerDropped", "close_reason"]
+__all__ = ["Channel", "Viewer", "ViewerDropped"]
 Close = tuple[int, str]  # (close code, reason)
-ENDED: Close = (CLOSE_NORMAL, "session ended")
+ENDED: Close = (CloseCode.NORMAL, "session ended")
 
 
 class ViewerDropped(Exception):

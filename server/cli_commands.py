@@ -1,8 +1,8 @@
-"""`medviz serve | record | replay | watch | faithfulness`: the server's commands, registered on the main CLI.
+"""`medviz serve | record | replay | watch | faithfulness | export`: the commands about sessions and recordings.
 
-Owns: their arguments and handlers. `add_server_commands(subparsers)` is called by
-medviz_core/cli.py, which prints a MedvizError as one line (exit 2). Does not own the
-server itself (app.py) or the frame format.
+Owns: their arguments and handlers. `add_server_commands(subparsers)` is called by cli.py,
+which prints a MedvizError as one line (exit 2). Does not own the server itself (app.py),
+the frames of a run (medviz_core/session.py) or the frame format (medviz_core/wire/).
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from medviz_core.errors import MedvizError
-from medviz_core.frames import AnalysisFrame, EndFrame, StartRequest, StepFrame
+from medviz_core.types import GenerationParams
+from medviz_core.wire.client_frames import StartRequest
+from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.server_frames import EndFrame, StepFrame
+
+from .cli_analysis import add_prompt_argument
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -59,31 +64,31 @@ def _study(paths: list[str], labels: str | None) -> tuple[list[bytes], tuple[str
 def _record(args: argparse.Namespace) -> int:
     from medviz_core.models import load_engine
     from medviz_core.recording import RecordingWriter
-
-    from .worker import session_frames
+    from medviz_core.session import session_frames
 
     out = Path(args.out)
     if out.exists():
         raise MedvizError(f"{str(out)!r} already exists; recordings are never overwritten")
     images, labels = _study(args.image, args.labels)
-    engine = load_engine(args.model)
-    request = StartRequest(images=tuple(images), labels=labels, question=args.question,
-                           max_new_tokens=args.max_new_tokens)
+    engine = load_engine(args.model, compile=args.compile)
+    request = StartRequest(images=tuple(images), labels=labels, question=args.question, preset=args.prompt,
+                           params=GenerationParams(max_new_tokens=args.max_new_tokens,
+                                                   repetition_penalty=engine.suggested.repetition_penalty))
     cancel = threading.Event()
     session = out.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out.stem) else secrets.token_urlsafe(16)
-    stream = session_frames(engine, request, images, session, cancel)
+    stream = session_frames(engine, request, session, cancel)
     first = next(stream)  # errors about the images or parameters come before any file is made
     with RecordingWriter(out) as writer:
-        writer.write(first)
+        writer.write(first.data)
         try:
             for frame in stream:
-                writer.write(frame)
+                writer.write(frame.data)
                 sys.stdout.write(".")
                 sys.stdout.flush()
         except KeyboardInterrupt:
             cancel.set()
             for frame in stream:  # the run stops at its next step and ends `cancelled`
-                writer.write(frame)
+                writer.write(frame.data)
     print(f"\nmedviz: wrote {out} ({out.stat().st_size} bytes)")
     return 0
 
@@ -102,9 +107,10 @@ def _replay(args: argparse.Namespace) -> int:
     for recorded in recording.steps:
         step = recorded.frame
         assert isinstance(step, StepFrame)
-        shares = "".join(f" {start.images[n].label or n}:{share:.3f}" for n, share in enumerate(step.shares))
-        print(f"{step.index:4d} {step.t_ms:9.1f} ms {step.text!r:24} {step.stats.peak_zone:15} "
-              f"image_mass {step.stats.image_mass:.3f}{shares}")
+        shares = "".join(f" {start.images[n].label or n}:{image.share:.3f}" for n, image in enumerate(step.images)
+                         ) if len(step.images) > 1 else ""
+        print(f"{step.index:4d} {step.t_ms:9.1f} ms {step.text!r:24} {step.images[0].stats.peak_zone:15} "
+              f"image_mass {step.image_mass:.3f}{shares}")
     end: EndFrame | None = recording.end
     if end is None:
         print(f"[cut: {len(recording.steps)} steps, no end frame]")
@@ -125,8 +131,8 @@ def _faithfulness(args: argparse.Namespace) -> int:
     from medviz_core.recording import read_recording
     from medviz_core.types import METHODS
 
-    from .analysis_run import recording_source
-    from .batch_analysis import faithfulness_rows, parse_tokens, plan_faithfulness, summarise
+    from medviz_core.batch import faithfulness_rows, parse_tokens, plan_faithfulness, summarise
+    from medviz_core.token_analysis import recording_source
 
     path = Path(args.recording)
     if not path.is_file():
@@ -172,6 +178,41 @@ def _faithfulness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from medviz_core.dicom_export import export_dicom
+    from medviz_core.recording import read_recording
+    from medviz_core.token_analysis import export_token_map, recording_source
+
+    path = Path(args.recording)
+    if not path.is_file():
+        raise MedvizError(f"no recording at {args.recording!r}")
+    try:
+        recording = read_recording(path)
+    except MedvizError as error:
+        raise MedvizError(f"{args.recording!r} is not a medviz recording: {error.message}") from None
+    if recording.start is None:
+        raise MedvizError(f"{args.recording!r} is not a medviz recording: it holds no whole frame")
+    source = recording_source(path.stem, path, recording)
+    first, last = _token_range(args.token)
+    result = export_dicom(*export_token_map(source, first, last, args.method, args.image), args.out)
+    for exported in result.objects:
+        print(f"{exported.kind}: {exported.path}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _token_range(spec: str) -> tuple[int, int]:
+    """`I` or `A:B` (both included) -> (first, last)."""
+    try:
+        if ":" in spec:
+            low, high = spec.split(":", 1)
+            return int(low), int(high)
+        return int(spec), int(spec)
+    except ValueError:
+        raise MedvizError(f"--token must be I or A:B with integers (A:B includes both); got {spec!r}") from None
+
+
 def _watch(args: argparse.Namespace) -> int:
     from .client import watch
 
@@ -195,7 +236,9 @@ def add_server_commands(subparsers: Any) -> None:
     record.add_argument("--out", required=True, help="the .medviz file to write (never overwritten)")
     record.add_argument("--model", default="demo")
     record.add_argument("--question", default=None, help="ask a question instead of the full report")
+    add_prompt_argument(record)
     record.add_argument("--max-new-tokens", type=int, default=200)
+    record.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
     record.set_defaults(handler=_record)
 
     replay = subparsers.add_parser("replay", help="print a recording: tokens, zone and image mass per step")
@@ -212,6 +255,15 @@ def add_server_commands(subparsers: Any) -> None:
     faith.add_argument("--no-save", action="store_true", help="do not append the results to the recording")
     faith.add_argument("--json", default=None, help="also write the rows and means here")
     faith.set_defaults(handler=_faithfulness)
+
+    export = subparsers.add_parser("export", help="a token's map as DICOM: secondary capture, parametric map, "
+                                   "segmentation (the last two when the recording's image was DICOM)")
+    export.add_argument("recording", help="a .medviz file")
+    export.add_argument("--token", required=True, help="I (one token) or A:B (the mean over tokens A..B, both included)")
+    export.add_argument("--method", default="consensus", help="the map to export (default consensus)")
+    export.add_argument("--image", type=int, default=0, help="which image of a study (default 0)")
+    export.add_argument("--out", required=True, help="a folder (created if its parent exists)")
+    export.set_defaults(handler=_export)
 
     watch = subparsers.add_parser("watch", help="print a live session's tokens as they arrive")
     watch.add_argument("url", help="ws://127.0.0.1:7860/ws/watch/<session id>[?token=...]")

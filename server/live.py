@@ -19,84 +19,115 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from medviz_core import frames
-from medviz_core.engine import check_params
-from medviz_core.prompts import check_label, check_question
 from medviz_core.errors import MedvizError, ProtocolError
-from medviz_core.frames import AnalyzeRequest, CancelAnalysisRequest, ClientFrame, StartRequest
-from medviz_core.relevancy import check_methods
+from medviz_core.token_analysis import AnalysisSource, job_id
+from medviz_core.wire.client_frames import (
+    ANALYSIS_COMMANDS, AnalyzeRequest, CancelAnalysisRequest, ClientFrame, StartRequest, parse_client_frame,
+    peek_request_id,
+)
+from medviz_core.wire.codes import CloseCode, close_code_for, close_reason
+from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.server_frames import ErrorFrame
 
 from .analysis_jobs import AnalysisJobs, Reply
-from .analysis_run import AnalysisSource, job_id
 from .broadcast import Viewer, ViewerDropped
-from .close_codes import CLOSE_CODES, CLOSE_IDLE, CLOSE_TOO_SLOW, close_code, close_reason
 from .connections import Connections, Idle
 from .image_budget import check_images
-from .requests import ANALYSIS_COMMANDS, parse_client_frame
 from .sessions import SessionManager
 from .settings import Settings
 
 log = logging.getLogger("medviz.server")
 
-__all__ = ["CLOSE_CODES", "Outbox", "close_socket", "follow", "message_data", "read_start", "refuse", "session_route", "watch_route"]
+__all__ = ["Outbox", "close_socket", "follow", "message_data", "read_start", "refuse", "session_route", "watch_route"]
 OnMessage = Callable[[bytes | str], Awaitable[None]]
 DELIBERATE = (1000, 1001)  # a client that closes with these meant to leave; anything else lost its connection
 
 
 class Outbox:
-    """Analysis answers for one socket, handed over from any thread; knows which jobs still owe one.
+    """Analysis answers for one socket, handed over from any thread; knows which requests still owe one.
 
-    Every `expect` is owed exactly one final answer (AnalysisJobs gives each request one), so
-    a job asked again before its earlier final answer went out stays pending until both have.
+    Every request is owed exactly one final answer (AnalysisJobs gives each request one), and
+    every answer carries the `id` of the request it answers: a job asked twice by this socket
+    (two ids) sends its states to both and one final answer to each, oldest request first.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.asker = f"socket-{id(self):x}"  # who asked, for the worker's bounds and turns
         self.queue: asyncio.Queue[tuple[bytes, bool, str]] = asyncio.Queue()
-        self.pending: dict[str, tuple[str, Reply, int]] = {}  # job -> (source key, its reply, finals owed)
+        self.pending: dict[str, _Owed] = {}  # job -> what it still owes this socket
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def expect(self, source_key: str, job: str) -> Reply:
-        """Note that `job` owes this socket an answer; returns the reply callable for AnalysisJobs."""
+    def expect(self, source_key: str, job: str, request_id: str | None) -> Reply:
+        """Note that `job` owes this socket an answer to request `request_id`; returns the reply for AnalysisJobs."""
         if job in self.pending:  # asked again: one reply per socket and job, so withdraw finds them all
-            key, known, owed = self.pending[job]
-            self.pending[job] = (key, known, owed + 1)
-            return known
+            self.pending[job].ids.append(request_id)
+            return self.pending[job].reply
 
-        def reply(frame: bytes, final: bool) -> None:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (frame, final, job))
+        def reply(frame: AnalysisFrame, final: bool) -> None:
+            self.loop.call_soon_threadsafe(self._deliver, job, frame, final)
 
-        self.pending[job] = (source_key, reply, 1)
+        self.pending[job] = _Owed(source_key, reply, [request_id])
         self.idle.clear()
         return reply
 
-    def refuse(self, error: MedvizError) -> None:
+    def _deliver(self, job: str, frame: AnalysisFrame, final: bool) -> None:
+        """On the loop: the answer, once per request it answers (a final one to the oldest request only)."""
+        owed = self.pending.get(job)
+        if owed is None:
+            return
+        targets = owed.ids[:1] if final else list(owed.ids)
+        if final and owed.ids:
+            owed.ids.pop(0)
+            owed.unsent += 1
+        for request_id in targets:
+            self.queue.put_nowait((frame.with_id(request_id).to_wire(), final, job))
+
+    def refuse(self, error: MedvizError, request_id: str | None = None) -> None:
         """An error frame for a refused command, sent after the answers queued before it."""
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (frames.encode_error(error.code, error.message), False, ""))
+        frame = ErrorFrame(error.code, error.message, request_id).to_wire()
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (frame, False, ""))
 
     def answered(self, job: str) -> None:
-        """One final answer for `job` went out (or its request was refused)."""
-        if job in self.pending:
-            key, reply, owed = self.pending[job]
-            if owed > 1:
-                self.pending[job] = (key, reply, owed - 1)
-            else:
-                del self.pending[job]
+        """A final answer for `job` went out."""
+        owed = self.pending.get(job)
+        if owed is not None:
+            owed.unsent -= 1
+            self._settle(job, owed)
+
+    def dropped(self, job: str) -> None:
+        """The request just made for `job` was refused: it owes nothing."""
+        owed = self.pending.get(job)
+        if owed is not None and owed.ids:
+            owed.ids.pop()
+            self._settle(job, owed)
+
+    def _settle(self, job: str, owed: "_Owed") -> None:
+        if not owed.ids and owed.unsent <= 0:
+            del self.pending[job]
         if not self.pending:
             self.idle.set()
 
     def withdraw(self, jobs: AnalysisJobs) -> None:
         """The socket is closing: the jobs still owing it an answer may stop if nobody else waits."""
-        for job, (source_key, reply, _) in list(self.pending.items()):
-            jobs.withdraw(source_key, job, reply)
+        for job, owed in list(self.pending.items()):
+            jobs.withdraw(owed.source_key, job, owed.reply)
         self.pending.clear()
         self.idle.set()
+
+
+@dataclass
+class _Owed:
+    source_key: str
+    reply: Reply
+    ids: list[str | None]  # the requests still waiting for their final answer, oldest first
+    unsent: int = 0  # final answers on their way to the socket
 
 
 async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSource], sessions: SessionManager,
@@ -106,9 +137,9 @@ async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSou
         job = job_id(command)
         found = source()
         try:
-            sessions.analyses.request(found, command, outbox.expect(found.key, job), outbox.asker)
+            sessions.analyses.request(found, command, outbox.expect(found.key, job, command.id), outbox.asker)
         except MedvizError:
-            outbox.answered(job)
+            outbox.dropped(job)
             raise
     elif isinstance(command, CancelAnalysisRequest):
         sessions.analyses.cancel(source().key, command.job)
@@ -126,8 +157,8 @@ def message_data(message: Mapping[str, object]) -> bytes | str:
 async def refuse(ws: WebSocket, code: str, message: str) -> None:
     """Send one error frame and close with a code that names the problem."""
     try:
-        await ws.send_bytes(frames.encode_error(code, message))
-        await ws.close(close_code(code), close_reason(message))
+        await ws.send_bytes(ErrorFrame(code, message).to_wire())
+        await ws.close(close_code_for(code), close_reason(message))
     except (OSError, RuntimeError) as error:  # the client has gone: nobody is left to tell
         log.debug("refusal %s not delivered: %s", code, type(error).__name__)
 
@@ -144,13 +175,6 @@ async def read_start(ws: WebSocket, settings: Settings, sessions: SessionManager
     request = parse_client_frame(message_data(message), settings.limits, accept=("start",))
     if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start"
         raise ProtocolError(f"expected a start frame; got {request.type!r}")
-    check_params(request.max_new_tokens, request.temperature, request.top_p, request.top_k,
-                 request.repetition_penalty, request.seed)
-    check_methods(request.methods)
-    if request.question is not None:
-        check_question(request.question)
-    for label in request.labels:
-        check_label(label)
     work = await check_images(request.images, sessions.images, settings.max_pixels, settings.max_decoded_bytes,
                               settings.image_wait_s)
     return request, work
@@ -251,9 +275,9 @@ async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: O
         code = listen.result() if listen.done() and not listen.cancelled() and listen.exception() is None else 1006
         return "left" if code in DELIBERATE else "lost"
     if outcome == "dropped":
-        await close_socket(ws, CLOSE_TOO_SLOW, viewer.too_slow_reason, close_s)
+        await close_socket(ws, CloseCode.TOO_SLOW, viewer.too_slow_reason, close_s)
     elif outcome == "idle":
-        await close_socket(ws, CLOSE_IDLE, f"no message either way for {idle.timeout_s:g} s", close_s)
+        await close_socket(ws, CloseCode.IDLE, f"no message either way for {idle.timeout_s:g} s", close_s)
     elif outcome == "ended":
         await close_socket(ws, *viewer.close, close_s)
     return outcome
@@ -290,10 +314,11 @@ async def _listen(ws: WebSocket, on_message: OnMessage, outbox: Outbox, idle: Id
         idle.touch()
         if message["type"] == "websocket.disconnect":
             return int(message.get("code", 1006))
+        data = message_data(message)
         try:
-            await on_message(message_data(message))
+            await on_message(data)
         except MedvizError as error:
-            outbox.refuse(error)
+            outbox.refuse(error, peek_request_id(data))
 
 
 async def close_socket(ws: WebSocket, code: int, reason: str, wait_s: float) -> None:

@@ -25,16 +25,19 @@ from typing import BinaryIO, Callable
 
 from starlette.websockets import WebSocket
 
-from medviz_core import frames
 from medviz_core.errors import MedvizError, RequestError
-from medviz_core.frames import AnalyzeRequest, CancelAnalysisRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest
 from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path
+from medviz_core.token_analysis import AnalysisSource, job_id, recording_source
+from medviz_core.wire.client_frames import (
+    ANALYSIS_COMMANDS, AnalyzeRequest, CancelAnalysisRequest, ClientFrame, PauseRequest, ResumeRequest, SeekRequest,
+    SpeedRequest, parse_client_frame, peek_request_id,
+)
+from medviz_core.wire.codes import CloseCode
+from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.server_frames import ErrorFrame, ReplayFrame
 
-from .analysis_run import AnalysisSource, recording_source
-from .close_codes import CLOSE_IDLE
 from .connections import Connections, Idle
 from .live import close_socket, message_data, refuse
-from .requests import ANALYSIS_COMMANDS, parse_client_frame
 from .sessions import SessionManager
 from .settings import Settings
 
@@ -130,8 +133,8 @@ class Replay:
             if e.type == "analysis" and e.done:
                 self.analyses.setdefault(e.index, []).append(e)
         self.clock = ReplayClock([e.t_ms for e in self.steps], speed, clock())
-        self.commands: asyncio.Queue[frames.ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
-        self.asked: set[str] = set()  # jobs this connection asked for
+        self.commands: asyncio.Queue[ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
+        self.asked: dict[str, list[str | None]] = {}  # job -> the ids of this connection's requests still owed
         self.owed = 0  # final answers still to come (the socket is not idle while it waits for one)
         self.asker = f"replay-{id(self):x}"
         self.reply = self._reply()  # one reply for all its jobs, so withdraw finds it
@@ -145,7 +148,7 @@ class Replay:
         try:
             done, _ = await asyncio.wait({play, expired}, return_when=asyncio.FIRST_COMPLETED)
             if expired in done:
-                await close_socket(self.ws, CLOSE_IDLE, f"no message either way for {self.idle.timeout_s:g} s",
+                await close_socket(self.ws, CloseCode.IDLE, f"no message either way for {self.idle.timeout_s:g} s",
                                      self.settings.close_timeout_s)
             elif play.exception() is not None:  # the client went away mid-send
                 log.info("replay %s ended: %s", self.name, type(play.exception()).__name__)
@@ -201,7 +204,7 @@ class Replay:
             ended = ended and keep_end
             await self._status()
 
-    def _apply(self, command: frames.ClientFrame) -> bool:
+    def _apply(self, command: ClientFrame) -> bool:
         """Apply a command; returns whether the end frame stays sent (False after a seek)."""
         now = self.now()
         if isinstance(command, PauseRequest):
@@ -217,7 +220,7 @@ class Replay:
 
     async def _status(self) -> None:
         c = self.clock
-        await self._send_bytes(frames.encode_replay(self.name, len(self.steps), c.speed, c.paused, c.at))
+        await self._send_bytes(ReplayFrame(self.name, len(self.steps), c.speed, c.paused, c.at).to_wire())
 
     async def _read(self) -> None:
         accept = ("pause", "resume", "seek", "speed", *ANALYSIS_COMMANDS)
@@ -227,19 +230,26 @@ class Replay:
             if message["type"] == "websocket.disconnect":
                 await self.commands.put(None)
                 return
+            data = message_data(message)
             try:
-                command = parse_client_frame(message_data(message), self.settings.limits, accept=accept)
+                command = parse_client_frame(data, self.settings.limits, accept=accept)
                 if isinstance(command, AnalyzeRequest):
                     source = await self._analysis_source()
-                    self.asked.add(self.sessions.analyses.request(source, command, self.reply, self.asker))
+                    job = job_id(command)
+                    self.asked.setdefault(job, []).append(command.id)
                     self.owed += 1
+                    try:
+                        self.sessions.analyses.request(source, command, self.reply, self.asker)
+                    except MedvizError:
+                        self._settle(job)
+                        raise
                 elif isinstance(command, CancelAnalysisRequest):
                     self.sessions.analyses.cancel(self._key, command.job)
                 else:
                     await self.commands.put(command)
             except MedvizError as error:  # after the answers already on their way
-                asyncio.get_running_loop().call_soon(self.commands.put_nowait,
-                                                     frames.encode_error(error.code, error.message))
+                refusal = ErrorFrame(error.code, error.message, peek_request_id(data)).to_wire()
+                asyncio.get_running_loop().call_soon(self.commands.put_nowait, refusal)
 
     async def _analysis_source(self) -> AnalysisSource:
         """The recording's frames for analysis, read (on a thread) when the first request comes."""
@@ -248,14 +258,24 @@ class Replay:
             self._source = recording_source(self.name, self.path, recording)
         return self._source
 
-    def _reply(self) -> Callable[[bytes, bool], None]:
+    def _settle(self, job: str) -> None:
+        """One request for `job` is answered for good (or refused)."""
+        owed = self.asked.get(job, [])
+        if owed:
+            owed.pop(0)
+        self.owed -= 1
+
+    def _reply(self) -> Callable[[AnalysisFrame, bool], None]:
         loop = asyncio.get_running_loop()
 
-        def arrived(frame: bytes, final: bool) -> None:
-            self.commands.put_nowait(frame)
-            self.owed -= final
+        def arrived(frame: AnalysisFrame, final: bool) -> None:
+            owed = self.asked.get(frame.job) or [None]
+            for request_id in owed[:1] if final else owed:
+                self.commands.put_nowait(frame.with_id(request_id).to_wire())
+            if final:
+                self._settle(frame.job)
 
-        def reply(frame: bytes, final: bool) -> None:
+        def reply(frame: AnalysisFrame, final: bool) -> None:
             loop.call_soon_threadsafe(arrived, frame, final)
 
         return reply

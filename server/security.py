@@ -8,7 +8,7 @@ must come from the same host, a loopback origin or an allowed origin (browsers a
 Origin; tools that send none are let through, the token still applies). On a loopback bind
 the Host header must be a loopback name, which stops DNS rebinding. A refused websocket is
 accepted, sent one `error` frame and closed with 4001 / 4003, so a client sees why.
-Does not own the limits on what a client sends (frames.py, handlers).
+Does not own the limits on what a client sends (wire/, handlers).
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from medviz_core.frames import encode_error
+from medviz_core.wire.codes import CloseCode, ErrorCode
+from medviz_core.wire.server_frames import ErrorFrame
 
 from .settings import Settings, is_loopback
 
 COOKIE = "medviz_token"
-CLOSE_UNAUTHORIZED = 4001
-CLOSE_FORBIDDEN = 4003
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -101,11 +100,11 @@ class Guard:
     def _problem(self, scope: Scope, headers: dict[str, str]) -> tuple[int, int, str] | None:
         host = headers.get("host")
         if is_loopback(self.settings.host) and host is not None and not is_loopback(_host_name(host)):
-            return 403, CLOSE_FORBIDDEN, f"host {_host_name(host)!r} is not served here; use 127.0.0.1 or localhost"
+            return 403, CloseCode.FORBIDDEN, f"host {_host_name(host)!r} is not served here; use 127.0.0.1 or localhost"
         if self.settings.token and not token_matches(self.settings.token, provided_token(scope)[0]):
-            return 401, CLOSE_UNAUTHORIZED, "a valid access token is required (Authorization: Bearer or ?token=)"
+            return 401, CloseCode.UNAUTHORIZED, "a valid access token is required (Authorization: Bearer or ?token=)"
         if scope["type"] == "websocket" and not origin_allowed(self.settings, headers.get("origin"), host):
-            return 403, CLOSE_FORBIDDEN, f"origin {headers.get('origin')!r} may not open websockets here"
+            return 403, CloseCode.FORBIDDEN, f"origin {headers.get('origin')!r} may not open websockets here"
         return None
 
 
@@ -133,5 +132,5 @@ async def _refuse_websocket(receive: Receive, send: Send, code: int, message: st
     if connect["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "bytes": encode_error("unauthorized", message)})
+    await send({"type": "websocket.send", "bytes": ErrorFrame(ErrorCode.UNAUTHORIZED, message).to_wire()})
     await send({"type": "websocket.close", "code": code, "reason": message[:120]})

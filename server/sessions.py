@@ -22,15 +22,15 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from medviz_core import frames
 from medviz_core.errors import NotFoundError, RequestError
-from medviz_core.frames import StartFrame, StartRequest, StepFrame
 from medviz_core.recording import recording_path
+from medviz_core.token_analysis import AnalysisSource
+from medviz_core.wire.client_frames import StartRequest
+from medviz_core.wire.codes import close_code_for
+from medviz_core.wire.server_frames import SourceFrame, StartFrame, StepFrame, decode
 
 from .analysis_jobs import AnalysisJobs
-from .analysis_run import AnalysisSource
 from .broadcast import Channel, Viewer
-from .close_codes import close_code
 from .fair_queue import FairQueue
 from .image_budget import ImageBudget
 from .settings import Settings
@@ -95,6 +95,7 @@ class _Session:
     start: StartFrame | None = None
     steps: list[StepFrame] = field(default_factory=list)
     decoded: int = 0  # frames of the channel log decoded so far
+    headers: tuple[bytes | None, ...] = ()  # the source DICOM headers: for exports, never sent to viewers
 
 
 class LocalSessions:
@@ -123,9 +124,12 @@ class LocalSessions:
         def done() -> None:
             self.loop.call_soon_threadsafe(self._finished, session_id)
 
+        def keep(data: bytes) -> None:
+            self.loop.call_soon_threadsafe(self._keep_source, session_id, data)
+
         files = request.images  # the job keeps them as its images; its request keeps the parameters only
-        job = Job(session=session_id, request=replace(request, image=b"", images=tuple(b"" for _ in files)),
-                  images=files, emit=emit, done=done, recording=target, image_work=image_work)
+        job = Job(session=session_id, request=replace(request, images=tuple(b"" for _ in files)),
+                  images=files, emit=emit, done=done, keep=keep, recording=target, image_work=image_work)
         self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time())
         try:
             position = self.worker.submit(job)
@@ -134,7 +138,7 @@ class LocalSessions:
             raise
         log.info("session %s queued at %d: %d image(s), %d bytes, question %s, %d tokens max, record %s",
                  session_id, position, len(files), sum(len(i) for i in files), "yes" if request.question else "no",
-                 request.max_new_tokens, request.record)
+                 request.params.max_new_tokens, request.record)
         return session_id, owner
 
     def watch(self, session_id: str) -> Viewer:
@@ -148,7 +152,7 @@ class LocalSessions:
         if session is None:
             raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
         for data in session.channel.log[session.decoded :]:
-            frame = frames.decode(data)
+            frame = decode(data)
             if isinstance(frame, StartFrame):
                 session.start = frame
             elif isinstance(frame, StepFrame):
@@ -157,7 +161,13 @@ class LocalSessions:
         if session.start is None:
             raise RequestError("the session has not started yet; analysis needs its first token")
         return AnalysisSource(key=f"session:{session_id}", start=session.start, steps=tuple(session.steps),
-                              recording=session.job.recording)
+                              recording=session.job.recording, headers=session.headers)
+
+    def _keep_source(self, session_id: str, data: bytes) -> None:
+        session = self._sessions.get(session_id)
+        frame = decode(data)
+        if session is not None and isinstance(frame, SourceFrame):
+            session.headers = frame.headers
 
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
         session = self._sessions.get(session_id)
@@ -209,7 +219,7 @@ class LocalSessions:
         if session is None:
             return
         failure = session.job.failure
-        session.channel.end((close_code(failure[0]), failure[1]) if failure else None)
+        session.channel.end((close_code_for(failure[0]), failure[1]) if failure else None)
         log.info("session %s finished: %d frames", session_id, len(session.channel.log))
         self.loop.call_later(self.settings.linger_s, self._expire, session_id)
 

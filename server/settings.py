@@ -2,8 +2,8 @@
 
 Owns: every knob of the server and `check()`, which refuses a non-loopback bind without
 a token. docs/security.md lists every limit here with its default; keep the two in step.
-Does not own parsing command lines (cli_commands.py) or enforcing the limits (frames.py,
-msgpack_limits.py, imaging.py, image_budget.py, connections.py, the handlers).
+Does not own parsing command lines (cli_commands.py) or enforcing the limits (wire/,
+wire/limits.py, imaging.py, image_budget.py, connections.py, the handlers).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from medviz_core.errors import AuthError
 from medviz_core.imaging import MAX_DECODED_BYTES, MAX_PIXELS
 
-from .requests import ClientLimits
+from medviz_core.wire.limits import ClientLimits
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})

@@ -1,7 +1,6 @@
 """One generation thread per model: a FIFO queue with a cap, cancel, and the frames of a run.
 
-Owns: `session_frames` (engine run -> encoded frames: start, steps, end; also used by
-`medviz record`) and `GenerationWorker` (a dedicated thread that runs one job at a time,
+Owns: `GenerationWorker` (a dedicated thread that runs one job at a time,
 sends `queued` positions to those waiting, writes recordings, and hands every frame to
 the job's `emit`, which must not block). Tasks queued with `run_task` (analysis jobs) wait
 in a FairQueue (bounded per owner and in total, owners served in turn) and run on the same
@@ -31,11 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
-from medviz_core import frames
 from medviz_core.errors import BusyError, MedvizError
-from medviz_core.frames import StartRequest
 from medviz_core.recording import RecordingWriter
+from medviz_core.session import SessionFrame, session_frames
 from medviz_core.types import StreamEnd
+from medviz_core.wire.client_frames import StartRequest
+from medviz_core.wire.codes import ErrorCode
+from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .fair_queue import FairQueue
 
@@ -61,30 +62,6 @@ def _no_budget(nbytes: int) -> ContextManager[None]:
     return contextlib.nullcontext()
 
 
-def session_frames(engine: Any, request: StartRequest, images: Sequence[Any], session: str,
-                   cancel: threading.Event, recording: str | None = None) -> Iterator[bytes]:
-    """Encoded frames of one run over a study's images (each file bytes or an RGB array), in
-    order, labelled by `request.labels`. `engine.stream` errors (bad image, bad params)
-    propagate before the first frame; a failure mid-run ends with reason `error`, never a trace."""
-    run = engine.stream(
-        list(images), labels=request.labels, question=request.question, max_new_tokens=request.max_new_tokens,
-        temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
-        repetition_penalty=request.repetition_penalty, seed=request.seed,
-        methods=request.methods, cancel=cancel,
-    )
-    created, started = time.time(), time.perf_counter()
-    yield frames.encode_start(session, engine.facts, run.prompt, run.methods, run.params, created, recording)
-    try:
-        for step in run:
-            yield frames.encode_step(step, (time.perf_counter() - started) * 1000.0)
-    except Exception as error:  # the engine has recorded reason "error" in run.end
-        log.error("session %s failed at generation: %s", session, type(error).__name__, exc_info=True)
-    finally:
-        if run.end is None:  # an early close (GeneratorExit) leaves the engine's own end
-            run.close()
-    yield frames.encode_end(run.end or StreamEnd("error", 0, "", 0.0, 0.0, "the run ended without a result"))
-
-
 @dataclass
 class Job:
     session: str
@@ -92,6 +69,7 @@ class Job:
     images: Sequence[Any]  # file bytes, checked and decoded once before queueing; dropped when finished
     emit: Emit
     done: Callable[[], None]  # called once, after the last frame
+    keep: Callable[[bytes], None] = lambda data: None  # a recording-only frame (the source headers), for exports
     recording: Path | None = None
     image_work: int = 0  # bytes of the image budget the run holds while the engine decodes
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -129,7 +107,7 @@ class GenerationWorker:
         if running_task is not None and running_task.source != f"session:{job.session}":
             running_task.preempt()  # sessions first: it stops at its next cancel check and waits again
         if position:
-            job.emit(frames.encode_queued(position), False)
+            job.emit(QueuedFrame(position).to_wire(), False)
         return position
 
     def check_room(self, owner: str) -> None:
@@ -166,7 +144,7 @@ class GenerationWorker:
                 self._waiting.remove(job)
         if waiting:
             job.state = "finished"
-            job.emit(frames.encode_end(StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")), True)
+            job.emit(EndFrame.of_end(StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")).to_wire(), True)
             _finish(job)
             self._announce_positions()
 
@@ -232,30 +210,33 @@ class GenerationWorker:
         with self._lock:
             waiting = list(self._waiting)
         for position, job in enumerate(waiting, start=1):
-            job.emit(frames.encode_queued(position), False)
+            job.emit(QueuedFrame(position).to_wire(), False)
 
     def _run(self, job: Job) -> None:
         job.state = "running"
         writer: RecordingWriter | None = None
         recording = job.recording.stem if job.recording is not None else None
         try:
-            run = session_frames(self.engine, job.request, job.images, job.session, job.cancel, recording)
+            run = session_frames(self.engine, job.request, job.session, job.cancel, recording, images=job.images)
             with self.hold(job.image_work):  # the engine decodes the files and builds the prompt here
                 first = next(run)
             for frame in _chain(first, run):
                 if job.recording is not None:  # opened at the start frame: failed requests leave no file
                     writer = writer or RecordingWriter(job.recording)
-                    writer.write(frame)
-                job.emit(frame, True)
+                    writer.write(frame.data)
+                if frame.viewers:
+                    job.emit(frame.data, True)
+                else:
+                    job.keep(frame.data)
                 self.history.append(("frame", job.session))
                 self._run_one_task(f"session:{job.session}")
         except MedvizError as error:
             job.failure = (error.code, error.message)
-            job.emit(frames.encode_error(error.code, error.message), True)
+            job.emit(ErrorFrame(error.code, error.message).to_wire(), True)
         except Exception as error:
             log.error("session %s failed: %s", job.session, type(error).__name__, exc_info=True)
-            job.failure = ("internal", "the server failed to run this session")
-            job.emit(frames.encode_error(*job.failure), True)
+            job.failure = (ErrorCode.INTERNAL, "the server failed to run this session")
+            job.emit(ErrorFrame(*job.failure).to_wire(), True)
         finally:
             if writer is not None:
                 writer.close()
@@ -263,7 +244,7 @@ class GenerationWorker:
             _finish(job)
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _chain(first: SessionFrame, rest: Iterator[SessionFrame]) -> Iterator[SessionFrame]:
     yield first
     yield from rest
 

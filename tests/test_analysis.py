@@ -75,7 +75,7 @@ def test_layer_head_view_agrees_with_the_streamed_raw_map(tiny_engine: Any, samp
     view = layer_head_view(tiny_engine, context)
     assert view.maps.shape == (4, 4, 1, 16, 16)
     np.testing.assert_allclose(view.maps[-1, :, 0].mean(0), steps[2].maps["raw"], atol=1e-6, rtol=0)
-    assert float(view.image_mass.mean()) == pytest.approx(steps[2].stats.image_mass, abs=1e-6)
+    assert float(view.image_mass.mean()) == pytest.approx(steps[2].image_mass, abs=1e-6)
     assert np.all((view.entropy >= 0) & (view.entropy <= 1 + 1e-6))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medviz_core.cli import main
+from server.cli import main
 from medviz_core.types import ZONES
 
 

@@ -33,7 +33,7 @@ def assert_maps_match_one_full_forward(engine: Any, image: bytes, question: str 
         expected = reference.maps_for_query(attn, step.position, image_positions, engine.grid)
         for name in METHODS:
             np.testing.assert_allclose(step.maps[name], expected[name], atol=1e-5, rtol=0, err_msg=f"{name} step {step.index}")
-        assert step.stats.image_mass == pytest.approx(reference.image_mass(attn, step.position, image_positions), abs=1e-5)
+        assert step.image_mass == pytest.approx(reference.image_mass(attn, step.position, image_positions), abs=1e-5)
 
 
 def test_every_streamed_map_equals_one_full_forward_pass(tiny_engine: Any, sample_bytes: bytes) -> None:
@@ -214,9 +214,9 @@ def test_several_images_each_get_exact_maps_and_a_share(tiny_engine: Any, cxr_di
             for name in METHODS:
                 np.testing.assert_allclose(focus.maps[name], expected[name], atol=1e-5, rtol=0,
                                            err_msg=f"{focus.label} {name} step {step.index}")
-            assert focus.stats.image_mass == pytest.approx(
+            assert focus.share == pytest.approx(
                 reference.image_mass(attn, step.position, list(block)), abs=1e-5)
-        assert step.stats.image_mass == pytest.approx(sum(f.stats.image_mass for f in step.images), abs=1e-6)
+        assert step.image_mass == pytest.approx(sum(f.share for f in step.images), abs=1e-6)
         assert step.maps is step.images[0].maps
 
 

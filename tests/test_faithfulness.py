@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from medviz_core.errors import RequestError
+from medviz_core.errors import Cancelled, RequestError
 from medviz_core.faithfulness import (
     BaselineKind,
     Curve,
@@ -170,20 +170,24 @@ def test_cancel_stops_a_batch_between_items() -> None:
     cancel = threading.Event()
     items = [(t, "raw", key_relevancy()) for t in range(5)]
     seen: list[int] = []
-    for result in batch(key_image(), items, lambda _: key_scorer, steps=2, baseline="mean", seeds=1, cancel=cancel):
-        seen.append(result.token)
-        cancel.set()
+    with pytest.raises(Cancelled, match="^the faithfulness curves were cancelled$"):
+        for result in batch(key_image(), items, lambda _: key_scorer, steps=2, baseline="mean", seeds=1,
+                            cancel=cancel):
+            seen.append(result.token)
+            cancel.set()
     assert seen == [0]
 
 
-def test_cancel_during_a_report_returns_none() -> None:
+def test_cancel_during_a_report_raises_the_one_cancellation_error() -> None:
     cancel = threading.Event()
 
     def scorer(image: np.ndarray) -> float:
         cancel.set()
         return key_scorer(image)
 
-    assert faithfulness_report(key_image(), key_relevancy(), scorer, steps=4, cancel=cancel) is None
+    with pytest.raises(Cancelled) as raised:
+        faithfulness_report(key_image(), key_relevancy(), scorer, steps=4, cancel=cancel)
+    assert raised.value.code == "cancelled"
 
 
 def test_a_scorer_returning_nan_is_refused() -> None:

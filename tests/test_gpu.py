@@ -42,7 +42,7 @@ def test_medgemma_shapes_stream_finite_maps_in_bf16(sample_bytes: bytes) -> None
     assert len(steps) == 3
     for step in steps:
         assert all(np.isfinite(step.maps[m]).all() and step.maps[m].shape == (16, 16) for m in METHODS)
-        assert 0.0 <= step.stats.image_mass <= 1.0 + 1e-3
+        assert 0.0 <= step.image_mass <= 1.0 + 1e-3
 
 
 def test_medgemma_shapes_in_bf16_on_cuda_match_an_eager_forward_within_bf16_precision(sample_bytes: bytes) -> None:

@@ -127,4 +127,4 @@ def assert_bf16_maps_match_an_eager_forward(engine: Any, sample_bytes: bytes) ->
                       for expected in candidates]
             assert min(errors) <= BF16_TOLERANCE, f"{name} step {step.index}: {min(errors):.4f} of the map's scale"
         mass = reference.image_mass(attn, step.position, image)
-        assert abs(step.stats.image_mass - mass) <= BF16_MASS_TOLERANCE
+        assert abs(step.image_mass - mass) <= BF16_MASS_TOLERANCE

@@ -8,10 +8,12 @@ from typing import Any
 import msgpack
 import pytest
 
-from medviz_core import frames
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire import codec
 from medviz_core.errors import ProtocolError
-from medviz_core.msgpack_limits import SERVER_LIMITS, check_shape, client_limits
-from server.requests import ClientLimits, parse_client_frame
+from medviz_core.wire.limits import SERVER_LIMITS, check_shape, client_limits
+from medviz_core.wire.client_frames import parse_client_frame
+from medviz_core.wire.limits import ClientLimits
 
 CLIENT = client_limits(max_message_bytes=20 * 1024 * 1024, max_question_chars=2000)
 
@@ -31,7 +33,7 @@ def test_the_item_bomb_is_refused_at_its_array_header_without_unpacking(monkeypa
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("msgpack.unpackb was called on the bomb")
 
-    monkeypatch.setattr(frames.msgpack, "unpackb", never)
+    monkeypatch.setattr(codec.msgpack, "unpackb", never)
     data = bomb(19_900_000)
     with pytest.raises(ProtocolError) as error:
         parse_client_frame(data, ClientLimits())
@@ -70,8 +72,8 @@ def test_each_length_limit_names_the_value_and_the_limit(extra: bytes, message: 
 
 
 def test_every_client_frame_of_the_protocol_fits_the_client_limits() -> None:
-    from medviz_core.frame_types import AnalyzeRequest, BoxRequest, StartRequest
-    from server.requests import encode_analyze, encode_client_start, encode_command
+    from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest, StartRequest
+    from tests.wire_client import encode_analyze, encode_client_start, encode_command
 
     boxes = tuple(BoxRequest(f"box{n}", (1, 2, 3, 4), 0) for n in range(32))
     start = StartRequest(images=(b"a", b"b", b"c", b"d"), labels=("PA", "lat", "prior", "x"), question="é" * 2000,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from medviz_core import frames
+from medviz_core.wire import server_frames as frames
 from medviz_core.errors import NotFoundError, ProtocolError, RequestError
 from medviz_core.recording import (
     RecordingWriter,
@@ -41,9 +41,9 @@ def test_a_finished_recording_reads_back_every_frame_unchanged(tmp_path: Path) -
     parts = session_frames()
     recording = read_recording(write(tmp_path / "a.medviz", parts))
     assert [f.data for f in recording.frames] == parts
-    assert [f.offset for f in recording.frames] == [0, 2706, 5028, 7350, 7796]
+    assert [f.offset for f in recording.frames] == [0, 3055, 5439, 7823, 8306]
     assert recording.finished is True
-    assert recording.size == 7945
+    assert recording.size == 8455
     assert len(recording.steps) == 3
     assert recording.start is not None and recording.start.session == "AbCdEfGhIjKlMnOpQrStUv"
 
@@ -118,7 +118,7 @@ def test_listing_shows_finished_and_cut_recordings(tmp_path: Path) -> None:
     infos = {info.id: info for info in list_recordings(tmp_path)}
     assert sorted(infos) == ["cut", "done"]
     done, cut = infos["done"], infos["cut"]
-    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 7945, "Is there an effusion?")
+    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 8455, "Is there an effusion?")
     assert (cut.tokens, cut.finished, cut.created) == (2, False, 1764400000.5)
 
 
@@ -131,7 +131,7 @@ def test_delete_removes_a_recording_and_then_it_is_not_found(tmp_path: Path) -> 
 
 
 def test_frames_larger_than_the_read_chunk_read_back_whole(tmp_path: Path) -> None:
-    big = frames.encode_error("internal", "x" * 200_000)
+    big = frames.ErrorFrame("internal", "x" * 200_000).to_wire()
     parts = [FRAMES["start"], big, big, FRAMES["end"]]
     path = write(tmp_path / "big.medviz", parts)
     assert [f.data for f in iter_frames(path)] == parts
@@ -192,7 +192,7 @@ def test_the_index_says_where_each_frame_lies_and_reads_its_exact_bytes(tmp_path
     append_frame(path, FRAMES["analysis_gradient"])
     index = index_recording(path)
     assert [(e.offset, e.type) for e in index] == [
-        (0, "start"), (2706, "step"), (5028, "step"), (7350, "step"), (7796, "end"), (7945, "analysis")]
+        (0, "start"), (3055, "step"), (5439, "step"), (7823, "step"), (8306, "end"), (8455, "analysis")]
     assert [(e.index, e.t_ms > 0) for e in index if e.type == "step"] == [(7, True), (7, True), (8, True)]
     assert index[-1].done is True
     with path.open("rb") as file:

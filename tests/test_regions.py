@@ -37,10 +37,9 @@ def grid(size: int = 16) -> np.ndarray:
 def test_a_single_hot_cell_top_left_is_the_peak_in_the_right_upper_zone() -> None:
     relevancy = grid()
     relevancy[2, 3] = 1.0
-    stats = compute_stats(relevancy, 0.25, SQUARE)
+    stats = compute_stats(relevancy, SQUARE)
     assert stats.peak == (2, 3)
     assert stats.peak_zone == "right upper"
-    assert stats.image_mass == 0.25
     assert len(stats.regions) == 1
     region = stats.regions[0]
     assert region.box == (2.5 / 16, 1.5 / 16, 2 / 16, 2 / 16)
@@ -60,7 +59,7 @@ def test_a_region_polygon_lies_inside_its_box() -> None:
 
 
 def test_a_uniform_map_has_entropy_norm_one_and_no_regions() -> None:
-    stats = compute_stats(np.full((16, 16), 0.37, dtype=np.float32), 0.5, SQUARE)
+    stats = compute_stats(np.full((16, 16), 0.37, dtype=np.float32), SQUARE)
     assert stats.entropy_bits == pytest.approx(8.0, abs=1e-6)
     assert stats.entropy_norm == pytest.approx(1.0, abs=1e-6)
     assert stats.regions == ()
@@ -68,7 +67,7 @@ def test_a_uniform_map_has_entropy_norm_one_and_no_regions() -> None:
 
 
 def test_an_all_zero_map_counts_as_uniform() -> None:
-    stats = compute_stats(grid(), 0.0, SQUARE)
+    stats = compute_stats(grid(), SQUARE)
     assert stats.entropy_norm == pytest.approx(1.0, abs=1e-6)
     assert stats.regions == ()
 
@@ -76,7 +75,7 @@ def test_an_all_zero_map_counts_as_uniform() -> None:
 def test_a_one_hot_map_has_zero_entropy() -> None:
     relevancy = grid()
     relevancy[9, 12] = 3.0
-    stats = compute_stats(relevancy, 0.5, SQUARE)
+    stats = compute_stats(relevancy, SQUARE)
     assert stats.entropy_bits == 0.0
     assert stats.entropy_norm == 0.0
     assert math.copysign(1.0, stats.entropy_bits) == 1.0  # not -0.0
@@ -85,7 +84,7 @@ def test_a_one_hot_map_has_zero_entropy() -> None:
 def test_entropy_of_two_equal_cells_is_one_bit() -> None:
     relevancy = grid()
     relevancy[0, 0] = relevancy[15, 15] = 2.0
-    stats = compute_stats(relevancy, 0.5, SQUARE)
+    stats = compute_stats(relevancy, SQUARE)
     assert stats.entropy_bits == pytest.approx(1.0)
     assert stats.entropy_norm == pytest.approx(1 / 8)
 
@@ -94,13 +93,13 @@ def test_negative_values_carry_no_mass_in_the_entropy() -> None:
     relevancy = grid()
     relevancy[4, 4] = 1.0
     relevancy[5, 5] = -1.0
-    assert compute_stats(relevancy, 0.5, SQUARE).entropy_bits == 0.0
+    assert compute_stats(relevancy, SQUARE).entropy_bits == 0.0
 
 
 def test_the_first_maximum_wins_a_tie_for_the_peak() -> None:
     relevancy = grid()
     relevancy[3, 14] = relevancy[10, 1] = 1.0
-    stats = compute_stats(relevancy, 0.5, SQUARE)
+    stats = compute_stats(relevancy, SQUARE)
     assert stats.peak == (3, 14)
     assert stats.peak_zone == "left upper"
 
@@ -200,7 +199,7 @@ def test_minmax_scales_to_unit_range_and_gives_zeros_when_constant() -> None:
 
 def test_a_map_that_is_not_two_dimensional_is_refused() -> None:
     with pytest.raises(RequestError, match=r"^a relevancy map must be a non-empty 2-D array; got shape \(256,\)$"):
-        compute_stats(np.zeros(256, dtype=np.float32), 0.5, SQUARE)
+        compute_stats(np.zeros(256, dtype=np.float32), SQUARE)
 
 
 def test_an_image_size_that_is_not_positive_is_refused() -> None:

@@ -63,7 +63,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> dict[st
 
 def serve_command(port: int, recordings: Path) -> list[str]:
     """`medviz serve` through this interpreter, so no virtualenv layout is assumed."""
-    return [sys.executable, "-m", "medviz_core.cli", "serve", "--model", "tiny", "--host", "127.0.0.1",
+    return [sys.executable, "-m", "server.cli", "serve", "--model", "tiny", "--host", "127.0.0.1",
             "--port", str(port), "--recordings", str(recordings)]
 
 

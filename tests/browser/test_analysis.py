@@ -86,7 +86,7 @@ def test_faithfulness_plots_deletion_and_insertion_with_the_random_baseline(tab:
 def test_faithfulness_across_the_report_shows_a_batch_from_the_cli_and_can_score_the_rest(
     tab: Watched, server: Server, recorded: str
 ) -> None:
-    from medviz_core.cli import main
+    from server.cli import main
 
     path = server.recordings / f"{recorded}.medviz"
     assert main(["faithfulness", str(path), "--methods", "raw", "--steps", "2", "--tokens", "1:3"]) == 0

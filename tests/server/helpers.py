@@ -12,11 +12,10 @@ from typing import Any, Callable, Coroutine, Iterator, TypeVar
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core import frames
-from medviz_core.frames import StartRequest
+from medviz_core.wire import server_frames as frames
 from server.background import background_server
-from server.requests import encode_client_start
 from server.settings import Settings
+from tests.wire_client import start_request
 
 T = TypeVar("T")
 
@@ -49,8 +48,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(bounded())
 
 
-def start_bytes(image: bytes, max_new_tokens: int = 4, **fields: Any) -> bytes:
-    return encode_client_start(StartRequest(image=image, max_new_tokens=max_new_tokens, **fields))
+def start_bytes(image: bytes | None, max_new_tokens: int = 4, **fields: Any) -> bytes:
+    return start_request(image, max_new_tokens, **fields).to_wire()
 
 
 async def receive_all(ws: ClientConnection) -> list[bytes]:
@@ -84,6 +83,7 @@ async def refused(url: str, message: bytes | str | None = None, **connect_args: 
 
 
 def raw_start(**fields: Any) -> bytes:
+    """A start message written field by field (for malformed requests; the wire's own field names)."""
     data: bytes = msgpack.packb({"type": "start", **fields})
     return data
 

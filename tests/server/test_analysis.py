@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core import frames
-from medviz_core.frames import AnalysisFrame, AnalyzeRequest, BoxRequest, StartFrame, StepFrame
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire.codec import QuantMap
+from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
+from medviz_core.wire.results import AgreementResult, AnalysisFrame, FaithfulnessResult, GradientResult, HeadsResult
+from medviz_core.wire.server_frames import StartFrame, StepFrame
 from medviz_core.imaging import load_image
 from medviz_core.recording import read_recording
 from server import analysis_jobs
 from server.analysis_jobs import FINAL
-from server.analysis_run import job_id
-from server.requests import encode_analyze, encode_command
+from medviz_core.token_analysis import job_id
+from tests.wire_client import encode_analyze, encode_command
 
 from .helpers import LiveServer, kinds, receive_all, recv, run, session, session_of, start_bytes
 
@@ -67,7 +70,7 @@ def direct(engine: Any, data: list[bytes], request: AnalyzeRequest) -> dict[str,
         size = start.images[0].size
         boxes = [Box(b.label, "box", *b.xywh, *size) for b in request.boxes]
         values = {m: q.values((16, 16)) for m, q in steps[request.index].maps.items()}
-        return frames.agreement_result({m: (pointing_game(v, boxes, size), iou_top_regions(v, boxes, size),
+        return AgreementResult.of({m: (pointing_game(v, boxes, size), iou_top_regions(v, boxes, size),
                                             box_coverage(v, boxes, size)) for m, v in values.items()}, 0)
     context = token_context(engine, images, start.question, [s.token_id for s in steps], request.index,
                             [i.label for i in start.images])
@@ -80,11 +83,11 @@ def direct(engine: Any, data: list[bytes], request: AnalyzeRequest) -> dict[str,
     report = faithfulness_report(images[0], relevancy, token_scorer(engine, context, start.question),
                                  token=request.index, method=request.method, steps=request.steps)
     assert report is not None
-    return frames.faithfulness_result(request.method, report.deletion, report.insertion, report.random_deletion,
+    return FaithfulnessResult.of(request.method, report.deletion, report.insertion, report.random_deletion,
                                       report.random_insertion)
 
 
-def assert_maps_match(quantised: tuple[frames.QuantMap, ...], expected: np.ndarray) -> None:
+def assert_maps_match(quantised: tuple[QuantMap, ...], expected: np.ndarray) -> None:
     flat = expected.reshape(-1, 16, 16)
     assert len(quantised) == len(flat)
     for quant, values in zip(quantised, flat):
@@ -94,15 +97,15 @@ def assert_maps_match(quantised: tuple[frames.QuantMap, ...], expected: np.ndarr
 def assert_result_matches(frame: AnalysisFrame, expected: dict[str, Any]) -> None:
     assert frame.status == "done" and frame.message == ""
     result = frame.result
-    if isinstance(result, frames.GradientResult):
+    if isinstance(result, GradientResult):
         assert_maps_match(result.maps, expected["maps"])
-    elif isinstance(result, frames.HeadsResult):
+    elif isinstance(result, HeadsResult):
         assert (result.layers, result.heads) == expected["mass"].shape
         assert result.mass == tuple(float(v) for v in expected["mass"].ravel())
         assert result.entropy == tuple(float(v) for v in expected["entropy"].ravel())
         assert_maps_match(result.maps, expected["maps"])
     else:
-        assert frames.decode(frames.encode_analysis("x", frame.kind, frame.index, "done", "", expected)).result == result
+        assert frames.decode(AnalysisFrame("x", frame.kind, frame.index, "done", "", expected).to_wire()).result == result
 
 
 def test_each_kind_on_a_live_session_answers_done_with_the_direct_values(
@@ -311,7 +314,7 @@ def test_an_analysis_keeps_running_while_another_socket_still_waits_for_it(
 @pytest.mark.parametrize(
     ("request_fields", "message"),
     [
-        ({"kind": "magic", "index": 0}, "analysis kind must be one of gradient, heads, faithfulness, agreement; got 'magic'"),
+        ({"kind": "magic", "index": 0}, "analysis kind must be one of gradient, heads, faithfulness, agreement, volume, dicom; got 'magic'"),
         ({"kind": "gradient", "index": 9}, "token index 9 has not been generated; the recording has 4 token(s) so far"),
         ({"kind": "faithfulness", "index": 0, "method": "vibes"},
          "faithfulness method must be one of raw, layer_weighted, head_importance, flow, rollout, consensus or "
@@ -326,13 +329,13 @@ def test_an_analysis_keeps_running_while_another_socket_still_waits_for_it(
 def test_a_bad_analysis_request_gets_a_clear_error_and_the_replay_goes_on(
     live: LiveServer, recorded: tuple[str, list[bytes]], request_fields: dict[str, Any], message: str
 ) -> None:
-    from medviz_core.frames import pack_frame
+    from medviz_core.wire.codec import pack
 
     name, _ = recorded
 
     async def scenario() -> list[bytes]:
         async with connect(f"{live.ws}/ws/replay/{name}?speed=8", max_size=None) as ws:
-            await ws.send(pack_frame("analyze", request_fields))
+            await ws.send(pack("analyze", request_fields))
             await ws.send(encode_analyze(good))
             return await until_done(ws, good)
 
@@ -362,7 +365,7 @@ def test_a_watcher_can_ask_and_a_two_image_session_gets_one_gradient_map_per_ima
 
     seen, owner = run(scenario())
     done = [f for f in analyses(seen) if f.status == "done"]
-    gradient = [f for f in done if isinstance(f.result, frames.GradientResult)]
+    gradient = [f for f in done if isinstance(f.result, GradientResult)]
     faithfulness = [f for f in done if f.kind == "faithfulness"]
     assert len(done) == 2 and len(gradient) == 1 and len(gradient[0].result.maps) == 2
     assert len(faithfulness) == 1  # on the first image, the lateral unchanged
@@ -407,7 +410,7 @@ class ListLine:
 def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveServer, recorded: tuple[str, list[bytes]]) -> None:
     from medviz_core.recording import read_recording
     from server.analysis_jobs import AnalysisJobs
-    from server.analysis_run import recording_source
+    from medviz_core.token_analysis import recording_source
 
     name, _ = recorded
     path = live.settings.recordings / f"{name}.medviz"
@@ -417,7 +420,7 @@ def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveSer
     heard: dict[str, list[tuple[str, bool]]] = {"gone": [], "new": []}
 
     def listener(who: str) -> Any:
-        return lambda frame, final: heard[who].append((frames.decode(frame).status, final))  # type: ignore[union-attr]
+        return lambda frame, final: heard[who].append((frame.status, final))
 
     gone, new = listener("gone"), listener("new")
     request = AnalyzeRequest("agreement", 1, boxes=(BoxRequest("apex", (100, 100, 300, 200), 0),))
@@ -436,11 +439,41 @@ def test_a_socket_that_asks_again_before_the_first_answer_went_out_still_waits()
 
     async def scenario() -> None:
         outbox = Outbox(asyncio.get_running_loop())
-        first, second = outbox.expect("session:s", "gradient-1-x"), outbox.expect("session:s", "gradient-1-x")
+        first = outbox.expect("session:s", "gradient-1-x", "a")
+        second = outbox.expect("session:s", "gradient-1-x", "b")
         assert first is second
+        first(AnalysisFrame("gradient-1-x", "gradient", 1, "done"), True)
+        await asyncio.sleep(0.01)
         outbox.answered("gradient-1-x")
         assert "gradient-1-x" in outbox.pending and not outbox.idle.is_set()
+        first(AnalysisFrame("gradient-1-x", "gradient", 1, "done"), True)
+        await asyncio.sleep(0.01)
         outbox.answered("gradient-1-x")
         assert outbox.pending == {} and outbox.idle.is_set()
 
     asyncio.run(scenario())
+
+
+def test_each_of_a_sockets_requests_for_one_job_gets_its_own_id_in_the_answers() -> None:
+    from server.live import Outbox
+
+    async def scenario() -> list[tuple[str | None, str, bool]]:
+        outbox = Outbox(asyncio.get_running_loop())
+        reply = outbox.expect("session:s", "gradient-1-x", "a")
+        outbox.expect("session:s", "gradient-1-x", "b")
+        reply(AnalysisFrame("gradient-1-x", "gradient", 1, "running"), False)
+        reply(AnalysisFrame("gradient-1-x", "gradient", 1, "done"), True)
+        reply(AnalysisFrame("gradient-1-x", "gradient", 1, "done"), True)
+        await asyncio.sleep(0.01)
+        sent = []
+        while not outbox.queue.empty():
+            data, final, _ = outbox.queue.get_nowait()
+            frame = frames.decode(data)
+            assert isinstance(frame, AnalysisFrame)
+            sent.append((frame.id, frame.status, final))
+            if final:
+                outbox.answered("gradient-1-x")
+        return sent
+
+    assert asyncio.run(scenario()) == [("a", "running", False), ("b", "running", False), ("a", "done", True),
+                                       ("b", "done", True)]

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from medviz_core.cli import main
+from server.cli import main
 from medviz_core.errors import RequestError
-from medviz_core.frame_types import AnalysisFrame, AnalyzeRequest, FaithfulnessResult
+from medviz_core.wire.client_frames import AnalyzeRequest
+from medviz_core.wire.results import AnalysisFrame, FaithfulnessResult
 from medviz_core.recording import read_recording
-from server import batch_analysis
-from server.analysis_run import compute, job_id, recording_source
-from server.batch_analysis import parse_tokens
+from medviz_core import batch as batch_analysis
+from medviz_core.token_analysis import compute, job_id, recording_source
+from medviz_core.batch import parse_tokens
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,8 @@ def test_each_chosen_token_and_method_is_scored_and_kept_in_the_recording(
     # one job as the server runs it gives the same numbers (the batch shares a token's random baselines)
     source = recording_source(recording.stem, recording, read_recording(recording))
     direct = compute(tiny_engine, source, requests[1], threading.Event())
-    assert direct is not None
-    result = kept[job_id(requests[1])]
-    assert [direct[k]["auc"] for k in ("deletion", "insertion", "random_deletion", "random_insertion")] == [
-        result.deletion.auc, result.insertion.auc, result.random_deletion.auc, result.random_insertion.auc]
+    assert isinstance(direct, FaithfulnessResult)
+    assert direct == kept[job_id(requests[1])]
 
 
 def test_a_second_run_answers_from_the_recording_without_computing(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from server.broadcast import CLOSE_TOO_SLOW, Channel, Viewer, ViewerDropped, close_reason
+from medviz_core.wire.codes import CloseCode, close_reason
+from server.broadcast import Channel, Viewer, ViewerDropped
 
 
 async def drain(viewer: Viewer) -> list[bytes]:
@@ -78,7 +79,7 @@ async def _take(viewer: Viewer, count: int):  # type: ignore[no-untyped-def]
 
 def test_the_close_code_and_reason_for_a_slow_viewer() -> None:
     viewer = Viewer([], maxsize=256, ended=False)
-    assert CLOSE_TOO_SLOW == 4008
+    assert CloseCode.TOO_SLOW == 4008
     assert viewer.too_slow_reason == "viewer fell 256 frames behind; reconnect to catch up from the session log"
     assert len(close_reason("é" * 100).encode("utf-8")) <= 123
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from medviz_core import frames
-from medviz_core.cli import main
+from medviz_core.wire import server_frames as frames
+from server.cli import main
 from server.log_redaction import RedactTokens
 from server.client import watch
 

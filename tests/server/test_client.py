@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 from websockets.asyncio.client import connect
 
-from medviz_core import frames
+from medviz_core.wire import server_frames as frames
 from server import client
 from server.settings import Settings
 

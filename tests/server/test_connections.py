@@ -12,8 +12,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from medviz_core import frames
-from server.requests import encode_command
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire.results import AnalysisFrame
+from tests.wire_client import encode_command
 
 from .helpers import LiveServer, kinds, receive_all, recv, refused, run, session, session_of
 from .memory import GB, peak_growth
@@ -124,7 +125,7 @@ def test_twenty_replays_of_a_large_recording_hold_its_index_not_its_frames(
     server: LiveServer = make_server()
     name = recorded(server, sample_bytes)
     path = Path(server.settings.recordings) / f"{name}.medviz"
-    note = frames.encode_analysis("heads-0-00000000", "heads", 0, "error", "x" * 3000)
+    note = AnalysisFrame("heads-0-00000000", "heads", 0, "error", "x" * 3000).to_wire()
     with path.open("ab") as file:  # about 9 MB of frames a replay does not send (failed results)
         file.write(note * 3000)
     size = path.stat().st_size
@@ -150,8 +151,8 @@ def test_twenty_replays_of_a_large_recording_hold_its_index_not_its_frames(
 def test_a_socket_waiting_for_an_analysis_is_not_idle_and_closes_4408_once_answered(
     make_server: Any, sample_bytes: bytes, route: str
 ) -> None:
-    from medviz_core.frames import AnalyzeRequest
-    from server.requests import encode_analyze
+    from medviz_core.wire.client_frames import AnalyzeRequest
+    from tests.wire_client import encode_analyze
 
     server: LiveServer = make_server(idle_timeout_s=0.5)
     name = recorded(server, sample_bytes)

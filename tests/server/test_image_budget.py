@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from medviz_core import frames
+from medviz_core.wire import server_frames as frames
+from tests.wire_client import start_request
 from server.settings import Settings
 
 from .helpers import LiveServer, kinds, refused, run
@@ -41,9 +42,8 @@ def gray_png(side: int) -> bytes:
 
 
 def start(images: list[bytes]) -> bytes:
-    from server.requests import encode_client_start
 
-    return encode_client_start(frames.StartRequest(images=tuple(images), max_new_tokens=1))
+    return start_request(images=tuple(images), max_new_tokens=1).to_wire()
 
 
 async def in_parallel(server: LiveServer, messages: list[bytes]) -> list[tuple[Any, int | None, str]]:

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from medviz_core import frames
+from medviz_core.wire import server_frames as frames
 from medviz_core.recording import read_recording
-from server.requests import encode_command
+from tests.wire_client import encode_command
 
 from .helpers import recv, session_of, LiveServer, kinds, receive_all, refused, run, session, start_bytes
 
@@ -24,7 +24,7 @@ def test_a_full_session_sends_start_every_step_and_end(live: LiveServer, sample_
     assert isinstance(start, frames.StartFrame)
     assert start.model.name == "tiny" and start.model.grid == (16, 16)
     assert start.question == "Is there an effusion?" and start.params.max_new_tokens == 5
-    assert start.image_png.startswith(b"\x89PNG") and len(start.image_positions) == 256
+    assert start.images[0].png.startswith(b"\x89PNG") and len(start.image_positions) == 256
     steps = [frames.decode(d) for d in data[1:-1]]
     assert [s.index for s in steps if isinstance(s, frames.StepFrame)] == [0, 1, 2, 3, 4]
     assert all(isinstance(s, frames.StepFrame) and list(s.maps) == list(start.methods) for s in steps)

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from medviz_core import frames
-from medviz_core.frames import AnalyzeRequest, BoxRequest
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
 from medviz_core.recording import RecordingWriter, read_recording
-from server.requests import encode_analyze
+from tests.wire_client import encode_analyze
 from server.settings import Settings
 from tests.fixtures.frames import make_fixtures
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core import frames
+from medviz_core.wire import server_frames as frames
 from medviz_core.recording import read_recording
 from server.replay import ReplayClock, parse_speed
-from server.requests import encode_command
+from tests.wire_client import encode_command
 
 from .helpers import recv, LiveServer, refused, run, session
 
@@ -167,9 +167,8 @@ def test_a_two_image_session_streams_both_views_records_and_replays_the_same_byt
     assert [s.index for s in steps if isinstance(s, frames.StepFrame)] == [0, 1, 2, 3]
     for step in steps:
         assert isinstance(step, frames.StepFrame)
-        assert len(step.shares) == 2 and len(step.more) == 1 and list(step.more[0].maps) == list(start.methods)
-        assert step.stats.image_mass == pytest.approx(sum(step.shares), abs=1e-6)
-        assert step.more[0].stats.image_mass == step.shares[1]
+        assert len(step.images) == 2 and list(step.images[1].maps) == list(start.methods)
+        assert step.image_mass == pytest.approx(sum(image.share for image in step.images), abs=1e-6)
     assert all(len(d) < 5000 for d in data[1:-1])
     assert [f.data for f in read_recording(live.settings.recordings / f"{start.recording}.medviz").frames] == data
 

@@ -8,9 +8,11 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core import frames
-from medviz_core.frames import AnalysisFrame, AnalyzeRequest, ErrorFrame, StepFrame
-from server.requests import encode_analyze
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire.client_frames import AnalyzeRequest
+from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.server_frames import ErrorFrame, StepFrame
+from tests.wire_client import encode_analyze
 from server.settings import Settings
 
 from .engines import GATED, GatedEngine

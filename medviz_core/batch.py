@@ -1,13 +1,13 @@
-"""Faithfulness in batch over a recording's tokens: the `medviz faithfulness` command's engine.
+"""Faithfulness in batch over a recording's tokens: the `medviz faithfulness` command's work.
 
 Owns: `plan_faithfulness` (the requests for chosen tokens and methods, every refusal
 before any model is loaded) and `faithfulness_rows`, which computes what the browser's jobs
-compute (analysis_run.faithfulness_of_token: the same numbers as one job per method, with
+compute (token_analysis.faithfulness_of_token: the same numbers as one job per method, with
 each token's random baselines computed once for all its methods) for every chosen
 (token, method) of a recording, answers from the recording when a result is already there,
 appends each new `done` result to the recording (so a replay shows it), and yields one
 `FaithfulnessRow` per pair; `summarise` averages the areas per method. Does not own the
-curves (medviz_core.faithfulness) or printing (cli_commands.py).
+curves (faithfulness.py) or printing (server/cli_engine.py).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from medviz_core import frames
-from medviz_core.errors import RequestError
-from medviz_core.frame_types import AnalysisFrame, AnalyzeRequest, FaithfulnessResult
-from medviz_core.recording import append_frame
-
-from .analysis_run import AnalysisSource, check_request, faithfulness_of_token, job_id
+from .errors import Cancelled, RequestError
+from .recording import append_frame
+from .token_analysis import AnalysisSource, check_request, faithfulness_of_token, job_id
+from .wire.client_frames import AnalyzeRequest
+from .wire.results import AnalysisFrame, FaithfulnessResult
+from .wire.server_frames import decode
 
 
 @dataclass(frozen=True)
@@ -94,18 +94,19 @@ def faithfulness_rows(engine_for: Callable[[], Any], source: AnalysisSource, req
             steps = {r.steps for r in fresh}
             assert len(steps) == 1, "one steps value per batch"
             engine = engine if engine is not None else engine_for()
-            for method, result in faithfulness_of_token(engine, source, index, tuple(r.method for r in fresh),
-                                                        steps.pop(), cancel):
-                computed[method] = result
-            if len(computed) < len(fresh):  # cancelled
+            try:
+                for method, result in faithfulness_of_token(engine, source, index, tuple(r.method for r in fresh),
+                                                            steps.pop(), cancel):
+                    computed[method] = result
+            except Cancelled:
                 return
         for request in mine:
             job = job_id(request)
             recorded = source.recorded.get(job)
-            data = recorded or frames.encode_analysis(job, "faithfulness", index, "done", "", computed[request.method])
+            data = recorded or AnalysisFrame(job, "faithfulness", index, "done", "", computed[request.method]).to_wire()
             if recorded is None and save and source.recording is not None:
                 append_frame(source.recording, data)
-            frame = frames.decode(data)
+            frame = decode(data)
             assert isinstance(frame, AnalysisFrame) and isinstance(frame.result, FaithfulnessResult)
             yield FaithfulnessRow(index, text, request.method, frame.result, recorded=recorded is not None)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MedvizError
+from medviz_core.errors import MedvizError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
@@ -28,10 +28,10 @@ def _ascii_map(values: np.ndarray) -> str:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis import gradient_relevancy, layer_head_view, token_context, token_scorer
-    from .faithfulness import faithfulness_report
-    from .imaging import load_image
-    from .models import load_engine
+    from medviz_core.analysis import gradient_relevancy, layer_head_view, token_context, token_scorer
+    from medviz_core.faithfulness import faithfulness_report
+    from medviz_core.imaging import load_image
+    from medviz_core.models import load_engine
 
     image_bytes = _read(args.image)
     engine = load_engine(args.model)
@@ -42,7 +42,7 @@ def _analyze(args: argparse.Namespace) -> int:
     step = steps[args.token]
     out = sys.stdout
     out.write(f"token {args.token}: {step.text!r} (id {step.token_id}), peak {step.stats.peak_zone}, "
-              f"image_mass {step.stats.image_mass:.3f}\n")
+              f"image_mass {step.image_mass:.3f}\n")
     gradient = gradient_relevancy(engine, context)
     for number, image_map in enumerate(gradient):
         out.write(f"\ngradient relevancy (Chefer), image {number}, max {image_map.max():.3g}\n{_ascii_map(image_map)}\n")
@@ -63,8 +63,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _agreement(args: argparse.Namespace) -> int:
-    from .agreement import agreement_for_steps, format_report, load_boxes
-    from .models import load_engine
+    from medviz_core.agreement import agreement_for_steps, format_report, load_boxes
+    from medviz_core.models import load_engine
 
     folder = Path(args.folder)
     labels = Path(args.labels) if args.labels else folder / "labels.csv"
@@ -79,7 +79,7 @@ def _agreement(args: argparse.Namespace) -> int:
         run = engine.stream(path.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens,
                             preset=args.prompt)
         maps = [step.maps for step in run]
-        agreement = agreement_for_steps(maps, boxes, run.prompt.image_size)
+        agreement = agreement_for_steps(maps, boxes, run.prompt.images[0].size)
         sys.stdout.write(format_report(agreement, title=f"== {name}") + "\n")
         done += 1
     if done == 0:
@@ -99,7 +99,7 @@ def _existing(path: Path) -> Path:
 
 def add_prompt_argument(parser: argparse.ArgumentParser) -> None:
     """`--prompt NAME`: which prompt preset asks the model (prompts.PRESETS)."""
-    from .prompts import DEFAULT_PRESET, PRESETS
+    from medviz_core.prompts import DEFAULT_PRESET, PRESETS
 
     described = "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
     parser.add_argument("--prompt", default=DEFAULT_PRESET, choices=list(PRESETS), metavar="NAME",

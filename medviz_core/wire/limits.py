@@ -1,13 +1,14 @@
-"""How much a msgpack message may hold inside, checked before anything is unpacked.
+"""The protocol's limits: what a frame may hold (checked before anything is unpacked) and what it may ask.
 
-Owns: `UnpackLimits` (the most items, nesting depth and array / map / str / bin lengths a
+Owns: the protocol constants (MAX_IMAGES, MAX_LABEL_CHARS, MAX_BOXES, ... : the one place
+each is defined), `ClientLimits` (the server's caps on what a client asks), `UnpackLimits` (the most items, nesting depth and array / map / str / bin lengths a
 frame may hold), `SERVER_LIMITS` sized to what the server sends and records (protocol
 v1), `client_limits` sized to what clients send, and `check_shape`, which walks the
 msgpack headers of a message (skipping str and bin payloads, building nothing) and
 refuses it at the first header past a limit. A bomb of millions of tiny arrays is refused
 after at most `max_items` headers, in microseconds and without memory, so the parser
 never materialises it. `unpack_kwargs` gives msgpack.unpackb the same length limits.
-Does not own what the fields mean (frames.py, server/requests.py).
+Does not own what the fields mean (server_frames.py, client_frames.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,25 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
+
+MAX_IMAGES = 4  # images in one session (a study: PA, lateral, prior...)
+MAX_LABEL_CHARS = 32
+MAX_BOXES = 32  # annotation boxes in one agreement request
+MAX_BOX_LABEL_CHARS = 64
+MAX_FAITHFULNESS_STEPS = 256
+DEFAULT_FAITHFULNESS_STEPS = 8
+MAX_JOB_CHARS = 64
+MAX_REQUEST_ID_CHARS = 64  # the `id` a client gives a request, echoed in its answers
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What a server accepts from a client (server/settings.py fills it)."""
+
+    max_message_bytes: int = 20 * 1024 * 1024
+    max_question_chars: int = 2000
+    max_new_tokens: int = 512
 
 
 @dataclass(frozen=True)

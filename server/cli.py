@@ -1,7 +1,8 @@
-"""The `medviz` command: `generate` here; `serve`, `record`, `replay`, `watch` from server/.
+"""The `medviz` command, the top of the import graph: `generate` here, the others from cli_analysis.py
+(analyze, agreement) and cli_commands.py (serve, record, replay, watch, faithfulness, export).
 
-Owns: argument parsing and turning a MedvizError into one clear line on stderr with exit
-code 2 (no traceback). Does not own what the commands do beyond printing the stream.
+Owns: the parser, `main`, and turning a MedvizError into one clear line on stderr with
+exit code 2 (no traceback). Does not own what the commands do beyond printing the stream.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
+from medviz_core.errors import MedvizError
+
 from .cli_analysis import add_analysis_commands, add_prompt_argument
-from .errors import MedvizError
+from .cli_commands import add_server_commands
 
 DEFAULT_MODEL = "demo"
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from .models import load_engine
-    from .study import read_study
+    from medviz_core.models import load_engine
+    from medviz_core.study import read_study
 
     study = read_study([Path(p) for p in args.image])
     engine = load_engine(args.model, compile=args.compile)
@@ -44,7 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
     try:
         for step in run:
             if not args.plain:
-                shares = "".join(f" {f.label or i}:{f.stats.image_mass:.3f}" for i, f in enumerate(step.images))
+                shares = "".join(f" {f.label or i}:{f.share:.3f}" for i, f in enumerate(step.images)) if len(step.images) > 1 else ""
                 read = ""
                 if args.context:
                     words = [f"{tokenizer.decode([sequence[link.position]])!r}@{link.position}:{link.value:.3f}"
@@ -52,7 +55,7 @@ def _generate(args: argparse.Namespace) -> int:
                     read = f" read {' '.join(words)} sink {step.sink:.3f}"
                 out.write(
                     f"{step.index:4d} {step.text!r:24} peak {step.stats.peak_zone:15} "
-                    f"image_mass {step.stats.image_mass:.3f}{shares}{read}\n"
+                    f"image_mass {step.image_mass:.3f}{shares}{read}\n"
                 )
             else:
                 out.write(step.text)
@@ -90,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     add_analysis_commands(subparsers)
-    try:
-        from server.cli_commands import add_server_commands
-    except ImportError:
-        pass
-    else:
-        add_server_commands(subparsers)
+    add_server_commands(subparsers)
     return parser
 
 

@@ -1,0 +1,279 @@
+"""One streaming generation: the loop that yields a Step per token, and what each step needs.
+
+Owns: `Run` (the iterator `Engine.stream` returns: prefill, then one decode step per token,
+each Step's maps, statistics and context, and `end`, why it stopped), `context_links` (the
+text positions a token read most), and the run's machinery: `_Forward` (the model calls:
+eager with the batched capture, or compiled decode steps) and `_Finisher` (where the host
+turns a step's reduced rows into a Step: at once, or pipelined while the device runs the
+next step). Does not own loading (models.py), inputs (engine.py, inputs.py), the formulas
+(relevancy.py) or the capture (capture.py). Blocking torch code: run it on one thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from . import capture as capture_module
+from .compiled import CompileUnavailable
+from .decoding import IncrementalText, TokenChooser
+from .kv_cache import BufferCache
+from .regions import compute_stats
+from .relevancy import compute_maps
+from .types import ContextLink, GenerationParams, ImageFocus, Prompt, Step, StreamEnd
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class Run(Iterator[Step]):
+    """One streaming generation. Iterate for Steps; `end` says how it finished."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        inputs: Any,
+        prompt: Prompt,
+        params: GenerationParams,
+        methods: tuple[str, ...],
+        cancel: threading.Event,
+    ) -> None:
+        self.engine = engine
+        self.inputs = inputs
+        self.prompt = prompt
+        self.params = params
+        self.methods = methods
+        self.wants_rollout = "rollout" in methods or "consensus" in methods
+        self._not_text = np.zeros(len(prompt.token_ids), dtype=bool)  # image tokens and <bos>: not context
+        self._not_text[list(prompt.layout.positions)] = True
+        self._not_text[0] = True
+        self.cancel = cancel
+        self.end: StreamEnd | None = None
+        self._steps: Generator[Step, None, None] = self._generate()
+
+    def __iter__(self) -> "Run":
+        return self
+
+    def __next__(self) -> Step:
+        return next(self._steps)
+
+    def close(self) -> None:
+        """Stop early (as cancel does) and release the model's cache."""
+        self.cancel.set()
+        self._steps.close()
+        if self.end is None:  # closed before the first step
+            self.end = StreamEnd(reason="cancelled", tokens=0, text="", prefill_ms=0.0, total_ms=0.0)
+
+    def _generate(self) -> Generator[Step, None, None]:
+        engine, params = self.engine, self.params
+        started = time.perf_counter()
+        input_ids = self.inputs["input_ids"]
+        prompt_len = int(input_ids.shape[1])
+        # 1. Per-sequence state: the KV cache, the capture (rollout preallocated), the compiled step if asked,
+        #    and where the host finishes the maps (at once, or while the device runs the next step).
+        forward = _Forward(self, prompt_len)
+        finisher = _Finisher(engine.pipelined)
+        chooser = TokenChooser(params, engine.device)
+        text = IncrementalText(engine.processor)
+        history = input_ids
+        reason, message = "max_tokens", ""
+        prefill_ms = 0.0
+        totals = {"model_ms": 0.0, "maps_ms": 0.0}
+        delivered: list[str] = []
+
+        def deliver(step: Step | None) -> Iterator[Step]:
+            if step is not None:
+                totals["maps_ms"] += step.maps_ms
+                delivered.append(step.text)
+                yield step
+
+        try:
+            for index in range(params.max_new_tokens):
+                if self.cancel.is_set():
+                    reason = "cancelled"
+                    break
+                # 2. Forward: the prefill over the whole prompt, then one token at a time.
+                tick = time.perf_counter()
+                logits, position = forward.step(index, history)
+                # 3. Choose the token (repetition penalty and sampling as transformers does).
+                token = chooser.choose(history, logits)
+                model_ms = (time.perf_counter() - tick) * 1000.0
+                prefill_ms = model_ms if index == 0 else prefill_ms
+                totals["model_ms"] += model_ms
+                # 4. Maps for the query that produced the token, from one transfer to the CPU.
+                finish = functools.partial(self._step, index, token, position, forward.reduced(position), text, model_ms)
+                yield from deliver(finisher.submit(finish))
+                # 5. Stop on EOS / end of turn, else feed the token back.
+                if token in engine.eos_ids:
+                    reason = "end_of_turn" if token == engine.end_of_turn_id else "eos"
+                    break
+                history = torch.cat([history, torch.tensor([[token]], device=history.device)], dim=1)
+            if reason != "cancelled":
+                yield from deliver(finisher.drain())
+        except GeneratorExit:
+            reason = "cancelled"
+            raise
+        except Exception as error:
+            reason, message = "error", f"{type(error).__name__}: {error}"[:300]
+            raise
+        finally:
+            finisher.close()
+            self.end = StreamEnd(
+                reason=reason,  # type: ignore[arg-type]
+                tokens=len(delivered),
+                text="".join(delivered),
+                prefill_ms=prefill_ms,
+                total_ms=(time.perf_counter() - started) * 1000.0,
+                message=message,
+                timings={**totals, "compile_s": forward.compile_seconds},
+            )
+
+    def _step(
+        self,
+        index: int,
+        token: int,
+        position: int,
+        reduced: capture_module.ReducedRows,
+        text: "IncrementalText",
+        model_ms: float,
+    ) -> Step:
+        tick = time.perf_counter()
+        engine = self.engine
+        n = engine.grid[0] * engine.grid[1]
+        # Each image's maps and statistics on the CPU, from the rows the device reduced (one transfer).
+        focus = []
+        for block, image in enumerate(self.prompt.images):
+            cells = slice(block * n, (block + 1) * n)
+            rollout = None if reduced.rollout is None or not self.wants_rollout else reduced.rollout[cells]
+            flat, share = compute_maps(reduced.layer_means[:, cells], reduced.last_heads[:, cells], rollout, self.methods)
+            by_name: Mapping[str, np.ndarray] = {name: flat[name].reshape(engine.grid) for name in self.methods}
+            stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
+            focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, image.size), share))
+        links, sink = context_links(reduced.context, self._not_text)
+        final = token in engine.eos_ids or index + 1 == self.params.max_new_tokens
+        piece = text.add(token, final=final)
+        return Step(
+            index=index,
+            token_id=token,
+            text=piece,
+            position=position,
+            images=tuple(focus),
+            image_mass=float(sum(f.share for f in focus)),
+            model_ms=model_ms,
+            maps_ms=(time.perf_counter() - tick) * 1000.0,
+            layers_seeing_image=reduced.layers_seeing_image,
+            is_special=token in engine.eos_ids,
+            context=links,
+            sink=sink,
+        )
+
+
+CONTEXT_LINKS = 8
+
+
+def context_links(row: np.ndarray, not_text: np.ndarray) -> tuple[tuple[ContextLink, ...], float]:
+    """The CONTEXT_LINKS text positions the query attended most (mean over layers and heads), and <bos>'s share.
+
+    `row` holds mean_l m[l][j] for every key j = 0..q; image positions and position 0 (the
+    attention sink, reported apart as the second value) are left out of the links. Ties keep
+    the lower position first.
+    """
+    values = np.asarray(row, dtype=np.float64)
+    excluded = np.zeros(len(values), dtype=bool)
+    excluded[: len(not_text)] = not_text[: len(values)]
+    candidates = np.flatnonzero(~excluded)
+    top = candidates[np.argsort(-values[candidates], kind="stable")[:CONTEXT_LINKS]]
+    links = tuple(ContextLink(position=int(j), value=float(values[j])) for j in top)
+    return links, float(values[0]) if len(values) else 0.0
+
+
+class _Finisher:
+    """Where the host turns a step's rows into a Step: at once, or pipelined on one worker thread.
+
+    Pipelined (the default on CUDA), step k's maps and statistics are computed while the device
+    runs step k+1, and `submit` hands back step k-1: the host's share of a step stops adding to
+    the device's, for one step of latency. In order, one at a time (the text is incremental).
+    """
+
+    def __init__(self, pipelined: bool) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if pipelined else None
+        self.pending: Future[Step] | None = None
+
+    def submit(self, finish: Callable[[], Step]) -> Step | None:
+        """Finish a step; return the step that is now ready (this one, or pipelined the one before)."""
+        if self.executor is None:
+            return finish()
+        ready = self.drain()
+        self.pending = self.executor.submit(finish)
+        return ready
+
+    def drain(self) -> Step | None:
+        ready, self.pending = self.pending, None
+        return None if ready is None else ready.result()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Forward:
+    """The model calls of one run: eager (BufferCache, batched capture) or compiled decode steps (compiled.py)."""
+
+    def __init__(self, run: Run, prompt_len: int) -> None:
+        engine, facts = run.engine, run.engine.facts
+        self.owner, self.engine, self.prompt_len = run, engine, prompt_len
+        length = prompt_len + run.params.max_new_tokens
+        self.decoder = engine.compiled_decoder(length, len(run.prompt.layout.positions)) if engine.compile else None
+        if self.decoder is not None:
+            self.decoder.reset()
+        cache: Any = self.decoder.cache if self.decoder is not None else BufferCache(engine._text_config, length)
+        self.cache = cache
+        self.image_positions = torch.tensor(run.prompt.layout.positions, device=engine.device)
+        self.capture = capture_module.Capture(
+            layers=facts.layers, heads=facts.heads, image_positions=self.image_positions,
+            max_length=cache.buffer.max_length, rollout=run.wants_rollout or self.decoder is not None,
+            device=engine.device, cache=cache, rollout_buffer=None if self.decoder is None else self.decoder.rollout,
+        )
+        self.compile_seconds = 0.0
+        self._packed: torch.Tensor | None = None
+
+    def step(self, index: int, history: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Forward the prompt (index 0) or the last token; return the next-token logits [1, vocab] and q."""
+        engine = self.engine
+        q_start = 0 if index == 0 else self.prompt_len + index - 1
+        if index > 0 and self.decoder is not None:
+            try:
+                logits, self._packed = self.decoder.step(int(history[0, -1]), q_start, self.image_positions)
+                self.compile_seconds = self.decoder.compile_seconds
+                return logits, q_start
+            except CompileUnavailable as error:
+                print(f"[medviz] {error}", file=sys.stderr, flush=True)
+                engine.compile = False
+                self.decoder = None
+        kwargs: dict[str, Any] = ({**self.owner.inputs} if index == 0 else
+                                  {"input_ids": history[:, -1:], "attention_mask": torch.ones_like(history)})
+        kwargs[engine._cache_kwarg] = self.cache
+        q_len = int(kwargs["input_ids"].shape[1])
+        self._packed = None
+        with torch.inference_mode(), self.capture.forward(q_start, q_len):
+            output = engine.model(**kwargs, use_cache=True, logits_to_keep=1)
+            self.capture.finish()
+        return output.logits[:, -1, :], q_start + q_len - 1
+
+    def reduced(self, position: int) -> capture_module.ReducedRows:
+        """This step's rows for the maps, in one transfer to the CPU."""
+        if self._packed is None:
+            return self.capture.reduced(position)
+        facts = self.engine.facts
+        seeing = sum(1 for first in self.cache.visible_from(position + 1) if first <= self.capture.first_image)
+        rows = capture_module.unpack_rows(self._packed.cpu().numpy(), facts.layers, facts.heads,
+                                          self.capture.n_image, True, self.cache.buffer.max_length, seeing)
+        return replace(rows, context=rows.context[: position + 1])
