@@ -215,7 +215,8 @@ async def analysis_flood(port: int, image: bytes) -> dict[str, Any]:
     unloaded = statistics.median([await timed_session(port, image) for _ in range(3)])
     variants: list[dict[str, Any]] = [{"kind": "gradient"}, {"kind": "heads"}] + [
         {"kind": "faithfulness", "method": method, "steps": 8} for method in ("consensus", "raw", "rollout")]
-    requests = [AnalyzeRequest(index=token, **variant) for variant in variants for token in range(60)]  # 300, all different
+    # 300 requests, all different
+    requests = [AnalyzeRequest(index=token, **variant) for variant in variants for token in range(60)]
     async with connect(f"ws://127.0.0.1:{port}/ws/replay/{recording}?speed=8", max_size=None) as flood:
         for request in requests:
             await flood.send(request.to_wire())
@@ -241,15 +242,18 @@ async def analysis_flood(port: int, image: bytes) -> dict[str, Any]:
 def show(report: dict[str, Any]) -> None:
     bomb = report["item_bomb"]
     print(f"model {report['model']}, one run, {report['date']}")
-    print(f"1. item bomb ({bomb['bomb_bytes']} bytes, {bomb['bombs']} on 3 sockets at once): /api/health max {bomb['health_during_max_s']:.3f} s, "
+    print(f"1. item bomb ({bomb['bomb_bytes']} bytes, {bomb['bombs']} on 3 sockets at once): "
+          f"/api/health max {bomb['health_during_max_s']:.3f} s, "
           f"p50 {bomb['health_during_p50_s']:.3f} s over {bomb['health_polls']} polls (unloaded p50 "
-          f"{bomb['health_unloaded_p50_s']:.3f} s; target < 0.5 s: {'met' if bomb['health_during_max_s'] < 0.5 else 'MISSED'})")
+          f"{bomb['health_unloaded_p50_s']:.3f} s; target < 0.5 s: "
+          f"{'met' if bomb['health_during_max_s'] < 0.5 else 'MISSED'})")
     for answered in bomb["answers"]:
         print(f"   answered {answered}")
     print("2. image bombs (peak RSS growth of the server; target < 1 GB)")
     for name, group in report["image_bombs"].items():
         growth = group["peak_rss_growth_bytes"]
-        print(f"   {name:48} {growth / GB:6.3f} GB  {'met' if growth < GB else 'MISSED'}  (start frames of {group['file_bytes']} "
+        print(f"   {name:48} {growth / GB:6.3f} GB  {'met' if growth < GB else 'MISSED'}  "
+              f"(start frames of {group['file_bytes']} "
               f"bytes: {group['answers'][0]})")
     flood = report["analysis_flood"]
     print(f"3. 20-token session: unloaded {flood['unloaded_s']:.2f} s, under a flood of {flood['flood_requests']} "

@@ -14,8 +14,8 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,7 +60,8 @@ def main() -> int:
         "layer_head_view_ms": median_ms(lambda: layer_head_view(engine, context), args.repeats),
         "scorer_call_ms": median_ms(lambda: scorer(rgb), args.repeats),
     }
-    print(f"model {report['model']} on {report['device']}, token {index} of a {report['sequence_tokens']}-token sequence")
+    print(f"model {report['model']} on {report['device']}, token {index} of a "
+          f"{report['sequence_tokens']}-token sequence")
     for key in ("decode_step_ms", "gradient_relevancy_ms", "layer_head_view_ms", "scorer_call_ms"):
         print(f"{key:24} {report[key]:10.1f}")
     text = json.dumps(report, indent=2)

@@ -26,8 +26,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -35,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medviz_core.capture import Capture  # noqa: E402
-from medviz_core.models import load_engine  # noqa: E402
 from medviz_core.kv_cache import BufferCache  # noqa: E402
+from medviz_core.models import load_engine  # noqa: E402
 from medviz_core.relevancy import compute_maps  # noqa: E402
 from medviz_core.types import METHODS  # noqa: E402
 from medviz_core.wire.server_frames import StepFrame  # noqa: E402
@@ -182,7 +183,7 @@ def map_cost_by_context(engine: Any, contexts: list[int], repeats: int = 20) -> 
                           max_length=context + 1, rollout=True, device=device, cache=cache)
         query = torch.randn(1, facts.heads, 1, head_dim, device=device, dtype=engine.dtype)
 
-        def one_step() -> None:
+        def one_step(capture: Capture = capture, context: int = context, query: torch.Tensor = query) -> None:
             with capture.forward(context, 1):
                 for layer in range(facts.layers):
                     capture.keep(layer, query, head_dim**-0.5, None)

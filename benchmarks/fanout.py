@@ -146,10 +146,12 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     base = f"ws://127.0.0.1:{port}"
     async with connect(f"{base}/ws/session", max_size=None) as blocker:
-        await blocker.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS)).to_wire())
+        blocking = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS))
+        await blocker.send(blocking.to_wire())
         await _recv(blocker)
         async with connect(f"{base}/ws/session", max_size=None) as owner:
-            await owner.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0)).to_wire())
+            request = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0))
+            await owner.send(request.to_wire())
             session_id = await _queued_session_id(port)
             child = ctx.Process(target=_viewer_process, args=(f"{base}/ws/watch/{session_id}", viewers - 1,
                                                               ready, results, go), daemon=True)

@@ -89,7 +89,8 @@ def plain_step_ops(engine: Any, image: bytes, question: str | None) -> CountOps:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", default=None,
-                        help="model refs (repeatable); default: demo and random:medgemma-4b?layers=34&dtype=bfloat16 (bf16 to fit 24 GB; counts do not depend on the dtype but for one cast)")
+                        help="model refs (repeatable); default: demo and random:medgemma-4b?layers=34&dtype=bfloat16 "
+                        "(bf16 to fit 24 GB; counts do not depend on the dtype but for one cast)")
     parser.add_argument("--image", default=str(DEFAULT_IMAGE))
     parser.add_argument("--question", default="Is there a nodule?")
     parser.add_argument("--top", type=int, default=12, help="stream's most frequent operations to list")
@@ -106,7 +107,8 @@ def main() -> int:
         ratio = stream.total / plain.total
         print(f"{ref:48} {plain.total:7d} {stream.total:7d} {ratio:7.3f}")
         extra = stream.counts - plain.counts
-        print("  stream's extra operations by kind: " + ", ".join(f"{name} {n}" for name, n in extra.most_common(args.top)))
+        kinds = ", ".join(f"{name} {n}" for name, n in extra.most_common(args.top))
+        print(f"  stream's extra operations by kind: {kinds}")
         results.append({"model": ref, "layers": engine.facts.layers, "plain": plain.total, "stream": stream.total,
                         "ratio": ratio, "extra_by_kind": dict(extra)})
         del engine

@@ -13,8 +13,9 @@ curves (faithfulness.py) or printing (server/cli_engine.py).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from .errors import Cancelled, RequestError
 from .recording import append_frame

@@ -21,8 +21,9 @@ flat index of (y, x, z) is `(y * size + x) * size + z`, the order web/js/volume.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt

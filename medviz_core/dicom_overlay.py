@@ -16,7 +16,7 @@ Regions are in normalised coordinates (0..1, origin top-left, x right, y down): 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

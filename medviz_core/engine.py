@@ -14,8 +14,9 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -70,7 +71,8 @@ class Engine:
         self.grid = (side, side)
         self.eos_ids = _eos_ids(self.model, self.processor)
         self.end_of_turn_id = _token_id(self.processor, "<end_of_turn>")
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        forward_parameters = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward_parameters else "past_key_values"
         self.facts = ModelFacts(
             name=self.name,
             layers=int(text.num_hidden_layers),
@@ -154,7 +156,7 @@ class Engine:
         preset: str | None = None,
         cancel: threading.Event | None = None,
         **changes: Any,
-    ) -> "Run":
+    ) -> Run:
         """Validate and prepare a run (raises MedvizError on bad input); iterate it for Steps.
 
         `image` is one image (file bytes, a path or an RGB uint8 array) or a list of them (a

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Literal, Sequence, Union
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ Scorer = Callable[[Image], float]
 CurveKind = Literal["deletion", "insertion"]
 Order = Literal["relevancy", "random"]
 BaselineKind = Literal["blur", "mean"]
-Baseline = Union[BaselineKind, Image]
+Baseline = BaselineKind | Image
 
 BLUR_SIGMA_FRACTION = 1 / 16
 """The "blur" baseline's Gaussian sigma as a share of max(H, W): one cell of the 16 x 16 grid."""

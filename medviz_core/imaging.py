@@ -104,7 +104,8 @@ def image_kind(data: bytes) -> Format:
     return kind
 
 
-def image_header(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES) -> ImageHeader:
+def image_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
+                 max_decoded_bytes: int = MAX_DECODED_BYTES) -> ImageHeader:
     """The file's declared size and sample layout, checked against both limits; no pixel is decoded."""
     return _checked_header(data, image_kind(data), max_pixels, max_decoded_bytes)
 

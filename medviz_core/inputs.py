@@ -13,7 +13,8 @@ naming the setting. Does not own decoding image files (imaging.py) or prompt tex
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .errors import ModelLoadError
 from .prompts import build_messages
@@ -32,7 +33,8 @@ def model_inputs(
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     tokenizer = processor.tokenizer
     template_writes_bos = bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
-    inputs = processor(text=text, images=[list(pictures)], return_tensors="pt", add_special_tokens=not template_writes_bos)
+    inputs = processor(text=text, images=[list(pictures)], return_tensors="pt",
+                       add_special_tokens=not template_writes_bos)
     check_inputs(processor, inputs, len(pictures))
     return inputs
 

@@ -29,7 +29,7 @@ class SharedBuffer:
         self.values: torch.Tensor | None = None
 
     def write(self, layer: int, start: int, keys: torch.Tensor, values: torch.Tensor) -> int:
-        """Store one layer's new keys/values [1, kv_heads, n, head_dim] at positions start..start+n-1; return the end."""
+        """Store one layer's new keys/values [1, kv_heads, n, head_dim] at start..start+n-1; return the end."""
         end = start + keys.shape[-2]
         if end > self.max_length:
             raise ValueError(f"sequence of {end} tokens exceeds the cache's {self.max_length}")

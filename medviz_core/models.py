@@ -256,7 +256,8 @@ def _explain_no_room(name: str, device: Any) -> str:
 def _explain_load_failure(target: str, local: bool, error: Exception) -> str:
     detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     if local:
-        return f"could not load a model from folder {target!r} ({detail}); it needs config.json, weights and processor files"
+        return (f"could not load a model from folder {target!r} ({detail}); it needs config.json, weights and "
+                f"processor files")
     return (
         f"could not load {target!r} from the model hub ({detail}). The MedGemma weights are gated: accept the "
         f"license on the hub, run `hf auth login`, check network access, or pass a local folder with --model PATH"

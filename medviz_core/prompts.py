@@ -13,8 +13,8 @@ calls it), decoding images (imaging.py) or streaming text (the engine yields raw
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .errors import RequestError
 

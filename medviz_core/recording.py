@@ -1,25 +1,27 @@
 """Recordings: the frames of one session, exactly as sent, appended to a file.
 
-Owns: the append-only writer (one flush per frame, fsync on request; files are created
-0600 in a 0700 folder: they hold medical images), `append_frame` (an analysis result
-added to a recording later, even while its session still runs: every handle appends,
-O_APPEND; a torn last frame, as a crash or a full disk leaves it, is cut off first so the
-new frame is readable), the tolerant reader (whole frames only: a file cut at any byte
-reads back up to its last whole frame and says whether it holds `end`), the index of a
-recording (where each frame lies, so a replay reads frames from disk as it sends them),
-recording ids and the listing metadata. A recording made before protocol v2 reads back as
-v2 frames (`RecordedFrame.sent` gives the bytes a viewer gets: v1 frames re-encoded as v2,
-v2 ones unchanged). Does not own the frame format (wire/) nor HTTP (server/recordings.py). Callers write one recording from one thread (the server's worker).
+Owns: the append-only writer (one flush per frame, fsync on request; files are created 0600 in
+a 0700 folder: they hold medical images), `append_frame` (an analysis result added to a
+recording later, even while its session still runs: every handle appends, O_APPEND; a torn last
+frame, as a crash or a full disk leaves it, is cut off first so the new frame is readable), the
+tolerant reader (whole frames only: a file cut at any byte reads back up to its last whole
+frame and says whether it holds `end`), the index of a recording (where each frame lies, so a
+replay reads frames from disk as it sends them), recording ids and the listing metadata. A
+recording made before protocol v2 reads back as v2 frames (`RecordedFrame.sent` gives the bytes
+a viewer gets: v1 frames re-encoded as v2, v2 ones unchanged). Does not own the frame format
+(wire/) nor HTTP (server/recordings.py). Callers write one recording from one thread (the
+server's worker).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import msgpack
 

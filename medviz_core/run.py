@@ -15,9 +15,10 @@ import functools
 import sys
 import threading
 import time
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ class Run(Iterator[Step]):
         self.end: StreamEnd | None = None
         self._steps: Generator[Step, None, None] = self._generate()
 
-    def __iter__(self) -> "Run":
+    def __iter__(self) -> Run:
         return self
 
     def __next__(self) -> Step:
@@ -109,7 +110,8 @@ class Run(Iterator[Step]):
                 prefill_ms = model_ms if index == 0 else prefill_ms
                 totals["model_ms"] += model_ms
                 # 4. Maps for the query that produced the token, from one transfer to the CPU.
-                finish = functools.partial(self._step, index, token, position, forward.reduced(position), text, model_ms)
+                rows = forward.reduced(position)
+                finish = functools.partial(self._step, index, token, position, rows, text, model_ms)
                 yield from deliver(finisher.submit(finish))
                 # 5. Stop on EOS / end of turn, else feed the token back.
                 if token in engine.eos_ids:
@@ -142,7 +144,7 @@ class Run(Iterator[Step]):
         token: int,
         position: int,
         reduced: capture_module.ReducedRows,
-        text: "IncrementalText",
+        text: IncrementalText,
         model_ms: float,
     ) -> Step:
         tick = time.perf_counter()
@@ -153,7 +155,8 @@ class Run(Iterator[Step]):
         for block, image in enumerate(self.prompt.images):
             cells = slice(block * n, (block + 1) * n)
             rollout = None if reduced.rollout is None or not self.wants_rollout else reduced.rollout[cells]
-            flat, share = compute_maps(reduced.layer_means[:, cells], reduced.last_heads[:, cells], rollout, self.methods)
+            flat, share = compute_maps(reduced.layer_means[:, cells], reduced.last_heads[:, cells], rollout,
+                                       self.methods)
             by_name: Mapping[str, np.ndarray] = {name: flat[name].reshape(engine.grid) for name in self.methods}
             stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
             focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, image.size), share))

@@ -10,9 +10,9 @@ keep the order given (folders: by name) and take no label. Does not own decoding
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .errors import RequestError
 from .imaging import sniff_format

@@ -168,7 +168,6 @@ def medgemma_4b_config(layers: int = 34) -> Any:
 def build_processor(tokenizer: Any, image_size: int) -> Any:
     """A Gemma 3 processor as MedGemma's: square resize (bilinear), rescale, mean/std 0.5, no pan-and-scan."""
     from transformers import Gemma3ImageProcessorPil, Gemma3Processor
-
     from transformers.image_utils import PILImageResampling
 
     image_processor = Gemma3ImageProcessorPil(  # MedGemma's preprocessor_config.json, at `image_size`

@@ -18,19 +18,26 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from .errors import ExportError, MedvizError, RequestError
 from .wire.client_frames import AnalyzeRequest
+from .wire.codec import QuantMap
 from .wire.results import (
-    AgreementResult, AnalysisFrame, AnalysisResult, DicomResult, FaithfulnessResult, GradientResult, HeadsResult,
+    AgreementResult,
+    AnalysisFrame,
+    AnalysisResult,
+    DicomResult,
+    FaithfulnessResult,
+    GradientResult,
+    HeadsResult,
     VolumeResult,
 )
-from .wire.codec import QuantMap
 from .wire.server_frames import StartFrame, StepFrame
 
 MODEL_KINDS = ("gradient", "heads", "faithfulness")  # need the model (the worker thread); the others are numpy
@@ -77,8 +84,9 @@ def check_request(source: AnalysisSource, request: AnalyzeRequest) -> None:
     start = source.start
     if request.kind in ("faithfulness", "volume", "dicom"):
         if request.method != "gradient" and request.method not in start.methods:
+            also = " or gradient" if request.kind == "faithfulness" else ""
             raise RequestError(f"method {request.method!r} is not computed by this {source.what}; expected one of "
-                               f"{', '.join(start.methods)}" + (" or gradient" if request.kind == "faithfulness" else ""))
+                               f"{', '.join(start.methods)}{also}")
     if request.kind == "faithfulness":
         cells = start.model.grid[0] * start.model.grid[1]
         if request.steps < 1:

@@ -9,8 +9,9 @@ in `frames.py` and the browser.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt

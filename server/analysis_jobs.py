@@ -1,17 +1,18 @@
 """On-demand analysis jobs: one per (source, job id), cached, cancellable, run on the model's worker.
 
-Owns: `AnalysisJobs`: `request` checks a request against its source, answers a repeat from
-the cache (or from the source's recording), joins a running job, or queues a new one on
-the worker (worker.py says when it runs; a job asked to give way to a live session stops,
-tells its askers `queued` again and waits at the head of its line) for the asking connection (BusyError, and nothing queued, past the worker's
-bounds per connection and in total: only new jobs count, a repeat or a join costs
-nothing); `cancel` stops a job for every socket waiting on it and gives its place in the
-line back; `forget` drops a source's jobs when its session expires. A finished job's `done` frame is appended to the source's
-recording on the worker thread (the thread that writes recordings). `withdraw` takes back
-a closing socket's wish for an answer, and a job nobody waits for any more is cancelled,
-so a closed tab does not keep the model's worker busy. Replies are
-callables `reply(frame, final)` that must not block (the routes hand them to the event
-loop). Does not own what a job computes (medviz_core/token_analysis.py) or sockets (live.py, replay.py).
+Owns: `AnalysisJobs`: `request` checks a request against its source, answers a repeat from the
+cache (or from the source's recording), joins a running job, or queues a new one on the worker
+(worker.py says when it runs; a job asked to give way to a live session stops, tells its askers
+`queued` again and waits at the head of its line) for the asking connection (BusyError, and
+nothing queued, past the worker's bounds per connection and in total: only new jobs count, a
+repeat or a join costs nothing); `cancel` stops a job for every socket waiting on it and gives
+its place in the line back; `forget` drops a source's jobs when its session expires. A finished
+job's `done` frame is appended to the source's recording on the worker thread (the thread that
+writes recordings). `withdraw` takes back a closing socket's wish for an answer, and a job
+nobody waits for any more is cancelled, so a closed tab does not keep the model's worker busy.
+Replies are callables `reply(frame, final)` that must not block (the routes hand them to the
+event loop). Does not own what a job computes (medviz_core/token_analysis.py) or sockets
+(live.py, replay.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from medviz_core.errors import Cancelled, MedvizError, RequestError
 from medviz_core.recording import append_frame

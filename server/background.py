@@ -14,7 +14,8 @@ import dataclasses
 import socket
 import threading
 import time
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from starlette.applications import Starlette
 from .app import create_app
 from .settings import Settings
 from .uvicorn_config import server_config
+
 
 @contextlib.contextmanager
 def serve_in_background(settings: Settings, engine: Any = None, start_timeout: float = 60.0) -> Iterator[int]:

@@ -14,7 +14,7 @@ the event loop only (the worker thread hands frames over with
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from medviz_core.wire.codes import CloseCode
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from medviz_core.errors import MedvizError
 
@@ -47,7 +47,8 @@ def _generate(args: argparse.Namespace) -> int:
     try:
         for step in run:
             if not args.plain:
-                shares = "".join(f" {f.label or i}:{f.share:.3f}" for i, f in enumerate(step.images)) if len(step.images) > 1 else ""
+                several = len(step.images) > 1
+                shares = "".join(f" {f.label or i}:{f.share:.3f}" for i, f in enumerate(step.images)) if several else ""
                 read = ""
                 if args.context:
                     words = [f"{tokenizer.decode([sequence[link.position]])!r}@{link.position}:{link.value:.3f}"
@@ -69,7 +70,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_generate(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _add_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("generate", help="stream a report for one image to the terminal")
     parser.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="tiny | demo | random:medgemma-4b | hub id | folder")

@@ -45,7 +45,8 @@ def _analyze(args: argparse.Namespace) -> int:
               f"image_mass {step.image_mass:.3f}\n")
     gradient = gradient_relevancy(engine, context)
     for number, image_map in enumerate(gradient):
-        out.write(f"\ngradient relevancy (Chefer), image {number}, max {image_map.max():.3g}\n{_ascii_map(image_map)}\n")
+        out.write(f"\ngradient relevancy (Chefer), image {number}, max {image_map.max():.3g}\n"
+                  f"{_ascii_map(image_map)}\n")
     view = layer_head_view(engine, context)
     out.write("\nlayer x head: image_mass / entropy\n")
     for layer in range(view.image_mass.shape[0]):
@@ -106,8 +107,9 @@ def add_prompt_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"prompt preset ({described})")
 
 
-def add_analysis_commands(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    analyze = subparsers.add_parser("analyze", help="gradient relevancy, layer x head view and faithfulness of one token")
+def add_analysis_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    analyze = subparsers.add_parser("analyze",
+                                    help="gradient relevancy, layer x head view and faithfulness of one token")
     analyze.add_argument("image")
     analyze.add_argument("--token", type=int, default=0, help="index of the generated token to explain")
     analyze.add_argument("--model", default="tiny")

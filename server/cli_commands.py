@@ -127,12 +127,11 @@ def _faithfulness(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
+    from medviz_core.batch import faithfulness_rows, parse_tokens, plan_faithfulness, summarise
     from medviz_core.models import load_engine
     from medviz_core.recording import read_recording
-    from medviz_core.types import METHODS
-
-    from medviz_core.batch import faithfulness_rows, parse_tokens, plan_faithfulness, summarise
     from medviz_core.token_analysis import recording_source
+    from medviz_core.types import METHODS
 
     path = Path(args.recording)
     if not path.is_file():
@@ -259,7 +258,8 @@ def add_server_commands(subparsers: Any) -> None:
     export = subparsers.add_parser("export", help="a token's map as DICOM: secondary capture, parametric map, "
                                    "segmentation (the last two when the recording's image was DICOM)")
     export.add_argument("recording", help="a .medviz file")
-    export.add_argument("--token", required=True, help="I (one token) or A:B (the mean over tokens A..B, both included)")
+    export.add_argument("--token", required=True,
+                        help="I (one token) or A:B (the mean over tokens A..B, both included)")
     export.add_argument("--method", default="consensus", help="the map to export (default consensus)")
     export.add_argument("--image", type=int, default=0, help="which image of a study (default 0)")
     export.add_argument("--out", required=True, help="a folder (created if its parent exists)")

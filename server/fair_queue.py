@@ -1,17 +1,18 @@
 """A bounded queue shared fairly by many owners: each owner's items in order, owners taken in turn.
 
 Owns: `FairQueue`, used by the worker for analysis tasks: `push` refuses (BusyError) past
-`per_owner` items of one owner or `total` items in all, `pop` takes the oldest item (of
-those `accept` allows) of the owner whose turn it is and moves that owner to the back,
-`push_front` puts an admitted item back at the head of its owner's line (a preempted
-task), `discard` takes an item back out (a cancelled job frees its place at once). Not threadsafe: the worker calls it under its
-lock. Does not own what the items are or when they run (worker.py).
+`per_owner` items of one owner or `total` items in all, `pop` takes the oldest item (of those
+`accept` allows) of the owner whose turn it is and moves that owner to the back, `push_front`
+puts an admitted item back at the head of its owner's line (a preempted task), `discard` takes
+an item back out (a cancelled job frees its place at once). Not threadsafe: the worker calls it
+under its lock. Does not own what the items are or when they run (worker.py).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from medviz_core.errors import BusyError
 

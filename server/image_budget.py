@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
 
 from medviz_core.errors import BusyError, ImageError
 from medviz_core.image_headers import ImageHeader

@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from medviz_core.errors import MedvizError, ProtocolError
 from medviz_core.token_analysis import AnalysisSource, job_id
 from medviz_core.wire.client_frames import (
-    ANALYSIS_COMMANDS, AnalyzeRequest, CancelAnalysisRequest, ClientFrame, StartRequest, parse_client_frame,
+    ANALYSIS_COMMANDS,
+    AnalyzeRequest,
+    CancelAnalysisRequest,
+    ClientFrame,
+    StartRequest,
+    parse_client_frame,
     peek_request_id,
 )
 from medviz_core.wire.codes import CloseCode, close_code_for, close_reason
@@ -108,7 +113,7 @@ class Outbox:
             owed.ids.pop()
             self._settle(job, owed)
 
-    def _settle(self, job: str, owed: "_Owed") -> None:
+    def _settle(self, job: str, owed: _Owed) -> None:
         if not owed.ids and owed.unsent <= 0:
             del self.pending[job]
         if not self.pending:

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medviz_core.errors import ConflictError, MedvizError, NotFoundError
-from medviz_core.recording import list_recordings, recording_path
 from medviz_core.recording import delete_recording as delete_file
+from medviz_core.recording import list_recordings, recording_path
 
 from .sessions import SessionManager
 from .settings import Settings

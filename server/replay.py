@@ -20,8 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from starlette.websockets import WebSocket
 
@@ -29,8 +30,16 @@ from medviz_core.errors import MedvizError, RequestError
 from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path
 from medviz_core.token_analysis import AnalysisSource, job_id, recording_source
 from medviz_core.wire.client_frames import (
-    ANALYSIS_COMMANDS, AnalyzeRequest, CancelAnalysisRequest, ClientFrame, PauseRequest, ResumeRequest, SeekRequest,
-    SpeedRequest, parse_client_frame, peek_request_id,
+    ANALYSIS_COMMANDS,
+    AnalyzeRequest,
+    CancelAnalysisRequest,
+    ClientFrame,
+    PauseRequest,
+    ResumeRequest,
+    SeekRequest,
+    SpeedRequest,
+    parse_client_frame,
+    peek_request_id,
 )
 from medviz_core.wire.codes import CloseCode
 from medviz_core.wire.results import AnalysisFrame
@@ -121,8 +130,10 @@ class Replay:
     """One replay connection: a command reader and a sender driven by a ReplayClock."""
 
     def __init__(self, ws: WebSocket, settings: Settings, index: tuple[IndexEntry, ...], file: BinaryIO,
-                 path: Path, speed: float, sessions: SessionManager, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ws, self.settings, self.file, self.path, self.now, self.sessions = ws, settings, file, path, clock, sessions
+                 path: Path, speed: float, sessions: SessionManager,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ws, self.settings, self.file, self.path = ws, settings, file, path
+        self.now, self.sessions = clock, sessions
         self.name = path.stem
         self.start = index[0]
         self.steps = [e for e in index if e.type == "step"]

@@ -1,16 +1,16 @@
 """Live sessions behind a small interface: submit, watch, leave, cancel, list.
 
 Owns: `SessionManager` (the Protocol the routes use) and `LocalSessions`, its in-process
-implementation: one `GenerationWorker` for the model and one broadcast `Channel` per
-session. The interface is shaped so that generation could later run as replicas of a
-distributed engine (e.g. Ray Serve deployments) and fan-out could go through an existing
-pub/sub (e.g. Redis channels), by writing another implementation; no cluster code here.
-Owner semantics: when the starting client has left and nobody watches, the run stops;
-a viewer that was dropped (4008) or lost its connection, the owner included, leaves with
-`owner_grace_s` to rejoin through /ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line
+implementation: one `GenerationWorker` for the model and one broadcast `Channel` per session.
+The interface is shaped so that generation could later run as replicas of a distributed engine
+(e.g. Ray Serve deployments) and fan-out could go through an existing pub/sub (e.g. Redis
+channels), by writing another implementation; no cluster code here. Owner semantics: when the
+starting client has left and nobody watches, the run stops; a viewer that was dropped (4008) or
+lost its connection, the owner included, leaves with `owner_grace_s` to rejoin through
+/ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line
 bounded per connection and in total; `live_source` gives them a session's frames so far,
-decoded once each. `images` is the image budget start requests are admitted under;
-`writing` says whether a recording is still being written (it may not be deleted).
+decoded once each. `images` is the image budget start requests are admitted under; `writing`
+says whether a recording is still being written (it may not be deleted).
 """
 
 from __future__ import annotations

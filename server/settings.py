@@ -14,7 +14,6 @@ from pathlib import Path
 
 from medviz_core.errors import AuthError
 from medviz_core.imaging import MAX_DECODED_BYTES, MAX_PIXELS
-
 from medviz_core.wire.limits import ClientLimits
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"

@@ -24,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any
 
 from medviz_core.errors import BusyError, MedvizError
 from medviz_core.recording import RecordingWriter
@@ -144,7 +145,8 @@ class GenerationWorker:
                 self._waiting.remove(job)
         if waiting:
             job.state = "finished"
-            job.emit(EndFrame.of_end(StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")).to_wire(), True)
+            waited = StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")
+            job.emit(EndFrame.of_end(waited).to_wire(), True)
             _finish(job)
             self._announce_positions()
 

@@ -66,10 +66,10 @@ def maps_for_query(
 ) -> dict[str, np.ndarray]:
     """Every method for query q; `kept` overrides head_importance's head selection (bf16 near-ties)."""
     L = len(attn)
-    m = [attn[l][:, q, : q + 1].mean(0) for l in range(L)]
-    img = [m[l][image] for l in range(L)]
+    m = [attn[layer][:, q, : q + 1].mean(0) for layer in range(L)]
+    img = [m[layer][image] for layer in range(L)]
     raw = img[L - 1]
-    layer_weighted = sum(((l + 1) / L) * img[l] for l in range(L)) / L
+    layer_weighted = sum(((layer + 1) / L) * img[layer] for layer in range(L)) / L
     importances = head_importances(attn, q, image)
     kept = kept_heads(importances) if kept is None else kept
     weight_sum = sum(importances[h] for h in kept)

@@ -14,7 +14,6 @@ from medviz_core.analysis import gradient_relevancy, layer_head_view, token_cont
 from medviz_core.capture import Cancelled
 from medviz_core.errors import RequestError
 
-
 QUESTION = "Is there a nodule?"
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import main
 from medviz_core.types import ZONES
+from server.cli import main
 
 
 def test_generate_prints_one_line_per_token_with_zone_and_image_mass(cxr_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

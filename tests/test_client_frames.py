@@ -10,7 +10,13 @@ import pytest
 from medviz_core.errors import MessageTooLarge, ProtocolError, RequestError
 from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
-    AnalyzeRequest, CancelAnalysisRequest, PauseRequest, SeekRequest, SpeedRequest, StartRequest, parse_client_frame,
+    AnalyzeRequest,
+    CancelAnalysisRequest,
+    PauseRequest,
+    SeekRequest,
+    SpeedRequest,
+    StartRequest,
+    parse_client_frame,
     peek_request_id,
 )
 from medviz_core.wire.limits import ClientLimits

@@ -13,15 +13,25 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from medviz_core.dicom_export import NO_IDENTITY, NO_REGIONS, NO_SOURCE_OBJECTS, ExportMap, ExportResult, ExportSource, build_export, export_dicom
+from medviz_core.dicom_export import (
+    NO_IDENTITY,
+    NO_REGIONS,
+    NO_SOURCE_OBJECTS,
+    ExportMap,
+    ExportResult,
+    ExportSource,
+    build_export,
+    export_dicom,
+)
 from medviz_core.dicom_header import NOMINAL_PIXEL_SPACING
 from medviz_core.dicom_overlay import ALPHA, VIRIDIS, cell_edges, map_to_pixels, region_masks, render_overlay
 from medviz_core.errors import ExportError

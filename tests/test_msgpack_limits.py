@@ -8,12 +8,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from medviz_core.wire import server_frames as frames
-from medviz_core.wire import codec
 from medviz_core.errors import ProtocolError
-from medviz_core.wire.limits import SERVER_LIMITS, check_shape, client_limits
+from medviz_core.wire import codec
 from medviz_core.wire.client_frames import parse_client_frame
-from medviz_core.wire.limits import ClientLimits
+from medviz_core.wire.limits import SERVER_LIMITS, ClientLimits, check_shape, client_limits
 
 CLIENT = client_limits(max_message_bytes=20 * 1024 * 1024, max_question_chars=2000)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from medviz_core.wire import server_frames as frames
 from medviz_core.errors import NotFoundError, ProtocolError, RequestError
 from medviz_core.recording import (
     RecordingWriter,
@@ -21,6 +20,7 @@ from medviz_core.recording import (
     recording_info,
     recording_path,
 )
+from medviz_core.wire import server_frames as frames
 from tests.fixtures.frames import make_fixtures
 
 FRAMES = make_fixtures.build()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import numpy as np
+import pytest
 
 from medviz_core.relevancy import compute_maps, flow_weights, head_importance
 

@@ -14,7 +14,13 @@ import pytest
 from medviz_core.errors import ProtocolError
 from medviz_core.wire.codec import pack_polygon, quantise, unpack_polygon
 from medviz_core.wire.results import (
-    AgreementResult, AnalysisFrame, FaithfulnessResult, GradientResult, HeadsResult, MethodAgreement, VolumeResult,
+    AgreementResult,
+    AnalysisFrame,
+    FaithfulnessResult,
+    GradientResult,
+    HeadsResult,
+    MethodAgreement,
+    VolumeResult,
 )
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, ImageInfo, StartFrame, StepFrame, decode
 from tests.fixtures.frames import make_fixtures

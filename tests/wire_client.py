@@ -6,7 +6,13 @@ from typing import Any
 
 from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
-    AnalyzeRequest, CancelAnalysisRequest, CancelRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest,
+    AnalyzeRequest,
+    CancelAnalysisRequest,
+    CancelRequest,
+    PauseRequest,
+    ResumeRequest,
+    SeekRequest,
+    SpeedRequest,
     StartRequest,
 )
 

@@ -13,8 +13,9 @@ method it does not compute) are the server's. Does not own server frames (server
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Union
+from typing import Any
 
 from ..errors import MessageTooLarge, ProtocolError, RequestError
 from ..prompts import check_label, check_preset, check_question
@@ -22,8 +23,15 @@ from ..relevancy import check_methods
 from ..types import METHODS, GenerationParams
 from .codec import VERSION, get_field, optional_field, pack, unpack
 from .limits import (
-    DEFAULT_FAITHFULNESS_STEPS, MAX_BOX_LABEL_CHARS, MAX_BOXES, MAX_FAITHFULNESS_STEPS, MAX_IMAGES, MAX_JOB_CHARS,
-    MAX_REQUEST_ID_CHARS, ClientLimits, client_limits,
+    DEFAULT_FAITHFULNESS_STEPS,
+    MAX_BOX_LABEL_CHARS,
+    MAX_BOXES,
+    MAX_FAITHFULNESS_STEPS,
+    MAX_IMAGES,
+    MAX_JOB_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    ClientLimits,
+    client_limits,
 )
 from .results import ANALYSIS_KINDS
 from .server_frames import params_from_wire, params_to_wire
@@ -129,7 +137,7 @@ class AnalyzeRequest:
             body["boxes"] = [b.to_wire() for b in self.boxes]
         return pack("analyze", body)
 
-    def without_id(self) -> "AnalyzeRequest":
+    def without_id(self) -> AnalyzeRequest:
         """The request as a job sees it: two sockets' equal requests are one job whatever their ids."""
         return replace(self, id=None)
 
@@ -144,8 +152,8 @@ class CancelAnalysisRequest:
         return pack("cancel_analysis", {"job": self.job, "id": self.id})
 
 
-ClientFrame = Union[StartRequest, CancelRequest, PauseRequest, ResumeRequest, SeekRequest, SpeedRequest,
-                    AnalyzeRequest, CancelAnalysisRequest]
+ClientFrame = (StartRequest | CancelRequest | PauseRequest | ResumeRequest | SeekRequest | SpeedRequest
+               | AnalyzeRequest | CancelAnalysisRequest)
 
 
 def parse_client_frame(data: bytes | str, limits: ClientLimits, accept: tuple[str, ...] = CLIENT_TYPES) -> ClientFrame:

@@ -10,8 +10,9 @@ or an error naming the field, what was expected and what came), `QuantMap` with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -39,7 +40,8 @@ def unpack(data: bytes, limits: UnpackLimits = SERVER_LIMITS, versions: tuple[in
     try:
         value = msgpack.unpackb(data, raw=False, strict_map_key=True, **unpack_kwargs(limits))
     except msgpack.ExtraData as error:
-        raise ProtocolError(f"message is more than one msgpack value: {len(error.extra)} bytes follow the first") from None
+        extra = len(error.extra)
+        raise ProtocolError(f"message is more than one msgpack value: {extra} bytes follow the first") from None
     except (ValueError, TypeError):  # FormatError, StackError, truncated input, bad UTF-8, bad map keys
         raise ProtocolError("message is not valid msgpack") from None
     if not isinstance(value, dict):
@@ -55,7 +57,7 @@ def unpack(data: bytes, limits: UnpackLimits = SERVER_LIMITS, versions: tuple[in
 
 # -- typed field reads ---------------------------------------------------------------------
 
-Kind = Union[type, tuple[type, ...]]
+Kind = type | tuple[type, ...]
 _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "a boolean", bytes: "bytes",
           list: "an array", dict: "a map", type(None): "nil"}
 
@@ -121,14 +123,14 @@ class QuantMap:
         return (self.lo + u8 / 255.0 * (self.hi - self.lo)).astype(np.float32).reshape(grid)
 
     @staticmethod
-    def of(values: np.ndarray) -> "QuantMap":
+    def of(values: np.ndarray) -> QuantMap:
         return QuantMap(*quantise(values))
 
     def to_wire(self) -> list[Any]:
         return [self.lo, self.hi, self.u8]
 
     @staticmethod
-    def from_wire(entry: object, what: str) -> "QuantMap":
+    def from_wire(entry: object, what: str) -> QuantMap:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], bytes)
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry[:2])):
             raise ProtocolError(f"map '{what}' must be [lo, hi, bytes]; got {describe(entry)}")

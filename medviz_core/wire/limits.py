@@ -1,14 +1,14 @@
 """The protocol's limits: what a frame may hold (checked before anything is unpacked) and what it may ask.
 
-Owns: the protocol constants (MAX_IMAGES, MAX_LABEL_CHARS, MAX_BOXES, ... : the one place
-each is defined), `ClientLimits` (the server's caps on what a client asks), `UnpackLimits` (the most items, nesting depth and array / map / str / bin lengths a
-frame may hold), `SERVER_LIMITS` sized to what the server sends and records (protocol
-v1), `client_limits` sized to what clients send, and `check_shape`, which walks the
-msgpack headers of a message (skipping str and bin payloads, building nothing) and
-refuses it at the first header past a limit. A bomb of millions of tiny arrays is refused
-after at most `max_items` headers, in microseconds and without memory, so the parser
-never materialises it. `unpack_kwargs` gives msgpack.unpackb the same length limits.
-Does not own what the fields mean (server_frames.py, client_frames.py).
+Owns: the protocol constants (MAX_IMAGES, MAX_LABEL_CHARS, MAX_BOXES, ... : the one place each
+is defined), `ClientLimits` (the server's caps on what a client asks), `UnpackLimits` (the most
+items, nesting depth and array / map / str / bin lengths a frame may hold), `SERVER_LIMITS`
+sized to what the server sends and records (protocol v1), `client_limits` sized to what clients
+send, and `check_shape`, which walks the msgpack headers of a message (skipping str and bin
+payloads, building nothing) and refuses it at the first header past a limit. A bomb of millions
+of tiny arrays is refused after at most `max_items` headers, in microseconds and without
+memory, so the parser never materialises it. `unpack_kwargs` gives msgpack.unpackb the same
+length limits. Does not own what the fields mean (server_frames.py, client_frames.py).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ float64 (maps as quantised [lo, hi, u8] like step maps). Does not compute anythi
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence, Union
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,14 +38,14 @@ class GradientResult:
     maps: tuple[QuantMap, ...]
 
     @staticmethod
-    def of(maps: np.ndarray) -> "GradientResult":
+    def of(maps: np.ndarray) -> GradientResult:
         return GradientResult(tuple(QuantMap.of(m) for m in maps))
 
     def to_wire(self) -> dict[str, Any]:
         return {"maps": [q.to_wire() for q in self.maps]}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "GradientResult":
+    def from_wire(m: Mapping[str, Any]) -> GradientResult:
         return GradientResult(_quant_maps(m, "gradient"))
 
 
@@ -59,7 +60,7 @@ class HeadsResult:
     entropy: tuple[float, ...]  # layers * heads: normalised entropy of its image attention
 
     @staticmethod
-    def of(maps: np.ndarray, mass: np.ndarray, entropy: np.ndarray) -> "HeadsResult":
+    def of(maps: np.ndarray, mass: np.ndarray, entropy: np.ndarray) -> HeadsResult:
         """[L, H, images, gh, gw] maps and [L, H] mass / entropy."""
         layers, heads = int(maps.shape[0]), int(maps.shape[1])
         flat = maps.reshape(layers * heads * int(maps.shape[2]), *maps.shape[3:])
@@ -71,7 +72,7 @@ class HeadsResult:
                 "mass": list(self.mass), "entropy": list(self.entropy)}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "HeadsResult":
+    def from_wire(m: Mapping[str, Any]) -> HeadsResult:
         return HeadsResult(get_field(m, "layers", int, "analysis"), get_field(m, "heads", int, "analysis"),
                            _quant_maps(m, "heads"), _floats(m, "mass"), _floats(m, "entropy"))
 
@@ -96,7 +97,7 @@ class Curve:
     auc: float
 
     @staticmethod
-    def of(curve: CurveLike) -> "Curve":
+    def of(curve: CurveLike) -> Curve:
         return Curve(tuple(float(v) for v in curve.fractions), tuple(float(v) for v in curve.scores),
                      float(curve.auc))
 
@@ -104,7 +105,7 @@ class Curve:
         return {"fractions": list(self.fractions), "scores": list(self.scores), "auc": self.auc}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any], key: str) -> "Curve":
+    def from_wire(m: Mapping[str, Any], key: str) -> Curve:
         c = get_field(m, key, dict, "analysis")
         return Curve(_floats(c, "fractions"), _floats(c, "scores"), float(get_field(c, "auc", float, "analysis")))
 
@@ -121,7 +122,7 @@ class FaithfulnessResult:
 
     @staticmethod
     def of(method: str, deletion: CurveLike, insertion: CurveLike, random_deletion: CurveLike,
-           random_insertion: CurveLike) -> "FaithfulnessResult":
+           random_insertion: CurveLike) -> FaithfulnessResult:
         return FaithfulnessResult(method, Curve.of(deletion), Curve.of(insertion), Curve.of(random_deletion),
                                   Curve.of(random_insertion))
 
@@ -131,7 +132,7 @@ class FaithfulnessResult:
                 "random_insertion": self.random_insertion.to_wire()}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "FaithfulnessResult":
+    def from_wire(m: Mapping[str, Any]) -> FaithfulnessResult:
         curves = [Curve.from_wire(m, k) for k in ("deletion", "insertion", "random_deletion", "random_insertion")]
         return FaithfulnessResult(get_field(m, "method", str, "analysis"), *curves)
 
@@ -149,7 +150,7 @@ class AgreementResult:
     image: int  # which image the boxes are on
 
     @staticmethod
-    def of(per_method: Mapping[str, tuple[bool, float, float]], image: int) -> "AgreementResult":
+    def of(per_method: Mapping[str, tuple[bool, float, float]], image: int) -> AgreementResult:
         return AgreementResult({m: MethodAgreement(bool(h), float(i), float(c)) for m, (h, i, c) in per_method.items()},
                                image)
 
@@ -158,7 +159,7 @@ class AgreementResult:
                                for m, a in self.per_method.items()}, "image": self.image}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "AgreementResult":
+    def from_wire(m: Mapping[str, Any]) -> AgreementResult:
         scores = {}
         for method, s in get_field(m, "per_method", dict, "analysis").items():
             if not isinstance(s, dict):
@@ -186,7 +187,7 @@ class VolumeResult:
                 "lateral": self.lateral}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "VolumeResult":
+    def from_wire(m: Mapping[str, Any]) -> VolumeResult:
         peak = optional_field(m, "peak", list, None, "analysis")
         return VolumeResult(method=get_field(m, "method", str, "analysis"), size=get_field(m, "size", int, "analysis"),
                             volume=QuantMap.from_wire(get_field(m, "volume", list, "analysis"), "volume"),
@@ -207,13 +208,13 @@ class DicomResult:
         return {"zip": self.zip, "names": list(self.names), "notes": list(self.notes)}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "DicomResult":
+    def from_wire(m: Mapping[str, Any]) -> DicomResult:
         return DicomResult(get_field(m, "zip", bytes, "analysis"),
                            tuple(str(v) for v in get_field(m, "names", list, "analysis")),
                            tuple(str(v) for v in get_field(m, "notes", list, "analysis")))
 
 
-AnalysisResult = Union[GradientResult, HeadsResult, FaithfulnessResult, AgreementResult, VolumeResult, DicomResult]
+AnalysisResult = GradientResult | HeadsResult | FaithfulnessResult | AgreementResult | VolumeResult | DicomResult
 _RESULTS: dict[str, Any] = {
     "gradient": GradientResult, "heads": HeadsResult, "faithfulness": FaithfulnessResult,
     "agreement": AgreementResult, "volume": VolumeResult, "dicom": DicomResult,
@@ -233,7 +234,7 @@ class AnalysisFrame:
     id: str | None = None
     type: str = "analysis"
 
-    def with_id(self, request_id: str | None) -> "AnalysisFrame":
+    def with_id(self, request_id: str | None) -> AnalysisFrame:
         return AnalysisFrame(self.job, self.kind, self.index, self.status, self.message, self.result, request_id)
 
     def to_wire(self) -> bytes:
@@ -242,7 +243,7 @@ class AnalysisFrame:
                                  "result": None if self.result is None else self.result.to_wire()})
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "AnalysisFrame":
+    def from_wire(f: Mapping[str, Any]) -> AnalysisFrame:
         kind = get_field(f, "kind", str, "analysis")
         status = get_field(f, "status", str, "analysis")
         if kind not in ANALYSIS_KINDS or status not in ANALYSIS_STATUSES:

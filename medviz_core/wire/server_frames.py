@@ -10,8 +10,9 @@ stays under 2.5 KB); other frames keep float64. Does no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,11 @@ def params_to_wire(params: GenerationParams) -> dict[str, Any]:
             "top_k": params.top_k, "repetition_penalty": params.repetition_penalty, "seed": params.seed}
 
 
+DEFAULT_PARAMS = GenerationParams()
+
+
 def params_from_wire(m: Mapping[str, Any], where: str, error: type[Exception] = ProtocolError,
-                     defaults: GenerationParams = GenerationParams()) -> GenerationParams:
+                     defaults: GenerationParams = DEFAULT_PARAMS) -> GenerationParams:
     """A params map; absent fields take `defaults` (client frames); RequestError from the range checks."""
     def read(key: str, kind: Any) -> Any:
         return optional_field(m, key, kind, getattr(defaults, key), where, error)
@@ -78,7 +82,7 @@ class ImageInfo:
                 "positions": list(self.positions)}
 
     @staticmethod
-    def from_wire(m: Mapping[str, Any]) -> "ImageInfo":
+    def from_wire(m: Mapping[str, Any]) -> ImageInfo:
         return ImageInfo(png=get_field(m, "png", bytes, "start"),
                          size=(get_field(m, "width", int, "start"), get_field(m, "height", int, "start")),
                          label=get_field(m, "label", str, "start"),
@@ -105,7 +109,7 @@ class StartFrame:
 
     @staticmethod
     def of_run(session: str, facts: ModelFacts, prompt: Prompt, methods: tuple[str, ...],
-               params: GenerationParams, created: float, recording: str | None = None) -> "StartFrame":
+               params: GenerationParams, created: float, recording: str | None = None) -> StartFrame:
         images = tuple(ImageInfo(i.png, i.size, i.label, i.positions) for i in prompt.images)
         return StartFrame(session=session, model=facts, token_ids=prompt.token_ids, token_texts=prompt.token_texts,
                           image_positions=prompt.layout.positions, question=prompt.question, preset=prompt.preset,
@@ -122,7 +126,7 @@ class StartFrame:
         })
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "StartFrame":
+    def from_wire(f: Mapping[str, Any]) -> StartFrame:
         prompt = get_field(f, "prompt", dict, "start")
         images = tuple(ImageInfo.from_wire(m) for m in maps_of(f, "images", "start"))
         if not images:
@@ -176,7 +180,7 @@ class ImageMaps:
                 "zone": s.peak_zone, "regions": [_region_to_wire(r) for r in s.regions]}
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "ImageMaps":
+    def from_wire(f: Mapping[str, Any]) -> ImageMaps:
         peak = get_field(f, "peak", list, "step")
         if len(peak) != 2:
             raise ProtocolError(f"a step's peak must be [row, col]; got {len(peak)} numbers")
@@ -208,7 +212,7 @@ class StepFrame:
     type: str = "step"
 
     @staticmethod
-    def of_step(step: Step, t_ms: float) -> "StepFrame":
+    def of_step(step: Step, t_ms: float) -> StepFrame:
         images = tuple(ImageMaps({name: QuantMap.of(values) for name, values in f.maps.items()}, f.share, f.stats)
                        for f in step.images)
         return StepFrame(index=step.index, token_id=step.token_id, text=step.text, position=step.position,
@@ -232,7 +236,7 @@ class StepFrame:
         }, single=True)
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "StepFrame":
+    def from_wire(f: Mapping[str, Any]) -> StepFrame:
         images = tuple(ImageMaps.from_wire(m) for m in maps_of(f, "images", "step"))
         if not images:
             raise ProtocolError("a step frame holds at least one image; got none")
@@ -269,7 +273,7 @@ class EndFrame:
     type: str = "end"
 
     @staticmethod
-    def of_end(end: StreamEnd) -> "EndFrame":
+    def of_end(end: StreamEnd) -> EndFrame:
         return EndFrame(end.reason, end.tokens, end.text, end.prefill_ms, end.total_ms, end.message,
                         dict(end.timings))
 
@@ -279,7 +283,7 @@ class EndFrame:
                             "message": self.message, "timings": {str(k): float(v) for k, v in self.timings.items()}})
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "EndFrame":
+    def from_wire(f: Mapping[str, Any]) -> EndFrame:
         return EndFrame(
             reason=get_field(f, "reason", str, "end"), tokens=get_field(f, "tokens", int, "end"),
             text=get_field(f, "text", str, "end"), prefill_ms=float(get_field(f, "prefill_ms", float, "end")),
@@ -301,12 +305,12 @@ class ErrorFrame:
         return pack("error", {"code": str(self.code), "message": self.message, "id": self.id})
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "ErrorFrame":
+    def from_wire(f: Mapping[str, Any]) -> ErrorFrame:
         return ErrorFrame(code=get_field(f, "code", str, "error"), message=get_field(f, "message", str, "error"),
                           id=optional_field(f, "id", str, None, "error"))
 
     @staticmethod
-    def internal(message: str = "the server failed; see its log") -> "ErrorFrame":
+    def internal(message: str = "the server failed; see its log") -> ErrorFrame:
         return ErrorFrame(ErrorCode.INTERNAL, message)
 
 
@@ -319,7 +323,7 @@ class QueuedFrame:
         return pack("queued", {"position": self.position})
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "QueuedFrame":
+    def from_wire(f: Mapping[str, Any]) -> QueuedFrame:
         return QueuedFrame(position=get_field(f, "position", int, "queued"))
 
 
@@ -337,8 +341,9 @@ class ReplayFrame:
                                "paused": self.paused, "at": self.at})
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "ReplayFrame":
-        return ReplayFrame(recording=get_field(f, "recording", str, "replay"), steps=get_field(f, "steps", int, "replay"),
+    def from_wire(f: Mapping[str, Any]) -> ReplayFrame:
+        return ReplayFrame(recording=get_field(f, "recording", str, "replay"),
+                           steps=get_field(f, "steps", int, "replay"),
                            speed=float(get_field(f, "speed", float, "replay")),
                            paused=get_field(f, "paused", bool, "replay"), at=get_field(f, "at", int, "replay"))
 
@@ -355,14 +360,14 @@ class SourceFrame:
         return pack("source", {"headers": list(self.headers)})
 
     @staticmethod
-    def from_wire(f: Mapping[str, Any]) -> "SourceFrame":
+    def from_wire(f: Mapping[str, Any]) -> SourceFrame:
         headers = get_field(f, "headers", list, "source")
         if not all(h is None or isinstance(h, bytes) for h in headers):
             raise ProtocolError("field 'headers' of the source frame must be an array of bytes or nil")
         return SourceFrame(headers=tuple(headers))
 
 
-Frame = Union[StartFrame, StepFrame, EndFrame, ErrorFrame, QueuedFrame, ReplayFrame, SourceFrame, AnalysisFrame]
+Frame = StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame | SourceFrame | AnalysisFrame
 _DECODERS: dict[str, Any] = {
     "start": StartFrame.from_wire, "step": StepFrame.from_wire, "end": EndFrame.from_wire,
     "error": ErrorFrame.from_wire, "queued": QueuedFrame.from_wire, "replay": ReplayFrame.from_wire,

@@ -11,7 +11,8 @@ v2, is absent). The maps are kept as they were quantised, byte for byte.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ProtocolError
 from .codec import VERSION, describe, get_field, optional_field

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core.wire import server_frames as frames
-from medviz_core.wire.codec import QuantMap
-from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
-from medviz_core.wire.results import AgreementResult, AnalysisFrame, FaithfulnessResult, GradientResult, HeadsResult
-from medviz_core.wire.server_frames import StartFrame, StepFrame
 from medviz_core.imaging import load_image
 from medviz_core.recording import read_recording
+from medviz_core.token_analysis import job_id
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
+from medviz_core.wire.codec import QuantMap
+from medviz_core.wire.results import AgreementResult, AnalysisFrame, FaithfulnessResult, GradientResult, HeadsResult
+from medviz_core.wire.server_frames import StartFrame, StepFrame
 from server import analysis_jobs
 from server.analysis_jobs import FINAL
-from medviz_core.token_analysis import job_id
 from tests.wire_client import encode_analyze, encode_command
 
 from .helpers import LiveServer, kinds, receive_all, recv, run, session, session_of, start_bytes
@@ -409,8 +409,8 @@ class ListLine:
 
 def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveServer, recorded: tuple[str, list[bytes]]) -> None:
     from medviz_core.recording import read_recording
-    from server.analysis_jobs import AnalysisJobs
     from medviz_core.token_analysis import recording_source
+    from server.analysis_jobs import AnalysisJobs
 
     name, _ = recorded
     path = live.settings.recordings / f"{name}.medviz"

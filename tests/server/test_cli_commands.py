@@ -13,10 +13,10 @@ from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
 from server.cli import main
-from server.log_redaction import RedactTokens
 from server.client import watch
+from server.log_redaction import RedactTokens
 
-from .helpers import recv, session_of, LiveServer, receive_all, run, start_bytes
+from .helpers import LiveServer, receive_all, recv, run, session_of, start_bytes
 
 
 def test_record_writes_a_finished_recording_that_replay_prints(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -17,7 +18,18 @@ from server import client
 from server.settings import Settings
 
 from .engines import GATED, GatedEngine
-from .helpers import LiveServer, StallingSocket, noisy_png, receive_all, recv, run, serve, session_of, start_bytes, until
+from .helpers import (
+    LiveServer,
+    StallingSocket,
+    noisy_png,
+    receive_all,
+    recv,
+    run,
+    serve,
+    session_of,
+    start_bytes,
+    until,
+)
 
 
 def watch_on_a_stalled_network(server: LiveServer, engine: GatedEngine, monkeypatch: pytest.MonkeyPatch,

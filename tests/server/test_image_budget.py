@@ -13,7 +13,6 @@ from PIL import Image
 
 from medviz_core.wire import server_frames as frames
 from tests.wire_client import start_request
-from server.settings import Settings
 
 from .helpers import LiveServer, kinds, refused, run
 from .memory import GB, peak_growth

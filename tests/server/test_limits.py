@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from medviz_core.wire import server_frames as frames
 from tests.wire_client import encode_command
 
-from .helpers import recv, LiveServer, kinds, raw_start, refused, run, session, session_of, start_bytes
+from .helpers import LiveServer, kinds, raw_start, recv, refused, run, session, session_of, start_bytes
 
 
 def png_header(width: int, height: int) -> bytes:

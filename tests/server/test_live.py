@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from medviz_core.wire import server_frames as frames
 from medviz_core.recording import read_recording
+from medviz_core.wire import server_frames as frames
 from tests.wire_client import encode_command
 
-from .helpers import recv, session_of, LiveServer, kinds, receive_all, refused, run, session, start_bytes
+from .helpers import LiveServer, kinds, receive_all, recv, refused, run, session, session_of, start_bytes
 
 
 def test_a_full_session_sends_start_every_step_and_end(live: LiveServer, sample_bytes: bytes) -> None:

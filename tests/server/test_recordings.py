@@ -9,12 +9,12 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from medviz_core.recording import RecordingWriter, read_recording
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
-from medviz_core.recording import RecordingWriter, read_recording
-from tests.wire_client import encode_analyze
 from server.settings import Settings
 from tests.fixtures.frames import make_fixtures
+from tests.wire_client import encode_analyze
 
 from .engines import GATED, GatedEngine
 from .helpers import LiveServer, kinds, receive_all, recv, run, serve, session, session_of, start_bytes, until

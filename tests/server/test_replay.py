@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core.wire import server_frames as frames
 from medviz_core.recording import read_recording
+from medviz_core.wire import server_frames as frames
 from server.replay import ReplayClock, parse_speed
 from tests.wire_client import encode_command
 
-from .helpers import recv, LiveServer, refused, run, session
+from .helpers import LiveServer, recv, refused, run, session
 
 
 @pytest.fixture(scope="module")

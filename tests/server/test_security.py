@@ -8,8 +8,8 @@ import httpx
 import pytest
 from websockets.typing import Origin
 
-from medviz_core.wire import server_frames as frames
 from medviz_core.errors import AuthError
+from medviz_core.wire import server_frames as frames
 from server.security import origin_allowed, token_matches
 from server.settings import Settings
 

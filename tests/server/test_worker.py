@@ -12,8 +12,8 @@ from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import ErrorFrame, StepFrame
-from tests.wire_client import encode_analyze
 from server.settings import Settings
+from tests.wire_client import encode_analyze
 
 from .engines import GATED, GatedEngine
 from .helpers import kinds, receive_all, recv, run, serve, session, session_of, start_bytes
