@@ -89,7 +89,9 @@ def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str
         unit=codes.UCUM.NoUnits, value_range=(low, high), slope=1.0, intercept=0.0,
         quantity_definition=codes.DCM.Saliency,
     )  # fmt: skip
-    window = hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=(high - low) or 1.0)
+    # Relevancy values are far below 1: a LINEAR window narrower than 1 is not allowed, LINEAR_EXACT is.
+    window = hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=(high - low) or 1.0,
+                                     voi_lut_function="LINEAR_EXACT")
     geometry, note = map_geometry_header(header)
     spacing = (float(geometry.PixelSpacing[0]), float(geometry.PixelSpacing[1]))
     measures = hd.PixelMeasuresSequence(pixel_spacing=spacing, slice_thickness=geometry.get("SliceThickness"))

@@ -115,3 +115,76 @@ def test_record_refuses_more_labels_than_images(tmp_path: Path, cxr_dir: Path,
     assert main(["record", str(cxr_dir / "nih_00000001_000.png"), "--labels", "PA,lateral", "--out", str(out)]) == 2
     assert capsys.readouterr().err == "medviz: --labels names 2 images; the study has 1\n"
     assert not out.exists()
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recordings"
+
+
+def test_a_version_1_recording_replays_in_the_cli_with_its_tokens(capsys: pytest.CaptureFixture[str]) -> None:
+    from medviz_core.recording import read_recording
+
+    recorded = read_recording(FIXTURES / "v1_study.medviz")
+    assert main(["replay", str(FIXTURES / "v1_study.medviz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "images: PA 96x96, lateral 96x96"
+    steps = [line for line in lines if line[:4].strip().isdigit()]
+    assert [line.split()[0] for line in steps] == [str(i) for i in range(len(recorded.steps))]
+    for line, step in zip(steps, recorded.steps):
+        assert repr(step.frame.text) in line  # type: ignore[union-attr]
+        assert f"image_mass {step.frame.image_mass:.3f}" in line  # type: ignore[union-attr]
+
+
+def test_export_writes_a_tokens_dicom_objects_and_says_the_png_source_has_no_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "export"
+    assert main(["export", str(FIXTURES / "v1_single.medviz"), "--token", "1:2", "--method", "rollout",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    files = sorted(out.iterdir())
+    assert len(files) == 1 and printed[0] == f"secondary_capture: {files[0]}"
+    assert any(line.startswith("note: the source was PNG/JPEG: this export has no patient identity") for line in printed)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--token", "9"], "medviz: tokens 9..9 are not all in this recording: it has tokens 0..3\n"),
+    (["--token", "a"], "medviz: --token must be I or A:B with integers (A:B includes both); got 'a'\n"),
+    (["--token", "0", "--method", "magic"],
+     "medviz: method 'magic' is not in this recording; it has raw, layer_weighted, head_importance, flow, rollout, "
+     "consensus\n"),
+])
+def test_a_bad_export_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     arguments: list[str], message: str) -> None:
+    out = tmp_path / "export"
+    assert main(["export", str(FIXTURES / "v1_single.medviz"), *arguments, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == message
+    assert not out.exists()
+
+
+def test_an_export_of_a_file_that_is_not_a_recording_is_one_line(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.medviz"
+    junk.write_bytes(b"this is not msgpack at all")
+    assert main(["export", str(junk), "--token", "0", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"medviz: {str(junk)!r} is not a medviz recording: it holds no whole frame\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_export_of_a_dicom_recording_passes_the_dicom_validators(tmp_path: Path, cxr_dir: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    import subprocess
+
+    recording = tmp_path / "dicom_session.medviz"
+    assert main(["record", str(cxr_dir / "nih_00000002_000_dx.dcm"), "--out", str(recording), "--model", "tiny",
+                 "--max-new-tokens", "2"]) == 0
+    out = tmp_path / "export"
+    assert main(["export", str(recording), "--token", "0", "--out", str(out)]) == 0
+    files = sorted(out.iterdir())
+    assert sorted(f.name.rsplit("_", 2)[-2] for f in files) == ["map", "overlay", "regions"]
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (Debian package dicom3tools; ./dev test installs it)")
+    for path in files:
+        checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+        errors = [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (path.name, errors)
