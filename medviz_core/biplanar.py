@@ -3,7 +3,7 @@
 Owns: deciding from view labels which image of a study is the frontal and which the
 lateral (`choose_views`), and the biplanar back-projection `V(y, x, z) = F(y, x) * S(y, z)`
 of the two maps onto a small cubic grid (`biplanar_volume`, docs/methods.md "Biplanar 3D
-estimate"). Pure numpy: no torch, no model, no wire format (frames.py will own the field
+estimate"). Pure numpy: no torch, no model, no wire format (wire/results.py owns the field
 that carries a volume), no drawing (web/js/volume.js).
 
 Axes of a `Volume`, in the patient's frame whatever way the images were displayed:

@@ -17,12 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import RequestError
+from .wire.limits import MAX_LABEL_CHARS, MAX_QUESTION_CHARS
 
-MAX_QUESTION_CHARS = 2000
-"""The longest question accepted, counted after stripping surrounding whitespace."""
-
-MAX_LABEL_CHARS = 32
-"""The longest image label accepted ("PA", "lateral", "prior 2024-03")."""
 
 CONTROL_TOKEN = re.compile(
     r"<(?:bos|eos|pad|unk|mask|start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token"

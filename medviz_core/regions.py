@@ -5,7 +5,7 @@ entropy, peak, peak zone and regions of one (grid_h, grid_w) map (`compute_stats
 `find_regions`, `zone_of`) and the contrast helpers the original visualizer applied before
 drawing (`percentile_contrast`, `log_contrast`, `minmax`). Pure numpy + OpenCV on the CPU.
 Does not own: computing the maps (relevancy.py), the attention share on the image
-(`image_mass` is passed in by the engine) or how anything is drawn (frames.py, web/).
+(`image_mass` is passed in by the engine) or how anything is drawn (wire/, web/).
 
 Conventions:
 - Normalised image coordinates run 0..1 with the origin at the image's top-left, x to the

@@ -4,7 +4,7 @@ This module owns only data shapes (and GenerationParams' range checks). It impor
 torch nor transformers, so the server, the recorder and the tests can use it without a model.
 Maps are float32 numpy arrays of shape (grid_h, grid_w) holding raw relevancy values
 (docs/methods.md, ../shared/design/RELEVANCY.md); normalisation for display happens later,
-in `frames.py` and the browser.
+in `wire/` and the browser.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""msgpack_limits: item counts, depth and lengths are checked on the headers before anything is unpacked."""
+"""wire/limits.py: item counts, depth and lengths are checked on the headers before anything is unpacked."""
 
 from __future__ import annotations
 

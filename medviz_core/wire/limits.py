@@ -20,7 +20,8 @@ from typing import Any
 from ..errors import ProtocolError
 
 MAX_IMAGES = 4  # images in one session (a study: PA, lateral, prior...)
-MAX_LABEL_CHARS = 32
+MAX_QUESTION_CHARS = 2000  # after stripping surrounding whitespace (the engine's bound; a server may allow fewer)
+MAX_LABEL_CHARS = 32  # "PA", "lateral", "prior 2024-03"
 MAX_BOXES = 32  # annotation boxes in one agreement request
 MAX_BOX_LABEL_CHARS = 64
 MAX_FAITHFULNESS_STEPS = 256
@@ -34,7 +35,7 @@ class ClientLimits:
     """What a server accepts from a client (server/settings.py fills it)."""
 
     max_message_bytes: int = 20 * 1024 * 1024
-    max_question_chars: int = 2000
+    max_question_chars: int = MAX_QUESTION_CHARS
     max_new_tokens: int = 512
 
 
