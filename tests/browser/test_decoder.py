@@ -1,6 +1,7 @@
 """The browser's own msgpack decoder (web/js/msgpack.js) and frame decoder
-(web/js/protocol.js), run in Chromium on the golden fixtures and on a value using every
-msgpack format, must read exactly what Python reads."""
+(web/js/protocol.js), run in Chromium on the golden protocol v2 fixtures and on a value
+using every msgpack format, must read exactly what Python reads. Version 1 frames are the
+server's to upgrade: the browser refuses them by their version."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import msgpack
 import pytest
+
+from medviz_core.wire.results import AnalysisFrame, DicomResult
 
 from .conftest import Server, Watched
 
@@ -55,18 +58,17 @@ def _qmap(e: list[Any]) -> dict[str, Any]:
     return {"lo": e[0], "hi": e[1], "u8": e[2]}
 
 
-def _focus(v: dict[str, Any]) -> dict[str, Any]:
-    """One image's part of a step, as protocol.js names it."""
+def _image_maps(v: dict[str, Any]) -> dict[str, Any]:
+    """One image's block of a step, as protocol.js names it."""
     return {
-        "maps": {m: _qmap(e) for m, e in v["maps"].items()}, "mass": v["mass"], "ent": v["ent"], "entN": v["ent_n"],
+        "maps": {m: _qmap(e) for m, e in v["maps"].items()}, "share": v["share"], "ent": v["ent"], "entN": v["ent_n"],
         "peak": v["peak"], "zone": v["zone"],
         "regions": [{"poly": _poly(r["poly"]["$bin"]), "box": r["box"], "mass": r["mass"], "zone": r["zone"]} for r in v["regions"]],
     }
 
 
-def _image(v: dict[str, Any], positions: list[int]) -> dict[str, Any]:
-    return {"png": v["png"], "width": v["width"], "height": v["height"], "label": v.get("label", ""),
-            "positions": v.get("positions", positions)}
+def _image(v: dict[str, Any]) -> dict[str, Any]:
+    return {"png": v["png"], "width": v["width"], "height": v["height"], "label": v["label"], "positions": v["positions"]}
 
 
 def _curve(c: dict[str, Any]) -> dict[str, Any]:
@@ -85,52 +87,62 @@ def _result(kind: str, r: dict[str, Any] | None) -> Any:
                 "randomDeletion": _curve(r["random_deletion"]), "randomInsertion": _curve(r["random_insertion"])}
     if kind == "agreement":
         return {"perMethod": r["per_method"], "image": r["image"]}
+    if kind == "volume":
+        return {"method": r["method"], "size": r["size"], "volume": _qmap(r["volume"]), "peak": r["peak"],
+                "frontal": r["frontal"], "lateral": r["lateral"]}
+    if kind == "dicom":
+        return {"zip": r["zip"], "names": r["names"], "notes": r["notes"]}
     return r
 
 
 def expected_frame(v: dict[str, Any]) -> dict[str, Any]:
-    """What protocol.js should make of a decoded frame: the documented fields, camelCased."""
+    """What protocol.js should make of a decoded v2 frame: the documented fields, camelCased."""
     t = v["type"]
     if t == "step":
         return {
             "type": "step", "i": v["i"], "tokenId": v["token_id"], "text": v["text"], "pos": v["pos"], "tMs": v["t_ms"],
-            **_focus(v), "modelMs": v["model_ms"], "mapsMs": v["maps_ms"], "seeing": v["seeing"], "special": v["special"],
-            "shares": v.get("shares"), "more": [_focus(m) for m in v.get("more") or []],
+            "mass": v["mass"], "images": [_image_maps(m) for m in v["images"]],
+            "context": [{"position": p, "value": x} for p, x in v["context"]], "sink": v["sink"],
+            "modelMs": v["model_ms"], "mapsMs": v["maps_ms"], "seeing": v["seeing"], "special": v["special"],
         }
     if t == "start":
-        m, p = v["model"], v["prompt"]
+        m, p, q = v["model"], v["prompt"], v["params"]
         return {
             "type": "start", "session": v["session"],
             "model": {"name": m["name"], "layers": m["layers"], "heads": m["heads"], "kvHeads": m["kv_heads"], "grid": m["grid"],
                       "imageTokenId": m["image_token_id"], "slidingWindow": m["sliding_window"], "fullLayers": m["full_layers"],
                       "device": m["device"], "dtype": m["dtype"]},
-            "prompt": {"tokenIds": p["token_ids"], "imagePositions": p["image_positions"], "question": p["question"]},
-            "image": _image(v["image"], p["image_positions"]), "more": [_image(x, []) for x in v.get("more") or []],
-            "methods": v["methods"], "params": v["params"], "created": v["created"], "recording": v.get("recording"),
+            "prompt": {"tokenIds": p["token_ids"], "tokens": p["tokens"], "imagePositions": p["image_positions"],
+                       "question": p["question"], "preset": p["preset"]},
+            "images": [_image(x) for x in v["images"]], "methods": v["methods"],
+            "params": {"maxNewTokens": q["max_new_tokens"], "temperature": q["temperature"], "topP": q["top_p"],
+                       "topK": q["top_k"], "repetitionPenalty": q["repetition_penalty"], "seed": q["seed"]},
+            "created": v["created"], "recording": v["recording"],
         }
     if t == "end":
         return {"type": "end", "reason": v["reason"], "tokens": v["tokens"], "text": v["text"], "prefillMs": v["prefill_ms"],
                 "totalMs": v["total_ms"], "message": v["message"], "timings": v["timings"]}
     if t == "analysis":
         return {"type": "analysis", "job": v["job"], "kind": v["kind"], "index": v["index"], "status": v["status"],
-                "message": v["message"], "result": _result(v["kind"], v["result"])}
+                "message": v["message"], "result": _result(v["kind"], v["result"]), "id": v["id"]}
     return {k: x for k, x in v.items() if k != "v"}
 
 
 def _unpoly(frame: dict[str, Any], want: dict[str, Any]) -> None:
     """Compare region polygons to float32 precision, then drop them from both sides."""
-    for got_f, want_f in [(frame, want), *zip(frame.get("more", []), want.get("more", []))]:
-        for got_region, want_region in zip(got_f.get("regions", []), want_f.get("regions", [])):
+    for got_block, want_block in zip(frame.get("images", []), want.get("images", [])):
+        for got_region, want_region in zip(got_block.get("regions", []), want_block.get("regions", [])):
             assert got_region.pop("poly")["$f32"] == pytest.approx(want_region.pop("poly"), abs=1e-7)
 
 
 def test_there_are_golden_fixtures_to_read() -> None:
     assert {"start", "step", "end", "error", "queued", "replay"} <= set(NAMES)
-    assert {"start_two", "step_two", "analysis_gradient", "analysis_heads", "analysis_faithfulness", "analysis_agreement"} <= set(NAMES)
+    assert {"start_two", "step_two", "step_special", "error_request", "analysis_gradient", "analysis_heads",
+            "analysis_faithfulness", "analysis_agreement", "analysis_volume"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_browser_decodes_each_golden_fixture_exactly_as_python(tab: Watched, server: Server, name: str) -> None:
+def test_the_browser_decodes_each_v2_golden_fixture_exactly_as_python(tab: Watched, server: Server, name: str) -> None:
     tab.page.goto(server.url)
     data = (FIXTURES / f"{name}.msgpack").read_bytes()
     expected = json.loads((FIXTURES / f"{name}.json").read_text())
@@ -140,6 +152,30 @@ def test_the_browser_decodes_each_golden_fixture_exactly_as_python(tab: Watched,
     want = expected_frame(expected)
     _unpoly(frame, want)
     assert frame == want
+    assert tab.errors == []
+
+
+def test_the_browser_decodes_a_dicom_export_answer_with_its_zip_names_and_notes(tab: Watched, server: Server) -> None:
+    frame = AnalysisFrame(job="dicom-4-ab12", kind="dicom", index=4, status="done", id="d1",
+                          result=DicomResult(zip=b"PK\x03\x04zip", names=("secondary_capture.dcm",),
+                                             notes=("this export has no patient identity",)))
+    tab.page.goto(server.url)
+    got = run_decoder(tab.page, frame.to_wire(), frame=True)["frame"]
+    assert got == {"type": "analysis", "job": "dicom-4-ab12", "kind": "dicom", "index": 4, "status": "done", "message": "",
+                   "id": "d1", "result": {"zip": {"$bin": base64.b64encode(b"PK\x03\x04zip").decode()},
+                                          "names": ["secondary_capture.dcm"], "notes": ["this export has no patient identity"]}}
+    assert tab.errors == []
+
+
+@pytest.mark.parametrize("name", ["start", "step"])
+def test_the_browser_refuses_a_version_1_frame_by_its_version(tab: Watched, server: Server, name: str) -> None:
+    tab.page.goto(server.url)
+    data = (FIXTURES / "v1" / f"{name}.msgpack").read_bytes()
+    message = tab.page.evaluate("""async (b64) => {
+      const { decodeFrame } = await import('/js/protocol.js');
+      try { decodeFrame(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))); return null; } catch (e) { return e.message; }
+    }""", base64.b64encode(data).decode())
+    assert message == "protocol version should be 2, got 1"
     assert tab.errors == []
 
 

@@ -61,7 +61,7 @@ function boxCanvas(c, boxes, again) {
   canvas.id = "agree-canvas";
   canvas.width = c.xray.width;
   canvas.height = c.xray.height;
-  const map = c.step.maps[c.s.view.method] ?? c.step.maps.consensus;
+  const map = c.block.maps[c.s.view.method] ?? c.block.maps.consensus;
   if (map) drawHeatmap(canvas, displayValues(map, c.s.view.contrast), c.grid, c.table, c.xray, 0.35);
   else canvas.getContext("2d")?.drawImage(c.xray, 0, 0);
   const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));

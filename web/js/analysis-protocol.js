@@ -1,16 +1,18 @@
 // @ts-check
 /**
- * The on-demand analysis part of wire protocol v1 (docs/protocol.md): the `analysis`
- * frame the server sends (job status and, when done, its result) and the `analyze` /
- * `cancel_analysis` requests the browser sends on any viewer socket.
+ * The on-demand analysis part of wire protocol v2 (medviz_core/wire/results.py,
+ * client_frames.py): the `analysis` frame the server sends (a job's status and, when done,
+ * its result, with the `id` of the request it answers) and the `analyze` /
+ * `cancel_analysis` requests the browser sends on any viewer socket, each with its own id.
  *
  * Owns these field names on the JS side. Results are decoded per kind into typed objects
- * (maps as QMaps, curves as number arrays); a kind this page does not know keeps its
- * result as decoded. Jobs and their views are analysis.js's business.
+ * (maps and volumes as QMaps, curves as number arrays, a DICOM export as zip bytes); a
+ * kind this page does not know keeps its result as decoded. Jobs and their views are
+ * analysis.js's business.
  */
 
 import { encode } from "./msgpack-encode.js";
-import { ProtocolError, arr, bool, describe, isObject, num, nums, obj, qmap, str } from "./wire.js";
+import { ProtocolError, arr, bin, bool, describe, isObject, num, nums, obj, optStr, qmap, str } from "./wire.js";
 
 /**
  * @typedef {import("./wire.js").QMap} QMap
@@ -20,9 +22,14 @@ import { ProtocolError, arr, bool, describe, isObject, num, nums, obj, qmap, str
  *   maps raster over (layer, head, image); mass and entropy raster over (layer, head)
  * @typedef {{method: string, deletion: Curve, insertion: Curve, randomDeletion: Curve, randomInsertion: Curve}} FaithResult
  * @typedef {{perMethod: Record<string, {hit: boolean, iou: number, coverage: number}>, image: number}} AgreementResult
+ * @typedef {{method: string, size: number, volume: QMap, peak: [number, number, number] | null, frontal: number,
+ *   lateral: number}} VolumeResult  volume: size^3 values in [y, x, z] order; peak [y, x, z]
+ * @typedef {{zip: Uint8Array, names: string[], notes: string[]}} DicomResult  notes: what a user must read
+ * @typedef {GradientResult | HeadsResult | FaithResult | AgreementResult | VolumeResult | DicomResult} AnalysisResult
  * @typedef {{type: "analysis", job: string, kind: string, index: number,
  *   status: "queued" | "running" | "done" | "cancelled" | "error", message: string,
- *   result: GradientResult | HeadsResult | FaithResult | AgreementResult | Record<string, unknown> | null}} AnalysisFrame
+ *   result: AnalysisResult | Record<string, unknown> | null, id: string | null}} AnalysisFrame
+ *   id: the request it answers (null for frames replayed from a recording)
  * @typedef {{label: string, xywh: [number, number, number, number], image: number}} Box  pixel coordinates of that image
  */
 
@@ -34,7 +41,17 @@ const qmaps = (o, k) => arr(o, k).map((e, i) => qmap(e, `${k}[${i}]`));
 /** @param {Record<string, unknown>} c @returns {Curve} */
 const curve = (c) => ({ fractions: nums(c, "fractions"), scores: nums(c, "scores"), auc: num(c, "auc") });
 
-/** @type {Record<string, (r: Record<string, unknown>) => AnalysisFrame["result"]>} */
+/** @param {Record<string, unknown>} r @returns {VolumeResult} */
+function volume(r) {
+  const peak = r.peak === null || r.peak === undefined ? null : nums(r, "peak");
+  if (peak && peak.length !== 3) throw new ProtocolError(`field 'peak' should be [y, x, z] or nil, got ${peak.length} numbers`);
+  return {
+    method: str(r, "method"), size: num(r, "size"), volume: qmap(r.volume, "volume"),
+    peak: peak ? [peak[0], peak[1], peak[2]] : null, frontal: num(r, "frontal"), lateral: num(r, "lateral"),
+  };
+}
+
+/** @type {Record<string, (r: Record<string, unknown>) => AnalysisResult>} */
 const RESULTS = {
   gradient: (r) => ({ maps: qmaps(r, "maps") }),
   heads: (r) => ({
@@ -53,6 +70,8 @@ const RESULTS = {
     }
     return { perMethod, image: num(r, "image") };
   },
+  volume,
+  dicom: (r) => ({ zip: bin(r, "zip"), names: arr(r, "names").map(String), notes: arr(r, "notes").map(String) }),
 };
 
 /** @param {Record<string, unknown>} f @returns {AnalysisFrame} */
@@ -66,7 +85,7 @@ export function decodeAnalysis(f) {
   return {
     type: "analysis", job: str(f, "job"), kind, index: num(f, "index"),
     status: /** @type {AnalysisFrame["status"]} */ (status), message: typeof f.message === "string" ? f.message : "",
-    result: raw === null || raw === undefined ? null : read ? read(raw) : raw,
+    result: raw === null || raw === undefined ? null : read ? read(raw) : raw, id: optStr(f, "id"),
   };
 }
 
@@ -74,10 +93,13 @@ export function decodeAnalysis(f) {
  * @typedef {{kind: string, index: number, method?: string, boxes?: Box[], steps?: number}} AnalyzeRequest
  */
 
-/** @param {AnalyzeRequest} r @returns {Uint8Array} */
-export function encodeAnalyze(r) {
+/**
+ * @param {AnalyzeRequest} r @param {string} id the request's own id (1..64 characters), echoed in its answers
+ * @returns {Uint8Array}
+ */
+export function encodeAnalyze(r, id) {
   return encode({
-    v: 1, type: "analyze", kind: r.kind, index: Math.round(r.index),
+    v: 2, type: "analyze", kind: r.kind, index: Math.round(r.index), id,
     ...(r.method !== undefined ? { method: r.method } : {}),
     ...(r.boxes !== undefined ? {
       boxes: r.boxes.map((b) => ({ label: b.label, xywh: b.xywh.map((x) => Math.round(x)), image: Math.round(b.image) })),
@@ -86,7 +108,7 @@ export function encodeAnalyze(r) {
   });
 }
 
-/** @param {string} job @returns {Uint8Array} */
-export function encodeCancelAnalysis(job) {
-  return encode({ v: 1, type: "cancel_analysis", job });
+/** @param {string} job @param {string} id @returns {Uint8Array} */
+export function encodeCancelAnalysis(job, id) {
+  return encode({ v: 2, type: "cancel_analysis", job, id });
 }

@@ -14,22 +14,23 @@ import { $, gridOf, page } from "./page.js";
 import { palette } from "./palette.js";
 
 /**
- * @typedef {{s: import("./state.js").State, step: import("./protocol.js").StepFrame, image: number,
- *   xray: HTMLCanvasElement, grid: [number, number], table: Uint8ClampedArray}} ViewCtx
+ * @typedef {{s: import("./state.js").State, step: import("./protocol.js").StepFrame,
+ *   block: import("./protocol.js").ImageMaps, image: number, xray: HTMLCanvasElement, grid: [number, number],
+ *   table: Uint8ClampedArray}} ViewCtx  block: the token on the chosen image
  */
 
 /**
  * @param {"heads" | "faith" | "agree"} tab @param {import("./state.js").State} s
- * @param {import("./protocol.js").StepFrame} step the pinned token as the chosen image sees it
+ * @param {import("./protocol.js").StepFrame} step the pinned token
+ * @param {import("./protocol.js").ImageMaps} block the token on the chosen image
  * @param {number} image
  */
-export function renderAnalysisTab(tab, s, step, image) {
+export function renderAnalysisTab(tab, s, step, block, image) {
   const xray = page.xrays[image]?.canvas;
   if (!xray) return;
   /** @type {ViewCtx} */
-  const c = { s, step, image, xray, grid: gridOf(), table: palette(s.view.palette).table };
+  const c = { s, step, block, image, xray, grid: gridOf(), table: palette(s.view.palette).table };
   if (tab === "heads") renderHeads($("heads"), c);
   else if (tab === "faith") renderFaithfulness($("faith"), c);
   else renderAgreement($("agree"), c);
 }
-

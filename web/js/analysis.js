@@ -3,11 +3,12 @@
  * On-demand analysis jobs of the shown session: asking for one, following its status
  * (queued, running, done, cancelled, error), cancelling it, and finding results.
  *
- * Owns the bookkeeping between `analyze` requests and the `analysis` frames that answer
- * them (a job's method and boxes are not repeated in its frames, so each new job id is
- * matched to the oldest unanswered request of its kind and token), the gradient maps
- * derived from done jobs, and the gradient button. Frames recorded in a replay arrive the
- * same way as live ones. The views of the results live in analysis-views.js.
+ * Owns the bookkeeping between `analyze` requests and the frames that answer them: every
+ * request gets its own id, and each `analysis` or `error` frame carrying an id belongs to
+ * the request that asked, in whatever order the answers come (a job's method and boxes are
+ * not repeated in its frames, so they are known from that request). Frames without an id
+ * (a replay's recorded analyses) are kept by job. Also the gradient maps derived from done
+ * jobs and the gradient button. The views of the results live in analysis-views.js.
  */
 
 import { encodeAnalyze, encodeCancelAnalysis } from "./analysis-protocol.js";
@@ -16,13 +17,20 @@ import { $, store } from "./page.js";
 /**
  * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
  * @typedef {import("./analysis-protocol.js").AnalyzeRequest} AnalyzeRequest
+ * @typedef {(f: AnalysisFrame) => void} Answered  called once with the request's final answer
+ * @typedef {{request: AnalyzeRequest, answered: boolean, then: Answered | null}} Asked
  * @typedef {{method: string, boxes: string}} JobMeta
  */
 
+const FINAL = ["done", "cancelled", "error"];
+/** Ids differ across the page's sessions and tabs: a random prefix, then a counter. */
+const PREFIX = Math.random().toString(36).slice(2, 8);
+let counter = 0;
+
 /** @type {(bytes: Uint8Array) => boolean} */
 let send = () => false;
-/** @type {AnalyzeRequest[]} requests not yet answered, oldest first */
-let waiting = [];
+/** @type {Map<string, Asked>} every request of this session, by id */
+let asked = new Map();
 /** @type {Record<string, JobMeta>} */
 let meta = {};
 
@@ -33,58 +41,75 @@ export function setSender(fn) {
 
 /** A new session: forget requests and jobs of the previous one. */
 export function resetJobs() {
-  waiting = [];
+  asked = new Map();
   meta = {};
 }
 
 /** @param {import("./analysis-protocol.js").Box[] | undefined} boxes */
 export const boxesKey = (boxes) => JSON.stringify(boxes ?? []);
 
+/** @returns {string} a new request id */
+function nextId() {
+  counter += 1;
+  return `${PREFIX}-${counter}`;
+}
+
 /**
- * Ask for an analysis; false when no socket can carry it.
- * @param {AnalyzeRequest} r
+ * Ask for an analysis; its id, or null when no socket can carry it.
+ * @param {AnalyzeRequest} r @param {Answered} [then] told the final answer (done, cancelled or failed)
+ * @returns {string | null}
  */
-export function analyze(r) {
-  if (!send(encodeAnalyze(r))) return false;
-  waiting.push(r);
+export function analyze(r, then) {
+  const id = nextId();
+  if (!send(encodeAnalyze(r, id))) return null;
+  asked.set(id, { request: r, answered: false, then: then ?? null });
   store.set({ jobs: { ...store.state.jobs } });
+  return id;
+}
+
+/**
+ * An error frame answering request `id`: it shows as a failed job of that request's kind
+ * and token; a `busy` refusal (too many analyses waiting) says so, to ask again later.
+ * @param {string} id @param {string} code @param {string} message
+ * @returns {boolean} whether a request of this page took the error
+ */
+export function failRequest(id, code, message) {
+  const a = asked.get(id);
+  if (!a) return false;
+  const { request: r } = a;
+  a.answered = true;
+  const job = `refused-${id}`;
+  meta[job] = { method: r.method ?? "", boxes: boxesKey(r.boxes) };
+  const said = code === "busy" ? `busy: ${message}` : message;
+  /** @type {AnalysisFrame} */
+  const f = { type: "analysis", job, kind: r.kind, index: r.index, status: "error", message: said, result: null, id };
+  store.set({ jobs: { ...store.state.jobs, [job]: f } });
+  finish(a, f);
   return true;
 }
 
-let failures = 0;
-
-/**
- * An error frame while requests wait: the server refused the oldest one (error frames
- * name no job, and come in request order), so it shows as a failed job of its kind and
- * token; a `busy` refusal (too many analyses waiting) says so, to ask again later.
- * @param {string} message @param {string} [code]
- * @returns {boolean} whether a waiting request took the error
- */
-export function failOldest(message, code = "") {
-  const r = waiting.shift();
-  if (!r) return false;
-  failures += 1;
-  const job = `refused-${failures}`;
-  meta[job] = { method: r.method ?? "", boxes: boxesKey(r.boxes) };
-  const said = code === "busy" ? `busy: ${message}` : message;
-  store.set({ jobs: { ...store.state.jobs, [job]: { type: "analysis", job, kind: r.kind, index: r.index, status: "error", message: said, result: null } } });
-  return true;
+/** @param {Asked} a @param {AnalysisFrame} f */
+function finish(a, f) {
+  const then = a.then;
+  a.then = null;
+  then?.(f);
 }
 
 /** @param {string} job */
 export function cancelJob(job) {
-  send(encodeCancelAnalysis(job));
+  send(encodeCancelAnalysis(job, nextId()));
 }
 
 /** @param {AnalysisFrame} f */
 export function onAnalysisFrame(f) {
-  if (!meta[f.job]) {
-    const k = waiting.findIndex((r) => r.kind === f.kind && r.index === f.index);
-    const r = k >= 0 ? waiting.splice(k, 1)[0] : null;
-    meta[f.job] = { method: r?.method ?? "", boxes: boxesKey(r?.boxes) };
-  }
-  if (f.kind === "faithfulness" && f.result && "method" in f.result) meta[f.job].method = String(f.result.method);
+  const a = f.id !== null ? asked.get(f.id) : undefined;
+  if (a) {
+    a.answered = true;
+    meta[f.job] = { method: a.request.method ?? "", boxes: boxesKey(a.request.boxes) };
+  } else meta[f.job] ??= { method: "", boxes: boxesKey([]) };
+  if (f.result && "method" in f.result) meta[f.job].method = String(f.result.method);
   store.set({ jobs: { ...store.state.jobs, [f.job]: f } });
+  if (a && FINAL.includes(f.status)) finish(a, f);
 }
 
 /**
@@ -107,11 +132,14 @@ export function findJob(jobs, kind, index, want = {}) {
 }
 
 /**
- * Whether a request of this kind for this token is still unanswered.
- * @param {string} kind @param {number} index
+ * Whether a request of this kind for this token (and method, when given) is still unanswered.
+ * @param {string} kind @param {number} index @param {string} [method]
  */
-export function isWaiting(kind, index) {
-  return waiting.some((r) => r.kind === kind && r.index === index);
+export function isWaiting(kind, index, method) {
+  for (const { request: r, answered } of asked.values()) {
+    if (!answered && r.kind === kind && r.index === index && (method === undefined || r.method === method)) return true;
+  }
+  return false;
 }
 
 /** @type {[Record<string, AnalysisFrame> | null, Record<number, import("./wire.js").QMap[]>]} */
@@ -126,15 +154,17 @@ export function gradientMaps(jobs) {
   /** @type {Record<number, import("./wire.js").QMap[]>} */
   const out = {};
   for (const f of Object.values(jobs)) {
-    if (f.kind === "gradient" && f.status === "done" && f.result && "maps" in f.result) out[f.index] = /** @type {any} */ (f.result).maps;
+    if (f.kind === "gradient" && f.status === "done" && f.result && "maps" in f.result) {
+      out[f.index] = /** @type {import("./analysis-protocol.js").GradientResult} */ (f.result).maps;
+    }
   }
   memo = [jobs, out];
   return out;
 }
 
-/** Words for a job's state. @param {AnalysisFrame | null} f @param {boolean} asked */
-export function jobWords(f, asked) {
-  if (!f) return asked ? "requested…" : "";
+/** Words for a job's state. @param {AnalysisFrame | null} f @param {boolean} waiting */
+export function jobWords(f, waiting) {
+  if (!f) return waiting ? "requested…" : "";
   if (f.status === "error") return `failed: ${f.message || "no detail given"}`;
   if (f.status === "cancelled") return "cancelled";
   return f.status === "done" ? "done" : f.status === "running" ? "running…" : "queued…";
@@ -150,12 +180,12 @@ export function renderGradientBox(s, i) {
   const cancel = $("gradient-cancel");
   const step = i >= 0 ? s.steps[i] : undefined;
   const job = step ? findJob(s.jobs, "gradient", i) : null;
-  const asked = step ? isWaiting("gradient", i) : false;
+  const waiting = step ? isWaiting("gradient", i) : false;
   const active = job?.status === "queued" || job?.status === "running";
-  run.disabled = !step || step.special || asked || active || job?.status === "done";
+  run.disabled = !step || step.special || waiting || active || job?.status === "done";
   run.dataset.index = String(i);
-  status.textContent = step ? jobWords(job, asked) : "";
-  status.dataset.status = job?.status ?? (asked ? "queued" : "");
+  status.textContent = step ? jobWords(job, waiting) : "";
+  status.dataset.status = job?.status ?? (waiting ? "queued" : "");
   cancel.hidden = !active;
   cancel.dataset.job = job?.job ?? "";
 }

@@ -7,20 +7,21 @@
  * and decoding detail lives in the module that owns it.
  */
 
-import { analyze, cancelJob } from "./analysis.js";
+import { analyze, cancelJob, gradientMaps } from "./analysis.js";
 import { bindCompare, showCompare } from "./compare.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
 import { move, openDetail, openReplay, openWatch, pin, playPause, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
 import { exportDetail } from "./detail.js";
 import { downloadPng } from "./export.js";
 import { errorWords, visibleToken } from "./format.js";
+import { blockOf, imagesOf } from "./images.js";
 import { bindKeys } from "./keys.js";
 import { apiUrl, deleteRecording, listRecordings, renderLibrary } from "./library.js";
 import { METHODS_ORDER } from "./methods.js";
 import { $, hideBanner, page, showBanner, store } from "./page.js";
 import { stripIndexAt } from "./panels.js";
 import { Player } from "./player.js";
-import { detailContext, invalidate, panes, requestRender, stepOnImage } from "./render.js";
+import { detailContext, invalidate, panes, requestRender } from "./render.js";
 import { shownIndex, shownStep } from "./state.js";
 import { addFiles, dropText, renderFiles } from "./study.js";
 import { applyWindow } from "./xray.js";
@@ -140,7 +141,7 @@ function bind() {
   /** @param {Event} ev */
   const pickImage = (ev) => {
     const el = /** @type {HTMLElement} */ (ev.target).closest("[data-image]");
-    if (el instanceof HTMLElement && store.state.start?.more.length) store.set({ view: { image: Number(el.dataset.image) } });
+    if (el instanceof HTMLElement && imagesOf(store.state.start).length > 1) store.set({ view: { image: Number(el.dataset.image) } });
   };
   $("image-select").addEventListener("click", pickImage);
   $("panes").addEventListener("click", pickImage);
@@ -160,7 +161,7 @@ function bind() {
   $("export-detail").addEventListener("click", exportPanel);
   $("gradient-run").addEventListener("click", () => {
     const i = shownIndex(store.state);
-    if (!analyze({ kind: "gradient", index: i })) showBanner("No connection can carry the request: open the session's recording to analyse it.");
+    if (analyze({ kind: "gradient", index: i }) === null) showBanner("No connection can carry the request: open the session's recording to analyse it.");
   });
   $("gradient-cancel").addEventListener("click", () => cancelJob($("gradient-cancel").dataset.job ?? ""));
   bindCompare(store.state.token);
@@ -187,10 +188,10 @@ function exportPanel() {
   const s = store.state;
   const raw = s.pinned !== null ? s.steps[s.pinned] : shownStep(s);
   const image = s.view.image;
-  if (!raw || !page.xrays[image]) return;
-  const step = stepOnImage(s, raw, image);
-  const picture = exportDetail({ ...detailContext(s, image), step }, `medviz · token #${step.i} “${visibleToken(step.text)}” · ${s.start?.model.name ?? ""}`);
-  void downloadPng(picture, `medviz_${s.start?.session ?? "panel"}_token${step.i}_analysis.png`);
+  const block = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
+  if (!raw || !block || !page.xrays[image]) return;
+  const picture = exportDetail({ ...detailContext(s, image), step: raw, block }, `medviz · token #${raw.i} “${visibleToken(raw.text)}” · ${s.start?.model.name ?? ""}`);
+  void downloadPng(picture, `medviz_${s.start?.session ?? "panel"}_token${raw.i}_analysis.png`);
 }
 
 bind();

@@ -18,7 +18,7 @@ import { decodeAll } from "./msgpack.js";
 import { $, store } from "./page.js";
 import { DIVERGING, cssGradient, palette } from "./palette.js";
 import { SPEEDS } from "./player.js";
-import { focusOf, imageName, imagesOf } from "./images.js";
+import { blockOf, imageName, imagesOf } from "./images.js";
 import { frameFromValue } from "./protocol.js";
 import { loadXRay } from "./xray.js";
 
@@ -28,7 +28,8 @@ import { loadXRay } from "./xray.js";
  */
 
 const TOKENS_PER_S = 8;
-const ui = { /** @type {Run | null} */ a: null, /** @type {Run | null} */ b: null, at: 0, playing: false, timer: 0, speed: 1, image: 0 };
+/** @type {{a: Run | null, b: Run | null, at: number, playing: boolean, timer: number, speed: number, image: number}} */
+const ui = { a: null, b: null, at: 0, playing: false, timer: 0, speed: 1, image: 0 };
 
 /**
  * One recording file -> its start frame, steps and X-ray.
@@ -101,19 +102,21 @@ async function load(token) {
   if (!ids[0] || !ids[1]) return;
   play(false);
   $("compare-status").textContent = "Loading…";
+  /** @type {Run[]} */
+  let runs;
   try {
-    [ui.a, ui.b] = await Promise.all(ids.map((id) => loadRun(id, token)));
+    runs = await Promise.all(ids.map((id) => loadRun(id, token)));
   } catch (err) {
     $("compare-status").textContent = `Could not load: ${/** @type {Error} */ (err).message}`;
     return;
   }
-  ui.at = 0;
-  ui.image = 0;
-  const shared = Math.min(imagesOf(ui.a.start).length, imagesOf(ui.b.start).length);
-  const start = ui.a.start;
+  const [a, b] = runs;
+  Object.assign(ui, { a, b, at: 0, image: 0 });
+  const shared = Math.min(imagesOf(a.start).length, imagesOf(b.start).length);
+  const start = a.start;
   /** @type {HTMLSelectElement} */ ($("compare-image")).replaceChildren(...Array.from({ length: shared }, (_, k) => new Option(imageName(start, k), String(k))));
   $("compare-image-field").hidden = shared < 2;
-  const same = ui.a.start.model.grid.join() === ui.b.start.model.grid.join();
+  const same = a.start.model.grid.join() === b.start.model.grid.join();
   $("compare-status").textContent = same ? "" : "The two runs use different map grids: no difference map.";
   /** @type {HTMLButtonElement} */ ($("compare-play")).disabled = false;
   /** @type {HTMLInputElement} */ ($("compare-seek")).disabled = false;
@@ -151,7 +154,7 @@ function draw() {
   const table = palette(view.palette).table;
   const method = view.method === "gradient" ? "consensus" : view.method;
   const [sa, sb] = [stepAt(a, ui.at), stepAt(b, ui.at)];
-  const [fa, fb] = [sa ? focusOf(sa, ui.image) : null, sb ? focusOf(sb, ui.image) : null];
+  const [fa, fb] = [sa ? blockOf(sa, ui.image) : null, sb ? blockOf(sb, ui.image) : null];
   for (const [key, run, step, focus] of /** @type {const} */ ([["a", a, sa, fa], ["b", b, sb, fb]])) {
     const canvas = /** @type {HTMLCanvasElement} */ ($(`compare-canvas-${key}`));
     const xray = run.xrays[ui.image] ?? run.xrays[0];

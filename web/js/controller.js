@@ -7,7 +7,7 @@
  * Rendering is render.js's; the DOM wiring is app.js's.
  */
 
-import { failOldest, onAnalysisFrame, resetJobs, setSender } from "./analysis.js";
+import { failRequest, onAnalysisFrame, resetJobs, setSender } from "./analysis.js";
 import { errorWords } from "./format.js";
 import { imagesOf } from "./images.js";
 import { $, hideBanner, page, pageUrl, showBanner, store } from "./page.js";
@@ -30,10 +30,9 @@ function onFrame(f) {
     store.set({ end: f, phase: "ended" });
     if (f.reason === "error") showBanner(`The generation failed: ${f.message || "no detail given"}.`);
   } else if (f.type === "error") {
-    if (s.phase === "running" || s.phase === "ended") {
-      // a refused analysis shows on its job; a busy one says so there, without a banner
-      if (!failOldest(f.message, f.code) || f.code !== "busy") showBanner(errorWords(f.code, f.message));
-    }
+    // a refused analysis shows on the job of the request it answers, without a banner
+    if (f.id !== null && failRequest(f.id, f.code, f.message)) return;
+    if (s.phase === "running" || s.phase === "ended") showBanner(errorWords(f.code, f.message));
     else {
       store.set({ error: { code: f.code, message: f.message }, phase: "closed" });
       showBanner(errorWords(f.code, f.message));
@@ -213,7 +212,7 @@ function sendAnalysis(bytes) {
   const side = new Channel(path, s.token, {
     frame: (f) => {
       if (f.type === "analysis") onAnalysisFrame(f);
-      else if (f.type === "error" && (!failOldest(f.message, f.code) || f.code !== "busy")) {
+      else if (f.type === "error" && (f.id === null || !failRequest(f.id, f.code, f.message))) {
         showBanner(errorWords(f.code, f.message));
       }
     },

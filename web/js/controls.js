@@ -16,6 +16,9 @@ import { METHODS_ORDER } from "./methods.js";
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+/** The display's checkboxes, each a boolean of the view with the same name. */
+const TOGGLES = /** @type {const} */ (["regions", "trail", "fade", "invert"]);
+
 /** @param {string} id */
 const input = (id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
 
@@ -71,7 +74,7 @@ function isQuestionMode() {
 
 /**
  * The session form's settings as request fields (the images come from the store), or an error sentence.
- * @returns {{question: string | null, maxNewTokens: number, temperature: number, record: boolean} | string}
+ * @returns {Omit<import("./protocol.js").StartRequest, "images" | "labels"> | string}
  */
 export function readRequest() {
   const question = /** @type {HTMLTextAreaElement} */ (document.getElementById("question")).value.trim();
@@ -82,7 +85,7 @@ export function readRequest() {
     return `Max tokens must be a whole number from 1 to ${input("max-tokens").max}.`;
   }
   if (!(temperature >= 0 && temperature <= 2)) return "Temperature must be between 0 and 2 (0 = deterministic).";
-  return { question: isQuestionMode() ? question : null, maxNewTokens, temperature, record: input("record").checked };
+  return { question: isQuestionMode() ? question : null, params: { maxNewTokens, temperature }, record: input("record").checked };
 }
 
 /**
@@ -102,7 +105,7 @@ export function bindDisplay(store, methods = METHODS_ORDER) {
   for (const key of /** @type {("opacity" | "level" | "window")[]} */ (["opacity", "level", "window"])) {
     input(key).addEventListener("input", (ev) => store.set({ view: { [key]: Number(/** @type {HTMLInputElement} */ (ev.target).value) } }));
   }
-  for (const key of /** @type {("regions" | "trail" | "fade" | "invert")[]} */ (["regions", "trail", "fade", "invert"])) {
+  for (const key of TOGGLES) {
     input(key).addEventListener("change", (ev) => store.set({ view: { [key]: /** @type {HTMLInputElement} */ (ev.target).checked } }));
   }
   $("reset-view").addEventListener("click", () => store.set({ view: { ...DEFAULT_VIEW } }));
@@ -122,6 +125,6 @@ export function showDisplay(v) {
   $("opacity-out").textContent = `${Math.round(v.opacity * 100)}%`;
   $("level-out").textContent = String(v.level);
   $("window-out").textContent = String(v.window);
-  for (const key of /** @type {("regions" | "trail" | "fade" | "invert")[]} */ (["regions", "trail", "fade", "invert"])) input(key).checked = v[key];
+  for (const key of TOGGLES) input(key).checked = v[key];
   $("legend-bar").style.background = cssGradient(palette(v.palette));
 }

@@ -16,7 +16,9 @@ import { rawValues } from "./protocol.js";
 
 /**
  * @typedef {import("./protocol.js").StepFrame} StepFrame
- * @typedef {{step: StepFrame, grid: [number, number], layers: number, xray: HTMLCanvasElement,
+ * @typedef {import("./protocol.js").ImageMaps} ImageMaps
+ * @typedef {{step: StepFrame, block: ImageMaps} | null} Shown  a token and its block on the shown image
+ * @typedef {{step: StepFrame, block: ImageMaps, grid: [number, number], layers: number, xray: HTMLCanvasElement,
  *   table: Uint8ClampedArray, contrast: string, opacity: number, method: string,
  *   scope?: {label: string, total: number} | null}} Ctx
  * @typedef {{title: string, draw?: (ctx: CanvasRenderingContext2D, w: number, h: number) => void,
@@ -34,7 +36,7 @@ function drawMapTile(ctx, w, h, c, method, opacity) {
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, w, h);
   if (opacity < 1 || method === null) ctx.drawImage(c.xray, 0, 0, w, h);
-  const map = method ? c.step.maps[method] : undefined;
+  const map = method ? c.block.maps[method] : undefined;
   if (!map) return;
   const grid = document.createElement("canvas");
   paintGrid(grid, displayValues(map, c.contrast), c.grid[1], c.grid[0], c.table);
@@ -48,7 +50,7 @@ function drawMapTile(ctx, w, h, c, method, opacity) {
 function drawHistogram(ctx, w, h, c) {
   ctx.fillStyle = "#0b0f14";
   ctx.fillRect(0, 0, w, h);
-  const map = c.step.maps[c.method];
+  const map = c.block.maps[c.method];
   if (!map) return;
   const raw = rawValues(map);
   const s = summarise(map);
@@ -88,14 +90,15 @@ function drawHistogram(ctx, w, h, c) {
 /** @param {Ctx} c @returns {[string, string][]} */
 export function statRows(c) {
   const s = c.step;
-  const sum = summarise(s.maps[c.method] ?? { lo: 0, hi: 0, u8: new Uint8Array(0) });
+  const b = c.block;
+  const sum = summarise(b.maps[c.method] ?? { lo: 0, hi: 0, u8: new Uint8Array(0) });
   return [
     ["Token", `#${s.i} “${visibleToken(s.text)}” (id ${s.tokenId}, position ${s.pos})`],
     ["At", millis(s.tMs)],
-    ["Image reliance", relianceText(s.mass, c.scope)],
-    ["Entropy", `${s.ent.toFixed(2)} bits · ${pct(s.entN)} of uniform`],
-    ["Peak", `${s.zone} · row ${s.peak[0]}, col ${s.peak[1]}`],
-    ["Regions", s.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(" · ") || "none"],
+    ["Image reliance", relianceText(b.share, c.scope)],
+    ["Entropy", `${b.ent.toFixed(2)} bits · ${pct(b.entN)} of uniform`],
+    ["Peak", `${b.zone} · row ${b.peak[0]}, col ${b.peak[1]}`],
+    ["Regions", b.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(" · ") || "none"],
     ["Layers seeing image", `${s.seeing} of ${c.layers}`],
     ["Compute", `model ${millis(s.modelMs)} · maps ${millis(s.mapsMs)}`],
     [`${methodLabel(c.method)} range`, `${sci(sum.min)} … ${sci(sum.max)}`],
@@ -108,14 +111,14 @@ export function statRows(c) {
 export function tiles(c) {
   /** @type {Tile[]} */
   const out = [{ title: "Original", draw: (ctx, w, h) => { drawMapTile(ctx, w, h, c, null, 1); drawSideMarkers(ctx, { x: 0, y: 0, w, h }, 0.8); } }];
-  const maps = c.step.maps.gradient ? [...MAP_TILES, "gradient"] : MAP_TILES;
+  const maps = c.block.maps.gradient ? [...MAP_TILES, "gradient"] : MAP_TILES;
   for (const m of maps) out.push({ title: methodLabel(m), draw: (ctx, w, h) => drawMapTile(ctx, w, h, c, m, 1) });
   out.push({ title: `Overlay · ${methodLabel(c.method)}`, draw: (ctx, w, h) => drawMapTile(ctx, w, h, c, c.method, c.opacity) });
   out.push({
     title: "Regions",
     draw: (ctx, w, h) => {
       drawMapTile(ctx, w, h, c, null, 1);
-      drawRegions(ctx, c.step.regions, { x: 0, y: 0, w, h }, Math.max(0.7, w / 400));
+      drawRegions(ctx, c.block.regions, { x: 0, y: 0, w, h }, Math.max(0.7, w / 400));
     },
   });
   out.push({ title: "Statistics", rows: statRows(c) });
@@ -210,24 +213,24 @@ function drawRows(ctx, rows, w, h) {
 
 /**
  * Small multiples: one thumbnail per token (evenly sampled past `limit`), each clickable.
- * @param {HTMLElement} el @param {StepFrame[]} steps @param {Omit<Ctx, "step">} c
+ * @param {HTMLElement} el @param {Shown[]} shown every token on the shown image @param {Omit<Ctx, "step" | "block">} c
  * @param {number | null} pinned @param {number} [limit]
  */
-export function renderOverview(el, steps, c, pinned, limit = 60) {
-  const present = steps.filter((s) => s && !s.special);
+export function renderOverview(el, shown, c, pinned, limit = 60) {
+  const present = /** @type {{step: StepFrame, block: ImageMaps}[]} */ (shown.filter((x) => x && !x.step.special));
   const stride = Math.max(1, present.length / limit);
   const picked = [];
   for (let k = 0; k < present.length && picked.length < limit; k += stride) picked.push(present[Math.floor(k)]);
   const aspect = c.xray.height / c.xray.width;
-  el.replaceChildren(...picked.map((step) => {
+  el.replaceChildren(...picked.map(({ step, block }) => {
     const b = document.createElement("button");
     b.className = step.i === pinned ? "thumb pinned" : "thumb";
     b.dataset.i = String(step.i);
-    b.title = `#${step.i} ${visibleToken(step.text)} · ${step.zone} · image ${pct(step.mass)}`;
+    b.title = `#${step.i} ${visibleToken(step.text)} · ${block.zone} · image ${pct(block.share)}`;
     const canvas = document.createElement("canvas");
     canvas.width = 112;
     canvas.height = Math.round(112 * aspect);
-    drawMapTile(/** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")), canvas.width, canvas.height, { ...c, step }, c.method, c.opacity);
+    drawMapTile(/** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")), canvas.width, canvas.height, { ...c, step, block }, c.method, c.opacity);
     const cap = document.createElement("span");
     cap.textContent = `${step.i} ${visibleToken(step.text)}`;
     b.append(canvas, cap);

@@ -14,7 +14,7 @@
 
 import { analyze, findJob, isWaiting } from "./analysis.js";
 import { methodLabel } from "./format.js";
-import { imageName } from "./images.js";
+import { imageName, imagesOf } from "./images.js";
 import { jobBar, selectField } from "./job-bar.js";
 import { METHODS_ORDER } from "./methods.js";
 import { drawPlot } from "./plot.js";
@@ -51,7 +51,7 @@ export function renderFaithfulness(el, c) {
     if (done) bar.querySelector(".run")?.remove();
     el.replaceChildren(bar, plots(result), aucText(result));
   }
-  if (c.s.start?.more.length) el.append(studyNote(c));
+  if (imagesOf(c.s.start).length > 1) el.append(studyNote(c));
   el.append(acrossReport(c, method, report));
 }
 

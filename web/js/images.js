@@ -2,17 +2,16 @@
 /**
  * The images of a session and what each token shows on each of them.
  *
- * Owns the multi-image view of frames: the list of images of a start frame (first image,
- * then `more`), one image's part of a step (`focusOf`: maps, statistics and regions; the
- * first image's live at the top level of the step, the others in `more`), the share of
- * attention each image got, the gradient maps added once an analysis job delivered them,
- * and the colours that tell images apart. Nothing here draws or talks to the server.
+ * Owns the multi-image view of frames: the images of a start frame, one image's block of a
+ * step (`blockOf`: maps, share, statistics and regions, with the gradient map added once an
+ * analysis job delivered it), the share of attention each image got, which view a label
+ * names (as medviz_core/biplanar.py reads it), and the colours that tell images apart. Nothing here draws or talks to the server.
  */
 
 /**
  * @typedef {import("./protocol.js").StartFrame} StartFrame
  * @typedef {import("./protocol.js").StepFrame} StepFrame
- * @typedef {import("./protocol.js").Focus} Focus
+ * @typedef {import("./protocol.js").ImageMaps} ImageMaps
  * @typedef {import("./protocol.js").ImageInfo} ImageInfo
  * @typedef {import("./wire.js").QMap} QMap
  */
@@ -24,7 +23,7 @@ export const TEXT_COLOUR = "#3a4658";
 
 /** @param {StartFrame | null} start @returns {ImageInfo[]} every image, in prompt order */
 export function imagesOf(start) {
-  return start ? [start.image, ...start.more] : [];
+  return start ? start.images : [];
 }
 
 /**
@@ -37,25 +36,36 @@ export function imageName(start, k) {
 }
 
 /**
- * What step `s` shows on image k, or null when that image is unknown to the step.
+ * What step `s` shows on image k, or null when the step has no such image.
  * @param {StepFrame} s @param {number} k
  * @param {Record<number, QMap[]>} [gradients] gradient maps per token index, one per image
- * @returns {Focus | null}
+ * @returns {ImageMaps | null}
  */
-export function focusOf(s, k, gradients) {
-  /** @type {Focus | null} */
-  let f = null;
-  if (k === 0) {
-    f = { maps: s.maps, mass: s.shares ? s.shares[0] : s.mass, ent: s.ent, entN: s.entN, peak: s.peak, zone: s.zone, regions: s.regions };
-  } else if (s.more[k - 1]) f = s.more[k - 1];
+export function blockOf(s, k, gradients) {
+  const block = s.images[k] ?? null;
   const extra = gradients?.[s.i]?.[k];
-  return f && extra ? { ...f, maps: { ...f.maps, gradient: extra } } : f;
+  return block && extra ? { ...block, maps: { ...block.maps, gradient: extra } } : block;
 }
 
 /**
- * Each image's share of the token's attention; a one-image step has its image_mass.
+ * Each image's share of the token's attention (they sum to the step's image reliance).
  * @param {StepFrame} s @returns {number[]}
  */
 export function sharesOf(s) {
-  return s.shares ?? [s.mass];
+  return s.images.map((b) => b.share);
+}
+
+/** DICOM ViewPosition values and their view (medviz_core/study.py VIEW_LABELS). */
+const VIEW_POSITIONS = /** @type {Record<string, string>} */ ({ PA: "pa", AP: "ap", LATERAL: "lateral", LL: "lateral", RL: "lateral", LAT: "lateral" });
+
+/**
+ * A view label -> "frontal" (PA, AP, frontal), "lateral" (lateral, lat, LL, RL) or null.
+ * @param {string} label @returns {"frontal" | "lateral" | null}
+ */
+export function viewKind(label) {
+  const key = label.trim();
+  const word = VIEW_POSITIONS[key.toUpperCase()] ?? key.toLowerCase();
+  if (["pa", "ap", "frontal"].includes(word)) return "frontal";
+  if (["lateral", "lat"].includes(word)) return "lateral";
+  return null;
 }

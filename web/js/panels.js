@@ -12,7 +12,7 @@ import { drawHeatmap } from "./heatmap.js";
 import { METHOD_HINTS, methodLabel, millis, pct, relianceText, visibleToken } from "./format.js";
 import { IMAGE_COLOURS } from "./images.js";
 
-/** @typedef {import("./protocol.js").StepFrame} StepFrame */
+/** @typedef {import("./protocol.js").StepFrame} StepFrame @typedef {import("./protocol.js").ImageMaps} ImageMaps */
 
 /**
  * Background tint of a token: stronger when more of its attention went to the image.
@@ -59,7 +59,7 @@ function tokenSpan(s, i) {
   span.className = s.special ? "tok special" : s.text === "" ? "tok empty" : "tok";
   span.textContent = s.special ? "end" : s.text;
   if (!s.special) span.style.backgroundColor = tint(s.mass);
-  span.title = `#${i} ${visibleToken(s.text)} — image ${pct(s.mass)} · peak ${s.zone}`;
+  span.title = `#${i} ${visibleToken(s.text)} — image ${pct(s.mass)} · peak ${s.images.map((b) => b.zone).join(" / ")}`;
   return span;
 }
 
@@ -86,10 +86,10 @@ export function drawStrip(canvas, steps, shown, total, stacked = false) {
   const bw = w / n;
   steps.forEach((s, i) => {
     if (!s) return;
-    if (stacked && s.shares) {
+    if (stacked && s.images.length > 1) {
       let y = h;
-      s.shares.forEach((v, k) => {
-        const bh = Math.max(0, v * h);
+      s.images.forEach((b, k) => {
+        const bh = Math.max(0, b.share * h);
         ctx.fillStyle = IMAGE_COLOURS[k];
         ctx.globalAlpha = i === shown ? 1 : 0.8;
         ctx.fillRect(i * bw, y - bh, Math.max(1, bw - (bw > 3 ? 1 : 0)), bh);
@@ -119,12 +119,12 @@ export function stripIndexAt(canvas, clientX, count) {
 }
 
 /**
- * The six methods of the shown token side by side; the selected one outlined.
- * @param {HTMLElement} el @param {StepFrame | null} step @param {string[]} methods
+ * The six methods of the shown token on one image side by side; the selected one outlined.
+ * @param {HTMLElement} el @param {ImageMaps | null} block the token on the shown image @param {string[]} methods
  * @param {{method: string, contrast: string}} view @param {[number, number]} grid
  * @param {Uint8ClampedArray} table @param {HTMLCanvasElement | null} xray @param {number} opacity
  */
-export function renderMethodGrid(el, step, methods, view, grid, table, xray, opacity) {
+export function renderMethodGrid(el, block, methods, view, grid, table, xray, opacity) {
   if (el.dataset.methods !== methods.join(",")) {
     el.replaceChildren(...methods.map((m) => {
       const fig = document.createElement("button");
@@ -145,7 +145,7 @@ export function renderMethodGrid(el, step, methods, view, grid, table, xray, opa
     tile.classList.toggle("selected", m === view.method);
     tile.setAttribute("aria-pressed", String(m === view.method));
     const canvas = /** @type {HTMLCanvasElement} */ (tile.querySelector("canvas"));
-    const map = step?.maps[m];
+    const map = block?.maps[m];
     if (xray) {
       const aspect = xray.height / xray.width;
       const ch = Math.round(128 * aspect);
@@ -157,20 +157,22 @@ export function renderMethodGrid(el, step, methods, view, grid, table, xray, opa
 }
 
 /**
- * The shown token's numbers, one line each; `scope` names the shown image of a study.
- * @param {HTMLElement} el @param {StepFrame | null} step @param {{label: string, total: number} | null} [scope]
+ * The shown token's numbers, one line each: the token, then its block on the shown image;
+ * `scope` names the shown image of a study.
+ * @param {HTMLElement} el @param {StepFrame | null} step @param {ImageMaps | null} block
+ * @param {{label: string, total: number} | null} [scope]
  */
-export function renderStats(el, step, scope = null) {
-  if (!step) {
+export function renderStats(el, step, block, scope = null) {
+  if (!step || !block) {
     el.replaceChildren();
     return;
   }
   const rows = [
     ["Token", `#${step.i} “${visibleToken(step.text)}”`],
-    ["Image reliance", relianceText(step.mass, scope)],
-    ["Peak", `${step.zone} (row ${step.peak[0]}, col ${step.peak[1]})`],
-    ["Entropy", `${step.ent.toFixed(2)} bits (${pct(step.entN)} of max)`],
-    ["Regions", step.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(", ") || "none"],
+    ["Image reliance", relianceText(block.share, scope)],
+    ["Peak", `${block.zone} (row ${block.peak[0]}, col ${block.peak[1]})`],
+    ["Entropy", `${block.ent.toFixed(2)} bits (${pct(block.entN)} of max)`],
+    ["Regions", block.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(", ") || "none"],
     ["Timing", `model ${millis(step.modelMs)} · maps ${millis(step.mapsMs)}`],
   ];
   el.replaceChildren(...rows.flatMap(([k, v]) => {

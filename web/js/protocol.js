@@ -1,22 +1,27 @@
 // @ts-check
 /**
- * Wire protocol v1 (docs/protocol.md) for the browser: msgpack frames <-> plain objects.
+ * Wire protocol v2 (medviz_core/wire/server_frames.py, client_frames.py) for the browser:
+ * msgpack frames <-> plain objects.
  *
  * Owns the field names of the session frames on the JS side: decoding server frames into
- * typed objects (quantised maps as Uint8Array with their lo/hi, region polygons decoded
- * from uint16 pairs, the extra images of a multi-image session under `more`) and building
- * the client's request frames. The `analysis` frame and its requests live in
- * analysis-protocol.js; the typed field reads in wire.js. It does no I/O (session.js)
+ * typed objects (every image of a session in `images`, one block of maps and statistics
+ * per image in each step, quantised maps as Uint8Array with their lo/hi, region polygons
+ * decoded from uint16 pairs, what a token read as `context` links) and building the
+ * client's request frames. The `analysis` frame and its requests live in
+ * analysis-protocol.js; the typed field reads in wire.js. Version 1 frames are refused: the
+ * server upgrades v1 recordings before a replay sends them. It does no I/O (session.js)
  * and no drawing (heatmap.js, overlay.js).
  */
 
 import { decodeAnalysis } from "./analysis-protocol.js";
 import { decode } from "./msgpack.js";
 import { encode, Float } from "./msgpack-encode.js";
-import { ProtocolError, arr, bin, bool, describe, isObject, maps, num, nums, obj, qmap, str, strOrNil } from "./wire.js";
+import {
+  ProtocolError, arr, bin, bool, describe, isNum, isObject, maps, num, nums, obj, optNum, optStr, qmap, str, strOrNil,
+} from "./wire.js";
 
 export { ProtocolError };
-export const VERSION = 1;
+export const VERSION = 2;
 
 /**
  * @typedef {import("./wire.js").QMap} QMap
@@ -24,19 +29,21 @@ export const VERSION = 1;
  * @typedef {{name: string, layers: number, heads: number, kvHeads: number, grid: [number, number],
  *   imageTokenId: number, slidingWindow: number | null, fullLayers: number[], device: string, dtype: string}} ModelInfo
  * @typedef {{png: Uint8Array, width: number, height: number, label: string, positions: number[]}} ImageInfo
- * @typedef {{type: "start", session: string, model: ModelInfo,
- *   prompt: {tokenIds: number[], imagePositions: number[], question: string | null},
- *   image: ImageInfo, more: ImageInfo[], methods: string[],
- *   params: Record<string, unknown>, created: number, recording: string | null}} StartFrame
- * @typedef {{maps: Record<string, QMap>, mass: number, ent: number, entN: number, peak: [number, number],
- *   zone: string, regions: Region[]}} Focus  what one image of a step shows
- * @typedef {{type: "step", i: number, tokenId: number, text: string, pos: number, tMs: number,
- *   maps: Record<string, QMap>, mass: number, ent: number, entN: number, peak: [number, number],
- *   zone: string, regions: Region[], modelMs: number, mapsMs: number, seeing: number, special: boolean,
- *   shares: number[] | null, more: Focus[]}} StepFrame
+ * @typedef {{tokenIds: number[], tokens: string[], imagePositions: number[], question: string | null,
+ *   preset: string}} PromptInfo  tokens: each position's text ("" for image tokens); empty in old recordings
+ * @typedef {{maxNewTokens: number, temperature: number, topP: number, topK: number, repetitionPenalty: number,
+ *   seed: number | null}} Params
+ * @typedef {{type: "start", session: string, model: ModelInfo, prompt: PromptInfo, images: ImageInfo[],
+ *   methods: string[], params: Params, created: number, recording: string | null}} StartFrame
+ * @typedef {{maps: Record<string, QMap>, share: number, ent: number, entN: number, peak: [number, number],
+ *   zone: string, regions: Region[]}} ImageMaps  one image's part of a step
+ * @typedef {{position: number, value: number}} ContextLink  a text position the token read, and how much
+ * @typedef {{type: "step", i: number, tokenId: number, text: string, pos: number, tMs: number, mass: number,
+ *   images: ImageMaps[], context: ContextLink[], sink: number, modelMs: number, mapsMs: number, seeing: number,
+ *   special: boolean}} StepFrame  mass: the share of attention on all images; sink: on position 0
  * @typedef {{type: "end", reason: string, tokens: number, text: string, prefillMs: number, totalMs: number,
  *   message: string, timings: Record<string, number>}} EndFrame
- * @typedef {{type: "error", code: string, message: string}} ErrorFrame
+ * @typedef {{type: "error", code: string, message: string, id: string | null}} ErrorFrame  id: the request it answers
  * @typedef {{type: "queued", position: number}} QueuedFrame
  * @typedef {{type: "replay", recording: string, steps: number, speed: number, paused: boolean, at: number}} ReplayFrame
  * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
@@ -45,41 +52,45 @@ export const VERSION = 1;
 
 /** @param {Record<string, unknown>} m @returns {ModelInfo} */
 function decodeModel(m) {
-  const sw = m.sliding_window;
   const grid = nums(m, "grid");
   return {
     name: str(m, "name"), layers: num(m, "layers"), heads: num(m, "heads"), kvHeads: num(m, "kv_heads"),
-    grid: [grid[0], grid[1]], imageTokenId: num(m, "image_token_id"),
-    slidingWindow: sw === null || sw === undefined ? null : num(m, "sliding_window"),
+    grid: [grid[0], grid[1]], imageTokenId: num(m, "image_token_id"), slidingWindow: optNum(m, "sliding_window"),
     fullLayers: nums(m, "full_layers"), device: str(m, "device"), dtype: str(m, "dtype"),
   };
 }
 
-/**
- * One image of a start frame; a frame from before multi-image sessions has no label and
- * its positions are the prompt's.
- * @param {Record<string, unknown>} m @param {number[]} fallback positions when absent
- * @returns {ImageInfo}
- */
-function decodeImage(m, fallback) {
+/** @param {Record<string, unknown>} m @returns {ImageInfo} */
+function decodeImage(m) {
+  return { png: bin(m, "png"), width: num(m, "width"), height: num(m, "height"), label: str(m, "label"), positions: nums(m, "positions") };
+}
+
+/** @param {Record<string, unknown>} p @returns {PromptInfo} */
+function decodePrompt(p) {
   return {
-    png: bin(m, "png"), width: num(m, "width"), height: num(m, "height"),
-    label: m.label === undefined ? "" : str(m, "label"),
-    positions: m.positions === undefined ? fallback : nums(m, "positions"),
+    tokenIds: nums(p, "token_ids"),
+    tokens: p.tokens === undefined || p.tokens === null ? [] : arr(p, "tokens").map(String),
+    imagePositions: nums(p, "image_positions"), question: strOrNil(p, "question"),
+    preset: optStr(p, "preset") ?? "medviz",
+  };
+}
+
+/** @param {Record<string, unknown>} p @returns {Params} */
+function decodeParams(p) {
+  return {
+    maxNewTokens: num(p, "max_new_tokens"), temperature: num(p, "temperature"), topP: num(p, "top_p"),
+    topK: num(p, "top_k"), repetitionPenalty: num(p, "repetition_penalty"), seed: optNum(p, "seed"),
   };
 }
 
 /** @param {Record<string, unknown>} f @returns {StartFrame} */
 function decodeStart(f) {
-  const prompt = obj(f, "prompt");
-  const positions = nums(prompt, "image_positions");
+  const images = maps(f, "images").map(decodeImage);
+  if (images.length === 0) throw new ProtocolError("a start frame should hold at least one image, got none");
   return {
-    type: "start", session: str(f, "session"), model: decodeModel(obj(f, "model")),
-    prompt: { tokenIds: nums(prompt, "token_ids"), imagePositions: positions, question: strOrNil(prompt, "question") },
-    image: decodeImage(obj(f, "image"), positions),
-    more: f.more === undefined || f.more === null ? [] : maps(f, "more").map((m) => decodeImage(m, [])),
-    methods: arr(f, "methods").map(String), params: obj(f, "params"), created: num(f, "created"),
-    recording: typeof f.recording === "string" ? f.recording : null,
+    type: "start", session: str(f, "session"), model: decodeModel(obj(f, "model")), prompt: decodePrompt(obj(f, "prompt")),
+    images, methods: arr(f, "methods").map(String), params: decodeParams(obj(f, "params")), created: num(f, "created"),
+    recording: optStr(f, "recording"),
   };
 }
 
@@ -95,11 +106,8 @@ export function decodePoly(bytes) {
   return out;
 }
 
-/**
- * The per-image part of a step: maps, statistics and regions (top level for the first image).
- * @param {Record<string, unknown>} f @returns {Focus}
- */
-function decodeFocus(f) {
+/** @param {Record<string, unknown>} f one entry of a step's `images` @returns {ImageMaps} */
+function decodeImageMaps(f) {
   /** @type {Record<string, QMap>} */
   const qmaps = {};
   for (const [method, entry] of Object.entries(obj(f, "maps"))) qmaps[method] = qmap(entry, `map '${method}'`);
@@ -108,20 +116,32 @@ function decodeFocus(f) {
     return { poly: decodePoly(bin(r, "poly")), box: nums(r, "box"), mass: num(r, "mass"), zone: str(r, "zone") };
   });
   const peak = nums(f, "peak");
+  if (peak.length !== 2) throw new ProtocolError(`field 'peak' should be [row, col], got ${peak.length} numbers`);
   return {
-    maps: qmaps, mass: num(f, "mass"), ent: num(f, "ent"), entN: num(f, "ent_n"),
+    maps: qmaps, share: num(f, "share"), ent: num(f, "ent"), entN: num(f, "ent_n"),
     peak: [peak[0], peak[1]], zone: str(f, "zone"), regions,
   };
 }
 
+/** @param {Record<string, unknown>} f @returns {ContextLink[]} largest first, as sent */
+function decodeContext(f) {
+  if (f.context === undefined || f.context === null) return [];
+  return arr(f, "context").map((link, k) => {
+    if (!Array.isArray(link) || link.length !== 2 || !isNum(link[0]) || !isNum(link[1])) {
+      throw new ProtocolError(`field 'context[${k}]' should be [position, value], got ${describe(link)}`);
+    }
+    return { position: Number(link[0]), value: Number(link[1]) };
+  });
+}
+
 /** @param {Record<string, unknown>} f @returns {StepFrame} */
 function decodeStep(f) {
+  const images = maps(f, "images").map(decodeImageMaps);
+  if (images.length === 0) throw new ProtocolError("a step frame should hold at least one image, got none");
   return {
     type: "step", i: num(f, "i"), tokenId: num(f, "token_id"), text: str(f, "text"), pos: num(f, "pos"),
-    tMs: num(f, "t_ms"), ...decodeFocus(f), modelMs: num(f, "model_ms"),
-    mapsMs: num(f, "maps_ms"), seeing: num(f, "seeing"), special: bool(f, "special"),
-    shares: f.shares === undefined || f.shares === null ? null : nums(f, "shares"),
-    more: f.more === undefined || f.more === null ? [] : maps(f, "more").map(decodeFocus),
+    tMs: num(f, "t_ms"), mass: num(f, "mass"), images, context: decodeContext(f), sink: optNum(f, "sink") ?? 0,
+    modelMs: num(f, "model_ms"), mapsMs: num(f, "maps_ms"), seeing: num(f, "seeing"), special: bool(f, "special"),
   };
 }
 
@@ -141,7 +161,7 @@ const DECODERS = {
   start: decodeStart,
   step: decodeStep,
   end: decodeEnd,
-  error: (f) => ({ type: "error", code: str(f, "code"), message: str(f, "message") }),
+  error: (f) => ({ type: "error", code: str(f, "code"), message: str(f, "message"), id: optStr(f, "id") }),
   queued: (f) => ({ type: "queued", position: num(f, "position") }),
   replay: (f) => ({
     type: "replay", recording: str(f, "recording"), steps: num(f, "steps"), speed: num(f, "speed"),
@@ -172,23 +192,29 @@ export function decodeFrame(bytes) {
 }
 
 /**
- * @typedef {{images: Uint8Array[], labels?: string[], question: string | null, maxNewTokens: number,
- *   temperature: number, topP?: number, topK?: number, repetitionPenalty?: number, seed?: number | null,
- *   methods?: string[] | null, record: boolean}} StartRequest
+ * What a session samples with; absent fields take the server's defaults.
+ * @typedef {{maxNewTokens: number, temperature: number, topP?: number, topK?: number, repetitionPenalty?: number,
+ *   seed?: number | null}} ParamsRequest
+ * @typedef {{images: Uint8Array[], labels?: string[], question: string | null, preset?: string | null,
+ *   params: ParamsRequest, methods?: string[] | null, record: boolean}} StartRequest  preset: null for "medviz"
  */
 
-/**
- * One image goes out as `image` (what every server understands); several as `images` + `labels`.
- * @param {StartRequest} r @returns {Uint8Array}
- */
+/** @param {ParamsRequest} p */
+function encodeParams(p) {
+  return {
+    max_new_tokens: Math.round(p.maxNewTokens), temperature: new Float(p.temperature),
+    ...(p.topP !== undefined ? { top_p: new Float(p.topP) } : {}),
+    ...(p.topK !== undefined ? { top_k: Math.round(p.topK) } : {}),
+    ...(p.repetitionPenalty !== undefined ? { repetition_penalty: new Float(p.repetitionPenalty) } : {}),
+    ...(p.seed !== undefined && p.seed !== null ? { seed: Math.round(p.seed) } : {}),
+  };
+}
+
+/** @param {StartRequest} r @returns {Uint8Array} */
 export function encodeStart(r) {
-  const one = r.images.length === 1 && !(r.labels ?? []).some(Boolean);
   return encode({
-    v: VERSION, type: "start", ...(one ? { image: r.images[0] } : { images: r.images, labels: r.labels ?? [] }),
-    question: r.question, max_new_tokens: Math.round(r.maxNewTokens),
-    temperature: new Float(r.temperature), top_p: new Float(r.topP ?? 1), top_k: Math.round(r.topK ?? 0),
-    repetition_penalty: new Float(r.repetitionPenalty ?? 1), seed: r.seed ?? null, methods: r.methods ?? null,
-    record: r.record,
+    v: VERSION, type: "start", images: r.images, labels: r.labels ?? [], question: r.question,
+    prompt: r.preset ?? null, params: encodeParams(r.params), methods: r.methods ?? null, record: r.record,
   });
 }
 

@@ -12,7 +12,7 @@ import { gradientMaps, renderGradientBox } from "./analysis.js";
 import { displayValues, summarise } from "./contrast.js";
 import { renderDetail, renderOverview } from "./detail.js";
 import { END_WORDS, methodLabel, pct, sci, visibleToken } from "./format.js";
-import { IMAGE_COLOURS, focusOf, imageName, imagesOf } from "./images.js";
+import { IMAGE_COLOURS, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
 import { drawStrip, renderMethodGrid, renderReport, renderStats } from "./panels.js";
 import { palette } from "./palette.js";
@@ -21,7 +21,10 @@ import { $, gridOf, page, pageUrl, store } from "./page.js";
 import { renderImageSelect, renderShares } from "./shares.js";
 import { shownIndex, shownStep } from "./state.js";
 
-/** @typedef {import("./state.js").State} State @typedef {import("./protocol.js").StepFrame} StepFrame */
+/**
+ * @typedef {import("./state.js").State} State @typedef {import("./protocol.js").StepFrame} StepFrame
+ * @typedef {import("./protocol.js").ImageMaps} ImageMaps
+ */
 
 const TRAIL = 10;
 export const panes = new Panes($("panes"));
@@ -47,18 +50,12 @@ export function invalidate() {
 }
 
 /**
- * The method a view can show for a focus: the chosen one, else consensus (or the first).
- * @param {import("./protocol.js").Focus | null} f @param {string} wanted
+ * The method a view can show for an image block: the chosen one, else consensus (or the first).
+ * @param {ImageMaps | null} b @param {string} wanted
  */
-export function methodFor(f, wanted) {
-  if (!f || f.maps[wanted]) return wanted;
-  return f.maps.consensus ? "consensus" : Object.keys(f.maps)[0] ?? wanted;
-}
-
-/** @param {State} s @param {StepFrame} step @param {number} k @returns {StepFrame} the step as image k sees it */
-export function stepOnImage(s, step, k) {
-  const f = focusOf(step, k, gradientMaps(s.jobs));
-  return f ? { ...step, ...f } : step;
+export function methodFor(b, wanted) {
+  if (!b || b.maps[wanted]) return wanted;
+  return b.maps.consensus ? "consensus" : Object.keys(b.maps)[0] ?? wanted;
 }
 
 function render() {
@@ -71,13 +68,13 @@ function render() {
   lastIndex = i;
   const grads = gradientMaps(s.jobs);
   panes.show(Array.from({ length: images }, (_, k) => {
-    const f = step ? focusOf(step, k, grads) : null;
-    const method = methodFor(f, s.view.method);
-    const map = f?.maps[method];
+    const b = step ? blockOf(step, k, grads) : null;
+    const method = methodFor(b, s.view.method);
+    const map = b?.maps[method];
     const trail = [];
-    if (s.view.trail && f) {
+    if (s.view.trail && b) {
       for (let t = Math.max(0, i - TRAIL + 1); t <= i; t++) {
-        const p = s.steps[t] && !s.steps[t].special ? focusOf(s.steps[t], k) : null;
+        const p = s.steps[t] && !s.steps[t].special ? blockOf(s.steps[t], k) : null;
         if (p) trail.push(p.peak);
       }
     }
@@ -86,24 +83,24 @@ function render() {
       key: `${s.start?.session}|${i}|${method}|${s.view.contrast}|${xray ? 1 : 0}`, values: map ? displayValues(map, s.view.contrast) : null,
       jump, step: i, method,
       scene: { xray: xray?.canvas ?? null, grid: gridOf(), table, opacity: s.view.opacity, fade: s.view.fade,
-        regions: s.view.regions && f ? f.regions : [], trail, markers: xray !== null && !/lat/i.test(imagesOf(s.start)[k]?.label ?? "") },
+        regions: s.view.regions && b ? b.regions : [], trail, markers: xray !== null && viewKind(imagesOf(s.start)[k]?.label ?? "") !== "lateral" },
       title: s.start ? imageName(s.start, k) : s.files[k]?.label || s.files[k]?.name || `Image ${k + 1}`,
-      share: f && images > 1 ? `${pct(f.mass)} of attention` : "", colour: IMAGE_COLOURS[k], selected: k === s.view.image,
+      share: b && images > 1 ? `${pct(b.share)} of attention` : "", colour: IMAGE_COLOURS[k], selected: k === s.view.image,
     };
   }));
-  renderChrome(s, step, i);
+  const image = Math.min(s.view.image, images - 1);
+  const shown = step ? blockOf(step, image, grads) : null;
+  renderChrome(s, step, shown, i);
   renderShares($("shares"), s.start, step);
   renderImageSelect($("image-select"), s.start, s.view.image);
-  const image = Math.min(s.view.image, images - 1);
   const xray = page.xrays[image]?.canvas ?? null;
   const gKey = `${s.start?.session}|${i}|${image}|${s.view.method}|${s.view.contrast}|${s.view.palette}|${s.view.opacity}|${s.view.window}|${s.view.level}|${s.view.invert}|${xray ? 1 : 0}|${grads[i] ? 1 : 0}`;
   if (gKey !== gridKey) {
     gridKey = gKey;
-    const shown = step ? stepOnImage(s, step, image) : null;
     const base = s.start?.methods.length ? METHODS_ORDER.filter((m) => s.start?.methods.includes(m)) : METHODS_ORDER;
     const methods = shown?.maps.gradient ? [...base, "gradient"] : base;
     renderMethodGrid($("methods-grid"), shown, methods, { method: methodFor(shown, s.view.method), contrast: s.view.contrast }, gridOf(), table, xray, s.view.opacity);
-    renderStats($("stats"), shown, studyScope(s, step, image));
+    renderStats($("stats"), step, shown, studyScope(s, step, image));
   }
   renderGradientBox(s, i);
   renderReport($("report"), s.steps, i, s.pinned, s.pinned === null);
@@ -113,9 +110,10 @@ function render() {
 
 /**
  * Status line, caption, buttons, legend: the small text around the views.
- * @param {State} s @param {StepFrame | null} step @param {number} i
+ * @param {State} s @param {StepFrame | null} step @param {ImageMaps | null} shown the step on the shown image
+ * @param {number} i
  */
-function renderChrome(s, step, i) {
+function renderChrome(s, step, shown, i) {
   const status = $("status");
   status.dataset.phase = s.phase;
   status.textContent = statusText(s);
@@ -125,9 +123,9 @@ function renderChrome(s, step, i) {
   $("progress").textContent = count ? `${count} token${count === 1 ? "" : "s"}` : "";
   const shownMethod = $("stage").dataset.method ?? "";
   const missing = s.view.method !== shownMethod && step ? ` (no ${methodLabel(s.view.method)} map for this token)` : "";
-  const split = step?.shares && step.shares.length > 1 ? ` (${step.shares.map((v, k) => `${imageName(s.start, k)} ${pct(v)}`).join(" · ")})` : "";
-  $("caption").textContent = step
-    ? `#${i} “${visibleToken(step.text)}” · ${methodLabel(shownMethod)}${missing} · peak ${step.zone} · image reliance ${pct(step.mass)}${split}${s.pinned !== null ? " · pinned" : ""}`
+  const split = step && step.images.length > 1 ? ` (${step.images.map((b, k) => `${imageName(s.start, k)} ${pct(b.share)}`).join(" · ")})` : "";
+  $("caption").textContent = step && shown
+    ? `#${i} “${visibleToken(step.text)}” · ${methodLabel(shownMethod)}${missing} · peak ${shown.zone} · image reliance ${pct(step.mass)}${split}${s.pinned !== null ? " · pinned" : ""}`
     : s.start ? "Waiting for the first token…" : s.files.length ? `${s.files.map((f) => f.name).join(" + ")} · press Start` : "No session yet";
   const busy = s.mode === "live" && ["connecting", "queued", "running"].includes(s.phase);
   /** @type {HTMLButtonElement} */ ($("start")).disabled = s.files.length === 0 || busy;
@@ -137,8 +135,7 @@ function renderChrome(s, step, i) {
   const share = $("share");
   share.hidden = !(s.start && s.mode !== "replay" && s.phase === "running");
   if (s.start) share.dataset.url = pageUrl({ watch: s.start.session });
-  const f = step ? focusOf(step, Math.min(s.view.image, imagesOf(s.start).length - 1), gradientMaps(s.jobs)) : null;
-  const map = f?.maps[methodFor(f, s.view.method)];
+  const map = shown?.maps[methodFor(shown, s.view.method)];
   const range = map && s.view.contrast === "percentile" ? summarise(map) : null;
   $("legend-lo").textContent = map ? sci(range ? range.p5 : map.lo) : "low";
   $("legend-hi").textContent = map ? sci(range ? range.p95 : map.hi) : "high";
@@ -165,6 +162,10 @@ function statusText(s) {
   }
 }
 
+const PANELS = /** @type {[string, import("./page.js").DetailTab][]} */ ([
+  ["detail-tiles", "token"], ["overview", "overview"], ["heads", "heads"], ["faith", "faith"], ["agree", "agree"],
+]);
+
 /** @param {State} s @param {string} gKey what the pictures depend on */
 function renderDetailPanel(s, gKey) {
   const tab = page.detailTab;
@@ -177,23 +178,27 @@ function renderDetailPanel(s, gKey) {
   }
   // shown in the same frame that fills it, so nobody sees an empty or stale drawer
   $("detail").hidden = false;
-  for (const [id, t] of /** @type {[string, string][]} */ ([["detail-tiles", "token"], ["overview", "overview"], ["heads", "heads"], ["faith", "faith"], ["agree", "agree"]])) {
-    $(id).hidden = tab !== t;
-  }
+  for (const [id, t] of PANELS) $(id).hidden = tab !== t;
   const raw = s.pinned !== null ? s.steps[s.pinned] : shownStep(s);
-  const step = raw ? stepOnImage(s, raw, image) : null;
+  const block = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
   const where = imagesOf(s.start).length > 1 ? ` · ${imageName(s.start, image)}` : "";
-  $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : step ? `Token #${step.i} “${visibleToken(step.text)}”${where}` : "No token";
+  $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : raw ? `Token #${raw.i} “${visibleToken(raw.text)}”${where}` : "No token";
   if (tab === "heads" || tab === "faith" || tab === "agree") {
-    if (step) renderAnalysisTab(tab, s, step, image);
+    if (raw && block) renderAnalysisTab(tab, s, raw, block, image);
     return;
   }
   const dKey = `${tab}|${s.pinned}|${gKey}|${tab === "overview" ? s.steps.length : ""}`;
   if (dKey === detailKey) return;
   detailKey = dKey;
   const c = detailContext(s, image);
-  if (tab === "token" && step) renderDetail($("detail-tiles"), { ...c, step, scope: studyScope(s, raw, image) });
-  if (tab === "overview") renderOverview($("overview"), s.steps.map((x) => (x ? stepOnImage(s, x, image) : x)), c, s.pinned);
+  if (tab === "token" && raw && block) renderDetail($("detail-tiles"), { ...c, step: raw, block, scope: studyScope(s, raw, image) });
+  if (tab === "overview") {
+    const grads = gradientMaps(s.jobs);
+    renderOverview($("overview"), s.steps.map((x) => {
+      const b = x ? blockOf(x, image, grads) : null;
+      return x && b ? { step: x, block: b } : null;
+    }), c, s.pinned);
+  }
 }
 
 /**
@@ -211,4 +216,3 @@ export function detailContext(s, image) {
     table: palette(s.view.palette).table, contrast: s.view.contrast, opacity: s.view.opacity, method: s.view.method,
   };
 }
-

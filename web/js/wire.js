@@ -61,6 +61,10 @@ export const nums = (o, k) => arr(o, k).map((v, i) => {
 });
 /** @param {Record<string, unknown>} o @param {string} k @returns {string | null} */
 export const strOrNil = (o, k) => field(o, k, "a string or nil", (v) => v === null || typeof v === "string");
+/** A string field that may be nil or absent (null then). @param {Record<string, unknown>} o @param {string} k @returns {string | null} */
+export const optStr = (o, k) => (o[k] === undefined || o[k] === null ? null : str(o, k));
+/** A number field that may be nil or absent (null then). @param {Record<string, unknown>} o @param {string} k @returns {number | null} */
+export const optNum = (o, k) => (o[k] === undefined || o[k] === null ? null : num(o, k));
 
 /**
  * Each element of an array field that must hold maps.
