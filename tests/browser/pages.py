@@ -19,12 +19,14 @@ DIGEST = """() => {
 }"""
 
 
-def start_session(page: Any, url: str, image: Path, max_tokens: int, record: bool = False) -> None:
+def start_session(page: Any, url: str, image: Path, max_tokens: int, record: bool = False, preset: str | None = None) -> None:
     page.goto(url)
     page.set_input_files("#file", str(image))
     page.fill("#max-tokens", str(max_tokens))
     if record:
         page.check("#record")
+    if preset is not None:
+        page.select_option("#preset", preset)
     page.click("#start")
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from medviz_core.recording import read_recording
+
 from .conftest import Server, Watched, shoot
 from .pages import DIGEST, digest, report_text, shown_step, start_session, token_count, wait_phase
 
@@ -118,6 +120,22 @@ def test_a_watcher_joining_mid_stream_ends_with_the_same_report(tab: Watched, se
     assert token_count(second_tab.page) == token_count(page)
     assert "watch=" in second_tab.page.url
     assert tab.errors == [] and second_tab.errors == []
+
+
+def test_the_prompt_preset_chosen_in_the_form_reaches_the_server_and_shows_with_the_session(
+    tab: Watched, server: Server, cxr_dir: Path
+) -> None:
+    page = tab.page
+    page.goto(server.url)
+    assert page.input_value("#preset") == "medviz"
+    assert page.locator("#preset option").evaluate_all("os => os.map(o => o.value)") == ["medviz", "original", "model-card"]
+    before = {p.stem for p in server.recordings.glob("*.medviz")}
+    start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=4, record=True, preset="model-card")
+    wait_phase(page, "ended")
+    (recording,) = {p.stem for p in server.recordings.glob("*.medviz")} - before
+    assert read_recording(server.recordings / f"{recording}.medviz").start.preset == "model-card"
+    assert page.inner_text("#session-info") == "tiny · prompt model-card · full report"
+    assert tab.errors == []
 
 
 def test_a_file_that_is_not_an_image_gets_a_plain_error(tab: Watched, server: Server, cxr_dir: Path) -> None:

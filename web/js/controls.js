@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * The sidebar's inputs: the new-session form (file drop/pick, prompt, parameters, record)
+ * The sidebar's inputs: the new-session form (file drop/pick, prompt and its preset, parameters, record)
  * and the display settings (method, colormap, contrast, opacity, window/level, toggles).
  *
  * Owns reading and writing these form elements. Display settings go straight into the
@@ -85,7 +85,11 @@ export function readRequest() {
     return `Max tokens must be a whole number from 1 to ${input("max-tokens").max}.`;
   }
   if (!(temperature >= 0 && temperature <= 2)) return "Temperature must be between 0 and 2 (0 = deterministic).";
-  return { question: isQuestionMode() ? question : null, params: { maxNewTokens, temperature }, record: input("record").checked };
+  const preset = /** @type {HTMLSelectElement} */ ($("preset")).value;
+  return {
+    question: isQuestionMode() ? question : null, preset: preset || null, params: { maxNewTokens, temperature },
+    record: input("record").checked,
+  };
 }
 
 /**

@@ -109,7 +109,7 @@ function render() {
 }
 
 /**
- * Status line, caption, buttons, legend: the small text around the views.
+ * Status line, caption, buttons, legend, session line: the small text around the views.
  * @param {State} s @param {StepFrame | null} step @param {ImageMaps | null} shown the step on the shown image
  * @param {number} i
  */
@@ -121,6 +121,7 @@ function renderChrome(s, step, shown, i) {
   document.body.dataset.mode = s.mode;
   const count = s.steps.filter(Boolean).length;
   $("progress").textContent = count ? `${count} token${count === 1 ? "" : "s"}` : "";
+  $("session-info").textContent = sessionText(s);
   const shownMethod = $("stage").dataset.method ?? "";
   const missing = s.view.method !== shownMethod && step ? ` (no ${methodLabel(s.view.method)} map for this token)` : "";
   const split = step && step.images.length > 1 ? ` (${step.images.map((b, k) => `${imageName(s.start, k)} ${pct(b.share)}`).join(" · ")})` : "";
@@ -145,6 +146,14 @@ function renderChrome(s, step, shown, i) {
     legend.dataset.study = String(study);
     legend.lastElementChild && (legend.lastElementChild.textContent = study ? "bars stacked: each image's share, in its colour" : "tint = share of attention on the image");
   }
+}
+
+/** The session's model, prompt preset and question, in one line. @param {State} s */
+function sessionText(s) {
+  if (!s.start) return "";
+  const q = s.start.prompt.question;
+  const asked = q ? `question “${q.length > 60 ? `${q.slice(0, 60)}…` : q}”` : "full report";
+  return `${s.start.model.name} · prompt ${s.start.prompt.preset} · ${asked}`;
 }
 
 /** @param {State} s */
