@@ -9,6 +9,7 @@
 
 import { analyze, cancelJob, gradientMaps } from "./analysis.js";
 import { bindCompare, showCompare } from "./compare.js";
+import { invalidateContext } from "./context-view.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
 import { move, openDetail, openReplay, openWatch, pin, playPause, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
 import { exportDetail } from "./detail.js";
@@ -159,6 +160,11 @@ function bind() {
   $("next-token").addEventListener("click", () => move(1));
   $("export-view").addEventListener("click", exportView);
   $("export-detail").addEventListener("click", exportPanel);
+  // the context links follow the words they join when either list scrolls or the prompt opens
+  const relink = () => { invalidateContext(); requestRender(); };
+  for (const id of ["report", "prompt-text"]) $(id).addEventListener("scroll", relink, { passive: true });
+  $("prompt-view").addEventListener("toggle", relink);
+  window.addEventListener("resize", relink);
   $("gradient-run").addEventListener("click", () => {
     const i = shownIndex(store.state);
     if (analyze({ kind: "gradient", index: i }) === null) showBanner("No connection can carry the request: open the session's recording to analyse it.");

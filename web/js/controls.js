@@ -17,7 +17,7 @@ import { METHODS_ORDER } from "./methods.js";
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 /** The display's checkboxes, each a boolean of the view with the same name. */
-const TOGGLES = /** @type {const} */ (["regions", "trail", "fade", "invert"]);
+const TOGGLES = /** @type {const} */ (["regions", "trail", "fade", "invert", "context"]);
 
 /** @param {string} id */
 const input = (id) => /** @type {HTMLInputElement} */ (document.getElementById(id));

@@ -20,7 +20,7 @@ import { rawValues } from "./protocol.js";
  * @typedef {{step: StepFrame, block: ImageMaps} | null} Shown  a token and its block on the shown image
  * @typedef {{step: StepFrame, block: ImageMaps, grid: [number, number], layers: number, xray: HTMLCanvasElement,
  *   table: Uint8ClampedArray, contrast: string, opacity: number, method: string,
- *   scope?: {label: string, total: number} | null}} Ctx
+ *   scope?: {label: string, total: number} | null, extra?: [string, string][]}} Ctx  extra: more statistics rows
  * @typedef {{title: string, draw?: (ctx: CanvasRenderingContext2D, w: number, h: number) => void,
  *   rows?: [string, string][]}} Tile
  */
@@ -99,6 +99,7 @@ export function statRows(c) {
     ["Entropy", `${b.ent.toFixed(2)} bits · ${pct(b.entN)} of uniform`],
     ["Peak", `${b.zone} · row ${b.peak[0]}, col ${b.peak[1]}`],
     ["Regions", b.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(" · ") || "none"],
+    ...(c.extra ?? []),
     ["Layers seeing image", `${s.seeing} of ${c.layers}`],
     ["Compute", `model ${millis(s.modelMs)} · maps ${millis(s.mapsMs)}`],
     [`${methodLabel(c.method)} range`, `${sci(sum.min)} … ${sci(sum.max)}`],

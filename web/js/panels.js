@@ -158,11 +158,11 @@ export function renderMethodGrid(el, block, methods, view, grid, table, xray, op
 
 /**
  * The shown token's numbers, one line each: the token, then its block on the shown image;
- * `scope` names the shown image of a study.
+ * `scope` names the shown image of a study, `extra` adds rows (what it read, the sink).
  * @param {HTMLElement} el @param {StepFrame | null} step @param {ImageMaps | null} block
- * @param {{label: string, total: number} | null} [scope]
+ * @param {{label: string, total: number} | null} [scope] @param {[string, string][]} [extra]
  */
-export function renderStats(el, step, block, scope = null) {
+export function renderStats(el, step, block, scope = null, extra = []) {
   if (!step || !block) {
     el.replaceChildren();
     return;
@@ -173,6 +173,7 @@ export function renderStats(el, step, block, scope = null) {
     ["Peak", `${block.zone} (row ${block.peak[0]}, col ${block.peak[1]})`],
     ["Entropy", `${block.ent.toFixed(2)} bits (${pct(block.entN)} of max)`],
     ["Regions", block.regions.map((r) => `${r.zone} ${pct(r.mass)}`).join(", ") || "none"],
+    ...extra,
     ["Timing", `model ${millis(step.modelMs)} · maps ${millis(step.mapsMs)}`],
   ];
   el.replaceChildren(...rows.flatMap(([k, v]) => {

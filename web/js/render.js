@@ -9,6 +9,8 @@
 
 import { renderAnalysisTab } from "./analysis-views.js";
 import { gradientMaps, renderGradientBox } from "./analysis.js";
+import { contextRows, contextTargets } from "./context.js";
+import { renderPrompt, showContext } from "./context-view.js";
 import { displayValues, summarise } from "./contrast.js";
 import { renderDetail, renderOverview } from "./detail.js";
 import { END_WORDS, methodLabel, pct, sci, visibleToken } from "./format.js";
@@ -100,12 +102,31 @@ function render() {
     const base = s.start?.methods.length ? METHODS_ORDER.filter((m) => s.start?.methods.includes(m)) : METHODS_ORDER;
     const methods = shown?.maps.gradient ? [...base, "gradient"] : base;
     renderMethodGrid($("methods-grid"), shown, methods, { method: methodFor(shown, s.view.method), contrast: s.view.contrast }, gridOf(), table, xray, s.view.opacity);
-    renderStats($("stats"), step, shown, studyScope(s, step, image));
+    renderStats($("stats"), step, shown, studyScope(s, step, image), readRows(s, step));
   }
   renderGradientBox(s, i);
   renderReport($("report"), s.steps, i, s.pinned, s.pinned === null);
+  renderReading(s);
   drawStrip(/** @type {HTMLCanvasElement} */ ($("strip")), s.steps, i, Math.max(s.replay?.steps ?? 0, s.steps.length), images > 1);
   renderDetailPanel(s, gKey);
+}
+
+/** @param {State} s @param {StepFrame | null} step @returns {[string, string][]} what the token read, for the statistics */
+function readRows(s, step) {
+  return s.start && step ? contextRows(contextTargets(s.start, s.steps, step), step) : [];
+}
+
+/** The prompt view and the pinned token's context links. @param {State} s */
+function renderReading(s) {
+  const parts = {
+    box: $("reading"), svg: /** @type {SVGSVGElement} */ (/** @type {unknown} */ ($("context-links"))), report: $("report"),
+    prompt: $("prompt-text"), summary: $("prompt-summary"),
+  };
+  renderPrompt(parts, s.start);
+  const pinned = s.pinned !== null ? s.steps[s.pinned] : undefined;
+  const targets = s.view.context && s.start && pinned ? contextTargets(s.start, s.steps, pinned) : [];
+  const from = pinned ? /** @type {HTMLElement | null} */ ($("report").children[pinned.i] ?? null) : null;
+  showContext(parts, from, targets, /** @type {HTMLDetailsElement} */ ($("prompt-view")).open);
 }
 
 /**
@@ -200,7 +221,7 @@ function renderDetailPanel(s, gKey) {
   if (dKey === detailKey) return;
   detailKey = dKey;
   const c = detailContext(s, image);
-  if (tab === "token" && raw && block) renderDetail($("detail-tiles"), { ...c, step: raw, block, scope: studyScope(s, raw, image) });
+  if (tab === "token" && raw && block) renderDetail($("detail-tiles"), { ...c, step: raw, block, scope: studyScope(s, raw, image), extra: readRows(s, raw) });
   if (tab === "overview") {
     const grads = gradientMaps(s.jobs);
     renderOverview($("overview"), s.steps.map((x) => {

@@ -14,7 +14,8 @@
  * @typedef {import("./protocol.js").EndFrame} EndFrame
  * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
  * @typedef {{method: string, palette: string, contrast: string, opacity: number, window: number,
- *   level: number, invert: boolean, regions: boolean, trail: boolean, fade: boolean, image: number}} View
+ *   level: number, invert: boolean, regions: boolean, trail: boolean, fade: boolean, context: boolean,
+ *   image: number}} View  context: the pinned token's links to the words it read
  * @typedef {{name: string, bytes: Uint8Array, label: string}} ChosenFile
  * @typedef {{recording: string, steps: number, speed: number, paused: boolean, at: number}} ReplayInfo
  * @typedef {{
@@ -39,7 +40,7 @@
 /** @type {View} */
 export const DEFAULT_VIEW = {
   method: "consensus", palette: "viridis", contrast: "linear", opacity: 0.55,
-  window: 255, level: 128, invert: false, regions: true, trail: true, fade: false, image: 0,
+  window: 255, level: 128, invert: false, regions: true, trail: true, fade: false, context: true, image: 0,
 };
 
 /** @returns {State} */
