@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * The analysis tabs of the detail drawer (layers × heads, faithfulness, agreement) for
+ * The analysis tabs of the detail drawer (layers × heads, faithfulness, agreement, 3D) for
  * the pinned token and the chosen image.
  *
  * Owns choosing and refreshing the view; each view's drawing is its own module, the job
@@ -12,6 +12,7 @@ import { renderFaithfulness } from "./faith-view.js";
 import { renderHeads } from "./heads-view.js";
 import { $, gridOf, page } from "./page.js";
 import { palette } from "./palette.js";
+import { renderVolumePanel } from "./volume-panel.js";
 
 /**
  * @typedef {{s: import("./state.js").State, step: import("./protocol.js").StepFrame,
@@ -20,7 +21,7 @@ import { palette } from "./palette.js";
  */
 
 /**
- * @param {"heads" | "faith" | "agree"} tab @param {import("./state.js").State} s
+ * @param {"heads" | "faith" | "agree" | "volume"} tab @param {import("./state.js").State} s
  * @param {import("./protocol.js").StepFrame} step the pinned token
  * @param {import("./protocol.js").ImageMaps} block the token on the chosen image
  * @param {number} image
@@ -32,5 +33,6 @@ export function renderAnalysisTab(tab, s, step, block, image) {
   const c = { s, step, block, image, xray, grid: gridOf(), table: palette(s.view.palette).table };
   if (tab === "heads") renderHeads($("heads"), c);
   else if (tab === "faith") renderFaithfulness($("faith"), c);
-  else renderAgreement($("agree"), c);
+  else if (tab === "agree") renderAgreement($("agree"), c);
+  else renderVolumePanel($("volume"), c);
 }

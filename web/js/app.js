@@ -154,7 +154,7 @@ function bind() {
     }
   });
   $("open-overview").addEventListener("click", () => openDetail("overview"));
-  for (const t of /** @type {const} */ (["token", "overview", "heads", "faith", "agree"])) $(`detail-tab-${t}`).addEventListener("click", () => openDetail(t));
+  for (const t of /** @type {const} */ (["token", "overview", "heads", "faith", "agree", "volume"])) $(`detail-tab-${t}`).addEventListener("click", () => openDetail(t));
   $("close-detail").addEventListener("click", () => pin(null));
   $("prev-token").addEventListener("click", () => move(-1));
   $("next-token").addEventListener("click", () => move(1));

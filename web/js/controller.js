@@ -183,7 +183,7 @@ export function move(delta) {
   if (i >= 0 && i < s.steps.length) pin(i, page.detailOpen);
 }
 
-const DETAIL_TABS = ["token", "overview", "heads", "faith", "agree"];
+const DETAIL_TABS = ["token", "overview", "heads", "faith", "agree", "volume"];
 
 /** @param {import("./page.js").DetailTab} tab */
 export function openDetail(tab) {

@@ -4,8 +4,9 @@
  *
  * Owns the multi-image view of frames: the images of a start frame, one image's block of a
  * step (`blockOf`: maps, share, statistics and regions, with the gradient map added once an
- * analysis job delivered it), the share of attention each image got, which view a label
- * names (as medviz_core/biplanar.py reads it), and the colours that tell images apart. Nothing here draws or talks to the server.
+ * analysis job delivered it), the share of attention each image got, which images are a
+ * frontal and a lateral view (by their labels, as medviz_core/biplanar.py reads them), and
+ * the colours that tell images apart. Nothing here draws or talks to the server.
  */
 
 /**
@@ -68,4 +69,15 @@ export function viewKind(label) {
   if (["pa", "ap", "frontal"].includes(word)) return "frontal";
   if (["lateral", "lat"].includes(word)) return "lateral";
   return null;
+}
+
+/**
+ * The frontal and lateral image of a study, when its labels name exactly one of each.
+ * @param {StartFrame | null} start @returns {{frontal: number, lateral: number} | null}
+ */
+export function biplanarPair(start) {
+  const kinds = imagesOf(start).map((im) => viewKind(im.label));
+  const frontal = kinds.flatMap((k, i) => (k === "frontal" ? [i] : []));
+  const lateral = kinds.flatMap((k, i) => (k === "lateral" ? [i] : []));
+  return frontal.length === 1 && lateral.length === 1 ? { frontal: frontal[0], lateral: lateral[0] } : null;
 }

@@ -18,7 +18,8 @@ export function bindKeys(on) {
       on.unpin();
       return;
     }
-    if (typing || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    // a view that took the key itself (the 3D view turns with the arrows) keeps it
+    if (typing || ev.defaultPrevented || ev.altKey || ev.ctrlKey || ev.metaKey) return;
     if (ev.key === "ArrowLeft" || ev.key === "ArrowRight") {
       ev.preventDefault();
       on.move(ev.key === "ArrowLeft" ? -1 : 1);

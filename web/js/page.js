@@ -17,7 +17,7 @@ export const store = new Store();
 /**
  * @typedef {{channel: import("./session.js").Channel, cancel?: () => void, pause?: () => void,
  *   resume?: () => void, seek?: (i: number) => void, speed?: (v: number) => void}} Link
- * @typedef {"token" | "overview" | "heads" | "faith" | "agree"} DetailTab
+ * @typedef {"token" | "overview" | "heads" | "faith" | "agree" | "volume"} DetailTab
  */
 
 export const page = {

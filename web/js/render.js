@@ -14,7 +14,7 @@ import { renderPrompt, showContext } from "./context-view.js";
 import { displayValues, summarise } from "./contrast.js";
 import { renderDetail, renderOverview } from "./detail.js";
 import { END_WORDS, methodLabel, pct, sci, visibleToken } from "./format.js";
-import { IMAGE_COLOURS, blockOf, imageName, imagesOf, viewKind } from "./images.js";
+import { IMAGE_COLOURS, biplanarPair, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
 import { drawStrip, renderMethodGrid, renderReport, renderStats } from "./panels.js";
 import { palette } from "./palette.js";
@@ -193,11 +193,14 @@ function statusText(s) {
 }
 
 const PANELS = /** @type {[string, import("./page.js").DetailTab][]} */ ([
-  ["detail-tiles", "token"], ["overview", "overview"], ["heads", "heads"], ["faith", "faith"], ["agree", "agree"],
+  ["detail-tiles", "token"], ["overview", "overview"], ["heads", "heads"], ["faith", "faith"], ["agree", "agree"], ["volume", "volume"],
 ]);
 
 /** @param {State} s @param {string} gKey what the pictures depend on */
 function renderDetailPanel(s, gKey) {
+  const pair = biplanarPair(s.start);
+  $("detail-tab-volume").hidden = pair === null;
+  if (page.detailTab === "volume" && !pair) page.detailTab = "token";
   const tab = page.detailTab;
   const image = Math.min(s.view.image, Math.max(0, imagesOf(s.start).length - 1));
   const xray = page.xrays[image];
@@ -211,9 +214,9 @@ function renderDetailPanel(s, gKey) {
   for (const [id, t] of PANELS) $(id).hidden = tab !== t;
   const raw = s.pinned !== null ? s.steps[s.pinned] : shownStep(s);
   const block = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
-  const where = imagesOf(s.start).length > 1 ? ` · ${imageName(s.start, image)}` : "";
+  const where = imagesOf(s.start).length > 1 && tab !== "volume" ? ` · ${imageName(s.start, image)}` : "";
   $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : raw ? `Token #${raw.i} “${visibleToken(raw.text)}”${where}` : "No token";
-  if (tab === "heads" || tab === "faith" || tab === "agree") {
+  if (tab === "heads" || tab === "faith" || tab === "agree" || tab === "volume") {
     if (raw && block) renderAnalysisTab(tab, s, raw, block, image);
     return;
   }
