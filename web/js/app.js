@@ -13,6 +13,7 @@ import { invalidateContext } from "./context-view.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
 import { move, openDetail, openReplay, openWatch, pin, playPause, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
 import { exportDetail } from "./detail.js";
+import { exportDicom } from "./dicom-export.js";
 import { downloadPng } from "./export.js";
 import { errorWords, visibleToken } from "./format.js";
 import { blockOf, imagesOf } from "./images.js";
@@ -25,6 +26,7 @@ import { Player } from "./player.js";
 import { detailContext, invalidate, panes, requestRender } from "./render.js";
 import { shownIndex, shownStep } from "./state.js";
 import { addFiles, dropText, renderFiles } from "./study.js";
+import { volumeMethod } from "./volume-panel.js";
 import { applyWindow } from "./xray.js";
 
 const query = new URLSearchParams(location.search);
@@ -160,6 +162,12 @@ function bind() {
   $("next-token").addEventListener("click", () => move(1));
   $("export-view").addEventListener("click", exportView);
   $("export-detail").addEventListener("click", exportPanel);
+  $("export-dicom").addEventListener("click", () => {
+    const s = store.state;
+    const i = s.pinned ?? shownIndex(s);
+    if (!s.start || i < 0 || !exportDicom(s.start.session, i, volumeMethod(s))) showBanner("No connection can carry the request: open the session's recording to export it.");
+    requestRender();
+  });
   // the context links follow the words they join when either list scrolls or the prompt opens
   const relink = () => { invalidateContext(); requestRender(); };
   for (const id of ["report", "prompt-text"]) $(id).addEventListener("scroll", relink, { passive: true });

@@ -1,7 +1,22 @@
 // @ts-check
 /**
- * Saving pictures: a canvas downloaded as a PNG file. No drawing happens here.
+ * Saving files: a canvas downloaded as a PNG, or bytes the server made (a DICOM export's
+ * zip) downloaded under a name. No drawing happens here.
  */
+
+/**
+ * @param {Blob} blob @param {string} filename characters other than letters, digits, "." and "-" become "_"
+ */
+export function downloadBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename.replace(/[^\w.-]+/g, "_");
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
 
 /**
  * @param {HTMLCanvasElement} canvas @param {string} filename
@@ -14,14 +29,7 @@ export function downloadPng(canvas, filename) {
         reject(new Error("the picture could not be encoded as PNG"));
         return;
       }
-      const url = URL.createObjectURL(blob);
-      const a = document.createElement("a");
-      a.href = url;
-      a.download = filename.replace(/[^\w.-]+/g, "_");
-      document.body.appendChild(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      downloadBlob(blob, filename);
       resolve();
     }, "image/png");
   });

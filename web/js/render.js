@@ -13,6 +13,7 @@ import { contextRows, contextTargets } from "./context.js";
 import { renderPrompt, showContext } from "./context-view.js";
 import { displayValues, summarise } from "./contrast.js";
 import { renderDetail, renderOverview } from "./detail.js";
+import { dicomBusy, renderDicomStatus } from "./dicom-export.js";
 import { END_WORDS, methodLabel, pct, sci, visibleToken } from "./format.js";
 import { IMAGE_COLOURS, biplanarPair, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
@@ -216,6 +217,8 @@ function renderDetailPanel(s, gKey) {
   const block = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
   const where = imagesOf(s.start).length > 1 && tab !== "volume" ? ` · ${imageName(s.start, image)}` : "";
   $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : raw ? `Token #${raw.i} “${visibleToken(raw.text)}”${where}` : "No token";
+  /** @type {HTMLButtonElement} */ ($("export-dicom")).disabled = !raw || raw.special || dicomBusy(s);
+  renderDicomStatus($("dicom-status"), s);
   if (tab === "heads" || tab === "faith" || tab === "agree" || tab === "volume") {
     if (raw && block) renderAnalysisTab(tab, s, raw, block, image);
     return;
