@@ -1,7 +1,8 @@
 """The on-demand analysis views on a recorded session, in the real browser against
 `medviz serve --model tiny`: gradient relevancy as a seventh method, the layer x head
 explorer, faithfulness curves, agreement with a drawn box, results replayed from the
-recording, and two recordings compared with their difference map."""
+recording, answers reaching the request that asked (by id) when they come out of order,
+and two recordings compared with their difference map."""
 
 from __future__ import annotations
 
@@ -144,6 +145,75 @@ def test_a_replay_shows_the_analyses_recorded_with_the_session(tab: Watched, sec
     page.wait_for_selector(".method-tile[data-method='gradient']")
     assert page.inner_text("#gradient-status") == "done"
     assert tab.errors == [] and second_tab.errors == []
+
+
+def hold_answers_to_the_first_request(order: list[tuple[str, str]]) -> Any:
+    """A route for the page's replay socket: every answer to the first `analyze` waits until an
+    answer to a later request has reached the page, so the two arrive out of request order.
+    `order` gets ("asked", id) and ("answered", id) in the order the page sent and received them."""
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        held: list[Any] = []
+        released = [False]
+
+        def answers(message: Any) -> str | None:
+            frame = msgpack.unpackb(message, raw=False) if isinstance(message, bytes) else {}
+            return frame.get("id") if frame.get("type") in ("analysis", "error") else None
+
+        def to_page(message: Any) -> None:
+            rid = answers(message)
+            asked = [i for kind, i in order if kind == "asked"]
+            if rid is None or released[0]:
+                if rid is not None:
+                    order.append(("answered", rid))
+                ws.send(message)
+            elif rid == asked[0]:
+                held.append(message)
+            else:
+                order.append(("answered", rid))
+                ws.send(message)
+                released[0] = True
+                for m in held:
+                    order.append(("answered", asked[0]))
+                    ws.send(m)
+
+        def to_server(message: Any) -> None:
+            frame = msgpack.unpackb(message, raw=False) if isinstance(message, bytes) else {}
+            if frame.get("type") == "analyze":
+                order.append(("asked", frame["id"]))
+            server.send(message)
+
+        server.on_message(to_page)
+        ws.on_message(to_server)
+
+    return route
+
+
+def test_answers_reach_the_request_that_asked_when_they_come_out_of_order(tab: Watched, server: Server, recorded: str) -> None:
+    page = tab.page
+    order: list[tuple[str, str]] = []
+    page.route_web_socket("**/ws/replay/**", hold_answers_to_the_first_request(order))
+    open_replay(page, server.url, recorded, PIN)
+    page.click("#detail-tab-faith")
+    page.select_option("#faith select >> nth=1", "4")
+    page.click("#faith .run")  # asked first, answered last
+    page.wait_for_function("() => document.querySelector('#faith .job-status').textContent === 'requested…'")
+    page.click("#detail-tab-agree")
+    page.click("#agree .add-box")
+    x = page.locator("#agree .box-row >> nth=0 >> input >> nth=1")
+    x.fill("99999")
+    x.dispatch_event("change")
+    page.click("#agree .run")  # refused at once: a box outside the image
+    page.wait_for_function("() => document.querySelector('#agree .job-status').textContent.startsWith('failed: ')")
+    refused = page.inner_text("#agree .job-status")
+    assert refused.startswith("failed: box 'box 1' xywh [99999, ")
+    page.click("#detail-tab-faith")
+    page.wait_for_selector("#faith canvas.plot", timeout=180_000)
+    first, second = [i for kind, i in order if kind == "asked"]
+    answered = [i for kind, i in order if kind == "answered"]
+    assert answered[0] == second and first in answered
+    assert page.is_hidden("#banner")
+    assert tab.errors == []
 
 
 def test_two_recordings_play_side_by_side_with_their_difference_map(tab: Watched, server: Server, recorded: str, cxr_dir: Path) -> None:
