@@ -1,16 +1,22 @@
 """Recording and replay in the real browser: a recorded session appears in the library,
 plays at 4x through the same rendering as live, and seeking to the middle shows that
-token's map, pixel for pixel as the live view showed it."""
+token's map, pixel for pixel as the live view showed it; a study recorded by the v1 code
+(the server upgrades it to v2) replays with its recorded tokens, without context links."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from medviz_core.recording import read_recording
+
 from .conftest import Server, Watched, shoot
-from .pages import SETTLED, report_text, shown_step, start_session, token_count, wait_phase
+from .pages import SETTLED, canvas_digest, distinct_colours, report_text, shown_step, start_session, token_count, wait_phase
+
+V1_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "recordings" / "v1_study.medviz"
 
 
 def exported_view(page: Any) -> bytes:
@@ -64,3 +70,27 @@ def test_a_recorded_session_replays_at_4x_and_seeking_shows_that_tokens_map(tab:
     assert page.inner_text("#seek-label") == f"token {middle + 1} / {total}"
     assert exported_view(page) == live_map
     assert tab.errors == [] and second_tab.errors == []
+
+
+def test_a_v1_study_recording_replays_with_its_recorded_tokens_and_no_context_links(tab: Watched, server: Server) -> None:
+    shutil.copy(V1_STUDY, server.recordings / "v1_study_fixture.medviz")
+    recording = read_recording(V1_STUDY)
+    steps = [s.frame for s in recording.steps]
+    page = tab.page
+    page.goto(f"{server.url}/?replay=v1_study_fixture")
+    page.wait_for_selector("#player:not([hidden])")
+    page.select_option("#speed", "8")
+    wait_phase(page, "ended")
+    shown = page.evaluate("() => [...document.querySelectorAll('#report .tok')].map(t => t.classList.contains('special') ? null : t.textContent)")
+    assert shown == [None if s.is_special else s.text for s in steps]
+    assert page.locator(".pane-title").all_inner_texts() == ["PA", "lateral"]
+    assert page.inner_text("#session-info") == f"{recording.start.model.name} · prompt medviz · question “{recording.start.question}”"
+    assert page.inner_text("#prompt-summary") == "Prompt · medviz · its words are not in this recording"
+    page.dispatch_event("#report .tok[data-i='1']", "click")
+    page.wait_for_selector("#detail:not([hidden])")
+    assert page.locator("#reading .read").count() == 0 and page.locator("#context-links path").count() == 0
+    page.click("#detail-tab-volume")
+    page.wait_for_selector("#volume-canvas[data-step='1'][data-empty='false']", timeout=60_000)
+    assert distinct_colours(canvas_digest(page, "#volume-canvas")) > 20
+    shoot(page, "12_v1_study_replay")
+    assert tab.errors == []
