@@ -132,12 +132,14 @@ export function findJob(jobs, kind, index, want = {}) {
 }
 
 /**
- * Whether a request of this kind for this token (and method, when given) is still unanswered.
- * @param {string} kind @param {number} index @param {string} [method]
+ * Whether a request of this kind for this token (any token when null; and this method, when
+ * given) is still unanswered.
+ * @param {string} kind @param {number | null} index @param {string} [method]
  */
 export function isWaiting(kind, index, method) {
   for (const { request: r, answered } of asked.values()) {
-    if (!answered && r.kind === kind && r.index === index && (method === undefined || r.method === method)) return true;
+    const same = (index === null || r.index === index) && (method === undefined || r.method === method);
+    if (!answered && r.kind === kind && same) return true;
   }
   return false;
 }

@@ -82,7 +82,8 @@ export function renderVolumePanel(el, c) {
   const done = findJob(c.s.jobs, "volume", i, { method, done: true });
   const job = done ?? findJob(c.s.jobs, "volume", i, { method });
   const waiting = isWaiting("volume", i, method);
-  if (!job && !waiting && !c.step.special) analyze({ kind: "volume", index: i, method });
+  // one request at a time: while tokens stream in, the view catches up with the newest when an answer comes
+  if (!job && !isWaiting("volume", null) && !c.step.special) analyze({ kind: "volume", index: i, method });
   const key = `${c.s.start?.session}|${i}|${method}|${job?.job}|${job?.status}|${waiting}|${c.s.view.palette}`;
   if (key === ui.key) return;
   ui.key = key;
