@@ -193,8 +193,9 @@ def test_answers_reach_the_request_that_asked_when_they_come_out_of_order(tab: W
     page = tab.page
     order: list[tuple[str, str]] = []
     page.route_web_socket("**/ws/replay/**", hold_answers_to_the_first_request(order))
-    open_replay(page, server.url, recorded, PIN)
+    open_replay(page, server.url, recorded, 8)  # a token and method no other test scores: nothing recorded yet
     page.click("#detail-tab-faith")
+    page.select_option("#faith select >> nth=0", "flow")
     page.select_option("#faith select >> nth=1", "4")
     page.click("#faith .run")  # asked first, answered last
     page.wait_for_function("() => document.querySelector('#faith .job-status').textContent === 'requested…'")
