@@ -19,9 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -124,7 +125,12 @@ class Watched:
 def open_page(browser: Any, width: int = 1280, height: int = 800) -> Watched:
     context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     watched = Watched(page=context.new_page())
-    watched.page.on("console", lambda m: m.type == "error" and watched.errors.append(f"console: {m.text}"))
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            watched.errors.append(f"console: {message.text}")
+
+    watched.page.on("console", console)
     watched.page.on("pageerror", lambda e: watched.errors.append(f"pageerror: {e}"))
     return watched
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medviz_core.recording import read_recording
+from medviz_core.wire.server_frames import StartFrame, StepFrame
+
 SETTLED = "() => { const c = document.getElementById('stage'); return c.dataset.animating !== 'true'; }"
 
 # A 32 x 32 downsample of the stage canvas: small enough to compare, big enough to see a map change.
@@ -127,3 +130,12 @@ def open_replay(page: Any, url: str, recording: str, pin: int) -> None:
     wait_phase(page, "ended")
     page.click(f"#report .tok[data-i='{pin}']")
     page.wait_for_selector("#detail:not([hidden])")
+
+
+def recorded(path: Path) -> tuple[StartFrame, list[StepFrame]]:
+    """A recording's start frame and steps, as Python reads them (v1 recordings upgraded)."""
+    recording = read_recording(path)
+    assert recording.start is not None, f"{path} has no start frame"
+    steps = [s.frame for s in recording.steps]
+    assert all(isinstance(s, StepFrame) for s in steps)
+    return recording.start, [s for s in steps if isinstance(s, StepFrame)]

@@ -11,7 +11,11 @@ from typing import Any
 
 from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
-    AnalyzeRequest, BoxRequest, CancelAnalysisRequest, StartRequest, parse_client_frame,
+    AnalyzeRequest,
+    BoxRequest,
+    CancelAnalysisRequest,
+    StartRequest,
+    parse_client_frame,
 )
 from medviz_core.wire.limits import ClientLimits
 

@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from medviz_core.recording import read_recording
-
 from .conftest import Server, Watched, shoot
-from .pages import record_session
+from .pages import record_session, recorded
 
 PIN = 7
 
@@ -25,9 +23,9 @@ LINKS = "() => [...document.querySelectorAll('#context-links path.link')].map((p
 
 def expected_reads(path: Path, index: int) -> tuple[dict[tuple[str, int], float], list[tuple[int, float]], float]:
     """From the recording: each word the token read by (place, index) with its value, the links, the sink."""
-    recording = read_recording(path)
-    n = len(recording.start.token_ids)
-    step = recording.steps[index].frame
+    start, steps = recorded(path)
+    n = len(start.token_ids)
+    step = steps[index]
     links = [(link.position, link.value) for link in step.context]
     reads = {("prompt", p) if p < n else ("report", p - n): v for p, v in links}
     return reads, links, step.sink

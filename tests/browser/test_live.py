@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from medviz_core.recording import read_recording
-
 from .conftest import Server, Watched, shoot
-from .pages import DIGEST, digest, report_text, shown_step, start_session, token_count, wait_phase
+from .pages import DIGEST, digest, recorded, report_text, shown_step, start_session, token_count, wait_phase
 
 LONG_RUN = 300  # tokens: long enough on 2 CPU cores for a watcher to join mid-stream
 
@@ -133,7 +131,7 @@ def test_the_prompt_preset_chosen_in_the_form_reaches_the_server_and_shows_with_
     start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=4, record=True, preset="model-card")
     wait_phase(page, "ended")
     (recording,) = {p.stem for p in server.recordings.glob("*.medviz")} - before
-    assert read_recording(server.recordings / f"{recording}.medviz").start.preset == "model-card"
+    assert recorded(server.recordings / f"{recording}.medviz")[0].preset == "model-card"
     assert page.inner_text("#session-info") == "tiny · prompt model-card · full report"
     assert tab.errors == []
 

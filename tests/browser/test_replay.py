@@ -11,10 +11,18 @@ from typing import Any
 
 from PIL import Image
 
-from medviz_core.recording import read_recording
-
 from .conftest import Server, Watched, shoot
-from .pages import SETTLED, canvas_digest, distinct_colours, report_text, shown_step, start_session, token_count, wait_phase
+from .pages import (
+    SETTLED,
+    canvas_digest,
+    distinct_colours,
+    recorded,
+    report_text,
+    shown_step,
+    start_session,
+    token_count,
+    wait_phase,
+)
 
 V1_STUDY = Path(__file__).resolve().parents[1] / "fixtures" / "recordings" / "v1_study.medviz"
 
@@ -74,8 +82,7 @@ def test_a_recorded_session_replays_at_4x_and_seeking_shows_that_tokens_map(tab:
 
 def test_a_v1_study_recording_replays_with_its_recorded_tokens_and_no_context_links(tab: Watched, server: Server) -> None:
     shutil.copy(V1_STUDY, server.recordings / "v1_study_fixture.medviz")
-    recording = read_recording(V1_STUDY)
-    steps = [s.frame for s in recording.steps]
+    start, steps = recorded(V1_STUDY)
     page = tab.page
     page.goto(f"{server.url}/?replay=v1_study_fixture")
     page.wait_for_selector("#player:not([hidden])")
@@ -84,7 +91,7 @@ def test_a_v1_study_recording_replays_with_its_recorded_tokens_and_no_context_li
     shown = page.evaluate("() => [...document.querySelectorAll('#report .tok')].map(t => t.classList.contains('special') ? null : t.textContent)")
     assert shown == [None if s.is_special else s.text for s in steps]
     assert page.locator(".pane-title").all_inner_texts() == ["PA", "lateral"]
-    assert page.inner_text("#session-info") == f"{recording.start.model.name} · prompt medviz · question “{recording.start.question}”"
+    assert page.inner_text("#session-info") == f"{start.model.name} · prompt medviz · question “{start.question}”"
     assert page.inner_text("#prompt-summary") == "Prompt · medviz · its words are not in this recording"
     page.dispatch_event("#report .tok[data-i='1']", "click")
     page.wait_for_selector("#detail:not([hidden])")
