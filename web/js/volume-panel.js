@@ -23,8 +23,8 @@ import { VolumeView } from "./volume-view.js";
  * @typedef {import("./analysis-protocol.js").VolumeResult} VolumeResult
  */
 
-/** @type {{view: VolumeView | null, root: HTMLElement | null, key: string, shown: string}} */
-const ui = { view: null, root: null, key: "", shown: "" };
+/** @type {{view: VolumeView | null, root: HTMLElement | null, key: string, shown: string, session: string}} */
+const ui = { view: null, root: null, key: "", shown: "", session: "" };
 
 /**
  * The method the volume is made of: the shown one, else consensus (volumes come from the streamed maps).
@@ -87,6 +87,11 @@ export function renderVolumePanel(el, c) {
   const key = `${c.s.start?.session}|${i}|${method}|${job?.job}|${job?.status}|${waiting}|${c.s.view.palette}`;
   if (key === ui.key) return;
   ui.key = key;
+  if (ui.session !== c.s.start?.session) {
+    ui.session = c.s.start?.session ?? "";
+    ui.shown = "";
+    view.setVolume(null);
+  }
   view.setTable(c.table);
   status.dataset.status = job?.status ?? (waiting ? "queued" : "");
   status.textContent = c.step.special ? "no 3D estimate for an end token" : done ? "" : jobWords(job, waiting || !job);
