@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from .errors import RequestError
 from .wire.limits import MAX_LABEL_CHARS, MAX_QUESTION_CHARS
 
-
 CONTROL_TOKEN = re.compile(
     r"<(?:bos|eos|pad|unk|mask|start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token"
     r"|start_of_audio|end_of_audio|audio_soft_token|unused\d+)>|\[multimodal\]"
