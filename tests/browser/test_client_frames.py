@@ -8,8 +8,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest, CancelAnalysisRequest, StartRequest
-from medviz_core.wire.client_frames import parse_client_frame
+from medviz_core.wire.client_frames import (
+    AnalyzeRequest,
+    BoxRequest,
+    CancelAnalysisRequest,
+    StartRequest,
+    parse_client_frame,
+)
 from medviz_core.wire.limits import ClientLimits
 
 from .conftest import Server, Watched
