@@ -28,12 +28,13 @@ from medviz_core.errors import Cancelled, MedvizError, RequestError
 from medviz_core.recording import append_frame
 from medviz_core.token_analysis import AnalysisSource, check_request, compute, job_id
 from medviz_core.wire.client_frames import AnalyzeRequest
-from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.results import AnalysisFrame, AnalysisResult
 from medviz_core.wire.server_frames import decode
 
 log = logging.getLogger("medviz.server")
 
 Reply = Callable[[AnalysisFrame, bool], None]  # (the job's state, whether it is its last word); the asker adds its id
+Compute = Callable[[Any, AnalysisSource, AnalyzeRequest, threading.Event], AnalysisResult]  # token_analysis.compute
 FINAL = ("done", "cancelled", "error")
 
 
@@ -69,10 +70,13 @@ class _Job:
 class AnalysisJobs:
     """Every analysis job of this server; `cache_size` done results are kept, oldest dropped first."""
 
-    def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256) -> None:
+    def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256, compute: Compute = compute,
+                 record: bool = True) -> None:
         self.engine = engine
         self.line = line
         self.cache_size = cache_size
+        self.compute = compute  # a web node of a scaled-out server asks a worker instead (remote_analyses.py)
+        self.record = record  # append done results to the source's recording (False where a worker does)
         self.runs = 0  # jobs computed (tests check that a repeat does not add one)
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -188,7 +192,7 @@ class AnalysisJobs:
             reply(job.state("running"), False)
         try:
             self.runs += 1
-            result = compute(self.engine, job.source, job.request, job.cancel)
+            result = self.compute(self.engine, job.source, job.request, job.cancel)
             if job.cancel.is_set():
                 raise Cancelled("cancelled while it finished")
         except Cancelled:
@@ -203,7 +207,7 @@ class AnalysisJobs:
             self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
             return
         job.frame = AnalysisFrame(job.id, job.request.kind, job.request.index, "done", "", result)
-        if job.source.recording is not None:
+        if job.source.recording is not None and self.record:
             try:
                 torn = append_frame(job.source.recording, job.frame.to_wire())
                 if torn:

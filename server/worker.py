@@ -36,7 +36,7 @@ from medviz_core.recording import RecordingWriter
 from medviz_core.session import SessionFrame, session_frames
 from medviz_core.types import StreamEnd
 from medviz_core.wire.client_frames import StartRequest
-from medviz_core.wire.codes import ErrorCode
+from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .fair_queue import FairQueue
@@ -46,6 +46,7 @@ log = logging.getLogger("medviz.server")
 Emit = Callable[[bytes, bool], None]  # (frame bytes, keep in the session log)
 Hold = Callable[[int], ContextManager[None]]  # hold bytes of the image budget for a block
 HISTORY = 10_000  # entries of the order of work kept
+WAITED = StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")  # the end of a job cancelled in line
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +77,11 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"  # queued -> running -> finished
     failure: tuple[str, str] | None = None  # (error code, message) when it ended with an error frame
+
+    @property
+    def close(self) -> tuple[int, str] | None:
+        """How its viewers' sockets close: with the code of its error frame, or None (1000, the default)."""
+        return (close_code_for(self.failure[0]), self.failure[1]) if self.failure else None
 
 
 class GenerationWorker:
@@ -145,8 +151,7 @@ class GenerationWorker:
                 self._waiting.remove(job)
         if waiting:
             job.state = "finished"
-            waited = StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")
-            job.emit(EndFrame.of_end(waited).to_wire(), True)
+            job.emit(EndFrame.of_end(WAITED).to_wire(), True)
             _finish(job)
             self._announce_positions()
 
