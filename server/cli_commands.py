@@ -64,7 +64,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     if not args.redis:
         raise MedvizError("medviz worker needs --redis URL (or MEDVIZ_REDIS): the Redis its web nodes use")
-    settings = Settings(model=args.model, recordings=Path(args.recordings), redis_url=args.redis)
+    settings = Settings(model=args.model, recordings=Path(args.recordings), redis_url=args.redis,
+                        heartbeat_s=args.heartbeat_s, reclaim_s=args.reclaim_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     worker = RedisWorker(load_engine(args.model, compile=args.compile), settings)
     signal.signal(signal.SIGTERM, lambda *_: worker.halt())  # the run in hand ends cancelled
@@ -270,6 +271,9 @@ def add_server_commands(subparsers: Any) -> None:
     worker.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
     worker.add_argument("--recordings", default="recordings", help="the recordings folder every node mounts")
     worker.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
+    worker.add_argument("--heartbeat-s", type=float, default=2.0, help="how often it says it is alive")
+    worker.add_argument("--reclaim-s", type=float, default=15.0,
+                        help="a job nobody held this long is reclaimed (the same on every node; > the heartbeat)")
     worker.set_defaults(handler=_worker)
 
     record = subparsers.add_parser("record", help="record one session to a file, without a server")

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -118,4 +118,3 @@ def cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
         yield Cluster(settings, stack, redis_server)
 
 
-Until = Callable[[Callable[[], bool], str], None]
