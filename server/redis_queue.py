@@ -47,7 +47,12 @@ redis.call('HSET', KEYS[4], 'state', 'queued', 'created', ARGV[6], 'record', ARG
            'frames', 0)
 redis.call('EXPIRE', KEYS[4], ARGV[7])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
-return math.max(0, waiting + 1 - redis.call('ZCOUNT', KEYS[6], now, '+inf'))
+local position = waiting + 1 - redis.call('ZCOUNT', KEYS[6], now, '+inf')
+if position > 0 then  -- its first `queued` frame, in the same step (never after a start a worker sent)
+  redis.call('XADD', KEYS[7], '*', 'f', ARGV[position + 7], 'k', '0')
+  redis.call('EXPIRE', KEYS[7], ARGV[7])
+end
+return math.max(0, position)
 """
 _CLAIM = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -69,6 +74,18 @@ redis.call('HSET', KEYS[2], 'job', entry)
 redis.call('XACK', KEYS[1], ARGV[5], ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return entry
+"""
+_ANNOUNCE = _NOW + """
+local idle = redis.call('ZCOUNT', KEYS[2], now, '+inf')
+for rank, session in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local frame = ARGV[rank - idle + 2]
+  if rank > idle and frame then
+    local frames = ARGV[1] .. session .. ':frames'  -- Keys.frames; the fields of redis_keys.frame_entry
+    redis.call('XADD', frames, '*', 'f', frame, 'k', '0')
+    redis.call('EXPIRE', frames, ARGV[2], 'NX')
+  end
+end
+return 0
 """
 _BEAT = _NOW + """
 local expiry = now + tonumber(ARGV[2])
@@ -92,6 +109,7 @@ class RedisQueue:
         self._cancel = client.register_script(_CANCEL)
         self._requeue = client.register_script(_REQUEUE)
         self._beat = client.register_script(_BEAT)
+        self._announce = client.register_script(_ANNOUNCE)
 
     def ensure_group(self) -> None:
         """The consumer group of the job stream (again after a Redis that lost its data)."""
@@ -104,9 +122,10 @@ class RedisQueue:
     def submit(self, session_id: str, request: bytes, work: int, record: bool, created: float) -> int:
         """Queue a job; its position (0: runs now), or -1 when `queue_cap` sessions already wait."""
         k = self.keys
-        position = self._submit(keys=[k.line, k.seq, k.jobs, k.session(session_id), k.sessions, k.idle],
+        position = self._submit(keys=[k.line, k.seq, k.jobs, k.session(session_id), k.sessions, k.idle,
+                                      k.frames(session_id)],
                                 args=[session_id, self.settings.queue_cap, request, work, int(record), repr(created),
-                                      int(self.settings.session_ttl_s)])
+                                      int(self.settings.session_ttl_s), *self._positions()])
         return int(position)
 
     def claim(self, session_id: str, worker: str) -> bool:
@@ -154,17 +173,14 @@ class RedisQueue:
         pipe.execute()
 
     def announce(self) -> None:
-        """A `queued` frame with its position to every waiting session (idle workers take the first ones)."""
-        waiting = [text(s) for s in self.r.zrange(self.keys.line, 0, -1)]
-        if not waiting:
-            return
-        seconds, micros = self.r.time()
-        idle = int(self.r.zcount(self.keys.idle, seconds * 1000 + micros // 1000, "+inf"))
-        pipe = self.r.pipeline(transaction=False)
-        for rank, session_id in enumerate(waiting, start=1):
-            if rank > idle:
-                self.frame(pipe, session_id, QueuedFrame(rank - idle).to_wire(), False)
-        pipe.execute()
+        """A `queued` frame with its position to every waiting session (idle workers take the first ones);
+        one script, so a worker claiming a session meanwhile never makes another's position wrong."""
+        self._announce(keys=[self.keys.line, self.keys.idle],
+                       args=[self.keys.session(""), int(self.settings.session_ttl_s), *self._positions()])
+
+    def _positions(self) -> list[bytes]:
+        """The `queued` frames of positions 1..queue_cap, for the scripts."""
+        return [QueuedFrame(p).to_wire() for p in range(1, self.settings.queue_cap + 1)]
 
     def reclaim(self, consumer: str) -> int:
         """Take over jobs nobody held for `reclaim_s` (the rule in the module docstring); how many."""

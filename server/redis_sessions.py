@@ -34,7 +34,7 @@ from medviz_core.errors import BusyError
 from medviz_core.token_analysis import AnalysisSource
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.codes import ErrorCode, close_code_for
-from medviz_core.wire.server_frames import ErrorFrame, QueuedFrame
+from medviz_core.wire.server_frames import ErrorFrame
 
 from .analysis_jobs import AnalysisJobs
 from .broadcast import Channel, Viewer
@@ -110,10 +110,6 @@ class RedisSessions:
             followed = self._follow(session_id, _Followed(Channel(self.settings.viewer_queue)))
             owner = followed.channel.subscribe()
             self._count(session_id, followed)
-            if position:
-                pipe = self.r.pipeline(transaction=False)
-                self.queue.frame(pipe, session_id, QueuedFrame(position).to_wire(), False)
-                pipe.execute()
         except redis.RedisError as error:
             raise unreachable(error) from None
         log.info("session %s queued at %d through Redis: %d image(s), question %s, %d tokens max, record %s",

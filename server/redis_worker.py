@@ -132,6 +132,7 @@ class RedisWorker:
                                      self.analyses.forget)
         self.served = 0  # jobs run to their end (tests read it)
         self._current: _Current | None = None
+        self._busy = False  # claiming or running a job (not idle)
         self._cancelled: deque[str] = deque(maxlen=256)  # sessions cancelled just before their job started
         self._asked: dict[str, tuple[str, str, Reply]] = {}  # token -> (source key, job, reply)
         self._stop = threading.Event()
@@ -168,8 +169,12 @@ class RedisWorker:
                 self._stop.wait(0.5)
                 fresh = True
                 continue
-            for entry, fields in read_entries(got):
-                self._serve(entry, fields)
+            try:
+                for entry, fields in read_entries(got):
+                    self._serve(entry, fields)
+            except redis.RedisError as error:  # a job it could not start is reclaimed (redis_queue.py)
+                log.warning("worker %s: Redis failed while starting a job (%s)", self.name, type(error).__name__)
+                fresh = True
 
     def halt(self) -> None:
         """Stop taking jobs; the run in hand ends cancelled (its viewers get its end frame)."""
@@ -189,10 +194,18 @@ class RedisWorker:
 
     def _serve(self, entry: str, fields: Fields) -> None:
         session_id = text(fields[b"session"])
-        if not self.queue.claim(session_id, self.name):  # cancelled while it waited
-            self.r.xack(self.keys.jobs, GROUP, entry)
-            self.r.xdel(self.keys.jobs, entry)
-            return
+        self._busy = True  # before the claim: a heartbeat in between must not say idle again
+        try:
+            if self.queue.claim(session_id, self.name):
+                self._run(entry, session_id, fields)
+            else:  # cancelled while it waited
+                self.r.xack(self.keys.jobs, GROUP, entry)
+                self.r.xdel(self.keys.jobs, entry)
+        finally:
+            self._busy = False
+        self._beat()
+
+    def _run(self, entry: str, session_id: str, fields: Fields) -> None:
         self.queue.announce()
         try:
             request = parse_client_frame(fields[b"request"], self.settings.limits, accept=("start",))
@@ -217,7 +230,6 @@ class RedisWorker:
             self._recover(current)
         self._current = None
         self.served += 1
-        self._beat()
 
     def _job(self, session_id: str, request: StartRequest, fields: Fields, done: threading.Event) -> Job:
         target = recording_path(self.settings.recordings, session_id) if request.record else None
@@ -260,7 +272,7 @@ class RedisWorker:
         info: dict[FieldT, EncodableT] = {
             "model": self.facts.name, "device": self.facts.device, "host": socket.gethostname(), "pid": os.getpid()}
         self.r.hset(self.keys.worker(self.name), mapping=info)
-        self.queue.beat(self.keys.workers, self.name, self._current is None, self.keys.worker(self.name),
+        self.queue.beat(self.keys.workers, self.name, not self._busy, self.keys.worker(self.name),
                         self.keys.inbox(self.name))
 
     def _heartbeats(self) -> None:
