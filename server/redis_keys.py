@@ -29,7 +29,8 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -50,58 +51,34 @@ REPLY_S = 5.0  # how long a reply may take (blocking reads block for less)
 UNREACHABLE = "the session store (Redis) is unreachable; try again shortly"
 
 
+def _under(kind: str, part: str = "") -> Callable[[Keys, str], str]:
+    def key(keys: Keys, name: str) -> str:
+        return f"{keys.prefix}:{kind}:{name}{part}"
+
+    return key
+
+
 @dataclass(frozen=True)
 class Keys:
+    """The key names under `prefix`: the fixed ones as fields, the per-name ones as methods."""
+
     prefix: str = "medviz"
+    jobs: str = field(init=False)
+    line: str = field(init=False)
+    seq: str = field(init=False)
+    sessions: str = field(init=False)
+    workers: str = field(init=False)
+    nodes: str = field(init=False)
+    idle: str = field(init=False)
 
-    @property
-    def jobs(self) -> str:
-        return f"{self.prefix}:jobs"
+    def __post_init__(self) -> None:
+        for name in ("jobs", "line", "seq", "sessions", "workers", "nodes", "idle"):
+            object.__setattr__(self, name, f"{self.prefix}:{name}")
 
-    @property
-    def line(self) -> str:
-        return f"{self.prefix}:line"
-
-    @property
-    def seq(self) -> str:
-        return f"{self.prefix}:seq"
-
-    @property
-    def sessions(self) -> str:
-        return f"{self.prefix}:sessions"
-
-    @property
-    def workers(self) -> str:
-        return f"{self.prefix}:workers"
-
-    @property
-    def nodes(self) -> str:
-        return f"{self.prefix}:nodes"
-
-    @property
-    def idle(self) -> str:
-        return f"{self.prefix}:idle"
-
-    def worker(self, name: str) -> str:
-        return f"{self.prefix}:w:{name}"
-
-    def inbox(self, name: str) -> str:
-        return f"{self.prefix}:w:{name}:inbox"
-
-    def answers(self, node: str) -> str:
-        return f"{self.prefix}:n:{node}:answers"
-
-    def session(self, session_id: str) -> str:
-        return f"{self.prefix}:s:{session_id}"
-
-    def frames(self, session_id: str) -> str:
-        return f"{self.prefix}:s:{session_id}:frames"
-
-    def source(self, session_id: str) -> str:
-        return f"{self.prefix}:s:{session_id}:source"
-
-    def watchers(self, session_id: str) -> str:
-        return f"{self.prefix}:s:{session_id}:watchers"
+    worker, inbox = _under("w"), _under("w", ":inbox")  # P:w:NAME, P:w:NAME:inbox
+    answers = _under("n", ":answers")  # P:n:NODE:answers
+    session, frames = _under("s"), _under("s", ":frames")  # P:s:ID, P:s:ID:frames
+    source, watchers = _under("s", ":source"), _under("s", ":watchers")  # P:s:ID:source, P:s:ID:watchers
 
     def of_session(self, session_id: str) -> tuple[str, str, str, str]:
         """Every key of one session (they expire together)."""

@@ -36,7 +36,7 @@ from medviz_core.wire.server_frames import decode
 from .fair_queue import FairQueue
 from .redis_keys import Fields, Keys, connect, read_entries, text
 from .settings import Settings
-from .worker import Task
+from .worker import FairLine, Task
 
 log = logging.getLogger("medviz.server")
 
@@ -46,7 +46,7 @@ WORKER_GONE = "the generation worker computing this analysis stopped; ask again"
 NO_WORKER = "no generation worker is running; ask again shortly"
 
 
-class RemoteAnalyses:
+class RemoteAnalyses(FairLine):
     """The line and the compute of one web node's AnalysisJobs."""
 
     def __init__(self, settings: Settings, keys: Keys, node: str, worker_of: Callable[[str], str | None],
@@ -54,8 +54,8 @@ class RemoteAnalyses:
         self.settings, self.keys, self.node = settings, keys, node
         self.worker_of, self.alive = worker_of, alive  # the session's worker (or None); the live workers
         self.r = connect(settings.redis_url or "")
-        self.tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_per_connection,
-                                                total=settings.analysis_queue)
+        self._tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_per_connection,
+                                                 total=settings.analysis_queue)
         self._lock = threading.Condition()
         self._waiting: dict[str, queue.Queue[Fields]] = {}
         self._stop = threading.Event()
@@ -65,36 +65,15 @@ class RemoteAnalyses:
         for thread in self._threads:
             thread.start()
 
-    # -- the line (analysis_jobs.TaskLine) -------------------------------------------------
-
-    def check_room(self, owner: str) -> None:
-        with self._lock:
-            self.tasks.check_room(owner)
-
-    def run_task(self, owner: str, run: Callable[[], None], source: str, preempt: Callable[[], bool]) -> Task:
-        task = Task(owner, run, source, preempt)
-        with self._lock:
-            self.tasks.push(owner, task)
-            self._lock.notify()
-        return task
-
-    def requeue_task(self, task: Any) -> None:
-        with self._lock:
-            self.tasks.push_front(task.owner, task)
-            self._lock.notify()
-
-    def drop_task(self, task: Any) -> None:
-        with self._lock:
-            self.tasks.discard(task.owner, task)
-
     def _dispatch(self) -> None:
+        """A dispatch thread: takes the next task of the line (worker.FairLine) by turns and waits on it."""
         while True:
             with self._lock:
-                while not len(self.tasks) and not self._stop.is_set():
+                while not len(self._tasks) and not self._stop.is_set():
                     self._lock.wait()
                 if self._stop.is_set():
                     return
-                task = self.tasks.pop()
+                task = self._tasks.pop()
             if task is not None:
                 try:
                     task.run()

@@ -2,9 +2,9 @@
 
 Owns: `SessionManager` (the Protocol the routes use) and `LocalSessions`, its in-process
 implementation: one `GenerationWorker` for the model and one broadcast `Channel` per session.
-The interface is shaped so that generation could later run as replicas of a distributed engine
-(e.g. Ray Serve deployments) and fan-out could go through an existing pub/sub (e.g. Redis
-channels), by writing another implementation; no cluster code here. Owner semantics: when the
+Its other implementation is redis_sessions.RedisSessions (a stateless web node: queue, logs,
+cancels and analyses through Redis, generation on Redis workers or Ray Serve replicas);
+`SessionSource` (a session's frames decoded once each, for analyses) serves both. Owner semantics: when the
 starting client has left and nobody watches, the run stops; a viewer that was dropped (4008) or
 lost its connection, the owner included, leaves with `owner_grace_s` to rejoin through
 /ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line

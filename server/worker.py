@@ -60,6 +60,39 @@ class Task:
     preempt: Callable[[], bool] = lambda: False
 
 
+class FairLine:
+    """Tasks waiting in a FairQueue under a condition: the line AnalysisJobs queues on (analysis_jobs.TaskLine),
+    shared by GenerationWorker and a scaled-out web node's RemoteAnalyses. Needs `_lock` and `_tasks`."""
+
+    _lock: threading.Condition
+    _tasks: FairQueue[Task]
+
+    def check_room(self, owner: str) -> None:
+        """BusyError if `owner` may not queue another task now (its own bound or the total)."""
+        with self._lock:
+            self._tasks.check_room(owner)
+
+    def run_task(self, owner: str, run: Callable[[], None], source: str = "",
+                 preempt: Callable[[], bool] = lambda: False) -> Task:
+        """Queue `run` (on the worker thread: never inside a step). BusyError past the bounds."""
+        task = Task(owner, run, source, preempt)
+        with self._lock:
+            self._tasks.push(owner, task)
+            self._lock.notify()
+        return task
+
+    def requeue_task(self, task: Task) -> None:
+        """A task that yielded to a session goes back to the head of its owner's line."""
+        with self._lock:
+            self._tasks.push_front(task.owner, task)
+            self._lock.notify()
+
+    def drop_task(self, task: Task) -> None:
+        """Take a task that has not started out of the line (it never runs)."""
+        with self._lock:
+            self._tasks.discard(task.owner, task)
+
+
 def _no_budget(nbytes: int) -> ContextManager[None]:
     return contextlib.nullcontext()
 
@@ -84,7 +117,7 @@ class Job:
         return (close_code_for(self.failure[0]), self.failure[1]) if self.failure else None
 
 
-class GenerationWorker:
+class GenerationWorker(FairLine):
     """Runs jobs one at a time on its own thread, first come first served, and tasks between their frames."""
 
     def __init__(self, engine: Any, queue_cap: int, tasks: FairQueue[Task] | None = None,
@@ -116,31 +149,6 @@ class GenerationWorker:
         if position:
             job.emit(QueuedFrame(position).to_wire(), False)
         return position
-
-    def check_room(self, owner: str) -> None:
-        """BusyError if `owner` may not queue another task now (its own bound or the total)."""
-        with self._lock:
-            self._tasks.check_room(owner)
-
-    def run_task(self, owner: str, run: Callable[[], None], source: str = "",
-                 preempt: Callable[[], bool] = lambda: False) -> Task:
-        """Queue `run` for the worker thread (never inside a step). BusyError past the bounds."""
-        task = Task(owner, run, source, preempt)
-        with self._lock:
-            self._tasks.push(owner, task)
-            self._lock.notify()
-        return task
-
-    def requeue_task(self, task: Task) -> None:
-        """A task that yielded to a session goes back to the head of its owner's line."""
-        with self._lock:
-            self._tasks.push_front(task.owner, task)
-            self._lock.notify()
-
-    def drop_task(self, task: Task) -> None:
-        """Take a task that has not started out of the line (it never runs)."""
-        with self._lock:
-            self._tasks.discard(task.owner, task)
 
     def cancel(self, job: Job) -> None:
         """Stop a running job at its next step, or take a waiting one out of the line."""
