@@ -16,7 +16,15 @@ Prints, side by side in ONE run on the same model, image and token count:
 The viewers' process shares the machine's cores with the server, so on a small machine the
 many-viewer run also pays for its clients: a pessimistic measure. Speed lives here, never in tests.
 
+With `--nodes N` the session runs on Redis instead (a redis-server on a free loopback port,
+one RedisWorker in this process): the same session is watched by 200 and 400 viewers (or
+--viewer-counts) split evenly over 1 and over N web nodes, each a process of its own (the
+owner and a blocker on the first); it prints delivery (viewers that got the end), frame
+delay p50/p99, and each web node's CPU seconds, frames delivered and microseconds of CPU
+per delivered frame (its whole process: the Redis reads, the fan-out, the sends).
+
 Usage: python benchmarks/fanout.py [--model tiny] [--viewers 200] [--tokens 48] [--json out.json]
+       python benchmarks/fanout.py --nodes 2 [--viewer-counts 200,400] [--model tiny] [--tokens 48]
 """
 
 from __future__ import annotations
@@ -98,17 +106,17 @@ async def _follow(ws: ClientConnection, joined: float) -> Samples:
     return joined, samples, False
 
 
-async def _watch_many(url: str, count: int, ready: Any) -> list[Samples]:
-    async def one() -> Samples:
+async def _watch_many(urls: list[str], ready: Any) -> list[Samples]:
+    async def one(url: str) -> Samples:
         async with connect(url, max_size=None) as ws:
             joined = time.time()
             ready.put(1)
             return await _follow(ws, joined)
 
-    return list(await asyncio.gather(*(one() for _ in range(count))))
+    return list(await asyncio.gather(*(one(url) for url in urls)))
 
 
-def _viewer_process(url: str, count: int, ready: Any, results: Any, go: Any) -> None:
+def _viewer_process(urls: list[str], ready: Any, results: Any, go: Any) -> None:
     """In a child process, so viewers do not share the server's interpreter lock."""
     import resource
 
@@ -117,7 +125,7 @@ def _viewer_process(url: str, count: int, ready: Any, results: Any, go: Any) -> 
         return usage.ru_utime + usage.ru_stime
 
     async def watch() -> tuple[list[Samples], float]:
-        task = asyncio.ensure_future(_watch_many(url, count, ready))
+        task = asyncio.ensure_future(_watch_many(urls, ready))
         while not go.is_set():  # the CPU clock starts when the measured session may start
             await asyncio.sleep(0.005)
         started = cpu()
@@ -153,7 +161,7 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
             request = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0))
             await owner.send(request.to_wire())
             session_id = await _queued_session_id(port)
-            child = ctx.Process(target=_viewer_process, args=(f"{base}/ws/watch/{session_id}", viewers - 1,
+            child = ctx.Process(target=_viewer_process, args=([f"{base}/ws/watch/{session_id}"] * (viewers - 1),
                                                               ready, results, go), daemon=True)
             if viewers > 1:
                 child.start()
@@ -233,6 +241,154 @@ def _print_table(report: dict[str, Any]) -> None:
           f"{report['tokens_per_s_ratio_many_over_one']:.3f}")
 
 
+# -- across web nodes (--nodes N): one session on Redis, its viewers split over 1 and N web nodes ---------------
+
+
+def _node_process(settings: Any, ready: Any, stop: Any) -> None:
+    """One web node in a process of its own (so its CPU is its own): a real uvicorn on the Redis."""
+    import os
+
+    from server.background import serve_in_background
+
+    with serve_in_background(settings) as port:
+        ready.put((port, os.getpid()))
+        stop.wait()
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid`, every thread, from /proc; NaN elsewhere."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class NodesResult:
+    nodes: int
+    viewers: int
+    tokens: int
+    delays_ms: list[float]
+    complete: int
+    node_cpu_s: list[float]  # each web node's process, during the measured session
+    node_frames: list[int]  # frames each node delivered to its viewers (the owner's on node 0)
+
+
+async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewers: int, tokens: int,
+                         nodes: int) -> NodesResult:
+    """As `_session`, with viewer i on web node i % `nodes`; the owner and the blocker on node 0."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    bases = [f"ws://127.0.0.1:{port}" for port in ports[:nodes]]
+    async with connect(f"{bases[0]}/ws/session", max_size=None) as blocker:
+        await blocker.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS)
+                                        ).to_wire())
+        await _recv(blocker)
+        async with connect(f"{bases[0]}/ws/session", max_size=None) as owner:
+            await owner.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0)
+                                          ).to_wire())
+            session_id = await _queued_session_id(ports[0])
+            urls = [f"{bases[i % nodes]}/ws/watch/{session_id}" for i in range(viewers - 1)]
+            child = ctx.Process(target=_viewer_process, args=(urls, ready, results, go), daemon=True)
+            child.start()
+            for _ in urls:
+                await asyncio.to_thread(ready.get, True, 120)
+            cpu = [_process_cpu_s(pid) for pid in pids[:nodes]]
+            go.set()
+            await blocker.send(CancelRequest().to_wire())
+            mine = await _follow(owner, time.time())
+            cpu = [_process_cpu_s(pid) - before for pid, before in zip(pids, cpu)]
+    theirs, _ = await asyncio.to_thread(results.get, True, 600)
+    child.join(30)
+    seen: list[Samples] = [mine, *theirs]
+    on_node = [0] + [i % nodes for i in range(len(theirs))]
+    delivered = [sum(len(samples) for (_, samples, _), n in zip(seen, on_node) if n == node) for node in range(nodes)]
+    end = await _end_of(ports[0], session_id)
+    return NodesResult(nodes=nodes, viewers=viewers, tokens=end["tokens"], complete=sum(1 for *_, ok in seen if ok),
+                       delays_ms=[1000.0 * (arrived - emitted) for joined, samples, _ in seen
+                                  for arrived, emitted in samples if emitted >= joined],
+                       node_cpu_s=cpu, node_frames=delivered)
+
+
+def _nodes_row(result: NodesResult) -> dict[str, Any]:
+    per_frame = [round(1e6 * cpu / max(frames_, 1), 1) for cpu, frames_ in zip(result.node_cpu_s, result.node_frames)]
+    return {"nodes": result.nodes, "viewers": result.viewers, "complete": result.complete, "tokens": result.tokens,
+            "delay_samples": len(result.delays_ms), "delay_p50_ms": round(_percentile(result.delays_ms, 50), 2),
+            "delay_p99_ms": round(_percentile(result.delays_ms, 99), 2),
+            "node_cpu_s": [round(c, 3) for c in result.node_cpu_s], "node_frames": result.node_frames,
+            "node_us_per_frame": per_frame}
+
+
+def _print_nodes(report: dict[str, Any]) -> None:
+    print(f"fan-out across web nodes on loopback (Redis {report['redis']}), model {report['model']}, "
+          f"{report['tokens']} tokens, one worker")
+    print(f"{'nodes':>5} {'viewers':>8} {'got end':>8} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8}  "
+          f"{'node cpu s':>16} {'frames per node':>16} {'us/frame per node':>18}")
+    for row in report["runs"]:
+        print(f"{row['nodes']:>5} {row['viewers']:>8} {row['complete']:>8} {row['delay_samples']:>8} "
+              f"{row['delay_p50_ms']:>8.2f} {row['delay_p99_ms']:>8.2f}  "
+              f"{' '.join(f'{c:.3f}' for c in row['node_cpu_s']):>16} "
+              f"{' '.join(str(f) for f in row['node_frames']):>16} "
+              f"{' '.join(f'{u:.1f}' for u in row['node_us_per_frame']):>18}")
+
+
+def run_nodes(model: str, image: bytes, nodes: int, viewer_counts: list[int], tokens: int) -> dict[str, Any]:
+    """Redis (a redis-server on a free port), one in-process worker, `nodes` web-node processes."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    from medviz_core.models import load_engine
+    from server.redis_worker import RedisWorker
+    from server.settings import Settings
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("--nodes needs Debian's redis-server (./dev test installs it)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        redis_port = int(sock.getsockname()[1])
+    folder = tempfile.mkdtemp(prefix="medviz-fanout-")
+    redis_server = subprocess.Popen([binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--dir", folder], stdout=subprocess.DEVNULL)
+    settings = Settings(model=model, recordings=Path(folder) / "recordings", max_new_tokens=BLOCKER_TOKENS,
+                        redis_url=f"redis://127.0.0.1:{redis_port}/0", max_watch_sockets=2048, max_sockets=2100,
+                        max_connections=2200)
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Queue(), ctx.Event()
+    processes = [ctx.Process(target=_node_process, args=(settings, ready, stop), daemon=True) for _ in range(nodes)]
+    worker = None
+    try:
+        time.sleep(0.3)
+        import torch
+
+        torch.set_num_threads(1)  # the model keeps to one core: the nodes and the viewers' process share the rest
+        worker = RedisWorker(load_engine(model), settings).start()
+        for process in processes:
+            process.start()
+        ports, pids = zip(*(ready.get(True, 120) for _ in processes))
+        rows = []
+        asyncio.run(_nodes_session(list(ports), list(pids), image, 2, 2, 1))  # warm-up
+        for viewers in viewer_counts:
+            for count in sorted({1, nodes}):
+                rows.append(_nodes_row(asyncio.run(_nodes_session(list(ports), list(pids), image, viewers, tokens,
+                                                                  count))))
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(30)
+        if worker is not None:
+            worker.stop()
+        redis_server.terminate()
+        redis_server.wait(10)
+    return {"benchmark": "fanout-nodes", "model": model, "tokens": tokens, "redis": "redis-server, loopback",
+            "runs": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny")
@@ -240,7 +396,18 @@ def main() -> None:
     parser.add_argument("--viewers", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--json", default=None, help="also write the JSON report here")
+    parser.add_argument("--nodes", type=int, default=0,
+                        help="N: one session on Redis, its viewers split over 1 and N web-node processes")
+    parser.add_argument("--viewer-counts", default="200,400", help="with --nodes: viewer counts to run")
     args = parser.parse_args()
+    if args.nodes:
+        report = run_nodes(args.model, Path(args.image).read_bytes(), args.nodes,
+                           [int(v) for v in args.viewer_counts.split(",")], args.tokens)
+        _print_nodes(report)
+        print(json.dumps(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        return
     from medviz_core.models import load_engine  # here, not at the top: the viewers' process re-imports this file
     from server.background import serve_in_background
     from server.settings import Settings

@@ -8,7 +8,8 @@ nothing queued, past the worker's bounds per connection and in total: only new j
 repeat or a join costs nothing); `cancel` stops a job for every socket waiting on it and gives
 its place in the line back; `forget` drops a source's jobs when its session expires. A finished
 job's `done` frame is appended to the source's recording on the worker thread (the thread that
-writes recordings). `withdraw` takes back a closing socket's wish for an answer, and a job
+writes recordings; `record=False` on a scaled-out web node, whose `compute` asks a worker,
+which appends it: remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
 nobody waits for any more is cancelled, so a closed tab does not keep the model's worker busy.
 Replies are callables `reply(frame, final)` that must not block (the routes hand them to the
 event loop). Does not own what a job computes (medviz_core/token_analysis.py) or sockets
@@ -28,12 +29,13 @@ from medviz_core.errors import Cancelled, MedvizError, RequestError
 from medviz_core.recording import append_frame
 from medviz_core.token_analysis import AnalysisSource, check_request, compute, job_id
 from medviz_core.wire.client_frames import AnalyzeRequest
-from medviz_core.wire.results import AnalysisFrame
+from medviz_core.wire.results import AnalysisFrame, AnalysisResult
 from medviz_core.wire.server_frames import decode
 
 log = logging.getLogger("medviz.server")
 
 Reply = Callable[[AnalysisFrame, bool], None]  # (the job's state, whether it is its last word); the asker adds its id
+Compute = Callable[[Any, AnalysisSource, AnalyzeRequest, threading.Event], AnalysisResult]  # token_analysis.compute
 FINAL = ("done", "cancelled", "error")
 
 
@@ -69,10 +71,13 @@ class _Job:
 class AnalysisJobs:
     """Every analysis job of this server; `cache_size` done results are kept, oldest dropped first."""
 
-    def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256) -> None:
+    def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256, compute: Compute | None = None,
+                 record: bool = True) -> None:
         self.engine = engine
         self.line = line
         self.cache_size = cache_size
+        self.compute = compute  # None: token_analysis.compute; a scaled-out node asks a worker (remote_analyses.py)
+        self.record = record  # append done results to the source's recording (False where a worker does)
         self.runs = 0  # jobs computed (tests check that a repeat does not add one)
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -188,7 +193,7 @@ class AnalysisJobs:
             reply(job.state("running"), False)
         try:
             self.runs += 1
-            result = compute(self.engine, job.source, job.request, job.cancel)
+            result = (self.compute or compute)(self.engine, job.source, job.request, job.cancel)
             if job.cancel.is_set():
                 raise Cancelled("cancelled while it finished")
         except Cancelled:
@@ -203,7 +208,7 @@ class AnalysisJobs:
             self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
             return
         job.frame = AnalysisFrame(job.id, job.request.kind, job.request.index, "done", "", result)
-        if job.source.recording is not None:
+        if job.source.recording is not None and self.record:
             try:
                 torn = append_frame(job.source.recording, job.frame.to_wire())
                 if torn:

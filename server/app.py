@@ -56,12 +56,17 @@ async def sessions_route(request: Request) -> Response:
 def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _load_engine,
                sessions: SessionManager | None = None) -> Starlette:
     """The app. Pass `engine` (tests) or let the lifespan load `settings.model`; pass
-    `sessions` to use another SessionManager implementation."""
+    `sessions` to use another SessionManager implementation. With `settings.redis_url` the
+    sessions are a stateless web node's (redis_sessions.py) and no engine is loaded."""
     settings.check()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         manager = sessions
+        if manager is None and settings.redis_url:  # a stateless web node: the workers hold the model
+            from .redis_sessions import RedisSessions
+
+            manager = await asyncio.to_thread(RedisSessions, settings, asyncio.get_running_loop())
         if manager is None:
             loaded = engine if engine is not None else await asyncio.to_thread(loader, settings.model)
             manager = LocalSessions(loaded, settings, asyncio.get_running_loop())

@@ -1,5 +1,5 @@
 """The `medviz` command, the top of the import graph: `generate` here, the others from cli_analysis.py
-(analyze, agreement) and cli_commands.py (serve, record, replay, watch, faithfulness, export).
+(analyze, agreement) and cli_commands.py (serve, worker, record, replay, watch, faithfulness, export).
 
 Owns: the parser, `main`, and turning a MedvizError into one clear line on stderr with
 exit code 2 (no traceback). Does not own what the commands do beyond printing the stream.

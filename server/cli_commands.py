@@ -1,4 +1,4 @@
-"""`medviz serve | record | replay | watch | faithfulness | export`: the commands about sessions and recordings.
+"""`medviz serve | worker | record | replay | watch | faithfulness | export`: commands about sessions and recordings.
 
 Owns: their arguments and handlers. `add_server_commands(subparsers)` is called by cli.py,
 which prints a MedvizError as one line (exit 2). Does not own the server itself (app.py),
@@ -37,7 +37,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .uvicorn_config import server_config
 
     settings = Settings(model=args.model, host=args.host, port=args.port, token=args.token or None,
-                        recordings=Path(args.recordings)).check()
+                        recordings=Path(args.recordings), redis_url=args.redis or None).check()
+    if args.ray:
+        if not settings.redis_url:
+            raise MedvizError("--ray runs the workers as Ray Serve replicas fed through Redis: pass --redis URL too")
+        from .ray_app import start_workers
+
+        start_workers(settings, replicas=args.replicas, gpus=args.gpus)
     app = create_app(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:  # medviz's own lines: never a token either
@@ -45,6 +51,30 @@ def _serve(args: argparse.Namespace) -> int:
     shown = "" if not settings.token else "?token=<your token>"
     print(f"medviz: serving {settings.model} at http://{settings.host}:{settings.port}/{shown}", file=sys.stderr)
     uvicorn.Server(server_config(app, settings)).run()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from medviz_core.models import load_engine
+
+    from .redis_worker import RedisWorker
+    from .settings import Settings
+
+    if not args.redis:
+        raise MedvizError("medviz worker needs --redis URL (or MEDVIZ_REDIS): the Redis its web nodes use")
+    settings = Settings(model=args.model, recordings=Path(args.recordings), redis_url=args.redis,
+                        heartbeat_s=args.heartbeat_s, reclaim_s=args.reclaim_s)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    worker = RedisWorker(load_engine(args.model, compile=args.compile), settings)
+    signal.signal(signal.SIGTERM, lambda *_: worker.halt())  # the run in hand ends cancelled
+    print(f"medviz: worker {worker.name} serving {args.model} from Redis", file=sys.stderr)
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        worker.halt()
+    worker.stop()
     return 0
 
 
@@ -226,7 +256,25 @@ def add_server_commands(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, default=7860)
     serve.add_argument("--token", default=os.environ.get("MEDVIZ_TOKEN"), help="access token (or MEDVIZ_TOKEN)")
     serve.add_argument("--recordings", default="recordings", help="folder for recorded sessions")
+    serve.add_argument("--redis", default=os.environ.get("MEDVIZ_REDIS"),
+                       help="redis://[:password@]host:port/db (or MEDVIZ_REDIS): a stateless web node whose "
+                       "sessions go through Redis to `medviz worker`s or Ray Serve replicas (docs/deploy.md)")
+    serve.add_argument("--ray", action="store_true", help="with --redis: also run the workers as Ray Serve replicas "
+                       "(RAY_ADDRESS or a local Ray)")
+    serve.add_argument("--replicas", type=int, default=1, help="with --ray: how many workers (one per GPU)")
+    serve.add_argument("--gpus", type=float, default=None, help="with --ray: GPUs per replica (default 1 where "
+                       "the cluster has GPUs, else 0)")
     serve.set_defaults(handler=_serve)
+
+    worker = subparsers.add_parser("worker", help="a generation worker taking sessions from Redis (scale-out)")
+    worker.add_argument("--redis", default=os.environ.get("MEDVIZ_REDIS"), help="the web nodes' Redis URL")
+    worker.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
+    worker.add_argument("--recordings", default="recordings", help="the recordings folder every node mounts")
+    worker.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
+    worker.add_argument("--heartbeat-s", type=float, default=2.0, help="how often it says it is alive")
+    worker.add_argument("--reclaim-s", type=float, default=15.0,
+                        help="a job nobody held this long is reclaimed (the same on every node; > the heartbeat)")
+    worker.set_defaults(handler=_worker)
 
     record = subparsers.add_parser("record", help="record one session to a file, without a server")
     record.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")

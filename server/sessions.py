@@ -2,9 +2,9 @@
 
 Owns: `SessionManager` (the Protocol the routes use) and `LocalSessions`, its in-process
 implementation: one `GenerationWorker` for the model and one broadcast `Channel` per session.
-The interface is shaped so that generation could later run as replicas of a distributed engine
-(e.g. Ray Serve deployments) and fan-out could go through an existing pub/sub (e.g. Redis
-channels), by writing another implementation; no cluster code here. Owner semantics: when the
+Its other implementation is redis_sessions.RedisSessions (a stateless web node: queue, logs,
+cancels and analyses through Redis, generation on Redis workers or Ray Serve replicas);
+`SessionSource` (a session's frames decoded once each, for analyses) serves both. Owner semantics: when the
 starting client has left and nobody watches, the run stops; a viewer that was dropped (4008) or
 lost its connection, the owner included, leaves with `owner_grace_s` to rejoin through
 /ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line
@@ -19,14 +19,15 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording import recording_path
 from medviz_core.token_analysis import AnalysisSource
 from medviz_core.wire.client_frames import StartRequest
-from medviz_core.wire.codes import close_code_for
 from medviz_core.wire.server_frames import SourceFrame, StartFrame, StepFrame, decode
 
 from .analysis_jobs import AnalysisJobs
@@ -86,16 +87,47 @@ class SessionManager(Protocol):
     def close(self) -> None: ...
 
 
+def unknown(session_id: str) -> NotFoundError:
+    return NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
+
+
+@dataclass
+class SessionSource:
+    """A session's frames decoded once each as its log grows, for analyses (every SessionManager's)."""
+
+    start: StartFrame | None = None
+    steps: list[StepFrame] = field(default_factory=list)
+    decoded: int = 0  # frames of the log decoded so far
+    headers: tuple[bytes | None, ...] = ()  # the source DICOM headers: for exports, never sent to viewers
+
+    def source(self, session_id: str, log: Sequence[bytes], recording: Path | None) -> AnalysisSource:
+        """The source of `log` (the session's kept frames so far); RequestError before its start frame."""
+        for data in log[self.decoded :]:
+            frame = decode(data)
+            if isinstance(frame, StartFrame):
+                self.start = frame
+            elif isinstance(frame, StepFrame):
+                self.steps.append(frame)
+        self.decoded = len(log)
+        if self.start is None:
+            raise RequestError("the session has not started yet; analysis needs its first token")
+        return AnalysisSource(key=f"session:{session_id}", start=self.start, steps=tuple(self.steps),
+                              recording=recording, headers=self.headers)
+
+    def keep(self, data: bytes) -> None:
+        """A recording-only frame: the source frame's headers are kept for exports."""
+        frame = decode(data)
+        if isinstance(frame, SourceFrame):
+            self.headers = frame.headers
+
+
 @dataclass
 class _Session:
     job: Job
     channel: Channel
     created: float
     owner_present: bool = True
-    start: StartFrame | None = None
-    steps: list[StepFrame] = field(default_factory=list)
-    decoded: int = 0  # frames of the channel log decoded so far
-    headers: tuple[bytes | None, ...] = ()  # the source DICOM headers: for exports, never sent to viewers
+    frames: SessionSource = field(default_factory=SessionSource)
 
 
 class LocalSessions:
@@ -144,30 +176,19 @@ class LocalSessions:
     def watch(self, session_id: str) -> Viewer:
         session = self._sessions.get(session_id)
         if session is None:
-            raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
+            raise unknown(session_id)
         return session.channel.subscribe()
 
     def live_source(self, session_id: str) -> AnalysisSource:
         session = self._sessions.get(session_id)
         if session is None:
-            raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
-        for data in session.channel.log[session.decoded :]:
-            frame = decode(data)
-            if isinstance(frame, StartFrame):
-                session.start = frame
-            elif isinstance(frame, StepFrame):
-                session.steps.append(frame)
-        session.decoded = len(session.channel.log)
-        if session.start is None:
-            raise RequestError("the session has not started yet; analysis needs its first token")
-        return AnalysisSource(key=f"session:{session_id}", start=session.start, steps=tuple(session.steps),
-                              recording=session.job.recording, headers=session.headers)
+            raise unknown(session_id)
+        return session.frames.source(session_id, session.channel.log, session.job.recording)
 
     def _keep_source(self, session_id: str, data: bytes) -> None:
         session = self._sessions.get(session_id)
-        frame = decode(data)
-        if session is not None and isinstance(frame, SourceFrame):
-            session.headers = frame.headers
+        if session is not None:
+            session.frames.keep(data)
 
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
         session = self._sessions.get(session_id)
@@ -196,7 +217,7 @@ class LocalSessions:
     def cancel(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
         if session is None:
-            raise NotFoundError(f"session {session_id[:64]!r} does not exist or has expired")
+            raise unknown(session_id)
         self.worker.cancel(session.job)
 
     def sessions(self) -> list[SessionInfo]:
@@ -218,8 +239,7 @@ class LocalSessions:
         session = self._sessions.get(session_id)
         if session is None:
             return
-        failure = session.job.failure
-        session.channel.end((close_code_for(failure[0]), failure[1]) if failure else None)
+        session.channel.end(session.job.close)
         log.info("session %s finished: %d frames", session_id, len(session.channel.log))
         self.loop.call_later(self.settings.linger_s, self._expire, session_id)
 

@@ -65,6 +65,13 @@ class Settings:
     max_header_bytes: int = 16 * 1024  # request line and headers together (h11's limit)
     keep_alive_s: int = 5  # an idle HTTP keep-alive connection is closed after this
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)  # extra origins, e.g. "https://host:443"
+    # Scale-out (docs/deploy.md): a Redis URL makes this a stateless web node; the rest tune it and its workers.
+    redis_url: str | None = None  # e.g. redis://:password@10.0.0.5:6379/0; None: sessions in this process
+    redis_prefix: str = "medviz"  # every key starts with it, so deployments can share one Redis
+    heartbeat_s: float = 2.0  # how often workers and web nodes say they are alive (and hold their job)
+    reclaim_s: float = 15.0  # a job its worker did not hold this long is reclaimed: re-run if not started, else failed
+    redis_wait_s: float = 10.0  # how long a followed session waits for a lost Redis before its viewers get an error
+    session_ttl_s: float = 86400.0  # a session's keys expire after this even if it never ended (linger_s after its end)
 
     @property
     def limits(self) -> ClientLimits:

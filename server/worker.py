@@ -36,7 +36,7 @@ from medviz_core.recording import RecordingWriter
 from medviz_core.session import SessionFrame, session_frames
 from medviz_core.types import StreamEnd
 from medviz_core.wire.client_frames import StartRequest
-from medviz_core.wire.codes import ErrorCode
+from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .fair_queue import FairQueue
@@ -46,6 +46,7 @@ log = logging.getLogger("medviz.server")
 Emit = Callable[[bytes, bool], None]  # (frame bytes, keep in the session log)
 Hold = Callable[[int], ContextManager[None]]  # hold bytes of the image budget for a block
 HISTORY = 10_000  # entries of the order of work kept
+WAITED = StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")  # the end of a job cancelled in line
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +58,39 @@ class Task:
     run: Callable[[], None]
     source: str = ""
     preempt: Callable[[], bool] = lambda: False
+
+
+class FairLine:
+    """Tasks waiting in a FairQueue under a condition: the line AnalysisJobs queues on (analysis_jobs.TaskLine),
+    shared by GenerationWorker and a scaled-out web node's RemoteAnalyses. Needs `_lock` and `_tasks`."""
+
+    _lock: threading.Condition
+    _tasks: FairQueue[Task]
+
+    def check_room(self, owner: str) -> None:
+        """BusyError if `owner` may not queue another task now (its own bound or the total)."""
+        with self._lock:
+            self._tasks.check_room(owner)
+
+    def run_task(self, owner: str, run: Callable[[], None], source: str = "",
+                 preempt: Callable[[], bool] = lambda: False) -> Task:
+        """Queue `run` (on the worker thread: never inside a step). BusyError past the bounds."""
+        task = Task(owner, run, source, preempt)
+        with self._lock:
+            self._tasks.push(owner, task)
+            self._lock.notify()
+        return task
+
+    def requeue_task(self, task: Task) -> None:
+        """A task that yielded to a session goes back to the head of its owner's line."""
+        with self._lock:
+            self._tasks.push_front(task.owner, task)
+            self._lock.notify()
+
+    def drop_task(self, task: Task) -> None:
+        """Take a task that has not started out of the line (it never runs)."""
+        with self._lock:
+            self._tasks.discard(task.owner, task)
 
 
 def _no_budget(nbytes: int) -> ContextManager[None]:
@@ -77,8 +111,13 @@ class Job:
     state: str = "queued"  # queued -> running -> finished
     failure: tuple[str, str] | None = None  # (error code, message) when it ended with an error frame
 
+    @property
+    def close(self) -> tuple[int, str] | None:
+        """How its viewers' sockets close: with the code of its error frame, or None (1000, the default)."""
+        return (close_code_for(self.failure[0]), self.failure[1]) if self.failure else None
 
-class GenerationWorker:
+
+class GenerationWorker(FairLine):
     """Runs jobs one at a time on its own thread, first come first served, and tasks between their frames."""
 
     def __init__(self, engine: Any, queue_cap: int, tasks: FairQueue[Task] | None = None,
@@ -111,31 +150,6 @@ class GenerationWorker:
             job.emit(QueuedFrame(position).to_wire(), False)
         return position
 
-    def check_room(self, owner: str) -> None:
-        """BusyError if `owner` may not queue another task now (its own bound or the total)."""
-        with self._lock:
-            self._tasks.check_room(owner)
-
-    def run_task(self, owner: str, run: Callable[[], None], source: str = "",
-                 preempt: Callable[[], bool] = lambda: False) -> Task:
-        """Queue `run` for the worker thread (never inside a step). BusyError past the bounds."""
-        task = Task(owner, run, source, preempt)
-        with self._lock:
-            self._tasks.push(owner, task)
-            self._lock.notify()
-        return task
-
-    def requeue_task(self, task: Task) -> None:
-        """A task that yielded to a session goes back to the head of its owner's line."""
-        with self._lock:
-            self._tasks.push_front(task.owner, task)
-            self._lock.notify()
-
-    def drop_task(self, task: Task) -> None:
-        """Take a task that has not started out of the line (it never runs)."""
-        with self._lock:
-            self._tasks.discard(task.owner, task)
-
     def cancel(self, job: Job) -> None:
         """Stop a running job at its next step, or take a waiting one out of the line."""
         job.cancel.set()
@@ -145,8 +159,7 @@ class GenerationWorker:
                 self._waiting.remove(job)
         if waiting:
             job.state = "finished"
-            waited = StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")
-            job.emit(EndFrame.of_end(waited).to_wire(), True)
+            job.emit(EndFrame.of_end(WAITED).to_wire(), True)
             _finish(job)
             self._announce_positions()
 

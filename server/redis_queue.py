@@ -1,0 +1,220 @@
+"""The generation queue on Redis, as web nodes and workers both use it: one set of atomic steps.
+
+Owns: `RedisQueue`: `submit` (the cap, the session's keys, the job entry in `P:jobs`, the
+position: 0 when an idle worker will take it at once), `claim` (a worker takes a session
+out of the line; a session cancelled while waiting cannot be claimed, and a claimed one
+cannot be cancelled as waiting: one script each, so they never both win), `cancel`,
+`announce` (a `queued` frame with its position to every waiting session, after any change
+to the line), `finish` / `fail` (the end marker after the last frame, the keys' TTL:
+`linger_s`), `reclaim` (the rule for a job whose worker died, below), and the heartbeats
+of workers and web nodes (sorted sets scored by expiry, in Redis's own clock).
+
+The reclaim rule: a worker holds its job's entry in the group's pending list and renews it
+every `heartbeat_s` (XCLAIM by itself). An entry nobody renewed for `reclaim_s` is taken
+by whoever looks first (every web node and every worker does, every `heartbeat_s`, with
+XAUTOCLAIM): if its session never started (still in the line), it goes back into the
+stream for another worker; if it started, the session ends with an `internal` error frame
+that says its worker stopped (viewers close 4500); a finished one is just acknowledged.
+Either way nobody waits forever. Does not own the frames' fan-out (redis_sessions.py) or
+running jobs (redis_worker.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from medviz_core.wire.codes import ErrorCode, close_code_for
+from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
+
+from .broadcast import ENDED, Close
+from .redis_keys import GROUP, Fields, Keys, end_entry, frame_entry, range_entries, text
+from .settings import Settings
+from .worker import WAITED
+
+log = logging.getLogger("medviz.server")
+
+WORKER_STOPPED = "the generation worker running this session stopped before it finished; start the session again"
+_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+_SUBMIT = _NOW + """
+local waiting = redis.call('ZCARD', KEYS[1])
+if waiting >= tonumber(ARGV[2]) then return -1 end
+redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+local entry = redis.call('XADD', KEYS[3], '*', 'session', ARGV[1], 'request', ARGV[3], 'work', ARGV[4])
+redis.call('HSET', KEYS[4], 'state', 'queued', 'created', ARGV[6], 'record', ARGV[5], 'owner', '1', 'job', entry,
+           'frames', 0)
+redis.call('EXPIRE', KEYS[4], ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
+local position = waiting + 1 - redis.call('ZCOUNT', KEYS[6], now, '+inf')
+if position > 0 then  -- its first `queued` frame, in the same step (never after a start a worker sent)
+  redis.call('XADD', KEYS[7], '*', 'f', ARGV[position + 7], 'k', '0')
+  redis.call('EXPIRE', KEYS[7], ARGV[7])
+end
+return math.max(0, position)
+"""
+_CLAIM = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+"""
+_CANCEL = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'state', 'finished')
+  return {'waiting', redis.call('HGET', KEYS[2], 'job') or ''}
+end
+return {redis.call('HGET', KEYS[2], 'state') or '', redis.call('HGET', KEYS[2], 'worker') or ''}
+"""
+_REQUEUE = """
+local entry = redis.call('XADD', KEYS[1], '*', 'session', ARGV[2], 'request', ARGV[3], 'work', ARGV[4])
+redis.call('HSET', KEYS[2], 'job', entry)
+redis.call('XACK', KEYS[1], ARGV[5], ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return entry
+"""
+_ANNOUNCE = _NOW + """
+local idle = redis.call('ZCOUNT', KEYS[2], now, '+inf')
+for rank, session in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local frame = ARGV[rank - idle + 2]
+  if rank > idle and frame then
+    local frames = ARGV[1] .. session .. ':frames'  -- Keys.frames; the fields of redis_keys.frame_entry
+    redis.call('XADD', frames, '*', 'f', frame, 'k', '0')
+    redis.call('EXPIRE', frames, ARGV[2], 'NX')
+  end
+end
+return 0
+"""
+_BEAT = _NOW + """
+local expiry = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], expiry, ARGV[1]) elseif ARGV[3] == '0' then
+  redis.call('ZREM', KEYS[2], ARGV[1]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = 3, #KEYS do redis.call('PEXPIRE', KEYS[i], math.max(60000, 30 * tonumber(ARGV[2]))) end
+return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+"""
+
+
+class RedisQueue:
+    """The queue's steps on one client (blocking; each is one round trip or one script)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self.r, self.keys, self.settings = client, keys, settings
+        self._submit = client.register_script(_SUBMIT)
+        self._claim = client.register_script(_CLAIM)
+        self._cancel = client.register_script(_CANCEL)
+        self._requeue = client.register_script(_REQUEUE)
+        self._beat = client.register_script(_BEAT)
+        self._announce = client.register_script(_ANNOUNCE)
+
+    def ensure_group(self) -> None:
+        """The consumer group of the job stream (again after a Redis that lost its data)."""
+        try:
+            self.r.xgroup_create(self.keys.jobs, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def submit(self, session_id: str, request: bytes, work: int, record: bool, created: float) -> int:
+        """Queue a job; its position (0: runs now), or -1 when `queue_cap` sessions already wait."""
+        k = self.keys
+        position = self._submit(keys=[k.line, k.seq, k.jobs, k.session(session_id), k.sessions, k.idle,
+                                      k.frames(session_id)],
+                                args=[session_id, self.settings.queue_cap, request, work, int(record), repr(created),
+                                      int(self.settings.session_ttl_s), *self._positions()])
+        return int(position)
+
+    def claim(self, session_id: str, worker: str) -> bool:
+        k = self.keys
+        return bool(self._claim(keys=[k.line, k.session(session_id), k.idle], args=[session_id, worker]))
+
+    def cancel(self, session_id: str) -> tuple[str, str] | None:
+        """None for an unknown session; ("waiting", job entry) if it was taken out of the line, else
+        (its state, its worker)."""
+        found = self._cancel(keys=[self.keys.line, self.keys.session(session_id)], args=[session_id])
+        return None if found is None else (text(found[0]), text(found[1]))
+
+    def cancel_waiting(self, session_id: str, entry: str) -> None:
+        """The end of a session cancelled before it ran, as a waiting job's cancel in worker.py ends it."""
+        ended = EndFrame.of_end(WAITED)
+        pipe = self.r.pipeline(transaction=False)
+        self.frame(pipe, session_id, ended.to_wire(), True)
+        self.finish(pipe, session_id, ENDED, entry)
+        pipe.execute()
+        self.announce()
+
+    def frame(self, pipe: Any, session_id: str, data: bytes, keep: bool) -> None:
+        """Append a frame to the session's stream (in `pipe`)."""
+        frames = self.keys.frames(session_id)
+        pipe.xadd(frames, frame_entry(data, keep))
+        pipe.expire(frames, int(self.settings.session_ttl_s), nx=True)
+        if keep:
+            pipe.hincrby(self.keys.session(session_id), "frames", 1)
+
+    def finish(self, pipe: Any, session_id: str, close: Close, entry: str | None) -> None:
+        """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key, the job acked."""
+        pipe.xadd(self.keys.frames(session_id), end_entry(close))
+        pipe.hset(self.keys.session(session_id), "state", "finished")
+        for key in self.keys.of_session(session_id):
+            pipe.expire(key, max(1, int(self.settings.linger_s)))
+        if entry:
+            pipe.xack(self.keys.jobs, GROUP, entry)
+            pipe.xdel(self.keys.jobs, entry)
+
+    def fail(self, session_id: str, code: str, message: str, entry: str | None) -> None:
+        """End a session with an error frame (viewers close with its code)."""
+        pipe = self.r.pipeline(transaction=False)
+        self.frame(pipe, session_id, ErrorFrame(code, message).to_wire(), True)
+        self.finish(pipe, session_id, (close_code_for(code), message), entry)
+        pipe.execute()
+
+    def announce(self) -> None:
+        """A `queued` frame with its position to every waiting session (idle workers take the first ones);
+        one script, so a worker claiming a session meanwhile never makes another's position wrong."""
+        self._announce(keys=[self.keys.line, self.keys.idle],
+                       args=[self.keys.session(""), int(self.settings.session_ttl_s), *self._positions()])
+
+    def _positions(self) -> list[bytes]:
+        """The `queued` frames of positions 1..queue_cap, for the scripts."""
+        return [QueuedFrame(p).to_wire() for p in range(1, self.settings.queue_cap + 1)]
+
+    def reclaim(self, consumer: str) -> int:
+        """Take over jobs nobody held for `reclaim_s` (the rule in the module docstring); how many."""
+        reply = self.r.xautoclaim(self.keys.jobs, GROUP, consumer, int(self.settings.reclaim_s * 1000), "0-0", count=16)
+        entries = range_entries(reply[1])
+        for entry, fields in entries:
+            self._abandoned(entry, fields)
+        return len(entries)
+
+    def _abandoned(self, entry: str, fields: Fields) -> None:
+        if not fields:
+            self.r.xack(self.keys.jobs, GROUP, entry)
+            return
+        session_id = text(fields[b"session"])
+        state = text(self.r.hget(self.keys.session(session_id), "state"))
+        if state == "queued" and self.r.zscore(self.keys.line, session_id) is not None:
+            log.warning("session %s: its job was taken by a worker that stopped before starting it; queued again",
+                        session_id)
+            self._requeue(keys=[self.keys.jobs, self.keys.session(session_id)],
+                          args=[entry, session_id, fields[b"request"], fields[b"work"], GROUP])
+        elif state == "running":
+            log.warning("session %s: its worker stopped mid-session; ending it with an error", session_id)
+            self.fail(session_id, ErrorCode.INTERNAL, WORKER_STOPPED, entry)
+        else:
+            self.r.xack(self.keys.jobs, GROUP, entry)
+            self.r.xdel(self.keys.jobs, entry)
+
+    def beat(self, members: str, name: str, idle: bool | None, *keep: str) -> list[str]:
+        """Say `name` is alive for `reclaim_s` in sorted set `members` (and idle or not, for workers);
+        keeps `keep` keys alive longer; returns the live members."""
+        alive = self._beat(keys=[members, self.keys.idle, *keep],
+                           args=[name, int(self.settings.reclaim_s * 1000), "" if idle is None else str(int(idle))])
+        return [text(m) for m in alive]
+
+    def alive(self, members: str) -> list[str]:
+        seconds, micros = self.r.time()
+        return [text(m) for m in self.r.zrangebyscore(members, seconds * 1000 + micros // 1000, "+inf")]

@@ -1,0 +1,328 @@
+"""Live sessions of a stateless web node: the SessionManager whose queue, logs, cancels and analyses are in Redis.
+
+Owns: `RedisSessions` (`medviz serve --redis URL`). A start request becomes a job in
+`P:jobs` (redis_queue.py: the cap gives busy, the position a `queued` frame); the worker
+that claims it appends the session's frames to `P:s:ID:frames`. This node follows a session
+while it has viewers of it: one reader task per session blocks on new entries (XREAD) and
+publishes each frame into a broadcast `Channel` (broadcast.py: bounded per-viewer queues, a
+slow viewer closed 4008, late joiners served from the channel's log), so one read from
+Redis feeds every viewer on this node. A watcher of a session this node does not follow
+gets its frames so far from Redis (XRANGE) first. After the end the channel stays
+`linger_s` (so does the stream: its TTL). Cancels and owner-gone checks (the owner's flag
+and each web node's viewer count) go through Redis to the worker; analyses too
+(remote_analyses.py). The short Redis commands of the interface run on the event loop (a
+round trip each, never a blocking read); a heartbeat thread keeps this node alive in
+`P:nodes`, refreshes the live workers, and reclaims abandoned jobs. Redis lost: a
+request is refused `busy`; a followed session whose Redis stays away `redis_wait_s`, or
+comes back without the session, ends with an `internal` error frame (close 4500). Does not
+own the steps of the queue (redis_queue.py) or the routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from medviz_core.errors import BusyError
+from medviz_core.token_analysis import AnalysisSource
+from medviz_core.wire.client_frames import StartRequest
+from medviz_core.wire.codes import ErrorCode, close_code_for
+from medviz_core.wire.server_frames import ErrorFrame
+
+from .analysis_jobs import AnalysisJobs
+from .broadcast import Channel, Viewer
+from .image_budget import ImageBudget
+from .redis_keys import (
+    Keys,
+    connect,
+    connect_async,
+    end_of,
+    frame_of,
+    range_entries,
+    read_entries,
+    text,
+    unreachable,
+    worker_name,
+)
+from .redis_queue import RedisQueue
+from .remote_analyses import RemoteAnalyses
+from .sessions import SessionInfo, SessionSource, unknown
+from .settings import Settings
+
+log = logging.getLogger("medviz.server")
+
+BLOCK_MS = 2000  # a reader's blocking read; after an empty one it checks that its session still exists
+LIST_MAX = 200  # sessions listed by /api/sessions, newest first
+ENDED_KEPT = 64  # ended sessions whose channels a node keeps (for late joiners) before linger_s is up
+LOST = "lost the connection to the session store (Redis); this session's frames cannot be followed"
+GONE = "this session's log is gone from the session store (Redis restarted or it expired); start it again"
+_FAILURES = (redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass(eq=False)
+class _Followed:
+    channel: Channel
+    last: str = "0-0"  # the last entry read from its stream
+    source: SessionSource = field(default_factory=SessionSource)
+    task: asyncio.Task[None] | None = None
+
+
+class RedisSessions:
+    """A web node's sessions; every method but close runs on the event loop."""
+
+    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings, self.loop = settings, loop
+        self.keys = Keys(settings.redis_prefix)
+        self.node = worker_name("web")
+        self.model, self.device = settings.model, "remote"  # the live workers' own, once one is seen
+        self.r = connect(settings.redis_url or "")
+        self.aredis = connect_async(settings.redis_url or "")
+        self.queue = RedisQueue(self.r, self.keys, settings)
+        self.images = ImageBudget(settings.image_budget_bytes, loop)
+        self.workers: list[str] = []  # the live workers, as of the last heartbeat
+        self.nodes: list[str] = []  # the live web nodes
+        self.remote = RemoteAnalyses(settings, self.keys, self.node, self._worker_of, lambda: self.workers)
+        self.analyses = AnalysisJobs(None, self.remote, settings.analysis_cache, compute=self.remote.compute,
+                                     record=False)
+        self._followed: dict[str, _Followed] = {}
+        self._ended: list[str] = []
+        self._stop = threading.Event()
+        self._janitor_pass()
+        self._janitor = threading.Thread(target=self._janitor_loop, name="medviz-janitor", daemon=True)
+        self._janitor.start()
+
+    # -- the SessionManager interface ------------------------------------------------------
+
+    def submit(self, request: StartRequest, image_work: int = 0) -> tuple[str, Viewer]:
+        session_id = secrets.token_urlsafe(16)
+        try:
+            position = self.queue.submit(session_id, request.to_wire(), image_work, request.record, time.time())
+            if position < 0:
+                raise BusyError(f"the generation queue is full ({self.settings.queue_cap} waiting); try again "
+                                "shortly")
+            followed = self._follow(session_id, _Followed(Channel(self.settings.viewer_queue)))
+            owner = followed.channel.subscribe()
+            self._count(session_id, followed)
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+        log.info("session %s queued at %d through Redis: %d image(s), question %s, %d tokens max, record %s",
+                 session_id, position, len(request.images), "yes" if request.question else "no",
+                 request.params.max_new_tokens, request.record)
+        return session_id, owner
+
+    def watch(self, session_id: str) -> Viewer:
+        followed = self._followed.get(session_id) or self._load(session_id)
+        viewer = followed.channel.subscribe()
+        self._count(session_id, followed)
+        return viewer
+
+    def live_source(self, session_id: str) -> AnalysisSource:
+        followed = self._followed.get(session_id) or self._load(session_id)
+        return followed.source.source(session_id, followed.channel.log, None)  # the worker records results
+
+    def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
+        followed = self._followed.get(session_id)
+        if followed is not None:
+            followed.channel.unsubscribe(viewer)
+        try:
+            if followed is not None:
+                self._count(session_id, followed)
+            if owner:
+                self.r.hset(self.keys.session(session_id), "owner", "0")
+        except (BusyError, redis.RedisError) as error:
+            log.info("session %s: leave not recorded: %s", session_id, type(error).__name__)
+            return
+        if grace:
+            self.loop.call_later(self.settings.owner_grace_s, self._stop_if_abandoned, session_id)
+        else:
+            self._stop_if_abandoned(session_id)
+
+    def writing(self, recording_id: str) -> bool:
+        try:
+            record, state = self.r.hmget(self.keys.session(recording_id), "record", "state")
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+        return text(record) == "1" and text(state) in ("queued", "running")
+
+    def cancel(self, session_id: str) -> None:
+        try:
+            found = self.queue.cancel(session_id)
+            if found is None:
+                raise unknown(session_id)
+            state, holder = found
+            if state == "waiting":
+                self.queue.cancel_waiting(session_id, holder)
+            elif state == "running" and holder:
+                self.r.xadd(self.keys.inbox(holder), {"cmd": "cancel", "session": session_id}, maxlen=10_000)
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+
+    def sessions(self) -> list[SessionInfo]:
+        try:
+            ids = [text(s) for s in self.r.zrevrange(self.keys.sessions, 0, LIST_MAX - 1)]
+            pipe = self.r.pipeline(transaction=False)
+            for session_id in ids:
+                pipe.hmget(self.keys.session(session_id), "state", "created", "frames", "record")
+                pipe.hvals(self.keys.watchers(session_id))
+            replies = pipe.execute()
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+        listed, gone = [], []
+        for session_id, (state, created, frames, record), watchers in zip(ids, replies[::2], replies[1::2]):
+            if state is None:
+                gone.append(session_id)
+                continue
+            listed.append(SessionInfo(id=session_id, created=float(created or 0), state=text(state),
+                                      frames=int(frames or 0), watchers=sum(int(w) for w in watchers),
+                                      recording=text(record) == "1"))
+        if gone:
+            with contextlib.suppress(redis.RedisError):
+                self.r.zrem(self.keys.sessions, *gone)
+        return listed
+
+    @property
+    def queue_length(self) -> int:
+        try:
+            return int(self.r.zcard(self.keys.line))
+        except redis.RedisError:
+            return 0
+
+    def close(self) -> None:
+        """From a thread other than the loop's (the app's lifespan)."""
+        self._stop.set()
+        self._janitor.join(10)
+        self.remote.close()
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._aclose(), self.loop).result(10)
+        self.images.close()
+
+    async def _aclose(self) -> None:
+        tasks = [f.task for f in self._followed.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.aredis.aclose()
+
+    # -- following a session's stream ------------------------------------------------------
+
+    def _load(self, session_id: str) -> _Followed:
+        """A session this node does not follow: its frames so far from Redis, then a reader if it goes on."""
+        try:
+            known = self.r.exists(self.keys.session(session_id))
+            entries = range_entries(self.r.xrange(self.keys.frames(session_id)))
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+        if not known and not entries:
+            raise unknown(session_id)
+        followed = _Followed(Channel(self.settings.viewer_queue))
+        for entry, fields in entries:
+            followed.last = entry
+            close = end_of(fields)
+            if close is not None:
+                followed.channel.end(close)
+                break
+            data, kept = frame_of(fields)
+            if kept:
+                followed.channel.publish(data)
+        return self._follow(session_id, followed)
+
+    def _follow(self, session_id: str, followed: _Followed) -> _Followed:
+        self._followed[session_id] = followed
+        if followed.channel.ended:
+            self._end(session_id, followed)
+        else:
+            followed.task = self.loop.create_task(self._read(session_id, followed))
+        return followed
+
+    async def _read(self, session_id: str, followed: _Followed) -> None:
+        lost_at: float | None = None
+        while True:
+            try:
+                got = await self.aredis.xread({self.keys.frames(session_id): followed.last}, count=512,
+                                              block=BLOCK_MS)
+                if not got and not await self.aredis.exists(self.keys.session(session_id)):
+                    return self._fail(session_id, followed, GONE)
+            except _FAILURES:
+                lost_at = lost_at or self.loop.time()
+                if self.loop.time() - lost_at >= self.settings.redis_wait_s:
+                    return self._fail(session_id, followed, LOST)
+                await asyncio.sleep(0.25)
+                continue
+            if lost_at is not None and not await self.aredis.exists(self.keys.session(session_id)):
+                return self._fail(session_id, followed, GONE)
+            lost_at = None
+            for entry, fields in read_entries(got):
+                followed.last = entry
+                close = end_of(fields)
+                if close is not None:
+                    followed.channel.end(close)
+                    return self._end(session_id, followed)
+                followed.channel.publish(*frame_of(fields))
+
+    def _fail(self, session_id: str, followed: _Followed, message: str) -> None:
+        log.warning("session %s: %s", session_id, message)
+        followed.channel.publish(ErrorFrame(ErrorCode.INTERNAL, message).to_wire())
+        followed.channel.end((close_code_for(ErrorCode.INTERNAL), message))
+        self._end(session_id, followed)
+
+    def _end(self, session_id: str, followed: _Followed) -> None:
+        """An ended session's channel stays for late joiners, `linger_s` or until ENDED_KEPT newer ones ended."""
+        self._ended.append(session_id)
+        self.loop.call_later(self.settings.linger_s, self._drop, session_id, followed)
+        while len(self._ended) > ENDED_KEPT:
+            oldest = self._ended.pop(0)
+            self._drop(oldest, self._followed.get(oldest))
+
+    def _drop(self, session_id: str, followed: _Followed | None) -> None:
+        if followed is not None and self._followed.get(session_id) is followed:
+            del self._followed[session_id]
+            self.analyses.forget(f"session:{session_id}")
+
+    # -- owners, watchers, workers ---------------------------------------------------------
+
+    def _count(self, session_id: str, followed: _Followed) -> None:
+        """This node's viewers of the session, for the owner-gone check on any node."""
+        try:
+            self.r.hset(self.keys.watchers(session_id), self.node, followed.channel.watchers)
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+
+    def _stop_if_abandoned(self, session_id: str) -> None:
+        try:
+            state, owner = self.r.hmget(self.keys.session(session_id), "state", "owner")
+            if text(owner) != "0" or text(state) not in ("queued", "running"):
+                return
+            counts = self.r.hgetall(self.keys.watchers(session_id))
+            if any(int(n) > 0 and text(node) in self.nodes for node, n in counts.items()):
+                return
+            log.info("session %s: owner gone and nobody watching on any node; stopping", session_id)
+            self.cancel(session_id)
+        except (BusyError, redis.RedisError) as error:
+            log.info("session %s: owner check failed: %s", session_id, type(error).__name__)
+
+    def _worker_of(self, session_id: str) -> str | None:
+        worker = self.r.hget(self.keys.session(session_id), "worker")
+        return text(worker) if worker else None
+
+    def _janitor_loop(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_s):
+            self._janitor_pass()
+
+    def _janitor_pass(self) -> None:
+        try:
+            self.queue.ensure_group()
+            self.nodes = self.queue.beat(self.keys.nodes, self.node, None, self.keys.answers(self.node))
+            self.workers = self.queue.alive(self.keys.workers)
+            if self.workers:
+                model, device = self.r.hmget(self.keys.worker(self.workers[0]), "model", "device")
+                self.model, self.device = text(model) or self.model, text(device) or self.device
+            self.queue.reclaim(self.node)
+        except redis.RedisError as error:
+            log.info("web node %s: Redis heartbeat failed: %s", self.node, type(error).__name__)
