@@ -332,5 +332,5 @@ async def close_socket(ws: WebSocket, code: int, reason: str, wait_s: float) -> 
         return
     try:
         await asyncio.wait_for(ws.close(code, close_reason(reason)), wait_s)
-    except (asyncio.TimeoutError, OSError, RuntimeError) as error:  # gone, or never drained: uvicorn drops it
+    except (asyncio.TimeoutError, OSError, RuntimeError, WebSocketDisconnect) as error:  # gone, or never drained
         log.info("close %d not delivered: %s", code, type(error).__name__)
