@@ -76,7 +76,7 @@ class AnalysisJobs:
         self.engine = engine
         self.line = line
         self.cache_size = cache_size
-        self.compute = compute  # None: token_analysis.compute here; a scaled-out web node asks a worker (remote_analyses.py)
+        self.compute = compute  # None: token_analysis.compute; a scaled-out node asks a worker (remote_analyses.py)
         self.record = record  # append done results to the source's recording (False where a worker does)
         self.runs = 0  # jobs computed (tests check that a repeat does not add one)
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
