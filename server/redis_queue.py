@@ -30,7 +30,7 @@ from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .broadcast import ENDED, Close
-from .redis_keys import GROUP, Fields, Keys, end_entry, frame_entry, range_entries, text
+from .redis_keys import FRAME, GROUP, KEPT, Fields, Keys, end_entry, frame_entry, range_entries, text
 from .settings import Settings
 from .worker import WAITED
 
@@ -87,6 +87,13 @@ for rank, session in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return 0
 """
+_FRAME = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end  -- a session Redis lost is never re-created by a frame
+redis.call('XADD', KEYS[1], '*', 'f', ARGV[1], 'k', ARGV[2])  -- the fields of redis_keys.frame_entry
+redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[2], 'frames', 1) end
+return 1
+"""
 _BEAT = _NOW + """
 local expiry = now + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
@@ -110,6 +117,7 @@ class RedisQueue:
         self._requeue = client.register_script(_REQUEUE)
         self._beat = client.register_script(_BEAT)
         self._announce = client.register_script(_ANNOUNCE)
+        self._frame = client.register_script(_FRAME)
 
     def ensure_group(self) -> None:
         """The consumer group of the job stream (again after a Redis that lost its data)."""
@@ -148,12 +156,11 @@ class RedisQueue:
         self.announce()
 
     def frame(self, pipe: Any, session_id: str, data: bytes, keep: bool) -> None:
-        """Append a frame to the session's stream (in `pipe`)."""
-        frames = self.keys.frames(session_id)
-        pipe.xadd(frames, frame_entry(data, keep))
-        pipe.expire(frames, int(self.settings.session_ttl_s), nx=True)
-        if keep:
-            pipe.hincrby(self.keys.session(session_id), "frames", 1)
+        """Append a frame to the session's stream (in `pipe`), only while the session exists: after a Redis
+        restart lost it, a worker's next frames must not bring back a half session that viewers would wait on."""
+        entry = frame_entry(data, keep)
+        self._frame(keys=[self.keys.frames(session_id), self.keys.session(session_id)],
+                    args=[entry[FRAME], entry[KEPT], int(self.settings.session_ttl_s)], client=pipe)
 
     def finish(self, pipe: Any, session_id: str, close: Close, entry: str | None) -> None:
         """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key, the job acked."""
