@@ -92,6 +92,7 @@ class RedisSessions:
         self.analyses = AnalysisJobs(None, self.remote, settings.analysis_cache, compute=self.remote.compute,
                                      record=False)
         self._followed: dict[str, _Followed] = {}
+        self._counts_due: dict[str, _Followed] = {}  # sessions whose viewer count here changed this turn
         self._ended: list[str] = []
         self._stop = threading.Event()
         self._janitor_pass()
@@ -128,20 +129,24 @@ class RedisSessions:
         return followed.source.source(session_id, followed.channel.log, None)  # the worker records results
 
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
+        """A viewer leaves. After the end nothing goes to Redis (a lecture hall leaving at once costs
+        no round trip); before it, this node's count is written once per turn of the loop, and the
+        owner-gone check runs only when the owner has left and this node has nobody watching."""
         followed = self._followed.get(session_id)
         if followed is not None:
             followed.channel.unsubscribe(viewer)
-        try:
-            if followed is not None:
-                self._count(session_id, followed)
-            if owner:
+            if followed.channel.ended:
+                return
+            self._count(session_id, followed)
+        if owner:
+            try:
                 self.r.hset(self.keys.session(session_id), "owner", "0")
-        except (BusyError, redis.RedisError) as error:
-            log.info("session %s: leave not recorded: %s", session_id, type(error).__name__)
-            return
+            except redis.RedisError as error:
+                log.info("session %s: leave not recorded: %s", session_id, type(error).__name__)
+                return
         if grace:
             self.loop.call_later(self.settings.owner_grace_s, self._stop_if_abandoned, session_id)
-        else:
+        elif followed is None or followed.channel.watchers == 0:
             self._stop_if_abandoned(session_id)
 
     def writing(self, recording_id: str) -> bool:
@@ -288,19 +293,33 @@ class RedisSessions:
     # -- owners, watchers, workers ---------------------------------------------------------
 
     def _count(self, session_id: str, followed: _Followed) -> None:
-        """This node's viewers of the session, for the owner-gone check on any node."""
+        """This node's viewers of the session, for the owner-gone check on other nodes: due now, written
+        with every other due count in one round trip at the next turn of the loop (joins and leaves of a
+        crowd cost one write per turn, not one per viewer)."""
+        if not self._counts_due:
+            self.loop.call_soon(self._write_counts)
+        self._counts_due[session_id] = followed
+
+    def _write_counts(self) -> None:
+        due, self._counts_due = self._counts_due, {}
+        pipe = self.r.pipeline(transaction=False)
+        for session_id, followed in due.items():
+            pipe.hset(self.keys.watchers(session_id), self.node, followed.channel.watchers)
         try:
-            self.r.hset(self.keys.watchers(session_id), self.node, followed.channel.watchers)
+            pipe.execute()
         except redis.RedisError as error:
-            raise unreachable(error) from None
+            log.info("web node %s: viewer counts not written: %s", self.node, type(error).__name__)
 
     def _stop_if_abandoned(self, session_id: str) -> None:
+        followed = self._followed.get(session_id)
+        if followed is not None and followed.channel.watchers > 0:
+            return  # somebody here still watches
         try:
             state, owner = self.r.hmget(self.keys.session(session_id), "state", "owner")
             if text(owner) != "0" or text(state) not in ("queued", "running"):
                 return
             counts = self.r.hgetall(self.keys.watchers(session_id))
-            if any(int(n) > 0 and text(node) in self.nodes for node, n in counts.items()):
+            if any(int(n) > 0 and text(node) in self.nodes and text(node) != self.node for node, n in counts.items()):
                 return
             log.info("session %s: owner gone and nobody watching on any node; stopping", session_id)
             self.cancel(session_id)
