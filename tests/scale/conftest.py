@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,26 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
+
+    @contextlib.contextmanager
+    def commands(self) -> Iterator[list[str]]:
+        """Every command the server runs meanwhile, as Redis's MONITOR prints it (read on a thread)."""
+        seen: list[str] = []
+        monitor = self.client().monitor().__enter__()  # MONITOR is on before the block runs
+
+        def read() -> None:
+            with contextlib.suppress(redis.RedisError, ValueError, OSError, AttributeError):
+                for command in monitor.listen():
+                    seen.append(str(command["command"]))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            yield seen
+        finally:
+            time.sleep(0.2)  # what was sent just before the end is printed too
+            monitor.connection.disconnect()
+            reader.join(5)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -67,3 +68,41 @@ def test_a_viewer_that_never_reads_is_dropped_by_its_node_and_the_others_get_eve
     owned, other = run(scenario())
     assert kinds(owned) == ["start", *["step"] * 12, "end"] and other == owned
 
+
+
+def test_a_crowd_on_node_b_is_counted_in_redis_and_leaving_after_the_end_sends_redis_nothing(
+        cluster: Cluster, tiny_engine: Any, sample_bytes: bytes) -> None:
+    a, b = cluster.node(), cluster.node()
+    engine = GatedEngine(tiny_engine, hold_at=1)
+    cluster.worker(engine)
+    watching_b, node_b = b.app.state.connections.open, b.app.state.sessions.node
+    store = cluster.redis.client()
+
+    async def scenario() -> tuple[list[bool], list[str], str]:
+        leave = asyncio.Event()
+
+        async def watch_to_the_end(session_id: str) -> bool:
+            async with connect(f"{b.ws}/ws/watch/{session_id}", max_size=None) as viewer:
+                while frames.decode(await recv(viewer)).type != "end":
+                    pass
+                await leave.wait()
+                return True
+
+        async with connect(f"{a.ws}/ws/session", max_size=None) as owner:
+            await owner.send(start_bytes(sample_bytes, max_new_tokens=3, question=GATED))
+            session_id = session_of(await recv(owner))
+            crowd = [asyncio.create_task(watch_to_the_end(session_id)) for _ in range(20)]
+            await until(lambda: store.hget(f"medviz:s:{session_id}:watchers", node_b) == b"20",
+                        "node B's count of its 20 viewers reached Redis")
+            engine.gate.set()
+            await receive_all(owner)
+            await until(lambda: store.hget(f"medviz:s:{session_id}", "state") == b"finished", "the end")
+            with cluster.redis.commands() as sent:
+                leave.set()
+                ended = await asyncio.gather(*crowd)
+                await until(lambda: watching_b["watch"] == 0, "the crowd left node B")
+        return ended, sent, session_id
+
+    ended, sent, session_id = run(scenario())
+    assert ended == [True] * 20
+    assert [command for command in sent if session_id in command] == []
