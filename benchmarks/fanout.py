@@ -275,6 +275,8 @@ class NodesResult:
     complete: int
     node_cpu_s: list[float]  # each web node's process, during the measured session
     node_frames: list[int]  # frames each node delivered to its viewers (the owner's on node 0)
+    tokens_per_s: float  # the generation's own rate (end frame)
+    viewers_cpu_s: float  # the viewers' process (they share this machine's cores with the nodes)
 
 
 async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewers: int, tokens: int,
@@ -301,7 +303,7 @@ async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewer
             await blocker.send(CancelRequest().to_wire())
             mine = await _follow(owner, time.time())
             cpu = [_process_cpu_s(pid) - before for pid, before in zip(pids, cpu)]
-    theirs, _ = await asyncio.to_thread(results.get, True, 600)
+    theirs, viewers_cpu = await asyncio.to_thread(results.get, True, 600)
     child.join(30)
     seen: list[Samples] = [mine, *theirs]
     on_node = [0] + [i % nodes for i in range(len(theirs))]
@@ -310,7 +312,8 @@ async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewer
     return NodesResult(nodes=nodes, viewers=viewers, tokens=end["tokens"], complete=sum(1 for *_, ok in seen if ok),
                        delays_ms=[1000.0 * (arrived - emitted) for joined, samples, _ in seen
                                   for arrived, emitted in samples if emitted >= joined],
-                       node_cpu_s=cpu, node_frames=delivered)
+                       node_cpu_s=cpu, node_frames=delivered, viewers_cpu_s=viewers_cpu,
+                       tokens_per_s=1000.0 * end["tokens"] / max(end["total_ms"] - end["prefill_ms"], 1e-9))
 
 
 def _nodes_row(result: NodesResult) -> dict[str, Any]:
@@ -319,20 +322,22 @@ def _nodes_row(result: NodesResult) -> dict[str, Any]:
             "delay_samples": len(result.delays_ms), "delay_p50_ms": round(_percentile(result.delays_ms, 50), 2),
             "delay_p99_ms": round(_percentile(result.delays_ms, 99), 2),
             "node_cpu_s": [round(c, 3) for c in result.node_cpu_s], "node_frames": result.node_frames,
-            "node_us_per_frame": per_frame}
+            "node_us_per_frame": per_frame, "tokens_per_s": round(result.tokens_per_s, 1),
+            "viewers_process_cpu_s": round(result.viewers_cpu_s, 3)}
 
 
 def _print_nodes(report: dict[str, Any]) -> None:
     print(f"fan-out across web nodes on loopback (Redis {report['redis']}), model {report['model']}, "
           f"{report['tokens']} tokens, one worker")
-    print(f"{'nodes':>5} {'viewers':>8} {'got end':>8} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8}  "
-          f"{'node cpu s':>16} {'frames per node':>16} {'us/frame per node':>18}")
+    print(f"{'nodes':>5} {'viewers':>8} {'got end':>8} {'tokens/s':>8} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8}  "
+          f"{'node cpu s':>16} {'frames per node':>16} {'us/frame per node':>18} {'viewers cpu s':>13}")
     for row in report["runs"]:
-        print(f"{row['nodes']:>5} {row['viewers']:>8} {row['complete']:>8} {row['delay_samples']:>8} "
+        print(f"{row['nodes']:>5} {row['viewers']:>8} {row['complete']:>8} {row['tokens_per_s']:>8.1f} "
+              f"{row['delay_samples']:>8} "
               f"{row['delay_p50_ms']:>8.2f} {row['delay_p99_ms']:>8.2f}  "
               f"{' '.join(f'{c:.3f}' for c in row['node_cpu_s']):>16} "
               f"{' '.join(str(f) for f in row['node_frames']):>16} "
-              f"{' '.join(f'{u:.1f}' for u in row['node_us_per_frame']):>18}")
+              f"{' '.join(f'{u:.1f}' for u in row['node_us_per_frame']):>18} {row['viewers_process_cpu_s']:>13.3f}")
 
 
 def run_nodes(model: str, image: bytes, nodes: int, viewer_counts: list[int], tokens: int) -> dict[str, Any]:
