@@ -47,7 +47,6 @@ sys.path.insert(0, str(REPO))
 from medviz_core.types import GenerationParams  # noqa: E402
 from medviz_core.wire import server_frames as frames  # noqa: E402
 from medviz_core.wire.client_frames import CancelRequest, StartRequest  # noqa: E402
-from medviz_core.wire.codec import unpack  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 BLOCKER_TOKENS = 2048
@@ -88,19 +87,18 @@ Samples = tuple[float, list[tuple[float, float]], bool]  # (joined, [(arrived, e
 async def _follow(ws: ClientConnection, joined: float) -> Samples:
     """Read a session's frames; a step was emitted at `created` + `t_ms`.
 
-    Only the msgpack map is read, not the typed frame (maps, regions): these clients stand
+    Only the type and timing are read (server_frames.peek_timing), not the typed frame: these clients stand
     for browsers on other machines, so the less CPU they take from the server's, the better.
     """
     samples: list[tuple[float, float]] = []
     created = None
     async for message in ws:
         assert isinstance(message, bytes)
-        frame = unpack(message)
-        kind = frame["type"]
+        kind, at = frames.peek_timing(message)
         if kind == "start":
-            created = float(frame["created"])
-        elif kind == "step" and created is not None:
-            samples.append((time.time(), created + float(frame["t_ms"]) / 1000.0))
+            created = at
+        elif kind == "step" and created is not None and at is not None:
+            samples.append((time.time(), created + at / 1000.0))
         elif kind == "end":
             return joined, samples, True
     return joined, samples, False

@@ -22,7 +22,7 @@ from medviz_core.wire.results import (
     MethodAgreement,
     VolumeResult,
 )
-from medviz_core.wire.server_frames import EndFrame, ErrorFrame, ImageInfo, StartFrame, StepFrame, decode
+from medviz_core.wire.server_frames import EndFrame, ErrorFrame, ImageInfo, StartFrame, StepFrame, decode, peek_timing
 from tests.fixtures.frames import make_fixtures
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "frames"
@@ -263,3 +263,11 @@ def test_a_v1_step_upgrades_to_one_block_per_image_with_its_share_and_the_same_m
     assert old.images[1].stats.peak == (6, 4) and old.context == () and old.sink == 0.0
     one = load("step", V1)
     assert len(one.images) == 1 and one.images[0].share == one.image_mass == 0.375
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_peek_timing_reads_each_fixture_frames_type_and_timing_as_decode_does(name: str) -> None:
+    data = (FIXTURES / f"{name}.msgpack").read_bytes()
+    frame = decode(data)
+    expected = frame.created if isinstance(frame, StartFrame) else frame.t_ms if isinstance(frame, StepFrame) else None
+    assert peek_timing(data) == (frame.type, expected)

@@ -375,6 +375,19 @@ _DECODERS: dict[str, Any] = {
 }
 
 
+def peek_timing(data: bytes) -> tuple[str, float | None]:
+    """A frame's type and its timing, without building its maps: a start's `created` (seconds since the
+    epoch), a step's `t_ms` (milliseconds since that start), None for the others. For load clients that
+    must cost the machine as little as possible (benchmarks/fanout.py); ProtocolError if malformed."""
+    f = unpack(data)
+    kind = str(f.get("type"))
+    if kind == "start":
+        return kind, float(f["created"])
+    if kind == "step":
+        return kind, float(f["t_ms"])
+    return kind, None
+
+
 def decode(data: bytes) -> Frame:
     """Bytes of one server frame (protocol v1 or v2) -> its typed frame; ProtocolError if malformed."""
     from .v1 import upgrade
