@@ -30,7 +30,7 @@ from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .broadcast import ENDED, Close
-from .redis_keys import FRAME, GROUP, KEPT, Fields, Keys, end_entry, frame_entry, range_entries, text
+from .redis_keys import END, FRAME, GROUP, KEPT, REASON, Fields, Keys, end_entry, frame_entry, range_entries, text
 from .settings import Settings
 from .worker import WAITED
 
@@ -94,6 +94,19 @@ redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
 if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[2], 'frames', 1) end
 return 1
 """
+_FINISH = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end  -- nor does its end: viewers of a lost session get GONE
+redis.call('XADD', KEYS[1], '*', 'end', ARGV[1], 'reason', ARGV[2])  -- the fields of redis_keys.end_entry
+redis.call('HSET', KEYS[2], 'state', 'finished')
+for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return 1
+"""
+_NOTE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end  -- a web node's notes never re-create a lost session
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3], 'NX')
+return 1
+"""
 _BEAT = _NOW + """
 local expiry = now + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
@@ -118,6 +131,8 @@ class RedisQueue:
         self._beat = client.register_script(_BEAT)
         self._announce = client.register_script(_ANNOUNCE)
         self._frame = client.register_script(_FRAME)
+        self._finish = client.register_script(_FINISH)
+        self._note = client.register_script(_NOTE)
 
     def ensure_group(self) -> None:
         """The consumer group of the job stream (again after a Redis that lost its data)."""
@@ -162,12 +177,18 @@ class RedisQueue:
         self._frame(keys=[self.keys.frames(session_id), self.keys.session(session_id)],
                     args=[entry[FRAME], entry[KEPT], int(self.settings.session_ttl_s)], client=pipe)
 
+    def note(self, pipe: Any, session_id: str, key: str, name: str, value: str | int) -> None:
+        """Set field `name` of hash `key` (the session's own or one of its keys), only while the session exists."""
+        self._note(keys=[self.keys.session(session_id), key], args=[name, value, int(self.settings.session_ttl_s)],
+                   client=pipe)
+
     def finish(self, pipe: Any, session_id: str, close: Close, entry: str | None) -> None:
-        """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key, the job acked."""
-        pipe.xadd(self.keys.frames(session_id), end_entry(close))
-        pipe.hset(self.keys.session(session_id), "state", "finished")
-        for key in self.keys.of_session(session_id):
-            pipe.expire(key, max(1, int(self.settings.linger_s)))
+        """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key (all only while
+        the session exists, as for its frames), the job acked."""
+        marker = end_entry(close)
+        session, frames, *others = self.keys.of_session(session_id)
+        self._finish(keys=[frames, session, *others],
+                     args=[marker[END], marker[REASON], max(1, int(self.settings.linger_s))], client=pipe)
         if entry:
             pipe.xack(self.keys.jobs, GROUP, entry)
             pipe.xdel(self.keys.jobs, entry)

@@ -72,6 +72,7 @@ class _Followed:
     last: str = "0-0"  # the last entry read from its stream
     source: SessionSource = field(default_factory=SessionSource)
     task: asyncio.Task[None] | None = None
+    failed: bool = False  # ended here by _fail (Redis lost), not by the stream's end: the worker may still run
 
 
 class RedisSessions:
@@ -135,12 +136,14 @@ class RedisSessions:
         followed = self._followed.get(session_id)
         if followed is not None:
             followed.channel.unsubscribe(viewer)
-            if followed.channel.ended:
+            if followed.channel.ended and not followed.failed:
                 return
             self._count(session_id, followed)
         if owner:
             try:
-                self.r.hset(self.keys.session(session_id), "owner", "0")
+                pipe = self.r.pipeline(transaction=False)
+                self.queue.note(pipe, session_id, self.keys.session(session_id), "owner", 0)
+                pipe.execute()
             except redis.RedisError as error:
                 log.info("session %s: leave not recorded: %s", session_id, type(error).__name__)
                 return
@@ -272,6 +275,7 @@ class RedisSessions:
                 followed.channel.publish(*frame_of(fields))
 
     def _fail(self, session_id: str, followed: _Followed, message: str) -> None:
+        followed.failed = True
         log.warning("session %s: %s", session_id, message)
         followed.channel.publish(ErrorFrame(ErrorCode.INTERNAL, message).to_wire())
         followed.channel.end((close_code_for(ErrorCode.INTERNAL), message))
@@ -304,22 +308,34 @@ class RedisSessions:
         due, self._counts_due = self._counts_due, {}
         pipe = self.r.pipeline(transaction=False)
         for session_id, followed in due.items():
-            pipe.hset(self.keys.watchers(session_id), self.node, followed.channel.watchers)
+            self.queue.note(pipe, session_id, self.keys.watchers(session_id), self.node, followed.channel.watchers)
         try:
             pipe.execute()
         except redis.RedisError as error:
-            log.info("web node %s: viewer counts not written: %s", self.node, type(error).__name__)
+            log.info("web node %s: viewer counts not written (%s); again in %.1f s", self.node,
+                     type(error).__name__, self.settings.heartbeat_s)
+            retry = not self._counts_due
+            for session_id, followed in due.items():
+                self._counts_due.setdefault(session_id, followed)  # a newer count due meanwhile wins
+            if retry:
+                self.loop.call_later(self.settings.heartbeat_s, self._write_counts)
 
     def _stop_if_abandoned(self, session_id: str) -> None:
+        """Stop a session whose owner left and that nobody watches on any live node. This node's own count
+        (0) is written in the same round trip as the reads, before them: of two nodes checking at once,
+        the later always sees the other's 0."""
         followed = self._followed.get(session_id)
         if followed is not None and followed.channel.watchers > 0:
             return  # somebody here still watches
         try:
-            state, owner = self.r.hmget(self.keys.session(session_id), "state", "owner")
+            pipe = self.r.pipeline(transaction=False)
+            self.queue.note(pipe, session_id, self.keys.watchers(session_id), self.node, 0)
+            pipe.hmget(self.keys.session(session_id), "state", "owner")
+            pipe.hgetall(self.keys.watchers(session_id))
+            _, (state, owner), counts = pipe.execute()
             if text(owner) != "0" or text(state) not in ("queued", "running"):
                 return
-            counts = self.r.hgetall(self.keys.watchers(session_id))
-            if any(int(n) > 0 and text(node) in self.nodes and text(node) != self.node for node, n in counts.items()):
+            if any(int(n) > 0 and text(node) in self.nodes for node, n in counts.items()):
                 return
             log.info("session %s: owner gone and nobody watching on any node; stopping", session_id)
             self.cancel(session_id)

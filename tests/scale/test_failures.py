@@ -18,7 +18,7 @@ from server.redis_keys import GROUP, Keys
 from server.redis_queue import WORKER_STOPPED
 from server.redis_sessions import GONE
 from tests.conftest import REPO
-from tests.server.helpers import kinds, receive_all, recv, run, session, start_bytes
+from tests.server.helpers import kinds, receive_all, recv, run, session, session_of, start_bytes
 
 from .conftest import Cluster
 
@@ -107,5 +107,11 @@ def test_redis_restarted_mid_session_ends_it_with_an_error_and_the_next_session_
     while worker.served < 1:  # its run was stopped when Redis went away
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    deadline = time.monotonic() + 30
+    while a.app.state.connections.open["session"]:  # the owner's leave has been handled on node A
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    lost = session_of(seen[0])  # nothing the worker or node A wrote after the restart brought the session back
+    assert cluster.redis.client().keys(f"medviz:s:{lost}*") == []
     for node in (a, b):
         assert kinds(run(session(node, sample_bytes, max_new_tokens=2))) == ["start", "step", "step", "end"]
