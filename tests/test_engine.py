@@ -99,14 +99,20 @@ def test_stream_stops_at_the_token_limit_and_says_so(tiny_engine: Any, sample_by
     assert run.end.text == "".join(s.text for s in result)
 
 
-def test_cancel_stops_the_stream_before_the_next_token(tiny_engine: Any, sample_bytes: bytes) -> None:
+def cancelled_after(engine: Any, image: bytes, tokens: int) -> tuple[Any, list[Any]]:
+    """A 50-token stream cancelled as soon as `tokens` steps have arrived: the run and the steps it gave."""
     cancel = threading.Event()
-    run = tiny_engine.stream(sample_bytes, question=QUESTION, max_new_tokens=50, cancel=cancel)
+    run = engine.stream(image, question=QUESTION, max_new_tokens=50, cancel=cancel)
     taken = []
     for step in run:
         taken.append(step)
-        if len(taken) == 2:
+        if len(taken) == tokens:
             cancel.set()
+    return run, taken
+
+
+def test_cancel_stops_the_stream_before_the_next_token(tiny_engine: Any, sample_bytes: bytes) -> None:
+    run, taken = cancelled_after(tiny_engine, sample_bytes, 2)
     assert len(taken) == 2
     assert run.end is not None and run.end.reason == "cancelled"
 
@@ -324,13 +330,7 @@ def test_pipelined_maps_give_the_same_steps_cancels_and_stops(sample_bytes: byte
     for a, b in zip(at_once, behind):
         assert all(np.array_equal(a.maps[m], b.maps[m]) for m in METHODS)
     assert run.end is not None and (run.end.reason, run.end.tokens) == ("max_tokens", 5)
-    cancel = threading.Event()
-    run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=50, cancel=cancel)
-    taken = []
-    for step in run:
-        taken.append(step)
-        if len(taken) == 2:
-            cancel.set()
+    run, taken = cancelled_after(pipelined, sample_bytes, 2)
     assert len(taken) == 2 and run.end is not None and (run.end.reason, run.end.tokens) == ("cancelled", 2)
     from medviz_core import decoding
 
