@@ -66,18 +66,24 @@ class RunResult:
     frames_delivered: int
 
 
-def _thread_cpu_s(name: str) -> float:
-    """CPU seconds (user + system) of this process's thread called `name`, from /proc; NaN elsewhere."""
+def _stat_cpu_s(stat: str) -> float:
+    """CPU seconds (user + system) in a /proc .../stat file (a process or one thread); NaN elsewhere."""
     import os
+
+    try:
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu_s(name: str) -> float:
+    """CPU seconds of this process's thread called `name`; NaN where there is no /proc."""
     import threading
 
     for thread in threading.enumerate():
         if thread.name == name and thread.native_id is not None:
-            try:
-                fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                break
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return _stat_cpu_s(f"/proc/self/task/{thread.native_id}/stat")
     return float("nan")
 
 
@@ -254,14 +260,8 @@ def _node_process(settings: Any, ready: Any, stop: Any) -> None:
 
 
 def _process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of process `pid`, every thread, from /proc; NaN elsewhere."""
-    import os
-
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of process `pid`, every thread; NaN where there is no /proc."""
+    return _stat_cpu_s(f"/proc/{pid}/stat")
 
 
 @dataclass

@@ -177,10 +177,11 @@ class RedisQueue:
         self._frame(keys=[self.keys.frames(session_id), self.keys.session(session_id)],
                     args=[entry[FRAME], entry[KEPT], int(self.settings.session_ttl_s)], client=pipe)
 
-    def note(self, pipe: Any, session_id: str, key: str, name: str, value: str | int) -> None:
-        """Set field `name` of hash `key` (the session's own or one of its keys), only while the session exists."""
+    def note(self, client: Any, session_id: str, key: str, name: str, value: str | int) -> None:
+        """Set field `name` of hash `key` (the session's own or one of its keys), only while the session exists;
+        `client` is this queue's client or a pipeline of it."""
         self._note(keys=[self.keys.session(session_id), key], args=[name, value, int(self.settings.session_ttl_s)],
-                   client=pipe)
+                   client=client)
 
     def finish(self, pipe: Any, session_id: str, close: Close, entry: str | None) -> None:
         """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key (all only while

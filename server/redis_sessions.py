@@ -132,7 +132,7 @@ class RedisSessions:
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
         """A viewer leaves. After the end nothing goes to Redis (a lecture hall leaving at once costs
         no round trip); before it, this node's count is written once per turn of the loop, and the
-        owner-gone check runs only when the owner has left and this node has nobody watching."""
+        owner-gone check (_stop_if_abandoned) asks Redis only once this node has nobody watching."""
         followed = self._followed.get(session_id)
         if followed is not None:
             followed.channel.unsubscribe(viewer)
@@ -141,15 +141,13 @@ class RedisSessions:
             self._count(session_id, followed)
         if owner:
             try:
-                pipe = self.r.pipeline(transaction=False)
-                self.queue.note(pipe, session_id, self.keys.session(session_id), "owner", 0)
-                pipe.execute()
+                self.queue.note(self.r, session_id, self.keys.session(session_id), "owner", 0)
             except redis.RedisError as error:
                 log.info("session %s: leave not recorded: %s", session_id, type(error).__name__)
                 return
         if grace:
             self.loop.call_later(self.settings.owner_grace_s, self._stop_if_abandoned, session_id)
-        elif followed is None or followed.channel.watchers == 0:
+        else:
             self._stop_if_abandoned(session_id)
 
     def writing(self, recording_id: str) -> bool:
