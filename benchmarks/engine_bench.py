@@ -128,7 +128,7 @@ def run_compiled_plain(engine: Any, inputs: Any, tokens: int, decoder: Any) -> f
             out = engine.model(**inputs, use_cache=True, logits_to_keep=1, **{engine._cache_kwarg: decoder.cache})
             token = int(out.logits[0, -1].argmax())
             for index in range(1, tokens):
-                logits, _ = decoder.step(token, prompt_len + index - 1, positions)
+                logits = decoder.step(token, prompt_len + index - 1, positions).logits
                 token = int(logits[0].argmax())
 
     seconds, _ = timed(generate, engine.device)

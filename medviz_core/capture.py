@@ -166,9 +166,21 @@ class Capture:
         missing = [layer for layer, query in enumerate(self._queries) if query is None]
         if missing:
             raise RuntimeError(f"layers {missing} did not run their attention through the capture")
+        self._reduce_batched(torch.stack(self._queries), self._q_start)  # type: ignore[arg-type]
+
+    def finish_decode(self, queries: torch.Tensor, scaling: float, position: int) -> None:
+        """A compiled decode step's rows, reduced eagerly (compiled.py on the CPU): what `finish` does after a
+        batched forward, from every layer's query row `queries` [layer, head, dim] at `position`."""
+        if position + 1 > self.max_length:
+            raise ValueError(f"sequence of {position + 1} tokens exceeds the capture's {self.max_length}")
+        self._scalings = [scaling] * self.layers
+        self._reduce_batched(queries, position)
+
+    def _reduce_batched(self, queries: torch.Tensor, q: int) -> None:
+        """Every layer's probability row of query q, its image columns and its rollout row, in a constant
+        number of operations (one batched product over the cache's shared key buffer)."""
         assert self.cache is not None
-        total = self._q_start + 1
-        queries = torch.stack(self._queries)  # type: ignore[arg-type]  # [layer, head, dim]
+        total = q + 1
         keys = self.cache.buffer.keys_up_to(total)  # [layer, kv_head, key, dim], a view
         layers, heads, dim = queries.shape
         kv_heads = keys.shape[1]

@@ -3,12 +3,15 @@
 Owns: `CompiledDecoder`, which holds, for one engine and one (length bucket, image count),
 a `StaticBufferCache`, a persistent rollout buffer and a compiled function
 `step(token, position, image_positions) -> (logits, packed rows)` that runs the model's
-decode forward, the attention capture and the reduction of the maps' rows in one graph
-with fixed shapes (on CUDA with CUDA graphs, `mode="reduce-overhead"`; inductor on the
-CPU). The masks of every layer come from the position tensor (causal, and the window in
+decode forward and the attention capture in one graph with fixed shapes (on CUDA with CUDA
+graphs, `mode="reduce-overhead"`; inductor on the CPU). The reduction of the maps' rows
+(one function, `_reduce`) runs inside that graph on CUDA, where every launch it saves
+counts, and eagerly right after it on the CPU, where inductor turns its thin batched
+products (one query row against every key) into loops slower than the BLAS calls eager
+makes. The masks of every layer come from the position tensor (causal, and the window in
 sliding layers), so nothing in the graph depends on a Python int that changes per token.
 The prefill stays eager (engine.py) and writes the same cache and rollout buffer.
-`plain_step` is the same decode without the capture, for the benchmark. Does not own the
+With `capture=False` it is the same decode without the capture, for the benchmark. Does not own the
 generation loop (engine.py) or the maps' formulas (relevancy.py).
 
 When compiling fails (no C compiler, an unsupported op), `CompileUnavailable` says why in
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -27,6 +30,17 @@ from .capture import QueryCollector, pack_rows
 from .kv_cache import StaticBufferCache
 
 LENGTH_BUCKET = 256  # cache lengths are rounded up to this, so sessions share compiled graphs
+
+
+class DecodeOutput(NamedTuple):
+    """One compiled decode step: the logits [1, vocab], and the capture's share, one of two ways: the packed
+    rows reduced in the graph (capture.pack_rows' layout), or every layer's query row [layer, head, dim] for
+    `Capture.finish_decode` to reduce eagerly. Neither without the capture."""
+
+    logits: torch.Tensor
+    packed: torch.Tensor | None = None
+    queries: torch.Tensor | None = None
+    scaling: float = 1.0
 
 
 class CompileUnavailable(RuntimeError):
@@ -40,7 +54,8 @@ def bucket(length: int) -> int:
 class CompiledDecoder:
     """A compiled decode step for one engine, cache length and number of image tokens."""
 
-    def __init__(self, engine: Any, max_length: int, image_tokens: int, capture: bool = True) -> None:
+    def __init__(self, engine: Any, max_length: int, image_tokens: int, capture: bool = True,
+                 reduce_in_graph: bool = True) -> None:
         self.engine = engine
         text = engine.model.config.get_text_config()
         self.layers, self.heads = int(text.num_hidden_layers), int(text.num_attention_heads)
@@ -48,6 +63,7 @@ class CompiledDecoder:
         self.image_tokens = image_tokens
         self.capture = capture
         device = engine.device
+        self.reduce_in_graph = reduce_in_graph
         self.cache = StaticBufferCache(text, max_length, engine.dtype, device)
         self.rollout = torch.zeros(self.layers + 1, max_length, image_tokens, device=device)  # [layer+1, pos, image]
         self._positions = torch.arange(max_length, device=device)  # [key]
@@ -69,26 +85,32 @@ class CompiledDecoder:
 
     # The graph -----------------------------------------------------------------------------------------------
 
-    def _masks(self, position: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Per layer kind the model's [1, 1, 1, key] masks, and every layer's [layer, 1, key] visible keys."""
+    def _visible(self, position: torch.Tensor) -> torch.Tensor:
+        """Every layer's [layer, key] keys the query at `position` sees: causal, and the window in sliding layers."""
         keys = self._positions[None, :]
-        visible = (keys <= position) & (keys > position - self._windows[:, None])
-        by_kind = {kind: visible[self._kinds.index(kind)].view(1, 1, 1, -1) for kind in set(self._kinds)}
-        return by_kind, visible[:, None, :]
+        return (keys <= position) & (keys > position - self._windows[:, None])
+
+    def _masks(self, position: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per layer kind the model's [1, 1, 1, key] mask."""
+        visible = self._visible(position)
+        return {kind: visible[self._kinds.index(kind)].view(1, 1, 1, -1) for kind in set(self._kinds)}
 
     def _step(self, token: torch.Tensor, position: torch.Tensor, image_positions: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        masks, visible = self._masks(position)
-        output = self.engine.model(input_ids=token, position_ids=position.view(1, 1), attention_mask=masks,
+        output = self.engine.model(input_ids=token, position_ids=position.view(1, 1),
+                                   attention_mask=self._masks(position),
                                    use_cache=True, logits_to_keep=1, **{self.engine._cache_kwarg: self.cache})
         logits = output.logits[:, -1].float()  # [1, vocab]
         if not self.capture:
             return logits, logits[:, :1]
-        return logits, self._reduce(position, visible, image_positions)
-
-    def _reduce(self, position: torch.Tensor, visible: torch.Tensor, image_positions: torch.Tensor) -> torch.Tensor:
-        """Capture.finish and Capture.reduced for a static cache, as one piece of the graph."""
         queries = torch.stack(self._collector.queries)  # type: ignore[arg-type]  # [layer, head, dim]
+        if not self.reduce_in_graph:
+            return logits, queries
+        return logits, self._reduce(queries, position, image_positions)
+
+    def _reduce(self, queries: torch.Tensor, position: torch.Tensor, image_positions: torch.Tensor) -> torch.Tensor:
+        """Capture.finish and Capture.reduced for a static cache: the packed rows, then the rollout rows."""
+        visible = self._visible(position)[:, None, :]  # [layer, 1, key]
         keys = self.cache.buffer.keys  # [layer, kv_head, key, dim]
         assert keys is not None
         layers, heads, dim = queries.shape
@@ -122,7 +144,7 @@ class CompiledDecoder:
         """Ready for a new sequence: the cache empty, the rollout zero (Capture writes its first rows)."""
         self.cache.reset()
 
-    def step(self, token: int, position: int, image_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, token: int, position: int, image_positions: torch.Tensor) -> DecodeOutput:
         """One compiled decode step; the first call compiles (timed in `compile_seconds`)."""
         device = self.engine.device
         token_t = torch.tensor([[token]], device=device)
@@ -131,7 +153,7 @@ class CompiledDecoder:
         started = time.perf_counter()
         try:
             with torch.inference_mode():
-                result = self._compiled(token_t, position_t, image_positions)
+                logits, rows = self._compiled(token_t, position_t, image_positions)
         except Exception as error:  # torch.compile's failures have no common base class
             raise CompileUnavailable(_explain(error)) from error
         finally:
@@ -139,12 +161,13 @@ class CompiledDecoder:
         if not self._warm:
             self.compile_seconds = time.perf_counter() - started
             self._warm = True
-        logits, packed = result
         if not self.capture:
-            return logits, packed
-        rows = self.layers * self.image_tokens
-        self.rollout[1:, position] = packed[-rows:].view(self.layers, self.image_tokens)
-        return logits, packed[:-rows]
+            return DecodeOutput(logits)
+        if not self.reduce_in_graph:
+            return DecodeOutput(logits, queries=rows, scaling=self._collector.scalings[0])
+        rollout_rows = self.layers * self.image_tokens
+        self.rollout[1:, position] = rows[-rollout_rows:].view(self.layers, self.image_tokens)
+        return DecodeOutput(logits, packed=rows[:-rollout_rows])
 
 
 def _explain(error: Exception) -> str:

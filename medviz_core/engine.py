@@ -62,6 +62,8 @@ class Engine:
         self._text_config = text
         self.device = next(self.model.parameters()).device
         self.pipelined = self.device.type == "cuda"  # maps of step k while the device runs step k+1
+        # Compiled steps reduce the maps' rows inside the graph on CUDA (launches saved), after it on the CPU.
+        self.reduce_in_graph = self.device.type == "cuda"
         self.dtype = next(self.model.parameters()).dtype
         self.image_token_id = int(self.model.config.image_token_id)
         tokens = int(getattr(self.model.config, "mm_tokens_per_image", 256))
@@ -92,7 +94,7 @@ class Engine:
         """The compiled decode step for sequences up to `length` tokens (rounded up to a bucket), built once."""
         key = (bucket(length), image_tokens)
         if key not in self._decoders:
-            self._decoders[key] = CompiledDecoder(self, key[0], image_tokens)
+            self._decoders[key] = CompiledDecoder(self, key[0], image_tokens, reduce_in_graph=self.reduce_in_graph)
         return self._decoders[key]
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:

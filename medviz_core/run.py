@@ -254,9 +254,13 @@ class _Forward:
         q_start = 0 if index == 0 else self.prompt_len + index - 1
         if index > 0 and self.decoder is not None:
             try:
-                logits, self._packed = self.decoder.step(int(history[0, -1]), q_start, self.image_positions)
+                output = self.decoder.step(int(history[0, -1]), q_start, self.image_positions)
                 self.compile_seconds = self.decoder.compile_seconds
-                return logits, q_start
+                self._packed = output.packed
+                if output.queries is not None:
+                    with torch.inference_mode():
+                        self.capture.finish_decode(output.queries, output.scaling, q_start)
+                return output.logits, q_start
             except CompileUnavailable as error:
                 print(f"[medviz] {error}", file=sys.stderr, flush=True)
                 engine.compile = False

@@ -48,12 +48,16 @@ def test_the_compiled_graph_is_reused_by_later_runs_in_the_same_length_bucket(sa
     assert len(engine._decoders) == 1 and decoder.compile_seconds == first_compile
 
 
-def test_compiled_steps_stay_exact_across_the_sliding_window(sample_bytes: bytes) -> None:
+@pytest.mark.parametrize("in_graph", [False, True], ids=["rows reduced after the graph (CPU)",
+                                                        "rows reduced inside the graph (CUDA)"])
+def test_compiled_steps_stay_exact_across_the_sliding_window(sample_bytes: bytes, in_graph: bool) -> None:
     probe = load_engine("tiny").stream(sample_bytes, question=QUESTION, max_new_tokens=1).prompt
     window = len(probe.token_ids) - probe.layout.positions[0] + 1  # the image leaves the window after a few tokens
     eager = list(load_engine(f"tiny?window={window}").stream(sample_bytes, question=QUESTION, max_new_tokens=8))
-    compiled = list(load_engine(f"tiny?window={window}", compile=True).stream(sample_bytes, question=QUESTION,
-                                                                               max_new_tokens=8))
+    engine = load_engine(f"tiny?window={window}", compile=True)
+    engine.reduce_in_graph = in_graph
+    compiled = list(engine.stream(sample_bytes, question=QUESTION, max_new_tokens=8))
+    assert next(iter(engine._decoders.values())).reduce_in_graph is in_graph
     assert [s.layers_seeing_image for s in compiled][0] == 4 and compiled[-1].layers_seeing_image == 1
     assert_same_run(eager, compiled)
 
