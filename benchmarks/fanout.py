@@ -21,7 +21,9 @@ one RedisWorker in this process): the same session is watched by 200 and 400 vie
 --viewer-counts) split evenly over 1 and over N web nodes, each a process of its own (the
 owner and a blocker on the first); it prints delivery (viewers that got the end), frame
 delay p50/p99, and each web node's CPU seconds, frames delivered and microseconds of CPU
-per delivered frame (its whole process: the Redis reads, the fan-out, the sends).
+per delivered frame (its whole process: the Redis reads, the fan-out, the sends; the scheduler's
+per-thread run time, to the nanosecond, from the moment the session may start until every viewer
+has its end frame).
 
 Usage: python benchmarks/fanout.py [--model tiny] [--viewers 200] [--tokens 48] [--json out.json]
        python benchmarks/fanout.py --nodes 2 [--viewer-counts 200,400] [--model tiny] [--tokens 48]
@@ -260,8 +262,20 @@ def _node_process(settings: Any, ready: Any, stop: Any) -> None:
 
 
 def _process_cpu_s(pid: int) -> float:
-    """CPU seconds of process `pid`, every thread; NaN where there is no /proc."""
-    return _stat_cpu_s(f"/proc/{pid}/stat")
+    """CPU seconds of process `pid`, every thread, to the nanosecond (the scheduler's run time in
+    /proc/PID/task/*/schedstat; /proc/PID/stat counts 10 ms ticks, too coarse for a short session's
+    share of a node); NaN where there is no /proc."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return float("nan")
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 @dataclass
@@ -300,8 +314,8 @@ async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewer
             go.set()
             await blocker.send(CancelRequest().to_wire())
             mine = await _follow(owner, time.time())
-            cpu = [_process_cpu_s(pid) - before for pid, before in zip(pids, cpu)]
-    theirs, viewers_cpu = await asyncio.to_thread(results.get, True, 600)
+            theirs, viewers_cpu = await asyncio.to_thread(results.get, True, 600)
+            cpu = [_process_cpu_s(pid) - before for pid, before in zip(pids, cpu)]  # once every viewer has the end
     child.join(30)
     seen: list[Samples] = [mine, *theirs]
     on_node = [0] + [i % nodes for i in range(len(theirs))]
