@@ -15,8 +15,12 @@ by whoever looks first (every web node and every worker does, every `heartbeat_s
 XAUTOCLAIM): if its session never started (still in the line), it goes back into the
 stream for another worker; if it started, the session ends with an `internal` error frame
 that says its worker stopped (viewers close 4500); a finished one is just acknowledged.
-Either way nobody waits forever. Does not own the frames' fan-out (redis_sessions.py) or
-running jobs (redis_worker.py).
+Either way nobody waits forever.
+
+Pipelines (a worker's batch of frames, a node's counts) run their scripts by sha alone
+(`execute`): no SCRIPT EXISTS round trip before each batch; after a Redis that lost its
+script cache (a restart), the scripted commands it refused are loaded and run again, in
+order. Does not own the frames' fan-out (redis_sessions.py) or running jobs (redis_worker.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import logging
 from typing import Any
 
 import redis
+from redis.client import Pipeline
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
@@ -133,6 +140,37 @@ class RedisQueue:
         self._frame = client.register_script(_FRAME)
         self._finish = client.register_script(_FINISH)
         self._note = client.register_script(_NOTE)
+        self._scripts = [self._submit, self._claim, self._cancel, self._requeue, self._beat, self._announce,
+                         self._frame, self._finish, self._note]
+
+    def execute(self, pipe: Pipeline) -> list[Any]:
+        """Run a pipeline of plain and scripted commands (scripts by sha: `_run`); a script Redis no longer
+        knows is loaded and its commands run again, in order; then the first error, if any, is raised."""
+        commands = list(pipe.command_stack)  # execute() empties it
+        replies = pipe.execute(raise_on_error=False)
+        refused = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if refused:
+            shas = {commands[i][0][1] for i in refused}  # EVALSHA sha numkeys ...
+            for script in self._scripts:
+                if script.sha in shas:
+                    self.r.script_load(script.script)  # the same sha: it is the script's SHA1
+            again = self.r.pipeline(transaction=False)
+            for i in refused:
+                args, options = commands[i]
+                again.execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            for i, reply in zip(refused, again.execute(raise_on_error=False)):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+    def _run(self, script: Script, keys: list[Any], args: list[Any], client: Any) -> Any:
+        """One script on the client (redis-py loads it on NOSCRIPT) or into a pipeline by its sha alone
+        (redis-py's own way would check SCRIPT EXISTS first, a round trip per batch; `execute` recovers)."""
+        if isinstance(client, Pipeline):
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        return script(keys=keys, args=args, client=client)
 
     def ensure_group(self) -> None:
         """The consumer group of the job stream (again after a Redis that lost its data)."""
@@ -167,29 +205,29 @@ class RedisQueue:
         pipe = self.r.pipeline(transaction=False)
         self.frame(pipe, session_id, ended.to_wire(), True)
         self.finish(pipe, session_id, ENDED, entry)
-        pipe.execute()
+        self.execute(pipe)
         self.announce()
 
     def frame(self, pipe: Any, session_id: str, data: bytes, keep: bool) -> None:
         """Append a frame to the session's stream (in `pipe`), only while the session exists: after a Redis
         restart lost it, a worker's next frames must not bring back a half session that viewers would wait on."""
         entry = frame_entry(data, keep)
-        self._frame(keys=[self.keys.frames(session_id), self.keys.session(session_id)],
-                    args=[entry[FRAME], entry[KEPT], int(self.settings.session_ttl_s)], client=pipe)
+        self._run(self._frame, [self.keys.frames(session_id), self.keys.session(session_id)],
+                  [entry[FRAME], entry[KEPT], int(self.settings.session_ttl_s)], pipe)
 
     def note(self, client: Any, session_id: str, key: str, name: str, value: str | int) -> None:
         """Set field `name` of hash `key` (the session's own or one of its keys), only while the session exists;
         `client` is this queue's client or a pipeline of it."""
-        self._note(keys=[self.keys.session(session_id), key], args=[name, value, int(self.settings.session_ttl_s)],
-                   client=client)
+        self._run(self._note, [self.keys.session(session_id), key], [name, value, int(self.settings.session_ttl_s)],
+                  client)
 
     def finish(self, pipe: Any, session_id: str, close: Close, entry: str | None) -> None:
         """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key (all only while
         the session exists, as for its frames), the job acked."""
         marker = end_entry(close)
         session, frames, *others = self.keys.of_session(session_id)
-        self._finish(keys=[frames, session, *others],
-                     args=[marker[END], marker[REASON], max(1, int(self.settings.linger_s))], client=pipe)
+        self._run(self._finish, [frames, session, *others],
+                  [marker[END], marker[REASON], max(1, int(self.settings.linger_s))], pipe)
         if entry:
             pipe.xack(self.keys.jobs, GROUP, entry)
             pipe.xdel(self.keys.jobs, entry)
@@ -199,7 +237,7 @@ class RedisQueue:
         pipe = self.r.pipeline(transaction=False)
         self.frame(pipe, session_id, ErrorFrame(code, message).to_wire(), True)
         self.finish(pipe, session_id, (close_code_for(code), message), entry)
-        pipe.execute()
+        self.execute(pipe)
 
     def announce(self) -> None:
         """A `queued` frame with its position to every waiting session (idle workers take the first ones);

@@ -308,7 +308,7 @@ class RedisSessions:
         for session_id, followed in due.items():
             self.queue.note(pipe, session_id, self.keys.watchers(session_id), self.node, followed.channel.watchers)
         try:
-            pipe.execute()
+            self.queue.execute(pipe)
         except redis.RedisError as error:
             log.info("web node %s: viewer counts not written (%s); again in %.1f s", self.node,
                      type(error).__name__, self.settings.heartbeat_s)
@@ -330,7 +330,7 @@ class RedisSessions:
             self.queue.note(pipe, session_id, self.keys.watchers(session_id), self.node, 0)
             pipe.hmget(self.keys.session(session_id), "state", "owner")
             pipe.hgetall(self.keys.watchers(session_id))
-            _, (state, owner), counts = pipe.execute()
+            _, (state, owner), counts = self.queue.execute(pipe)
             if text(owner) != "0" or text(state) not in ("queued", "running"):
                 return
             if any(int(n) > 0 and text(node) in self.nodes for node, n in counts.items()):

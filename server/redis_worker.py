@@ -57,8 +57,9 @@ class Publisher:
     """Appends to Redis in order on its own thread, in pipelines of whatever is waiting; a failed batch
     calls `on_lost` (the current job stops) and the next batch is tried afresh."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, execute: Callable[[Any], object]) -> None:
         self.r = client
+        self.execute = execute  # RedisQueue.execute: a batch's scripts by sha, reloaded if Redis lost them
         self.on_lost: Callable[[], None] = lambda: None
         self._ops: queue.Queue[Op | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="medviz-publisher", daemon=True)
@@ -96,7 +97,7 @@ class Publisher:
         for op, _ in batch:
             op(pipe)
         try:
-            pipe.execute()
+            self.execute(pipe)
         except redis.RedisError as error:
             log.warning("could not write to Redis: %s", type(error).__name__)
             self.on_lost()
@@ -124,7 +125,7 @@ class RedisWorker:
         self.facts = engine.facts
         self.r = connect(settings.redis_url)
         self.queue = RedisQueue(self.r, self.keys, settings)
-        self.publisher = Publisher(connect(settings.redis_url))
+        self.publisher = Publisher(connect(settings.redis_url), self.queue.execute)
         tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_queue, total=4 * settings.analysis_queue)
         self.generation = GenerationWorker(engine, 1, tasks)
         self.analyses = AnalysisJobs(engine, self.generation, settings.analysis_cache)

@@ -77,14 +77,16 @@ class RedisServer:
 
     @contextlib.contextmanager
     def commands(self) -> Iterator[list[str]]:
-        """Every command the server runs meanwhile, as Redis's MONITOR prints it (read on a thread)."""
+        """Every command clients sent meanwhile, as Redis's MONITOR prints it (read on a thread); the commands
+        a script runs inside Redis are left out."""
         seen: list[str] = []
         monitor = self.client().monitor().__enter__()  # MONITOR is on before the block runs
 
         def read() -> None:
             with contextlib.suppress(redis.RedisError, ValueError, OSError, AttributeError):
                 for command in monitor.listen():
-                    seen.append(str(command["command"]))
+                    if command.get("client_type") != "lua":
+                        seen.append(str(command["command"]))
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
