@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,7 @@ FILE_SUFFIXES: dict[str, str] = {
     "parametric_map": "map_pm",
     "segmentation": "regions_seg",
 }
-"""File name = f"medviz_{method}_{8 hex}_{suffix}.dcm"; the hex is new with every export."""
+"""File name = f"medviz_{method}_{8 hex}_{suffix}.dcm"; the hex is new with every export (a study's zip: export_zip)."""
 
 NO_IDENTITY = (
     "the source was PNG/JPEG: this export has no patient identity "
@@ -232,18 +233,35 @@ def _ensure_folder(out_dir: Path) -> bool:
     return True
 
 
-def export_zip(source: ExportSource, token_map: ExportMap) -> tuple[bytes, tuple[str, ...], tuple[str, ...]]:
-    """The export as one zip in memory (for a browser download): (zip bytes, file names, notes). Raises ExportError."""
+def export_zip(images: Sequence[tuple[str, ExportSource, ExportMap]]) -> tuple[bytes, tuple[str, ...], tuple[str, ...]]:
+    """One zip in memory of every image's export (for a browser download): (zip bytes, file names, notes).
+
+    `images` holds (label, source, map) per image of the study. With more than one, each file name
+    and note starts with the image's number and label (`image2-lateral_...`), so a PA's objects and a
+    lateral's stay apart; one image's names are as `export_dicom` writes them. Raises ExportError
+    (nothing is built unless every image can be).
+    """
     import io
     import zipfile
 
-    built = build_export(source, token_map)
-    stem = f"medviz_{token_map.method}_{uuid.uuid4().hex[:8]}"
-    names = tuple(f"{stem}_{FILE_SUFFIXES[o.kind]}.dcm" for o in built.objects)
+    built = [(label, token_map, build_export(source, token_map)) for label, source, token_map in images]
+    names: list[str] = []
+    notes: list[str] = []
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, exported in zip(names, built.objects):
-            data = io.BytesIO()
-            pydicom.dcmwrite(data, exported.dataset, enforce_file_format=True)
-            archive.writestr(name, data.getvalue())
-    return buffer.getvalue(), names, built.notes
+        for number, (label, token_map, export) in enumerate(built, start=1):
+            prefix = "" if len(built) == 1 else f"image{number}{_safe_label(label)}_"
+            stem = f"{prefix}medviz_{token_map.method}_{uuid.uuid4().hex[:8]}"
+            notes.extend(f"{prefix.rstrip('_')}: {note}" if prefix else note for note in export.notes)
+            for exported in export.objects:
+                data = io.BytesIO()
+                pydicom.dcmwrite(data, exported.dataset, enforce_file_format=True)
+                names.append(f"{stem}_{FILE_SUFFIXES[exported.kind]}.dcm")
+                archive.writestr(names[-1], data.getvalue())
+    return buffer.getvalue(), tuple(names), tuple(notes)
+
+
+def _safe_label(label: str) -> str:
+    """`-label` with only letters, digits, `-` and `_` kept (a file name on any system), or nothing."""
+    kept = "".join(c for c in label if c.isascii() and (c.isalnum() or c in "-_"))[:32]
+    return f"-{kept}" if kept else ""

@@ -235,5 +235,7 @@ def export_token_map(source: AnalysisSource, first: int, last: int, method: str,
 def _dicom(source: AnalysisSource, first: int, last: int, method: str) -> DicomResult:
     from .dicom_export import export_zip
 
-    data, names, notes = export_zip(*export_token_map(source, first, last, method))
+    images = [(info.label, *export_token_map(source, first, last, method, image))
+              for image, info in enumerate(source.start.images)]  # every image of a study, in its order
+    data, names, notes = export_zip(images)
     return DicomResult(zip=data, names=names, notes=notes)

@@ -147,3 +147,25 @@ def msgpack_version(data: bytes) -> int:
 
     version: int = msgpack.unpackb(data)["v"]
     return version
+
+
+def test_a_dicom_export_of_a_study_holds_every_images_objects_named_by_its_label(live: LiveServer,
+                                                                                 two_views: str) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with connect(f"{live.ws}/ws/replay/{two_views}?speed=8", max_size=None) as ws:
+            await ws.send(encode_analyze(AnalyzeRequest("dicom", 1, method="rollout", id="both")))
+            return await answers(ws, {"both"})
+
+    answer = run(scenario())["both"]
+    assert isinstance(answer, AnalysisFrame) and isinstance(answer.result, DicomResult)
+    archive = zipfile.ZipFile(io.BytesIO(answer.result.zip))
+    assert list(answer.result.names) == archive.namelist()
+    assert [(name.split("_")[0], name.rsplit("_", 2)[-2]) for name in archive.namelist()] == [
+        ("image1-PA", "overlay"), ("image2-lateral", "overlay")]  # PNG sources: a Secondary Capture each
+    recording = read_recording(live.settings.recordings / f"{two_views}.medviz")
+    start = recording.start
+    for name, info in zip(archive.namelist(), start.images):
+        exported = pydicom.dcmread(io.BytesIO(archive.read(name)))
+        assert (exported.Columns, exported.Rows) == info.size
+    assert all(note.startswith(("image1-PA: ", "image2-lateral: ")) for note in answer.result.notes)
+    assert len(answer.result.notes) == 2 * len({note.split(": ", 1)[1] for note in answer.result.notes})

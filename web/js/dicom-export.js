@@ -1,8 +1,8 @@
 // @ts-check
 /**
- * DICOM export of the pinned token: the server builds the objects (a Secondary Capture of
- * the overlay, and for a DICOM source maps that reference it; medviz_core/dicom_export.py)
- * and sends them as one zip, which the browser downloads as `medviz-dicom-token<i>.zip`,
+ * DICOM export of the pinned token: the server builds the objects of every image of the
+ * study (a Secondary Capture of the overlay, and for a DICOM source maps that reference it;
+ * medviz_core/dicom_export.py) and sends them as one zip, which the browser downloads as `medviz-dicom-token<i>.zip`,
  * showing the notes that come with it (e.g. that the export has no patient identity).
  *
  * Owns the last export asked for on this page (one at a time), its download and the status
