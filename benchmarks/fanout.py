@@ -265,17 +265,18 @@ def _process_cpu_s(pid: int) -> float:
     """CPU seconds of process `pid`, every thread, to the nanosecond (the scheduler's run time in
     /proc/PID/task/*/schedstat; /proc/PID/stat counts 10 ms ticks, too coarse for a short session's
     share of a node); NaN where there is no /proc."""
-    total = 0
+    total, read = 0, 0
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return float("nan")
-    for task in tasks:
+    for task in tasks:  # a web node's threads live as long as it does: none ends during a session
         try:
             total += int((task / "schedstat").read_text().split()[0])
+            read += 1
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
-    return total / 1e9
+    return total / 1e9 if read else float("nan")  # no schedstat (a kernel without it): no figure, not 0
 
 
 @dataclass

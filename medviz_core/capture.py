@@ -86,7 +86,8 @@ class Capture:
     - batched (a one-token decode step with a `BufferCache`): each layer's attention call only
       keeps a reference to its query row; `finish()` then computes every layer's
       probabilities, image columns and rollout row at once from the cache's shared key
-      buffer, in a constant number of operations whatever the number of layers;
+      buffer, in a constant number of operations whatever the number of layers. A compiled
+      decode step (compiled.py) hands its query rows to `finish_decode`, which does the same;
     - per layer (the prefill, analyses, a run without a BufferCache): `observe` computes each
       layer's rows inside its attention call and folds its full head-mean matrix.
     """
@@ -168,12 +169,15 @@ class Capture:
             raise RuntimeError(f"layers {missing} did not run their attention through the capture")
         self._reduce_batched(torch.stack(self._queries), self._q_start)  # type: ignore[arg-type]
 
-    def finish_decode(self, queries: torch.Tensor, scaling: float, position: int) -> None:
+    def finish_decode(self, queries: torch.Tensor, scalings: tuple[float, ...], position: int) -> None:
         """A compiled decode step's rows, reduced eagerly (compiled.py on the CPU): what `finish` does after a
-        batched forward, from every layer's query row `queries` [layer, head, dim] at `position`."""
+        batched forward, from every layer's query row `queries` [layer, head, dim] at `position` and each
+        layer's attention scaling."""
         if position + 1 > self.max_length:
             raise ValueError(f"sequence of {position + 1} tokens exceeds the capture's {self.max_length}")
-        self._scalings = [scaling] * self.layers
+        if len(scalings) != self.layers:
+            raise RuntimeError(f"{len(scalings)} layers' scalings for a capture of {self.layers} layers")
+        self._scalings = list(scalings)
         self._reduce_batched(queries, position)
 
     def _reduce_batched(self, queries: torch.Tensor, q: int) -> None:

@@ -2,7 +2,7 @@
 
 Owns: `CompiledDecoder`, which holds, for one engine and one (length bucket, image count),
 a `StaticBufferCache`, a persistent rollout buffer and a compiled function
-`step(token, position, image_positions) -> (logits, packed rows)` that runs the model's
+`step(token, position, image_positions) -> DecodeOutput` that runs the model's
 decode forward and the attention capture in one graph with fixed shapes (on CUDA with CUDA
 graphs, `mode="reduce-overhead"`; inductor on the CPU). The reduction of the maps' rows
 (one function, `_reduce`) runs inside that graph on CUDA, where every launch it saves
@@ -40,7 +40,7 @@ class DecodeOutput(NamedTuple):
     logits: torch.Tensor
     packed: torch.Tensor | None = None
     queries: torch.Tensor | None = None
-    scaling: float = 1.0
+    scalings: tuple[float, ...] = ()  # each layer's attention scaling, with `queries`
 
 
 class CompileUnavailable(RuntimeError):
@@ -164,7 +164,7 @@ class CompiledDecoder:
         if not self.capture:
             return DecodeOutput(logits)
         if not self.reduce_in_graph:
-            return DecodeOutput(logits, queries=rows, scaling=self._collector.scalings[0])
+            return DecodeOutput(logits, queries=rows, scalings=tuple(self._collector.scalings))
         rollout_rows = self.layers * self.image_tokens
         self.rollout[1:, position] = rows[-rollout_rows:].view(self.layers, self.image_tokens)
         return DecodeOutput(logits, packed=rows[:-rollout_rows])

@@ -50,7 +50,7 @@ class Engine:
 
     def __init__(self, handle: ModelHandle, compile: bool = False) -> None:
         self.compile = compile  # decode steps through compiled.py (falls back to eager, with a note, if it fails)
-        self._decoders: dict[tuple[int, int], CompiledDecoder] = {}
+        self._decoders: dict[tuple[int, int, bool], CompiledDecoder] = {}  # (length bucket, images, in graph)
         self.model = handle.model
         self.processor = handle.processor
         self.name = handle.name
@@ -92,7 +92,7 @@ class Engine:
 
     def compiled_decoder(self, length: int, image_tokens: int) -> CompiledDecoder:
         """The compiled decode step for sequences up to `length` tokens (rounded up to a bucket), built once."""
-        key = (bucket(length), image_tokens)
+        key = (bucket(length), image_tokens, self.reduce_in_graph)
         if key not in self._decoders:
             self._decoders[key] = CompiledDecoder(self, key[0], image_tokens, reduce_in_graph=self.reduce_in_graph)
         return self._decoders[key]

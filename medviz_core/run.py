@@ -259,7 +259,7 @@ class _Forward:
                 self._packed = output.packed
                 if output.queries is not None:
                     with torch.inference_mode():
-                        self.capture.finish_decode(output.queries, output.scaling, q_start)
+                        self.capture.finish_decode(output.queries, output.scalings, q_start)
                 return output.logits, q_start
             except CompileUnavailable as error:
                 print(f"[medviz] {error}", file=sys.stderr, flush=True)

@@ -102,10 +102,12 @@ if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[2], 'frames', 1) end
 return 1
 """
 _FINISH = """
+if ARGV[4] ~= '' then  -- the job is acked with the end, in one step: never acked without it
+  redis.call('XACK', KEYS[#KEYS], ARGV[5], ARGV[4]) redis.call('XDEL', KEYS[#KEYS], ARGV[4]) end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end  -- nor does its end: viewers of a lost session get GONE
 redis.call('XADD', KEYS[1], '*', 'end', ARGV[1], 'reason', ARGV[2])  -- the fields of redis_keys.end_entry
 redis.call('HSET', KEYS[2], 'state', 'finished')
-for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+for i = 1, #KEYS - 1 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end  -- the session's keys, not the job stream
 return 1
 """
 _NOTE = """
@@ -113,6 +115,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end  -- a web node's notes n
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3], 'NX')
 return 1
+"""
+_OWNER_CHECK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[2], ARGV[1], 0)  -- this node's own 0 first: of two nodes checking, the later sees both
+redis.call('EXPIRE', KEYS[2], ARGV[2], 'NX')
+return {redis.call('HMGET', KEYS[1], 'state', 'owner'), redis.call('HGETALL', KEYS[2])}
 """
 _BEAT = _NOW + """
 local expiry = now + tonumber(ARGV[2])
@@ -140,12 +148,16 @@ class RedisQueue:
         self._frame = client.register_script(_FRAME)
         self._finish = client.register_script(_FINISH)
         self._note = client.register_script(_NOTE)
+        self._owner_check = client.register_script(_OWNER_CHECK)
         self._scripts = [self._submit, self._claim, self._cancel, self._requeue, self._beat, self._announce,
-                         self._frame, self._finish, self._note]
+                         self._frame, self._finish, self._note, self._owner_check]
 
     def execute(self, pipe: Pipeline) -> list[Any]:
-        """Run a pipeline of plain and scripted commands (scripts by sha: `_run`); a script Redis no longer
-        knows is loaded and its commands run again, in order; then the first error, if any, is raised."""
+        """Run a pipeline of plain and scripted commands (scripts by sha: `_run`); then the first error, if any,
+        is raised. A script Redis no longer knows (its cache is lost with a restart; data kept on disk may not
+        be) is loaded and the commands it refused run again on the same pipeline, in their order; the plain
+        commands between them have run already, so a batch whose order matters across kinds is one script
+        (`finish` acks the job in the end's script; `owner_check` writes and reads in one)."""
         commands = list(pipe.command_stack)  # execute() empties it
         replies = pipe.execute(raise_on_error=False)
         refused = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -153,12 +165,12 @@ class RedisQueue:
             shas = {commands[i][0][1] for i in refused}  # EVALSHA sha numkeys ...
             for script in self._scripts:
                 if script.sha in shas:
-                    self.r.script_load(script.script)  # the same sha: it is the script's SHA1
-            again = self.r.pipeline(transaction=False)
+                    pipe.script_load(script.script)  # the same sha: it is the script's SHA1
             for i in refused:
                 args, options = commands[i]
-                again.execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-            for i, reply in zip(refused, again.execute(raise_on_error=False)):
+                pipe.execute_command(*args, **options)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            again = pipe.execute(raise_on_error=False)[-len(refused):]
+            for i, reply in zip(refused, again):
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
@@ -215,6 +227,16 @@ class RedisQueue:
         self._run(self._frame, [self.keys.frames(session_id), self.keys.session(session_id)],
                   [entry[FRAME], entry[KEPT], int(self.settings.session_ttl_s)], pipe)
 
+    def owner_check(self, session_id: str, node: str) -> tuple[str, str, dict[str, int]] | None:
+        """Write this node's viewer count of the session as 0, then read the session's state, its owner flag
+        and every node's count, in one script (None when the session is gone)."""
+        found = self._owner_check(keys=[self.keys.session(session_id), self.keys.watchers(session_id)],
+                                  args=[node, int(self.settings.session_ttl_s)])
+        if found is None:
+            return None
+        (state, owner), counts = found
+        return text(state), text(owner), {text(k): int(v) for k, v in zip(counts[::2], counts[1::2])}
+
     def note(self, client: Any, session_id: str, key: str, name: str, value: str | int) -> None:
         """Set field `name` of hash `key` (the session's own or one of its keys), only while the session exists;
         `client` is this queue's client or a pipeline of it."""
@@ -223,14 +245,11 @@ class RedisQueue:
 
     def finish(self, pipe: Any, session_id: str, close: Close, entry: str | None) -> None:
         """After the last frame (in `pipe`): the end marker, the state, `linger_s` on every key (all only while
-        the session exists, as for its frames), the job acked."""
+        the session exists, as for its frames), and in the same script the job acked."""
         marker = end_entry(close)
         session, frames, *others = self.keys.of_session(session_id)
-        self._run(self._finish, [frames, session, *others],
-                  [marker[END], marker[REASON], max(1, int(self.settings.linger_s))], pipe)
-        if entry:
-            pipe.xack(self.keys.jobs, GROUP, entry)
-            pipe.xdel(self.keys.jobs, entry)
+        self._run(self._finish, [frames, session, *others, self.keys.jobs],
+                  [marker[END], marker[REASON], max(1, int(self.settings.linger_s)), entry or "", GROUP], pipe)
 
     def fail(self, session_id: str, code: str, message: str, entry: str | None) -> None:
         """End a session with an error frame (viewers close with its code)."""

@@ -320,20 +320,19 @@ class RedisSessions:
 
     def _stop_if_abandoned(self, session_id: str) -> None:
         """Stop a session whose owner left and that nobody watches on any live node. This node's own count
-        (0) is written in the same round trip as the reads, before them: of two nodes checking at once,
-        the later always sees the other's 0."""
+        (0) is written in the same script as the reads, before them: of two nodes checking at once, the
+        later always sees the other's 0."""
         followed = self._followed.get(session_id)
         if followed is not None and followed.channel.watchers > 0:
             return  # somebody here still watches
         try:
-            pipe = self.r.pipeline(transaction=False)
-            self.queue.note(pipe, session_id, self.keys.watchers(session_id), self.node, 0)
-            pipe.hmget(self.keys.session(session_id), "state", "owner")
-            pipe.hgetall(self.keys.watchers(session_id))
-            _, (state, owner), counts = self.queue.execute(pipe)
-            if text(owner) != "0" or text(state) not in ("queued", "running"):
+            found = self.queue.owner_check(session_id, self.node)
+            if found is None:
                 return
-            if any(int(n) > 0 and text(node) in self.nodes for node, n in counts.items()):
+            state, owner, counts = found
+            if owner != "0" or state not in ("queued", "running"):
+                return
+            if any(n > 0 and node in self.nodes for node, n in counts.items()):
                 return
             log.info("session %s: owner gone and nobody watching on any node; stopping", session_id)
             self.cancel(session_id)

@@ -1,10 +1,13 @@
-"""The queue's pipelines on a real Redis: scripts by sha alone, and recovered once Redis forgets them."""
+"""The queue's pipelines and scripts on a real Redis: scripts by sha alone (recovered once Redis forgets them), a
+session's end and its job's ack in one script, an owner check that writes before it reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from server.redis_keys import Keys, frame_of, range_entries
+import pytest
+
+from server.redis_keys import GROUP, Keys, end_of, frame_of, range_entries
 from server.redis_queue import RedisQueue
 from server.settings import Settings
 
@@ -58,3 +61,37 @@ def test_a_batch_after_redis_forgot_its_scripts_loads_them_and_runs_each_command
         queue.execute(pipe)
     assert [command.split()[0].strip('"').upper() for command in seen] == ["EVALSHA"]
     assert frames_in_redis(redis_server) == [b"one", b"two", b"three"]
+
+
+def taken_job(queue: RedisQueue) -> str:
+    """The session's job entry, read by a worker of the group (so it is pending until acked)."""
+    reply = queue.r.xreadgroup(GROUP, "worker-1", {KEYS.jobs: ">"}, count=1)
+    return str(reply[0][1][0][0].decode())
+
+
+@pytest.mark.parametrize("session_lost", [False, True], ids=["session kept", "session lost by Redis"])
+def test_finishing_a_session_acks_its_job_in_the_same_script_as_the_end(redis_server: RedisServer, tmp_path: Path,
+                                                                         session_lost: bool) -> None:
+    queue = queue_with_a_session(redis_server, tmp_path)
+    entry = taken_job(queue)
+    if session_lost:
+        queue.r.delete(KEYS.session("s1"))
+    with redis_server.commands() as seen:
+        pipe = queue.r.pipeline(transaction=False)
+        queue.finish(pipe, "s1", (1000, "session ended"), entry)
+        queue.execute(pipe)
+    sent = {command.split()[0].strip('"').upper() for command in seen}
+    assert sent == {"EVALSHA", "SCRIPT"}  # the script (loaded on its first use): no XACK of the client's own
+    assert queue.r.xpending(KEYS.jobs, GROUP)["pending"] == 0 and queue.r.xlen(KEYS.jobs) == 0
+    last = range_entries(queue.r.xrevrange(KEYS.frames("s1"), count=1))[0][1]
+    assert (end_of(last) is None) is session_lost
+
+
+def test_an_owner_check_writes_this_nodes_zero_before_it_reads_every_count(redis_server: RedisServer,
+                                                                           tmp_path: Path) -> None:
+    queue = queue_with_a_session(redis_server, tmp_path)
+    queue.note(queue.r, "s1", KEYS.watchers("s1"), "node-a", 3)
+    queue.note(queue.r, "s1", KEYS.watchers("s1"), "node-b", 2)
+    assert queue.owner_check("s1", "node-a") == ("queued", "1", {"node-a": 0, "node-b": 2})  # owner still there
+    queue.r.delete(KEYS.session("s1"))
+    assert queue.owner_check("s1", "node-a") is None
