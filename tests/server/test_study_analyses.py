@@ -38,6 +38,16 @@ async def answers(ws: ClientConnection, request_ids: set[str]) -> dict[str, Any]
     return final
 
 
+def replay_answer(live: LiveServer, recording: str, request: AnalyzeRequest) -> Any:
+    """The final answer to one analysis request asked over a replay of `recording`."""
+    async def scenario() -> dict[str, Any]:
+        async with connect(f"{live.ws}/ws/replay/{recording}?speed=8", max_size=None) as ws:
+            await ws.send(encode_analyze(request))
+            return await answers(ws, {request.id})
+
+    return run(scenario())[request.id]
+
+
 @pytest.fixture(scope="module")
 def two_views(live: LiveServer, cxr_dir: Path) -> str:
     images = [(cxr_dir / "nih_00000001_000.png").read_bytes(), (cxr_dir / "nih_00027426_000_512.png").read_bytes()]
@@ -49,12 +59,7 @@ def two_views(live: LiveServer, cxr_dir: Path) -> str:
 
 def test_the_3d_volume_of_a_token_is_the_product_of_its_frontal_and_lateral_maps(live: LiveServer,
                                                                                  two_views: str) -> None:
-    async def scenario() -> dict[str, Any]:
-        async with connect(f"{live.ws}/ws/replay/{two_views}?speed=8", max_size=None) as ws:
-            await ws.send(encode_analyze(AnalyzeRequest("volume", 2, method="rollout", id="vol-2")))
-            return await answers(ws, {"vol-2"})
-
-    answer = run(scenario())["vol-2"]
+    answer = replay_answer(live, two_views, AnalyzeRequest("volume", 2, method="rollout", id="vol-2"))
     assert isinstance(answer, AnalysisFrame) and answer.status == "done" and isinstance(answer.result, VolumeResult)
     result = answer.result
     recording = read_recording(live.settings.recordings / f"{two_views}.medviz")
@@ -70,14 +75,8 @@ def test_a_3d_view_of_a_one_image_session_is_refused_with_the_requests_id(live: 
                                                                            sample_bytes: bytes) -> None:
     data = run(session(live, sample_bytes, max_new_tokens=2, record=True))
     start = frames.decode(data[0])
-    assert isinstance(start, frames.StartFrame)
-
-    async def scenario() -> dict[str, Any]:
-        async with connect(f"{live.ws}/ws/replay/{start.recording}?speed=8", max_size=None) as ws:
-            await ws.send(encode_analyze(AnalyzeRequest("volume", 0, method="consensus", id="v")))
-            return await answers(ws, {"v"})
-
-    refusal = run(scenario())["v"]
+    assert isinstance(start, frames.StartFrame) and start.recording is not None
+    refusal = replay_answer(live, start.recording, AnalyzeRequest("volume", 0, method="consensus", id="v"))
     assert refusal == frames.ErrorFrame("bad_request", "a 3D view needs one frontal (PA or AP) and one lateral image, "
                                         "by their labels; this recording's labels are ['']", "v")
 
@@ -151,12 +150,7 @@ def msgpack_version(data: bytes) -> int:
 
 def test_a_dicom_export_of_a_study_holds_every_images_objects_named_by_its_label(live: LiveServer,
                                                                                  two_views: str) -> None:
-    async def scenario() -> dict[str, Any]:
-        async with connect(f"{live.ws}/ws/replay/{two_views}?speed=8", max_size=None) as ws:
-            await ws.send(encode_analyze(AnalyzeRequest("dicom", 1, method="rollout", id="both")))
-            return await answers(ws, {"both"})
-
-    answer = run(scenario())["both"]
+    answer = replay_answer(live, two_views, AnalyzeRequest("dicom", 1, method="rollout", id="both"))
     assert isinstance(answer, AnalysisFrame) and isinstance(answer.result, DicomResult)
     archive = zipfile.ZipFile(io.BytesIO(answer.result.zip))
     assert list(answer.result.names) == archive.namelist()
