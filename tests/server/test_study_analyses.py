@@ -22,7 +22,7 @@ from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, DicomResult, VolumeResult
 from tests.wire_client import encode_analyze
 
-from .helpers import LiveServer, recv, run, session
+from .helpers import LiveServer, receive_all, recv, run, session
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recordings"
 
@@ -92,7 +92,9 @@ def test_a_dicom_export_of_a_dicom_sessions_token_references_its_source(live: Li
             while not isinstance(frames.decode(await recv(ws)), frames.StepFrame):
                 pass
             await ws.send(encode_analyze(AnalyzeRequest("dicom", 0, method="consensus", id="export")))
-            return await answers(ws, {"export"})
+            found = await answers(ws, {"export"})
+            await receive_all(ws)  # to its end: the next test's session must not wait behind this one
+            return found
 
     answer = run(scenario())["export"]
     assert isinstance(answer, AnalysisFrame) and isinstance(answer.result, DicomResult)
