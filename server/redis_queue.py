@@ -139,18 +139,24 @@ class RedisQueue:
 
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
         self.r, self.keys, self.settings = client, keys, settings
-        self._submit = client.register_script(_SUBMIT)
-        self._claim = client.register_script(_CLAIM)
-        self._cancel = client.register_script(_CANCEL)
-        self._requeue = client.register_script(_REQUEUE)
-        self._beat = client.register_script(_BEAT)
-        self._announce = client.register_script(_ANNOUNCE)
-        self._frame = client.register_script(_FRAME)
-        self._finish = client.register_script(_FINISH)
-        self._note = client.register_script(_NOTE)
-        self._owner_check = client.register_script(_OWNER_CHECK)
-        self._scripts = [self._submit, self._claim, self._cancel, self._requeue, self._beat, self._announce,
-                         self._frame, self._finish, self._note, self._owner_check]
+        self._scripts: list[Script] = []  # every script, for `execute` to reload what Redis forgot
+        self._submit = self._register(_SUBMIT)
+        self._claim = self._register(_CLAIM)
+        self._cancel = self._register(_CANCEL)
+        self._requeue = self._register(_REQUEUE)
+        self._beat = self._register(_BEAT)
+        self._announce = self._register(_ANNOUNCE)
+        self._frame = self._register(_FRAME)
+        self._finish = self._register(_FINISH)
+        self._note = self._register(_NOTE)
+        self._owner_check = self._register(_OWNER_CHECK)
+        # The `queued` frames of positions 1..queue_cap, for the scripts: encoded once.
+        self._positions = [QueuedFrame(p).to_wire() for p in range(1, settings.queue_cap + 1)]
+
+    def _register(self, source: str) -> Script:
+        script = self.r.register_script(source)
+        self._scripts.append(script)
+        return script
 
     def execute(self, pipe: Pipeline) -> list[Any]:
         """Run a pipeline of plain and scripted commands (scripts by sha: `_run`); then the first error, if any,
@@ -198,7 +204,7 @@ class RedisQueue:
         position = self._submit(keys=[k.line, k.seq, k.jobs, k.session(session_id), k.sessions, k.idle,
                                       k.frames(session_id)],
                                 args=[session_id, self.settings.queue_cap, request, work, int(record), repr(created),
-                                      int(self.settings.session_ttl_s), *self._positions()])
+                                      int(self.settings.session_ttl_s), *self._positions])
         return int(position)
 
     def claim(self, session_id: str, worker: str) -> bool:
@@ -262,11 +268,7 @@ class RedisQueue:
         """A `queued` frame with its position to every waiting session (idle workers take the first ones);
         one script, so a worker claiming a session meanwhile never makes another's position wrong."""
         self._announce(keys=[self.keys.line, self.keys.idle],
-                       args=[self.keys.session(""), int(self.settings.session_ttl_s), *self._positions()])
-
-    def _positions(self) -> list[bytes]:
-        """The `queued` frames of positions 1..queue_cap, for the scripts."""
-        return [QueuedFrame(p).to_wire() for p in range(1, self.settings.queue_cap + 1)]
+                       args=[self.keys.session(""), int(self.settings.session_ttl_s), *self._positions])
 
     def reclaim(self, consumer: str) -> int:
         """Take over jobs nobody held for `reclaim_s` (the rule in the module docstring); how many."""
