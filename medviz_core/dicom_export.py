@@ -130,8 +130,7 @@ def export_dicom(source: ExportSource, token_map: ExportMap, out_dir: str | os.P
     nothing of this export is left (a folder created for it is removed again).
     """
     built = build_export(source, token_map)
-    stem = f"medviz_{token_map.method}_{uuid.uuid4().hex[:8]}"
-    paths = _write_all(Path(out_dir), [(f"{stem}_{FILE_SUFFIXES[o.kind]}.dcm", o.dataset) for o in built.objects])
+    paths = _write_all(Path(out_dir), list(zip(_file_names(built, token_map), (o.dataset for o in built.objects))))
     objects = tuple(ExportedObject(o.kind, o.dataset, path) for o, path in zip(built.objects, paths))
     return ExportResult(objects, built.notes, built.has_patient_identity)
 
@@ -251,14 +250,19 @@ def export_zip(images: Sequence[tuple[str, ExportSource, ExportMap]]) -> tuple[b
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for number, (label, token_map, export) in enumerate(built, start=1):
             prefix = "" if len(built) == 1 else f"image{number}{_safe_label(label)}_"
-            stem = f"{prefix}medviz_{token_map.method}_{uuid.uuid4().hex[:8]}"
             notes.extend(f"{prefix.rstrip('_')}: {note}" if prefix else note for note in export.notes)
-            for exported in export.objects:
+            for name, exported in zip(_file_names(export, token_map, prefix), export.objects):
                 data = io.BytesIO()
                 pydicom.dcmwrite(data, exported.dataset, enforce_file_format=True)
-                names.append(f"{stem}_{FILE_SUFFIXES[exported.kind]}.dcm")
-                archive.writestr(names[-1], data.getvalue())
+                names.append(name)
+                archive.writestr(name, data.getvalue())
     return buffer.getvalue(), tuple(names), tuple(notes)
+
+
+def _file_names(export: ExportResult, token_map: ExportMap, prefix: str = "") -> list[str]:
+    """Each object's file name (FILE_SUFFIXES), after one new stem for the whole export."""
+    stem = f"{prefix}medviz_{token_map.method}_{uuid.uuid4().hex[:8]}"
+    return [f"{stem}_{FILE_SUFFIXES[o.kind]}.dcm" for o in export.objects]
 
 
 def _safe_label(label: str) -> str:
