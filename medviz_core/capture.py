@@ -144,8 +144,7 @@ class Capture:
     @contextmanager
     def forward(self, q_start: int, q_len: int) -> Iterator[None]:
         """Mark the next forward pass as covering absolute query positions q_start..q_start+q_len-1."""
-        if q_start + q_len > self.max_length:
-            raise ValueError(f"sequence of {q_start + q_len} tokens exceeds the capture's {self.max_length}")
+        self._check_fits(q_start + q_len)
         self._q_start, self._q_len = q_start, q_len
         self.batched = q_len == 1 and isinstance(self.cache, BufferCache) and q_start > 0
         self.observed = [False] * self.layers
@@ -173,12 +172,15 @@ class Capture:
         """A compiled decode step's rows, reduced eagerly (compiled.py on the CPU): what `finish` does after a
         batched forward, from every layer's query row `queries` [layer, head, dim] at `position` and each
         layer's attention scaling."""
-        if position + 1 > self.max_length:
-            raise ValueError(f"sequence of {position + 1} tokens exceeds the capture's {self.max_length}")
+        self._check_fits(position + 1)
         if len(scalings) != self.layers:
             raise RuntimeError(f"{len(scalings)} layers' scalings for a capture of {self.layers} layers")
         self._scalings = list(scalings)
         self._reduce_batched(queries, position)
+
+    def _check_fits(self, length: int) -> None:
+        if length > self.max_length:
+            raise ValueError(f"sequence of {length} tokens exceeds the capture's {self.max_length}")
 
     def _reduce_batched(self, queries: torch.Tensor, q: int) -> None:
         """Every layer's probability row of query q, its image columns and its rollout row, in a constant
