@@ -35,6 +35,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -124,16 +125,20 @@ def text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else "" if value is None else str(value)
 
 
+_TIMEOUTS: dict[str, Any] = {"socket_timeout": REPLY_S, "socket_connect_timeout": CONNECT_S,
+                              "health_check_interval": 30}
+
+
 def connect(url: str) -> redis.Redis:
     """A blocking client: one retry (a pooled connection a restart broke is replaced), short timeouts."""
-    client: redis.Redis = redis.Redis.from_url(url, socket_timeout=REPLY_S, socket_connect_timeout=CONNECT_S,
-                                               retry=Retry(NoBackoff(), 1), health_check_interval=30)
+    client: redis.Redis = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **_TIMEOUTS)
     return client
 
 
 def connect_async(url: str) -> aioredis.Redis:
-    client: aioredis.Redis = aioredis.Redis.from_url(url, socket_timeout=REPLY_S, socket_connect_timeout=CONNECT_S,
-                                                     retry=Retry(NoBackoff(), 1), health_check_interval=30)
+    """The asyncio client, likewise. Its retry must be redis.asyncio's: the blocking one would hand back the
+    command's coroutine unawaited, so a failure inside it would never be retried."""
+    client: aioredis.Redis = aioredis.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1), **_TIMEOUTS)
     return client
 
 

@@ -1,13 +1,15 @@
 """The queue's pipelines and scripts on a real Redis: scripts by sha alone (recovered once Redis forgets them), a
-session's end and its job's ack in one script, an owner check that writes before it reads."""
+session's end and its job's ack in one script, an owner check that writes before it reads, clients that retry once
+after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from server.redis_keys import GROUP, Keys, end_of, frame_of, range_entries
+from server.redis_keys import GROUP, Keys, connect, connect_async, end_of, frame_of, range_entries
 from server.redis_queue import RedisQueue
 from server.settings import Settings
 
@@ -95,3 +97,18 @@ def test_an_owner_check_writes_this_nodes_zero_before_it_reads_every_count(redis
     assert queue.owner_check("s1", "node-a") == ("queued", "1", {"node-a": 0, "node-b": 2})  # owner still there
     queue.r.delete(KEYS.session("s1"))
     assert queue.owner_check("s1", "node-a") is None
+
+
+def test_both_clients_retry_once_on_a_connection_a_redis_restart_broke(redis_server: RedisServer) -> None:
+    blocking, asyncio_client = connect(redis_server.url), connect_async(redis_server.url)
+
+    async def exists_twice() -> tuple[int, int]:
+        first = await asyncio_client.exists("x")
+        redis_server.restart()  # the pooled connection is now a dead socket
+        second = await asyncio_client.exists("x")
+        await asyncio_client.aclose()
+        return first, second
+
+    assert blocking.exists("x") == 0
+    assert asyncio.run(exists_twice()) == (0, 0)
+    assert blocking.exists("x") == 0
