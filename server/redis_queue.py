@@ -293,8 +293,15 @@ class RedisQueue:
             log.warning("session %s: its worker stopped mid-session; ending it with an error", session_id)
             self.fail(session_id, ErrorCode.INTERNAL, WORKER_STOPPED, entry)
         else:
-            self.r.xack(self.keys.jobs, GROUP, entry)
-            self.r.xdel(self.keys.jobs, entry)
+            self.drop_job(entry)
+
+    def drop_job(self, entry: str) -> None:
+        """A job entry whose session needs nothing more (finished, or cancelled while it waited): acked and
+        deleted, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.xack(self.keys.jobs, GROUP, entry)
+        pipe.xdel(self.keys.jobs, entry)
+        pipe.execute()
 
     def beat(self, members: str, name: str, idle: bool | None, *keep: str) -> list[str]:
         """Say `name` is alive for `reclaim_s` in sorted set `members` (and idle or not, for workers);

@@ -200,8 +200,7 @@ class RedisWorker:
             if self.queue.claim(session_id, self.name):
                 self._run(entry, session_id, fields)
             else:  # cancelled while it waited
-                self.r.xack(self.keys.jobs, GROUP, entry)
-                self.r.xdel(self.keys.jobs, entry)
+                self.queue.drop_job(entry)
         finally:
             self._busy = False
         self._beat()
@@ -260,8 +259,8 @@ class RedisWorker:
             try:
                 self.r.ping()
                 self.queue.ensure_group()
-                state = text(self.r.hget(self.keys.session(current.session), "state"))
-                if state == "running" and text(self.r.hget(self.keys.session(current.session), "worker")) == self.name:
+                state, worker = self.r.hmget(self.keys.session(current.session), "state", "worker")
+                if text(state) == "running" and text(worker) == self.name:
                     self.queue.fail(current.session, ErrorCode.INTERNAL, LOST_REDIS, current.entry)
                 return
             except redis.RedisError:
