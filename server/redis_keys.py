@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,6 +141,22 @@ def connect_async(url: str) -> aioredis.Redis:
     command's coroutine unawaited, so a failure inside it would never be retried."""
     client: aioredis.Redis = aioredis.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 1), **_TIMEOUTS)
     return client
+
+
+def follow(client: redis.Redis, stream: str, stop: threading.Event, each: Callable[[Fields], None], count: int,
+           block_ms: int) -> None:
+    """Hand every entry of `stream` added from now on to `each`, in order, until `stop` (a thread's loop: blocking
+    reads of up to `count` entries, at most `block_ms` each; while Redis is away it tries again every 0.5 s)."""
+    last = "0-0"  # the stream is this process's own and new: everything in it is for us
+    while not stop.is_set():
+        try:
+            got = client.xread({stream: last}, count=count, block=block_ms)
+        except redis.RedisError:
+            stop.wait(0.5)
+            continue
+        for entry, fields in read_entries(got):
+            last = entry
+            each(fields)
 
 
 def worker_name(kind: str) -> str:

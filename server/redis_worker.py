@@ -39,7 +39,7 @@ from medviz_core.wire.results import AnalysisFrame
 from .analysis_jobs import AnalysisJobs, Reply
 from .broadcast import ENDED
 from .fair_queue import FairQueue
-from .redis_keys import GROUP, Fields, Keys, connect, read_entries, text, worker_name
+from .redis_keys import GROUP, Fields, Keys, connect, follow, read_entries, text, worker_name
 from .redis_queue import RedisQueue
 from .settings import Settings
 from .worker import GenerationWorker, Job, Task
@@ -289,21 +289,16 @@ class RedisWorker:
                 log.debug("heartbeat failed: %s", type(error).__name__)
 
     def _inbox(self) -> None:
-        client, last = connect(self.settings.redis_url or ""), "0-0"
-        while not self._stop.is_set():
-            try:
-                got = client.xread({self.keys.inbox(self.name): last}, count=64, block=BLOCK_MS)
-            except redis.RedisError:
-                self._stop.wait(0.5)
-                continue
-            for entry, fields in read_entries(got):
-                last = entry
-                try:
-                    self._command(fields)
-                except Exception as error:
-                    log.error("worker %s: command failed: %s", self.name, type(error).__name__, exc_info=True)
+        follow(connect(self.settings.redis_url or ""), self.keys.inbox(self.name), self._stop, self._command,
+               count=64, block_ms=BLOCK_MS)
 
     def _command(self, fields: Fields) -> None:
+        try:
+            self._obey(fields)
+        except Exception as error:
+            log.error("worker %s: command failed: %s", self.name, type(error).__name__, exc_info=True)
+
+    def _obey(self, fields: Fields) -> None:
         command = text(fields.get(b"cmd"))
         if command == "cancel":
             session_id = text(fields[b"session"])

@@ -34,7 +34,7 @@ from medviz_core.wire.results import AnalysisFrame, AnalysisResult
 from medviz_core.wire.server_frames import decode
 
 from .fair_queue import FairQueue
-from .redis_keys import Fields, Keys, connect, read_entries, text
+from .redis_keys import Fields, Keys, connect, follow, text
 from .settings import Settings
 from .worker import FairLine, Task
 
@@ -124,18 +124,13 @@ class RemoteAnalyses(FairLine):
                               "shortly") from None
 
     def _answers(self) -> None:
-        client, last = connect(self.settings.redis_url or ""), "0-0"  # a new name: its stream is new
-        while not self._stop.is_set():
-            try:
-                got = client.xread({self.keys.answers(self.node): last}, count=256, block=1000)
-            except redis.RedisError:
-                self._stop.wait(0.5)
-                continue
-            for entry, fields in read_entries(got):
-                last = entry
-                waiting = self._waiting.get(text(fields.get(b"token")))
-                if waiting is not None:
-                    waiting.put(fields)
+        follow(connect(self.settings.redis_url or ""), self.keys.answers(self.node), self._stop, self._hand_out,
+               count=256, block_ms=1000)  # a new node name: its stream is new
+
+    def _hand_out(self, answer: Fields) -> None:
+        waiting = self._waiting.get(text(answer.get(b"token")))
+        if waiting is not None:
+            waiting.put(answer)
 
     def close(self) -> None:
         self._stop.set()
