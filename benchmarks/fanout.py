@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,11 +156,11 @@ async def _queued_session_id(port: int) -> str:
     raise RuntimeError("the measured session never showed up in /api/sessions")
 
 
-async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunResult:
-    """A blocker session holds the model while the viewers join the queued measured one."""
-    ctx = multiprocessing.get_context("spawn")
-    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    base = f"ws://127.0.0.1:{port}"
+@contextlib.asynccontextmanager
+async def _blocked_session(base: str, port: int, image: bytes, tokens: int
+                           ) -> AsyncIterator[tuple[ClientConnection, ClientConnection, str]]:
+    """A blocker session holds the model while the measured one (its owner's socket, its id) waits in line, so
+    viewers can join it whole; cancel the blocker to let it run."""
     async with connect(f"{base}/ws/session", max_size=None) as blocker:
         blocking = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS))
         await blocker.send(blocking.to_wire())
@@ -166,18 +168,32 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
         async with connect(f"{base}/ws/session", max_size=None) as owner:
             request = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0))
             await owner.send(request.to_wire())
-            session_id = await _queued_session_id(port)
-            child = ctx.Process(target=_viewer_process, args=([f"{base}/ws/watch/{session_id}"] * (viewers - 1),
-                                                              ready, results, go), daemon=True)
-            if viewers > 1:
-                child.start()
-            for _ in range(viewers - 1):
-                await asyncio.to_thread(ready.get, True, 120)
-            loop_cpu, wall = _thread_cpu_s(SERVER_THREAD), time.monotonic()
-            go.set()
-            await blocker.send(CancelRequest().to_wire())
-            mine = await _follow(owner, time.time())
-            loop_cpu, wall = _thread_cpu_s(SERVER_THREAD) - loop_cpu, time.monotonic() - wall
+            yield blocker, owner, await _queued_session_id(port)
+
+
+def _delays_ms(seen: list[Samples]) -> list[float]:
+    """Every step's delay to every viewer, counting only steps encoded after that viewer joined."""
+    return [1000.0 * (arrived - emitted) for joined, samples, _ in seen for arrived, emitted in samples
+            if emitted >= joined]
+
+
+async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunResult:
+    """A blocker session holds the model while the viewers join the queued measured one."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    base = f"ws://127.0.0.1:{port}"
+    async with _blocked_session(base, port, image, tokens) as (blocker, owner, session_id):
+        child = ctx.Process(target=_viewer_process, args=([f"{base}/ws/watch/{session_id}"] * (viewers - 1),
+                                                          ready, results, go), daemon=True)
+        if viewers > 1:
+            child.start()
+        for _ in range(viewers - 1):
+            await asyncio.to_thread(ready.get, True, 120)
+        loop_cpu, wall = _thread_cpu_s(SERVER_THREAD), time.monotonic()
+        go.set()
+        await blocker.send(CancelRequest().to_wire())
+        mine = await _follow(owner, time.time())
+        loop_cpu, wall = _thread_cpu_s(SERVER_THREAD) - loop_cpu, time.monotonic() - wall
     seen: list[Samples] = [mine]
     viewers_cpu = 0.0
     if viewers > 1:
@@ -185,11 +201,9 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
         seen += theirs
         child.join(30)
     end = await _end_of(port, session_id)
-    delays = [1000.0 * (arrived - emitted) for joined, samples, _ in seen
-              for arrived, emitted in samples if emitted >= joined]
     model_s = max(end["total_ms"] - end["prefill_ms"], 1e-9) / 1000.0
     return RunResult(viewers=viewers, tokens=end["tokens"], tokens_per_s=max(end["tokens"] - 1, 0) / model_s,
-                     delays_ms=delays, complete=sum(1 for *_, ok in seen if ok), wall_s=wall,
+                     delays_ms=_delays_ms(seen), complete=sum(1 for *_, ok in seen if ok), wall_s=wall,
                      loop_cpu_s=loop_cpu, viewers_cpu_s=viewers_cpu,
                      frames_delivered=sum(len(samples) for _, samples, _ in seen))
 
@@ -298,34 +312,25 @@ async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewer
     ctx = multiprocessing.get_context("spawn")
     ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     bases = [f"ws://127.0.0.1:{port}" for port in ports[:nodes]]
-    async with connect(f"{bases[0]}/ws/session", max_size=None) as blocker:
-        await blocker.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS)
-                                        ).to_wire())
-        await _recv(blocker)
-        async with connect(f"{bases[0]}/ws/session", max_size=None) as owner:
-            await owner.send(StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0)
-                                          ).to_wire())
-            session_id = await _queued_session_id(ports[0])
-            urls = [f"{bases[i % nodes]}/ws/watch/{session_id}" for i in range(viewers - 1)]
-            child = ctx.Process(target=_viewer_process, args=(urls, ready, results, go), daemon=True)
-            child.start()
-            for _ in urls:
-                await asyncio.to_thread(ready.get, True, 120)
-            cpu = [_process_cpu_s(pid) for pid in pids[:nodes]]
-            go.set()
-            await blocker.send(CancelRequest().to_wire())
-            mine = await _follow(owner, time.time())
-            theirs, viewers_cpu = await asyncio.to_thread(results.get, True, 600)
-            cpu = [_process_cpu_s(pid) - before for pid, before in zip(pids, cpu)]  # once every viewer has the end
+    async with _blocked_session(bases[0], ports[0], image, tokens) as (blocker, owner, session_id):
+        urls = [f"{bases[i % nodes]}/ws/watch/{session_id}" for i in range(viewers - 1)]
+        child = ctx.Process(target=_viewer_process, args=(urls, ready, results, go), daemon=True)
+        child.start()
+        for _ in urls:
+            await asyncio.to_thread(ready.get, True, 120)
+        cpu = [_process_cpu_s(pid) for pid in pids[:nodes]]
+        go.set()
+        await blocker.send(CancelRequest().to_wire())
+        mine = await _follow(owner, time.time())
+        theirs, viewers_cpu = await asyncio.to_thread(results.get, True, 600)
+        cpu = [_process_cpu_s(pid) - before for pid, before in zip(pids, cpu)]  # once every viewer has the end
     child.join(30)
     seen: list[Samples] = [mine, *theirs]
     on_node = [0] + [i % nodes for i in range(len(theirs))]
     delivered = [sum(len(samples) for (_, samples, _), n in zip(seen, on_node) if n == node) for node in range(nodes)]
     end = await _end_of(ports[0], session_id)
     return NodesResult(nodes=nodes, viewers=viewers, tokens=end["tokens"], complete=sum(1 for *_, ok in seen if ok),
-                       delays_ms=[1000.0 * (arrived - emitted) for joined, samples, _ in seen
-                                  for arrived, emitted in samples if emitted >= joined],
-                       node_cpu_s=cpu, node_frames=delivered, viewers_cpu_s=viewers_cpu,
+                       delays_ms=_delays_ms(seen), node_cpu_s=cpu, node_frames=delivered, viewers_cpu_s=viewers_cpu,
                        tokens_per_s=1000.0 * end["tokens"] / max(end["total_ms"] - end["prefill_ms"], 1e-9))
 
 
