@@ -201,11 +201,15 @@ async def _session(port: int, image: bytes, viewers: int, tokens: int) -> RunRes
         seen += theirs
         child.join(30)
     end = await _end_of(port, session_id)
-    model_s = max(end["total_ms"] - end["prefill_ms"], 1e-9) / 1000.0
-    return RunResult(viewers=viewers, tokens=end["tokens"], tokens_per_s=max(end["tokens"] - 1, 0) / model_s,
+    return RunResult(viewers=viewers, tokens=end["tokens"], tokens_per_s=_decode_rate(end),
                      delays_ms=_delays_ms(seen), complete=sum(1 for *_, ok in seen if ok), wall_s=wall,
                      loop_cpu_s=loop_cpu, viewers_cpu_s=viewers_cpu,
                      frames_delivered=sum(len(samples) for _, samples, _ in seen))
+
+
+def _decode_rate(end: dict[str, Any]) -> float:
+    """Tokens a second after the first (the end frame's total less the prefill, which made token 1)."""
+    return max(end["tokens"] - 1, 0) / (max(end["total_ms"] - end["prefill_ms"], 1e-9) / 1000.0)
 
 
 async def _end_of(port: int, session_id: str) -> dict[str, Any]:
@@ -331,7 +335,7 @@ async def _nodes_session(ports: list[int], pids: list[int], image: bytes, viewer
     end = await _end_of(ports[0], session_id)
     return NodesResult(nodes=nodes, viewers=viewers, tokens=end["tokens"], complete=sum(1 for *_, ok in seen if ok),
                        delays_ms=_delays_ms(seen), node_cpu_s=cpu, node_frames=delivered, viewers_cpu_s=viewers_cpu,
-                       tokens_per_s=1000.0 * end["tokens"] / max(end["total_ms"] - end["prefill_ms"], 1e-9))
+                       tokens_per_s=_decode_rate(end))
 
 
 def _nodes_row(result: NodesResult) -> dict[str, Any]:
