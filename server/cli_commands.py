@@ -250,6 +250,8 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def add_server_commands(subparsers: Any) -> None:
+    from .settings import Settings  # its defaults are the options' defaults
+
     serve = subparsers.add_parser("serve", help="serve the web viewer, live sessions and replays")
     serve.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
     serve.add_argument("--host", default="127.0.0.1", help="a non-loopback address needs --token")
@@ -271,8 +273,8 @@ def add_server_commands(subparsers: Any) -> None:
     worker.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
     worker.add_argument("--recordings", default="recordings", help="the recordings folder every node mounts")
     worker.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
-    worker.add_argument("--heartbeat-s", type=float, default=2.0, help="how often it says it is alive")
-    worker.add_argument("--reclaim-s", type=float, default=15.0,
+    worker.add_argument("--heartbeat-s", type=float, default=Settings.heartbeat_s, help="how often it says it is alive")
+    worker.add_argument("--reclaim-s", type=float, default=Settings.reclaim_s,
                         help="a job nobody held this long is reclaimed (the same on every node; > the heartbeat)")
     worker.set_defaults(handler=_worker)
 
