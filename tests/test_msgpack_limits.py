@@ -86,3 +86,23 @@ def test_server_frames_and_their_golden_fixtures_fit_the_server_limits() -> None
 
     for data in make_fixtures.build().values():
         check_shape(data, SERVER_LIMITS)
+
+
+def test_every_first_byte_is_read_as_msgpack_reads_it_and_extension_types_are_refused() -> None:
+    padding = b"\x00" * 40  # enough zeros (fixints, empty lengths) to complete any header's value
+    for first in range(256):
+        data = bytes([first]) + padding
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        unpacker.feed(data)
+        try:
+            value = unpacker.unpack()
+            expected = (f"message holds a msgpack extension type (0x{first:02x}); the protocol has none"
+                        if isinstance(value, (msgpack.ExtType, msgpack.Timestamp)) else "ok")
+        except (ValueError, msgpack.UnpackException):
+            expected = "message is not valid msgpack"
+        try:
+            check_shape(data, SERVER_LIMITS)
+            outcome = "ok"
+        except ProtocolError as error:
+            outcome = str(error)
+        assert (first, outcome) == (first, expected)
