@@ -271,3 +271,30 @@ def test_peek_timing_reads_each_fixture_frames_type_and_timing_as_decode_does(na
     frame = decode(data)
     expected = frame.created if isinstance(frame, StartFrame) else frame.t_ms if isinstance(frame, StepFrame) else None
     assert peek_timing(data) == (frame.type, expected)
+
+
+def test_peek_timing_reads_no_further_than_the_timing_field() -> None:
+    frame = {"v": 2, "type": "step", "i": 3, "t_ms": 12.5, "images": [{"maps": {"raw": b"x" * 256}}]}
+    data = msgpack.packb(frame, use_bin_type=True)
+    cut = data[: data.index(b"\xa6images")]  # everything after t_ms is gone
+    assert peek_timing(data) == ("step", 12.5)
+    assert peek_timing(cut) == ("step", 12.5)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (msgpack.packb([1, 2]), "message is not valid msgpack"),
+        (b"", "message is not valid msgpack"),
+        (msgpack.packb({"v": 9, "type": "step", "t_ms": 1.0}), "protocol version 9 is not supported; expected 1 or 2"),
+        (msgpack.packb({"v": 2, "type": 7}), "a frame needs a string field 'type'; got an integer"),
+        (msgpack.packb({"v": 2, "type": "step", "t_ms": "soon"}),
+         "field 't_ms' of the step frame must be a number; got a string"),
+        (msgpack.packb({"v": 2, "type": "start"}), "start frame is missing field 'created'"),
+    ],
+    ids=["array", "empty", "version", "type", "timing-type", "no-timing"],
+)
+def test_peek_timing_refuses_what_is_not_a_timed_frame_with_the_reason(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError) as error:
+        peek_timing(data)
+    assert str(error.value) == message

@@ -2,7 +2,8 @@
 
 Owns: `VERSION`, `pack` (one frame: a map with `v` and `type`; step frames pack floats as
 float32), `unpack` (limits checked on the headers first, then one msgpack map with a known
-version and a string `type`), `get_field` / `optional_field` (a field of the expected type,
+version and a string `type`), `peek_fields` (a few top-level fields of a frame, every other
+value skipped unbuilt), `get_field` / `optional_field` (a field of the expected type,
 or an error naming the field, what was expected and what came), `QuantMap` with
 `quantise`, and region polygons as uint16 pairs. Does not own which fields a frame has
 (server_frames.py, client_frames.py, results.py).
@@ -10,7 +11,7 @@ or an error naming the field, what was expected and what came), `QuantMap` with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,13 +47,39 @@ def unpack(data: bytes, limits: UnpackLimits = SERVER_LIMITS, versions: tuple[in
         raise ProtocolError("message is not valid msgpack") from None
     if not isinstance(value, dict):
         raise ProtocolError(f"a frame must be a msgpack map; got {describe(value)}")
-    version = value.get("v", VERSION)
-    if version not in versions:
-        raise ProtocolError(f"protocol version {version!r} is not supported; expected "
-                            f"{' or '.join(str(v) for v in versions)}")
+    check_version(value.get("v", VERSION), versions)
     if not isinstance(value.get("type"), str):
         raise ProtocolError(f"a frame needs a string field 'type'; got {describe(value.get('type'))}")
     return value
+
+
+def check_version(version: object, versions: tuple[int, ...] = READABLE_VERSIONS) -> None:
+    """ProtocolError unless a frame's `v` is one of `versions`."""
+    if version not in versions:
+        raise ProtocolError(f"protocol version {version!r} is not supported; expected "
+                            f"{' or '.join(str(v) for v in versions)}")
+
+
+def peek_fields(data: bytes, names: frozenset[str], enough: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The top-level fields `names` of one frame map, read in order until `enough(found)`; every other
+    value is skipped by msgpack without being built (a step's maps and regions, a start's PNG), and
+    nothing after the last field needed is read. No shape check of the rest: for clients that read
+    a trusted server's frames by the thousand; ProtocolError if what it reads is not a msgpack map."""
+    unpacker = msgpack.Unpacker(raw=False, **unpack_kwargs(SERVER_LIMITS))
+    unpacker.feed(data)
+    found: dict[str, Any] = {}
+    try:
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if isinstance(key, str) and key in names:
+                found[key] = unpacker.unpack()
+                if enough(found):
+                    break
+            else:
+                unpacker.skip()
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise ProtocolError("message is not valid msgpack") from None
+    return found
 
 
 # -- typed field reads ---------------------------------------------------------------------

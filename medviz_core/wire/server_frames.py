@@ -18,7 +18,20 @@ import numpy as np
 
 from ..errors import ProtocolError
 from ..types import ContextLink, GenerationParams, ModelFacts, Prompt, Region, Step, StepStats, StreamEnd
-from .codec import QuantMap, describe, get_field, maps_of, optional_field, pack, pack_polygon, unpack, unpack_polygon
+from .codec import (
+    VERSION,
+    QuantMap,
+    check_version,
+    describe,
+    get_field,
+    maps_of,
+    optional_field,
+    pack,
+    pack_polygon,
+    peek_fields,
+    unpack,
+    unpack_polygon,
+)
 from .codes import ErrorCode
 from .results import AnalysisFrame
 
@@ -375,17 +388,30 @@ _DECODERS: dict[str, Any] = {
 }
 
 
+_TIMING = {"start": "created", "step": "t_ms"}  # the field that times each timed frame type
+
+
 def peek_timing(data: bytes) -> tuple[str, float | None]:
     """A frame's type and its timing, without building its maps: a start's `created` (seconds since the
     epoch), a step's `t_ms` (milliseconds since that start), None for the others. For load clients that
-    must cost the machine as little as possible (benchmarks/fanout.py); ProtocolError if malformed."""
-    f = unpack(data)
-    kind = str(f.get("type"))
-    if kind == "start":
-        return kind, float(f["created"])
-    if kind == "step":
-        return kind, float(f["t_ms"])
-    return kind, None
+    must cost the machine as little as possible (benchmarks/fanout.py): it reads the frame's first fields
+    only (codec.peek_fields), a few microseconds, where `decode` checks and builds the whole frame;
+    ProtocolError if what it reads is malformed."""
+
+    def enough(found: dict[str, Any]) -> bool:
+        kind = found.get("type")
+        return "v" in found and isinstance(kind, str) and (kind not in _TIMING or _TIMING[kind] in found)
+
+    f = peek_fields(data, frozenset({"v", "type", *_TIMING.values()}), enough)
+    check_version(f.get("v", VERSION))
+    kind = f.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(f"a frame needs a string field 'type'; got {describe(kind)}")
+    field = _TIMING.get(kind)
+    if field is None:
+        return kind, None
+    at = get_field(f, field, float, kind)
+    return kind, float(at)
 
 
 def decode(data: bytes) -> Frame:
