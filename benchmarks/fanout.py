@@ -1,8 +1,10 @@
 """Fan-out: does watching slow the model? One live session on loopback, watched by 1 and by N viewers.
 
 For each run, a real uvicorn server (in this process, on a free loopback port) streams one
-session; its owner is viewer 1 and the others are `websockets` clients in a child process
-that join while the session waits in line behind a blocker session, so all see it whole.
+session; its owner is viewer 1 and the others are load clients in a child process (websockets'
+sans-I/O protocol on plain asyncio transports, reading each frame's type and timing only:
+~25 us of CPU a frame, where websockets' asyncio client took ~70) that join while the session
+waits in line behind a blocker session, so all see it whole.
 Prints, side by side in ONE run on the same model, image and token count:
 - tokens/s of the generation (the engine's own timing, from the `end` frame) and its
   ratio many/one: the worker never waits on viewers, so it should stay near 1;
@@ -44,6 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -68,6 +75,11 @@ class RunResult:
     loop_cpu_s: float  # the server's event-loop thread
     viewers_cpu_s: float  # the viewers' child process (0 with one viewer: the owner is here)
     frames_delivered: int
+
+
+def _room_for_viewers() -> dict[str, Any]:
+    """Socket caps past the viewer counts run here (the defaults, 128 watchers, would refuse the rest)."""
+    return {"max_watch_sockets": 2048, "max_sockets": 2100, "max_connections": 2200}
 
 
 def _stat_cpu_s(stat: str) -> float:
@@ -114,12 +126,86 @@ async def _follow(ws: ClientConnection, joined: float) -> Samples:
     return joined, samples, False
 
 
+class _LeanViewer(asyncio.Protocol):
+    """One load viewer on websockets' sans-I/O client protocol, read straight from its transport.
+
+    websockets' asyncio client costs ~70 us of CPU per message (its assembler, futures and task
+    switches); these viewers stand for browsers on other machines and share this one's cores
+    with the nodes, so they parse frames as bytes arrive (~25 us) and read only type and timing.
+    """
+
+    def __init__(self, uri: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.protocol = ClientProtocol(parse_uri(uri), max_size=None)
+        self.request = self.protocol.connect()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[Samples] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.joined = 0.0
+        self.created: float | None = None
+        self.samples: list[tuple[float, float]] = []
+        self.parts: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.protocol.send_request(self.request)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.time()
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Response):
+                if self.protocol.handshake_exc is not None:
+                    self.opened.set_exception(self.protocol.handshake_exc)
+                else:
+                    self.joined = time.time()
+                    self.opened.set_result(None)
+            elif isinstance(event, WsFrame) and event.opcode in (Opcode.BINARY, Opcode.CONT):
+                self.parts.append(bytes(event.data))
+                if event.fin:
+                    message, self.parts = b"".join(self.parts), []
+                    self._message(message, arrived)
+        self._flush()
+
+    def _message(self, message: bytes, arrived: float) -> None:
+        kind, at = frames.peek_timing(message)
+        if kind == "start":
+            self.created = at
+        elif kind == "step" and self.created is not None and at is not None:
+            self.samples.append((arrived, self.created + at / 1000.0))
+        elif kind == "end":
+            self._settle(True)
+
+    def _flush(self) -> None:
+        assert self.transport is not None
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+        if self.protocol.close_expected():
+            self.transport.close()
+
+    def _settle(self, got_end: bool) -> None:
+        if not self.done.done():
+            self.done.set_result((self.joined, self.samples, got_end))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed before the handshake"))
+        self._settle(False)
+
+
 async def _watch_many(urls: list[str], ready: Any) -> list[Samples]:
+    loop = asyncio.get_running_loop()
+
     async def one(url: str) -> Samples:
-        async with connect(url, max_size=None) as ws:
-            joined = time.time()
-            ready.put(1)
-            return await _follow(ws, joined)
+        uri = parse_uri(url)
+        _, viewer = await loop.create_connection(lambda: _LeanViewer(url, loop), uri.host, uri.port)
+        await viewer.opened
+        ready.put(1)
+        return await viewer.done
 
     return list(await asyncio.gather(*(one(url) for url in urls)))
 
@@ -383,8 +469,7 @@ def run_nodes(model: str, image: bytes, nodes: int, viewer_counts: list[int], to
     redis_server = subprocess.Popen([binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                      "--appendonly", "no", "--dir", folder], stdout=subprocess.DEVNULL)
     settings = Settings(model=model, recordings=Path(folder) / "recordings", max_new_tokens=BLOCKER_TOKENS,
-                        redis_url=f"redis://127.0.0.1:{redis_port}/0", max_watch_sockets=2048, max_sockets=2100,
-                        max_connections=2200)
+                        redis_url=f"redis://127.0.0.1:{redis_port}/0", **_room_for_viewers())
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     processes = [ctx.Process(target=_node_process, args=(settings, ready, stop), daemon=True) for _ in range(nodes)]
@@ -441,7 +526,8 @@ def main() -> None:
 
     engine = load_engine(args.model)
     image = Path(args.image).read_bytes()
-    settings = Settings(model=args.model, recordings=Path("/nonexistent"), max_new_tokens=BLOCKER_TOKENS)
+    settings = Settings(model=args.model, recordings=Path("/nonexistent"), max_new_tokens=BLOCKER_TOKENS,
+                        **_room_for_viewers())
     with serve_in_background(settings, engine) as port:
         asyncio.run(_session(port, image, 1, 2))  # warm-up: first-run costs out of the comparison
         one = asyncio.run(_session(port, image, 1, args.tokens))
