@@ -3,7 +3,7 @@
 For each run, a real uvicorn server (in this process, on a free loopback port) streams one
 session; its owner is viewer 1 and the others are load clients in a child process (websockets'
 sans-I/O protocol on plain asyncio transports, reading each frame's type and timing only:
-~25 us of CPU a frame, where websockets' asyncio client took ~70) that join while the session
+13-25 us of CPU a frame, where websockets' asyncio client took ~70) that join while the session
 waits in line behind a blocker session, so all see it whole.
 Prints, side by side in ONE run on the same model, image and token count:
 - tokens/s of the generation (the engine's own timing, from the `end` frame) and its
@@ -131,7 +131,7 @@ class _LeanViewer(asyncio.Protocol):
 
     websockets' asyncio client costs ~70 us of CPU per message (its assembler, futures and task
     switches); these viewers stand for browsers on other machines and share this one's cores
-    with the nodes, so they parse frames as bytes arrive (~25 us) and read only type and timing.
+    with the nodes, so they parse frames as bytes arrive (13-25 us) and read only type and timing.
     """
 
     def __init__(self, uri: str, loop: asyncio.AbstractEventLoop) -> None:
