@@ -165,10 +165,13 @@ def test_stop_ends_a_running_session_early_and_keeps_what_was_written(tab: Watch
 
 def cut_after(frames_seen: int, code: int) -> Any:
     """A route for the page's /ws/session: the real server's frames pass until `frames_seen`, then
-    the page's side closes with `code` (the server's side stays open, as a dropped link leaves it)."""
+    the page's side closes with `code` (the server's side stays open, as a dropped link leaves it:
+    Playwright would forward the page's close to the server, a deliberate leave that stops the
+    session at once, unless the route handles the page's close itself)."""
     def route(ws: Any) -> None:
         server = ws.connect_to_server()
         seen = [0]
+        ws.on_close(lambda code, reason: None)  # the page's side closing leaves the server's side open
 
         def to_page(message: Any) -> None:
             seen[0] += 1
