@@ -55,6 +55,7 @@ from websockets.uri import parse_uri
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from medviz_core.errors import ProtocolError  # noqa: E402
 from medviz_core.types import GenerationParams  # noqa: E402
 from medviz_core.wire import server_frames as frames  # noqa: E402
 from medviz_core.wire.client_frames import CancelRequest, StartRequest  # noqa: E402
@@ -154,19 +155,33 @@ class _LeanViewer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         arrived = time.time()
         self.protocol.receive_data(data)
-        for event in self.protocol.events_received():
-            if isinstance(event, Response):
-                if self.protocol.handshake_exc is not None:
-                    self.opened.set_exception(self.protocol.handshake_exc)
-                else:
-                    self.joined = time.time()
-                    self.opened.set_result(None)
-            elif isinstance(event, WsFrame) and event.opcode in (Opcode.BINARY, Opcode.CONT):
-                self.parts.append(bytes(event.data))
-                if event.fin:
-                    message, self.parts = b"".join(self.parts), []
-                    self._message(message, arrived)
+        try:
+            for event in self.protocol.events_received():
+                if isinstance(event, Response):
+                    self._opened(self.protocol.handshake_exc)
+                elif isinstance(event, WsFrame) and event.opcode in (Opcode.BINARY, Opcode.CONT):
+                    self.parts.append(bytes(event.data))
+                    if event.fin:
+                        message, self.parts = b"".join(self.parts), []
+                        self._message(message, arrived)
+                elif isinstance(event, WsFrame) and event.opcode is Opcode.TEXT:
+                    raise ProtocolError("the server sent a text message; medviz frames are binary")
+        except Exception as error:  # a bad frame fails this viewer, and so the run, as websockets' client would
+            self._opened(error)
+            self._settle(error)
+            if self.transport is not None:
+                self.transport.close()
+            return
         self._flush()
+
+    def _opened(self, error: BaseException | None) -> None:
+        if self.opened.done():
+            return
+        if error is not None:
+            self.opened.set_exception(error)
+        else:
+            self.joined = time.time()
+            self.opened.set_result(None)
 
     def _message(self, message: bytes, arrived: float) -> None:
         kind, at = frames.peek_timing(message)
@@ -175,7 +190,7 @@ class _LeanViewer(asyncio.Protocol):
         elif kind == "step" and self.created is not None and at is not None:
             self.samples.append((arrived, self.created + at / 1000.0))
         elif kind == "end":
-            self._settle(True)
+            self._settle(None)
 
     def _flush(self) -> None:
         assert self.transport is not None
@@ -187,14 +202,18 @@ class _LeanViewer(asyncio.Protocol):
         if self.protocol.close_expected():
             self.transport.close()
 
-    def _settle(self, got_end: bool) -> None:
-        if not self.done.done():
+    def _settle(self, outcome: BaseException | None, got_end: bool = True) -> None:
+        """The viewer is done: with its samples (and whether it got the end), or failed with `outcome`."""
+        if self.done.done():
+            return
+        if outcome is not None:
+            self.done.set_exception(outcome)
+        else:
             self.done.set_result((self.joined, self.samples, got_end))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.opened.done():
-            self.opened.set_exception(exc or ConnectionError("closed before the handshake"))
-        self._settle(False)
+        self._opened(exc or ConnectionError("closed before the handshake"))
+        self._settle(None, got_end=False)
 
 
 async def _watch_many(urls: list[str], ready: Any) -> list[Samples]:
@@ -203,7 +222,7 @@ async def _watch_many(urls: list[str], ready: Any) -> list[Samples]:
     async def one(url: str) -> Samples:
         uri = parse_uri(url)
         _, viewer = await loop.create_connection(lambda: _LeanViewer(url, loop), uri.host, uri.port)
-        await viewer.opened
+        await asyncio.wait_for(viewer.opened, 30)  # as websockets' own connect gives up on a silent server
         ready.put(1)
         return await viewer.done
 

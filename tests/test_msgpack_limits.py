@@ -11,7 +11,7 @@ import pytest
 from medviz_core.errors import ProtocolError
 from medviz_core.wire import codec
 from medviz_core.wire.client_frames import parse_client_frame
-from medviz_core.wire.limits import SERVER_LIMITS, ClientLimits, check_shape, client_limits
+from medviz_core.wire.limits import SERVER_LIMITS, ClientLimits, UnpackLimits, check_shape, client_limits
 
 CLIENT = client_limits(max_message_bytes=20 * 1024 * 1024, max_question_chars=2000)
 
@@ -88,21 +88,44 @@ def test_server_frames_and_their_golden_fixtures_fit_the_server_limits() -> None
         check_shape(data, SERVER_LIMITS)
 
 
-def test_every_first_byte_is_read_as_msgpack_reads_it_and_extension_types_are_refused() -> None:
-    padding = b"\x00" * 40  # enough zeros (fixints, empty lengths) to complete any header's value
-    for first in range(256):
-        data = bytes([first]) + padding
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        unpacker.feed(data)
-        try:
-            value = unpacker.unpack()
-            expected = (f"message holds a msgpack extension type (0x{first:02x}); the protocol has none"
-                        if isinstance(value, (msgpack.ExtType, msgpack.Timestamp)) else "ok")
-        except (ValueError, msgpack.UnpackException):
-            expected = "message is not valid msgpack"
-        try:
-            check_shape(data, SERVER_LIMITS)
-            outcome = "ok"
-        except ProtocolError as error:
-            outcome = str(error)
-        assert (first, outcome) == (first, expected)
+ROOMY = UnpackLimits(max_items=1_000_000, max_depth=4, max_array_len=1_000_000, max_map_len=1_000_000,
+                     max_str_len=1_000_000, max_bin_len=1_000_000)
+
+
+def one_value_per_first_byte() -> dict[int, bytes]:
+    """msgpack's own encoding of a value for every first byte it uses (0xc1 it never does): each
+    fixint, fixstr, fixarray and fixmap length, and every sized header at its smallest length."""
+    values: list[Any] = [*range(-32, 128), 200, 60_000, 2**32 - 1, 2**64 - 1, -100, -30_000, -2**31, -2**63,
+                         None, True, False, 1.5]
+    values += ["s" * n for n in (*range(32), 32, 256, 65_536)]
+    values += [b"b" * n for n in (1, 256, 65_536)]
+    values += [[7] * n for n in (*range(16), 16, 65_536)]
+    values += [{f"k{i}": 7 for i in range(n)} for n in (*range(16), 16, 65_536)]
+    values += [msgpack.ExtType(1, b"e" * n) for n in (1, 2, 4, 8, 16, 3, 256, 65_536)]
+    encoded = [msgpack.packb(v, use_bin_type=True) for v in values] + [msgpack.packb(1.5, use_single_float=True)]
+    return {data[0]: data for data in encoded}
+
+
+def test_every_first_byte_is_read_to_the_end_of_its_value_and_extension_types_are_refused() -> None:
+    by_first = one_value_per_first_byte()
+    assert set(by_first) == set(range(256)) - {0xC1}
+    for first, value in by_first.items():
+        # [value, ext]: the ext is refused by name only when the value was read to exactly its end
+        expected = 0xD4 if first not in range(0xC7, 0xCA) and first not in range(0xD4, 0xD9) else first
+        with pytest.raises(ProtocolError) as error:
+            check_shape(b"\x92" + value + b"\xd4\x00\x00", ROOMY)
+        assert (first, str(error.value)) == (
+            first, f"message holds a msgpack extension type (0x{expected:02x}); the protocol has none")
+    with pytest.raises(ProtocolError) as never_used:
+        check_shape(b"\x92\xc1\xc0", ROOMY)
+    assert str(never_used.value) == "message is not valid msgpack"
+
+
+def test_a_bin_is_held_to_the_bin_limit_and_a_str_to_the_str_limit() -> None:
+    limits = UnpackLimits(max_items=64, max_depth=4, max_array_len=64, max_map_len=64, max_str_len=4, max_bin_len=64)
+    check_shape(msgpack.packb([b"b" * 64, "s" * 4], use_bin_type=True), limits)
+    for value, message in [(b"b" * 65, "message holds a msgpack bin of 65 bytes; the limit is 64"),
+                           ("s" * 5, "message holds a msgpack str of 5 bytes; the limit is 4")]:
+        with pytest.raises(ProtocolError) as error:
+            check_shape(msgpack.packb(value, use_bin_type=True), limits)
+        assert str(error.value) == message

@@ -63,12 +63,13 @@ def check_version(version: object, versions: tuple[int, ...] = READABLE_VERSIONS
 def peek_fields(data: bytes, names: frozenset[str], enough: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The top-level fields `names` of one frame map, read in order until `enough(found)`; every other
     value is skipped by msgpack without being built (a step's maps and regions, a start's PNG), and
-    nothing after the last field needed is read. No shape check of the rest: for clients that read
-    a trusted server's frames by the thousand; ProtocolError if what it reads is not a msgpack map."""
-    unpacker = msgpack.Unpacker(raw=False, **unpack_kwargs(SERVER_LIMITS))
-    unpacker.feed(data)
+    nothing after the last field needed is parsed. No shape check of the rest, and a key given twice
+    reads as its first (`unpack` keeps the last): for clients that read a trusted server's frames by
+    the thousand. ProtocolError if what it reads is not a msgpack map."""
     found: dict[str, Any] = {}
     try:
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(data), 1), **unpack_kwargs(SERVER_LIMITS))
+        unpacker.feed(data)
         for _ in range(unpacker.read_map_header()):
             key = unpacker.unpack()
             if isinstance(key, str) and key in names:
