@@ -19,6 +19,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -89,17 +90,16 @@ def find_regions(
     if source.max() <= source.min():  # flat: resizing could only add rounding noise
         return ()
     resized = cv2.resize(source.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    raster: Float64Map = np.maximum(np.asarray(resized, dtype=np.float64), 0.0)
+    raster: Float64Map = np.asarray(resized, dtype=np.float64)
+    np.maximum(raster, 0.0, out=raster)
     total = float(raster.sum())
     mask = (raster > np.percentile(raster, percentile)).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    found: list[Region] = []
-    for contour in contours:
-        region = _region_of(contour, raster, total, min_area)
-        if region is not None:
-            found.append(region)
-    found.sort(key=lambda region: region.mass, reverse=True)
-    return tuple(found[:keep])
+    measured = [(contour, region) for contour in contours
+                if (region := _measure(contour, raster, total, min_area)) is not None]
+    measured.sort(key=lambda pair: pair[1].mass, reverse=True)
+    height, width = raster.shape  # polygons only for the regions kept
+    return tuple(replace(region, polygon=_polygon(contour, width, height)) for contour, region in measured[:keep])
 
 
 def working_size(image_size: tuple[int, int]) -> tuple[int, int]:
@@ -147,24 +147,24 @@ def minmax(x: npt.ArrayLike) -> FloatMap:
     return ((values - low) / (high - low)).astype(np.float32)
 
 
-def _region_of(contour: MatLike, raster: Float64Map, total: float, min_area: float) -> Region | None:
-    """One contour -> a Region, or None when its filled interior is under `min_area`."""
+def _measure(contour: MatLike, raster: Float64Map, total: float, min_area: float) -> Region | None:
+    """One contour -> its Region without the polygon yet, or None when its filled interior is under `min_area`."""
     height, width = raster.shape
     left, top, box_w, box_h = cv2.boundingRect(contour)
     if box_w * box_h < min_area * width * height:  # the interior lies in its box: too small either way
         return None
     filled = np.zeros((box_h, box_w), dtype=np.uint8)
     cv2.drawContours(filled, [contour], -1, 1, thickness=cv2.FILLED, offset=(-left, -top))
-    inside = filled.astype(bool)
-    if inside.sum() < min_area * width * height:
+    if cv2.countNonZero(filled) < min_area * width * height:
         return None
-    weights = np.where(inside, raster[top : top + box_h, left : left + box_w], 0.0)
+    weights = raster[top : top + box_h, left : left + box_w] * filled  # the raster inside, 0 outside
     weight = float(weights.sum())
-    ys, xs = np.mgrid[top : top + box_h, left : left + box_w]
-    centre_x = float((weights * (xs + 0.5)).sum()) / weight / width
-    centre_y = float((weights * (ys + 0.5)).sum()) / weight / height
+    xs = np.arange(left, left + box_w, dtype=np.float64) + 0.5  # pixel centres, broadcast over rows and columns
+    ys = np.arange(top, top + box_h, dtype=np.float64)[:, None] + 0.5
+    centre_x = float((weights * xs).sum()) / weight / width
+    centre_y = float((weights * ys).sum()) / weight / height
     return Region(
-        polygon=_polygon(contour, width, height),
+        polygon=(),
         box=(left / width, top / height, box_w / width, box_h / height),
         mass=weight / total,
         zone=zone_of(centre_x, centre_y),
