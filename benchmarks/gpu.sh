@@ -2,7 +2,8 @@
 # The GPU run: the GPU tests, the engine and analysis benchmarks and the bf16 fidelity check on CUDA with
 # MedGemma-4B's full shapes (random weights, bf16, the real Gemma 3 tokenizer). Writes, under benchmarks/results/,
 # <date>-<gpu>-tests.txt, <date>-<gpu>-ops.json/.txt (operations per decode step), <date>-<gpu>.json/.txt
-# (engine, eager and compiled), <date>-<gpu>-analysis.json/.txt and <date>-<gpu>-bf16.json/.txt.
+# (engine, eager and compiled), <date>-<gpu>-finisher.json/.txt (where each step's maps are computed: inline, a
+# thread, the maps process), <date>-<gpu>-analysis.json/.txt and <date>-<gpu>-bf16.json/.txt.
 # Budget: under 10 minutes on one H200-class GPU (the device tool's limit per command).
 #
 # The GPU machine reaches no package registry, so the real tokenizer travels with the working tree: run
@@ -27,8 +28,10 @@ mkdir -p benchmarks/results
 } 2>&1 | tee "$out-tests.txt"
 timeout 45 "$PY" benchmarks/ops_per_step.py --model "random:medgemma-4b?layers=34" \
   --json "$out-ops.json" | tee "$out-ops.txt" || true
-timeout 300 "$PY" benchmarks/engine_bench.py --model random:medgemma-4b --tokens ${TOKENS:-64} --rounds 2 --compile \
+timeout 270 "$PY" benchmarks/engine_bench.py --model random:medgemma-4b --tokens ${TOKENS:-64} --rounds 2 --compile \
   --contexts 256,1024,4096 --json "$out.json" | tee "$out.txt"
+timeout 60 "$PY" benchmarks/finisher_bench.py --model random:medgemma-4b --tokens 24 --rounds 2 \
+  --json "$out-finisher.json" | tee "$out-finisher.txt" || true
 timeout 45 "$PY" benchmarks/analysis_bench.py --model random:medgemma-4b --tokens 8 \
   --json "$out-analysis.json" | tee "$out-analysis.txt"
 timeout 45 "$PY" benchmarks/bf16_fidelity.py --layers 34 --tokens 16 --device cuda \

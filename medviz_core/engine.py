@@ -24,6 +24,7 @@ import torch
 from . import capture as capture_module
 from .compiled import CompiledDecoder, bucket
 from .errors import RequestError
+from .host_maps import FinisherMode, MapsProcess
 from .imaging import image_to_png, load_image
 from .inputs import check_processor, model_inputs
 from .prompts import check_label, check_preset
@@ -61,7 +62,10 @@ class Engine:
         text = self.model.config.get_text_config()
         self._text_config = text
         self.device = next(self.model.parameters()).device
-        self.pipelined = self.device.type == "cuda"  # maps of step k while the device runs step k+1
+        # Where each step's maps and statistics are computed (run._Finisher): on CUDA in a process of their own
+        # while the device runs the next step; on the CPU inline, as the model's threads already fill the cores.
+        self.finisher: FinisherMode = "process" if self.device.type == "cuda" else "inline"
+        self._maps_process: MapsProcess | None = None
         # Compiled steps reduce the maps' rows inside the graph on CUDA (launches saved), after it on the CPU.
         self.reduce_in_graph = self.device.type == "cuda"
         self.dtype = next(self.model.parameters()).dtype
@@ -89,6 +93,18 @@ class Engine:
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
         )
+
+    def maps_process(self) -> MapsProcess:
+        """The engine's maps process (host_maps.py), started on first use and kept for every later run."""
+        if self._maps_process is None:
+            self._maps_process = MapsProcess()
+        return self._maps_process
+
+    def close(self) -> None:
+        """Stop the maps process, if one was started (it is a daemon: it also ends with this process)."""
+        if self._maps_process is not None:
+            self._maps_process.close()
+            self._maps_process = None
 
     def compiled_decoder(self, length: int, image_tokens: int) -> CompiledDecoder:
         """The compiled decode step for sequences up to `length` tokens (rounded up to a bucket), built once."""

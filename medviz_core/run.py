@@ -1,23 +1,23 @@
 """One streaming generation: the loop that yields a Step per token, and what each step needs.
 
 Owns: `Run` (the iterator `Engine.stream` returns: prefill, then one decode step per token,
-each Step's maps, statistics and context, and `end`, why it stopped), `context_links` (the
-text positions a token read most), and the run's machinery: `_Forward` (the model calls:
-eager with the batched capture, or compiled decode steps) and `_Finisher` (where the host
-turns a step's reduced rows into a Step: at once, or pipelined while the device runs the
-next step). Does not own loading (models.py), inputs (engine.py, inputs.py), the formulas
-(relevancy.py) or the capture (capture.py). Blocking torch code: run it on one thread.
+each Step's maps, statistics and context, and `end`, why it stopped), and the run's
+machinery: `_Forward` (the model calls: eager with the batched capture, or compiled decode
+steps) and `_Finisher` (where the host turns a step's reduced rows into a Step: inline, or
+pipelined on a thread or in the engine's maps process while the model runs the next step).
+Does not own loading (models.py), inputs (engine.py, inputs.py), the host's maps work
+(host_maps.py), the formulas (relevancy.py) or the capture (capture.py). Blocking torch code:
+run it on one thread.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,10 +26,9 @@ import torch
 from . import capture as capture_module
 from .compiled import CompileUnavailable
 from .decoding import IncrementalText, TokenChooser
+from .host_maps import FinisherMode, HostMaps, StepPlan, host_maps
 from .kv_cache import BufferCache
-from .regions import compute_stats
-from .relevancy import compute_maps
-from .types import ContextLink, GenerationParams, ImageFocus, Prompt, Step, StreamEnd
+from .types import GenerationParams, Prompt, Step, StreamEnd
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -81,7 +80,7 @@ class Run(Iterator[Step]):
         # 1. Per-sequence state: the KV cache, the capture (rollout preallocated), the compiled step if asked,
         #    and where the host finishes the maps (at once, or while the device runs the next step).
         forward = _Forward(self, prompt_len)
-        finisher = _Finisher(engine.pipelined)
+        finisher = _Finisher(engine, self._plan(), self._assemble)
         chooser = TokenChooser(params, engine.device)
         text = IncrementalText(engine.processor)
         history = input_ids
@@ -111,8 +110,7 @@ class Run(Iterator[Step]):
                 totals["model_ms"] += model_ms
                 # 4. Maps for the query that produced the token, from one transfer to the CPU.
                 rows = forward.reduced(position)
-                finish = functools.partial(self._step, index, token, position, rows, text, model_ms)
-                yield from deliver(finisher.submit(finish))
+                yield from deliver(finisher.submit(_Job(index, token, position, rows, text, model_ms)))
                 # 5. Stop on EOS / end of turn, else feed the token back.
                 if token in engine.eos_ids:
                     reason = "end_of_turn" if token == engine.end_of_turn_id else "eos"
@@ -138,93 +136,88 @@ class Run(Iterator[Step]):
                 timings={**totals, "compile_s": forward.compile_seconds},
             )
 
-    def _step(
-        self,
-        index: int,
-        token: int,
-        position: int,
-        reduced: capture_module.ReducedRows,
-        text: IncrementalText,
-        model_ms: float,
-    ) -> Step:
-        tick = time.perf_counter()
+    def _plan(self) -> StepPlan:
+        return StepPlan(grid=self.engine.grid, images=tuple((image.label, image.size) for image in self.prompt.images),
+                        methods=self.methods, wants_rollout=self.wants_rollout, not_text=self._not_text)
+
+    def _assemble(self, job: _Job, done: HostMaps) -> Step:
+        """The Step of a job whose maps are done: its text piece is taken here, in token order."""
         engine = self.engine
-        n = engine.grid[0] * engine.grid[1]
-        # Each image's maps and statistics on the CPU, from the rows the device reduced (one transfer).
-        focus = []
-        for block, image in enumerate(self.prompt.images):
-            cells = slice(block * n, (block + 1) * n)
-            rollout = None if reduced.rollout is None or not self.wants_rollout else reduced.rollout[cells]
-            flat, share = compute_maps(reduced.layer_means[:, cells], reduced.last_heads[:, cells], rollout,
-                                       self.methods)
-            by_name: Mapping[str, np.ndarray] = {name: flat[name].reshape(engine.grid) for name in self.methods}
-            stats_map = by_name["consensus"] if "consensus" in by_name else by_name[self.methods[-1]]
-            focus.append(ImageFocus(image.label, by_name, compute_stats(stats_map, image.size), share))
-        links, sink = context_links(reduced.context, self._not_text)
-        final = token in engine.eos_ids or index + 1 == self.params.max_new_tokens
-        piece = text.add(token, final=final)
+        final = job.token in engine.eos_ids or job.index + 1 == self.params.max_new_tokens
         return Step(
-            index=index,
-            token_id=token,
-            text=piece,
-            position=position,
-            images=tuple(focus),
-            image_mass=float(sum(f.share for f in focus)),
-            model_ms=model_ms,
-            maps_ms=(time.perf_counter() - tick) * 1000.0,
-            layers_seeing_image=reduced.layers_seeing_image,
-            is_special=token in engine.eos_ids,
-            context=links,
-            sink=sink,
+            index=job.index,
+            token_id=job.token,
+            text=job.text.add(job.token, final=final),
+            position=job.position,
+            images=done.images,
+            image_mass=float(sum(f.share for f in done.images)),
+            model_ms=job.model_ms,
+            maps_ms=done.maps_ms,
+            layers_seeing_image=job.rows.layers_seeing_image,
+            is_special=job.token in engine.eos_ids,
+            context=done.context,
+            sink=done.sink,
         )
 
 
-CONTEXT_LINKS = 8
+@dataclass(frozen=True)
+class _Job:
+    """One step's rows and what its Step needs besides the maps."""
 
-
-def context_links(row: np.ndarray, not_text: np.ndarray) -> tuple[tuple[ContextLink, ...], float]:
-    """The CONTEXT_LINKS text positions the query attended most (mean over layers and heads), and <bos>'s share.
-
-    `row` holds mean_l m[l][j] for every key j = 0..q; image positions and position 0 (the
-    attention sink, reported apart as the second value) are left out of the links. Ties keep
-    the lower position first.
-    """
-    values = np.asarray(row, dtype=np.float64)
-    excluded = np.zeros(len(values), dtype=bool)
-    excluded[: len(not_text)] = not_text[: len(values)]
-    candidates = np.flatnonzero(~excluded)
-    top = candidates[np.argsort(-values[candidates], kind="stable")[:CONTEXT_LINKS]]
-    links = tuple(ContextLink(position=int(j), value=float(values[j])) for j in top)
-    return links, float(values[0]) if len(values) else 0.0
+    index: int
+    token: int
+    position: int
+    rows: capture_module.ReducedRows
+    text: IncrementalText
+    model_ms: float
 
 
 class _Finisher:
-    """Where the host turns a step's rows into a Step: at once, or pipelined on one worker thread.
+    """Where the host turns a step's rows into a Step: inline, on one thread, or in the engine's maps process.
 
-    Pipelined (the default on CUDA), step k's maps and statistics are computed while the device
-    runs step k+1, and `submit` hands back step k-1: the host's share of a step stops adding to
-    the device's, for one step of latency. In order, one at a time (the text is incremental).
+    Pipelined (thread or process), step k's maps and statistics are computed while the model
+    runs step k+1, and `submit` hands back step k-1: the host's share of a step stops adding
+    to the model's, for one step of latency. Steps come back in order, one at a time. A thread
+    shares the interpreter lock with the thread issuing the model's operations, so only the
+    process overlaps them when that thread is busy the whole step (host_maps.py says more).
     """
 
-    def __init__(self, pipelined: bool) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if pipelined else None
-        self.pending: Future[Step] | None = None
+    def __init__(self, engine: Engine, plan: StepPlan, assemble: Callable[[_Job, HostMaps], Step]) -> None:
+        self.mode: FinisherMode = engine.finisher
+        self.plan, self.assemble = plan, assemble
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if self.mode == "thread" \
+            else None
+        self.process = engine.maps_process() if self.mode == "process" else None
+        if self.process is not None:
+            self.process.begin(plan)
+        self.pending: list[tuple[_Job, Future[HostMaps] | None]] = []
 
-    def submit(self, finish: Callable[[], Step]) -> Step | None:
+    def submit(self, job: _Job) -> Step | None:
         """Finish a step; return the step that is now ready (this one, or pipelined the one before)."""
-        if self.executor is None:
-            return finish()
+        if self.mode == "inline":
+            return self.assemble(job, host_maps(self.plan, job.rows))
         ready = self.drain()
-        self.pending = self.executor.submit(finish)
+        if self.executor is not None:
+            self.pending.append((job, self.executor.submit(host_maps, self.plan, job.rows)))
+        else:
+            assert self.process is not None
+            self.process.submit(job.rows)
+            self.pending.append((job, None))
         return ready
 
     def drain(self) -> Step | None:
-        ready, self.pending = self.pending, None
-        return None if ready is None else ready.result()
+        if not self.pending:
+            return None
+        job, future = self.pending.pop(0)
+        if future is not None:
+            return self.assemble(job, future.result())
+        assert self.process is not None
+        return self.assemble(job, self.process.result())
 
     def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+        self.pending.clear()  # the process's owed results are read and dropped when the next run begins
 
 
 class _Forward:

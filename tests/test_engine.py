@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 import torch
 
 from medviz_core.errors import RequestError
+from medviz_core.host_maps import MapsProcessError
 from medviz_core.models import load_engine
 from medviz_core.types import METHODS
 
@@ -319,23 +323,48 @@ def test_the_context_leaves_out_image_tokens_and_reports_the_bos_share_apart(tin
         assert 0.0 < step.sink < 1.0
 
 
-def test_pipelined_maps_give_the_same_steps_cancels_and_stops(sample_bytes: bytes,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_pipelined_maps_give_the_same_steps_cancels_and_stops(sample_bytes: bytes, monkeypatch: pytest.MonkeyPatch,
+                                                                mode: str) -> None:
     plain, pipelined = load_engine("tiny"), load_engine("tiny")
-    pipelined.pipelined = True  # as on CUDA: the host finishes step k while the model runs step k+1
-    at_once = list(plain.stream(sample_bytes, question=QUESTION, max_new_tokens=5))
-    run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=5)
-    behind = list(run)
-    assert [(s.index, s.token_id, s.text) for s in behind] == [(s.index, s.token_id, s.text) for s in at_once]
-    for a, b in zip(at_once, behind):
-        assert all(np.array_equal(a.maps[m], b.maps[m]) for m in METHODS)
-    assert run.end is not None and (run.end.reason, run.end.tokens) == ("max_tokens", 5)
-    run, taken = cancelled_after(pipelined, sample_bytes, 2)
-    assert len(taken) == 2 and run.end is not None and (run.end.reason, run.end.tokens) == ("cancelled", 2)
-    from medviz_core import decoding
+    pipelined.finisher = mode  # type: ignore[assignment]  # the host finishes step k while the model runs step k+1
+    try:
+        at_once = list(plain.stream(sample_bytes, question=QUESTION, max_new_tokens=5))
+        run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=5)
+        behind = list(run)
+        assert [(s.index, s.token_id, s.text) for s in behind] == [(s.index, s.token_id, s.text) for s in at_once]
+        for a, b in zip(at_once, behind):
+            assert all(np.array_equal(a.maps[m], b.maps[m]) for m in METHODS)
+            assert (a.stats, a.context, a.sink, a.image_mass) == (b.stats, b.context, b.sink, b.image_mass)
+        assert run.end is not None and (run.end.reason, run.end.tokens) == ("max_tokens", 5)
+        run, taken = cancelled_after(pipelined, sample_bytes, 2)
+        assert len(taken) == 2 and run.end is not None and (run.end.reason, run.end.tokens) == ("cancelled", 2)
+        again = list(pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=5))  # after a cancel, in step
+        assert [(s.index, s.token_id) for s in again] == [(s.index, s.token_id) for s in at_once]
+        assert all(np.array_equal(a.maps["consensus"], b.maps["consensus"]) for a, b in zip(at_once, again))
+        from medviz_core import decoding
 
-    calls = iter([40, 41, pipelined.end_of_turn_id, 42])
-    monkeypatch.setattr(decoding.TokenChooser, "choose", lambda self, history, logits: next(calls))
-    run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=10)
-    assert [s.token_id for s in run] == [40, 41, pipelined.end_of_turn_id]
-    assert run.end is not None and run.end.reason == "end_of_turn"
+        calls = iter([40, 41, pipelined.end_of_turn_id, 42])
+        monkeypatch.setattr(decoding.TokenChooser, "choose", lambda self, history, logits: next(calls))
+        run = pipelined.stream(sample_bytes, question=QUESTION, max_new_tokens=10)
+        assert [s.token_id for s in run] == [40, 41, pipelined.end_of_turn_id]
+        assert run.end is not None and run.end.reason == "end_of_turn"
+    finally:
+        pipelined.close()
+
+
+def test_a_maps_process_that_dies_ends_the_run_with_an_error_that_says_so(sample_bytes: bytes) -> None:
+    engine = load_engine("tiny")
+    engine.finisher = "process"
+    try:
+        run = engine.stream(sample_bytes, question=QUESTION, max_new_tokens=6)
+        next(run)
+        os.kill(engine.maps_process().pid, signal.SIGKILL)
+        time.sleep(0.2)
+        with pytest.raises(MapsProcessError) as error:
+            list(run)
+        assert str(error.value) == "the maps process ended unexpectedly (exit code -9)"
+        assert run.end is not None and run.end.reason == "error"
+        assert run.end.message == "MapsProcessError: the maps process ended unexpectedly (exit code -9)"
+    finally:
+        engine.close()

@@ -1,0 +1,192 @@
+"""A step's host work: its reduced rows -> each image's maps and statistics and the context links.
+
+Owns: `StepPlan` (what every step of one run shares: the grid, the images, the methods, the
+not-text mask), `HostMaps` (one step's result), `host_maps` (the work itself, a pure function
+of the two), `context_links`, and `MapsProcess`, one child process per engine that runs
+`host_maps` for the pipelined path. In a thread the work would share the interpreter lock with
+the thread that issues the model's operations, which at batch 1 is busy for the whole step (an
+eager step on a GPU, a small model on a CPU): the thread then costs as much time as running the
+work inline (measured on `tiny`: a thread made a stream slower than inline). A process runs it
+beside the model for the price of sending the rows (tens of KB) each way. Torch-free: the child
+imports numpy and OpenCV only. Does not own the formulas (relevancy.py, regions.py) or turning
+a result into a Step (run.py: the token's text is the run's own incremental state).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import MedvizError
+from .regions import compute_stats
+from .relevancy import compute_maps
+from .types import ContextLink, ImageFocus
+
+CONTEXT_LINKS = 8
+FinisherMode = Literal["inline", "thread", "process"]  # where a run computes its steps' maps (run._Finisher)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What the host needs for every step of one run besides the step's own rows."""
+
+    grid: tuple[int, int]
+    images: tuple[tuple[str, tuple[int, int]], ...]  # (label, (width, height)) of each image, in prompt order
+    methods: tuple[str, ...]
+    wants_rollout: bool
+    not_text: np.ndarray  # [position]: True for image tokens and <bos>, which are not context
+
+
+@dataclass(frozen=True)
+class HostMaps:
+    """One step's maps, statistics and context, and the host's time for them."""
+
+    images: tuple[ImageFocus, ...]
+    context: tuple[ContextLink, ...]
+    sink: float
+    maps_ms: float
+
+
+def host_maps(plan: StepPlan, rows: Any) -> HostMaps:
+    """Each image's maps and statistics from one step's reduced rows (capture.ReducedRows), and its context."""
+    tick = time.perf_counter()
+    n = plan.grid[0] * plan.grid[1]
+    focus = []
+    for block, (label, size) in enumerate(plan.images):
+        cells = slice(block * n, (block + 1) * n)
+        rollout = None if rows.rollout is None or not plan.wants_rollout else rows.rollout[cells]
+        flat, share = compute_maps(rows.layer_means[:, cells], rows.last_heads[:, cells], rollout, plan.methods)
+        by_name = {name: flat[name].reshape(plan.grid) for name in plan.methods}
+        stats_map = by_name["consensus"] if "consensus" in by_name else by_name[plan.methods[-1]]
+        focus.append(ImageFocus(label, by_name, compute_stats(stats_map, size), share))
+    links, sink = context_links(rows.context, plan.not_text)
+    return HostMaps(tuple(focus), links, sink, (time.perf_counter() - tick) * 1000.0)
+
+
+def context_links(row: np.ndarray, not_text: np.ndarray) -> tuple[tuple[ContextLink, ...], float]:
+    """The CONTEXT_LINKS text positions the query attended most (mean over layers and heads), and <bos>'s share.
+
+    `row` holds mean_l m[l][j] for every key j = 0..q; image positions and position 0 (the
+    attention sink, reported apart as the second value) are left out of the links. Ties keep
+    the lower position first.
+    """
+    values = np.asarray(row, dtype=np.float64)
+    excluded = np.zeros(len(values), dtype=bool)
+    excluded[: len(not_text)] = not_text[: len(values)]
+    candidates = np.flatnonzero(~excluded)
+    top = candidates[np.argsort(-values[candidates], kind="stable")[:CONTEXT_LINKS]]
+    links = tuple(ContextLink(position=int(j), value=float(values[j])) for j in top)
+    return links, float(values[0]) if len(values) else 0.0
+
+
+class MapsProcessError(MedvizError):
+    """The maps process failed a step or ended."""
+
+
+class MapsProcess:
+    """One child process that runs `host_maps` for one run at a time, its results in the order of the rows.
+
+    `begin(plan)` starts a run; `submit(rows)` sends a step's rows without waiting; `result()`
+    returns the oldest step not yet returned (blocking until it is done). Only the thread that
+    runs the engine's streams uses it. A child interpreter of its own, started on first use.
+    """
+
+    def __init__(self) -> None:
+        # A fresh interpreter that imports this module only: multiprocessing's "spawn" would re-run the
+        # caller's main script in the child (a script without a __main__ guard would stream again), and
+        # "fork" would copy a process that holds CUDA. The two ends of a socket pair carry pickled messages.
+        mine, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", f"from medviz_core.host_maps import serve; serve({theirs.fileno()})"],
+            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._conn = Connection(mine.detach())
+        self.pending = 0  # rows sent whose result has not been read
+
+    def begin(self, plan: StepPlan) -> None:
+        """A new run: results still owed to the last one are read and dropped first."""
+        while self.pending:
+            self._read()
+        self._send(("plan", plan))
+
+    def submit(self, rows: Any) -> None:
+        self._send(("rows", rows))
+        self.pending += 1
+
+    def result(self) -> HostMaps:
+        answer = self._read()
+        if isinstance(answer, str):
+            raise MapsProcessError(f"the maps process failed a step: {answer}")
+        return answer
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except (OSError, ValueError):
+            pass
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(5)
+        self._conn.close()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _send(self, message: tuple[str, Any]) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError) as error:
+            raise self._ended() from error
+
+    def _read(self) -> HostMaps | str:
+        try:
+            answer: HostMaps | str = self._conn.recv()
+        except (EOFError, OSError) as error:
+            self.pending = 0
+            raise self._ended() from error
+        self.pending -= 1
+        return answer
+
+    def _ended(self) -> MapsProcessError:
+        try:
+            code = self._process.wait(1)  # reaped, so its exit code is known
+        except subprocess.TimeoutExpired:
+            code = None
+        return MapsProcessError(f"the maps process ended unexpectedly (exit code {code})")
+
+
+def serve(fd: int) -> None:
+    """The child's loop on socket `fd`: a plan, then rows, each answered with its HostMaps (or the error's words)."""
+    conn = Connection(fd)
+    plan: StepPlan | None = None
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        kind, body = message
+        if kind == "plan":
+            plan = body
+            continue
+        try:
+            if plan is None:
+                raise RuntimeError("rows came before a plan")
+            conn.send(host_maps(plan, body))
+        except Exception as error:  # the parent raises it for this step; the child serves the next run
+            conn.send(f"{type(error).__name__}: {error}"[:300])
