@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ import torch
 from . import capture as capture_module
 from .compiled import CompiledDecoder, bucket
 from .errors import RequestError
-from .host_maps import FinisherMode, MapsProcess
+from .host_maps import FinisherMode, MapsProcess, MapsProcessError
 from .imaging import image_to_png, load_image
 from .inputs import check_processor, model_inputs
 from .prompts import check_label, check_preset
@@ -66,6 +67,8 @@ class Engine:
         # while the device runs the next step; on the CPU inline, as the model's threads already fill the cores.
         self.finisher: FinisherMode = "process" if self.device.type == "cuda" else "inline"
         self._maps_process: MapsProcess | None = None
+        if self.finisher == "process":
+            self._start_maps_process()  # now, so its start-up is not on the first session's path
         # Compiled steps reduce the maps' rows inside the graph on CUDA (launches saved), after it on the CPU.
         self.reduce_in_graph = self.device.type == "cuda"
         self.dtype = next(self.model.parameters()).dtype
@@ -95,13 +98,24 @@ class Engine:
         )
 
     def maps_process(self) -> MapsProcess:
-        """The engine's maps process (host_maps.py), started on first use and kept for every later run."""
+        """The engine's maps process (host_maps.py), started on first use and again if it died; MapsProcessError
+        if it cannot start."""
+        if self._maps_process is not None and not self._maps_process.alive:
+            self._maps_process.close()
+            self._maps_process = None
         if self._maps_process is None:
             self._maps_process = MapsProcess()
         return self._maps_process
 
+    def _start_maps_process(self) -> None:
+        try:
+            self.maps_process()
+        except MapsProcessError as error:
+            print(f"[medviz] {error}; each step's maps are computed inline", file=sys.stderr, flush=True)
+            self.finisher = "inline"
+
     def close(self) -> None:
-        """Stop the maps process, if one was started (it is a daemon: it also ends with this process)."""
+        """Stop the maps process, if one was started (it also ends by itself when this process does)."""
         if self._maps_process is not None:
             self._maps_process.close()
             self._maps_process = None

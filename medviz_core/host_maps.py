@@ -7,9 +7,10 @@ of the two), `context_links`, and `MapsProcess`, one child process per engine th
 the thread that issues the model's operations, which at batch 1 is busy for the whole step (an
 eager step on a GPU, a small model on a CPU): the thread then costs as much time as running the
 work inline (measured on `tiny`: a thread made a stream slower than inline). A process runs it
-beside the model for the price of sending the rows (tens of KB) each way. Torch-free: the child
-imports numpy and OpenCV only. Does not own the formulas (relevancy.py, regions.py) or turning
-a result into a Step (run.py: the token's text is the run's own incremental state).
+beside the model for the price of sending the rows and the result (up to a few hundred KB for
+four images of a large model). Torch-free: the child imports numpy and OpenCV only. Does not
+own the formulas (relevancy.py, regions.py) or turning a result into a Step (run.py: the
+token's text is the run's own incremental state).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -95,33 +95,60 @@ class MapsProcessError(MedvizError):
 class MapsProcess:
     """One child process that runs `host_maps` for one run at a time, its results in the order of the rows.
 
-    `begin(plan)` starts a run; `submit(rows)` sends a step's rows without waiting; `result()`
-    returns the oldest step not yet returned (blocking until it is done). Only the thread that
-    runs the engine's streams uses it. A child interpreter of its own, started on first use.
+    A run `acquire`s it (False while another run holds it: that run then computes its maps
+    inline, so two runs interleaved on one engine never mix results) and `release`s it when it
+    ends; `begin(plan)` starts the run's steps, `submit(rows)` sends a step's rows without
+    waiting, `result()` returns the oldest step not yet returned (blocking until it is done).
+    Parent and child take turns: a step's rows are sent only after the step before it came
+    back. The child is a fresh interpreter with the parent's import path: multiprocessing's
+    "spawn" would re-run the caller's main script in it (a script without a __main__ guard
+    would stream again) and "fork" would copy a process that holds CUDA. It imports numpy and
+    OpenCV, not torch, and ends when this side of its socket closes (this process exiting too).
     """
 
     def __init__(self) -> None:
-        # A fresh interpreter that imports this module only: multiprocessing's "spawn" would re-run the
-        # caller's main script in the child (a script without a __main__ guard would stream again), and
-        # "fork" would copy a process that holds CUDA. The two ends of a socket pair carry pickled messages.
         mine, theirs = socket.socketpair()
-        package_root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", f"from medviz_core.host_maps import serve; serve({theirs.fileno()})"],
-            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
-        theirs.close()
+        env = {**os.environ, "MEDVIZ_MAPS_PATH": os.pathsep.join(sys.path)}
+        code = ("import os, sys; sys.path[:] = os.environ['MEDVIZ_MAPS_PATH'].split(os.pathsep); "
+                f"from medviz_core.host_maps import serve; serve({theirs.fileno()})")
+        try:
+            self._process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(theirs.fileno(),), env=env,
+                                             stdin=subprocess.DEVNULL)
+        except OSError as error:
+            mine.close()
+            raise MapsProcessError(f"the maps process could not start: {error}") from None
+        finally:
+            theirs.close()
         self._conn = Connection(mine.detach())
         self.pending = 0  # rows sent whose result has not been read
+        self.held = False
+
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def acquire(self) -> bool:
+        if self.held:
+            return False
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        self.held = False
 
     def begin(self, plan: StepPlan) -> None:
-        """A new run: results still owed to the last one are read and dropped first."""
+        """The holder's new run: results still owed to its last one (a cancelled run's) are read and dropped."""
         while self.pending:
             self._read()
         self._send(("plan", plan))
 
     def submit(self, rows: Any) -> None:
-        self._send(("rows", rows))
+        # plain arrays: the child needs no capture.ReducedRows (whose module imports torch) to read them
+        self._send(("rows", _Rows(rows.layer_means, rows.last_heads, rows.rollout, rows.context)))
         self.pending += 1
 
     def result(self) -> HostMaps:
@@ -141,10 +168,6 @@ class MapsProcess:
             self._process.kill()
             self._process.wait(5)
         self._conn.close()
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
 
     def _send(self, message: tuple[str, Any]) -> None:
         try:
@@ -169,6 +192,15 @@ class MapsProcess:
         return MapsProcessError(f"the maps process ended unexpectedly (exit code {code})")
 
 
+class _Rows(NamedTuple):
+    """A step's rows as the child gets them (the fields of capture.ReducedRows that host_maps reads)."""
+
+    layer_means: np.ndarray
+    last_heads: np.ndarray
+    rollout: np.ndarray | None
+    context: np.ndarray
+
+
 def serve(fd: int) -> None:
     """The child's loop on socket `fd`: a plan, then rows, each answered with its HostMaps (or the error's words)."""
     conn = Connection(fd)
@@ -187,6 +219,10 @@ def serve(fd: int) -> None:
         try:
             if plan is None:
                 raise RuntimeError("rows came before a plan")
-            conn.send(host_maps(plan, body))
+            answer: HostMaps | str = host_maps(plan, body)
         except Exception as error:  # the parent raises it for this step; the child serves the next run
-            conn.send(f"{type(error).__name__}: {error}"[:300])
+            answer = f"{type(error).__name__}: {error}"[:300]
+        try:
+            conn.send(answer)
+        except OSError:  # the parent is gone
+            return

@@ -26,7 +26,7 @@ import torch
 from . import capture as capture_module
 from .compiled import CompileUnavailable
 from .decoding import IncrementalText, TokenChooser
-from .host_maps import FinisherMode, HostMaps, StepPlan, host_maps
+from .host_maps import FinisherMode, HostMaps, MapsProcessError, StepPlan, host_maps
 from .kv_cache import BufferCache
 from .types import GenerationParams, Prompt, Step, StreamEnd
 
@@ -80,7 +80,7 @@ class Run(Iterator[Step]):
         # 1. Per-sequence state: the KV cache, the capture (rollout preallocated), the compiled step if asked,
         #    and where the host finishes the maps (at once, or while the device runs the next step).
         forward = _Forward(self, prompt_len)
-        finisher = _Finisher(engine, self._plan(), self._assemble)
+        finisher: _Finisher | None = None
         chooser = TokenChooser(params, engine.device)
         text = IncrementalText(engine.processor)
         history = input_ids
@@ -96,6 +96,7 @@ class Run(Iterator[Step]):
                 yield step
 
         try:
+            finisher = _Finisher(engine, self._plan(), self._assemble)
             for index in range(params.max_new_tokens):
                 if self.cancel.is_set():
                     reason = "cancelled"
@@ -125,7 +126,8 @@ class Run(Iterator[Step]):
             reason, message = "error", f"{type(error).__name__}: {error}"[:300]
             raise
         finally:
-            finisher.close()
+            if finisher is not None:
+                finisher.close()
             self.end = StreamEnd(
                 reason=reason,  # type: ignore[arg-type]
                 tokens=len(delivered),
@@ -188,9 +190,15 @@ class _Finisher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if self.mode == "thread" \
             else None
         self.process = engine.maps_process() if self.mode == "process" else None
-        if self.process is not None:
-            self.process.begin(plan)
+        if self.process is not None and not self.process.acquire():  # another run on this engine holds it
+            self.mode, self.process = "inline", None
         self.pending: list[tuple[_Job, Future[HostMaps] | None]] = []
+        if self.process is not None:
+            try:
+                self.process.begin(plan)
+            except MapsProcessError:
+                self.process.release()
+                raise
 
     def submit(self, job: _Job) -> Step | None:
         """Finish a step; return the step that is now ready (this one, or pipelined the one before)."""
@@ -218,6 +226,8 @@ class _Finisher:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
         self.pending.clear()  # the process's owed results are read and dropped when the next run begins
+        if self.process is not None:
+            self.process.release()
 
 
 class _Forward:

@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -366,5 +367,37 @@ def test_a_maps_process_that_dies_ends_the_run_with_an_error_that_says_so(sample
         assert str(error.value) == "the maps process ended unexpectedly (exit code -9)"
         assert run.end is not None and run.end.reason == "error"
         assert run.end.message == "MapsProcessError: the maps process ended unexpectedly (exit code -9)"
+        again = engine.stream(sample_bytes, question=QUESTION, max_new_tokens=3)  # on a new maps process
+        assert len(list(again)) == 3 and again.end is not None and again.end.reason == "max_tokens"
+    finally:
+        engine.close()
+
+
+def test_two_runs_interleaved_on_one_engine_each_get_their_own_maps(sample_bytes: bytes) -> None:
+    engine, plain = load_engine("tiny"), load_engine("tiny")
+    engine.finisher = "process"
+    try:
+        alone = list(plain.stream(sample_bytes, question=QUESTION, max_new_tokens=3))
+        raw_only = list(plain.stream(sample_bytes, question=QUESTION, max_new_tokens=3, methods=["raw"]))
+        first = engine.stream(sample_bytes, question=QUESTION, max_new_tokens=3)  # holds the maps process
+        second = engine.stream(sample_bytes, question=QUESTION, max_new_tokens=3, methods=["raw"])  # inline
+        mixed = [(next(first), next(second)) for _ in range(3)]
+        for (a, b), x, y in zip(mixed, alone, raw_only):
+            assert set(a.maps) == set(METHODS) and set(b.maps) == {"raw"}
+            assert np.array_equal(a.maps["consensus"], x.maps["consensus"])
+            assert np.array_equal(b.maps["raw"], y.maps["raw"])
+    finally:
+        engine.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads the child's mapped libraries from /proc")
+def test_the_maps_process_imports_no_torch(sample_bytes: bytes) -> None:
+    engine = load_engine("tiny")
+    engine.finisher = "process"
+    try:
+        assert len(list(engine.stream(sample_bytes, question=QUESTION, max_new_tokens=2))) == 2
+        mapped = Path(f"/proc/{engine.maps_process().pid}/maps").read_text()
+        assert "libtorch" not in mapped
+        assert "cv2" in mapped  # it did the work
     finally:
         engine.close()
