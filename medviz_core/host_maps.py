@@ -107,6 +107,9 @@ class MapsProcess:
     """
 
     def __init__(self) -> None:
+        if getattr(sys, "frozen", False) or not sys.executable:
+            raise MapsProcessError("the maps process needs a Python interpreter to start (this one is frozen or "
+                                   "embedded)")
         mine, theirs = socket.socketpair()
         env = {**os.environ, "MEDVIZ_MAPS_PATH": os.pathsep.join(sys.path)}
         code = ("import os, sys; sys.path[:] = os.environ['MEDVIZ_MAPS_PATH'].split(os.pathsep); "
