@@ -68,7 +68,7 @@ class Engine:
         self.finisher: FinisherMode = "process" if self.device.type == "cuda" else "inline"
         self._maps_process: MapsProcess | None = None
         if self.finisher == "process":
-            self._start_maps_process()  # now, so its start-up is not on the first session's path
+            self.maps_process_or_none()  # now, so its start-up is not on the first session's path
         # Compiled steps reduce the maps' rows inside the graph on CUDA (launches saved), after it on the CPU.
         self.reduce_in_graph = self.device.type == "cuda"
         self.dtype = next(self.model.parameters()).dtype
@@ -107,12 +107,14 @@ class Engine:
             self._maps_process = MapsProcess()
         return self._maps_process
 
-    def _start_maps_process(self) -> None:
+    def maps_process_or_none(self) -> MapsProcess | None:
+        """The maps process; None, with a one-line note, and the engine's finisher set to inline, if it cannot start."""
         try:
-            self.maps_process()
+            return self.maps_process()
         except MapsProcessError as error:
             print(f"[medviz] {error}; each step's maps are computed inline", file=sys.stderr, flush=True)
             self.finisher = "inline"
+            return None
 
     def close(self) -> None:
         """Stop the maps process, if one was started (it also ends by itself when this process does)."""

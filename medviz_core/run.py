@@ -189,9 +189,9 @@ class _Finisher:
         self.plan, self.assemble = plan, assemble
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if self.mode == "thread" \
             else None
-        self.process = engine.maps_process() if self.mode == "process" else None
-        if self.process is not None and not self.process.acquire():  # another run on this engine holds it
-            self.mode, self.process = "inline", None
+        self.process = engine.maps_process_or_none() if self.mode == "process" else None
+        if self.process is None or not self.process.acquire():  # none could start, or another run holds it
+            self.mode, self.process = ("inline" if self.mode == "process" else self.mode), None
         self.pending: list[tuple[_Job, Future[HostMaps] | None]] = []
         if self.process is not None:
             try:

@@ -401,3 +401,20 @@ def test_the_maps_process_imports_no_torch(sample_bytes: bytes) -> None:
         assert "cv2" in mapped  # it did the work
     finally:
         engine.close()
+
+
+def test_a_maps_process_that_cannot_start_leaves_the_maps_inline_with_a_note(
+        sample_bytes: bytes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from medviz_core import engine as engine_module
+
+    def cannot_start() -> None:
+        raise MapsProcessError("the maps process could not start: [Errno 2] No such file or directory")
+
+    monkeypatch.setattr(engine_module, "MapsProcess", cannot_start)
+    engine = load_engine("tiny")
+    engine.finisher = "process"
+    capsys.readouterr()  # what loading printed
+    steps = list(engine.stream(sample_bytes, question=QUESTION, max_new_tokens=3))
+    assert len(steps) == 3 and engine.finisher == "inline"
+    assert capsys.readouterr().err == ("[medviz] the maps process could not start: [Errno 2] No such file or directory;"
+                                       " each step's maps are computed inline\n")
