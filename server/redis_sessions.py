@@ -62,6 +62,7 @@ BLOCK_MS = 2000  # a reader's blocking read; after an empty one it checks that i
 LIST_MAX = 200  # sessions listed by /api/sessions, newest first
 ENDED_KEPT = 64  # ended sessions whose channels a node keeps (for late joiners) before linger_s is up
 LOST = "lost the connection to the session store (Redis); this session's frames cannot be followed"
+FOLLOW_FAILED = "this web node failed to follow the session's frames (its log says why); watch it again to retry"
 GONE = "this session's log is gone from the session store (Redis restarted or it expired); start it again"
 _FAILURES = (redis.ConnectionError, redis.TimeoutError)
 
@@ -248,21 +249,29 @@ class RedisSessions:
         return followed
 
     async def _read(self, session_id: str, followed: _Followed) -> None:
+        """Follow the session's stream to its end; whatever goes wrong ends it with an error frame, so no viewer
+        ever waits on a reader that is gone."""
+        try:
+            await self._read_stream(session_id, followed)
+        except Exception:
+            log.exception("session %s: following its frames failed", session_id)
+            if not followed.channel.ended:
+                self._fail(session_id, followed, FOLLOW_FAILED)
+
+    async def _read_stream(self, session_id: str, followed: _Followed) -> None:
         lost_at: float | None = None
         while True:
             try:
                 got = await self.aredis.xread({self.keys.frames(session_id): followed.last}, count=512,
                                               block=BLOCK_MS)
-                if not got and not await self.aredis.exists(self.keys.session(session_id)):
-                    return self._fail(session_id, followed, GONE)
+                if (not got or lost_at is not None) and not await self.aredis.exists(self.keys.session(session_id)):
+                    return self._fail(session_id, followed, GONE)  # nothing new and no session, or back without it
             except _FAILURES:
                 lost_at = lost_at or self.loop.time()
                 if self.loop.time() - lost_at >= self.settings.redis_wait_s:
                     return self._fail(session_id, followed, LOST)
                 await asyncio.sleep(0.25)
                 continue
-            if lost_at is not None and not await self.aredis.exists(self.keys.session(session_id)):
-                return self._fail(session_id, followed, GONE)
             lost_at = None
             for entry, fields in read_entries(got):
                 followed.last = entry

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from medviz_core.wire import server_frames as frames
 from server.redis_keys import GROUP, Keys
 from server.redis_queue import WORKER_STOPPED
-from server.redis_sessions import GONE
+from server.redis_sessions import FOLLOW_FAILED, GONE
 from tests.conftest import REPO
 from tests.server.helpers import kinds, receive_all, recv, run, session, session_of, start_bytes
 
@@ -115,3 +115,32 @@ def test_redis_restarted_mid_session_ends_it_with_an_error_and_the_next_session_
     assert cluster.redis.client().keys(f"medviz:s:{lost}*") == []
     for node in (a, b):
         assert kinds(run(session(node, sample_bytes, max_new_tokens=2))) == ["start", "step", "step", "end"]
+
+
+def test_a_reader_that_fails_unexpectedly_ends_its_session_with_an_error_not_a_wait(
+        cluster: Cluster, tiny_engine: Any, sample_bytes: bytes, monkeypatch: Any) -> None:
+    import server.redis_sessions as redis_sessions
+
+    a = cluster.node()
+    cluster.worker(tiny_engine)
+    real, read = redis_sessions.frame_of, [0]
+
+    def fails_on_the_third(fields: Any) -> Any:
+        read[0] += 1
+        if read[0] == 3:
+            raise RuntimeError("a frame this node cannot read")
+        return real(fields)
+
+    monkeypatch.setattr(redis_sessions, "frame_of", fails_on_the_third)
+
+    async def owned() -> tuple[list[bytes], int | None]:
+        async with connect(f"{a.ws}/ws/session", max_size=None) as ws:
+            await ws.send(start_bytes(sample_bytes, max_new_tokens=64))
+            got = await receive_all(ws)
+            return got, ws.close_code
+
+    seen, code = run(owned())
+    error = frames.decode(seen[-1])
+    assert isinstance(error, frames.ErrorFrame) and (error.code, error.message, code) == (
+        "internal", FOLLOW_FAILED, 4500)
+    assert kinds(seen) == ["start", "step", "error"]
