@@ -62,7 +62,7 @@ BLOCK_MS = 2000  # a reader's blocking read; after an empty one it checks that i
 LIST_MAX = 200  # sessions listed by /api/sessions, newest first
 ENDED_KEPT = 64  # ended sessions whose channels a node keeps (for late joiners) before linger_s is up
 LOST = "lost the connection to the session store (Redis); this session's frames cannot be followed"
-FOLLOW_FAILED = "this web node failed to follow the session's frames (its log says why); watch it again to retry"
+FOLLOW_FAILED = "this web node failed to follow the session's frames (its log says why)"
 GONE = "this session's log is gone from the session store (Redis restarted or it expired); start it again"
 _FAILURES = (redis.ConnectionError, redis.TimeoutError)
 
