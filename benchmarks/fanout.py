@@ -41,7 +41,7 @@ import multiprocessing
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,24 +107,39 @@ def _thread_cpu_s(name: str) -> float:
 Samples = tuple[float, list[tuple[float, float]], bool]  # (joined, [(arrived, emitted)], got the end)
 
 
-async def _follow(ws: ClientConnection, joined: float) -> Samples:
-    """Read a session's frames; a step was emitted at `created` + `t_ms`.
+@dataclass
+class _Timings:
+    """What one viewer saw of a session: when each step arrived and when it was emitted (`created` + `t_ms`).
 
     Only the type and timing are read (server_frames.peek_timing), not the typed frame: these clients stand
     for browsers on other machines, so the less CPU they take from the server's, the better.
     """
-    samples: list[tuple[float, float]] = []
-    created = None
-    async for message in ws:
-        assert isinstance(message, bytes)
+
+    joined: float
+    created: float | None = None
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def read(self, message: bytes, arrived: float) -> bool:
+        """Take one frame that arrived at `arrived`; True when it is the end."""
         kind, at = frames.peek_timing(message)
         if kind == "start":
-            created = at
-        elif kind == "step" and created is not None and at is not None:
-            samples.append((time.time(), created + at / 1000.0))
-        elif kind == "end":
-            return joined, samples, True
-    return joined, samples, False
+            self.created = at
+        elif kind == "step" and self.created is not None and at is not None:
+            self.samples.append((arrived, self.created + at / 1000.0))
+        return kind == "end"
+
+    def result(self, got_end: bool) -> Samples:
+        return self.joined, self.samples, got_end
+
+
+async def _follow(ws: ClientConnection, joined: float) -> Samples:
+    """Read a session's frames on a websockets client (the owner's socket) until its end."""
+    timings = _Timings(joined)
+    async for message in ws:
+        assert isinstance(message, bytes)
+        if timings.read(message, time.time()):
+            return timings.result(True)
+    return timings.result(False)
 
 
 class _LeanViewer(asyncio.Protocol):
@@ -141,9 +156,7 @@ class _LeanViewer(asyncio.Protocol):
         self.opened: asyncio.Future[None] = loop.create_future()
         self.done: asyncio.Future[Samples] = loop.create_future()
         self.transport: asyncio.Transport | None = None
-        self.joined = 0.0
-        self.created: float | None = None
-        self.samples: list[tuple[float, float]] = []
+        self.timings = _Timings(joined=0.0)  # joined: set once the handshake is done
         self.parts: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,16 +193,11 @@ class _LeanViewer(asyncio.Protocol):
         if error is not None:
             self.opened.set_exception(error)
         else:
-            self.joined = time.time()
+            self.timings.joined = time.time()
             self.opened.set_result(None)
 
     def _message(self, message: bytes, arrived: float) -> None:
-        kind, at = frames.peek_timing(message)
-        if kind == "start":
-            self.created = at
-        elif kind == "step" and self.created is not None and at is not None:
-            self.samples.append((arrived, self.created + at / 1000.0))
-        elif kind == "end":
+        if self.timings.read(message, arrived):
             self._settle(None)
 
     def _flush(self) -> None:
@@ -209,7 +217,7 @@ class _LeanViewer(asyncio.Protocol):
         if outcome is not None:
             self.done.set_exception(outcome)
         else:
-            self.done.set_result((self.joined, self.samples, got_end))
+            self.done.set_result(self.timings.result(got_end))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._opened(exc or ConnectionError("closed before the handshake"))
