@@ -26,7 +26,7 @@ import torch
 from . import capture as capture_module
 from .compiled import CompileUnavailable
 from .decoding import IncrementalText, TokenChooser
-from .host_maps import FinisherMode, HostMaps, MapsProcessError, StepPlan, host_maps
+from .host_maps import FinisherMode, HostMaps, MapsProcess, MapsProcessError, StepPlan, host_maps
 from .kv_cache import BufferCache
 from .types import GenerationParams, Prompt, Step, StreamEnd
 
@@ -189,16 +189,19 @@ class _Finisher:
         self.plan, self.assemble = plan, assemble
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if self.mode == "thread" \
             else None
-        self.process = engine.maps_process_or_none() if self.mode == "process" else None
-        if self.process is None or not self.process.acquire():  # none could start, or another run holds it
-            self.mode, self.process = ("inline" if self.mode == "process" else self.mode), None
-        self.pending: list[tuple[_Job, Future[HostMaps] | None]] = []
-        if self.process is not None:
-            try:
-                self.process.begin(plan)
-            except MapsProcessError:
-                self.process.release()
-                raise
+        self.process: MapsProcess | None = None
+        if self.mode == "process":
+            process = engine.maps_process_or_none()
+            if process is None or not process.acquire():  # none could start, or another run on the engine holds it
+                self.mode = "inline"
+            else:
+                self.process = process
+                try:
+                    process.begin(plan)
+                except MapsProcessError:
+                    process.release()
+                    raise
+        self.pending: tuple[_Job, Future[HostMaps] | None] | None = None  # the step handed on, not yet back
 
     def submit(self, job: _Job) -> Step | None:
         """Finish a step; return the step that is now ready (this one, or pipelined the one before)."""
@@ -206,17 +209,17 @@ class _Finisher:
             return self.assemble(job, host_maps(self.plan, job.rows))
         ready = self.drain()
         if self.executor is not None:
-            self.pending.append((job, self.executor.submit(host_maps, self.plan, job.rows)))
+            self.pending = (job, self.executor.submit(host_maps, self.plan, job.rows))
         else:
             assert self.process is not None
             self.process.submit(job.rows)
-            self.pending.append((job, None))
+            self.pending = (job, None)
         return ready
 
     def drain(self) -> Step | None:
-        if not self.pending:
+        if self.pending is None:
             return None
-        job, future = self.pending.pop(0)
+        (job, future), self.pending = self.pending, None
         if future is not None:
             return self.assemble(job, future.result())
         assert self.process is not None
@@ -225,7 +228,7 @@ class _Finisher:
     def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
-        self.pending.clear()  # the process's owed results are read and dropped when the next run begins
+        self.pending = None  # the process's owed result is read and dropped when its next run begins
         if self.process is not None:
             self.process.release()
 
