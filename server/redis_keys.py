@@ -26,6 +26,7 @@ redis_sessions.py, redis_worker.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -43,6 +44,8 @@ from redis.retry import Retry
 from medviz_core.errors import BusyError
 
 from .broadcast import Close
+
+log = logging.getLogger("medviz.server")
 
 GROUP = "workers"  # the consumer group of P:jobs
 FRAME, KEPT, END, REASON = b"f", b"k", b"end", b"reason"  # a frames entry: {f, k} or the end marker {end, reason}
@@ -146,7 +149,8 @@ def connect_async(url: str) -> aioredis.Redis:
 def follow(client: redis.Redis, stream: str, stop: threading.Event, each: Callable[[Fields], None], count: int,
            block_ms: int) -> None:
     """Hand every entry of `stream` added from now on to `each`, in order, until `stop` (a thread's loop: blocking
-    reads of up to `count` entries, at most `block_ms` each; while Redis is away it tries again every 0.5 s)."""
+    reads of up to `count` entries, at most `block_ms` each; while Redis is away it tries again every 0.5 s). An
+    entry `each` fails on is logged and the loop goes on: one bad message never stops a process's inbox."""
     last = "0-0"  # the stream is this process's own and new: everything in it is for us
     while not stop.is_set():
         try:
@@ -156,7 +160,10 @@ def follow(client: redis.Redis, stream: str, stop: threading.Event, each: Callab
             continue
         for entry, fields in read_entries(got):
             last = entry
-            each(fields)
+            try:
+                each(fields)
+            except Exception as error:
+                log.error("%s: entry %s failed: %s", stream, entry, type(error).__name__, exc_info=True)
 
 
 def worker_name(kind: str) -> str:

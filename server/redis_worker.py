@@ -289,14 +289,8 @@ class RedisWorker:
                 log.debug("heartbeat failed: %s", type(error).__name__)
 
     def _inbox(self) -> None:
-        follow(connect(self.settings.redis_url or ""), self.keys.inbox(self.name), self._stop, self._command,
-               count=64, block_ms=BLOCK_MS)
-
-    def _command(self, fields: Fields) -> None:
-        try:
-            self._obey(fields)
-        except Exception as error:
-            log.error("worker %s: command failed: %s", self.name, type(error).__name__, exc_info=True)
+        follow(connect(self.settings.redis_url or ""), self.keys.inbox(self.name), self._stop, self._obey,
+               count=64, block_ms=BLOCK_MS)  # a command that fails is logged there and the next one is read
 
     def _obey(self, fields: Fields) -> None:
         command = text(fields.get(b"cmd"))

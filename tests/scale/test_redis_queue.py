@@ -5,11 +5,12 @@ after a restart."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
-from server.redis_keys import GROUP, Keys, connect, connect_async, end_of, frame_of, range_entries
+from server.redis_keys import GROUP, Keys, connect, connect_async, end_of, follow, frame_of, range_entries
 from server.redis_queue import RedisQueue
 from server.settings import Settings
 
@@ -112,3 +113,21 @@ def test_both_clients_retry_once_on_a_connection_a_redis_restart_broke(redis_ser
     assert blocking.exists("x") == 0
     assert asyncio.run(exists_twice()) == (0, 0)
     assert blocking.exists("x") == 0
+
+
+def test_an_inbox_reads_on_past_an_entry_its_handler_fails_on(redis_server: RedisServer) -> None:
+    client, stop, handled = redis_server.client(), threading.Event(), []
+
+    def handle(fields: dict[bytes, bytes]) -> None:
+        if fields[b"n"] == b"1":
+            raise KeyError("a command this process cannot read")
+        handled.append(fields[b"n"])
+        if len(handled) == 2:
+            stop.set()
+
+    for n in (b"1", b"2", b"3"):
+        client.xadd("inbox", {"n": n})
+    reader = threading.Thread(target=follow, args=(connect(redis_server.url), "inbox", stop, handle, 8, 100))
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive() and handled == [b"2", b"3"]
