@@ -34,7 +34,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from .dicom_header import check_source, reference_header
-from .dicom_objects import KINDS, parametric_map, secondary_capture, segmentation, series_description
+from .dicom_objects import KINDS, model_note, parametric_map, secondary_capture, segmentation, series_description
 from .dicom_overlay import RGBImage, render_overlay
 from .errors import ExportError
 from .types import METHODS, FloatMap, Region
@@ -73,6 +73,7 @@ class ExportMap:
     regions: tuple[Region, ...]  # normalised 0..1 image coordinates, origin top-left
     method: str  # one of types.METHODS
     description: str  # e.g. "token 12 'effusion'", "tokens 3-9"
+    stand_in: bool = False  # an offline stand-in's map (ModelFacts.stand_in): every object says "DEMO MODEL"
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def build_export(source: ExportSource, token_map: ExportMap) -> ExportResult:
     if source.header is not None:
         check_source(source.header, (height, width))
     overlay = render_overlay(source.picture, token_map.relevancy, token_map.regions)
-    labels = {kind: series_description(kind, token_map.method, token_map.description) for kind in KINDS}
+    labels = {kind: series_description(kind, token_map.method, token_map.description, token_map.stand_in)
+              for kind in KINDS}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=PERSON_NAME_WARNING, category=UserWarning)
         try:
@@ -138,10 +140,10 @@ def export_dicom(source: ExportSource, token_map: ExportMap, out_dir: str | os.P
 def _build(header: Dataset | None, overlay: RGBImage, token_map: ExportMap, labels: dict[str, str]) -> ExportResult:
     if header is None:
         charset = None if all(t.isascii() for t in labels.values()) else "ISO_IR 192"
-        sc = secondary_capture(overlay, None, charset, labels["secondary_capture"])
+        sc = secondary_capture(overlay, None, charset, labels["secondary_capture"], model_note(token_map.stand_in))
         return ExportResult((ExportedObject("secondary_capture", sc),), (NO_IDENTITY, NO_SOURCE_OBJECTS), False)
     reduced, notes = reference_header(header, tuple(labels.values()))
-    sc = secondary_capture(overlay, reduced, None, labels["secondary_capture"])
+    sc = secondary_capture(overlay, reduced, None, labels["secondary_capture"], model_note(token_map.stand_in))
     objects = [ExportedObject("secondary_capture", sc)]
     pm, geometry_note = parametric_map(reduced, token_map.relevancy, token_map.method, labels["parametric_map"])
     objects.append(ExportedObject("parametric_map", pm))

@@ -28,7 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from . import __version__
 from .dicom_header import finish, map_geometry_header
 from .dicom_overlay import RGBImage, map_to_pixels, region_masks
-from .types import FloatMap, Region
+from .types import REAL_MODEL_NOTE, STAND_IN_NOTE, FloatMap, Region
 
 MANUFACTURER = "medviz"
 SERIAL_NUMBER = "none"
@@ -45,17 +45,25 @@ KINDS = {
 _PLACEHOLDER_ORIENTATION = ("L", "F")  # highdicom insists on one; `finish` replaces it
 
 
-def series_description(kind: str, method: str, description: str) -> str:
-    """The SeriesDescription (LO: at most 64 characters, no backslash or control characters)."""
-    text = f"medviz {KINDS[kind]}: {description} ({method})"
+def series_description(kind: str, method: str, description: str, stand_in: bool = False) -> str:
+    """The SeriesDescription (LO: at most 64 characters, no backslash or control characters);
+    a stand-in model's (types.is_stand_in) starts "medviz DEMO MODEL" so no PACS list hides it."""
+    text = f"medviz {'DEMO MODEL ' if stand_in else ''}{KINDS[kind]}: {description} ({method})"
     text = "".join(" " if ch == "\\" or ord(ch) < 32 else ch for ch in text)
     return text if len(text) <= 64 else text[:63] + "…"
 
 
-def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | None, label: str) -> Dataset:
+def model_note(stand_in: bool) -> str:
+    """The Secondary Capture's ImageComments: types.STAND_IN_NOTE or REAL_MODEL_NOTE, in ASCII."""
+    return (STAND_IN_NOTE if stand_in else REAL_MODEL_NOTE).replace("\u2014", "-")
+
+
+def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | None, label: str,
+                      note: str = "") -> Dataset:
     """The overlay as an RGB Secondary Capture: in the source's study when there is a header
     (patient and study attributes from it, the source as Source Image Sequence), else in a
-    new study with empty patient attributes (Type 2: present, no value)."""
+    new study with empty patient attributes (Type 2: present, no value). `note` (ImageComments):
+    what the model is (`model_note`)."""
     common: dict[str, Any] = dict(  # highdicom's keyword arguments, shared by both constructors
         pixel_array=overlay, photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
         series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["secondary_capture"], sop_instance_uid=hd.UID(),
@@ -76,6 +84,8 @@ def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | 
     sc.SecondaryCaptureDeviceManufacturerModelName = MANUFACTURER
     sc.SecondaryCaptureDeviceSoftwareVersions = __version__
     sc.SeriesDescription = label
+    if note:
+        sc.ImageComments = note
     return cast(Dataset, sc)
 
 

@@ -31,7 +31,7 @@ from .inputs import check_processor, model_inputs
 from .prompts import check_label, check_preset
 from .relevancy import check_methods
 from .run import Run
-from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, PromptImage
+from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, PromptImage, is_stand_in
 from .wire.limits import MAX_IMAGES
 
 ImageInput = Union[bytes, np.ndarray, str, "os.PathLike[str]"]
@@ -95,6 +95,7 @@ class Engine:
             ),
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
+            stand_in=is_stand_in(self.name),
         )
 
     def maps_process(self) -> MapsProcess:

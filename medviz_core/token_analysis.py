@@ -222,14 +222,16 @@ def export_token_map(source: AnalysisSource, first: int, last: int, method: str,
     grid, info = source.start.model.grid, source.start.images[image]
     maps = [source.steps[i].images[image].values(method, grid) for i in range(first, last + 1)]
     relevancy = np.mean(maps, axis=0).astype(np.float32)
-    regions = (source.steps[first].images[image].stats.regions if first == last
+    # the shown method's own regions: a step carries consensus's only
+    regions = (source.steps[first].images[image].stats.regions if first == last and method == "consensus"
                else find_regions(relevancy, info.size))
     text = "".join(source.steps[i].text for i in range(first, last + 1)).strip()[:40]
     description = f"token {first} {text!r}" if first == last else f"tokens {first}-{last} {text!r}"
     header = source.headers[image] if image < len(source.headers) else None
     picture = load_image(info.png)
     return (ExportSource(picture=picture, header=None if header is None else dcmread(io.BytesIO(header))),
-            ExportMap(relevancy=relevancy, regions=tuple(regions), method=method, description=description))
+            ExportMap(relevancy=relevancy, regions=tuple(regions), method=method, description=description,
+                      stand_in=source.start.model.stand_in))
 
 
 def _dicom(source: AnalysisSource, first: int, last: int, method: str) -> DicomResult:

@@ -88,9 +88,33 @@ class ImageLayout:
         return tuple(self.positions[i : i + size] for i in range(0, len(self.positions), size))
 
 
+STAND_IN_NOTE = ("Demo model: untrained vision — the heatmaps show the mechanics of attention, not medicine; "
+                 "the text is not a report.")
+"""What every view and export of a stand-in model's session says (web/js/format.js holds the same words)."""
+
+REAL_MODEL_NOTE = "Model attention, not a diagnosis."
+"""The smaller standing note for a real model."""
+
+
+def is_stand_in(model_name: str) -> bool:
+    """Whether a model name, as models.py writes it, is one of the offline stand-ins.
+
+    models.py names its stand-ins by their ref kind: `tiny[?...]`, `demo[?...]` and
+    `random:<shape>[?...]` (random or untrained weights: their maps show how attention is
+    computed, not medicine); a folder or hub id (a real model) is named by its path or id.
+    The start frame states the answer (`ModelFacts.stand_in`); this reads it off the name
+    for recordings made before the field existed.
+    """
+    base = model_name.partition("?")[0]
+    return base in ("tiny", "demo") or base.startswith("random:")
+
+
 @dataclass(frozen=True)
 class ModelFacts:
-    """What a viewer needs to know about the model behind a session."""
+    """What a viewer needs to know about the model behind a session.
+
+    `stand_in`: an offline stand-in (`is_stand_in`), whose views carry STAND_IN_NOTE.
+    """
 
     name: str
     layers: int
@@ -102,6 +126,7 @@ class ModelFacts:
     full_attention_layers: tuple[int, ...]
     device: str
     dtype: str
+    stand_in: bool
 
 
 MAX_NEW_TOKENS = 2048

@@ -26,6 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from medviz_core.types import is_stand_in
+
 from . import live, recordings, replay
 from .connections import Connections
 from .security import Guard
@@ -45,7 +47,8 @@ def _load_engine(ref: str) -> Any:
 
 async def health_route(request: Request) -> Response:
     sessions: SessionManager = request.app.state.sessions
-    return JSONResponse({"model": sessions.model, "device": sessions.device, "queue": sessions.queue_length})
+    return JSONResponse({"model": sessions.model, "device": sessions.device, "queue": sessions.queue_length,
+                         "stand_in": is_stand_in(sessions.model)})
 
 
 async def sessions_route(request: Request) -> Response:

@@ -279,6 +279,25 @@ def test_the_series_descriptions_name_the_kind_the_tokens_and_the_method(exporte
     ]
 
 
+def test_a_stand_in_models_export_says_demo_model_in_every_series_description_and_the_note_on_the_capture(
+        header: Dataset, picture: np.ndarray) -> None:
+    objects = build_export(ExportSource(picture, header), token_map(stand_in=True)).objects
+    assert [o.dataset.SeriesDescription for o in objects] == [
+        "medviz DEMO MODEL attention overlay: token 12 'effusion' (rollout)"[:63] + "…",
+        "medviz DEMO MODEL attention map: token 12 'effusion' (rollout)",
+        "medviz DEMO MODEL attention regions: token 12 'effusion' (rollout)"[:63] + "…",
+    ]
+    assert objects[0].dataset.ImageComments == (
+        "Demo model: untrained vision - the heatmaps show the mechanics of attention, not medicine; "
+        "the text is not a report.")
+
+
+def test_a_real_models_capture_carries_the_smaller_standing_note(header: Dataset, picture: np.ndarray) -> None:
+    sc = build_export(ExportSource(picture, header), token_map()).objects[0].dataset
+    assert sc.ImageComments == "Model attention, not a diagnosis."
+    assert "DEMO" not in sc.SeriesDescription
+
+
 # --- a PNG / JPEG source --------------------------------------------------------------------
 
 

@@ -70,6 +70,11 @@ def test_a_local_folder_loads_through_the_real_model_path(tmp_path: Path) -> Non
     assert engine.facts.name == str(folder)
     assert (engine.facts.layers, engine.facts.heads, engine.facts.grid) == (4, 4, (16, 16))
     assert engine.facts.dtype == "float32"
+    assert engine.facts.stand_in is False  # a folder is taken for a real model, whatever its weights
+
+
+def test_the_tiny_stand_in_says_so_in_its_facts(tiny_engine: Any) -> None:
+    assert (tiny_engine.facts.name, tiny_engine.facts.stand_in) == ("tiny", True)
 
 
 def test_tiny_is_deterministic_across_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,6 +136,25 @@ def test_a_decoded_start_carries_the_model_prompt_images_preset_and_params() -> 
     assert frame.created == 1764400000.5 and frame.recording == "AbCdEfGhIjKlMnOpQrStUv"
 
 
+@pytest.mark.parametrize(("name", "stated", "read"), [
+    ("tiny", None, True), ("demo?device=cpu", None, True), ("random:medgemma-4b?layers=2", None, True),
+    ("google/medgemma-4b-it", None, False), ("/models/medgemma-4b-it", None, False),
+    ("google/medgemma-4b-it", True, True), ("tiny", False, False),
+])
+def test_a_start_frames_stand_in_flag_is_read_as_stated_else_off_the_model_name(
+        name: str, stated: bool | None, read: bool) -> None:
+    start = msgpack.unpackb((FIXTURES / "start.msgpack").read_bytes())
+    assert start["model"]["stand_in"] is True  # new frames state it
+    start["model"]["name"] = name
+    if stated is None:
+        del start["model"]["stand_in"]  # as in recordings made before the field
+    else:
+        start["model"]["stand_in"] = stated
+    frame = decode(msgpack.packb(start))
+    assert isinstance(frame, StartFrame)
+    assert frame.model.stand_in is read
+
+
 def test_images_are_always_a_list_and_each_step_block_has_the_same_shape() -> None:
     one = msgpack.unpackb((FIXTURES / "start.msgpack").read_bytes())
     assert [sorted(image) for image in one["images"]] == [["height", "label", "png", "positions", "width"]]

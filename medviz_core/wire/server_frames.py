@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import ProtocolError
-from ..types import ContextLink, GenerationParams, ModelFacts, Prompt, Region, Step, StepStats, StreamEnd
+from ..types import (
+    ContextLink,
+    GenerationParams,
+    ModelFacts,
+    Prompt,
+    Region,
+    Step,
+    StepStats,
+    StreamEnd,
+    is_stand_in,
+)
 from .codec import (
     VERSION,
     QuantMap,
@@ -46,17 +56,20 @@ def facts_to_wire(facts: ModelFacts) -> dict[str, Any]:
     return {"name": facts.name, "layers": facts.layers, "heads": facts.heads, "kv_heads": facts.kv_heads,
             "grid": list(facts.grid), "image_token_id": facts.image_token_id,
             "sliding_window": facts.sliding_window, "full_layers": list(facts.full_attention_layers),
-            "device": facts.device, "dtype": facts.dtype}
+            "device": facts.device, "dtype": facts.dtype, "stand_in": facts.stand_in}
 
 
 def facts_from_wire(m: Mapping[str, Any]) -> ModelFacts:
+    """`stand_in` is optional: recordings made before it read it off the name (`is_stand_in`)."""
+    name = get_field(m, "name", str, "start")
     return ModelFacts(
-        name=get_field(m, "name", str, "start"), layers=get_field(m, "layers", int, "start"),
+        name=name, layers=get_field(m, "layers", int, "start"),
         heads=get_field(m, "heads", int, "start"), kv_heads=get_field(m, "kv_heads", int, "start"),
         grid=tuple(get_field(m, "grid", list, "start")), image_token_id=get_field(m, "image_token_id", int, "start"),
         sliding_window=get_field(m, "sliding_window", _NIL_INT, "start"),
         full_attention_layers=tuple(get_field(m, "full_layers", list, "start")),
         device=get_field(m, "device", str, "start"), dtype=get_field(m, "dtype", str, "start"),
+        stand_in=optional_field(m, "stand_in", bool, is_stand_in(name), "start"),
     )
 
 
