@@ -1,8 +1,10 @@
-"""The live websocket routes: `/ws/session` (start, then watch and cancel) and `/ws/watch/{id}`.
+"""The live websocket routes: `/ws/session` (start or rejoin, then watch and cancel) and `/ws/watch/{id}`.
 
-Owns: reading and validating the client's start frame (size, types, limits, the images
+Owns: reading and validating the client's first frame: a `start` (size, types, limits, the images
 admitted under the image budget, sampling and method checks, control tokens in the
-question and labels), then pumping the viewer's frames while listening for `cancel`,
+question and labels) or a `rejoin` (the owner back with its owner key); with
+`/ws/session?rejoin=1` and after a rejoin, the `owner` frame (the owner key) to that socket
+only, before the session's frames; then pumping the viewer's frames while listening for `cancel`,
 `analyze` and `cancel_analysis` (answers, and refusals of them, go to the asking socket
 through its `Outbox`, in the order the requests came), and the close codes: after the
 session's `end` 1000, after an error frame the code of its error (4400, 4415, 4500 ...),
@@ -31,19 +33,20 @@ from medviz_core.wire.client_frames import (
     AnalyzeRequest,
     CancelAnalysisRequest,
     ClientFrame,
+    RejoinRequest,
     StartRequest,
     parse_client_frame,
     peek_request_id,
 )
 from medviz_core.wire.codes import CloseCode, close_code_for, close_reason
 from medviz_core.wire.results import AnalysisFrame
-from medviz_core.wire.server_frames import ErrorFrame
+from medviz_core.wire.server_frames import ErrorFrame, OwnerFrame
 
 from .analysis_jobs import AnalysisJobs, Reply
 from .broadcast import Viewer, ViewerDropped
 from .connections import Connections, Idle
 from .image_budget import check_images
-from .sessions import SessionManager
+from .sessions import SessionManager, new_owner_key
 from .settings import Settings
 
 log = logging.getLogger("medviz.server")
@@ -51,6 +54,7 @@ log = logging.getLogger("medviz.server")
 __all__ = ["Outbox", "close_socket", "follow", "message_data", "read_start", "refuse", "session_route", "watch_route"]
 OnMessage = Callable[[bytes | str], Awaitable[None]]
 DELIBERATE = (1000, 1001)  # a client that closes with these meant to leave; anything else lost its connection
+GOING_AWAY = 1001  # a page unloading (a reload, too): an owner that can rejoin leaves with its grace period
 
 
 class Outbox:
@@ -168,17 +172,20 @@ async def refuse(ws: WebSocket, code: str, message: str) -> None:
         log.debug("refusal %s not delivered: %s", code, type(error).__name__)
 
 
-async def read_start(ws: WebSocket, settings: Settings, sessions: SessionManager) -> tuple[StartRequest, int]:
-    """The first frame, validated, and its images checked under the image budget: MedvizError on
-    anything wrong. Returns the request and the bytes of image budget its run will hold."""
+async def read_start(ws: WebSocket, settings: Settings, sessions: SessionManager,
+                     accept: tuple[str, ...] = ("start",)) -> tuple[StartRequest | RejoinRequest, int]:
+    """The first frame, validated, and a start's images checked under the image budget: MedvizError on
+    anything wrong. Returns the request and the bytes of image budget its run will hold (0 for a rejoin)."""
     try:
         message = await asyncio.wait_for(ws.receive(), settings.first_frame_timeout_s)
     except asyncio.TimeoutError:
         raise ProtocolError(f"no start frame within {settings.first_frame_timeout_s:g} s") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    request = parse_client_frame(message_data(message), settings.limits, accept=("start",))
-    if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start"
+    request = parse_client_frame(message_data(message), settings.limits, accept=accept)
+    if isinstance(request, RejoinRequest):
+        return request, 0
+    if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start" and "rejoin"
         raise ProtocolError(f"expected a start frame; got {request.type!r}")
     work = await check_images(request.images, sessions.images, settings.max_pixels, settings.max_decoded_bytes,
                               settings.image_wait_s)
@@ -192,9 +199,15 @@ async def session_route(ws: WebSocket) -> None:
     await ws.accept()
     try:
         with connections.hold("session"):
-            request, work = await read_start(ws, settings, sessions)
-            session_id, viewer = sessions.submit(request, work)
-            await _own(ws, settings, sessions, session_id, viewer)
+            request, work = await read_start(ws, settings, sessions, accept=("start", "rejoin"))
+            key: str | None = None
+            if isinstance(request, RejoinRequest):
+                key = request.key
+                session_id, viewer = request.session, sessions.rejoin(request.session, key)
+            else:
+                key = new_owner_key() if ws.query_params.get("rejoin") == "1" else None
+                session_id, viewer = sessions.submit(request, work, owner_key=key)
+            await _own(ws, settings, sessions, session_id, viewer, key)
     except MedvizError as error:
         log.info("start refused: %s", error.code)
         await refuse(ws, error.code, error.message)
@@ -202,8 +215,10 @@ async def session_route(ws: WebSocket) -> None:
         return
 
 
-async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, session_id: str, viewer: Viewer) -> None:
-    """Follow the session the socket started; a dropped or lost viewer leaves with a grace period."""
+async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, session_id: str, viewer: Viewer,
+               key: str | None = None) -> None:
+    """Follow the session the socket started (or took back); a dropped or lost owner leaves with a grace
+    period, and one with an owner `key` also when its page went away (1001: a reload looks like that)."""
     outbox = Outbox(asyncio.get_running_loop())
 
     async def on_message(data: bytes | str) -> None:
@@ -215,8 +230,10 @@ async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, sess
 
     outcome = "lost"
     try:
+        if key is not None:
+            await ws.send_bytes(OwnerFrame(session_id, key, settings.owner_grace_s).to_wire())
         outcome = await follow(ws, viewer, on_message, outbox, idle_s=settings.idle_timeout_s,
-                               close_s=settings.close_timeout_s)
+                               close_s=settings.close_timeout_s, away=key is not None)
     finally:
         outbox.withdraw(sessions.analyses)
         sessions.leave(session_id, viewer, owner=True, grace=outcome in ("dropped", "lost"))
@@ -249,10 +266,11 @@ async def watch_route(ws: WebSocket) -> None:
 
 
 async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: Outbox | None = None,
-                 stay: bool = False, idle_s: float | None = None, close_s: float = 30.0) -> str:
+                 stay: bool = False, idle_s: float | None = None, close_s: float = 30.0, away: bool = False) -> str:
     """Pump the viewer's frames and analysis answers to the socket while reading client
     messages; after the session's end, close once no analysis is owed (`stay`: never) or the
-    socket sat idle for `idle_s`. Returns how it ended: ended, idle, dropped, left or lost."""
+    socket sat idle for `idle_s`. Returns how it ended: ended, idle, dropped, left or lost
+    (`away`: a client that closed with 1001, going away, counts as lost)."""
     outbox = outbox or Outbox(asyncio.get_running_loop())
     idle = Idle(idle_s if idle_s is not None else float("inf"))
     pump = asyncio.create_task(_pump(ws, viewer, idle))
@@ -278,7 +296,7 @@ async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: O
             task.cancel()
     if outcome == "left":
         code = listen.result() if listen.done() and not listen.cancelled() and listen.exception() is None else 1006
-        return "left" if code in DELIBERATE else "lost"
+        return "left" if code in DELIBERATE and not (away and code == GOING_AWAY) else "lost"
     if outcome == "dropped":
         await close_socket(ws, CloseCode.TOO_SLOW, viewer.too_slow_reason, close_s)
     elif outcome == "idle":

@@ -10,7 +10,10 @@ Redis feeds every viewer on this node. A watcher of a session this node does not
 gets its frames so far from Redis (XRANGE) first. After the end the channel stays
 `linger_s` (so does the stream: its TTL). Cancels and owner-gone checks (the owner's flag
 and each web node's viewer count) go through Redis to the worker; analyses too
-(remote_analyses.py). The short Redis commands of the interface run on the event loop (a
+(remote_analyses.py). An owner's rejoin (sessions.py) works through any node: the owner
+key's hash, the count of the owner's open sockets (`owner`) and the time until which it may
+come back (`owner_until`, Redis's clock) are fields of the session's hash, checked and
+counted in one script. The short Redis commands of the interface run on the event loop (a
 round trip each, never a blocking read); a heartbeat thread keeps this node alive in
 `P:nodes`, refreshes the live workers, and reclaims abandoned jobs. Redis lost: a
 request is refused `busy`; a followed session whose Redis stays away `redis_wait_s`, or
@@ -53,7 +56,7 @@ from .redis_keys import (
 )
 from .redis_queue import RedisQueue
 from .remote_analyses import RemoteAnalyses
-from .sessions import SessionInfo, SessionSource, unknown
+from .sessions import SessionInfo, SessionSource, gone_for, key_hash, refuse_rejoin, unknown
 from .settings import Settings
 
 log = logging.getLogger("medviz.server")
@@ -65,6 +68,22 @@ LOST = "lost the connection to the session store (Redis); this session's frames 
 FOLLOW_FAILED = "this web node failed to follow the session's frames (its log says why)"
 GONE = "this session's log is gone from the session store (Redis restarted or it expired); start it again"
 _FAILURES = (redis.ConnectionError, redis.TimeoutError)
+_TIME = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
+_REJOIN = _TIME + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'unknown' end
+local f = redis.call('HMGET', KEYS[1], 'owner_key', 'owner', 'owner_until')
+if not f[1] or f[1] ~= ARGV[1] then return 'mismatch' end
+if tonumber(f[2] or '0') <= 0 and now > tonumber(f[3] or '0') then return 'expired' end
+redis.call('HINCRBY', KEYS[1], 'owner', 1)
+return 'ok'
+"""
+_OWNER_LEFT = _TIME + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local left = redis.call('HINCRBY', KEYS[1], 'owner', -1)
+if left <= 0 then redis.call('HSET', KEYS[1], 'owner', 0, 'owner_until', now + tonumber(ARGV[1])) end
+return 1
+"""
+_REJOIN_WHY = {"unknown": "it does not exist or has expired", "mismatch": "the owner key does not match"}
 
 
 @dataclass(eq=False)
@@ -97,19 +116,24 @@ class RedisSessions:
         self._counts_due: dict[str, _Followed] = {}  # sessions whose viewer count here changed this turn
         self._ended: list[str] = []
         self._stop = threading.Event()
+        self._rejoin = self.r.register_script(_REJOIN)
+        self._owner_left = self.r.register_script(_OWNER_LEFT)
         self._janitor_pass()
         self._janitor = threading.Thread(target=self._janitor_loop, name="medviz-janitor", daemon=True)
         self._janitor.start()
 
     # -- the SessionManager interface ------------------------------------------------------
 
-    def submit(self, request: StartRequest, image_work: int = 0) -> tuple[str, Viewer]:
+    def submit(self, request: StartRequest, image_work: int = 0, owner_key: str | None = None) -> tuple[str, Viewer]:
         session_id = secrets.token_urlsafe(16)
         try:
             position = self.queue.submit(session_id, request.to_wire(), image_work, request.record, time.time())
             if position < 0:
                 raise BusyError(f"the generation queue is full ({self.settings.queue_cap} waiting); try again "
                                 "shortly")
+            if owner_key is not None:
+                key = self.keys.session(session_id)
+                self.queue.note(self.r, session_id, key, "owner_key", key_hash(owner_key))
             followed = self._follow(session_id, _Followed(Channel(self.settings.viewer_queue)))
             owner = followed.channel.subscribe()
             self._count(session_id, followed)
@@ -119,6 +143,17 @@ class RedisSessions:
                  session_id, position, len(request.images), "yes" if request.question else "no",
                  request.params.max_new_tokens, request.record)
         return session_id, owner
+
+    def rejoin(self, session_id: str, owner_key: str) -> Viewer:
+        try:
+            found = text(self._rejoin(keys=[self.keys.session(session_id)], args=[key_hash(owner_key)]))
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+        if found != "ok":
+            why = _REJOIN_WHY.get(found, gone_for(self.settings.owner_grace_s))
+            raise refuse_rejoin(session_id, why)
+        log.info("session %s: owner rejoined through web node %s", session_id, self.node)
+        return self.watch(session_id)
 
     def watch(self, session_id: str) -> Viewer:
         followed = self._followed.get(session_id) or self._load(session_id)
@@ -142,7 +177,8 @@ class RedisSessions:
             self._count(session_id, followed)
         if owner:
             try:
-                self.queue.note(self.r, session_id, self.keys.session(session_id), "owner", 0)
+                rejoin_s = self.settings.owner_grace_s if grace else 0.0  # a deliberate leave: no rejoin
+                self._owner_left(keys=[self.keys.session(session_id)], args=[rejoin_s])
             except redis.RedisError as error:
                 log.info("session %s: leave not recorded: %s", session_id, type(error).__name__)
                 return
@@ -335,6 +371,12 @@ class RedisSessions:
         if followed is not None and followed.channel.watchers > 0:
             return  # somebody here still watches
         try:
+            owners, until = self.r.hmget(self.keys.session(session_id), "owner", "owner_until")
+            seconds, micros = self.r.time()
+            wait = float(until or 0) - (seconds + micros / 1e6)
+            if int(owners or 0) <= 0 and wait > 0:  # its owner may still rejoin (a later leave set a later time)
+                self.loop.call_later(wait, self._stop_if_abandoned, session_id)
+                return
             found = self.queue.owner_check(session_id, self.node)
             if found is None:
                 return

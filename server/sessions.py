@@ -1,4 +1,4 @@
-"""Live sessions behind a small interface: submit, watch, leave, cancel, list.
+"""Live sessions behind a small interface: submit, rejoin, watch, leave, cancel, list.
 
 Owns: `SessionManager` (the Protocol the routes use) and `LocalSessions`, its in-process
 implementation: one `GenerationWorker` for the model and one broadcast `Channel` per session.
@@ -7,15 +7,21 @@ cancels and analyses through Redis, generation on Redis workers or Ray Serve rep
 `SessionSource` (a session's frames decoded once each, for analyses) serves both. Owner semantics: when the
 starting client has left and nobody watches, the run stops; a viewer that was dropped (4008) or
 lost its connection, the owner included, leaves with `owner_grace_s` to rejoin through
-/ws/watch before that check. Analysis jobs (`analyses`) run on the same worker, in a line
-bounded per connection and in total; `live_source` gives them a session's frames so far,
-decoded once each. `images` is the image budget start requests are admitted under; `writing`
-says whether a recording is still being written (it may not be deleted).
+/ws/watch before that check. An owner given an owner key (`submit(..., owner_key=)`: the
+owner's socket got it in the `owner` frame) may take the session back with it (`rejoin`)
+while it is still an owner elsewhere or within `owner_grace_s` of its last owner leaving
+(a reload); a deliberate leave revokes it. Only the key's hash is kept. Analysis jobs
+(`analyses`) run on the same worker, in a line bounded per connection and in total;
+`live_source` gives them a session's frames so far, decoded once each. `images` is the image
+budget start requests are admitted under; `writing` says whether a recording is still being
+written (it may not be deleted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -52,6 +58,27 @@ class SessionInfo:
     recording: bool
 
 
+def key_hash(owner_key: str) -> str:
+    """What a manager keeps of an owner key: its SHA-256, hex (the key itself is never stored)."""
+    return hashlib.sha256(owner_key.encode("utf-8")).hexdigest()
+
+
+def new_owner_key() -> str:
+    """An unguessable owner key (256 random bits), for the owner's socket only."""
+    return secrets.token_urlsafe(32)
+
+
+NO_REJOIN = "cannot rejoin session {id} as its owner: {why}; start a new session"
+
+
+def gone_for(grace_s: float) -> str:
+    return f"its owner left and did not come back within {grace_s:g} s"
+
+
+def refuse_rejoin(session_id: str, why: str) -> NotFoundError:
+    return NotFoundError(NO_REJOIN.format(id=repr(session_id[:64]), why=why))
+
+
 class SessionManager(Protocol):
     """What the routes need from sessions; an implementation may live on other machines."""
 
@@ -63,9 +90,14 @@ class SessionManager(Protocol):
     def live_source(self, session_id: str) -> AnalysisSource:
         """A session's frames so far, for analysis. NotFoundError if unknown, RequestError before start."""
 
-    def submit(self, request: StartRequest, image_work: int = 0) -> tuple[str, Viewer]:
+    def submit(self, request: StartRequest, image_work: int = 0, owner_key: str | None = None) -> tuple[str, Viewer]:
         """Queue a run over the request's checked files (`image_work`: bytes of the image budget its
-        decoding needs); returns its id and the owner's viewer. BusyError when the line is full."""
+        decoding needs); returns its id and the owner's viewer. BusyError when the line is full.
+        `owner_key`: the key that lets the owner `rejoin` (None: it cannot)."""
+
+    def rejoin(self, session_id: str, owner_key: str) -> Viewer:
+        """The owner back (a reloaded page): a viewer with the session's log so far, then live frames.
+        NotFoundError (one clear line) for an unknown session, a wrong key, or a grace period past."""
 
     def watch(self, session_id: str) -> Viewer:
         """A viewer that gets the session's frames so far, then live ones. NotFoundError if unknown."""
@@ -126,7 +158,9 @@ class _Session:
     job: Job
     channel: Channel
     created: float
-    owner_present: bool = True
+    owners: int = 1  # the owner's sockets open now (a rejoin may come before the old socket's close)
+    owner_key: str | None = None  # key_hash of the owner key; None: no rejoin
+    rejoin_until: float = 0.0  # loop time until which the owner may rejoin after its last socket left
     frames: SessionSource = field(default_factory=SessionSource)
 
 
@@ -144,7 +178,7 @@ class LocalSessions:
         self.analyses = AnalysisJobs(engine, self.worker, settings.analysis_cache)
         self._sessions: dict[str, _Session] = {}
 
-    def submit(self, request: StartRequest, image_work: int = 0) -> tuple[str, Viewer]:
+    def submit(self, request: StartRequest, image_work: int = 0, owner_key: str | None = None) -> tuple[str, Viewer]:
         session_id = secrets.token_urlsafe(16)
         channel = Channel(self.settings.viewer_queue)
         owner = channel.subscribe()
@@ -162,7 +196,8 @@ class LocalSessions:
         files = request.images  # the job keeps them as its images; its request keeps the parameters only
         job = Job(session=session_id, request=replace(request, images=tuple(b"" for _ in files)),
                   images=files, emit=emit, done=done, keep=keep, recording=target, image_work=image_work)
-        self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time())
+        self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time(),
+                                              owner_key=None if owner_key is None else key_hash(owner_key))
         try:
             position = self.worker.submit(job)
         except BaseException:
@@ -177,6 +212,18 @@ class LocalSessions:
         session = self._sessions.get(session_id)
         if session is None:
             raise unknown(session_id)
+        return session.channel.subscribe()
+
+    def rejoin(self, session_id: str, owner_key: str) -> Viewer:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise refuse_rejoin(session_id, "it does not exist or has expired")
+        if session.owner_key is None or not hmac.compare_digest(session.owner_key, key_hash(owner_key)):
+            raise refuse_rejoin(session_id, "the owner key does not match")
+        if session.owners == 0 and self.loop.time() > session.rejoin_until:
+            raise refuse_rejoin(session_id, gone_for(self.settings.owner_grace_s))
+        session.owners += 1
+        log.info("session %s: owner rejoined", session_id)
         return session.channel.subscribe()
 
     def live_source(self, session_id: str) -> AnalysisSource:
@@ -196,7 +243,9 @@ class LocalSessions:
             return
         session.channel.unsubscribe(viewer)
         if owner:
-            session.owner_present = False
+            session.owners = max(0, session.owners - 1)
+            if session.owners == 0:  # a deliberate leave revokes the key at once
+                session.rejoin_until = self.loop.time() + (self.settings.owner_grace_s if grace else 0.0)
         if grace:
             self.loop.call_later(self.settings.owner_grace_s, self._stop_if_abandoned, session_id)
         else:
@@ -204,9 +253,13 @@ class LocalSessions:
 
     def _stop_if_abandoned(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
-        if session is None:
+        if session is None or session.owners > 0:
             return
-        if not session.owner_present and session.channel.watchers == 0 and session.job.state != "finished":
+        wait = session.rejoin_until - self.loop.time()
+        if wait > 0:  # its owner may still come back (a later leave set a later time, or the timer ran early)
+            self.loop.call_later(wait, self._stop_if_abandoned, session_id)
+            return
+        if session.channel.watchers == 0 and session.job.state != "finished":
             log.info("session %s: owner gone and nobody watching; stopping", session_id)
             self.worker.cancel(session.job)
 

@@ -1,6 +1,6 @@
 """Wire protocol v2, client -> server: every request a client sends, parsed and checked once.
 
-Owns: the typed requests (`StartRequest`, `AnalyzeRequest` with its `BoxRequest`s,
+Owns: the typed requests (`StartRequest`, `RejoinRequest`, `AnalyzeRequest` with its `BoxRequest`s,
 `CancelAnalysisRequest`, and the commands `cancel`, `pause`, `resume`, `seek`, `speed`),
 each with `to_wire()` for Python clients, tests and benchmarks, and `parse_client_frame`,
 which turns one message into one of them or raises: ProtocolError for bytes that are not a
@@ -36,8 +36,9 @@ from .limits import (
 from .results import ANALYSIS_KINDS
 from .server_frames import params_from_wire, params_to_wire
 
-CLIENT_TYPES = ("start", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
+CLIENT_TYPES = ("start", "rejoin", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
 ANALYSIS_COMMANDS = ("analyze", "cancel_analysis")
+MAX_REJOIN_CHARS = 128  # a session id or owner key in a rejoin request
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,19 @@ class StartRequest:
         return pack("start", {"images": list(self.images), "labels": list(self.labels), "question": self.question,
                               "prompt": self.preset, "params": params_to_wire(self.params),
                               "methods": None if self.methods is None else list(self.methods), "record": self.record})
+
+
+@dataclass(frozen=True)
+class RejoinRequest:
+    """Take a live session back as its owner (a reloaded page): its id and the owner key the server gave
+    the owner's socket in the `owner` frame. Sent instead of `start` as the first frame of /ws/session."""
+
+    session: str
+    key: str
+    type: str = "rejoin"
+
+    def to_wire(self) -> bytes:
+        return pack("rejoin", {"session": self.session, "key": self.key})
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,7 @@ class CancelAnalysisRequest:
         return pack("cancel_analysis", {"job": self.job, "id": self.id})
 
 
-ClientFrame = (StartRequest | CancelRequest | PauseRequest | ResumeRequest | SeekRequest | SpeedRequest
+ClientFrame = (StartRequest | RejoinRequest | CancelRequest | PauseRequest | ResumeRequest | SeekRequest | SpeedRequest
                | AnalyzeRequest | CancelAnalysisRequest)
 
 
@@ -226,6 +240,15 @@ def _parse_start(f: Mapping[str, Any], limits: ClientLimits) -> StartRequest:
         preset=check_preset(_optional(f, "prompt", str, None)).name, params=params,
         methods=None if methods is None else check_methods(methods), record=_optional(f, "record", bool, False),
     )
+
+
+def _parse_rejoin(f: Mapping[str, Any], limits: ClientLimits) -> RejoinRequest:
+    session = get_field(f, "session", str, "rejoin", RequestError)
+    key = get_field(f, "key", str, "rejoin", RequestError)
+    if not 1 <= len(session) <= MAX_REJOIN_CHARS or not 1 <= len(key) <= MAX_REJOIN_CHARS:
+        raise RequestError(f"a rejoin's session and key must be 1..{MAX_REJOIN_CHARS} characters; got "
+                           f"{len(session)} and {len(key)}")
+    return RejoinRequest(session=session, key=key)
 
 
 def _parse_analyze(f: Mapping[str, Any], limits: ClientLimits) -> AnalyzeRequest:
@@ -302,7 +325,7 @@ def _parse_speed(f: Mapping[str, Any], limits: ClientLimits) -> SpeedRequest:
 
 _PARSERS: dict[str, Any] = {
     "start": _parse_start, "analyze": _parse_analyze, "cancel_analysis": _parse_cancel_analysis,
-    "seek": _parse_seek, "speed": _parse_speed,
+    "seek": _parse_seek, "speed": _parse_speed, "rejoin": _parse_rejoin,
     "cancel": lambda f, limits: CancelRequest(), "pause": lambda f, limits: PauseRequest(),
     "resume": lambda f, limits: ResumeRequest(),
 }

@@ -1,7 +1,7 @@
 """Wire protocol v2, server -> client: every frame a server sends, as typed values with their field names.
 
-Owns: the frames `start`, `step`, `end`, `error`, `queued`, `replay` and the recording-only
-`source` (`analysis` is in results.py), each a frozen dataclass with `to_wire()` (bytes)
+Owns: the frames `start`, `step`, `end`, `error`, `queued`, `replay`, the owner-only `owner`
+and the recording-only `source` (`analysis` is in results.py), each a frozen dataclass with `to_wire()` (bytes)
 and `from_wire(map)`; `StartFrame.of_run` and `StepFrame.of_step`, the one place an engine
 value becomes a frame; and `decode`, bytes -> typed frame, which reads version 1 too
 (v1.py upgrades it). Step frames pack floats as float32 (a step with six 16 x 16 maps
@@ -393,11 +393,31 @@ class SourceFrame:
         return SourceFrame(headers=tuple(headers))
 
 
-Frame = StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame | SourceFrame | AnalysisFrame
+@dataclass(frozen=True)
+class OwnerFrame:
+    """Owner-only (never sent to a watcher nor recorded): the key that lets the owner's page take its session
+    back within `grace_s` of losing its socket (a reload), with a `rejoin` request."""
+
+    session: str
+    key: str
+    grace_s: float
+    type: str = "owner"
+
+    def to_wire(self) -> bytes:
+        return pack("owner", {"session": self.session, "key": self.key, "grace_s": float(self.grace_s)})
+
+    @staticmethod
+    def from_wire(f: Mapping[str, Any]) -> OwnerFrame:
+        return OwnerFrame(session=get_field(f, "session", str, "owner"), key=get_field(f, "key", str, "owner"),
+                          grace_s=float(get_field(f, "grace_s", float, "owner")))
+
+
+Frame = (StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame | SourceFrame | AnalysisFrame
+         | OwnerFrame)
 _DECODERS: dict[str, Any] = {
     "start": StartFrame.from_wire, "step": StepFrame.from_wire, "end": EndFrame.from_wire,
     "error": ErrorFrame.from_wire, "queued": QueuedFrame.from_wire, "replay": ReplayFrame.from_wire,
-    "source": SourceFrame.from_wire, "analysis": AnalysisFrame.from_wire,
+    "source": SourceFrame.from_wire, "analysis": AnalysisFrame.from_wire, "owner": OwnerFrame.from_wire,
 }
 
 

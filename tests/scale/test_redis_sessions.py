@@ -11,12 +11,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from medviz_core.recording import read_recording
 from medviz_core.token_analysis import job_id
 from medviz_core.wire import server_frames as frames
-from medviz_core.wire.client_frames import AnalyzeRequest
+from medviz_core.wire.client_frames import AnalyzeRequest, RejoinRequest
 from medviz_core.wire.results import AnalysisFrame, GradientResult
 from server.analysis_jobs import FINAL
 from server.redis_keys import Keys
 from tests.server.engines import GATED, GatedEngine
-from tests.server.helpers import kinds, receive_all, recv, run, session, session_of, start_bytes, until
+from tests.server.helpers import kinds, receive_all, recv, refused, run, session, session_of, start_bytes, until
 from tests.wire_client import encode_analyze, encode_command
 
 from .conftest import Cluster
@@ -188,3 +188,36 @@ def test_an_analysis_asked_through_node_b_is_computed_by_the_worker_and_answered
     final = answers[-1]
     assert isinstance(final, AnalysisFrame) and final.status == "done" and isinstance(final.result, GradientResult)
     assert worker.analyses.runs == 1
+
+
+def test_an_owner_that_reloads_rejoins_through_another_node_with_its_key_and_stop_still_works(
+        cluster: Cluster, tiny_engine: Any, sample_bytes: bytes) -> None:
+    engine = GatedEngine(tiny_engine, hold_at=3)
+    a, b = cluster.node(owner_grace_s=30), cluster.node(owner_grace_s=30)
+    cluster.worker(engine)
+
+    async def scenario() -> tuple[frames.OwnerFrame, list[bytes], tuple[Any, int | None, str], list[bytes]]:
+        async with connect(f"{a.ws}/ws/session?rejoin=1", max_size=None) as page:
+            await page.send(start_bytes(sample_bytes, max_new_tokens=8, question=GATED))
+            owner = frames.decode(await recv(page))
+            assert isinstance(owner, frames.OwnerFrame)
+            got = await _frames_until(page, 4)  # start and steps 0..2: the run waits before step 3
+            await page.close(1001)  # as a page unloading closes it
+        await until(lambda: a.app.state.connections.open["session"] == 0, "node A saw the page go")
+        wrong = await refused(f"{b.ws}/ws/session", RejoinRequest(owner.session, "x" * 43).to_wire())
+        async with connect(f"{b.ws}/ws/session", max_size=None) as page:
+            await page.send(RejoinRequest(owner.session, owner.key).to_wire())
+            assert frames.decode(await recv(page)) == owner
+            rejoined = await _frames_until(page, 4)
+            await page.send(encode_command("cancel"))
+            engine.gate.set()
+            return owner, got, wrong, [*rejoined, *await receive_all(page)]
+
+    owner, got, (wrong, code, _), rest = run(scenario())
+    assert rest[:4] == got and kinds(rest)[-1] == "end"
+    end = frames.decode(rest[-1])
+    assert isinstance(end, frames.EndFrame) and (end.reason, end.tokens) == ("cancelled", 4)
+    assert isinstance(wrong, frames.ErrorFrame) and code == 4404
+    assert wrong.message.endswith("as its owner: the owner key does not match; start a new session")
+    stored = cluster.redis.client().hget(KEYS.session(owner.session), "owner_key")
+    assert stored is not None and owner.key.encode() not in stored  # Redis holds the key's hash only
