@@ -4,6 +4,7 @@ panel, a second person watching through the share link ends with the same report
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,14 @@ def cut_after(frames_seen: int, code: int) -> Any:
     """A route for the page's /ws/session: the real server's frames pass until `frames_seen`, then
     the page's side closes with `code` (the server's side stays open, as a dropped link leaves it:
     Playwright would forward the page's close to the server, a deliberate leave that stops the
-    session at once, unless the route handles the page's close itself)."""
+    session at once, unless the route handles the page's close itself). Only the first socket is
+    cut; the page's rejoin passes untouched."""
+    sockets = [0]
+
     def route(ws: Any) -> None:
         server = ws.connect_to_server()
-        seen = [0]
+        sockets[0] += 1
+        seen = [0 if sockets[0] == 1 else -(10**9)]
         ws.on_close(lambda code, reason: None)  # the page's side closing leaves the server's side open
 
         def to_page(message: Any) -> None:
@@ -187,13 +192,13 @@ def cut_after(frames_seen: int, code: int) -> Any:
 
 
 @pytest.mark.parametrize("code", [4008, 1006], ids=["fell-behind", "link-lost"])
-def test_a_live_page_dropped_or_cut_off_rejoins_from_the_log_and_ends_with_the_whole_report(
+def test_a_live_page_dropped_or_cut_off_rejoins_as_owner_from_the_log_and_ends_with_the_whole_report(
     tab: Watched, server: Server, cxr_dir: Path, code: int
 ) -> None:
     page = tab.page
-    page.route_web_socket("**/ws/session", cut_after(6, code))
+    page.route_web_socket(re.compile(r"/ws/session\b"), cut_after(6, code))
     start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=40, record=True)
     wait_phase(page, "ended")
-    assert "watch=" in page.url
+    assert "watch=" not in page.url  # back as its owner (with its key), not as a watcher
     assert token_count(page) == 40 and page.inner_text("#status").startswith("Done")
     assert tab.errors == []

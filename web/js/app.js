@@ -11,7 +11,7 @@ import { analyze, cancelJob, gradientMaps } from "./analysis.js";
 import { bindCompare, showCompare } from "./compare.js";
 import { invalidateContext } from "./context-view.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
-import { move, openDetail, openReplay, openWatch, pin, playPause, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
+import { move, openDetail, openReplay, openWatch, pin, playPause, resumeOwned, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
 import { exportDetail } from "./detail.js";
 import { exportDicom } from "./dicom-export.js";
 import { downloadPng } from "./export.js";
@@ -216,5 +216,6 @@ const watchId = query.get("watch");
 const replayId = query.get("replay");
 if (watchId) openWatch(watchId);
 else if (replayId) openReplay(replayId);
+else resumeOwned();  // a reload of the page that owns a live session takes it back
 store.subscribe(() => player.render(store.state.replay, store.state.cursor, store.state.phase === "ended"));
 requestRender();

@@ -12,7 +12,7 @@ import { errorWords } from "./format.js";
 import { imagesOf } from "./images.js";
 import { $, hideBanner, page, pageUrl, showBanner, store } from "./page.js";
 import { invalidate, requestRender } from "./render.js";
-import { Channel, replayRecording, startSession, watchSession } from "./session.js";
+import { Channel, forgetOwner, keepOwner, keptOwner, rejoinSession, replayRecording, startSession, watchSession } from "./session.js";
 import { shownIndex } from "./state.js";
 import { applyWindow, loadXRay } from "./xray.js";
 
@@ -26,14 +26,26 @@ function onFrame(f) {
   } else if (f.type === "step") {
     s.steps[f.i] = f;
     store.set({ steps: s.steps, cursor: f.i, phase: "running" });
+  } else if (f.type === "owner") {
+    keepOwner(f);  // this tab's key to take the session back after a reload
+    page.rejoining = false;
   } else if (f.type === "end") {
+    if (s.mode === "live") forgetOwner();
     store.set({ end: f, phase: "ended" });
     if (f.reason === "error") showBanner(`The generation failed: ${f.message || "no detail given"}.`);
   } else if (f.type === "error") {
     // a refused analysis shows on the job of the request it answers, without a banner
     if (f.id !== null && failRequest(f.id, f.code, f.message)) return;
     if (s.phase === "running" || s.phase === "ended") showBanner(errorWords(f.code, f.message));
-    else {
+    else if (page.rejoining) {  // the session could not be taken back: a fresh page to start a new one
+      forgetOwner();
+      page.rejoining = false;
+      page.link?.channel.close();
+      page.link = null;
+      store.set({ mode: "idle", phase: "idle" });
+      showBanner(errorWords(f.code, f.message));
+    } else {
+      if (s.mode === "live") forgetOwner();
       store.set({ error: { code: f.code, message: f.message }, phase: "closed" });
       showBanner(errorWords(f.code, f.message));
     }
@@ -54,13 +66,17 @@ const handlers = {
     const s = store.state;
     if (s.phase === "ended" || s.error) return;
     // a watcher rejoins on any close; a live page too when it fell behind (4008) or lost the link (1006):
-    // the session runs on, and /ws/watch sends its log from the start
+    // the session runs on, and the server sends its log from the start: to the owner's key as its owner
+    // (Stop still works), else through /ws/watch
     const lost = code === 4008 || code === 1006;
-    if (s.start && page.rejoins < 3 && (s.mode === "watch" || (s.mode === "live" && lost))) {
+    const owned = s.mode === "live" && lost ? keptOwner() : null;
+    if ((s.start || owned) && page.rejoins < 3 && (s.mode === "watch" || (s.mode === "live" && lost))) {
       page.rejoins += 1;
-      setTimeout(() => openWatch(/** @type {string} */ (s.start?.session)), code === 4008 ? 0 : 600);
+      const again = owned ? () => openRejoin(owned) : () => openWatch(/** @type {string} */ (s.start?.session));
+      setTimeout(again, code === 4008 ? 0 : 600);
       return;
     }
+    if (page.rejoining) forgetOwner();
     store.set({ phase: "closed" });
     if (!clean || s.phase !== "idle") showBanner(why);
   },
@@ -84,8 +100,10 @@ export async function showImages(blobs) {
   invalidate();
 }
 
-/** @param {"live" | "watch" | "replay"} mode */
-function fresh(mode) {
+/** @param {"live" | "watch" | "replay"} mode @param {boolean} [owned] the owner key stays (a rejoin) */
+function fresh(mode, owned = false) {
+  if (!owned && page.link && store.state.mode === "live") forgetOwner();  // left on purpose: the server stops it
+  page.rejoining = false;
   page.link?.channel.close();
   page.side?.close();
   page.link = null;
@@ -122,6 +140,25 @@ export function stop() {
     page.link?.channel.close();
     store.set({ phase: "closed" });
   }
+}
+
+/**
+ * Take this tab's live session back as its owner (after a reload or a lost link): its log from the
+ * start, then live frames; a refusal (a wrong or expired key) leaves a fresh page.
+ * @param {{session: string, key: string}} owned
+ */
+export function openRejoin(owned) {
+  fresh("live", true);
+  page.rejoining = true;
+  history.replaceState(null, "", pageUrl({}));
+  page.link = rejoinSession(owned, store.state.token, handlers);
+}
+
+/** At page load: rejoin the live session this tab owned before a reload, if it kept one. @returns {boolean} */
+export function resumeOwned() {
+  const owned = keptOwner();
+  if (owned) openRejoin(owned);
+  return owned !== null;
 }
 
 /** @param {string} id */

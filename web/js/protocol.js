@@ -46,8 +46,9 @@ export const VERSION = 2;
  * @typedef {{type: "error", code: string, message: string, id: string | null}} ErrorFrame  id: the request it answers
  * @typedef {{type: "queued", position: number}} QueuedFrame
  * @typedef {{type: "replay", recording: string, steps: number, speed: number, paused: boolean, at: number}} ReplayFrame
+ * @typedef {{type: "owner", session: string, key: string, graceS: number}} OwnerFrame  to the owner's socket only
  * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
- * @typedef {StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame | AnalysisFrame} Frame
+ * @typedef {StartFrame | StepFrame | EndFrame | ErrorFrame | QueuedFrame | ReplayFrame | AnalysisFrame | OwnerFrame} Frame
  */
 
 /** @param {Record<string, unknown>} m @returns {ModelInfo} */
@@ -168,6 +169,7 @@ const DECODERS = {
     paused: bool(f, "paused"), at: num(f, "at"),
   }),
   analysis: decodeAnalysis,
+  owner: (f) => ({ type: "owner", session: str(f, "session"), key: str(f, "key"), graceS: num(f, "grace_s") }),
 };
 
 /**
@@ -216,6 +218,11 @@ export function encodeStart(r) {
     v: VERSION, type: "start", images: r.images, labels: r.labels ?? [], question: r.question,
     prompt: r.preset ?? null, params: encodeParams(r.params), methods: r.methods ?? null, record: r.record,
   });
+}
+
+/** Take a live session back as its owner (a reloaded page). @param {string} session @param {string} key @returns {Uint8Array} */
+export function encodeRejoin(session, key) {
+  return encode({ v: VERSION, type: "rejoin", session, key });
 }
 
 /** @param {"cancel" | "pause" | "resume"} type @returns {Uint8Array} */

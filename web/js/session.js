@@ -1,13 +1,15 @@
 // @ts-check
 /**
- * Websocket clients for the three server routes: start a session, watch one, replay one.
+ * Websocket clients for the three server routes: start (or rejoin) a session, watch one, replay one.
  *
  * Owns connections: URLs (with the access token when the page has one), binary frames
- * in and out, and close codes turned into plain words. It decodes with protocol.js and
- * hands frames to a callback; it never touches the state or the DOM.
+ * in and out, close codes turned into plain words, and the owner key of this tab's live
+ * session (sessionStorage: it survives a reload of this tab only, and is never put in a
+ * URL). It decodes with protocol.js and hands frames to a callback; it never touches the
+ * state or the DOM.
  */
 
-import { decodeFrame, encodeCommand, encodeSeek, encodeSpeed, encodeStart } from "./protocol.js";
+import { decodeFrame, encodeCommand, encodeRejoin, encodeSeek, encodeSpeed, encodeStart } from "./protocol.js";
 
 /**
  * @typedef {{frame: (f: import("./protocol.js").Frame) => void,
@@ -48,6 +50,35 @@ export function socketUrl(path, token) {
   const url = new URL(`${scheme}//${location.host}${path}`);
   if (token) url.searchParams.set("token", token);
   return url.toString();
+}
+
+const OWNER = "medviz.owner";
+
+/**
+ * The live session this tab owns, kept for a rejoin after a reload.
+ * @param {import("./protocol.js").OwnerFrame} f
+ */
+export function keepOwner(f) {
+  try {
+    sessionStorage.setItem(OWNER, JSON.stringify({ session: f.session, key: f.key }));
+  } catch { /* storage off: a reload then ends the session as before */ }
+}
+
+/** @returns {{session: string, key: string} | null} the session this tab owned before a reload */
+export function keptOwner() {
+  try {
+    const v = JSON.parse(sessionStorage.getItem(OWNER) ?? "null");
+    return v && typeof v.session === "string" && typeof v.key === "string" ? { session: v.session, key: v.key } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The session ended, was refused or left on purpose: nothing to rejoin. */
+export function forgetOwner() {
+  try {
+    sessionStorage.removeItem(OWNER);
+  } catch { /* nothing kept */ }
 }
 
 /** One websocket carrying protocol frames. */
@@ -102,7 +133,16 @@ export class Channel {
  * @param {import("./protocol.js").StartRequest} request @param {string | null} token @param {Handlers} on
  */
 export function startSession(request, token, on) {
-  const ch = new Channel("/ws/session", token, on, encodeStart(request));
+  const ch = new Channel("/ws/session?rejoin=1", token, on, encodeStart(request));
+  return { channel: ch, cancel: () => ch.send(encodeCommand("cancel")) };
+}
+
+/**
+ * Take a live session back as its owner with the key its `owner` frame gave (a reload, a lost link).
+ * @param {{session: string, key: string}} owned @param {string | null} token @param {Handlers} on
+ */
+export function rejoinSession(owned, token, on) {
+  const ch = new Channel("/ws/session", token, on, encodeRejoin(owned.session, owned.key));
   return { channel: ch, cancel: () => ch.send(encodeCommand("cancel")) };
 }
 
