@@ -10,20 +10,20 @@
 import { analyze, cancelJob, gradientMaps } from "./analysis.js";
 import { bindCompare, showCompare } from "./compare.js";
 import { invalidateContext } from "./context-view.js";
-import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay } from "./controls.js";
+import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay, showSuggested } from "./controls.js";
 import { move, openDetail, openReplay, openWatch, pin, playPause, resumeOwned, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
 import { exportDetail } from "./detail.js";
 import { exportDicom } from "./dicom-export.js";
-import { downloadPng } from "./export.js";
-import { errorWords, visibleToken } from "./format.js";
-import { blockOf, imagesOf } from "./images.js";
+import { captioned, downloadPng } from "./export.js";
+import { errorWords, methodLabel, modelNote, visibleToken } from "./format.js";
+import { blockOf, imageName, imagesOf } from "./images.js";
 import { bindKeys } from "./keys.js";
 import { apiUrl, deleteRecording, listRecordings, renderLibrary } from "./library.js";
 import { METHODS_ORDER } from "./methods.js";
 import { $, hideBanner, page, showBanner, store } from "./page.js";
 import { stripIndexAt } from "./panels.js";
 import { Player } from "./player.js";
-import { detailContext, invalidate, panes, requestRender } from "./render.js";
+import { detailContext, invalidate, panes, requestRender, shownBlock } from "./render.js";
 import { shownIndex, shownStep } from "./state.js";
 import { addFiles, dropText, renderFiles } from "./study.js";
 import { volumeMethod } from "./volume-panel.js";
@@ -77,6 +77,7 @@ async function loadHealth() {
     }
     const h = await res.json();
     store.set({ health: h });
+    showSuggested(h.params);
     $("server-info").textContent = [h.model, h.device].filter(Boolean).join(" · ") || "server ready";
   } catch {
     $("server-info").textContent = "server unreachable";
@@ -98,6 +99,21 @@ function setFiles(files) {
   store.set({ files });
   showFiles();
   if (store.state.mode === "idle" || store.state.phase !== "running") void showImages(files.map((f) => new Blob([/** @type {BlobPart} */ (f.bytes)])));
+}
+
+/**
+ * The sidebar follows the session on screen: a replay's, a watched one's, or a live one taken back
+ * after a reload show their own images and labels (from the start frame); a live page keeps the
+ * files it sent. A new pick then starts a new study.
+ * @param {import("./protocol.js").StartFrame} start
+ */
+function showSessionFiles(start) {
+  const s = store.state;
+  if (s.mode === "live" && s.files.length > 0) return;
+  const files = imagesOf(start).map((im, k) => ({ name: `${imageName(start, k)} (recorded)`, bytes: im.png, label: im.label }));
+  page.filesUsed = true;
+  store.set({ files });
+  showFiles();
 }
 
 function bindStudy() {
@@ -130,7 +146,8 @@ function bind() {
   $("refresh-library").addEventListener("click", () => void refreshLibrary());
   $("share").addEventListener("click", () => {
     const url = $("share").dataset.url ?? "";
-    navigator.clipboard?.writeText(url).then(() => showBanner(`Watch link copied: ${url}`), () => showBanner(`Share this watch link: ${url}`));
+    const what = url.includes("replay=") ? "Replay link" : "Watch link";
+    navigator.clipboard?.writeText(url).then(() => showBanner(`${what} copied: ${url}`), () => showBanner(`Share this ${what.toLowerCase()}: ${url}`));
   });
   $("report").addEventListener("click", (ev) => {
     const tok = /** @type {HTMLElement} */ (ev.target).closest(".tok");
@@ -179,10 +196,16 @@ function bind() {
   });
   $("gradient-cancel").addEventListener("click", () => cancelJob($("gradient-cancel").dataset.job ?? ""));
   bindCompare(store.state.token);
+  $("present").addEventListener("click", () => setPresent(true));
+  $("present-exit").addEventListener("click", () => setPresent(false));
+  document.addEventListener("fullscreenchange", () => {
+    if (!document.fullscreenElement && store.state.present) setPresent(false);  // the browser's own exit (Esc, F11)
+  });
   bindKeys({
     move,
     jump: (to) => pin(to === "first" ? 0 : store.state.steps.length - 1, page.detailOpen),
-    unpin: () => pin(null),
+    unpin: () => (store.state.pinned === null && store.state.present ? setPresent(false) : pin(null)),
+    present: () => setPresent(!store.state.present),
     playPause,
     method: (k) => {
       const m = ALL_METHODS[k];
@@ -191,21 +214,39 @@ function bind() {
   });
 }
 
+/**
+ * Presentation mode: the X-rays and the report, large, nothing else; full screen where
+ * the browser allows it (a refusal leaves the mode on in the window).
+ * @param {boolean} on
+ */
+function setPresent(on) {
+  if (on === store.state.present) return;
+  store.set({ present: on });
+  if (on && !document.fullscreenElement) document.documentElement.requestFullscreen?.().catch(() => {});
+  if (!on && document.fullscreenElement) void document.exitFullscreen().catch(() => {});
+}
+
 function exportView() {
   const s = store.state;
   const picture = panes.snapshot();
   if (!picture) return;
-  void downloadPng(picture, `medviz_${s.start?.session ?? "view"}_token${shownIndex(s)}_${s.view.method}.png`);
+  const step = shownStep(s);
+  const what = step ? `#${step.i} “${visibleToken(step.text)}” · ${methodLabel($("stage").dataset.method ?? s.view.method)}` : "";
+  const standIn = s.start?.model.standIn ?? true;
+  const title = ["medviz", s.start?.model.name ?? "", what].filter(Boolean).join(" · ");
+  void downloadPng(captioned(picture, title, modelNote(standIn), standIn), `medviz_${s.start?.session ?? "view"}_token${shownIndex(s)}_${s.view.method}.png`);
 }
 
 function exportPanel() {
   const s = store.state;
   const raw = s.pinned !== null ? s.steps[s.pinned] : shownStep(s);
   const image = s.view.image;
-  const block = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
+  const whole = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
+  const block = whole ? shownBlock(s, whole, image, s.view.method) : null;
   if (!raw || !block || !page.xrays[image]) return;
   const picture = exportDetail({ ...detailContext(s, image), step: raw, block }, `medviz · token #${raw.i} “${visibleToken(raw.text)}” · ${s.start?.model.name ?? ""}`);
-  void downloadPng(picture, `medviz_${s.start?.session ?? "panel"}_token${raw.i}_analysis.png`);
+  const standIn = s.start?.model.standIn ?? true;
+  void downloadPng(captioned(picture, "", modelNote(standIn), standIn), `medviz_${s.start?.session ?? "panel"}_token${raw.i}_analysis.png`);
 }
 
 bind();
@@ -218,4 +259,10 @@ if (watchId) openWatch(watchId);
 else if (replayId) openReplay(replayId);
 else resumeOwned();  // a reload of the page that owns a live session takes it back
 store.subscribe(() => player.render(store.state.replay, store.state.cursor, store.state.phase === "ended"));
+store.subscribe((s, changed) => {
+  if (changed.has("start") && s.start && s.start.session !== $("files").dataset.session) {
+    $("files").dataset.session = s.start.session;
+    showSessionFiles(s.start);
+  }
+});
 requestRender();

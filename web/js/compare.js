@@ -11,7 +11,7 @@
  */
 
 import { displayValues } from "./contrast.js";
-import { methodLabel, visibleToken } from "./format.js";
+import { methodLabel, modelNote, plural, visibleToken } from "./format.js";
 import { drawHeatmap } from "./heatmap.js";
 import { apiUrl, listRecordings } from "./library.js";
 import { decodeAll } from "./msgpack.js";
@@ -72,7 +72,7 @@ export async function showCompare(token) {
       const sel = /** @type {HTMLSelectElement} */ ($(id));
       const keep = sel.value;
       sel.replaceChildren(...list.map((r) => new Option(
-        `${r.question ? `“${r.question.slice(0, 40)}”` : "Full report"} · ${r.created ? new Date(r.created * 1000).toLocaleTimeString() : r.id} · ${r.steps ?? "?"} tokens`, r.id)));
+        `${r.question ? `“${r.question.slice(0, 40)}”` : "Full report"} · ${r.created ? new Date(r.created * 1000).toLocaleTimeString() : r.id} · ${r.steps === null || r.steps === undefined ? "? tokens" : plural(r.steps, "token")}`, r.id)));
       sel.value = list.some((r) => r.id === keep) ? keep : list[Math.min(pick, list.length - 1)]?.id ?? "";
     }
     $("compare-status").textContent = list.length < 2 ? "Record two sessions to compare them." : "";
@@ -112,6 +112,11 @@ async function load(token) {
   }
   const [a, b] = runs;
   Object.assign(ui, { a, b, at: 0, image: 0 });
+  const standIn = a.start.model.standIn || b.start.model.standIn;  // one stand-in run is enough to say so
+  const note = $("compare-note");
+  note.hidden = false;
+  note.dataset.standIn = String(standIn);
+  note.textContent = modelNote(standIn);
   const shared = Math.min(imagesOf(a.start).length, imagesOf(b.start).length);
   const start = a.start;
   /** @type {HTMLSelectElement} */ ($("compare-image")).replaceChildren(...Array.from({ length: shared }, (_, k) => new Option(imageName(start, k), String(k))));

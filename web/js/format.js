@@ -42,14 +42,48 @@ export function sci(v) {
   return a >= 0.01 && a < 1000 ? v.toPrecision(3) : v.toExponential(2);
 }
 
+const SUPERSCRIPT = /** @type {Record<string, string>} */ ({ "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" });
+
 /**
- * A token's text made visible: spaces and newlines shown, empty pieces marked.
+ * A colour legend's two ends in one readable unit: both values scaled by the power of ten
+ * of the larger end, the unit written once on the high end ("0.03" … "1.15 ×10⁻⁵"); no unit
+ * when the larger end lies in 0.01..1000.
+ * @param {number} lo @param {number} hi @returns {[string, string]}
+ */
+export function legendEnds(lo, hi) {
+  const top = Math.max(Math.abs(lo), Math.abs(hi));
+  if (!(top > 0) || !Number.isFinite(top)) return [String(lo), String(hi)];
+  const exp = top >= 0.01 && top < 1000 ? 0 : Math.floor(Math.log10(top));
+  const k = 10 ** -exp;
+  const digits = top * k >= 100 ? 0 : top * k >= 10 ? 1 : 2;
+  const unit = exp === 0 ? "" : ` ×10${String(exp).replace(/./g, (ch) => SUPERSCRIPT[ch] ?? ch)}`;
+  return [(lo * k).toFixed(digits), `${(hi * k).toFixed(digits)}${unit}`];
+}
+
+/**
+ * "1 token", "2 tokens": a count and its noun, singular for exactly one.
+ * @param {number} n @param {string} noun @param {string} [many] the plural when not noun + "s"
+ */
+export const plural = (n, noun, many = `${noun}s`) => `${n} ${n === 1 ? noun : many}`;
+
+/**
+ * A token's text made visible: a whitespace-only token as marks (↵ per newline, · per
+ * space, → per tab), newlines inside words as ↵, an empty piece as ∅.
  * @param {string} text
  */
 export function visibleToken(text) {
   if (text === "") return "∅";
-  return text.replace(/\n/g, "⏎").replace(/ /g, "·");
+  if (/^\s+$/.test(text)) return text.replace(/\r?\n/g, "↵").replace(/\t/g, "→").replace(/[^↵→]/g, "·");
+  return text.replace(/\r?\n/g, "↵");
 }
+
+/** What a stand-in model's views say (medviz_core/types.py STAND_IN_NOTE). */
+export const STAND_IN_NOTE = "Demo model: untrained vision — the heatmaps show the mechanics of attention, not medicine; the text is not a report.";
+/** The smaller standing note of a real model (types.py REAL_MODEL_NOTE). */
+export const REAL_MODEL_NOTE = "Model attention, not a diagnosis.";
+
+/** @param {boolean} standIn @returns {string} the note a view of this model carries */
+export const modelNote = (standIn) => (standIn ? STAND_IN_NOTE : REAL_MODEL_NOTE);
 
 /** @type {Record<string, string>} */
 const ERROR_WORDS = {

@@ -1,12 +1,13 @@
 // @ts-check
 /**
  * Keyboard use of the viewer: arrows move the pinned token, Home/End jump, Escape unpins,
- * Space plays/pauses a replay, 1–7 pick a method. Keys typed into form fields are left alone.
+ * Space plays/pauses a replay, 1–7 pick a method, P enters or leaves presentation mode.
+ * Keys typed into form fields are left alone.
  */
 
 /**
  * @typedef {{move: (delta: number) => void, jump: (to: "first" | "last") => void, unpin: () => void,
- *   playPause: () => boolean, method: (k: number) => void}} KeyHandlers
+ *   playPause: () => boolean, method: (k: number) => void, present: () => void}} KeyHandlers
  */
 
 /** @param {KeyHandlers} on */
@@ -30,6 +31,8 @@ export function bindKeys(on) {
       if (on.playPause()) ev.preventDefault();
     } else if (/^[1-7]$/.test(ev.key)) {
       on.method(Number(ev.key) - 1);
+    } else if (ev.key === "p" || ev.key === "P") {
+      on.present();
     }
   });
 }

@@ -56,7 +56,7 @@ function tokenSpan(s, i) {
     span.textContent = "…";
     return span;
   }
-  span.className = s.special ? "tok special" : s.text === "" ? "tok empty" : "tok";
+  span.className = s.special ? "tok special" : s.text === "" ? "tok empty" : /^\s+$/.test(s.text) ? `tok ws ${s.text.includes("\n") ? "nl" : "sp"}` : "tok";
   span.textContent = s.special ? "end" : s.text;
   if (!s.special) span.style.backgroundColor = tint(s.mass);
   span.title = `#${i} ${visibleToken(s.text)} — image ${pct(s.mass)} · peak ${s.images.map((b) => b.zone).join(" / ")}`;

@@ -5,7 +5,8 @@
  *
  * Owns creating and removing panes as the number of images changes, and bringing each
  * pane's picture up to date from a `PaneView` (what to show), animating between maps with
- * one Animator per pane. The first pane's canvas keeps the id `stage`. Drawing is
+ * one Animator per pane, and laying the panes out so that their images fill them by
+ * aspect (`paneGrid`: one row, or a grid of two columns for four views). The first pane's canvas keeps the id `stage`. Drawing is
  * stage.js's; deciding what each pane shows is render.js's.
  */
 
@@ -71,6 +72,45 @@ function headParts(v) {
   return [dot, title, share];
 }
 
+const GAP = 6;  // px between panes (.panes gap)
+const HEAD = 24;  // px of a pane's title row in a study
+
+/**
+ * How n images of the given aspects (width / height) fill a w x h box: the number of
+ * columns whose layout shows the most image area (each image as large as its cell allows,
+ * aspect kept); in one row, each column as wide as its image's aspect asks, so every
+ * image can take the full height.
+ * @param {number[]} aspects @param {number} w @param {number} h
+ * @returns {{columns: string, rows: number}} CSS grid-template-columns and the row count
+ */
+export function paneGrid(aspects, w, h) {
+  const n = aspects.length;
+  const head = n > 1 ? HEAD : 0;
+  let best = { columns: "minmax(0, 1fr)", rows: 1, area: -1 };
+  for (let cols = 1; cols <= n; cols++) {
+    const rows = Math.ceil(n / cols);
+    const cellH = Math.max(1, (h - GAP * (rows - 1)) / rows - head);
+    let area = 0;
+    let columns;
+    if (rows === 1) {  // widths in proportion to the aspects; scaled down together when they overflow
+      const room = w - GAP * (n - 1);
+      const want = aspects.reduce((a, b) => a + b, 0) * cellH;
+      const k = Math.min(1, room / want);
+      area = aspects.reduce((sum, a) => sum + (a * cellH * k) * (cellH * k), 0);
+      columns = aspects.map((a) => `minmax(0, ${a.toFixed(3)}fr)`).join(" ");
+    } else {
+      const cellW = Math.max(1, (w - GAP * (cols - 1)) / cols);
+      area = aspects.reduce((sum, a) => {
+        const dw = Math.min(cellW, cellH * a);
+        return sum + dw * (dw / a);
+      }, 0);
+      columns = `repeat(${cols}, minmax(0, 1fr))`;
+    }
+    if (area > best.area + 1) best = { columns, rows, area };
+  }
+  return { columns: best.columns, rows: best.rows };
+}
+
 export class Panes {
   /** @param {HTMLElement} box holds the panes; its first `.pane` (with canvas#stage) is in the page */
   constructor(box) {
@@ -78,6 +118,22 @@ export class Panes {
     const first = /** @type {HTMLElement} */ (box.querySelector(".pane"));
     this.template = /** @type {HTMLElement} */ (first.cloneNode(true));
     /** @type {Pane[]} */ this.panes = [new Pane(first, 0)];
+    /** @type {number[]} */ this.aspects = [1];
+    new ResizeObserver(() => this.layout()).observe(box);
+  }
+
+  /** Lay the panes out by their images' aspects (paneGrid) in the box's current size. */
+  layout() {
+    const w = this.box.clientWidth;
+    const h = this.box.clientHeight;
+    if (w < 1 || h < 1) return;
+    const { columns, rows } = paneGrid(this.aspects, w, h);
+    const key = `${columns}|${rows}`;
+    if (this.box.dataset.layout === key) return;
+    this.box.dataset.layout = key;
+    Object.assign(this.box.style, {
+      gridAutoFlow: "row", gridTemplateColumns: columns, gridTemplateRows: `repeat(${rows}, minmax(0, 1fr))`,
+    });
   }
 
   /** @param {number} n at least one pane */
@@ -102,6 +158,11 @@ export class Panes {
   /** @param {PaneView[]} views one per pane */
   show(views) {
     this.resize(views.length);
+    const aspects = views.map((v) => (v.scene.xray ? v.scene.xray.width / v.scene.xray.height : 1));
+    if (aspects.join() !== this.aspects.join()) {
+      this.aspects = aspects;
+      this.layout();
+    }
     views.forEach((v, k) => this.panes[k].show(v));
   }
 

@@ -27,7 +27,8 @@ export const VERSION = 2;
  * @typedef {import("./wire.js").QMap} QMap
  * @typedef {{poly: Float32Array, box: number[], mass: number, zone: string}} Region  poly: x,y,x,y… in 0..1
  * @typedef {{name: string, layers: number, heads: number, kvHeads: number, grid: [number, number],
- *   imageTokenId: number, slidingWindow: number | null, fullLayers: number[], device: string, dtype: string}} ModelInfo
+ *   imageTokenId: number, slidingWindow: number | null, fullLayers: number[], device: string, dtype: string,
+ *   standIn: boolean}} ModelInfo  standIn: an offline stand-in (tiny, demo, random:*), untrained for medicine
  * @typedef {{png: Uint8Array, width: number, height: number, label: string, positions: number[]}} ImageInfo
  * @typedef {{tokenIds: number[], tokens: string[], imagePositions: number[], question: string | null,
  *   preset: string}} PromptInfo  tokens: each position's text ("" for image tokens); empty in old recordings
@@ -59,9 +60,21 @@ function decodeModel(m) {
     grid: [grid[0], grid[1]], imageTokenId: num(m, "image_token_id"), slidingWindow: optNum(m, "sliding_window"),
     fullLayers: nums(m, "full_layers"), device: str(m, "device"), dtype: str(m, "dtype"),
   };
+    standIn: m.stand_in === undefined || m.stand_in === null ? standInByName(str(m, "name")) : bool(m, "stand_in"),
 }
 
 /** @param {Record<string, unknown>} m @returns {ImageInfo} */
+/**
+ * The protocol's default for `stand_in` in recordings made before the field (docs/protocol.md,
+ * as medviz_core/types.py is_stand_in reads it): the name before any "?" is tiny or demo, or
+ * starts with "random:". Frames that state the field are taken as they say.
+ * @param {string} name
+ */
+function standInByName(name) {
+  const base = name.split("?")[0];
+  return base === "tiny" || base === "demo" || base.startsWith("random:");
+}
+
 function decodeImage(m) {
   return { png: bin(m, "png"), width: num(m, "width"), height: num(m, "height"), label: str(m, "label"), positions: nums(m, "positions") };
 }

@@ -14,13 +14,14 @@ import { renderPrompt, showContext } from "./context-view.js";
 import { displayValues, summarise } from "./contrast.js";
 import { renderDetail, renderOverview } from "./detail.js";
 import { dicomBusy, renderDicomStatus } from "./dicom-export.js";
-import { END_WORDS, methodLabel, pct, sci, visibleToken } from "./format.js";
+import { END_WORDS, legendEnds, methodLabel, modelNote, pct, plural, visibleToken } from "./format.js";
 import { IMAGE_COLOURS, biplanarPair, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
 import { drawStrip, renderMethodGrid, renderReport, renderStats } from "./panels.js";
 import { palette } from "./palette.js";
 import { Panes } from "./panes.js";
-import { $, gridOf, page, pageUrl, store } from "./page.js";
+import { $, gridOf, page, shareLink, store } from "./page.js";
+import { peakOf, statsFor } from "./regions.js";
 import { renderImageSelect, renderShares } from "./shares.js";
 import { shownIndex, shownStep } from "./state.js";
 
@@ -61,6 +62,21 @@ export function methodFor(b, wanted) {
   return b.maps.consensus ? "consensus" : Object.keys(b.maps)[0] ?? wanted;
 }
 
+/**
+ * Image k's block with the peak, zone and regions of the method shown (regions.js): what
+ * every view around the picture reports follows the map on screen.
+ * @param {State} s @param {ImageMaps} b @param {number} k @param {string} wanted
+ * @returns {ImageMaps}
+ */
+export function shownBlock(s, b, k, wanted) {
+  const method = methodFor(b, wanted);
+  if (method === "consensus") return b;
+  const info = imagesOf(s.start)[k];
+  const x = page.xrays[k];
+  const size = /** @type {[number, number]} */ (info ? [info.width, info.height] : x ? [x.width, x.height] : [1, 1]);
+  return { ...b, ...statsFor(b, method, gridOf(), size) };
+}
+
 function render() {
   const s = store.state;
   const step = shownStep(s);
@@ -70,15 +86,18 @@ function render() {
   const jump = s.pinned !== null || Math.abs(lastIndex - i) > 1;
   lastIndex = i;
   const grads = gradientMaps(s.jobs);
+  const gw = gridOf()[1];
   panes.show(Array.from({ length: images }, (_, k) => {
-    const b = step ? blockOf(step, k, grads) : null;
-    const method = methodFor(b, s.view.method);
+    const raw = step ? blockOf(step, k, grads) : null;
+    const method = methodFor(raw, s.view.method);
+    const b = raw ? shownBlock(s, raw, k, s.view.method) : null;
     const map = b?.maps[method];
-    const trail = [];
-    if (s.view.trail && b) {
+    /** @type {[number, number][]} */ const trail = [];
+    if (s.view.trail && !s.present && b) {  // off in presentation mode
       for (let t = Math.max(0, i - TRAIL + 1); t <= i; t++) {
-        const p = s.steps[t] && !s.steps[t].special ? blockOf(s.steps[t], k) : null;
-        if (p) trail.push(p.peak);
+        const p = s.steps[t] && !s.steps[t].special ? blockOf(s.steps[t], k, grads) : null;
+        const m = p?.maps[method];
+        if (p) trail.push(method === "consensus" || !m ? p.peak : peakOf(m, gw));
       }
     }
     const xray = page.xrays[k] ?? null;
@@ -92,7 +111,8 @@ function render() {
     };
   }));
   const image = Math.min(s.view.image, images - 1);
-  const shown = step ? blockOf(step, image, grads) : null;
+  const raw = step ? blockOf(step, image, grads) : null;
+  const shown = raw ? shownBlock(s, raw, image, s.view.method) : null;
   renderChrome(s, step, shown, i);
   renderShares($("shares"), s.start, step);
   renderImageSelect($("image-select"), s.start, s.view.image);
@@ -106,6 +126,7 @@ function render() {
     renderStats($("stats"), step, shown, studyScope(s, step, image), readRows(s, step));
   }
   renderGradientBox(s, i);
+  $("report").dataset.primer = s.start?.prompt.primer ?? ""; // the template's first words, shown before token 0
   renderReport($("report"), s.steps, i, s.pinned, s.pinned === null);
   renderReading(s);
   drawStrip(/** @type {HTMLCanvasElement} */ ($("strip")), s.steps, i, Math.max(s.replay?.steps ?? 0, s.steps.length), images > 1);
@@ -141,8 +162,11 @@ function renderChrome(s, step, shown, i) {
   status.textContent = statusText(s);
   document.body.dataset.phase = s.phase;
   document.body.dataset.mode = s.mode;
+  document.body.dataset.present = String(s.present);
+  document.body.dataset.study = String(imagesOf(s.start).length > 1);
+  renderModelNote(s);
   const count = s.steps.filter(Boolean).length;
-  $("progress").textContent = count ? `${count} token${count === 1 ? "" : "s"}` : "";
+  $("progress").textContent = count ? plural(count, "token") : "";
   $("session-info").textContent = sessionText(s);
   const shownMethod = $("stage").dataset.method ?? "";
   const missing = s.view.method !== shownMethod && step ? ` (no ${methodLabel(s.view.method)} map for this token)` : "";
@@ -152,22 +176,42 @@ function renderChrome(s, step, shown, i) {
     : s.start ? "Waiting for the first token…" : s.files.length ? `${s.files.map((f) => f.name).join(" + ")} · press Start` : "No session yet";
   const busy = s.mode === "live" && ["connecting", "queued", "running"].includes(s.phase);
   /** @type {HTMLButtonElement} */ ($("start")).disabled = s.files.length === 0 || busy;
-  /** @type {HTMLButtonElement} */ ($("stop")).disabled = !["connecting", "queued", "running"].includes(s.phase);
+  /** @type {HTMLButtonElement} */ ($("stop")).disabled = s.mode === "replay" || !["connecting", "queued", "running"].includes(s.phase);
   /** @type {HTMLButtonElement} */ ($("export-view")).disabled = !step;
   /** @type {HTMLButtonElement} */ ($("open-overview")).disabled = count === 0 || !page.xrays[0];
   const share = $("share");
-  share.hidden = !(s.start && s.mode !== "replay" && s.phase === "running");
-  if (s.start) share.dataset.url = pageUrl({ watch: s.start.session });
+  const link = shareLink(s);
+  share.hidden = link === null;
+  if (link && share.dataset.url !== link.url) {
+    share.dataset.url = link.url;
+    share.title = link.live ? "Copy a link that lets others watch this session live" : "Copy a link to this session's replay";
+  }
   const map = shown?.maps[methodFor(shown, s.view.method)];
   const range = map && s.view.contrast === "percentile" ? summarise(map) : null;
-  $("legend-lo").textContent = map ? sci(range ? range.p5 : map.lo) : "low";
-  $("legend-hi").textContent = map ? sci(range ? range.p95 : map.hi) : "high";
+  const [lo, hi] = map ? legendEnds(range ? range.p5 : map.lo, range ? range.p95 : map.hi) : ["low", "high"];
+  $("legend-lo").textContent = lo;
+  $("legend-hi").textContent = hi;
   const legend = $("strip-legend");
   const study = imagesOf(s.start).length > 1;
   if (legend.dataset.study !== String(study)) {
     legend.dataset.study = String(study);
     legend.lastElementChild && (legend.lastElementChild.textContent = study ? "bars stacked: each image's share, in its colour" : "tint = share of attention on the image");
   }
+}
+
+/**
+ * What the model is, on screen for as long as it is shown: the stand-in banner for an
+ * offline stand-in (the session's start frame says; before a session, the server's
+ * health), the smaller note for a real model.
+ * @param {State} s
+ */
+function renderModelNote(s) {
+  const standIn = s.start ? s.start.model.standIn : typeof s.health?.stand_in === "boolean" ? s.health.stand_in : null;
+  const note = $("model-note");
+  note.hidden = standIn === null;
+  if (standIn === null || note.dataset.standIn === String(standIn)) return;
+  note.dataset.standIn = String(standIn);
+  note.textContent = modelNote(standIn);
 }
 
 /** The session's model, prompt preset and question, in one line. @param {State} s */
@@ -186,8 +230,8 @@ function statusText(s) {
     case "queued": return `Waiting for the model · position ${s.queuePosition ?? "?"} in line`;
     case "running":
       if (s.mode === "replay") return `Replay · ${s.replay?.paused ? "paused" : `${s.replay?.speed ?? 1}×`}`;
-      return `${s.mode === "watch" ? "Watching live" : "Generating"} · ${count} tokens`;
-    case "ended": return `Done · ${END_WORDS[s.end?.reason ?? ""] ?? s.end?.reason} · ${s.end?.tokens ?? count} tokens in ${((s.end?.totalMs ?? 0) / 1000).toFixed(1)} s`;
+      return `${s.mode === "watch" ? "Watching live" : "Generating"} · ${plural(count, "token")}`;
+    case "ended": return `Done · ${END_WORDS[s.end?.reason ?? ""] ?? s.end?.reason} · ${plural(s.end?.tokens ?? count, "token")} in ${((s.end?.totalMs ?? 0) / 1000).toFixed(1)} s`;
     case "closed": return s.error ? "Stopped · see the message above" : "Disconnected";
     default: return "Ready";
   }
@@ -206,6 +250,7 @@ function renderDetailPanel(s, gKey) {
   const image = Math.min(s.view.image, Math.max(0, imagesOf(s.start).length - 1));
   const xray = page.xrays[image];
   const open = page.detailOpen && xray !== undefined && xray !== null && s.start !== null;
+  document.body.dataset.detail = open ? "open" : "closed";  // the layout puts it beside the picture where there is room
   if (!open) {
     $("detail").hidden = true;
     return;
@@ -214,7 +259,8 @@ function renderDetailPanel(s, gKey) {
   $("detail").hidden = false;
   for (const [id, t] of PANELS) $(id).hidden = tab !== t;
   const raw = s.pinned !== null ? s.steps[s.pinned] : shownStep(s);
-  const block = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
+  const whole = raw ? blockOf(raw, image, gradientMaps(s.jobs)) : null;
+  const block = whole ? shownBlock(s, whole, image, s.view.method) : null;
   const where = imagesOf(s.start).length > 1 && tab !== "volume" ? ` · ${imageName(s.start, image)}` : "";
   $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : raw ? `Token #${raw.i} “${visibleToken(raw.text)}”${where}` : "No token";
   /** @type {HTMLButtonElement} */ ($("export-dicom")).disabled = !raw || raw.special || dicomBusy(s);

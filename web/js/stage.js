@@ -3,8 +3,9 @@
  * The main view: the windowed X-ray, the heatmap over it, regions, trail and side markers,
  * composed on one canvas that fits its container.
  *
- * Owns the layout of the image inside the canvas (aspect kept, centred) and the order of
- * the layers. `compose` is pure (scene in, pixels out) so the PNG export draws the very same
+ * Owns the layout of the image inside the canvas (aspect kept, centred), the order of
+ * the layers, and the region labels shown as page elements over the canvas (on a PNG
+ * export they are drawn into the picture). `compose` is pure (scene in, pixels out) so the PNG export draws the very same
  * picture at full resolution. What to show comes from app.js; colours from heatmap.js.
  */
 
@@ -33,11 +34,13 @@ export function fitRect(w, h, iw, ih) {
  * @param {CanvasRenderingContext2D} ctx @param {number} w @param {number} h @param {Scene} scene
  * @param {HTMLCanvasElement} gridCanvas scratch canvas for the grid-sized heatmap
  * @param {number} scale CSS-to-canvas pixel ratio, for line widths and fonts
+ * @param {boolean} [pageLabels] leave the region labels undrawn and return where they go (the page shows them)
+ * @returns {import("./overlay.js").Label[]} the region labels placed, in canvas pixels
  */
-export function compose(ctx, w, h, scene, gridCanvas, scale) {
+export function compose(ctx, w, h, scene, gridCanvas, scale, pageLabels = false) {
   ctx.fillStyle = "#05070a";
   ctx.fillRect(0, 0, w, h);
-  if (!scene.xray) return;
+  if (!scene.xray) return [];
   const rect = fitRect(w, h, scene.xray.width, scene.xray.height);
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = "high";
@@ -46,9 +49,10 @@ export function compose(ctx, w, h, scene, gridCanvas, scale) {
     paintGrid(gridCanvas, scene.values, scene.grid[1], scene.grid[0], scene.table, scene.fade);
     drawGrid(ctx, gridCanvas, rect, scene.opacity);
   }
-  if (scene.regions.length) drawRegions(ctx, scene.regions, rect, scale);
+  const labels = scene.regions.length ? drawRegions(ctx, scene.regions, rect, scale, !pageLabels) : [];
   if (scene.trail.length) drawTrail(ctx, scene.trail, scene.grid, rect, scale);
   if (scene.markers) drawSideMarkers(ctx, rect, scale);
+  return labels;
 }
 
 export class Stage {
@@ -57,6 +61,9 @@ export class Stage {
     this.canvas = canvas;
     this.box = box;
     this.gridCanvas = document.createElement("canvas");
+    this.labels = document.createElement("div");  // the region labels, as page elements over the canvas
+    this.labels.className = "region-labels";
+    box.append(this.labels);
     /** @type {Scene | null} */ this.scene = null;
     new ResizeObserver(() => this.resize()).observe(box);
     this.resize();
@@ -77,7 +84,25 @@ export class Stage {
   draw(scene) {
     this.scene = scene;
     const ctx = /** @type {CanvasRenderingContext2D} */ (this.canvas.getContext("2d"));
-    compose(ctx, this.canvas.width, this.canvas.height, scene, this.gridCanvas, window.devicePixelRatio || 1);
+    const ratio = window.devicePixelRatio || 1;
+    const placed = compose(ctx, this.canvas.width, this.canvas.height, scene, this.gridCanvas, ratio, true);
+    // what is on the canvas, for the page's tests: the X-ray's rectangle (CSS px) and the regions outlined
+    const r = scene.xray ? fitRect(this.canvas.width, this.canvas.height, scene.xray.width, scene.xray.height) : null;
+    this.canvas.dataset.xray = r ? [r.x, r.y, r.w, r.h].map((v) => (v / ratio).toFixed(1)).join(",") : "";
+    this.canvas.dataset.regions = JSON.stringify(scene.regions.map((g) => ({ box: g.box, zone: g.zone, mass: g.mass })));
+    const key = placed.map((l) => `${l.text}@${Math.round(l.x)},${Math.round(l.y)}`).join("|");
+    if (this.labels.dataset.key === key) return;
+    this.labels.dataset.key = key;
+    this.labels.replaceChildren(...placed.map((l) => {
+      const el = document.createElement("span");
+      el.className = "region-label";
+      el.textContent = l.text;
+      Object.assign(el.style, {
+        left: `${l.x / ratio}px`, top: `${l.y / ratio}px`, width: `${l.w / ratio}px`, height: `${l.h / ratio}px`,
+        fontSize: `${l.size / ratio}px`, lineHeight: `${l.h / ratio}px`, paddingLeft: `${(0.3 * l.size) / ratio}px`,
+      });
+      return el;
+    }));
   }
 
   /**

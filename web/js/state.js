@@ -34,7 +34,8 @@
  *   jobs: Record<string, AnalysisFrame>,
  *   token: string | null,
  *   health: Record<string, unknown> | null,
- * }} State
+ *   present: boolean,
+ * }} State  present: presentation mode (the X-rays and the report, large, nothing else)
  */
 
 /** @type {View} */
@@ -48,6 +49,7 @@ export function initialState() {
   return {
     mode: "idle", phase: "idle", queuePosition: null, start: null, steps: [], end: null, error: null,
     cursor: -1, pinned: null, replay: null, view: { ...DEFAULT_VIEW }, files: [], jobs: {}, token: null, health: null,
+    present: false,
   };
 }
 
@@ -79,10 +81,10 @@ export class Store {
     for (const fn of this.listeners) fn(this.state, changed);
   }
 
-  /** A fresh session: forget every frame and analysis job, keep settings, files, token and health. */
+  /** A fresh session: forget every frame and analysis job, keep settings, files, token, health and presentation mode. */
   resetSession() {
-    const { view, files, token, health } = this.state;
-    this.state = { ...initialState(), view: { ...view, image: 0 }, files, token, health };
+    const { view, files, token, health, present } = this.state;
+    this.state = { ...initialState(), view: { ...view, image: 0 }, files, token, health, present };
   }
 }
 
