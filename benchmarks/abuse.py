@@ -49,9 +49,8 @@ from websockets.exceptions import ConnectionClosed
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.types import GenerationParams  # noqa: E402
 from medviz_core.wire import server_frames as frames  # noqa: E402
-from medviz_core.wire.client_frames import AnalyzeRequest, StartRequest  # noqa: E402
+from medviz_core.wire.client_frames import AnalyzeRequest, ParamsRequest, StartRequest  # noqa: E402
 from medviz_core.wire.results import AnalysisFrame  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
@@ -122,7 +121,7 @@ def gray_png(side: int) -> bytes:
 
 
 def start_frame(images: list[bytes], tokens: int = 1, record: bool = False) -> bytes:
-    return StartRequest(images=tuple(images), params=GenerationParams(max_new_tokens=tokens), record=record).to_wire()
+    return StartRequest(images=tuple(images), params=ParamsRequest(max_new_tokens=tokens), record=record).to_wire()
 
 
 # -- one socket ---------------------------------------------------------------------------

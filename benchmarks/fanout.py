@@ -56,9 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medviz_core.errors import ProtocolError  # noqa: E402
-from medviz_core.types import GenerationParams  # noqa: E402
 from medviz_core.wire import server_frames as frames  # noqa: E402
-from medviz_core.wire.client_frames import CancelRequest, StartRequest  # noqa: E402
+from medviz_core.wire.client_frames import CancelRequest, ParamsRequest, StartRequest  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 BLOCKER_TOKENS = 2048
@@ -275,11 +274,11 @@ async def _blocked_session(base: str, port: int, image: bytes, tokens: int
     """A blocker session holds the model while the measured one (its owner's socket, its id) waits in line, so
     viewers can join it whole; cancel the blocker to let it run."""
     async with connect(f"{base}/ws/session", max_size=None) as blocker:
-        blocking = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=BLOCKER_TOKENS))
+        blocking = StartRequest(images=(image,), params=ParamsRequest(max_new_tokens=BLOCKER_TOKENS))
         await blocker.send(blocking.to_wire())
         await _recv(blocker)
         async with connect(f"{base}/ws/session", max_size=None) as owner:
-            request = StartRequest(images=(image,), params=GenerationParams(max_new_tokens=tokens, seed=0))
+            request = StartRequest(images=(image,), params=ParamsRequest(max_new_tokens=tokens, seed=0))
             await owner.send(request.to_wire())
             yield blocker, owner, await _queued_session_id(port)
 

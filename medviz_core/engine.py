@@ -27,7 +27,7 @@ from .compiled import CompiledDecoder, bucket
 from .errors import RequestError
 from .host_maps import FinisherMode, MapsProcess, MapsProcessError
 from .imaging import image_to_png, load_image
-from .inputs import check_processor, model_inputs
+from .inputs import answer_primer, check_processor, model_inputs
 from .prompts import check_label, check_preset
 from .relevancy import check_methods
 from .run import Run
@@ -59,6 +59,7 @@ class Engine:
         self.suggested = handle.suggested
         self.model.eval()
         check_processor(self.processor)
+        self.primer = answer_primer(self.processor)  # the answer's first words, written by the template
         capture_module.attach(self.model)
         text = self.model.config.get_text_config()
         self._text_config = text
@@ -196,11 +197,12 @@ class Engine:
 
         `image` is one image (file bytes, a path or an RGB uint8 array) or a list of them (a
         study: PA, lateral, prior...), each with an optional entry in `labels`. `params`
-        says how to sample (default GenerationParams()); keyword `changes` replace its
-        fields (`max_new_tokens=64`, `temperature=0.7`, ...) and are checked as it is.
+        says how to sample (default: the model's suggestion, `self.suggested`); keyword
+        `changes` replace its fields (`max_new_tokens=64`, `temperature=0.7`, ...) and are
+        checked as it is.
         `preset` names the prompt (prompts.PRESETS; None: "medviz").
         """
-        params = replace(params or GenerationParams(), **changes) if changes else (params or GenerationParams())
+        params = replace(params or self.suggested, **changes) if changes else (params or self.suggested)
         chosen = check_methods(methods)
         preset_name = check_preset(preset).name
         rgbs = self.prepare_images(image, labels)
@@ -217,7 +219,7 @@ class Engine:
         )
         ids = tuple(int(t) for t in inputs["input_ids"][0].tolist())
         prompt = Prompt(token_ids=ids, layout=layout, question=question, images=images, preset=preset_name,
-                        token_texts=self.token_texts(ids, frozenset(layout.positions)))
+                        token_texts=self.token_texts(ids, frozenset(layout.positions)), primer=self.primer)
         return Run(self, inputs, prompt, params, chosen, cancel or threading.Event())
 
     def token_texts(self, ids: Sequence[int], images: frozenset[int] = frozenset()) -> tuple[str, ...]:

@@ -7,17 +7,21 @@ return_dict=True)` does: the template writes the one `<bos>`, so the tokenizer a
 second one. It then checks what would otherwise go wrong silently: exactly one leading
 `<bos>`, `token_type_ids` present (Gemma 3's bidirectional image attention needs them) and
 one image block per image (pan-and-scan adds more). Every failure is a `ModelLoadError`
-naming the setting. Does not own decoding image files (imaging.py) or prompt texts
-(prompts.py).
+naming the setting. Also `answer_primer`: the words the template writes into the model's
+answer before its first token (the demo's "Findings: The"), which a report starts with.
+Does not own decoding image files (imaging.py) or prompt texts (prompts.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import ModelLoadError
-from .prompts import build_messages
+from .prompts import CONTROL_TOKEN, build_messages
+
+_TURN_HEADER = re.compile(r"<start_of_turn>(?:model|user)?\n?")
 
 
 def model_inputs(
@@ -37,6 +41,21 @@ def model_inputs(
                        add_special_tokens=not template_writes_bos)
     check_inputs(processor, inputs, len(pictures))
     return inputs
+
+
+def answer_primer(processor: Any) -> str:
+    """The answer's first words as the chat template primes them: what `add_generation_prompt` adds after
+    the conversation, less the turn markers ("Findings: The" on demo; "" on Gemma 3's own template,
+    which adds only `<start_of_turn>model`). The model's first token continues this text."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+    try:
+        bare = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        primed = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # a template that cannot render a text-only turn primes nothing medviz can tell
+        return ""
+    if not isinstance(bare, str) or not isinstance(primed, str) or not primed.startswith(bare):
+        return ""
+    return CONTROL_TOKEN.sub("", _TURN_HEADER.sub("", primed[len(bare):]))
 
 
 def check_processor(processor: Any) -> None:

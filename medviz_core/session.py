@@ -2,7 +2,9 @@
 
 Owns: `session_frames`, which streams a `StartRequest` on an engine and yields, in order,
 the `start` frame, the recording-only `source` frame when an image is DICOM (its header,
-never sent to viewers), one `step` frame per token and the `end` frame. The server's
+never sent to viewers), one `step` frame per token and the `end` frame. The parameters the
+request left unstated are the engine's suggestion (`Engine.suggested`), and the start frame
+states every parameter the run used. The server's
 worker and `medviz record` both use it, so a live session and a recording made from the
 command line are the same bytes. Engine errors before the first token (a bad image, a bad
 prompt) propagate before any frame; a failure mid-run ends with reason `error`, never a
@@ -36,7 +38,8 @@ def session_frames(engine: Any, request: StartRequest, session: str, cancel: thr
                    recording: str | None = None, images: Sequence[Any] | None = None) -> Iterator[SessionFrame]:
     """The frames of one run of `request` (its files, or `images`: file bytes or RGB arrays, in order)."""
     pictures = list(request.images if images is None else images)
-    run = engine.stream(pictures, question=request.question, params=request.params, methods=request.methods,
+    params = request.params.resolve(engine.suggested)
+    run = engine.stream(pictures, question=request.question, params=params, methods=request.methods,
                         labels=request.labels, preset=request.preset, cancel=cancel)
     created, started = time.time(), time.perf_counter()
     start = StartFrame.of_run(session, engine.facts, run.prompt, run.methods, run.params, created, recording)

@@ -195,6 +195,7 @@ class Prompt:
     images: tuple[PromptImage, ...]  # every image, in prompt order (one or more)
     preset: str = "medviz"  # the prompt preset (prompts.PRESETS) the texts came from
     token_texts: tuple[str, ...] = ()  # each position's text ("" for image tokens), for what a token read
+    primer: str = ""  # the answer's first words as the template primes them ("Findings: The" on demo)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ session manager, the Guard middleware, the websocket counts of connections.py),
 what the routes do (live.py, replay.py, recordings.py) or the checks (security.py).
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
-GET /api/recordings; GET|DELETE /api/recordings/{id}; websockets /ws/session,
+GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; websockets /ws/session,
 /ws/watch/{session_id}, /ws/replay/{recording_id}.
 """
 
@@ -26,7 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from medviz_core.types import is_stand_in
+from medviz_core.types import GenerationParams, is_stand_in
+from medviz_core.wire.server_frames import params_to_wire
 
 from . import live, recordings, replay
 from .connections import Connections
@@ -46,9 +47,13 @@ def _load_engine(ref: str) -> Any:
 
 
 async def health_route(request: Request) -> Response:
+    """The model, its device and the queue; `params`: the model's suggested sampling parameters (what a
+    start request's unstated fields become), null where the model lives on workers elsewhere."""
     sessions: SessionManager = request.app.state.sessions
+    suggested: GenerationParams | None = request.app.state.suggested
     return JSONResponse({"model": sessions.model, "device": sessions.device, "queue": sessions.queue_length,
-                         "stand_in": is_stand_in(sessions.model)})
+                         "stand_in": is_stand_in(sessions.model),
+                         "params": None if suggested is None else params_to_wire(suggested)})
 
 
 async def sessions_route(request: Request) -> Response:
@@ -73,6 +78,7 @@ def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _l
         if manager is None:
             loaded = engine if engine is not None else await asyncio.to_thread(loader, settings.model)
             manager = LocalSessions(loaded, settings, asyncio.get_running_loop())
+            app.state.suggested = loaded.suggested
         app.state.sessions = manager
         log.info("serving model %s on %s", manager.model, manager.device)
         try:
@@ -84,6 +90,7 @@ def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _l
         Route("/api/health", health_route),
         Route("/api/sessions", sessions_route),
         Route("/api/recordings", recordings.list_route),
+        Route("/api/recordings/{recording_id}/thumbnail", recordings.thumbnail_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.download_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.delete_route, methods=["DELETE"]),
         WebSocketRoute("/ws/session", live.session_route),
@@ -94,6 +101,7 @@ def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _l
         routes.append(Mount("/", app=StaticFiles(directory=settings.web, html=True), name="web"))
     app = Starlette(routes=routes, middleware=[Middleware(Guard, settings=settings)], lifespan=lifespan)
     app.state.settings = settings
+    app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,
          "replay": settings.max_replay_sockets}, settings.max_sockets)

@@ -12,38 +12,46 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 from medviz_core.errors import MedvizError
 
 from .cli_analysis import add_analysis_commands, add_prompt_argument
 from .cli_commands import add_server_commands
-
-DEFAULT_MODEL = "demo"
+from .settings import DEFAULT_MODEL
 
 
 def _generate(args: argparse.Namespace) -> int:
     from medviz_core.models import load_engine
     from medviz_core.study import read_study
 
-    study = read_study([Path(p) for p in args.image])
-    engine = load_engine(args.model, compile=args.compile)
+    study = read_study([Path(p) for p in args.image])  # a missing file fails before the model loads
+    write_generation(load_engine(args.model, compile=args.compile), study, args, sys.stdout, sys.stderr)
+    return 0
+
+
+def write_generation(engine: Any, study: Sequence[Any], args: argparse.Namespace, out: IO[str],
+                     notes: IO[str]) -> None:
+    """`medviz generate` on a loaded engine: a line per token, or with --plain exactly the report's text as
+    the browser shows it (the primed first words, then every token; the end's note goes to `notes`).
+    Options left unset are the model's suggestion (`Engine.suggested`), as for the browser."""
+    from medviz_core.wire.client_frames import ParamsRequest
+
+    stated = ParamsRequest(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           repetition_penalty=args.repetition_penalty, seed=args.seed)
     cancel = threading.Event()
-    run = engine.stream(
-        [f.data for f in study],
-        labels=[f.label for f in study],
-        question=args.question,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        repetition_penalty=(
-            engine.suggested.repetition_penalty if args.repetition_penalty is None else args.repetition_penalty
-        ),
-        seed=args.seed,
-        cancel=cancel,
-        preset=args.prompt,
-    )
-    out = sys.stdout
+    run = engine.stream([f.data for f in study], labels=[f.label for f in study], question=args.question,
+                        params=stated.resolve(engine.suggested), cancel=cancel, preset=args.prompt)
     sequence = list(run.prompt.token_ids)  # every position's token id, for --context
     tokenizer = getattr(engine.processor, "tokenizer", engine.processor)
+    if args.plain:
+        out.write(run.prompt.primer)
+    else:
+        p = run.params
+        out.write(f"model {engine.name}: max_new_tokens {p.max_new_tokens}, temperature {p.temperature:g}, "
+                  f"repetition_penalty {p.repetition_penalty:g}, seed {p.seed}\n")
+        if run.prompt.primer:
+            out.write(f"     {run.prompt.primer!r} (the prompt's, before the first token)\n")
     try:
         for step in run:
             if not args.plain:
@@ -66,8 +74,7 @@ def _generate(args: argparse.Namespace) -> int:
         cancel.set()
     end = run.end
     if end is not None:
-        out.write(f"\n[{end.reason}: {end.tokens} tokens in {end.total_ms / 1000:.1f} s]\n")
-    return 0
+        (notes if args.plain else out).write(f"\n[{end.reason}: {end.tokens} tokens in {end.total_ms / 1000:.1f} s]\n")
 
 
 def _add_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,9 +83,10 @@ def _add_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument("--model", default=DEFAULT_MODEL, help="tiny | demo | random:medgemma-4b | hub id | folder")
     parser.add_argument("--question", default=None, help="ask a question instead of writing the full report")
     add_prompt_argument(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--repetition-penalty", type=float, default=None, help="default: the model's suggestion")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's suggestion (256)")
+    parser.add_argument("--temperature", type=float, default=None, help="default: the model's suggestion (0, greedy)")
+    parser.add_argument("--repetition-penalty", type=float, default=None,
+                        help="default: the model's suggestion (demo: 1.3)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--plain", action="store_true", help="print only the text, not a line per token")
     parser.add_argument("--context", action="store_true",

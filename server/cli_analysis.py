@@ -16,6 +16,8 @@ import numpy as np
 
 from medviz_core.errors import MedvizError
 
+from .settings import DEFAULT_MODEL
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
 
@@ -35,12 +37,15 @@ def _analyze(args: argparse.Namespace) -> int:
 
     image_bytes = _read(args.image)
     engine = load_engine(args.model)
+    out = sys.stdout
+    out.write(_model_line(engine))
     steps = list(engine.stream(image_bytes, question=args.question, max_new_tokens=args.max_new_tokens,
                                preset=args.prompt))
+    if not 0 <= args.token < len(steps):
+        raise MedvizError(f"--token must be in 0..{len(steps) - 1}: the run wrote {len(steps)} tokens")
     tokens = [s.token_id for s in steps]
     context = token_context(engine, image_bytes, args.question, tokens, args.token, preset=args.prompt)
     step = steps[args.token]
-    out = sys.stdout
     out.write(f"token {args.token}: {step.text!r} (id {step.token_id}), peak {step.stats.peak_zone}, "
               f"image_mass {step.image_mass:.3f}\n")
     gradient = gradient_relevancy(engine, context)
@@ -71,6 +76,7 @@ def _agreement(args: argparse.Namespace) -> int:
     labels = Path(args.labels) if args.labels else folder / "labels.csv"
     boxes_by_file = load_boxes(_existing(labels))
     engine = load_engine(args.model)
+    sys.stdout.write(_model_line(engine))
     done = 0
     for name in sorted(boxes_by_file):
         boxes = boxes_by_file[name]
@@ -86,6 +92,13 @@ def _agreement(args: argparse.Namespace) -> int:
     if done == 0:
         raise MedvizError(f"no image in {str(folder)!r} has boxes in {str(labels)!r}")
     return 0
+
+
+def _model_line(engine: Any) -> str:
+    """The first line of analyze and agreement: which model the numbers are about, and how it sampled."""
+    p = engine.suggested
+    return (f"model {engine.facts.name} ({engine.facts.device}); repetition_penalty {p.repetition_penalty:g}, "
+            f"temperature {p.temperature:g}\n")
 
 
 def _read(path: str) -> bytes:
@@ -112,7 +125,7 @@ def add_analysis_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
                                     help="gradient relevancy, layer x head view and faithfulness of one token")
     analyze.add_argument("image")
     analyze.add_argument("--token", type=int, default=0, help="index of the generated token to explain")
-    analyze.add_argument("--model", default="tiny")
+    analyze.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}, as every command")
     analyze.add_argument("--question", default=None)
     add_prompt_argument(analyze)
     analyze.add_argument("--max-new-tokens", type=int, default=16)
@@ -122,7 +135,7 @@ def add_analysis_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     agreement = subparsers.add_parser("agreement", help="pointing game and IoU per method over a folder of images")
     agreement.add_argument("folder")
     agreement.add_argument("--labels", default=None, help="labels.csv with boxes (default: FOLDER/labels.csv)")
-    agreement.add_argument("--model", default="tiny")
+    agreement.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}, as every command")
     agreement.add_argument("--question", default=None)
     add_prompt_argument(agreement)
     agreement.add_argument("--max-new-tokens", type=int, default=8)

@@ -8,6 +8,7 @@ the frames of a run (medviz_core/session.py) or the frame format (medviz_core/wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -18,26 +19,36 @@ from pathlib import Path
 from typing import Any
 
 from medviz_core.errors import MedvizError
-from medviz_core.types import GenerationParams
-from medviz_core.wire.client_frames import StartRequest
+from medviz_core.wire.client_frames import ParamsRequest, StartRequest
 from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import EndFrame, StepFrame
 
 from .cli_analysis import add_prompt_argument
+from .settings import DEFAULT_MODEL, Settings
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
+    """Settings from the defaults, then `--config FILE`, then the explicit flags (None: not given), then
+    each `--set NAME=VALUE` (the last word); every value checked against its field's type."""
+    from .settings import configured, read_config
+
+    base = configured(Settings(), read_config(Path(args.config)) if args.config else None)
+    given = {name: value for name, value in flags.items() if value is not None}
+    return configured(dataclasses.replace(base, **given), None, args.set or ())
+
+
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import time
 
     from .app import create_app
     from .log_redaction import RedactTokens
-    from .settings import Settings
-    from .uvicorn_config import server_config
+    from .uvicorn_config import AnnouncingServer, server_config
 
-    settings = Settings(model=args.model, host=args.host, port=args.port, token=args.token or None,
-                        recordings=Path(args.recordings), redis_url=args.redis or None).check()
+    began = time.monotonic()
+    settings = _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
+                         recordings=_path(args.recordings), redis_url=args.redis or None).check()
     if args.ray:
         if not settings.redis_url:
             raise MedvizError("--ray runs the workers as Ray Serve replicas fed through Redis: pass --redis URL too")
@@ -49,9 +60,18 @@ def _serve(args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:  # medviz's own lines: never a token either
         handler.addFilter(RedactTokens((settings.token,) if settings.token else ()))
     shown = "" if not settings.token else "?token=<your token>"
-    print(f"medviz: serving {settings.model} at http://{settings.host}:{settings.port}/{shown}", file=sys.stderr)
-    uvicorn.Server(server_config(app, settings)).run()
+    print(f"medviz: loading {settings.model}; recordings go to {settings.recordings}", file=sys.stderr, flush=True)
+
+    def ready() -> None:  # the sockets accept connections now, the model loaded
+        print(f"medviz: serving {settings.model} at http://{settings.host}:{settings.port}/{shown} "
+              f"(ready {time.monotonic() - began:.1f} s after start)", file=sys.stderr, flush=True)
+
+    AnnouncingServer(server_config(app, settings), ready).run()
     return 0
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value).expanduser()
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -60,16 +80,16 @@ def _worker(args: argparse.Namespace) -> int:
     from medviz_core.models import load_engine
 
     from .redis_worker import RedisWorker
-    from .settings import Settings
 
-    if not args.redis:
+    settings = _settings(args, model=args.model, recordings=_path(args.recordings), redis_url=args.redis or None,
+                         heartbeat_s=args.heartbeat_s, reclaim_s=args.reclaim_s)
+    if not settings.redis_url:
         raise MedvizError("medviz worker needs --redis URL (or MEDVIZ_REDIS): the Redis its web nodes use")
-    settings = Settings(model=args.model, recordings=Path(args.recordings), redis_url=args.redis,
-                        heartbeat_s=args.heartbeat_s, reclaim_s=args.reclaim_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    worker = RedisWorker(load_engine(args.model, compile=args.compile), settings)
+    worker = RedisWorker(load_engine(settings.model, compile=args.compile), settings)
     signal.signal(signal.SIGTERM, lambda *_: worker.halt())  # the run in hand ends cancelled
-    print(f"medviz: worker {worker.name} serving {args.model} from Redis", file=sys.stderr)
+    print(f"medviz: worker {worker.name} serving {settings.model} from Redis; recordings in {settings.recordings}",
+          file=sys.stderr)
     try:
         worker.run()
     except KeyboardInterrupt:
@@ -92,22 +112,27 @@ def _study(paths: list[str], labels: str | None) -> tuple[list[bytes], tuple[str
 
 
 def _record(args: argparse.Namespace) -> int:
+    import time
+
     from medviz_core.models import load_engine
-    from medviz_core.recording import RecordingWriter
+    from medviz_core.recording import SUFFIX, RecordingWriter
     from medviz_core.session import session_frames
 
-    out = Path(args.out)
+    from .settings import default_recordings
+
+    out = Path(args.out).expanduser() if args.out else default_recordings() / (
+        f"recorded-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}{SUFFIX}")
     if out.exists():
         raise MedvizError(f"{str(out)!r} already exists; recordings are never overwritten")
     images, labels = _study(args.image, args.labels)
     engine = load_engine(args.model, compile=args.compile)
     request = StartRequest(images=tuple(images), labels=labels, question=args.question, preset=args.prompt,
-                           params=GenerationParams(max_new_tokens=args.max_new_tokens,
-                                                   repetition_penalty=engine.suggested.repetition_penalty))
+                           params=ParamsRequest(max_new_tokens=args.max_new_tokens))  # the rest: the model's
     cancel = threading.Event()
     session = out.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out.stem) else secrets.token_urlsafe(16)
     stream = session_frames(engine, request, session, cancel)
     first = next(stream)  # errors about the images or parameters come before any file is made
+    print(f"medviz: recording {args.model} to {out}", file=sys.stderr, flush=True)
     with RecordingWriter(out) as writer:
         writer.write(first.data)
         try:
@@ -249,15 +274,24 @@ def _watch(args: argparse.Namespace) -> int:
     return 0 if end is not None else 1
 
 
-def add_server_commands(subparsers: Any) -> None:
-    from .settings import Settings  # its defaults are the options' defaults
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """--config FILE and --set NAME=VALUE: any field of server/settings.py (docs/security.md lists them)."""
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="a TOML file of settings (e.g. max_watch_sockets = 256); flags and --set override it")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="any setting of docs/security.md, e.g. --set max_watch_sockets=256 (repeatable)")
 
+
+def add_server_commands(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the web viewer, live sessions and replays")
-    serve.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
-    serve.add_argument("--host", default="127.0.0.1", help="a non-loopback address needs --token")
-    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--model", default=None,
+                       help=f"tiny | {DEFAULT_MODEL} (default) | random:medgemma-4b | hub id | folder")
+    serve.add_argument("--host", default=None, help="a non-loopback address needs --token (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default 7860")
     serve.add_argument("--token", default=os.environ.get("MEDVIZ_TOKEN"), help="access token (or MEDVIZ_TOKEN)")
-    serve.add_argument("--recordings", default="recordings", help="folder for recorded sessions")
+    serve.add_argument("--recordings", default=None,
+                       help="folder for recorded sessions (default $XDG_DATA_HOME/medviz/recordings, else "
+                       "~/.local/share/medviz/recordings)")
     serve.add_argument("--redis", default=os.environ.get("MEDVIZ_REDIS"),
                        help="redis://[:password@]host:port/db (or MEDVIZ_REDIS): a stateless web node whose "
                        "sessions go through Redis to `medviz worker`s or Ray Serve replicas (docs/deploy.md)")
@@ -266,27 +300,33 @@ def add_server_commands(subparsers: Any) -> None:
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: how many workers (one per GPU)")
     serve.add_argument("--gpus", type=float, default=None, help="with --ray: GPUs per replica (default 1 where "
                        "the cluster has GPUs, else 0)")
+    _add_settings_options(serve)
     serve.set_defaults(handler=_serve)
 
     worker = subparsers.add_parser("worker", help="a generation worker taking sessions from Redis (scale-out)")
     worker.add_argument("--redis", default=os.environ.get("MEDVIZ_REDIS"), help="the web nodes' Redis URL")
-    worker.add_argument("--model", default="demo", help="tiny | demo | random:medgemma-4b | hub id | folder")
-    worker.add_argument("--recordings", default="recordings", help="the recordings folder every node mounts")
+    worker.add_argument("--model", default=None,
+                        help=f"tiny | {DEFAULT_MODEL} (default) | random:medgemma-4b | hub id | folder")
+    worker.add_argument("--recordings", default=None,
+                        help="the recordings folder every node mounts (default: as medviz serve's)")
     worker.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
-    worker.add_argument("--heartbeat-s", type=float, default=Settings.heartbeat_s, help="how often it says it is alive")
-    worker.add_argument("--reclaim-s", type=float, default=Settings.reclaim_s,
-                        help="a job nobody held this long is reclaimed (the same on every node; > the heartbeat)")
+    worker.add_argument("--heartbeat-s", type=float, default=None,
+                        help=f"how often it says it is alive (default {Settings.heartbeat_s:g})")
+    worker.add_argument("--reclaim-s", type=float, default=None, help="a job nobody held this long is reclaimed "
+                        f"(the same on every node; > the heartbeat; default {Settings.reclaim_s:g})")
+    _add_settings_options(worker)
     worker.set_defaults(handler=_worker)
 
     record = subparsers.add_parser("record", help="record one session to a file, without a server")
     record.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
     record.add_argument("--labels", default=None,
                         help="comma-separated view labels in study order, e.g. PA,lateral (default: DICOM tags)")
-    record.add_argument("--out", required=True, help="the .medviz file to write (never overwritten)")
-    record.add_argument("--model", default="demo")
+    record.add_argument("--out", default=None, help="the .medviz file to write (never overwritten; default: a new "
+                        "file in the recordings folder, $XDG_DATA_HOME/medviz/recordings, which medviz serve lists)")
+    record.add_argument("--model", default=DEFAULT_MODEL)
     record.add_argument("--question", default=None, help="ask a question instead of the full report")
     add_prompt_argument(record)
-    record.add_argument("--max-new-tokens", type=int, default=200)
+    record.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's suggestion")
     record.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
     record.set_defaults(handler=_record)
 
@@ -315,6 +355,7 @@ def add_server_commands(subparsers: Any) -> None:
     export.add_argument("--out", required=True, help="a folder (created if its parent exists)")
     export.set_defaults(handler=_export)
 
-    watch = subparsers.add_parser("watch", help="print a live session's tokens as they arrive")
-    watch.add_argument("url", help="ws://127.0.0.1:7860/ws/watch/<session id>[?token=...]")
+    watch = subparsers.add_parser("watch", help="print a live session's (or a recording's) tokens as they arrive")
+    watch.add_argument("url", help="the link the page's Share button copies (http://HOST/?watch=ID or ?replay=ID, "
+                                   "with its token), or ws://HOST/ws/watch/ID[?token=...]")
     watch.set_defaults(handler=_watch)

@@ -1,23 +1,43 @@
 """The server's one Settings object: where it listens, what it serves and what it accepts.
 
-Owns: every knob of the server and `check()`, which refuses a non-loopback bind without
-a token. docs/security.md lists every limit here with its default; keep the two in step.
+Owns: every knob of the server, `check()`, which refuses a non-loopback bind without
+a token, `DEFAULT_MODEL` (the model every command uses unless told), `default_recordings()`
+(the per-user data folder recordings go to) and `configured()`, which sets any field by name
+from a TOML file and `NAME=VALUE` strings, each checked against the field's type.
+docs/security.md lists every limit here with its default; keep the two in step.
 Does not own parsing command lines (cli_commands.py) or enforcing the limits (wire/,
 wire/limits.py, imaging.py, image_budget.py, connections.py, the handlers).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import ipaddress
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from medviz_core.errors import AuthError
+from medviz_core.errors import AuthError, MedvizError
 from medviz_core.imaging import MAX_DECODED_BYTES, MAX_PIXELS
 from medviz_core.wire.limits import ClientLimits
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+DEFAULT_MODEL = "demo"  # every command's and the server's model unless one is named
+
+
+def default_recordings() -> Path:
+    """Where recordings go unless told: `$XDG_DATA_HOME/medviz/recordings`, else
+    `~/.local/share/medviz/recordings` (never the working directory: medical images one
+    `git add .` away from a commit)."""
+    data = os.environ.get("XDG_DATA_HOME", "").strip()
+    base = Path(data) if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
+    return base / "medviz" / "recordings"
 
 
 def is_loopback(host: str) -> bool:
@@ -33,11 +53,11 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = "demo"
+    model: str = DEFAULT_MODEL
     host: str = "127.0.0.1"
     port: int = 7860
     token: str | None = None
-    recordings: Path = Path("recordings")
+    recordings: Path = field(default_factory=default_recordings)
     web: Path = WEB_DIR
     queue_cap: int = 8  # sessions waiting for the model beyond the running one; past it: busy
     viewer_queue: int = 256  # frames a viewer may fall behind before it is closed (4008)
@@ -96,3 +116,104 @@ class Settings:
         if self.token is not None and len(self.token) < 8:
             raise AuthError(f"the token must be at least 8 characters; got {len(self.token)}")
         return self
+
+
+class SettingError(MedvizError):
+    """A setting that names no field of Settings or whose value is not of the field's type."""
+
+
+def configured(base: Settings, file: Mapping[str, object] | None = None, sets: Iterable[str] = ()) -> Settings:
+    """`base` with the fields a TOML file's table (`file`) names, then each `NAME=VALUE` of `sets`
+    (later wins), every value checked against its field's type: SettingError in one line otherwise."""
+    changes: dict[str, Any] = {}
+    for name, value in (file or {}).items():
+        changes[name] = _checked(name, value, "in the config file", text=False)
+    for item in sets:
+        name, equals, text = item.partition("=")
+        if not equals:
+            raise SettingError(f"--set takes NAME=VALUE; got {item[:80]!r}")
+        changes[name.strip()] = _checked(name.strip(), text, "in --set", text=True)
+    return dataclasses.replace(base, **changes)
+
+
+def read_config(path: Path) -> dict[str, object]:
+    """A TOML file of settings (`max_watch_sockets = 256`, ...) as a table; SettingError if unreadable."""
+    import tomllib
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as error:
+        raise SettingError(f"cannot read the config file {str(path)!r}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingError(f"the config file {str(path)!r} is not TOML: {error}") from None
+
+
+def _hints() -> dict[str, object]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def _checked(name: str, value: object, where: str, text: bool) -> object:
+    """`value` as the type of field `name`: a string from --set is parsed, a TOML value must have the type."""
+    hints = _hints()
+    if name not in hints:
+        near = difflib.get_close_matches(name, hints, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(near)}?" if near else "docs/security.md lists every setting"
+        raise SettingError(f"unknown setting {name[:60]!r} {where}; {hint}")
+    try:
+        return _as(hints[name], value, text)
+    except ValueError as error:
+        raise SettingError(f"setting {name} {where}: {error}") from None
+
+
+def _as(kind: object, value: object, text: bool) -> object:
+    """`value` as `kind` (str, int, float, bool, Path, tuple[str, ...], or one of them | None); `text`: parse
+    strings (--set; "" and "none" are None where None is allowed), else the value must already be of the type."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if text and isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return _as(next(a for a in args if a is not type(None)), value, text)
+    if typing.get_origin(kind) is tuple:
+        items = [v.strip() for v in value.split(",") if v.strip()] if text and isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list (comma-separated after --set); got {value!r}"[:160])
+        return tuple(_as(args[0], item, text) for item in items)
+    if kind is bool:
+        return _boolean(value, text)
+    if kind is int or kind is float:
+        return _number(kind is int, value, text)
+    if kind is Path or kind is str:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected {'a path' if kind is Path else 'a string'}; got {value!r}"[:160])
+        return Path(value).expanduser() if kind is Path else value
+    raise ValueError(f"fields of type {kind} cannot be set")
+
+
+def _boolean(value: object, text: bool) -> bool:
+    words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+    if isinstance(value, bool):
+        return value
+    if text and isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ValueError(f"expected true or false; got {value!r}"[:160])
+
+
+def _number(whole: bool, value: object, text: bool) -> int | float:
+    wanted = "an integer" if whole else "a number"
+    number: int | float
+    if text and isinstance(value, str):
+        try:
+            number = int(value) if whole else float(value)
+        except ValueError:
+            raise ValueError(f"expected {wanted}; got {value!r}"[:160]) from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value if whole else float(value)
+    elif isinstance(value, float) and not whole:
+        number = value
+    else:
+        raise ValueError(f"expected {wanted}; got {value!r}"[:160])
+    if number < 0:
+        raise ValueError(f"expected {wanted} >= 0; got {value!r}"[:160])
+    return number

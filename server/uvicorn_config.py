@@ -2,7 +2,8 @@
 
 Owns: `server_config` (uvicorn.Config with h11 and its request-head limit, a deadline for
 the request head, the connection cap, the keep-alive timeout, websocket frame limits and
-the token-redacting logging of log_redaction.py) and `HeaderDeadlineH11`, uvicorn's h11
+the token-redacting logging of log_redaction.py), `AnnouncingServer` (uvicorn's server, telling
+its caller once its sockets accept connections) and `HeaderDeadlineH11`, uvicorn's h11
 protocol with one addition: a connection that has not sent a whole request head within
 `header_timeout_s` of connecting (or of starting its next request) is closed, so slow
 headers cannot hold connections. Does not own the app (app.py) or what it serves.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Callable
 from typing import IO, Any
 
 import h11
@@ -30,6 +33,20 @@ class MedvizConfig(uvicorn.Config):
     def __init__(self, app: Any, header_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self.header_timeout_s = header_timeout_s
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn.Server that calls `ready()` once it accepts connections: after the lifespan (which loads
+    the model) and the bind, never before (a failed start calls nothing)."""
+
+    def __init__(self, config: uvicorn.Config, ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._ready()
 
 
 class HeaderDeadlineH11(H11Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CXR_DIR = REPO.parent / "shared" / "data" / "cxr"
 SAMPLE = "nih_00000001_000.png"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_data_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """$XDG_DATA_HOME (where recordings go by default) is a temporary folder for every test and every
+    server a test starts: nothing is written to the user's own data folder."""
+    folder = tmp_path_factory.mktemp("xdg-data")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_DATA_HOME", str(folder))
+    yield folder
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

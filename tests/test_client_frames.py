@@ -12,6 +12,7 @@ from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
     AnalyzeRequest,
     CancelAnalysisRequest,
+    ParamsRequest,
     PauseRequest,
     SeekRequest,
     SpeedRequest,
@@ -25,20 +26,33 @@ from tests.wire_client import encode_command
 LIMITS = ClientLimits(max_message_bytes=1000, max_question_chars=20, max_new_tokens=12)
 
 
-def test_a_start_request_round_trips_with_defaults_filled_in() -> None:
+def test_a_start_request_round_trips_leaving_unstated_params_to_the_model() -> None:
     request = parse_client_frame(msgpack.packb({"type": "start", "images": [b"png"]}), LIMITS)
-    assert request == StartRequest(images=(b"png",), preset="medviz", params=GenerationParams(max_new_tokens=12))
-    params = GenerationParams(max_new_tokens=3, temperature=0.5, top_p=0.9, top_k=5, repetition_penalty=1.1, seed=7)
+    assert request == StartRequest(images=(b"png",), preset="medviz", params=ParamsRequest())
+    assert isinstance(request, StartRequest) and request.params.limit == 12
+    params = ParamsRequest(max_new_tokens=3, temperature=0.5, top_p=0.9, top_k=5, repetition_penalty=1.1, seed=7)
     full = StartRequest(images=(b"x",), question="why?", preset="original", params=params, methods=("raw", "flow"),
                         record=True)
     assert parse_client_frame(full.to_wire(), LIMITS) == full
 
 
-def test_the_sampling_parameters_travel_as_one_params_map() -> None:
-    raw = msgpack.unpackb(StartRequest(images=(b"x",), params=GenerationParams(seed=3)).to_wire())
-    assert raw["params"] == {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0,
-                             "repetition_penalty": 1.0, "seed": 3}
+def test_the_sampling_parameters_travel_as_one_params_map_of_the_stated_ones() -> None:
+    raw = msgpack.unpackb(StartRequest(images=(b"x",), params=ParamsRequest(seed=3, temperature=1)).to_wire())
+    assert raw["params"] == {"temperature": 1.0, "seed": 3}
     assert raw["v"] == 2 and "max_new_tokens" not in raw
+    every = ParamsRequest.of(GenerationParams(seed=3))
+    assert msgpack.unpackb(StartRequest(images=(b"x",), params=every).to_wire())["params"] == {
+        "max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0, "seed": 3}
+
+
+def test_unstated_params_are_the_models_suggestion_and_a_suggested_length_keeps_to_the_servers_limit() -> None:
+    suggested = GenerationParams(repetition_penalty=1.3)
+    assert ParamsRequest(temperature=0.5).resolve(suggested) == GenerationParams(temperature=0.5, repetition_penalty=1.3)
+    assert ParamsRequest(limit=100).resolve(suggested).max_new_tokens == 100
+    assert ParamsRequest(max_new_tokens=300, repetition_penalty=1.0).resolve(suggested) == GenerationParams(
+        max_new_tokens=300)
+    with pytest.raises(RequestError, match=r"^repetition_penalty must be in \(0, 10\]; got 0$"):
+        ParamsRequest(repetition_penalty=0)
 
 
 def test_a_client_message_over_the_size_limit_is_too_large() -> None:
@@ -103,7 +117,7 @@ def test_replay_commands_are_range_checked() -> None:
 
 def test_a_study_start_round_trips_its_images_and_labels() -> None:
     study = StartRequest(images=(b"pa", b"lat"), labels=("PA", "lateral"), preset="medviz",
-                         params=GenerationParams(max_new_tokens=3))
+                         params=ParamsRequest(max_new_tokens=3))
     parsed = parse_client_frame(study.to_wire(), LIMITS)
     assert parsed == study
     raw = msgpack.unpackb(study.to_wire())

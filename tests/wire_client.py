@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
     AnalyzeRequest,
     CancelAnalysisRequest,
     CancelRequest,
+    ParamsRequest,
     PauseRequest,
     ResumeRequest,
     SeekRequest,
@@ -26,7 +26,7 @@ def start_request(image: bytes | None = None, max_new_tokens: int = 4, **fields:
     sampling = {key: fields.pop(key) for key in SAMPLING if key in fields}
     images = tuple(fields.pop("images", None) or (image,))
     methods = fields.pop("methods", None)
-    return StartRequest(images=images, params=GenerationParams(max_new_tokens=max_new_tokens, **sampling),
+    return StartRequest(images=images, params=ParamsRequest(max_new_tokens=max_new_tokens, **sampling),
                         methods=None if methods is None else tuple(methods),
                         labels=tuple(fields.pop("labels", ())), **fields)
 

@@ -7,8 +7,11 @@ which turns one message into one of them or raises: ProtocolError for bytes that
 frame, RequestError (MessageTooLarge for size) for a field of the wrong type or out of
 bounds. Everything that needs no session or model is checked here: sizes and item counts
 (limits.py), sampling ranges (GenerationParams), the methods, the preset, the question and
-labels (no control tokens). Checks that need the session (a token not generated yet, a
-method it does not compute) are the server's. Does not own server frames (server_frames.py).
+labels (no control tokens). A start request's `ParamsRequest` holds only the sampling
+parameters the client stated; the rest are the model's suggestion (`Engine.suggested`),
+filled where the run starts (session.py), so every path samples alike. Checks that need the
+session (a token not generated yet, a method it does not compute) are the server's. Does not
+own server frames (server_frames.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from ..errors import MessageTooLarge, ProtocolError, RequestError
 from ..prompts import check_label, check_preset, check_question
 from ..relevancy import check_methods
-from ..types import METHODS, GenerationParams
+from ..types import MAX_NEW_TOKENS, METHODS, GenerationParams
 from .codec import VERSION, get_field, optional_field, pack, unpack
 from .limits import (
     DEFAULT_FAITHFULNESS_STEPS,
@@ -34,11 +37,54 @@ from .limits import (
     client_limits,
 )
 from .results import ANALYSIS_KINDS
-from .server_frames import params_from_wire, params_to_wire
+from .server_frames import params_to_wire
 
 CLIENT_TYPES = ("start", "rejoin", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
 ANALYSIS_COMMANDS = ("analyze", "cancel_analysis")
 MAX_REJOIN_CHARS = 128  # a session id or owner key in a rejoin request
+
+
+PARAM_NAMES = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+
+
+@dataclass(frozen=True)
+class ParamsRequest:
+    """The sampling parameters a start request states: None leaves one to the model's suggestion
+    (`Engine.suggested`: the demo's repetition penalty 1.3, say), which `resolve` fills where the run
+    starts. Stated values are checked when made, as GenerationParams checks them. `limit` is the
+    server's max_new_tokens: a suggested length above it is cut to it (a stated one above it is refused
+    when parsed); it is not part of the request on the wire."""
+
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    limit: int = field(default=MAX_NEW_TOKENS, compare=False)
+
+    def __post_init__(self) -> None:
+        checked = GenerationParams(**self.stated())  # RequestError naming the bound and the value
+        for name in self.stated():
+            object.__setattr__(self, name, getattr(checked, name))
+
+    def stated(self) -> dict[str, Any]:
+        """The fields the client gave, by name."""
+        return {name: getattr(self, name) for name in PARAM_NAMES if getattr(self, name) is not None}
+
+    def resolve(self, suggested: GenerationParams) -> GenerationParams:
+        """The parameters a run uses: the stated ones, the model's suggestion for the rest."""
+        length = min(suggested.max_new_tokens, self.limit)
+        return replace(suggested, **{"max_new_tokens": length, **self.stated()})
+
+    @staticmethod
+    def of(params: GenerationParams) -> ParamsRequest:
+        """Every field stated, as `params` has it."""
+        return ParamsRequest(**{name: getattr(params, name) for name in PARAM_NAMES})
+
+    def to_wire(self) -> dict[str, Any]:
+        return {key: value for key, value in params_to_wire(self.resolve(GenerationParams())).items()
+                if key in self.stated()}
 
 
 @dataclass(frozen=True)
@@ -49,14 +95,14 @@ class StartRequest:
     labels: tuple[str, ...] = ()
     question: str | None = None  # None: the preset's report prompt
     preset: str | None = None  # prompts.PRESETS; None: "medviz"
-    params: GenerationParams = field(default_factory=GenerationParams)
+    params: ParamsRequest = field(default_factory=ParamsRequest)  # what it states; the rest: the model's
     methods: tuple[str, ...] | None = None  # None: all
     record: bool = False
     type: str = "start"
 
     def to_wire(self) -> bytes:
         return pack("start", {"images": list(self.images), "labels": list(self.labels), "question": self.question,
-                              "prompt": self.preset, "params": params_to_wire(self.params),
+                              "prompt": self.preset, "params": self.params.to_wire(),
                               "methods": None if self.methods is None else list(self.methods), "record": self.record})
 
 
@@ -230,10 +276,7 @@ def _parse_start(f: Mapping[str, Any], limits: ClientLimits) -> StartRequest:
         if len(question) > limits.max_question_chars:
             raise RequestError(f"question is {len(question)} characters; the limit is {limits.max_question_chars}")
         check_question(question)
-    defaults = GenerationParams(max_new_tokens=min(GenerationParams.max_new_tokens, limits.max_new_tokens))
-    params = params_from_wire(_optional(f, "params", dict, {}), "start", RequestError, defaults)
-    if params.max_new_tokens > limits.max_new_tokens:
-        raise RequestError(f"max_new_tokens must be in 1..{limits.max_new_tokens}; got {params.max_new_tokens}")
+    params = _params(_optional(f, "params", dict, {}), limits)
     methods = _strings(f, "methods")
     return StartRequest(
         images=tuple(images), labels=tuple(check_label(label) for label in labels), question=question,
@@ -249,6 +292,20 @@ def _parse_rejoin(f: Mapping[str, Any], limits: ClientLimits) -> RejoinRequest:
         raise RequestError(f"a rejoin's session and key must be 1..{MAX_REJOIN_CHARS} characters; got "
                            f"{len(session)} and {len(key)}")
     return RejoinRequest(session=session, key=key)
+
+
+def _params(m: Mapping[str, Any], limits: ClientLimits) -> ParamsRequest:
+    """The params map of a start frame: absent (or nil) fields left to the model, stated ones checked."""
+    def read(key: str, kind: Any) -> Any:
+        return optional_field(m, key, kind, None, "start", RequestError)
+
+    params = ParamsRequest(max_new_tokens=read("max_new_tokens", int), temperature=read("temperature", float),
+                           top_p=read("top_p", float), top_k=read("top_k", int),
+                           repetition_penalty=read("repetition_penalty", float), seed=read("seed", int),
+                           limit=limits.max_new_tokens)
+    if params.max_new_tokens is not None and params.max_new_tokens > limits.max_new_tokens:
+        raise RequestError(f"max_new_tokens must be in 1..{limits.max_new_tokens}; got {params.max_new_tokens}")
+    return params
 
 
 def _parse_analyze(f: Mapping[str, Any], limits: ClientLimits) -> AnalyzeRequest:

@@ -131,6 +131,7 @@ class StartFrame:
     params: GenerationParams
     created: float  # unix time; a step was encoded at created + t_ms / 1000
     recording: str | None = None
+    primer: str = ""  # the answer's first words as the template primed them ("Findings: The" on demo); "" none
     type: str = "start"
 
     @staticmethod
@@ -139,14 +140,15 @@ class StartFrame:
         images = tuple(ImageInfo(i.png, i.size, i.label, i.positions) for i in prompt.images)
         return StartFrame(session=session, model=facts, token_ids=prompt.token_ids, token_texts=prompt.token_texts,
                           image_positions=prompt.layout.positions, question=prompt.question, preset=prompt.preset,
-                          images=images, methods=methods, params=params, created=created, recording=recording)
+                          images=images, methods=methods, params=params, created=created, recording=recording,
+                          primer=prompt.primer)
 
     def to_wire(self) -> bytes:
         return pack("start", {
             "session": self.session, "model": facts_to_wire(self.model),
             "prompt": {"token_ids": list(self.token_ids), "tokens": list(self.token_texts),
                        "image_positions": list(self.image_positions), "question": self.question,
-                       "preset": self.preset},
+                       "preset": self.preset, **({"primer": self.primer} if self.primer else {})},
             "images": [image.to_wire() for image in self.images], "methods": list(self.methods),
             "params": params_to_wire(self.params), "created": float(self.created), "recording": self.recording,
         })
@@ -168,6 +170,7 @@ class StartFrame:
             params=params_from_wire(get_field(f, "params", dict, "start"), "start"),
             created=float(get_field(f, "created", float, "start")),
             recording=optional_field(f, "recording", str, None, "start"),
+            primer=optional_field(prompt, "primer", str, "", "start"),
         )
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
     AnalyzeRequest,
     BoxRequest,
     CancelAnalysisRequest,
+    ParamsRequest,
     StartRequest,
     parse_client_frame,
 )
@@ -49,11 +49,11 @@ def test_the_server_reads_every_request_the_browser_sends(tab: Watched, server: 
     parsed: list[Any] = [parse_client_frame(base64.b64decode(e), ClientLimits()) for e in encoded]
     one, study, gradient, heads, faith, agreement, volume, dicom, cancel = parsed
     assert one == StartRequest(images=(b"\x01\x02\x03",), labels=("",), question=None, preset="medviz",
-                               params=GenerationParams(max_new_tokens=24, temperature=1.0), methods=None, record=True)
+                               params=ParamsRequest(max_new_tokens=24, temperature=1.0), methods=None, record=True)
     assert study == StartRequest(images=(b"\x01\x02\x03", b"\x04\x05"), labels=("PA", "lateral"), question="Effusion?",
                                  preset="model-card",
-                                 params=GenerationParams(max_new_tokens=8, temperature=0.5, top_p=0.9, top_k=40,
-                                                         repetition_penalty=1.1, seed=7),
+                                 params=ParamsRequest(max_new_tokens=8, temperature=0.5, top_p=0.9, top_k=40,
+                                                      repetition_penalty=1.1, seed=7),
                                  methods=("raw", "consensus"), record=False)
     assert gradient == AnalyzeRequest(kind="gradient", index=3, id="g-1")
     assert heads == AnalyzeRequest(kind="heads", index=0, id="h-2")

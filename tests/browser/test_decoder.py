@@ -113,7 +113,7 @@ def expected_frame(v: dict[str, Any]) -> dict[str, Any]:
                       "imageTokenId": m["image_token_id"], "slidingWindow": m["sliding_window"], "fullLayers": m["full_layers"],
                       "device": m["device"], "dtype": m["dtype"]},
             "prompt": {"tokenIds": p["token_ids"], "tokens": p["tokens"], "imagePositions": p["image_positions"],
-                       "question": p["question"], "preset": p["preset"]},
+                       "question": p["question"], "preset": p["preset"], "primer": p.get("primer", "")},
             "images": [_image(x) for x in v["images"]], "methods": v["methods"],
             "params": {"maxNewTokens": q["max_new_tokens"], "temperature": q["temperature"], "topP": q["top_p"],
                        "topK": q["top_k"], "repetitionPenalty": q["repetition_penalty"], "seed": q["seed"]},

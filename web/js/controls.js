@@ -73,21 +73,33 @@ function isQuestionMode() {
 }
 
 /**
+ * Show the model's suggested length and temperature in the empty fields (what an empty field gets).
+ * @param {unknown} params /api/health's `params` (wire names), or null when the server does not know them
+ */
+export function showSuggested(params) {
+  const p = /** @type {Record<string, unknown> | null} */ (params && typeof params === "object" ? params : null);
+  if (typeof p?.max_new_tokens === "number") input("max-tokens").placeholder = `model's: ${p.max_new_tokens}`;
+  if (typeof p?.temperature === "number") input("temperature").placeholder = `model's: ${p.temperature}`;
+}
+
+/**
  * The session form's settings as request fields (the images come from the store), or an error sentence.
  * @returns {Omit<import("./protocol.js").StartRequest, "images" | "labels"> | string}
  */
 export function readRequest() {
   const question = /** @type {HTMLTextAreaElement} */ (document.getElementById("question")).value.trim();
-  const maxNewTokens = Number(input("max-tokens").value);
-  const temperature = Number(input("temperature").value);
+  // An empty field is left to the model's suggestion (the server fills it), as `medviz generate` does.
+  const maxNewTokens = input("max-tokens").value.trim() === "" ? undefined : Number(input("max-tokens").value);
+  const temperature = input("temperature").value.trim() === "" ? undefined : Number(input("temperature").value);
   if (isQuestionMode() && question === "") return "Type a question, or choose “Full report”.";
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > Number(input("max-tokens").max)) {
+  if (maxNewTokens !== undefined && (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > Number(input("max-tokens").max))) {
     return `Max tokens must be a whole number from 1 to ${input("max-tokens").max}.`;
   }
-  if (!(temperature >= 0 && temperature <= 2)) return "Temperature must be between 0 and 2 (0 = deterministic).";
+  if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) return "Temperature must be between 0 and 2 (0 = deterministic).";
   const preset = /** @type {HTMLSelectElement} */ ($("preset")).value;
   return {
-    question: isQuestionMode() ? question : null, preset: preset || null, params: { maxNewTokens, temperature },
+    question: isQuestionMode() ? question : null, preset: preset || null,
+    params: { ...(maxNewTokens !== undefined ? { maxNewTokens } : {}), ...(temperature !== undefined ? { temperature } : {}) },
     record: input("record").checked,
   };
 }

@@ -31,7 +31,8 @@ export const VERSION = 2;
  *   standIn: boolean}} ModelInfo  standIn: an offline stand-in (tiny, demo, random:*), untrained for medicine
  * @typedef {{png: Uint8Array, width: number, height: number, label: string, positions: number[]}} ImageInfo
  * @typedef {{tokenIds: number[], tokens: string[], imagePositions: number[], question: string | null,
- *   preset: string}} PromptInfo  tokens: each position's text ("" for image tokens); empty in old recordings
+ *   preset: string, primer: string}} PromptInfo  tokens: each position's text ("" for image tokens); empty in old
+ *   recordings. primer: the answer's first words as the template primed them ("Findings: The"), "" when none
  * @typedef {{maxNewTokens: number, temperature: number, topP: number, topK: number, repetitionPenalty: number,
  *   seed: number | null}} Params
  * @typedef {{type: "start", session: string, model: ModelInfo, prompt: PromptInfo, images: ImageInfo[],
@@ -59,11 +60,10 @@ function decodeModel(m) {
     name: str(m, "name"), layers: num(m, "layers"), heads: num(m, "heads"), kvHeads: num(m, "kv_heads"),
     grid: [grid[0], grid[1]], imageTokenId: num(m, "image_token_id"), slidingWindow: optNum(m, "sliding_window"),
     fullLayers: nums(m, "full_layers"), device: str(m, "device"), dtype: str(m, "dtype"),
-  };
     standIn: m.stand_in === undefined || m.stand_in === null ? standInByName(str(m, "name")) : bool(m, "stand_in"),
+  };
 }
 
-/** @param {Record<string, unknown>} m @returns {ImageInfo} */
 /**
  * The protocol's default for `stand_in` in recordings made before the field (docs/protocol.md,
  * as medviz_core/types.py is_stand_in reads it): the name before any "?" is tiny or demo, or
@@ -75,6 +75,7 @@ function standInByName(name) {
   return base === "tiny" || base === "demo" || base.startsWith("random:");
 }
 
+/** @param {Record<string, unknown>} m @returns {ImageInfo} */
 function decodeImage(m) {
   return { png: bin(m, "png"), width: num(m, "width"), height: num(m, "height"), label: str(m, "label"), positions: nums(m, "positions") };
 }
@@ -85,7 +86,7 @@ function decodePrompt(p) {
     tokenIds: nums(p, "token_ids"),
     tokens: p.tokens === undefined || p.tokens === null ? [] : arr(p, "tokens").map(String),
     imagePositions: nums(p, "image_positions"), question: strOrNil(p, "question"),
-    preset: optStr(p, "preset") ?? "medviz",
+    preset: optStr(p, "preset") ?? "medviz", primer: optStr(p, "primer") ?? "",
   };
 }
 
@@ -207,8 +208,8 @@ export function decodeFrame(bytes) {
 }
 
 /**
- * What a session samples with; absent fields take the server's defaults.
- * @typedef {{maxNewTokens: number, temperature: number, topP?: number, topK?: number, repetitionPenalty?: number,
+ * What a session samples with; absent fields are the model's suggestion (the server's Engine.suggested).
+ * @typedef {{maxNewTokens?: number, temperature?: number, topP?: number, topK?: number, repetitionPenalty?: number,
  *   seed?: number | null}} ParamsRequest
  * @typedef {{images: Uint8Array[], labels?: string[], question: string | null, preset?: string | null,
  *   params: ParamsRequest, methods?: string[] | null, record: boolean}} StartRequest  preset: null for "medviz"
@@ -217,7 +218,8 @@ export function decodeFrame(bytes) {
 /** @param {ParamsRequest} p */
 function encodeParams(p) {
   return {
-    max_new_tokens: Math.round(p.maxNewTokens), temperature: new Float(p.temperature),
+    ...(p.maxNewTokens !== undefined ? { max_new_tokens: Math.round(p.maxNewTokens) } : {}),
+    ...(p.temperature !== undefined ? { temperature: new Float(p.temperature) } : {}),
     ...(p.topP !== undefined ? { top_p: new Float(p.topP) } : {}),
     ...(p.topK !== undefined ? { top_k: Math.round(p.topK) } : {}),
     ...(p.repetitionPenalty !== undefined ? { repetition_penalty: new Float(p.repetitionPenalty) } : {}),
