@@ -6,7 +6,9 @@ recording later, even while its session still runs: every handle appends, O_APPE
 frame, as a crash or a full disk leaves it, is cut off first so the new frame is readable), the
 tolerant reader (whole frames only: a file cut at any byte reads back up to its last whole
 frame and says whether it holds `end`), the index of a recording (where each frame lies, so a
-replay reads frames from disk as it sends them), recording ids and the listing metadata. A
+replay reads frames from disk as it sends them), recording ids and the listing metadata
+(`recording_info`: only the start and end frames are decoded; the frames between are skipped
+by msgpack and only their type is read, and how the session ended: `ENDINGS`). A
 recording made before protocol v2 reads back as v2 frames (`RecordedFrame.sent` gives the bytes
 a viewer gets: v1 frames re-encoded as v2, v2 ones unchanged). Does not own the frame format
 (wire/) nor HTTP (server/recordings.py). Callers write one recording from one thread (the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +28,7 @@ from typing import BinaryIO
 import msgpack
 
 from .errors import NotFoundError, ProtocolError, RequestError
+from .wire.codec import peek_fields
 from .wire.limits import SERVER_LIMITS, unpack_kwargs
 from .wire.results import AnalysisFrame
 from .wire.server_frames import EndFrame, Frame, SourceFrame, StartFrame, StepFrame, decode
@@ -152,8 +155,9 @@ def upgraded(data: bytes, frame: Frame | None = None) -> bytes:
     return (frame if frame is not None else decode(data)).to_wire()
 
 
-def iter_frames(path: Path) -> Iterator[RecordedFrame]:
-    """Whole frames from the start of the file; stops quietly at a cut or corrupt tail."""
+def _whole_values(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Each whole msgpack value's offset and bytes, skipped over (not built) to find where it ends; stops
+    quietly at a cut or corrupt tail."""
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=SERVER_LIMITS.max_bin_len + _CHUNK,
                                 **unpack_kwargs(SERVER_LIMITS))
     buffer = bytearray()
@@ -164,20 +168,25 @@ def iter_frames(path: Path) -> Iterator[RecordedFrame]:
             unpacker.feed(chunk)
             while True:
                 try:
-                    unpacker.unpack()
+                    unpacker.skip()
                 except msgpack.OutOfData:  # a frame continues in the next chunk, or the file was cut
                     break
                 except (ValueError, msgpack.FormatError, msgpack.StackError):
                     return
                 end = unpacker.tell()
-                data = bytes(buffer[: end - start])
-                try:
-                    frame = decode(data)
-                except ProtocolError:
-                    return
-                yield RecordedFrame(offset=start, data=data, frame=frame)
+                yield start, bytes(buffer[: end - start])
                 del buffer[: end - start]
                 start = end
+
+
+def iter_frames(path: Path) -> Iterator[RecordedFrame]:
+    """Whole frames from the start of the file; stops quietly at a cut or corrupt tail."""
+    for offset, data in _whole_values(path):
+        try:
+            frame = decode(data)
+        except ProtocolError:
+            return
+        yield RecordedFrame(offset=offset, data=data, frame=frame)
 
 
 @dataclass(frozen=True)
@@ -237,9 +246,14 @@ def read_recording(path: Path) -> Recording:
     return recording
 
 
+ENDINGS = {"eos": "ended", "end_of_turn": "ended", "max_tokens": "ended", "cancelled": "stopped", "error": "failed"}
+CUT = "cut"  # no end frame: the server stopped (or the file was cut) before the session ended
+
+
 @dataclass(frozen=True)
 class RecordingInfo:
-    """What a recordings list shows. `question` is None for a full report."""
+    """What a recordings list shows. `question` is None for a full report; `labels` has one entry per
+    image ("" for an image without one); `ending` is ENDINGS of the end frame's reason, or CUT."""
 
     id: str
     created: float
@@ -247,22 +261,43 @@ class RecordingInfo:
     tokens: int
     finished: bool
     size: int
+    model: str = ""
+    preset: str = "medviz"
+    labels: tuple[str, ...] = ()
+    ending: str = CUT
+
+
+def iter_types(path: Path) -> Iterator[tuple[bytes, str]]:
+    """Each whole frame's bytes and type, read without decoding the frame (msgpack skips it; the type is
+    among its first fields); stops quietly at a cut or corrupt tail, as iter_frames does."""
+    for _, data in _whole_values(path):
+        try:
+            kind = peek_fields(data, frozenset({"type"}), lambda found: "type" in found).get("type")
+        except ProtocolError:
+            return
+        if not isinstance(kind, str):
+            return
+        yield data, kind
 
 
 def recording_info(path: Path) -> RecordingInfo:
-    """What a listing shows, read frame by frame (never the whole file in memory)."""
+    """What a listing shows: the start and the last end frame decoded, the steps counted by type (never
+    the whole file in memory, nor a step decoded)."""
     if not path.is_file():
         raise NotFoundError(f"recording {path.stem!r} does not exist")
     start: StartFrame | None = None
     end: EndFrame | None = None
     steps = 0
-    for number, recorded in enumerate(iter_frames(path)):
-        frame = recorded.frame
-        if number == 0 and not isinstance(frame, StartFrame):
-            raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
-        start = frame if isinstance(frame, StartFrame) else start
-        end = frame if isinstance(frame, EndFrame) else end
-        steps += isinstance(frame, StepFrame)
+    for number, (data, kind) in enumerate(iter_types(path)):
+        if number == 0:
+            first = decode(data)
+            if not isinstance(first, StartFrame):
+                raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
+            start = first
+        elif kind == "end":
+            last = decode(data)
+            end = last if isinstance(last, EndFrame) else end
+        steps += kind == "step"
     return RecordingInfo(
         id=path.stem,
         created=start.created if start else path.stat().st_mtime,
@@ -270,7 +305,24 @@ def recording_info(path: Path) -> RecordingInfo:
         tokens=end.tokens if end else steps,
         finished=end is not None,
         size=path.stat().st_size,
+        model=start.model.name if start else "",
+        preset=start.preset if start else "medviz",
+        labels=tuple(image.label for image in start.images) if start else (),
+        ending=ENDINGS.get(end.reason, "ended") if end else CUT,
     )
+
+
+def first_image(path: Path) -> bytes:
+    """The session's first image as the model saw it (PNG, from the start frame): for a thumbnail.
+    NotFoundError if missing, ProtocolError if the recording has no start frame."""
+    if not path.is_file():
+        raise NotFoundError(f"recording {path.stem!r} does not exist")
+    for data, _ in iter_types(path):
+        start = decode(data)
+        if isinstance(start, StartFrame):
+            return start.images[0].png
+        break
+    raise ProtocolError(f"recording {path.stem!r} does not begin with a start frame")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +368,9 @@ def read_at(file: BinaryIO, entry: IndexEntry) -> bytes:
     return upgraded(data) if entry.v1 else data
 
 
-def list_recordings(directory: Path) -> list[RecordingInfo]:
-    """Recordings in a folder, newest first; unreadable files are skipped."""
+def list_recordings(directory: Path, read: Callable[[Path], RecordingInfo] = recording_info) -> list[RecordingInfo]:
+    """Recordings in a folder, newest first; unreadable files are skipped. `read`: recording_info, or a
+    cache of it."""
     if not directory.is_dir():
         return []
     infos = []
@@ -325,7 +378,7 @@ def list_recordings(directory: Path) -> list[RecordingInfo]:
         if not RECORDING_ID.fullmatch(path.stem):
             continue
         try:
-            infos.append(recording_info(path))
+            infos.append(read(path))
         except (ProtocolError, NotFoundError, OSError):
             continue
     return sorted(infos, key=lambda info: (-info.created, info.id))

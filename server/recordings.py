@@ -1,24 +1,84 @@
-"""HTTP routes for recordings: list, download, delete. Ids are validated before any path is built.
+"""HTTP routes for recordings: list, thumbnail, download, delete. Ids are validated before any path is built.
 
 Owns: the JSON shapes of `/api/recordings` and the mapping of MedvizError to HTTP status
-(400 bad id, 404 missing, 409 deleting a recording a live session is still writing).
-Does not own the file format (medviz_core/recording.py) or replays (replay.py).
+(400 bad id, 404 missing, 409 deleting a recording a live session is still writing), and
+`Summaries`: each recording's listing row and thumbnail (its first image, at most THUMB px
+a side, PNG) kept in memory by path, modification time and size, so a listing reads only
+the recordings that are new or changed. Does not own the file format
+(medviz_core/recording.py) or replays (replay.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
+from typing import TypeVar
 
+from PIL import Image
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medviz_core.errors import ConflictError, MedvizError, NotFoundError
+from medviz_core.recording import RecordingInfo, first_image, list_recordings, recording_info, recording_path
 from medviz_core.recording import delete_recording as delete_file
-from medviz_core.recording import list_recordings, recording_path
 
 from .sessions import SessionManager
 from .settings import Settings
+
+T = TypeVar("T")
+THUMB = 160  # px, the longer side of a thumbnail
+KEPT = 1024  # recordings whose row and thumbnail are kept
+
+
+class Summaries:
+    """Listing rows and thumbnails by (path, mtime, size): a recording that grows (an analysis appended)
+    or is replaced is read again; the oldest entries go past KEPT. Thread-safe (listings run on threads)."""
+
+    def __init__(self, kept: int = KEPT) -> None:
+        self.kept = kept
+        self._rows: OrderedDict[tuple[Path, int, int], RecordingInfo] = OrderedDict()
+        self._thumbs: OrderedDict[tuple[Path, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.reads = 0  # recordings read (not served from memory), for tests
+
+    def info(self, path: Path) -> RecordingInfo:
+        return self._get(self._rows, path, recording_info)
+
+    def thumbnail(self, path: Path) -> bytes:
+        return self._get(self._thumbs, path, lambda p: thumbnail_png(first_image(p)))
+
+    def _get(self, table: OrderedDict[tuple[Path, int, int], T], path: Path, read: Callable[[Path], T]) -> T:
+        stat = path.stat()
+        key = (path.resolve(), stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key in table:
+                table.move_to_end(key)
+                return table[key]
+        value = read(path)
+        with self._lock:
+            self.reads += 1
+            table[key] = value
+            while len(table) > self.kept:
+                table.popitem(last=False)
+        return value
+
+
+def thumbnail_png(png: bytes, side: int = THUMB) -> bytes:
+    """A picture at most `side` px a side, as PNG (grey pictures stay one channel)."""
+    with Image.open(io.BytesIO(png)) as picture:
+        small = picture.convert("L" if picture.mode in ("L", "I", "I;16") else "RGB")
+        small.thumbnail((side, side))
+        out = io.BytesIO()
+        small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+SUMMARIES = Summaries()
 
 STATUS = {"bad_request": 400, "not_found": 404, "unauthorized": 401, "busy": 503, "too_large": 413, "conflict": 409}
 
@@ -30,16 +90,33 @@ def error_response(error: MedvizError) -> JSONResponse:
 
 async def list_route(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    infos = await asyncio.to_thread(list_recordings, settings.recordings)
+    infos = await asyncio.to_thread(list_recordings, settings.recordings, SUMMARIES.info)
     return JSONResponse({"recordings": [asdict(info) for info in infos]})
 
 
-async def download_route(request: Request) -> Response:
+def _existing(request: Request) -> Path:
+    """The file of the recording the request names; RequestError for a bad id, NotFoundError if missing."""
     settings: Settings = request.app.state.settings
+    path = recording_path(settings.recordings, request.path_params["recording_id"])
+    if not path.is_file():
+        raise NotFoundError(f"recording {path.stem!r} does not exist")
+    return path
+
+
+async def thumbnail_route(request: Request) -> Response:
     try:
-        path = recording_path(settings.recordings, request.path_params["recording_id"])
-        if not path.is_file():
-            raise NotFoundError(f"recording {path.stem!r} does not exist")
+        path = _existing(request)
+        png = await asyncio.to_thread(SUMMARIES.thumbnail, path)
+    except MedvizError as error:
+        return error_response(error)
+    except OSError:  # deleted meanwhile, or a picture PIL cannot read
+        return error_response(NotFoundError(f"recording {path.stem!r} has no picture to show"))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def download_route(request: Request) -> Response:
+    try:
+        path = _existing(request)
     except MedvizError as error:
         return error_response(error)
     return FileResponse(path, media_type="application/vnd.medviz.recording", filename=path.name)

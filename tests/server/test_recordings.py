@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,31 @@ def test_recordings_are_listed_with_their_metadata(live: LiveServer, folder: Pat
     assert listing == {"recordings": [{
         "id": "demo_1", "created": 1764400000.5, "question": "Is there an effusion?", "tokens": 9,
         "finished": True, "size": len(FRAMES["start"]) + len(FRAMES["step"]) + len(FRAMES["end"]),
+        "model": "tiny", "preset": "model-card", "labels": [""], "ending": "ended",
     }]}
+
+
+def test_a_listing_reads_only_new_or_changed_recordings_and_thumbnails_are_small_pngs(
+        live: LiveServer, folder: Path) -> None:
+    from PIL import Image
+
+    from medviz_core.recording import append_frame
+    from server.recordings import SUMMARIES
+
+    httpx.get(f"{live.http}/api/recordings")
+    reads = SUMMARIES.reads
+    httpx.get(f"{live.http}/api/recordings")
+    assert SUMMARIES.reads == reads  # nothing changed: every row from memory
+    append_frame(folder / "demo_1.medviz", FRAMES["analysis_gradient"])
+    httpx.get(f"{live.http}/api/recordings")
+    assert SUMMARIES.reads == reads + 1  # the one that grew is read again
+    thumb = httpx.get(f"{live.http}/api/recordings/demo_1/thumbnail")
+    assert (thumb.status_code, thumb.headers["content-type"]) == (200, "image/png")
+    with Image.open(io.BytesIO(thumb.content)) as picture:
+        assert max(picture.size) <= 160
+    missing = httpx.get(f"{live.http}/api/recordings/nope/thumbnail")
+    assert missing.status_code == 404
+    assert httpx.get(f"{live.http}/api/recordings/..%2Fsecret/thumbnail").status_code in (400, 404)
 
 
 def test_a_recording_downloads_byte_for_byte(live: LiveServer, folder: Path) -> None:

@@ -49,6 +49,20 @@ export function pageUrl(extra) {
   return url.toString();
 }
 
+/**
+ * The link the Share button copies: a running session's watch link; a replay's, or a finished
+ * session's that was recorded, the link to its replay; null when there is nothing to share.
+ * @param {import("./state.js").State} s
+ * @returns {{url: string, live: boolean} | null}
+ */
+export function shareLink(s) {
+  if (!s.start) return null;
+  const recording = s.mode === "replay" ? s.replay?.recording : s.start.recording;
+  if (s.mode !== "replay" && ["connecting", "queued", "running"].includes(s.phase)) return { url: pageUrl({ watch: s.start.session }), live: true };
+  if (recording && (s.mode === "replay" || s.phase === "ended")) return { url: pageUrl({ replay: recording }), live: false };
+  return null;
+}
+
 /** @returns {[number, number]} the session's map grid [gh, gw] */
 export function gridOf() {
   return store.state.start?.model.grid ?? [16, 16];
