@@ -24,7 +24,7 @@ from typing import Any
 
 from ray import serve
 
-from .settings import Settings
+from .settings import DEFAULT_MODEL, Settings, default_recordings
 
 log = logging.getLogger("medviz.ray")
 
@@ -79,8 +79,8 @@ def build(args: Mapping[str, str]) -> Any:
     """The Serve application: `redis` (required), `model`, `replicas`, `gpus`, `recordings`."""
     if not args.get("redis"):
         raise ValueError("the medviz workers need redis=redis://[:password@]host:port/db")
-    settings = Settings(model=args.get("model", "demo"), redis_url=args["redis"],
-                        recordings=Path(args.get("recordings", "recordings")).resolve())
+    folder = Path(args["recordings"]) if args.get("recordings") else default_recordings()
+    settings = Settings(model=args.get("model", DEFAULT_MODEL), redis_url=args["redis"], recordings=folder.resolve())
     gpus = float(args["gpus"]) if args.get("gpus") not in (None, "") else gpus_default()
     return deployment(settings, int(args.get("replicas", 1)), gpus)
 
