@@ -221,3 +221,31 @@ def test_an_owner_that_reloads_rejoins_through_another_node_with_its_key_and_sto
     assert wrong.message.endswith("as its owner: the owner key does not match; start a new session")
     stored = cluster.redis.client().hget(KEYS.session(owner.session), "owner_key")
     assert stored is not None and owner.key.encode() not in stored  # Redis holds the key's hash only
+
+
+def test_an_owner_that_does_not_come_back_within_the_grace_period_ends_its_session_and_cannot_rejoin(
+        cluster: Cluster, tiny_engine: Any, sample_bytes: bytes) -> None:
+    engine = GatedEngine(tiny_engine, hold_at=3)
+    a = cluster.node(owner_grace_s=0.3)
+    worker = cluster.worker(engine)
+
+    async def scenario() -> tuple[list[bytes], tuple[Any, int | None, str]]:
+        async with connect(f"{a.ws}/ws/session?rejoin=1", max_size=None) as page:
+            await page.send(start_bytes(sample_bytes, max_new_tokens=8, question=GATED))
+            owner = frames.decode(await recv(page))
+            assert isinstance(owner, frames.OwnerFrame)
+            await _frames_until(page, 2)
+            await page.close(1001)
+        await asyncio.sleep(1.0)  # past the grace period: the node has asked the worker to stop
+        engine.gate.set()
+        await until(lambda: worker.served == 1, "the abandoned session ended")
+        async with connect(f"{a.ws}/ws/watch/{owner.session}", max_size=None) as late:
+            log = await receive_all(late)
+        return log, await refused(f"{a.ws}/ws/session", RejoinRequest(owner.session, owner.key).to_wire())
+
+    log, (late, code, _) = run(scenario())
+    end = frames.decode(log[-1])
+    assert isinstance(end, frames.EndFrame) and (end.reason, end.tokens) == ("cancelled", 4)
+    assert isinstance(late, frames.ErrorFrame) and code == 4404
+    assert late.message.endswith("as its owner: its owner left and did not come back within 0.3 s; start a new "
+                                 "session")
