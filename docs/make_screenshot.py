@@ -2,12 +2,14 @@
 
 Not a test (the browser tests keep their own screenshots in test-artifacts/). Starts
 `medviz serve` on a free loopback port, drives Debian's Chromium through Playwright at
-1280 x 800, starts a study of two sample X-rays labelled PA and prior, waits for the end
+1600 x 1000, starts a study of two sample X-rays labelled PA and prior, waits for the end
 and saves the page (both views side by side: docs/screenshot.png), then pins one token and
-saves its analysis panel with the words it read linked (docs/screenshot-detail.png).
-Then a second study labelled PA and lateral opens the pinned token's 3D tab
-(docs/screenshot-3d.png). The sample data holds no lateral radiograph, so a second PA
-stands in for it: the picture shows the view, not anatomy.
+saves its analysis panel beside the picture, with the words it read linked
+(docs/screenshot-detail.png). Then a second study labelled PA and lateral opens the pinned
+token's 3D tab (docs/screenshot-3d.png). The sample data holds no lateral radiograph, so a
+second PA stands in for it: the picture shows the view, not anatomy. Last, one X-ray in
+presentation mode at a projector's 1024 x 768 (docs/screenshot-presentation.png). Every
+picture shows the model's standing note (on `demo`, the stand-in banner).
 
 Usage: .venv/bin/python docs/make_screenshot.py [--model demo] [--out docs/screenshot.png]
 """
@@ -73,7 +75,9 @@ def main() -> None:
                         help="the study view; the pinned token's panel goes beside it as <name>-detail.png")
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--pin", type=int, default=14, help="the token to pin")
+    parser.add_argument("--size", default="1600x1000", help="the window, WIDTHxHEIGHT")
     args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--model", args.model,
@@ -82,7 +86,7 @@ def main() -> None:
         wait_healthy(url, server)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = browser.new_page(viewport={"width": width, "height": height})
             run_study(page, url, STUDY, args.tokens)
             time.sleep(0.5)
             page.screenshot(path=args.out)
@@ -99,11 +103,17 @@ def main() -> None:
             page.wait_for_selector(f"#volume-canvas[data-step='{args.pin}'][data-empty='false']", timeout=120_000)
             time.sleep(0.5)
             page.screenshot(path=str(out.with_name(f"{out.stem}-3d{out.suffix}")))
+            projector = browser.new_page(viewport={"width": 1024, "height": 768})
+            run_study(projector, url, STUDY[:1], args.tokens)
+            projector.keyboard.press("p")
+            projector.wait_for_selector("body[data-present='true']")
+            time.sleep(0.5)
+            projector.screenshot(path=str(out.with_name(f"{out.stem}-presentation{out.suffix}")))
             browser.close()
     finally:
         server.terminate()
         server.wait(30)
-    print(f"wrote {args.out} and its -detail and -3d twins")
+    print(f"wrote {args.out} and its -detail, -3d and -presentation twins")
 
 
 if __name__ == "__main__":

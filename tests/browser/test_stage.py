@@ -153,6 +153,9 @@ def test_with_rollout_shown_the_outlines_peak_and_caption_are_rollouts(tab: Watc
     row, col = np.unravel_index(int(np.argmax(rollout)), rollout.shape)
     peak = zone_of((col + 0.5) / grid[1], (row + 0.5) / grid[0])
     assert f" · Rollout · peak {peak} · " in page.inner_text("#caption")
+    lo, hi = page.inner_text("#legend-lo"), page.inner_text("#legend-hi")
+    shown = steps[token].images[0].maps["rollout"]  # rollout's ~1e-3 values as they are, not 1.19e-3
+    assert "e" not in lo + hi and float(lo) == pytest.approx(shown.lo, abs=1e-5) and float(hi) == pytest.approx(shown.hi, abs=1e-5)
     assert tab.errors == []
 
 
@@ -214,7 +217,7 @@ def test_one_token_is_one_token_and_whitespace_tokens_show_as_marks(tab: Watched
     assert page.inner_text("#progress") == "1 token"
     assert " · 1 token in " in page.inner_text("#status")
     marks = page.evaluate("""async () => {
-      const { visibleToken } = await import('/js/format.js');
+      const { legendEnds, plural, visibleToken } = await import('/js/format.js');
       const { renderReport } = await import('/js/panels.js');
       const el = document.createElement('div');
       el.className = 'report';
@@ -222,11 +225,14 @@ def test_one_token_is_one_token_and_whitespace_tokens_show_as_marks(tab: Watched
       const step = (i, text) => ({ i, text, special: false, mass: 0.5, images: [{ zone: 'central middle' }] });
       renderReport(el, [step(0, 'The'), step(1, '\\n\\n'), step(2, '  '), step(3, ' lungs')], 3, null, false);
       const before = (k) => getComputedStyle(el.children[k], '::before').content;
-      const out = { visible: ['\\n\\n', '  ', ' lungs', 'a\\nb'].map(visibleToken), marks: [before(1), before(2), before(3)], text: el.textContent };
+      const out = { visible: ['\\n\\n', '  ', ' lungs', 'a\\nb'].map(visibleToken), marks: [before(1), before(2), before(3)], text: el.textContent,
+        legends: [legendEnds(3.17e-7, 1.15e-5), legendEnds(0.002, 0.0123), legendEnds(0.1, 0.7)], plurals: [plural(1, 'token'), plural(2, 'token'), plural(0, 'image')] };
       el.remove();
       return out;
     }""")
     assert marks["visible"] == ["↵↵", "··", " lungs", "a↵b"]
     assert marks["marks"] == ['"↵"', '"·"', "none"]
     assert marks["text"] == "The\n\n   lungs"  # the marks are not part of the report's text
+    assert marks["legends"] == [["0.03", "1.15 ×10⁻⁵"], ["0.0020", "0.0123"], ["0.100", "0.700"]]  # one unit, no 3.17e-7
+    assert marks["plurals"] == ["1 token", "2 tokens", "0 images"]
     assert tab.errors == []

@@ -11,7 +11,7 @@
 import { displayValues, summarise } from "./contrast.js";
 import { drawGrid, paintGrid } from "./heatmap.js";
 import { drawRegions, drawSideMarkers } from "./overlay.js";
-import { methodLabel, millis, pct, relianceText, sci, visibleToken } from "./format.js";
+import { inOneUnit, legendEnds, methodLabel, millis, pct, relianceText, visibleToken } from "./format.js";
 import { rawValues } from "./protocol.js";
 
 /**
@@ -80,11 +80,25 @@ function drawHistogram(ctx, w, h, c) {
   ctx.font = "11px system-ui, sans-serif";
   ctx.textBaseline = "bottom";
   ctx.textAlign = "left";
-  ctx.fillText(sci(s.min), pad.l, h - 4);
+  const [lo, hi] = legendEnds(s.min, s.max);
+  ctx.fillText(lo, pad.l, h - 4);
   ctx.textAlign = "right";
-  ctx.fillText(sci(s.max), w - pad.r, h - 4);
+  ctx.fillText(hi, w - pad.r, h - 4);
   ctx.textAlign = "center";
   ctx.fillText(`${methodLabel(c.method)} · mean ┆ p95`, w / 2, h - 4);
+}
+
+/**
+ * The map's range, mean and quantiles, all in the unit of its largest value (inOneUnit).
+ * @param {string} method @param {ReturnType<typeof summarise>} sum @returns {[string, string][]}
+ */
+function valueRows(method, sum) {
+  const { texts: [min, max, mean, std, median, p5, p95], unit } = inOneUnit([sum.min, sum.max, sum.mean, sum.std, sum.median, sum.p5, sum.p95]);
+  return [
+    [`${methodLabel(method)} range`, `${min} … ${max}${unit}`],
+    ["Mean ± sd", `${mean} ± ${std}${unit}`],
+    ["Median · p5 · p95", `${median} · ${p5} · ${p95}${unit}`],
+  ];
 }
 
 /** @param {Ctx} c @returns {[string, string][]} */
@@ -102,9 +116,7 @@ export function statRows(c) {
     ...(c.extra ?? []),
     ["Layers seeing image", `${s.seeing} of ${c.layers}`],
     ["Compute", `model ${millis(s.modelMs)} · maps ${millis(s.mapsMs)}`],
-    [`${methodLabel(c.method)} range`, `${sci(sum.min)} … ${sci(sum.max)}`],
-    ["Mean ± sd", `${sci(sum.mean)} ± ${sci(sum.std)}`],
-    ["Median · p5 · p95", `${sci(sum.median)} · ${sci(sum.p5)} · ${sci(sum.p95)}`],
+    ...valueRows(c.method, sum),
   ];
 }
 

@@ -35,29 +35,33 @@ export const pct = (x, digits = 0) => `${(x * 100).toFixed(digits)}%`;
 /** @param {number} ms */
 export const millis = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
 
-/** @param {number} v a raw map value */
-export function sci(v) {
-  if (v === 0) return "0";
-  const a = Math.abs(v);
-  return a >= 0.01 && a < 1000 ? v.toPrecision(3) : v.toExponential(2);
-}
-
 const SUPERSCRIPT = /** @type {Record<string, string>} */ ({ "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" });
 
 /**
- * A colour legend's two ends in one readable unit: both values scaled by the power of ten
- * of the larger end, the unit written once on the high end ("0.03" … "1.15 ×10⁻⁵"); no unit
- * when the larger end lies in 0.01..1000.
+ * Numbers written in one readable unit: all scaled by the power of ten of the largest, the
+ * unit (" ×10⁻⁵") returned once; no unit when the largest lies in 0.001..1000. Decimals for
+ * three significant digits on the largest, so "3.17e-7 … 1.15e-5" reads "0.03 … 1.15 ×10⁻⁵"
+ * and 0.002 … 0.0123 reads "0.0020 … 0.0123".
+ * @param {number[]} values @returns {{texts: string[], unit: string}}
+ */
+export function inOneUnit(values) {
+  const top = Math.max(0, ...values.map((v) => Math.abs(v)).filter(Number.isFinite));
+  if (!(top > 0)) return { texts: values.map((v) => (v === 0 ? "0" : String(v))), unit: "" };
+  const mag = Math.floor(Math.log10(top));
+  const exp = mag >= -3 && mag <= 2 ? 0 : mag;  // 0.001 .. 999 read as they are
+  const k = 10 ** -exp;
+  const digits = Math.max(0, 2 - (mag - exp));  // three significant digits on the largest
+  const unit = exp === 0 ? "" : ` ×10${String(exp).replace(/./g, (ch) => SUPERSCRIPT[ch] ?? ch)}`;
+  return { texts: values.map((v) => (v * k).toFixed(digits)), unit };
+}
+
+/**
+ * A colour legend's two ends in one unit (inOneUnit), written once on the high end.
  * @param {number} lo @param {number} hi @returns {[string, string]}
  */
 export function legendEnds(lo, hi) {
-  const top = Math.max(Math.abs(lo), Math.abs(hi));
-  if (!(top > 0) || !Number.isFinite(top)) return [String(lo), String(hi)];
-  const exp = top >= 0.01 && top < 1000 ? 0 : Math.floor(Math.log10(top));
-  const k = 10 ** -exp;
-  const digits = top * k >= 100 ? 0 : top * k >= 10 ? 1 : 2;
-  const unit = exp === 0 ? "" : ` ×10${String(exp).replace(/./g, (ch) => SUPERSCRIPT[ch] ?? ch)}`;
-  return [(lo * k).toFixed(digits), `${(hi * k).toFixed(digits)}${unit}`];
+  const { texts, unit } = inOneUnit([lo, hi]);
+  return [texts[0], `${texts[1]}${unit}`];
 }
 
 /**
