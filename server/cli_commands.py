@@ -39,6 +39,13 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
     return configured(dataclasses.replace(base, **given), None, args.set or ())
 
 
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """`medviz serve`'s Settings: defaults < --config FILE < --model, --host, ... (and their environment
+    variables) < each --set NAME=VALUE."""
+    return _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
+                     recordings=_path(args.recordings), redis_url=args.redis or None)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import time
 
@@ -47,8 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .uvicorn_config import AnnouncingServer, server_config
 
     began = time.monotonic()
-    settings = _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
-                         recordings=_path(args.recordings), redis_url=args.redis or None).check()
+    settings = serve_settings(args).check()
     if args.ray:
         if not settings.redis_url:
             raise MedvizError("--ray runs the workers as Ray Serve replicas fed through Redis: pass --redis URL too")
