@@ -41,9 +41,9 @@ def test_a_finished_recording_reads_back_every_frame_unchanged(tmp_path: Path) -
     parts = session_frames()
     recording = read_recording(write(tmp_path / "a.medviz", parts))
     assert [f.data for f in recording.frames] == parts
-    assert [f.offset for f in recording.frames] == [0, 3055, 5439, 7823, 8306]
+    assert [f.offset for f in recording.frames] == [0, 3065, 5449, 7833, 8316]
     assert recording.finished is True
-    assert recording.size == 8455
+    assert recording.size == 8465
     assert len(recording.steps) == 3
     assert recording.start is not None and recording.start.session == "AbCdEfGhIjKlMnOpQrStUv"
 
@@ -118,7 +118,7 @@ def test_listing_shows_finished_and_cut_recordings(tmp_path: Path) -> None:
     infos = {info.id: info for info in list_recordings(tmp_path)}
     assert sorted(infos) == ["cut", "done"]
     done, cut = infos["done"], infos["cut"]
-    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 8455, "Is there an effusion?")
+    assert (done.tokens, done.finished, done.size, done.question) == (9, True, 8465, "Is there an effusion?")
     assert (cut.tokens, cut.finished, cut.created) == (2, False, 1764400000.5)
 
 
@@ -192,7 +192,7 @@ def test_the_index_says_where_each_frame_lies_and_reads_its_exact_bytes(tmp_path
     append_frame(path, FRAMES["analysis_gradient"])
     index = index_recording(path)
     assert [(e.offset, e.type) for e in index] == [
-        (0, "start"), (3055, "step"), (5439, "step"), (7823, "step"), (8306, "end"), (8455, "analysis")]
+        (0, "start"), (3065, "step"), (5449, "step"), (7833, "step"), (8316, "end"), (8465, "analysis")]
     assert [(e.index, e.t_ms > 0) for e in index if e.type == "step"] == [(7, True), (7, True), (8, True)]
     assert index[-1].done is True
     with path.open("rb") as file:
