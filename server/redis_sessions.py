@@ -139,9 +139,9 @@ class RedisSessions:
             self._count(session_id, followed)
         except redis.RedisError as error:
             raise unreachable(error) from None
-        log.info("session %s queued at %d through Redis: %d image(s), question %s, %d tokens max, record %s",
+        log.info("session %s queued at %d through Redis: %d image(s), question %s, max tokens %s, record %s",
                  session_id, position, len(request.images), "yes" if request.question else "no",
-                 request.params.max_new_tokens, request.record)
+                 request.params.max_new_tokens or "the model's", request.record)
         return session_id, owner
 
     def rejoin(self, session_id: str, owner_key: str) -> Viewer:

@@ -203,9 +203,9 @@ class LocalSessions:
         except BaseException:
             del self._sessions[session_id]
             raise
-        log.info("session %s queued at %d: %d image(s), %d bytes, question %s, %d tokens max, record %s",
+        log.info("session %s queued at %d: %d image(s), %d bytes, question %s, max tokens %s, record %s",
                  session_id, position, len(files), sum(len(i) for i in files), "yes" if request.question else "no",
-                 request.params.max_new_tokens, request.record)
+                 request.params.max_new_tokens or "the model's", request.record)
         return session_id, owner
 
     def watch(self, session_id: str) -> Viewer:
