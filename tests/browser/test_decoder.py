@@ -111,7 +111,7 @@ def expected_frame(v: dict[str, Any]) -> dict[str, Any]:
             "type": "start", "session": v["session"],
             "model": {"name": m["name"], "layers": m["layers"], "heads": m["heads"], "kvHeads": m["kv_heads"], "grid": m["grid"],
                       "imageTokenId": m["image_token_id"], "slidingWindow": m["sliding_window"], "fullLayers": m["full_layers"],
-                      "device": m["device"], "dtype": m["dtype"]},
+                      "device": m["device"], "dtype": m["dtype"], "standIn": m["stand_in"]},
             "prompt": {"tokenIds": p["token_ids"], "tokens": p["tokens"], "imagePositions": p["image_positions"],
                        "question": p["question"], "preset": p["preset"], "primer": p.get("primer", "")},
             "images": [_image(x) for x in v["images"]], "methods": v["methods"],
@@ -152,6 +152,21 @@ def test_the_browser_decodes_each_v2_golden_fixture_exactly_as_python(tab: Watch
     want = expected_frame(expected)
     _unpoly(frame, want)
     assert frame == want
+    assert tab.errors == []
+
+
+def test_the_browser_reads_stand_in_as_stated_else_off_the_name_as_python_does(tab: Watched, server: Server) -> None:
+    tab.page.goto(server.url)
+    start = msgpack.unpackb((FIXTURES / "start.msgpack").read_bytes())
+    read = []
+    for name, stated in [("tiny?window=4", None), ("random:medgemma-4b", None), ("google/medgemma-4b-it", None),
+                         ("google/medgemma-4b-it", True), ("demo", False)]:
+        start["model"]["name"] = name
+        start["model"].pop("stand_in", None)  # a recording made before the field
+        if stated is not None:
+            start["model"]["stand_in"] = stated
+        read.append(run_decoder(tab.page, msgpack.packb(start), frame=True)["frame"]["model"]["standIn"])
+    assert read == [True, True, False, True, False]
     assert tab.errors == []
 
 
