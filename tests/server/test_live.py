@@ -183,8 +183,11 @@ def test_watching_an_unknown_session_is_not_found(live: LiveServer) -> None:
     assert code == 4404
 
 
-def test_health_reports_model_device_and_queue(live: LiveServer) -> None:
-    assert httpx.get(f"{live.http}/api/health").json() == {"model": "tiny", "device": "cpu", "queue": 0}
+def test_health_reports_model_device_queue_and_the_models_suggested_params(live: LiveServer) -> None:
+    assert httpx.get(f"{live.http}/api/health").json() == {
+        "model": "tiny", "device": "cpu", "queue": 0, "stand_in": True,
+        "params": {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0,
+                   "seed": None}}
 
 
 def test_live_sessions_are_listed_without_question_text(live: LiveServer, sample_bytes: bytes) -> None:
