@@ -57,9 +57,9 @@ CASES: dict[str, tuple[Callable[[bytes], bytes | str], str, str, int]] = {
                           "methods must be a non-empty subset of raw, layer_weighted, head_importance, flow, "
                           "rollout, consensus; got ['magic']", 4400),
     "an unknown frame type": (lambda good: msgpack.packb({"type": "launch"}), "bad_frame",
-                              "unknown frame type 'launch'; expected one of start", 4400),
+                              "unknown frame type 'launch'; expected one of start, rejoin", 4400),
     "a command before start": (lambda good: encode_command("cancel"), "bad_frame",
-                               "frame type 'cancel' is not accepted here; expected one of start", 4400),
+                               "frame type 'cancel' is not accepted here; expected one of start, rejoin", 4400),
     "an empty question": (lambda good: raw_start(images=[good], question=" "), "bad_request",
                           "question must not be empty or only whitespace", 4400),
     "an image marker in the question": (lambda good: raw_start(images=[good], question="<start_of_image>"),
