@@ -209,7 +209,8 @@ def test_an_owner_that_reloads_rejoins_through_another_node_with_its_key_and_sto
             await page.send(RejoinRequest(owner.session, owner.key).to_wire())
             assert frames.decode(await recv(page)) == owner
             rejoined = await _frames_until(page, 4)
-            await page.send(encode_command("cancel"))
+            await page.send(encode_command("cancel"))  # through node B and the worker's inbox in Redis
+            await until(lambda: engine.cancels[-1].is_set(), "the worker saw the cancel")  # before step 3 goes
             engine.gate.set()
             return owner, got, wrong, [*rejoined, *await receive_all(page)]
 

@@ -36,12 +36,15 @@ class GatedEngine:
         self._engine = engine
         self.hold_at = hold_at
         self.gate = threading.Event()
+        self.cancels: list[threading.Event] = []  # each gated run's cancel event: a test waits for the worker to see one
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
         run = self._engine.stream(*args, **kwargs)
+        if kwargs.get("question") == GATED and kwargs.get("cancel") is not None:
+            self.cancels.append(kwargs["cancel"])
         return GatedRun(run, self.gate, self.hold_at) if kwargs.get("question") == GATED else run
 
 
