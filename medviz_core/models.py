@@ -167,30 +167,42 @@ def _load_tiny(ref: ModelRef) -> ModelHandle:
 
 
 def _load_random(ref: ModelRef) -> ModelHandle:
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    from .tiny import build_processor, medgemma_4b_config, randomize_projector
+    from .tiny import build_processor, medgemma_4b_config
 
     layers = _int_option(ref, "layers", 1, 34) or 34
     device, dtype = choose_device(ref)
     tokenizer = _medgemma_tokenizer()
-    config = medgemma_4b_config(layers)
+    model = random_medgemma(medgemma_4b_config(layers), tokenizer, device, dtype)
+    name = "random:medgemma-4b" + _suffix(ref, ("layers", "device", "dtype"))
+    return ModelHandle(model=model, processor=build_processor(tokenizer, image_size=896), name=name)
+
+
+def random_medgemma(config: Any, tokenizer: Any, device: Any, dtype: Any) -> Any:
+    """A Gemma 3 image-text model of `config`'s shapes with seeded random weights and `tokenizer`'s special ids.
+
+    The weights are drawn once (transformers' own init, after construction skipped torch's): a 4B-shaped
+    model's random draws are most of its build time on a CPU."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from transformers.initialization import no_init_weights
+
+    from .tiny import randomize_projector
+
     # MedGemma's special ids; the stand-in tokenizer (no demo extra) has its own (shapes are unchanged).
     config.image_token_id = int(tokenizer.convert_tokens_to_ids("<image_soft_token>"))
     config.boi_token_index = int(tokenizer.convert_tokens_to_ids("<start_of_image>"))
     config.eoi_token_index = int(tokenizer.convert_tokens_to_ids("<end_of_image>"))
     torch.manual_seed(0)
-    with device:
+    with device, no_init_weights():
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+    model.init_weights()
     randomize_projector(model, 0)
     model.generation_config.eos_token_id = [
         int(tokenizer.convert_tokens_to_ids("<eos>")),
         int(tokenizer.convert_tokens_to_ids("<end_of_turn>")),
     ]
     model.generation_config.pad_token_id = int(tokenizer.convert_tokens_to_ids("<pad>"))
-    name = "random:medgemma-4b" + _suffix(ref, ("layers", "device", "dtype"))
-    return ModelHandle(model=model, processor=build_processor(tokenizer, image_size=896), name=name)
+    return model
 
 
 def _medgemma_tokenizer() -> Any:
