@@ -32,6 +32,7 @@ def full_attentions(engine: Any, inputs: Any, generated: list[int]) -> list[np.n
             token_type_ids=token_types,
             output_attentions=True,
             use_cache=False,
+            logits_to_keep=1,  # only the attentions are read; every position's logits cost a vocab-wide matmul each
         )
     return [a[0].double().cpu().numpy() for a in out.attentions]
 
