@@ -6,7 +6,13 @@ same image and prompt on both and compares every map of every step while the two
 chose the same tokens: the largest cell difference as a share of the fp32 map's largest
 value, the Pearson correlation, how often the peak cell agrees, and image_mass.
 
-Usage: python benchmarks/bf16_fidelity.py [--layers 6] [--tokens 16] [--device cpu|cuda] [--json out.json]
+With `--against eager` it measures instead what tests/test_medgemma_standin.py checks at a small size:
+`random:medgemma-4b?layers=N` in bf16 (the full 896 x 896 SigLIP tower), every map of every streamed step
+against RELEVANCY.md's formulas applied to one eager bf16 forward (tests/reference.py), as a share of the
+formula map's largest value, beside the test's tolerance (10 units of bf16 roundoff).
+
+Usage: python benchmarks/bf16_fidelity.py [--against fp32|eager] [--layers 6] [--tokens 16] [--device cpu|cuda]
+                                          [--json out.json]
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ def compare(full: list[Any], half: list[Any]) -> dict[str, dict[str, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--against", choices=["fp32", "eager"], default="fp32")
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--device", default="cpu")
@@ -61,6 +68,8 @@ def main() -> int:
     parser.add_argument("--question", default="Is there a nodule?")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.against == "eager":
+        return against_eager(args)
     full = load_engine(f"random:medgemma-4b?layers={args.layers}&dtype=float32&device={args.device}")
     half = bf16_twin(full)
     image = Path(args.image).read_bytes()
@@ -84,6 +93,27 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"layers": args.layers, "device": args.device, "compared": same,
                                                "methods": result, "image_mass_max_diff": max(masses)}, indent=2))
     return 0
+
+
+def against_eager(args: argparse.Namespace) -> int:
+    from tests.test_medgemma_standin import BF16_MASS_TOLERANCE, BF16_TOLERANCE, bf16_errors
+
+    ref = f"random:medgemma-4b?layers={args.layers}&dtype=bfloat16&device={args.device}"
+    engine = load_engine(ref)
+    errors, mass_error = bf16_errors(engine, Path(args.image).read_bytes(), args.question, args.tokens)
+    steps = len(errors["raw"])
+    print(f"{ref}: {steps} streamed steps vs one eager bf16 forward (RELEVANCY.md's formulas, tests/reference.py)")
+    print(f"{'method':16} {'max |map-eager| / max eager':>28} {'(median)':>9} {'tolerance':>10}")
+    for name in METHODS:
+        print(f"{name:16} {max(errors[name]):28.4f} {statistics.median(errors[name]):9.4f} {BF16_TOLERANCE:10.4f}")
+    print(f"image_mass: largest difference {mass_error:.5f} (tolerance {BF16_MASS_TOLERANCE})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"ref": ref, "steps": steps, "against": "eager",
+                                               "rel_max": {n: max(e) for n, e in errors.items()},
+                                               "image_mass_max_diff": mass_error,
+                                               "tolerance": BF16_TOLERANCE}, indent=2))
+    within = all(max(e) <= BF16_TOLERANCE for e in errors.values()) and mass_error <= BF16_MASS_TOLERANCE
+    return 0 if within else 1
 
 
 if __name__ == "__main__":

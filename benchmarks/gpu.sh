@@ -3,7 +3,8 @@
 # MedGemma-4B's full shapes (random weights, bf16, the real Gemma 3 tokenizer). Writes, under benchmarks/results/,
 # <date>-<gpu>-tests.txt, <date>-<gpu>-ops.json/.txt (operations per decode step), <date>-<gpu>.json/.txt
 # (engine, eager and compiled), <date>-<gpu>-finisher.json/.txt (where each step's maps are computed: inline, a
-# thread, the maps process), <date>-<gpu>-analysis.json/.txt and <date>-<gpu>-bf16.json/.txt.
+# thread, the maps process), <date>-<gpu>-analysis.json/.txt, <date>-<gpu>-bf16.json/.txt (bf16 vs fp32) and
+# <date>-<gpu>-bf16-eager.json/.txt (the bf16 maps vs the formulas on one eager bf16 forward, at full size).
 # Budget: under 10 minutes on one H200-class GPU (the device tool's limit per command).
 #
 # The GPU machine reaches no package registry, so the real tokenizer travels with the working tree: run
@@ -36,3 +37,5 @@ timeout 45 "$PY" benchmarks/analysis_bench.py --model random:medgemma-4b --token
   --json "$out-analysis.json" | tee "$out-analysis.txt"
 timeout 45 "$PY" benchmarks/bf16_fidelity.py --layers 34 --tokens 16 --device cuda \
   --json "$out-bf16.json" | tee "$out-bf16.txt"
+timeout 60 "$PY" benchmarks/bf16_fidelity.py --against eager --layers 34 --tokens 16 --device cuda \
+  --json "$out-bf16-eager.json" | tee "$out-bf16-eager.txt" || true
