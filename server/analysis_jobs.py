@@ -35,7 +35,9 @@ from medviz_core.wire.server_frames import decode
 log = logging.getLogger("medviz.server")
 
 Reply = Callable[[AnalysisFrame, bool], None]  # (the job's state, whether it is its last word); the asker adds its id
-Compute = Callable[[Any, AnalysisSource, AnalyzeRequest, threading.Event], AnalysisResult]  # token_analysis.compute
+# A scaled-out node's compute (remote_analyses.py): token_analysis.compute's arguments and whether the source
+# session's owner asked (its job may run between that session's steps on the worker).
+Compute = Callable[[Any, AnalysisSource, AnalyzeRequest, threading.Event, bool], AnalysisResult]
 FINAL = ("done", "cancelled", "error")
 
 
@@ -44,7 +46,8 @@ class TaskLine(Protocol):
 
     def check_room(self, owner: str) -> None: ...
 
-    def run_task(self, owner: str, run: Callable[[], None], source: str, preempt: Callable[[], bool]) -> Any: ...
+    def run_task(self, owner: str, run: Callable[[], None], source: str, preempt: Callable[[], bool],
+                 between_steps: Callable[[], bool]) -> Any: ...
 
     def requeue_task(self, task: Any) -> None: ...
 
@@ -63,6 +66,7 @@ class _Job:
     task: Any = None  # its place in the worker's line while queued
     yielded: bool = False  # it has given way to a live session once (it will not again)
     yielding: bool = False  # asked to give way now: its cancel is set, but it is not cancelled
+    owner_asked: bool = False  # the source session's owner asked for it: it may run between that session's steps
 
     def state(self, status: str, message: str = "") -> AnalysisFrame:
         return AnalysisFrame(self.id, self.request.kind, self.request.index, status, message)
@@ -82,12 +86,15 @@ class AnalysisJobs:
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
         self._lock = threading.Lock()
 
-    def request(self, source: AnalysisSource, request: AnalyzeRequest, reply: Reply, asker: str) -> str:
+    def request(self, source: AnalysisSource, request: AnalyzeRequest, reply: Reply, asker: str,
+                owner: bool = False) -> str:
         """Answer or queue a request for connection `asker`; returns its job id. RequestError if the
-        source cannot answer it, BusyError if it would be a new job past the worker's bounds."""
+        source cannot answer it, BusyError if it would be a new job past the worker's bounds. `owner`: the
+        asker owns the live session the source is (only its jobs run between that session's steps; a
+        watcher's or a replay viewer's wait until no session runs or waits)."""
         request = request.without_id()  # equal requests are one job, whoever asks
         check_request(source, request)
-        job = _Job(job_id(request), source, request, [reply])
+        job = _Job(job_id(request), source, request, [reply], owner_asked=owner)
         key = (source.key, job.id)
         with self._lock:
             known = self._jobs.get(key)
@@ -100,6 +107,7 @@ class AnalysisJobs:
                 self._jobs.move_to_end(key)
                 if known.status != "done":
                     known.replies.append(reply)
+                    known.owner_asked = known.owner_asked or owner
                 answer = ((known.frame, True) if known.status == "done" and known.frame is not None
                           else (known.state(known.status), False))
             else:
@@ -108,7 +116,8 @@ class AnalysisJobs:
                 answer = (job.state("queued"), False)
         reply(*answer)
         if known is None:
-            job.task = self.line.run_task(asker, lambda: self._run(key, job), source.key, lambda: self._yield(job))
+            job.task = self.line.run_task(asker, lambda: self._run(key, job), source.key, lambda: self._yield(job),
+                                          lambda: job.owner_asked)
         return job.id
 
     def _yield(self, job: _Job) -> bool:
@@ -120,22 +129,33 @@ class AnalysisJobs:
             job.cancel.set()
             return True
 
-    def cancel(self, source_key: str, job: str) -> None:
-        """Cancel a queued or running job; RequestError if this source has no such unfinished job.
+    def cancel(self, source_key: str, job: str, reply: Reply) -> None:
+        """Cancel a queued or running job for the socket whose `reply` asked for it; RequestError if this source
+        has no such unfinished job that this socket asked for (a job id is computable from its request, so
+        anyone could name it: only its askers may cancel it).
 
-        The job leaves the table at once, so a request that comes after the cancel starts a
-        new job instead of joining one that is stopping.
+        The socket's requests end `cancelled`; the job goes on for its other askers, and is stopped when
+        nobody else waits for it. A stopped job leaves the table at once, so a request that comes after the
+        cancel starts a new job instead of joining one that is stopping.
         """
         key = (source_key, job)
         with self._lock:
             found = self._jobs.get(key)
-            if found is None or found.status in FINAL:
-                raise RequestError(f"no unfinished analysis job {job[:64]!r} here")
-            found.yielding = False
-            found.cancel.set()
-            del self._jobs[key]
+            if found is None or found.status in FINAL or reply not in found.replies:
+                raise RequestError(f"no unfinished analysis job {job[:64]!r} asked by this connection here")
+            alone = all(r is reply for r in found.replies)
+            if not alone:  # others still wait for it: only this socket's requests end
+                asked = found.replies.count(reply)
+                found.replies = [r for r in found.replies if r is not reply]
+            else:
+                found.yielding = False
+                found.cancel.set()
+                del self._jobs[key]
             queued = found.status == "queued"
-        if queued:  # not started: answer now, and give its place in the line back
+        if not alone:
+            for _ in range(asked):
+                reply(found.state("cancelled", "cancelled by a client"), True)
+        elif queued:  # not started: answer now, and give its place in the line back
             self._drop(found)
             self._finish(key, found, "cancelled", "cancelled by a client")
 
@@ -193,7 +213,8 @@ class AnalysisJobs:
             reply(job.state("running"), False)
         try:
             self.runs += 1
-            result = (self.compute or compute)(self.engine, job.source, job.request, job.cancel)
+            result = (compute(self.engine, job.source, job.request, job.cancel) if self.compute is None
+                      else self.compute(self.engine, job.source, job.request, job.cancel, job.owner_asked))
             if job.cancel.is_set():
                 raise Cancelled("cancelled while it finished")
         except Cancelled:

@@ -140,18 +140,25 @@ class _Owed:
 
 
 async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSource], sessions: SessionManager,
-                          outbox: Outbox) -> None:
-    """Queue or answer an `analyze`, or cancel a job; MedvizError goes back as an error frame."""
+                          outbox: Outbox, owner: bool = False) -> None:
+    """Queue or answer an `analyze` (`owner`: the session's owner asks), or cancel one of this socket's jobs;
+    MedvizError goes back as an error frame."""
     if isinstance(command, AnalyzeRequest):
         job = job_id(command)
         found = source()
         try:
-            sessions.analyses.request(found, command, outbox.expect(found.key, job, command.id), outbox.asker)
+            sessions.analyses.request(found, command, outbox.expect(found.key, job, command.id), outbox.asker,
+                                      owner=owner)
         except MedvizError:
             outbox.dropped(job)
             raise
     elif isinstance(command, CancelAnalysisRequest):
-        sessions.analyses.cancel(source().key, command.job)
+        owed = outbox.pending.get(command.job)
+        sessions.analyses.cancel(source().key, command.job, owed.reply if owed is not None else _never_asked)
+
+
+def _never_asked(frame: AnalysisFrame, final: bool) -> None:
+    """The reply of a socket that asked for no such job: AnalysisJobs.cancel finds it among no job's askers."""
 
 
 def message_data(message: Mapping[str, object]) -> bytes | str:
@@ -226,7 +233,7 @@ async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, sess
         if command.type == "cancel":
             sessions.cancel(session_id)
         else:
-            await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox)
+            await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox, owner=True)
 
     outcome = "lost"
     try:

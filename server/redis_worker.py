@@ -301,20 +301,21 @@ class RedisWorker:
             if current is not None and current.session == session_id:
                 self.generation.cancel(current.job)
         elif command == "analyze":
-            self._analyze(text(fields[b"node"]), text(fields[b"token"]), text(fields[b"source"]), fields[b"request"])
+            self._analyze(text(fields[b"node"]), text(fields[b"token"]), text(fields[b"source"]), fields[b"request"],
+                          owner=fields.get(b"owner") == b"1")
         elif command == "withdraw":
             asked = self._asked.pop(text(fields[b"token"]), None)
             if asked is not None:
                 self.analyses.withdraw(*asked)
 
-    def _analyze(self, node: str, token: str, source_key: str, data: bytes) -> None:
+    def _analyze(self, node: str, token: str, source_key: str, data: bytes, owner: bool = False) -> None:
         reply = self._reply(node, token)
         try:
             request = parse_client_frame(data, self.settings.limits, accept=("analyze",))
             assert isinstance(request, AnalyzeRequest)  # parse_client_frame accepted only "analyze"
             source = self.sources.get(source_key)
             self._asked[token] = (source.key, job_id(request), reply)
-            self.analyses.request(source, request, reply, asker=node)
+            self.analyses.request(source, request, reply, asker=node, owner=owner)
         except MedvizError as error:
             self._asked.pop(token, None)
             self._refuse(node, token, error)

@@ -83,14 +83,15 @@ class RemoteAnalyses(FairLine):
     # -- the compute ------------------------------------------------------------------------
 
     def compute(self, engine: Any, source: AnalysisSource, request: AnalyzeRequest,
-                cancel: threading.Event) -> AnalysisResult:
-        """Ask a worker and wait for its final answer: the result, or Cancelled / MedvizError."""
+                cancel: threading.Event, owner: bool) -> AnalysisResult:
+        """Ask a worker and wait for its final answer: the result, or Cancelled / MedvizError. `owner`: the
+        session's owner asked (the worker may run it between that session's steps)."""
         worker = self._route(source.key)
         token, answers = secrets.token_hex(8), queue.Queue[Fields]()
         self._waiting[token] = answers
         try:
             self._send(worker, {"cmd": "analyze", "node": self.node, "token": token, "source": source.key,
-                                "request": request.to_wire()})
+                                "request": request.to_wire(), "owner": "1" if owner else "0"})
             while True:
                 if cancel.is_set():
                     self._send(worker, {"cmd": "withdraw", "token": token})

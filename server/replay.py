@@ -255,7 +255,7 @@ class Replay:
                         self._settle(job)
                         raise
                 elif isinstance(command, CancelAnalysisRequest):
-                    self.sessions.analyses.cancel(self._key, command.job)
+                    self.sessions.analyses.cancel(self._key, command.job, self.reply)
                 else:
                     await self.commands.put(command)
             except MedvizError as error:  # after the answers already on their way

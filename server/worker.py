@@ -7,7 +7,8 @@ in a FairQueue (bounded per owner and in total, owners served in turn) and run o
 thread one at a time, never inside a step, so the model only ever does one thing at a time
 and a run's tokens are never touched. Live sessions come first:
 - between two frames of a run, at most one task runs, and only a task about that very
-  session (its viewers asked), and only while no other session waits in line;
+  session that its owner asked for (`Task.between_steps`), and only while no other session
+  waits in line: a watcher's or replay viewer's analysis never delays a live session;
 - every other task waits until no session runs or waits; one already running when a
   session is submitted is asked to yield (`Task.preempt`: it stops at its next cancel
   check and goes back to the head of its owner's line; each task yields at most once), so
@@ -52,12 +53,14 @@ WAITED = StreamEnd("cancelled", 0, "", 0.0, 0.0, "cancelled while waiting")  # t
 @dataclass(frozen=True, eq=False)
 class Task:
     """An analysis waiting for the worker: `owner` is the connection that asked, `source` what it
-    is about ("session:<id>" or "recording:<id>"), `preempt` asks it to yield (False: it will not)."""
+    is about ("session:<id>" or "recording:<id>"), `preempt` asks it to yield (False: it will not),
+    `between_steps` whether it may run between the frames of its source session (its owner asked)."""
 
     owner: str
     run: Callable[[], None]
     source: str = ""
     preempt: Callable[[], bool] = lambda: False
+    between_steps: Callable[[], bool] = lambda: False
 
 
 class FairLine:
@@ -73,9 +76,10 @@ class FairLine:
             self._tasks.check_room(owner)
 
     def run_task(self, owner: str, run: Callable[[], None], source: str = "",
-                 preempt: Callable[[], bool] = lambda: False) -> Task:
+                 preempt: Callable[[], bool] = lambda: False,
+                 between_steps: Callable[[], bool] = lambda: False) -> Task:
         """Queue `run` (on the worker thread: never inside a step). BusyError past the bounds."""
-        task = Task(owner, run, source, preempt)
+        task = Task(owner, run, source, preempt, between_steps)
         with self._lock:
             self._tasks.push(owner, task)
             self._lock.notify()
@@ -203,12 +207,12 @@ class GenerationWorker(FairLine):
 
     def _run_one_task(self, during: str | None) -> None:
         """The next task by turns, if any: any task when no run is going on (`during` None), else
-        only one about that session and only while no other session waits. A failing task is
-        logged and the worker goes on."""
+        only one about that session that its owner asked for, and only while no other session waits.
+        A failing task is logged and the worker goes on."""
         with self._lock:
             if self._stopping or (during is not None and self._waiting):
                 return
-            task = self._tasks.pop(None if during is None else lambda t: t.source == during)
+            task = self._tasks.pop(None if during is None else lambda t: t.source == during and t.between_steps())
             self._task = task
         if task is None:
             return

@@ -396,7 +396,7 @@ class ListLine:
     def check_room(self, owner: str) -> None:
         del owner
 
-    def run_task(self, owner: str, run: Any, source: str, preempt: Any) -> Any:
+    def run_task(self, owner: str, run: Any, source: str, preempt: Any, between_steps: Any) -> Any:
         self.tasks.append((owner, run))
         return self.tasks[-1]
 

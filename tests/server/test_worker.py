@@ -8,12 +8,13 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from medviz_core.token_analysis import job_id
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import ErrorFrame, StepFrame
 from server.settings import Settings
-from tests.wire_client import encode_analyze
+from tests.wire_client import encode_analyze, encode_command
 
 from .engines import GATED, GatedEngine
 from .helpers import kinds, receive_all, recv, run, serve, session, session_of, start_bytes
@@ -152,5 +153,77 @@ def test_an_analysis_running_when_a_session_starts_gives_way_and_finishes_after_
     assert history[-12:] == [("task", asker)] + [("frame", live_id)] * 10 + [("task", asker)]
 
 
+async def next_error(ws: ClientConnection) -> frames.Frame:
+    """The next error frame, skipping the session's own frames."""
+    while not isinstance(frame := frames.decode(await recv(ws)), ErrorFrame):
+        pass
+    return frame
+
+
 def jobs_of(answered: list[frames.Frame]) -> set[str]:
     return {f.job for f in answered if isinstance(f, AnalysisFrame)}
+
+
+def test_a_watchers_analyses_of_the_live_session_wait_until_its_last_frame(
+    tiny_engine: Any, tmp_path: Path, sample_bytes: bytes
+) -> None:
+    engine = GatedEngine(tiny_engine, hold_at=8)
+    with serve(Settings(model="tiny", recordings=tmp_path), engine) as server:
+
+        async def scenario() -> tuple[list[bytes], list[frames.Frame], list[tuple[str, str]]]:
+            async with connect(f"{server.ws}/ws/session", max_size=None) as live:
+                await live.send(start_bytes(sample_bytes, max_new_tokens=20, question=GATED))
+                head = [await recv(live) for _ in range(9)]  # start and 8 steps: the worker waits before step 8
+                async with connect(f"{server.ws}/ws/watch/{session_of(head[0])}", max_size=None) as watcher:
+                    for steps in (8, 256):  # faithfulness: `steps` forward passes (seconds each on this machine)
+                        await watcher.send(encode_analyze(AnalyzeRequest("faithfulness", 7, "raw", steps=steps)))
+                    await watcher.send(encode_analyze(AnalyzeRequest("heads", 7)))
+                    asked = await answers(watcher, 3)
+                    engine.gate.set()
+                    rest = await receive_all(live)
+                    history = list(server.app.state.sessions.worker.history)
+                return head + rest, asked, history  # the watcher leaves: its jobs, nobody else's, stop
+
+        data, asked, history = run(scenario())
+
+    live_id = session_of(data[0])
+    assert kinds(data) == ["start", *["step"] * 20, "end"]
+    assert [(type(f).__name__, getattr(f, "status", "")) for f in asked] == [("AnalysisFrame", "queued")] * 3
+    during = history[history.index(("frame", live_id)):]
+    # every frame of the session (start, 20 steps, end) before any of the watcher's analyses starts
+    assert during[:22] == [("frame", live_id)] * 22 and all(what == "task" for what, _ in during[22:])
+
+
+def test_a_watcher_cannot_cancel_the_owners_analysis_and_the_owner_can(
+    tiny_engine: Any, tmp_path: Path, sample_bytes: bytes
+) -> None:
+    engine = GatedEngine(tiny_engine, hold_at=2)
+    with serve(Settings(model="tiny", recordings=tmp_path), engine) as server:
+
+        async def scenario() -> tuple[list[frames.Frame], list[frames.Frame], list[bytes]]:
+            async with connect(f"{server.ws}/ws/session", max_size=None) as live:
+                await live.send(start_bytes(sample_bytes, max_new_tokens=4, question=GATED))
+                head = [await recv(live) for _ in range(3)]  # start and 2 steps: the worker waits before step 2
+                kept, dropped = AnalyzeRequest("heads", 1), AnalyzeRequest("gradient", 1)
+                for request in (kept, dropped):
+                    await live.send(encode_analyze(request))
+                queued = await answers(live, 2)
+                async with connect(f"{server.ws}/ws/watch/{session_of(head[0])}", max_size=None) as watcher:
+                    for request in (kept, dropped):  # job ids are computable from the request
+                        await watcher.send(encode_command("cancel_analysis", job=job_id(request), id="w"))
+                    refusals = [await next_error(watcher) for _ in range(2)]
+                await live.send(encode_command("cancel_analysis", job=job_id(dropped), id="o"))
+                engine.gate.set()
+                rest = await receive_all(live)
+                return queued, refusals, rest
+
+        queued, refusals, rest = run(scenario())
+
+    assert [f.status for f in queued if isinstance(f, AnalysisFrame)] == ["queued", "queued"]
+    assert [(f.code, f.message) for f in refusals if isinstance(f, ErrorFrame)] == [
+        ("bad_request", f"no unfinished analysis job {job_id(r)!r} asked by this connection here")
+        for r in (AnalyzeRequest("heads", 1), AnalyzeRequest("gradient", 1))]
+    finals = {(f.kind, f.status) for f in map(frames.decode, rest) if isinstance(f, AnalysisFrame)
+              and f.status in ("done", "cancelled", "error")}
+    assert finals == {("heads", "done"), ("gradient", "cancelled")}
+    assert kinds(rest)[-1] == "end"
