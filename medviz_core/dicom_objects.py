@@ -12,10 +12,15 @@ Relational Concept", the unit UCUM "1" (no units), the algorithm family DCM 1231
 "Artificial Intelligence". Values medviz must fill although it has no real one:
 Manufacturer and model "medviz", DeviceSerialNumber "none" (Type 1 in Enhanced General
 Equipment; software has no serial number).
+
+Logging: highdicom's INFO lines name the source's SOP Instance UID ('copy ...-related attributes
+from dataset "1.2..."'), an identifier that must never reach a log, so its logger is held at
+WARNING from the first import of this module on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -29,6 +34,8 @@ from . import __version__
 from .dicom_header import finish, map_geometry_header
 from .dicom_overlay import RGBImage, map_to_pixels, region_masks
 from .types import REAL_MODEL_NOTE, STAND_IN_NOTE, FloatMap, Region
+
+logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name the source's UIDs
 
 MANUFACTURER = "medviz"
 SERIAL_NUMBER = "none"
