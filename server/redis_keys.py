@@ -101,18 +101,6 @@ def end_entry(close: Close) -> Fields:
     return {END: str(int(close[0])).encode(), REASON: close[1].encode("utf-8")}
 
 
-def end_of(fields: Fields) -> Close | None:
-    """The (close code, reason) of the end marker; None for a frame entry."""
-    if END not in fields:
-        return None
-    return int(fields[END]), fields.get(REASON, b"").decode("utf-8", errors="replace")
-
-
-def frame_of(fields: Fields) -> tuple[bytes, bool]:
-    """(frame bytes, kept) of a frame entry."""
-    return fields[FRAME], fields.get(KEPT) == b"1"
-
-
 def range_entries(reply: Any) -> list[Entry]:
     """The (id, fields) of an XRANGE or XAUTOCLAIM list of entries (a deleted one has no fields: {})."""
     return [(text(entry), dict(fields or {})) for entry, fields in reply or ()]
@@ -154,11 +142,15 @@ def follow(client: redis.Redis, stream: str, stop: threading.Event, each: Callab
     last = "0-0"  # the stream is this process's own and new: everything in it is for us
     while not stop.is_set():
         try:
-            got = client.xread({stream: last}, count=count, block=block_ms)
+            got = read_entries(client.xread({stream: last}, count=count, block=block_ms))
         except redis.RedisError:
             stop.wait(0.5)
             continue
-        for entry, fields in read_entries(got):
+        except Exception:  # a reply it cannot read: logged, and the loop goes on (never a silent dead inbox)
+            log.exception("%s: a read failed", stream)
+            stop.wait(0.5)
+            continue
+        for entry, fields in got:
             last = entry
             try:
                 each(fields)

@@ -37,6 +37,7 @@ from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .broadcast import ENDED, Close
+from .redis_entries import BadEntry, count, job_entry, job_session, names
 from .redis_keys import END, FRAME, GROUP, KEPT, REASON, Fields, Keys, end_entry, frame_entry, range_entries, text
 from .settings import Settings
 from .worker import WAITED
@@ -44,6 +45,7 @@ from .worker import WAITED
 log = logging.getLogger("medviz.server")
 
 WORKER_STOPPED = "the generation worker running this session stopped before it finished; start the session again"
+MALFORMED_JOB = "this session's job entry in the session store (Redis) is malformed; start the session again"
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 _SUBMIT = _NOW + """
 local waiting = redis.call('ZCARD', KEYS[1])
@@ -241,7 +243,13 @@ class RedisQueue:
         if found is None:
             return None
         (state, owner), counts = found
-        return text(state), text(owner), {text(k): int(v) for k, v in zip(counts[::2], counts[1::2])}
+        nodes: dict[str, int] = {}
+        for node, seen in zip(names(counts[::2]), counts[1::2]):
+            try:
+                nodes[node] = count(seen)
+            except BadEntry:
+                nodes[node] = 1  # unreadable: counted as watching (a session is never stopped on a bad entry)
+        return text(state), text(owner), nodes
 
     def note(self, client: Any, session_id: str, key: str, name: str, value: str | int) -> None:
         """Set field `name` of hash `key` (the session's own or one of its keys), only while the session exists;
@@ -282,16 +290,33 @@ class RedisQueue:
         if not fields:
             self.r.xack(self.keys.jobs, GROUP, entry)
             return
-        session_id = text(fields[b"session"])
+        try:
+            job = job_entry(fields, self.settings.image_budget_bytes)
+        except BadEntry as error:
+            return self.reject(entry, fields, error)
+        session_id = job.session
         state = text(self.r.hget(self.keys.session(session_id), "state"))
         if state == "queued" and self.r.zscore(self.keys.line, session_id) is not None:
             log.warning("session %s: its job was taken by a worker that stopped before starting it; queued again",
                         session_id)
             self._requeue(keys=[self.keys.jobs, self.keys.session(session_id)],
-                          args=[entry, session_id, fields[b"request"], fields[b"work"], GROUP])
+                          args=[entry, session_id, job.request, job.work, GROUP])
         elif state == "running":
             log.warning("session %s: its worker stopped mid-session; ending it with an error", session_id)
             self.fail(session_id, ErrorCode.INTERNAL, WORKER_STOPPED, entry)
+        else:
+            self.drop_job(entry)
+
+    def reject(self, entry: str, fields: Fields, error: BadEntry) -> None:
+        """A job entry medviz did not write: logged in one line (its id and why, never its values), acked and
+        deleted; if it names a session still waiting, that session ends with an `internal` error rather than
+        wait for a job that cannot run."""
+        log.warning("job entry %s skipped: %s", entry, error)
+        session_id = job_session(fields)
+        found = self.cancel(session_id) if session_id is not None else None
+        if session_id is not None and found is not None and found[0] == "waiting":
+            self.fail(session_id, ErrorCode.INTERNAL, MALFORMED_JOB, entry)
+            self.announce()
         else:
             self.drop_job(entry)
 
@@ -308,8 +333,9 @@ class RedisQueue:
         keeps `keep` keys alive longer; returns the live members."""
         alive = self._beat(keys=[members, self.keys.idle, *keep],
                            args=[name, int(self.settings.reclaim_s * 1000), "" if idle is None else str(int(idle))])
-        return [text(m) for m in alive]
+        return names(alive)
 
     def alive(self, members: str) -> list[str]:
+        """The live members of a heartbeat set (names of another form are left out: never an inbox key)."""
         seconds, micros = self.r.time()
-        return [text(m) for m in self.r.zrangebyscore(members, seconds * 1000 + micros // 1000, "+inf")]
+        return names(self.r.zrangebyscore(members, seconds * 1000 + micros // 1000, "+inf"))

@@ -42,12 +42,23 @@ from medviz_core.wire.server_frames import ErrorFrame
 from .analysis_jobs import AnalysisJobs
 from .broadcast import Channel, Viewer
 from .image_budget import ImageBudget
+from .redis_entries import (
+    BadEntry,
+    EndItem,
+    FrameItem,
+    count,
+    integer,
+    label,
+    names,
+    number,
+    session_ids,
+    session_row,
+    stream_item,
+)
 from .redis_keys import (
     Keys,
     connect,
     connect_async,
-    end_of,
-    frame_of,
     range_entries,
     read_entries,
     text,
@@ -67,6 +78,8 @@ ENDED_KEPT = 64  # ended sessions whose channels a node keeps (for late joiners)
 LOST = "lost the connection to the session store (Redis); this session's frames cannot be followed"
 FOLLOW_FAILED = "this web node failed to follow the session's frames (its log says why)"
 GONE = "this session's log is gone from the session store (Redis restarted or it expired); start it again"
+NO_WORKER = ("no generation worker is serving {model}: none has been alive for {waited:.0f} s; start the session "
+             "again once one runs")
 _FAILURES = (redis.ConnectionError, redis.TimeoutError)
 _TIME = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 _REJOIN = _TIME + """
@@ -116,6 +129,7 @@ class RedisSessions:
         self._counts_due: dict[str, _Followed] = {}  # sessions whose viewer count here changed this turn
         self._ended: list[str] = []
         self._stop = threading.Event()
+        self._worker_seen = time.monotonic()  # when the last pass saw a live worker (or this node started)
         self._rejoin = self.r.register_script(_REJOIN)
         self._owner_left = self.r.register_script(_OWNER_LEFT)
         self._janitor_pass()
@@ -209,7 +223,7 @@ class RedisSessions:
 
     def sessions(self) -> list[SessionInfo]:
         try:
-            ids = [text(s) for s in self.r.zrevrange(self.keys.sessions, 0, LIST_MAX - 1)]
+            ids = session_ids(self.r.zrevrange(self.keys.sessions, 0, LIST_MAX - 1))
             pipe = self.r.pipeline(transaction=False)
             for session_id in ids:
                 pipe.hmget(self.keys.session(session_id), "state", "created", "frames", "record")
@@ -222,9 +236,14 @@ class RedisSessions:
             if state is None:
                 gone.append(session_id)
                 continue
-            listed.append(SessionInfo(id=session_id, created=float(created or 0), state=text(state),
-                                      frames=int(frames or 0), watchers=sum(int(w) for w in watchers),
-                                      recording=text(record) == "1"))
+            try:
+                row = session_row(state, created, frames, record)
+                seen = sum(count(w) for w in watchers)
+            except BadEntry as error:
+                log.warning("session %s: left out of the list: %s", session_id, error)
+                continue
+            listed.append(SessionInfo(id=session_id, created=row.created, state=row.state, frames=row.frames,
+                                      watchers=seen, recording=row.recording))
         if gone:
             with contextlib.suppress(redis.RedisError):
                 self.r.zrem(self.keys.sessions, *gone)
@@ -267,13 +286,12 @@ class RedisSessions:
         followed = _Followed(Channel(self.settings.viewer_queue))
         for entry, fields in entries:
             followed.last = entry
-            close = end_of(fields)
-            if close is not None:
-                followed.channel.end(close)
+            item = _item(session_id, entry, fields)
+            if isinstance(item, EndItem):
+                followed.channel.end(item.close)
                 break
-            data, kept = frame_of(fields)
-            if kept:
-                followed.channel.publish(data)
+            if item is not None and item.kept:
+                followed.channel.publish(item.data)
         return self._follow(session_id, followed)
 
     def _follow(self, session_id: str, followed: _Followed) -> _Followed:
@@ -311,11 +329,12 @@ class RedisSessions:
             lost_at = None
             for entry, fields in read_entries(got):
                 followed.last = entry
-                close = end_of(fields)
-                if close is not None:
-                    followed.channel.end(close)
+                item = _item(session_id, entry, fields)
+                if isinstance(item, EndItem):
+                    followed.channel.end(item.close)
                     return self._end(session_id, followed)
-                followed.channel.publish(*frame_of(fields))
+                if item is not None:
+                    followed.channel.publish(item.data, item.kept)
 
     def _fail(self, session_id: str, followed: _Followed, message: str) -> None:
         followed.failed = True
@@ -373,8 +392,9 @@ class RedisSessions:
         try:
             owners, until = self.r.hmget(self.keys.session(session_id), "owner", "owner_until")
             seconds, micros = self.r.time()
-            wait = float(until or 0) - (seconds + micros / 1e6)
-            if int(owners or 0) <= 0 and wait > 0:  # its owner may still rejoin (a later leave set a later time)
+            wait = number(until or b"0", "owner_until") - (seconds + micros / 1e6)
+            owner_sockets = integer(owners or b"0", -(2**31), 2**31, "the owner count")
+            if owner_sockets <= 0 and wait > 0:  # its owner may still rejoin (a later leave set a later time)
                 self.loop.call_later(wait, self._stop_if_abandoned, session_id)
                 return
             found = self.queue.owner_check(session_id, self.node)
@@ -387,25 +407,57 @@ class RedisSessions:
                 return
             log.info("session %s: owner gone and nobody watching on any node; stopping", session_id)
             self.cancel(session_id)
-        except (BusyError, redis.RedisError) as error:
+        except (BusyError, redis.RedisError, BadEntry) as error:
             log.info("session %s: owner check failed: %s", session_id, type(error).__name__)
 
     def _worker_of(self, session_id: str) -> str | None:
-        worker = self.r.hget(self.keys.session(session_id), "worker")
-        return text(worker) if worker else None
+        found = names([self.r.hget(self.keys.session(session_id), "worker")])
+        return found[0] if found else None
 
     def _janitor_loop(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_s):
             self._janitor_pass()
 
     def _janitor_pass(self) -> None:
+        """Heartbeat, live workers, the no-worker notice, reclaim. One failed pass is logged and the next runs
+        (a bad entry in Redis never stops the thread, nor this node's start, which runs a pass first)."""
         try:
             self.queue.ensure_group()
             self.nodes = self.queue.beat(self.keys.nodes, self.node, None, self.keys.answers(self.node))
             self.workers = self.queue.alive(self.keys.workers)
             if self.workers:
+                self._worker_seen = time.monotonic()
                 model, device = self.r.hmget(self.keys.worker(self.workers[0]), "model", "device")
-                self.model, self.device = text(model) or self.model, text(device) or self.device
+                self.model, self.device = label(model) or self.model, label(device) or self.device
+            elif time.monotonic() - self._worker_seen >= self.settings.no_worker_notice_s:
+                self._no_worker()
             self.queue.reclaim(self.node)
         except redis.RedisError as error:
             log.info("web node %s: Redis heartbeat failed: %s", self.node, type(error).__name__)
+        except Exception:
+            log.exception("web node %s: janitor pass failed; the next in %.1f s", self.node,
+                          self.settings.heartbeat_s)
+
+    def _no_worker(self) -> None:
+        """No live worker for `no_worker_notice_s`: every waiting session ends with a `busy` error that says so
+        (taken out of the line in the cancel script, so a worker that appears meanwhile never also runs it)."""
+        waited = time.monotonic() - self._worker_seen
+        message = NO_WORKER.format(model=self.model, waited=waited)
+        ended = 0
+        for session_id in session_ids(self.r.zrange(self.keys.line, 0, -1)):
+            found = self.queue.cancel(session_id)
+            if found is not None and found[0] == "waiting":
+                self.queue.fail(session_id, ErrorCode.BUSY, message, found[1])
+                ended += 1
+        if ended:
+            log.warning("web node %s: no live worker for %.0f s; %d waiting session(s) ended", self.node, waited,
+                        ended)
+
+
+def _item(session_id: str, entry: str, fields: dict[bytes, bytes]) -> FrameItem | EndItem | None:
+    """A frames-stream entry, or None for one medviz did not write (logged and skipped; the session goes on)."""
+    try:
+        return stream_item(fields)
+    except BadEntry as error:
+        log.warning("session %s: frames entry %s skipped: %s", session_id, entry, error)
+        return None

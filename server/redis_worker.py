@@ -39,7 +39,8 @@ from medviz_core.wire.results import AnalysisFrame
 from .analysis_jobs import AnalysisJobs, Reply
 from .broadcast import ENDED
 from .fair_queue import FairQueue
-from .redis_keys import GROUP, Fields, Keys, connect, follow, read_entries, text, worker_name
+from .redis_entries import Analyze, BadEntry, Cancel, JobEntry, inbox_command, job_entry, job_session
+from .redis_keys import GROUP, Fields, Keys, connect, follow, read_entries, worker_name
 from .redis_queue import RedisQueue
 from .settings import Settings
 from .worker import GenerationWorker, Job, Task
@@ -50,6 +51,7 @@ log = logging.getLogger("medviz.worker")
 BLOCK_MS = 1000  # a blocking read returns at least this often, so stop() is prompt
 ANSWERS_KEPT = 10_000  # entries of a web node's answer stream kept (approximately)
 LOST_REDIS = "the generation worker lost its connection to the session store (Redis) mid-session; start it again"
+JOB_FAILED = "the generation worker failed to run this session (its log says why); start it again"
 Op = tuple[Callable[[Any], None], "threading.Event | None"]
 
 
@@ -93,13 +95,16 @@ class Publisher:
             self._send(batch)
 
     def _send(self, batch: list[Op]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        for op, _ in batch:
-            op(pipe)
         try:
+            pipe = self.r.pipeline(transaction=False)
+            for op, _ in batch:
+                op(pipe)
             self.execute(pipe)
         except redis.RedisError as error:
             log.warning("could not write to Redis: %s", type(error).__name__)
+            self.on_lost()
+        except Exception:  # a bug in one batch: logged, that job stops, the thread goes on
+            log.exception("could not write a batch to Redis")
             self.on_lost()
         for _, done in batch:
             if done is not None:
@@ -146,12 +151,24 @@ class RedisWorker:
         return self
 
     def run(self) -> None:
-        """Serve jobs until `stop`."""
+        """Serve jobs until `stop`. Whatever fails in one job or one read is logged and the loop goes on; should
+        the loop itself end otherwise, the worker stops whole (its heartbeats too: never a half-alive worker that
+        says it is alive and takes no job) and the error is raised to the caller (`medviz worker` exits, Ray's
+        health check replaces the replica)."""
         log.info("worker %s: model %s on %s, taking jobs from Redis", self.name, self.facts.name, self.facts.device)
         for target in (self._inbox, self._heartbeats):
             helper = threading.Thread(target=target, name=f"medviz-{target.__name__.strip('_')}", daemon=True)
             helper.start()
             self._threads.append(helper)
+        try:
+            self._loop()
+        except BaseException:
+            log.critical("worker %s: its job loop ended by an error; stopping the worker", self.name, exc_info=True)
+            raise
+        finally:
+            self._stop.set()
+
+    def _loop(self) -> None:
         fresh = True
         while not self._stop.is_set():
             try:
@@ -170,12 +187,15 @@ class RedisWorker:
                 self._stop.wait(0.5)
                 fresh = True
                 continue
-            try:
-                for entry, fields in read_entries(got):
+            for entry, fields in read_entries(got):
+                try:
                     self._serve(entry, fields)
-            except redis.RedisError as error:  # a job it could not start is reclaimed (redis_queue.py)
-                log.warning("worker %s: Redis failed while starting a job (%s)", self.name, type(error).__name__)
-                fresh = True
+                except redis.RedisError as error:  # a job it could not start is reclaimed (redis_queue.py)
+                    log.warning("worker %s: Redis failed while starting a job (%s)", self.name, type(error).__name__)
+                    fresh = True
+                except Exception:
+                    log.exception("worker %s: job entry %s failed; taking the next job", self.name, entry)
+                    self._give_up(entry, fields)
 
     def halt(self) -> None:
         """Stop taking jobs; the run in hand ends cancelled (its viewers get its end frame)."""
@@ -194,27 +214,44 @@ class RedisWorker:
     # -- one job ---------------------------------------------------------------------------
 
     def _serve(self, entry: str, fields: Fields) -> None:
-        session_id = text(fields[b"session"])
+        try:
+            job = job_entry(fields, self.settings.image_budget_bytes)
+        except BadEntry as error:
+            return self.queue.reject(entry, fields, error)
         self._busy = True  # before the claim: a heartbeat in between must not say idle again
         try:
-            if self.queue.claim(session_id, self.name):
-                self._run(entry, session_id, fields)
-            else:  # cancelled while it waited
+            if self.queue.claim(job.session, self.name):
+                self._run(entry, job)
+            else:  # cancelled while it waited (or not a session in the line)
                 self.queue.drop_job(entry)
         finally:
             self._busy = False
+            self._current = None
         self._beat()
 
-    def _run(self, entry: str, session_id: str, fields: Fields) -> None:
+    def _give_up(self, entry: str, fields: Fields) -> None:
+        """After a job failed by a bug: its session ends with an `internal` error (if it has one), the entry is
+        acked; never a session left `running` on a worker that moved on."""
+        session_id = job_session(fields)
+        try:
+            if session_id is None:
+                self.queue.drop_job(entry)
+            else:
+                self.queue.fail(session_id, ErrorCode.INTERNAL, JOB_FAILED, entry)
+        except redis.RedisError as error:  # then the reclaim rule ends it (redis_queue.py)
+            log.warning("worker %s: could not end job entry %s (%s)", self.name, entry, type(error).__name__)
+
+    def _run(self, entry: str, job: JobEntry) -> None:
+        session_id = job.session
         self.queue.announce()
         try:
-            request = parse_client_frame(fields[b"request"], self.settings.limits, accept=("start",))
+            request = parse_client_frame(job.request, self.settings.limits, accept=("start",))
             assert isinstance(request, StartRequest)  # parse_client_frame accepted only "start"
         except MedvizError as error:
             self.queue.fail(session_id, error.code, error.message, entry)
             return
         done = threading.Event()
-        current = self._current = _Current(entry, session_id, self._job(session_id, request, fields, done))
+        current = self._current = _Current(entry, session_id, self._job(session_id, request, job.work, done))
         self.publisher.on_lost = lambda: self._lose(current)
         if session_id in self._cancelled:
             current.job.cancel.set()
@@ -231,7 +268,7 @@ class RedisWorker:
         self._current = None
         self.served += 1
 
-    def _job(self, session_id: str, request: StartRequest, fields: Fields, done: threading.Event) -> Job:
+    def _job(self, session_id: str, request: StartRequest, work: int, done: threading.Event) -> Job:
         target = recording_path(self.settings.recordings, session_id) if request.record else None
 
         def emit(data: bytes, keep: bool) -> None:  # `queued` frames (keep False) come from the Redis line instead
@@ -246,7 +283,7 @@ class RedisWorker:
         files = request.images
         return Job(session=session_id, request=replace(request, images=tuple(b"" for _ in files)), images=files,
                    emit=emit, done=done.set, keep=keep_source, recording=target,
-                   image_work=int(fields.get(b"work", b"0")))
+                   image_work=work)
 
     def _lose(self, current: _Current) -> None:
         if not current.lost:
@@ -260,7 +297,7 @@ class RedisWorker:
                 self.r.ping()
                 self.queue.ensure_group()
                 state, worker = self.r.hmget(self.keys.session(current.session), "state", "worker")
-                if text(state) == "running" and text(worker) == self.name:
+                if state == b"running" and worker == self.name.encode():
                     self.queue.fail(current.session, ErrorCode.INTERNAL, LOST_REDIS, current.entry)
                 return
             except redis.RedisError:
@@ -287,24 +324,28 @@ class RedisWorker:
                 self.queue.reclaim(self.name)
             except redis.RedisError as error:
                 log.debug("heartbeat failed: %s", type(error).__name__)
+            except Exception:  # a bug in one beat: logged; the next beat is tried (never a silent dead thread)
+                log.exception("worker %s: heartbeat failed", self.name)
 
     def _inbox(self) -> None:
         follow(connect(self.settings.redis_url or ""), self.keys.inbox(self.name), self._stop, self._obey,
                count=64, block_ms=BLOCK_MS)  # a command that fails is logged there and the next one is read
 
     def _obey(self, fields: Fields) -> None:
-        command = text(fields.get(b"cmd"))
-        if command == "cancel":
-            session_id = text(fields[b"session"])
-            self._cancelled.append(session_id)
+        try:
+            command = inbox_command(fields)
+        except BadEntry as error:
+            log.warning("worker %s: inbox command skipped: %s", self.name, error)
+            return
+        if isinstance(command, Cancel):
+            self._cancelled.append(command.session)
             current = self._current
-            if current is not None and current.session == session_id:
+            if current is not None and current.session == command.session:
                 self.generation.cancel(current.job)
-        elif command == "analyze":
-            self._analyze(text(fields[b"node"]), text(fields[b"token"]), text(fields[b"source"]), fields[b"request"],
-                          owner=fields.get(b"owner") == b"1")
-        elif command == "withdraw":
-            asked = self._asked.pop(text(fields[b"token"]), None)
+        elif isinstance(command, Analyze):
+            self._analyze(command.node, command.token, command.source, command.request, owner=command.owner)
+        else:
+            asked = self._asked.pop(command.token, None)
             if asked is not None:
                 self.analyses.withdraw(*asked)
 
@@ -319,6 +360,11 @@ class RedisWorker:
         except MedvizError as error:
             self._asked.pop(token, None)
             self._refuse(node, token, error)
+        except Exception:  # never an asker left waiting on a job that failed to start
+            log.exception("worker %s: analysis %s failed to start", self.name, token)
+            self._asked.pop(token, None)
+            self._refuse(node, token, MedvizError("the generation worker failed to start this analysis (its log "
+                                                  "says why)"))
 
     def _reply(self, node: str, token: str) -> Reply:
         def reply(frame: AnalysisFrame, final: bool) -> None:

@@ -34,7 +34,8 @@ from medviz_core.wire.results import AnalysisFrame, AnalysisResult
 from medviz_core.wire.server_frames import decode
 
 from .fair_queue import FairQueue
-from .redis_keys import Fields, Keys, connect, follow, text
+from .redis_entries import Answer, BadEntry, answer
+from .redis_keys import Fields, Keys, connect, follow
 from .settings import Settings
 from .worker import FairLine, Task
 
@@ -57,7 +58,7 @@ class RemoteAnalyses(FairLine):
         self._tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_per_connection,
                                                  total=settings.analysis_queue)
         self._lock = threading.Condition()
-        self._waiting: dict[str, queue.Queue[Fields]] = {}
+        self._waiting: dict[str, queue.Queue[Answer]] = {}
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._dispatch, name="medviz-dispatch", daemon=True)
                          for _ in range(DISPATCHERS)]
@@ -87,7 +88,7 @@ class RemoteAnalyses(FairLine):
         """Ask a worker and wait for its final answer: the result, or Cancelled / MedvizError. `owner`: the
         session's owner asked (the worker may run it between that session's steps)."""
         worker = self._route(source.key)
-        token, answers = secrets.token_hex(8), queue.Queue[Fields]()
+        token, answers = secrets.token_hex(8), queue.Queue[Answer]()
         self._waiting[token] = answers
         try:
             self._send(worker, {"cmd": "analyze", "node": self.node, "token": token, "source": source.key,
@@ -97,13 +98,13 @@ class RemoteAnalyses(FairLine):
                     self._send(worker, {"cmd": "withdraw", "token": token})
                     raise Cancelled("cancelled by a client")
                 try:
-                    answer = answers.get(timeout=WAIT_S)
+                    got = answers.get(timeout=WAIT_S)
                 except queue.Empty:
                     if worker not in self.alive():
                         raise MedvizError(WORKER_GONE) from None
                     continue
-                if answer.get(b"final") == b"1":
-                    return _result(answer)
+                if got.final:
+                    return _result(got)
         finally:
             self._waiting.pop(token, None)
 
@@ -128,10 +129,15 @@ class RemoteAnalyses(FairLine):
         follow(connect(self.settings.redis_url or ""), self.keys.answers(self.node), self._stop, self._hand_out,
                count=256, block_ms=1000)  # a new node name: its stream is new
 
-    def _hand_out(self, answer: Fields) -> None:
-        waiting = self._waiting.get(text(answer.get(b"token")))
+    def _hand_out(self, fields: Fields) -> None:
+        try:
+            got = answer(fields)
+        except BadEntry as error:
+            log.warning("web node %s: analysis answer skipped: %s", self.node, error)
+            return
+        waiting = self._waiting.get(got.token)
         if waiting is not None:
-            waiting.put(answer)
+            waiting.put(got)
 
     def close(self) -> None:
         self._stop.set()
@@ -141,12 +147,17 @@ class RemoteAnalyses(FairLine):
             thread.join(5)
 
 
-def _result(answer: Fields) -> AnalysisResult:
-    if b"frame" not in answer:  # refused by the worker before it became a job
-        error = MedvizError(text(answer.get(b"message")))
-        error.code = text(answer.get(b"code")) or error.code
+def _result(got: Answer) -> AnalysisResult:
+    if got.frame is None:  # refused by the worker before it became a job
+        error = MedvizError(got.message)
+        error.code = got.code or error.code
         raise error
-    frame = decode(answer[b"frame"])
+    try:
+        frame = decode(got.frame)
+    except MedvizError:
+        raise
+    except Exception:  # bytes no worker wrote: an error for this job, never a dead dispatch thread
+        raise MedvizError("a worker's answer could not be read") from None
     if not isinstance(frame, AnalysisFrame):
         raise MedvizError(f"a worker answered with a {frame.type!r} frame; expected an analysis frame")
     if frame.status == "done" and frame.result is not None:

@@ -23,7 +23,8 @@ from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording import read_recording, recording_path
 from medviz_core.token_analysis import AnalysisSource, recording_source
 
-from .redis_keys import Keys, end_of, frame_of, range_entries
+from .redis_entries import BadEntry, FrameItem, stream_item
+from .redis_keys import Keys, range_entries
 from .sessions import SessionSource, unknown
 
 SESSIONS_KEPT, RECORDINGS_KEPT = 64, 8
@@ -57,10 +58,12 @@ class WorkerSources:
         start = f"({known.last}" if known.last else "-"
         for entry, fields in range_entries(self.r.xrange(self.keys.frames(session_id), min=start)):
             known.last = entry
-            if end_of(fields) is None:
-                data, kept = frame_of(fields)
-                if kept:
-                    known.frames.append(data)
+            try:
+                item = stream_item(fields)
+            except BadEntry:  # not medviz's (the web nodes log it): skipped
+                continue
+            if isinstance(item, FrameItem) and item.kept:
+                known.frames.append(item.data)
         if not known.frames and not self.r.exists(self.keys.session(session_id)):
             raise unknown(session_id)
         if not known.source.headers:

@@ -123,7 +123,7 @@ def test_a_reader_that_fails_unexpectedly_ends_its_session_with_an_error_not_a_w
 
     a = cluster.node()
     cluster.worker(tiny_engine)
-    real, read = redis_sessions.frame_of, [0]
+    real, read = redis_sessions.stream_item, [0]
 
     def fails_on_the_third(fields: Any) -> Any:
         read[0] += 1
@@ -131,7 +131,7 @@ def test_a_reader_that_fails_unexpectedly_ends_its_session_with_an_error_not_a_w
             raise RuntimeError("a frame this node cannot read")
         return real(fields)
 
-    monkeypatch.setattr(redis_sessions, "frame_of", fails_on_the_third)
+    monkeypatch.setattr(redis_sessions, "stream_item", fails_on_the_third)
 
     async def owned() -> tuple[list[bytes], int | None]:
         async with connect(f"{a.ws}/ws/session", max_size=None) as ws:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server.redis_keys import GROUP, Keys, connect, connect_async, end_of, follow, frame_of, range_entries
+from server.redis_entries import EndItem, FrameItem, stream_item
+from server.redis_keys import GROUP, Keys, connect, connect_async, follow, range_entries
 from server.redis_queue import RedisQueue
 from server.settings import Settings
 
@@ -30,7 +31,8 @@ def queue_with_a_session(redis_server: RedisServer, tmp_path: Path) -> RedisQueu
 def frames_in_redis(redis_server: RedisServer) -> list[bytes]:
     """The session's kept frames (submit's `queued` frame is for live viewers only)."""
     entries = range_entries(redis_server.client().xrange(KEYS.frames("s1")))
-    return [data for data, kept in (frame_of(fields) for _, fields in entries) if kept]
+    items = [stream_item(fields) for _, fields in entries]
+    return [item.data for item in items if isinstance(item, FrameItem) and item.kept]
 
 
 def test_a_batch_of_frames_runs_its_scripts_by_sha_without_asking_redis_first(redis_server: RedisServer,
@@ -87,7 +89,7 @@ def test_finishing_a_session_acks_its_job_in_the_same_script_as_the_end(redis_se
     assert sent == {"EVALSHA", "SCRIPT"}  # the script (loaded on its first use): no XACK of the client's own
     assert queue.r.xpending(KEYS.jobs, GROUP)["pending"] == 0 and queue.r.xlen(KEYS.jobs) == 0
     last = range_entries(queue.r.xrevrange(KEYS.frames("s1"), count=1))[0][1]
-    assert (end_of(last) is None) is session_lost
+    assert (not isinstance(stream_item(last), EndItem)) is session_lost
 
 
 def test_an_owner_check_writes_this_nodes_zero_before_it_reads_every_count(redis_server: RedisServer,
