@@ -8,6 +8,8 @@ import pytest
 
 from medviz_core.errors import NotFoundError, ProtocolError, RequestError
 from medviz_core.recording import (
+    RecordingDamaged,
+    Tail,
     RecordingWriter,
     append_frame,
     check_id,
@@ -19,6 +21,7 @@ from medviz_core.recording import (
     read_recording,
     recording_info,
     recording_path,
+    tail,
 )
 from medviz_core.wire import server_frames as frames
 from tests.fixtures.frames import make_fixtures
@@ -204,3 +207,25 @@ def test_the_listing_counts_steps_of_a_cut_recording_without_reading_it_whole(tm
     path = write(tmp_path / "cut.medviz", parts[:3])
     info = recording_info(path)
     assert (info.id, info.tokens, info.finished, info.size) == ("cut", 2, False, len(parts[0]) + len(parts[1]) * 2)
+
+
+@pytest.mark.parametrize("damage", [b"\xc1", b"\xc6\x00\x01\x00\x00"], ids=["not msgpack", "a length past the end"])
+def test_a_bad_byte_before_the_last_frame_is_never_cut_by_an_append(tmp_path: Path, damage: bytes) -> None:
+    parts = session_frames()
+    path = write(tmp_path / "bad.medviz", parts)
+    data = bytearray(path.read_bytes())
+    data[5449 : 5449 + len(damage)] = damage  # the second step's first bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecordingDamaged, match=r"^recording 'bad' is damaged at byte 5449 of 8465 \(whole frames "
+                       r"lie after bytes that are not one\); nothing is appended to it, so nothing after the damage "
+                       r"is cut$"):
+        append_frame(path, FRAMES["analysis_gradient"])
+    assert path.read_bytes() == bytes(data)
+    assert tail(path) == Tail(whole=5449, size=8465, damaged=True)
+    assert [f.frame.type for f in iter_frames(path)] == ["start", "step"]  # a replay stops there, and says so
+
+
+def test_a_torn_last_frame_is_not_damage(tmp_path: Path) -> None:
+    parts = session_frames()
+    path = write(tmp_path / "torn.medviz", [*parts[:4], parts[4][:60]])
+    assert tail(path) == Tail(whole=8316, size=8376, damaged=False) and tail(path).torn == 60
