@@ -132,6 +132,14 @@ class ModelFacts:
 MAX_NEW_TOKENS = 2048
 """The most tokens one run may generate (a server may allow fewer)."""
 
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 5.0
+MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.01, 10.0
+"""Sampling bounds that keep every logit finite: logits are float32, so a temperature or penalty of
+1e-40 divides them to inf and torch's sampler fails ("probability tensor contains inf/nan"); at 0.01
+both together scale a logit by 1e4 at most."""
+SEED_RANGE = (-(2**63), 2**64 - 1)
+"""What torch's generator takes as a seed (beyond it: "Overflow when unpacking long long")."""
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -167,11 +175,14 @@ class GenerationParams:
         return [
             (whole(n) and 1 <= n <= MAX_NEW_TOKENS,
              f"max_new_tokens must be an integer in 1..{MAX_NEW_TOKENS}; got {n!r}"),
-            (number(t) and 0.0 <= t <= 5.0, f"temperature must be in 0..5 (0 = greedy); got {t!r}"),
+            (number(t) and (t == 0.0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE),
+             f"temperature must be 0 (greedy) or in {MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}; got {t!r}"),
             (number(p) and 0.0 < p <= 1.0, f"top_p must be in (0, 1]; got {p!r}"),
             (whole(k) and k >= 0, f"top_k must be an integer >= 0 (0 = off); got {k!r}"),
-            (number(r) and 0.0 < r <= 10.0, f"repetition_penalty must be in (0, 10]; got {r!r}"),
-            (seed is None or whole(seed), f"seed must be an integer or None; got {seed!r}"),
+            (number(r) and MIN_REPETITION_PENALTY <= r <= MAX_REPETITION_PENALTY,
+             f"repetition_penalty must be in {MIN_REPETITION_PENALTY:g}..{MAX_REPETITION_PENALTY:g}; got {r!r}"),
+            (seed is None or (whole(seed) and SEED_RANGE[0] <= seed <= SEED_RANGE[1]),
+             f"seed must be an integer in -2**63..2**64-1 or None; got {seed!r}"),
         ]
 
 

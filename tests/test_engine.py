@@ -165,7 +165,7 @@ def test_a_method_subset_streams_only_those_maps(tiny_engine: Any, sample_bytes:
     ("kwargs", "message"),
     [
         ({"max_new_tokens": 0}, "max_new_tokens must be an integer in 1..2048; got 0"),
-        ({"temperature": -1.0}, "temperature must be in 0..5 (0 = greedy); got -1.0"),
+        ({"temperature": -1.0}, "temperature must be 0 (greedy) or in 0.01..5; got -1.0"),
         ({"top_p": 0.0}, "top_p must be in (0, 1]; got 0.0"),
         ({"methods": ["saliency"]}, "methods must be a non-empty subset of raw, layer_weighted, head_importance, flow, rollout, consensus; got ['saliency']"),
     ],
