@@ -66,6 +66,8 @@ class Settings:
     analysis_cache: int = 256  # done analysis results kept in memory (recordings keep theirs on disk)
     analysis_per_connection: int = 8  # analyses one connection may have waiting; past it: busy
     analysis_queue: int = 32  # analyses waiting on the whole server; past it: busy
+    recordings_min_free_mb: int = 512  # a recorded session needs this much free space on the recordings disk to start
+    recording_results_max_bytes: int = 64 * 1024 * 1024  # analysis results appended to one recording, in bytes
     first_frame_timeout_s: float = 30.0
     max_message_bytes: int = 20 * 1024 * 1024
     max_pixels: int = MAX_PIXELS
