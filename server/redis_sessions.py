@@ -78,8 +78,8 @@ ENDED_KEPT = 64  # ended sessions whose channels a node keeps (for late joiners)
 LOST = "lost the connection to the session store (Redis); this session's frames cannot be followed"
 FOLLOW_FAILED = "this web node failed to follow the session's frames (its log says why)"
 GONE = "this session's log is gone from the session store (Redis restarted or it expired); start it again"
-NO_WORKER = ("no generation worker is serving {model}: none has been alive for {waited:.0f} s; start the session "
-             "again once one runs")
+NO_WORKER = ("no generation worker is serving {model}: none has been alive for {waited:g} s or more; start the "
+             "session again once one runs")
 _FAILURES = (redis.ConnectionError, redis.TimeoutError)
 _TIME = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 _REJOIN = _TIME + """
@@ -442,7 +442,7 @@ class RedisSessions:
         """No live worker for `no_worker_notice_s`: every waiting session ends with a `busy` error that says so
         (taken out of the line in the cancel script, so a worker that appears meanwhile never also runs it)."""
         waited = time.monotonic() - self._worker_seen
-        message = NO_WORKER.format(model=self.model, waited=waited)
+        message = NO_WORKER.format(model=self.model, waited=self.settings.no_worker_notice_s)
         ended = 0
         for session_id in session_ids(self.r.zrange(self.keys.line, 0, -1)):
             found = self.queue.cancel(session_id)
