@@ -12,7 +12,8 @@ from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
 from server.redis_keys import GROUP, Keys, range_entries
-from server.redis_queue import MALFORMED_JOB
+from server.redis_queue import MALFORMED_JOB, RedisQueue
+from server.redis_worker import JOB_FAILED
 from tests.server.helpers import kinds, receive_all, recv, run, session, start_bytes, until
 
 from .conftest import Cluster
@@ -107,3 +108,34 @@ def test_a_web_node_with_no_live_worker_ends_a_waiting_session_busy_within_the_n
         "busy", "no generation worker is serving tiny: none has been alive for 1 s or more; start the session again "
         "once one runs")
     assert cluster.redis.client().zcard(KEYS.line) == 0
+
+
+def test_a_bug_in_one_iteration_of_each_loop_is_logged_and_the_worker_and_web_node_go_on(
+        cluster: Cluster, tiny_engine: Any, sample_bytes: bytes, monkeypatch: Any) -> None:
+    a = cluster.node()
+    worker = cluster.worker(tiny_engine)
+    bugs = {"web": 1, "worker": 1, "job": 1}
+    real_reclaim, real_run = RedisQueue.reclaim, worker._run
+
+    def reclaim(queue: RedisQueue, consumer: str) -> int:  # the janitor's pass and the worker's heartbeat
+        kind = consumer.split("-")[0]
+        if bugs[kind]:
+            bugs[kind] -= 1
+            raise RuntimeError(f"a bug in one {kind} pass")
+        return real_reclaim(queue, consumer)
+
+    def job(entry: str, found: Any) -> None:
+        if bugs["job"]:
+            bugs["job"] -= 1
+            raise RuntimeError("a bug in one job")
+        real_run(entry, found)
+
+    monkeypatch.setattr(RedisQueue, "reclaim", reclaim)
+    monkeypatch.setattr(worker, "_run", job)
+    failed = run(session(a, sample_bytes, max_new_tokens=2))
+    error = frames.decode(failed[-1])
+    assert isinstance(error, frames.ErrorFrame) and (error.code, error.message) == ("internal", JOB_FAILED)
+    run(until(lambda: bugs == {"web": 0, "worker": 0, "job": 0}, "each loop's bug hit once"))
+    assert kinds(run(session(a, sample_bytes, max_new_tokens=2))) == ["start", "step", "step", "end"]
+    assert all(thread.is_alive() for thread in worker._threads)
+    assert a.app.state.sessions._janitor.is_alive()
