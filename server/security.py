@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,12 +47,20 @@ def provided_token(scope: Scope) -> tuple[str | None, bool]:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if "token" in query:
         return query["token"][0], True
-    cookie = SimpleCookie()
-    try:
-        cookie.load(headers.get("cookie", ""))
-    except Exception:  # a malformed cookie header is just "no cookie"
-        return None, False
-    return (cookie[COOKIE].value if COOKIE in cookie else None), False
+    cookies = "; ".join(v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"cookie")
+    return cookie_value(cookies, COOKIE), False
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """Cookie `name`'s value in a Cookie header, read leniently: pairs split on `;`, each on its first
+    `=`, one pair of surrounding quotes dropped. Other cookies are never parsed, so a malformed one a
+    browser holds for another app on this host (`session={"a":1}`, `theme=dark mode`) changes nothing."""
+    for pair in header.split(";"):
+        key, equals, value = pair.partition("=")
+        if equals and key.strip() == name:
+            value = value.strip()
+            return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    return None
 
 
 def _host_name(netloc: str) -> str:
@@ -94,7 +101,7 @@ class Guard:
             return
         token, from_query = provided_token(scope)
         if self.settings.token and from_query and scope["type"] == "http":
-            send = _with_cookie(send, self.settings.token)
+            send = _with_cookie(send, self.settings.token, secure=scope.get("scheme") == "https")
         await self.app(scope, receive, send)
 
     def _problem(self, scope: Scope, headers: dict[str, str]) -> tuple[int, int, str] | None:
@@ -108,10 +115,12 @@ class Guard:
         return None
 
 
-def _with_cookie(send: Send, token: str) -> Send:
+def _with_cookie(send: Send, token: str, secure: bool) -> Send:
+    """`send` adding the token's cookie to the response; `Secure` when the request came over TLS (uvicorn
+    sets the scheme from X-Forwarded-Proto when the proxy is one it trusts: --forwarded-allow-ips)."""
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            value = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"
+            value = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{'; Secure' if secure else ''}"
             message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", value.encode("latin-1"))]}
         await send(message)
 

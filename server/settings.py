@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import string
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ from medviz_core.wire.limits import ClientLimits
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 DEFAULT_MODEL = "demo"  # every command's and the server's model unless one is named
+TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-._~")  # what links, cookies, headers carry as is
 
 
 def default_recordings() -> Path:
@@ -118,6 +120,10 @@ class Settings:
             )
         if self.token is not None and len(self.token) < 8:
             raise AuthError(f"the token must be at least 8 characters; got {len(self.token)}")
+        odd = next((c for c in self.token or "" if c not in TOKEN_CHARACTERS), None)
+        if odd is not None:
+            raise AuthError(f"the token may hold only letters A-Z a-z, digits and - . _ ~ (it travels unchanged "
+                            f"in links, cookies and headers); it holds {odd!r}")
         return self
 
 

@@ -10,7 +10,7 @@ from websockets.typing import Origin
 
 from medviz_core.errors import AuthError
 from medviz_core.wire import server_frames as frames
-from server.security import origin_allowed, token_matches
+from server.security import cookie_value, origin_allowed, provided_token, token_matches
 from server.settings import Settings
 
 from .helpers import LiveServer, kinds, refused, run, session
@@ -114,3 +114,53 @@ def test_token_comparison_and_origin_rules() -> None:
     assert origin_allowed(settings, "https://viewer.example", "127.0.0.1:7860")
     assert not origin_allowed(settings, "null", "127.0.0.1:7860")
     assert not origin_allowed(settings, "http://127.0.0.1.evil.example", "127.0.0.1:7860")
+
+
+@pytest.mark.parametrize("others", ['session={"a":1}', "theme=dark mode", 'a="b; c', "=x; ;broken", "theme"])
+def test_the_cookie_login_works_beside_an_unrelated_malformed_cookie(guarded: LiveServer, others: str) -> None:
+    for cookie in (f"{others}; medviz_token={TOKEN}", f"medviz_token={TOKEN}; {others}"):
+        response = httpx.get(f"{guarded.http}/api/recordings", headers={"Cookie": cookie})
+        assert response.status_code == 200, cookie
+
+
+def test_a_quoted_cookie_value_and_a_second_cookie_header_are_read() -> None:
+    assert cookie_value(f'theme=dark mode; medviz_token="{TOKEN}"', "medviz_token") == TOKEN
+    assert cookie_value("medviz_tokenx=1; xmedviz_token=2", "medviz_token") is None
+    assert cookie_value("a=1", "medviz_token") is None and cookie_value("", "medviz_token") is None
+    scope = {"headers": [(b"cookie", b"theme=dark mode"), (b"cookie", f"medviz_token={TOKEN}".encode())]}
+    assert provided_token(scope) == (TOKEN, False)
+
+
+@pytest.mark.parametrize(("token", "held"), [
+    ("geheim-€-token", "'€'"), ("секретный-токен", "'с'"), ("with a space", "' '"), ("semi;colon-token", "';'"),
+    ('quote"token-12', "'\"'"), ("plus+sign-token", "'+'"), ("percent%20token", "'%'"),
+])
+def test_a_token_that_would_not_travel_unchanged_everywhere_is_refused_at_start_up(token: str, held: str) -> None:
+    with pytest.raises(AuthError) as refusal:
+        Settings(token=token).check()
+    assert str(refusal.value) == ("the token may hold only letters A-Z a-z, digits and - . _ ~ (it travels unchanged "
+                                  f"in links, cookies and headers); it holds {held}")
+
+
+def test_the_characters_a_token_may_hold_work_as_header_query_and_cookie(make_server: Any) -> None:
+    token = "Az09-._~tokenABC"
+    server: LiveServer = make_server(token=token)
+    assert httpx.get(f"{server.http}/api/recordings", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with httpx.Client(base_url=server.http) as client:
+        assert client.get("/api/recordings", params={"token": token}).status_code == 200
+        assert client.get("/api/recordings").status_code == 200  # the cookie it set
+
+
+@pytest.mark.parametrize("sent", ["Bearer", "query", "cookie"])
+def test_a_non_ascii_token_sent_to_the_server_is_401_never_500(guarded: LiveServer, sent: str) -> None:
+    euro = "geheim-€-token"
+    headers = {"Authorization": f"Bearer {euro}".encode()} if sent == "Bearer" else (
+        {"Cookie": f"medviz_token={euro}".encode()} if sent == "cookie" else {})
+    params = {"token": euro} if sent == "query" else {}
+    response = httpx.get(f"{guarded.http}/api/recordings", headers=headers, params=params)
+    assert (response.status_code, response.json()["error"]["message"]) == (401, UNAUTHORIZED)
+
+
+def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_request_came_over_tls(guarded: LiveServer) -> None:
+    response = httpx.get(f"{guarded.http}/api/health?token={TOKEN}", headers={"X-Forwarded-Proto": "https"})
+    assert response.headers["set-cookie"] == f"medviz_token={TOKEN}; HttpOnly; SameSite=Strict; Path=/; Secure"
