@@ -1,7 +1,7 @@
 """The Starlette application: routes, the engine's lifetime and the guard in front.
 
 Owns: `create_app` (routes, lifespan that loads the engine off the loop and builds the
-session manager, the Guard middleware, the websocket counts of connections.py),
+session manager, the Guard middleware behind headers.py's, the websocket counts of connections.py),
 `/api/health` and `/api/sessions`. Does not own
 what the routes do (live.py, replay.py, recordings.py) or the checks (security.py).
 
@@ -31,6 +31,7 @@ from medviz_core.wire.server_frames import params_to_wire
 
 from . import live, recordings, replay
 from .connections import Connections
+from .headers import SecurityHeaders
 from .security import Guard
 from .sessions import LocalSessions, SessionManager
 from .settings import Settings
@@ -99,7 +100,8 @@ def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _l
     ]
     if settings.web.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=settings.web, html=True), name="web"))
-    app = Starlette(routes=routes, middleware=[Middleware(Guard, settings=settings)], lifespan=lifespan)
+    guarded = [Middleware(SecurityHeaders), Middleware(Guard, settings=settings)]  # headers on refusals too
+    app = Starlette(routes=routes, middleware=guarded, lifespan=lifespan)
     app.state.settings = settings
     app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
     app.state.connections = Connections(
