@@ -8,8 +8,11 @@ nothing queued, past the worker's bounds per connection and in total: only new j
 repeat or a join costs nothing); `cancel` stops a job for every socket waiting on it and gives
 its place in the line back; `forget` drops a source's jobs when its session expires. A finished
 job's `done` frame is appended to the source's recording on the worker thread (the thread that
-writes recordings; `record=False` on a scaled-out web node, whose `compute` asks a worker,
-which appends it: remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
+writes recordings), once per job id and within `results_max_bytes` per recording
+(recording_summary.append_result; a result the recording already holds is answered from it,
+not computed or appended again; a refusal is logged and the askers get the result all the same;
+`record=False` on a scaled-out web node, whose `compute` asks a worker, which appends it:
+remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
 nobody waits for any more is cancelled, so a closed tab does not keep the model's worker busy.
 Replies are callables `reply(frame, final)` that must not block (the routes hand them to the
 event loop). Does not own what a job computes (medviz_core/token_analysis.py) or sockets
@@ -23,14 +26,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from medviz_core.errors import Cancelled, MedvizError, RequestError
-from medviz_core.recording import append_frame
+from medviz_core.recording import in_words
+from medviz_core.recording_summary import append_result, recorded
 from medviz_core.token_analysis import AnalysisSource, check_request, compute, job_id
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, AnalysisResult
 from medviz_core.wire.server_frames import decode
+
+from .recording_disk import disk_state
 
 log = logging.getLogger("medviz.server")
 
@@ -76,8 +83,9 @@ class AnalysisJobs:
     """Every analysis job of this server; `cache_size` done results are kept, oldest dropped first."""
 
     def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256, compute: Compute | None = None,
-                 record: bool = True) -> None:
+                 record: bool = True, results_max_bytes: int = 64 * 1024 * 1024) -> None:
         self.engine = engine
+        self.results_max_bytes = results_max_bytes  # results appended to one recording, in bytes
         self.line = line
         self.cache_size = cache_size
         self.compute = compute  # None: token_analysis.compute; a scaled-out node asks a worker (remote_analyses.py)
@@ -211,6 +219,8 @@ class AnalysisJobs:
             replies = list(job.replies)
         for reply in replies:
             reply(job.state("running"), False)
+        if self._from_recording(key, job):
+            return
         try:
             self.runs += 1
             result = (compute(self.engine, job.source, job.request, job.cancel) if self.compute is None
@@ -230,14 +240,40 @@ class AnalysisJobs:
             return
         job.frame = AnalysisFrame(job.id, job.request.kind, job.request.index, "done", "", result)
         if job.source.recording is not None and self.record:
-            try:
-                torn = append_frame(job.source.recording, job.frame.to_wire())
-                if torn:
-                    log.warning("recording %s: cut off a torn last frame (%d bytes) before appending analysis %s",
-                                job.source.recording.stem, torn, job.id)
-            except (OSError, MedvizError) as error:
-                log.warning("analysis %s not recorded: %s", job.id, error)
+            self._record(job.source.recording, job.id, job.frame.to_wire())
         self._finish(key, job, "done")
+
+    def _from_recording(self, key: tuple[str, str], job: _Job) -> bool:
+        """Answer a job from the result its recording already holds (appended since its source was read)."""
+        if job.source.recording is None or not self.record:
+            return False
+        try:
+            data = recorded(job.source.recording, job.id)
+            frame = decode(data) if data is not None else None
+        except (OSError, MedvizError):
+            return False
+        if not isinstance(frame, AnalysisFrame) or frame.status != "done":
+            return False
+        job.frame = frame
+        self._finish(key, job, "done")
+        return True
+
+    def _record(self, path: Path, job: str, frame: bytes) -> None:
+        """Append a done result to its recording, within the recording's bound; a refusal is logged, never raised
+        (the askers get the result all the same)."""
+        try:
+            appended = append_result(path, job, frame, self.results_max_bytes)
+        except OSError as error:
+            disk_state(path.parent).failed(in_words(error))
+            log.warning("analysis %s not recorded: %s", job, in_words(error))
+        except MedvizError as error:  # ResultsFull past the bound, RecordingDamaged, ...
+            log.warning("analysis %s not recorded: %s", job, error.message)
+        else:
+            if appended.torn:
+                log.warning("recording %s: cut off a torn last frame (%d bytes) before appending analysis %s",
+                            path.stem, appended.torn, job)
+            if appended.appended:
+                disk_state(path.parent).succeeded()
 
     def _requeue(self, job: _Job) -> bool:
         """A job that stopped to give way to a live session waits again, at the head of its line."""

@@ -26,10 +26,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from medviz_core.recording import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
 
-from . import live, recordings, replay
+from . import live, recording_disk, recordings, replay
 from .connections import Connections
 from .headers import SecurityHeaders
 from .security import Guard
@@ -49,12 +50,17 @@ def _load_engine(ref: str) -> Any:
 
 async def health_route(request: Request) -> Response:
     """The model, its device and the queue; `params`: the model's suggested sampling parameters (what a
-    start request's unstated fields become), null where the model lives on workers elsewhere."""
+    start request's unstated fields become), null where the model lives on workers elsewhere;
+    `recordings`: "ok", or "unwritable" with `recordings_reason` (the last write this process tried failed,
+    or the disk is below recordings_min_free_mb): the server still serves unrecorded sessions and replays."""
     sessions: SessionManager = request.app.state.sessions
     suggested: GenerationParams | None = request.app.state.suggested
+    settings: Settings = request.app.state.settings
+    disk, why = await asyncio.to_thread(recording_disk.health, settings.recordings, settings.recordings_min_free_mb)
     return JSONResponse({"model": sessions.model, "device": sessions.device, "queue": sessions.queue_length,
                          "stand_in": is_stand_in(sessions.model),
-                         "params": None if suggested is None else params_to_wire(suggested)})
+                         "params": None if suggested is None else params_to_wire(suggested),
+                         "recordings": disk, "recordings_reason": why})
 
 
 async def sessions_route(request: Request) -> Response:
@@ -81,6 +87,7 @@ def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _l
             manager = LocalSessions(loaded, settings, asyncio.get_running_loop())
             app.state.suggested = loaded.suggested
         app.state.sessions = manager
+        await asyncio.to_thread(tighten_folder, settings.recordings)  # one made looser before: 0700 again, logged
         log.info("serving model %s on %s", manager.model, manager.device)
         try:
             yield

@@ -4,7 +4,8 @@ Owns: the JSON shapes of `/api/recordings` and the mapping of MedvizError to HTT
 (400 bad id, 404 missing, 409 deleting a recording a live session is still writing), and
 `Summaries`: each recording's listing row and thumbnail (its first image, at most THUMB px
 a side, PNG) kept in memory by path, modification time and size, so a listing reads only
-the recordings that are new or changed. Does not own the file format
+the recordings that are new or changed, and of those only their summary sidecar where it matches
+(medviz_core/recording_summary.py: a few hundred bytes, not the recording). Does not own the file format
 (medviz_core/recording.py) or replays (replay.py).
 """
 
@@ -24,8 +25,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medviz_core.errors import ConflictError, MedvizError, NotFoundError
-from medviz_core.recording import RecordingInfo, first_image, list_recordings, recording_info, recording_path
+from medviz_core.recording import RecordingInfo, first_image, list_recordings, recording_path
 from medviz_core.recording import delete_recording as delete_file
+from medviz_core.recording_summary import listing_info
 
 from .sessions import SessionManager
 from .settings import Settings
@@ -47,7 +49,7 @@ class Summaries:
         self.reads = 0  # recordings read (not served from memory), for tests
 
     def info(self, path: Path) -> RecordingInfo:
-        return self._get(self._rows, path, recording_info)
+        return self._get(self._rows, path, listing_info)
 
     def thumbnail(self, path: Path) -> bytes:
         return self._get(self._thumbs, path, lambda p: thumbnail_png(first_image(p)))

@@ -132,8 +132,9 @@ class RedisWorker:
         self.queue = RedisQueue(self.r, self.keys, settings)
         self.publisher = Publisher(connect(settings.redis_url), self.queue.execute)
         tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_queue, total=4 * settings.analysis_queue)
-        self.generation = GenerationWorker(engine, 1, tasks)
-        self.analyses = AnalysisJobs(engine, self.generation, settings.analysis_cache)
+        self.generation = GenerationWorker(engine, 1, tasks, min_free_mb=settings.recordings_min_free_mb)
+        self.analyses = AnalysisJobs(engine, self.generation, settings.analysis_cache,
+                                     results_max_bytes=settings.recording_results_max_bytes)
         self.sources = WorkerSources(connect(settings.redis_url), self.keys, settings.recordings,
                                      self.analyses.forget)
         self.served = 0  # jobs run to their end (tests read it)

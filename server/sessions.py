@@ -174,8 +174,10 @@ class LocalSessions:
         self.device = str(engine.facts.device)
         self.images = ImageBudget(settings.image_budget_bytes, loop)
         tasks: FairQueue[Task] = FairQueue(per_owner=settings.analysis_per_connection, total=settings.analysis_queue)
-        self.worker = GenerationWorker(engine, settings.queue_cap, tasks, hold=self.images.hold)
-        self.analyses = AnalysisJobs(engine, self.worker, settings.analysis_cache)
+        self.worker = GenerationWorker(engine, settings.queue_cap, tasks, hold=self.images.hold,
+                                       min_free_mb=settings.recordings_min_free_mb)
+        self.analyses = AnalysisJobs(engine, self.worker, settings.analysis_cache,
+                                     results_max_bytes=settings.recording_results_max_bytes)
         self._sessions: dict[str, _Session] = {}
 
     def submit(self, request: StartRequest, image_work: int = 0, owner_key: str | None = None) -> tuple[str, Viewer]:

@@ -14,6 +14,9 @@ and a run's tokens are never touched. Live sessions come first:
   check and goes back to the head of its owner's line; each task yields at most once), so
   a flood of analyses delays a session by at most one analysis, and usually by one
   forward pass.
+A recorded session's file is written through recording_disk.SessionRecording: it must find
+`min_free_mb` free to start, and a write the disk refuses (full, failing, read-only) ends that
+session with an error frame naming the cause while the worker goes on to the next one.
 A job's images are file bytes, decoded by the engine when it runs, under the image budget.
 `history` keeps the order of work (frames and tasks) for tests and benchmarks. The event
 loop never waits on torch. Does not own fan-out (broadcast.py) or who may start what
@@ -41,6 +44,7 @@ from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
 
 from .fair_queue import FairQueue
+from .recording_disk import OpenRecording, SessionRecording, check_room
 
 log = logging.getLogger("medviz.server")
 
@@ -125,10 +129,12 @@ class GenerationWorker(FairLine):
     """Runs jobs one at a time on its own thread, first come first served, and tasks between their frames."""
 
     def __init__(self, engine: Any, queue_cap: int, tasks: FairQueue[Task] | None = None,
-                 hold: Hold = _no_budget) -> None:
+                 hold: Hold = _no_budget, min_free_mb: int = 0) -> None:
         self.engine = engine
         self.queue_cap = queue_cap
         self.hold = hold
+        self.min_free_mb = min_free_mb  # a recorded session needs this much free space to start
+        self.open_recording: OpenRecording = RecordingWriter  # how a session's recording file is opened
         self.history: deque[tuple[str, str]] = deque(maxlen=HISTORY)  # ("frame", session) | ("task", owner)
         self._waiting: deque[Job] = deque()
         self._tasks: FairQueue[Task] = tasks if tasks is not None else FairQueue(per_owner=1 << 30, total=1 << 30)
@@ -233,16 +239,17 @@ class GenerationWorker(FairLine):
 
     def _run(self, job: Job) -> None:
         job.state = "running"
-        writer: RecordingWriter | None = None
+        recorder = SessionRecording(job.recording, self.open_recording) if job.recording is not None else None
         recording = job.recording.stem if job.recording is not None else None
         try:
+            if job.recording is not None:
+                check_room(job.recording, self.min_free_mb)
             run = session_frames(self.engine, job.request, job.session, job.cancel, recording, images=job.images)
             with self.hold(job.image_work):  # the engine decodes the files and builds the prompt here
                 first = next(run)
             for frame in _chain(first, run):
-                if job.recording is not None:  # opened at the start frame: failed requests leave no file
-                    writer = writer or RecordingWriter(job.recording)
-                    writer.write(frame.data)
+                if recorder is not None:  # opened at the start frame; a write the disk refuses ends the session
+                    recorder.write(frame.data)
                 if frame.viewers:
                     job.emit(frame.data, True)
                 else:
@@ -257,8 +264,8 @@ class GenerationWorker(FairLine):
             job.failure = (ErrorCode.INTERNAL, "the server failed to run this session")
             job.emit(ErrorFrame(*job.failure).to_wire(), True)
         finally:
-            if writer is not None:
-                writer.close()
+            if recorder is not None:
+                recorder.close()  # never raises: the worker goes on to the next session
             job.state = "finished"
             _finish(job)
 

@@ -187,7 +187,8 @@ def test_health_reports_model_device_queue_and_the_models_suggested_params(live:
     assert httpx.get(f"{live.http}/api/health").json() == {
         "model": "tiny", "device": "cpu", "queue": 0, "stand_in": True,
         "params": {"max_new_tokens": 256, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0,
-                   "seed": None}}
+                   "seed": None},
+        "recordings": "ok", "recordings_reason": None}
 
 
 def test_live_sessions_are_listed_without_question_text(live: LiveServer, sample_bytes: bytes) -> None:
