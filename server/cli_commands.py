@@ -43,7 +43,24 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     """`medviz serve`'s Settings: defaults < --config FILE < --model, --host, ... (and their environment
     variables) < each --set NAME=VALUE."""
     return _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
-                     recordings=_path(args.recordings), redis_url=args.redis or None)
+                     recordings=_path(args.recordings), **_redis_flags(args))
+
+
+def _redis_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """redis_url from --redis (never with its password: /proc/PID/cmdline), MEDVIZ_REDIS and
+    --redis-password-file (server/redis_auth.py); redis_insecure from --redis-insecure."""
+    from .redis_auth import redis_url
+
+    url = redis_url(args.redis, os.environ.get("MEDVIZ_REDIS"), args.redis_password_file, args.set or ())
+    return {"redis_url": url, "redis_insecure": True if args.redis_insecure else None}
+
+
+def _check_redis(settings: Settings) -> None:
+    """Before anything is loaded: the Redis must want a password (or --redis-insecure), and take ours."""
+    from .redis_auth import require_auth
+
+    if settings.redis_url:
+        require_auth(settings.redis_url, settings.redis_insecure)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -55,6 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     began = time.monotonic()
     settings = serve_settings(args).check()
+    _check_redis(settings)
     if args.ray:
         if not settings.redis_url:
             raise MedvizError("--ray runs the workers as Ray Serve replicas fed through Redis: pass --redis URL too")
@@ -87,10 +105,11 @@ def _worker(args: argparse.Namespace) -> int:
 
     from .redis_worker import RedisWorker
 
-    settings = _settings(args, model=args.model, recordings=_path(args.recordings), redis_url=args.redis or None,
-                         heartbeat_s=args.heartbeat_s, reclaim_s=args.reclaim_s)
+    settings = _settings(args, model=args.model, recordings=_path(args.recordings), heartbeat_s=args.heartbeat_s,
+                         reclaim_s=args.reclaim_s, **_redis_flags(args))
     if not settings.redis_url:
         raise MedvizError("medviz worker needs --redis URL (or MEDVIZ_REDIS): the Redis its web nodes use")
+    _check_redis(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     worker = RedisWorker(load_engine(settings.model, compile=args.compile), settings)
     signal.signal(signal.SIGTERM, lambda *_: worker.halt())  # the run in hand ends cancelled
@@ -288,6 +307,13 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
                         help="any setting of docs/security.md, e.g. --set max_watch_sockets=256 (repeatable)")
 
 
+def _add_redis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-password-file", default=None, metavar="FILE",
+                        help="the Redis password: this file's first line (never on the command line)")
+    parser.add_argument("--redis-insecure", action="store_true",
+                        help="accept a Redis that answers without a password (refused otherwise)")
+
+
 def add_server_commands(subparsers: Any) -> None:
     serve = subparsers.add_parser("serve", help="serve the web viewer, live sessions and replays")
     serve.add_argument("--model", default=None,
@@ -298,9 +324,10 @@ def add_server_commands(subparsers: Any) -> None:
     serve.add_argument("--recordings", default=None,
                        help="folder for recorded sessions (default $XDG_DATA_HOME/medviz/recordings, else "
                        "~/.local/share/medviz/recordings)")
-    serve.add_argument("--redis", default=os.environ.get("MEDVIZ_REDIS"),
-                       help="redis://[:password@]host:port/db (or MEDVIZ_REDIS): a stateless web node whose "
-                       "sessions go through Redis to `medviz worker`s or Ray Serve replicas (docs/deploy.md)")
+    serve.add_argument("--redis", default=None,
+                       help="redis://host:port/db, no password (or MEDVIZ_REDIS, a whole URL): a stateless web node "
+                       "whose sessions go through Redis to `medviz worker`s or Ray Serve replicas (docs/deploy.md)")
+    _add_redis_options(serve)
     serve.add_argument("--ray", action="store_true", help="with --redis: also run the workers as Ray Serve replicas "
                        "(RAY_ADDRESS or a local Ray)")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: how many workers (one per GPU)")
@@ -310,7 +337,8 @@ def add_server_commands(subparsers: Any) -> None:
     serve.set_defaults(handler=_serve)
 
     worker = subparsers.add_parser("worker", help="a generation worker taking sessions from Redis (scale-out)")
-    worker.add_argument("--redis", default=os.environ.get("MEDVIZ_REDIS"), help="the web nodes' Redis URL")
+    worker.add_argument("--redis", default=None, help="the web nodes' Redis URL, no password (or MEDVIZ_REDIS)")
+    _add_redis_options(worker)
     worker.add_argument("--model", default=None,
                         help=f"tiny | {DEFAULT_MODEL} (default) | random:medgemma-4b | hub id | folder")
     worker.add_argument("--recordings", default=None,

@@ -5,10 +5,11 @@ redis_worker.RedisWorker on a thread; `check_health` fails once that thread has 
 so Serve replaces the replica; a replica killed outright is replaced too, and its session
 is ended by the reclaim rule of redis_queue.py), `build(args)` (the application for
 `serve run server.ray_app:build redis=URL model=REF replicas=N gpus=G recordings=DIR`),
-`app` (the same from MEDVIZ_REDIS, MEDVIZ_MODEL, MEDVIZ_REPLICAS, MEDVIZ_GPUS and
-MEDVIZ_RECORDINGS, for `serve run server.ray_app:app`) and `start_workers` (what
-`medviz serve --ray` runs: joins RAY_ADDRESS or starts a local Ray, then deploys). The
-replicas get no HTTP route: web nodes reach them only through Redis. Does not own the
+`app` (the same from MEDVIZ_REDIS, MEDVIZ_MODEL, MEDVIZ_REPLICAS, MEDVIZ_GPUS,
+MEDVIZ_RECORDINGS, MEDVIZ_REDIS_PASSWORD_FILE and MEDVIZ_REDIS_INSECURE, for
+`serve run server.ray_app:app`) and `start_workers` (what `medviz serve --ray` runs: joins
+RAY_ADDRESS or starts a local Ray, then deploys). The replicas get no HTTP route: web nodes
+reach them only through Redis. Does not own the
 worker (redis_worker.py) or the web node (redis_sessions.py).
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from ray import serve
 
+from .redis_auth import redis_url
 from .settings import DEFAULT_MODEL, Settings, default_recordings
 
 log = logging.getLogger("medviz.ray")
@@ -76,11 +78,16 @@ def gpus_default() -> float:
 
 
 def build(args: Mapping[str, str]) -> Any:
-    """The Serve application: `redis` (required), `model`, `replicas`, `gpus`, `recordings`."""
+    """The Serve application: `redis` (required), `model`, `replicas`, `gpus`, `recordings`, `redis_password_file`
+    (the password: the file's first line, on every node of the cluster), `redis_insecure` (1: a password-less
+    Redis is accepted)."""
     if not args.get("redis"):
-        raise ValueError("the medviz workers need redis=redis://[:password@]host:port/db")
+        raise ValueError("the medviz workers need redis=redis://host:port/db (the password in "
+                         "redis_password_file=FILE, or the whole URL in MEDVIZ_REDIS)")
+    url = redis_url(None, args["redis"], args.get("redis_password_file") or None)
     folder = Path(args["recordings"]) if args.get("recordings") else default_recordings()
-    settings = Settings(model=args.get("model", DEFAULT_MODEL), redis_url=args["redis"], recordings=folder.resolve())
+    settings = Settings(model=args.get("model", DEFAULT_MODEL), redis_url=url, recordings=folder.resolve(),
+                        redis_insecure=args.get("redis_insecure", "").lower() in ("1", "true", "yes"))
     gpus = float(args["gpus"]) if args.get("gpus") not in (None, "") else gpus_default()
     return deployment(settings, int(args.get("replicas", 1)), gpus)
 
@@ -102,7 +109,7 @@ def start_workers(settings: Settings, replicas: int = 1, gpus: float | None = No
     return serve.run(deployment(worker_settings, replicas, chosen), name=APP_NAME, route_prefix=None)
 
 
-ARGS = ("redis", "model", "replicas", "gpus", "recordings")
+ARGS = ("redis", "model", "replicas", "gpus", "recordings", "redis_password_file", "redis_insecure")
 
 
 def _from_environment() -> Any:

@@ -42,6 +42,7 @@ from medviz_core.wire.server_frames import ErrorFrame
 from .analysis_jobs import AnalysisJobs
 from .broadcast import Channel, Viewer
 from .image_budget import ImageBudget
+from .redis_auth import require_auth
 from .redis_entries import (
     BadEntry,
     EndItem,
@@ -116,6 +117,7 @@ class RedisSessions:
         self.keys = Keys(settings.redis_prefix)
         self.node = worker_name("web")
         self.model, self.device = settings.model, "remote"  # the live workers' own, once one is seen
+        require_auth(settings.redis_url or "", settings.redis_insecure)
         self.r = connect(settings.redis_url or "")
         self.aredis = connect_async(settings.redis_url or "")
         self.queue = RedisQueue(self.r, self.keys, settings)

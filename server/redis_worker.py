@@ -39,6 +39,7 @@ from medviz_core.wire.results import AnalysisFrame
 from .analysis_jobs import AnalysisJobs, Reply
 from .broadcast import ENDED
 from .fair_queue import FairQueue
+from .redis_auth import require_auth
 from .redis_entries import Analyze, BadEntry, Cancel, JobEntry, inbox_command, job_entry, job_session
 from .redis_keys import GROUP, Fields, Keys, connect, follow, read_entries, worker_name
 from .redis_queue import RedisQueue
@@ -128,6 +129,7 @@ class RedisWorker:
         self.settings, self.keys = settings, Keys(settings.redis_prefix)
         self.name = name or worker_name("worker")
         self.facts = engine.facts
+        require_auth(settings.redis_url, settings.redis_insecure)
         self.r = connect(settings.redis_url)
         self.queue = RedisQueue(self.r, self.keys, settings)
         self.publisher = Publisher(connect(settings.redis_url), self.queue.execute)

@@ -97,6 +97,7 @@ class Settings:
     redis_wait_s: float = 10.0  # how long a followed session waits for a lost Redis before its viewers get an error
     session_ttl_s: float = 86400.0  # a session's keys expire after this even if it never ended (linger_s after its end)
     no_worker_notice_s: float = 30.0  # a web node that saw no live worker this long ends waiting sessions: busy
+    redis_insecure: bool = False  # accept a Redis that answers without a password (tests, a one-user box)
 
     @property
     def limits(self) -> ClientLimits:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,22 +40,28 @@ def free_port() -> int:
 
 @dataclass
 class RedisServer:
-    """One redis-server process on 127.0.0.1:`port`; `restart` keeps the port and loses the data."""
+    """One redis-server process on 127.0.0.1:`port`, with a password (as medviz requires) unless `password` is
+    None; `restart` keeps the port and the password and loses the data. The password is in its config file,
+    never on its command line."""
 
     folder: Path
     port: int = field(default_factory=free_port)
+    password: str | None = field(default_factory=lambda: secrets.token_hex(12))
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{f':{self.password}@' if self.password else ''}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         assert REDIS_SERVER is not None
+        config = self.folder / f"redis-{self.port}.conf"
+        config.write_text(f"requirepass {self.password}\n" if self.password else "")
+        config.chmod(0o600)
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+            [REDIS_SERVER, str(config), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL)
+        client = self.client(socket_connect_timeout=1)
         for _ in range(200):
             with contextlib.suppress(redis.ConnectionError):
                 if client.ping():
@@ -72,8 +79,8 @@ class RedisServer:
         self.stop()
         self.start()
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+    def client(self, **options: Any) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password, **options)
 
     @contextlib.contextmanager
     def commands(self) -> Iterator[list[str]]:

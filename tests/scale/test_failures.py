@@ -29,9 +29,10 @@ def _worker_process(cluster: Cluster) -> subprocess.Popen[bytes]:
     """`medviz worker` in its own process, registered in Redis before this returns."""
     s = cluster.settings
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker", "--redis", cluster.redis.url, "--model", "tiny",
-         "--recordings", str(s.recordings), "--heartbeat-s", str(s.heartbeat_s), "--reclaim-s", str(s.reclaim_s)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "server.cli", "worker", "--model", "tiny", "--recordings", str(s.recordings),
+         "--heartbeat-s", str(s.heartbeat_s), "--reclaim-s", str(s.reclaim_s)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "MEDVIZ_REDIS": cluster.redis.url})  # the password never on a command line
     client = cluster.redis.client()
     deadline = time.monotonic() + 90
     while not client.zcard(KEYS.workers):
