@@ -218,7 +218,7 @@ class RedisSessions:
             state, holder = found
             if state == "waiting":
                 self.queue.cancel_waiting(session_id, holder)
-            elif state == "running" and holder:
+            elif state == "running" and names([holder.encode()]):  # a worker's name: never another key
                 self.r.xadd(self.keys.inbox(holder), {"cmd": "cancel", "session": session_id}, maxlen=10_000)
         except redis.RedisError as error:
             raise unreachable(error) from None
