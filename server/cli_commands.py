@@ -68,10 +68,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .log_redaction import RedactTokens
+    from .security import with_start_token
     from .uvicorn_config import AnnouncingServer, server_config
 
     began = time.monotonic()
-    settings = serve_settings(args).check()
+    given = serve_settings(args).check()
+    settings = with_start_token(given)  # no token given: one of this start's own, in the link printed below
     _check_redis(settings)
     if args.ray:
         if not settings.redis_url:
@@ -83,12 +85,13 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:  # medviz's own lines: never a token either
         handler.addFilter(RedactTokens((settings.token,) if settings.token else ()))
-    shown = "" if not settings.token else "?token=<your token>"
+    shown = "?token=<your token>" if given.token else f"?token={settings.token}"
+    note = "" if given.token else "; open this link: its token is new with every start (--token T for a fixed one)"
     print(f"medviz: loading {settings.model}; recordings go to {settings.recordings}", file=sys.stderr, flush=True)
 
     def ready() -> None:  # the sockets accept connections now, the model loaded
         print(f"medviz: serving {settings.model} at http://{settings.host}:{settings.port}/{shown} "
-              f"(ready {time.monotonic() - began:.1f} s after start)", file=sys.stderr, flush=True)
+              f"(ready {time.monotonic() - began:.1f} s after start{note})", file=sys.stderr, flush=True)
 
     AnnouncingServer(server_config(app, settings), ready).run()
     return 0

@@ -13,8 +13,10 @@ Does not own the limits on what a client sends (wire/, handlers).
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
+import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +28,7 @@ from medviz_core.wire.server_frames import ErrorFrame
 from .settings import Settings, is_loopback
 
 COOKIE = "medviz_token"
+START_TOKEN_BYTES = 24  # a token-less start's own token: 192 random bits, 32 URL-safe characters
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -61,6 +64,16 @@ def cookie_value(header: str, name: str) -> str | None:
             value = value.strip()
             return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
     return None
+
+
+def with_start_token(settings: Settings) -> Settings:
+    """`settings` with a token: the one given, else a new random one for this start only (a loopback
+    server started without a token). Other accounts on the same machine reach 127.0.0.1 too, and
+    file modes do not stop them at a socket: without the link the server printed (`?token=`), which
+    sets the cookie the page then uses, they get 401 on every route and websocket."""
+    if settings.token:
+        return settings
+    return dataclasses.replace(settings, token=secrets.token_urlsafe(START_TOKEN_BYTES))
 
 
 def _host_name(netloc: str) -> str:

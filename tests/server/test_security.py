@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,13 +11,19 @@ import pytest
 from websockets.typing import Origin
 
 from medviz_core.errors import AuthError
+from medviz_core.recording import RecordingWriter
 from medviz_core.wire import server_frames as frames
-from server.security import cookie_value, origin_allowed, provided_token, token_matches
+from server.cli import build_parser
+from server.cli_commands import serve_settings
+from server.security import cookie_value, origin_allowed, provided_token, token_matches, with_start_token
 from server.settings import Settings
+from tests.fixtures.frames import make_fixtures
 
 from .helpers import LiveServer, kinds, refused, run, session
+from .serve_process import serve_process
 
 TOKEN = "s3cret-token-123"
+FRAMES = make_fixtures.build()
 UNAUTHORIZED = "a valid access token is required (Authorization: Bearer or ?token=)"
 
 
@@ -154,8 +162,8 @@ def test_the_characters_a_token_may_hold_work_as_header_query_and_cookie(make_se
 @pytest.mark.parametrize("sent", ["Bearer", "query", "cookie"])
 def test_a_non_ascii_token_sent_to_the_server_is_401_never_500(guarded: LiveServer, sent: str) -> None:
     euro = "geheim-€-token"
-    headers = {"Authorization": f"Bearer {euro}".encode()} if sent == "Bearer" else (
-        {"Cookie": f"medviz_token={euro}".encode()} if sent == "cookie" else {})
+    headers = {b"Authorization": f"Bearer {euro}".encode()} if sent == "Bearer" else (
+        {b"Cookie": f"medviz_token={euro}".encode()} if sent == "cookie" else {})
     params = {"token": euro} if sent == "query" else {}
     response = httpx.get(f"{guarded.http}/api/recordings", headers=headers, params=params)
     assert (response.status_code, response.json()["error"]["message"]) == (401, UNAUTHORIZED)
@@ -164,3 +172,39 @@ def test_a_non_ascii_token_sent_to_the_server_is_401_never_500(guarded: LiveServ
 def test_the_cookie_is_secure_when_a_trusted_proxy_says_the_request_came_over_tls(guarded: LiveServer) -> None:
     response = httpx.get(f"{guarded.http}/api/health?token={TOKEN}", headers={"X-Forwarded-Proto": "https"})
     assert response.headers["set-cookie"] == f"medviz_token={TOKEN}; HttpOnly; SameSite=Strict; Path=/; Secure"
+
+
+def test_a_loopback_start_without_a_token_gets_one_of_its_own_new_each_time() -> None:
+    args = build_parser().parse_args(["serve"])
+    first, second = (with_start_token(serve_settings(args)).check() for _ in range(2))
+    assert first.token is not None and second.token is not None
+    assert first.token != second.token and len(first.token) == len(second.token) == 32
+    assert with_start_token(Settings(token=TOKEN)).token == TOKEN
+
+
+def test_a_bare_client_of_a_token_less_medviz_serve_gets_401_on_the_recordings_list_download_and_delete(
+    tmp_path: Path,
+) -> None:
+    recordings = tmp_path / "recordings"
+    recordings.mkdir(mode=0o700)
+    with RecordingWriter(recordings / "patient_1.medviz") as writer:
+        for name in ("start", "step", "end"):
+            writer.write(FRAMES[name])
+    with serve_process(["--model", "tiny", "--recordings", str(recordings)], tmp_path / "serve.log") as (port, line):
+        link = re.search(rf" at (http://127\.0\.0\.1:{port}/\?token=([A-Za-z0-9_-]{{32}})) \(ready ", line)
+        assert link is not None, line
+        assert line.endswith("; open this link: its token is new with every start (--token T for a fixed one))")
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/api/recordings").status_code == 401
+        assert httpx.get(f"{base}/api/recordings/patient_1").status_code == 401
+        assert httpx.get(f"{base}/api/recordings/patient_1/thumbnail").status_code == 401
+        assert httpx.delete(f"{base}/api/recordings/patient_1").status_code == 401
+        assert httpx.get(f"{base}/").status_code == 401
+        error, code, _ = run(refused(f"ws://127.0.0.1:{port}/ws/replay/patient_1"))
+        assert (error.code, code) == ("unauthorized", 4001)
+        assert (recordings / "patient_1.medviz").exists()
+        with httpx.Client() as browser:  # opening the printed link: the page, then its requests by the cookie
+            assert browser.get(link.group(1)).status_code == 200
+            listed = browser.get(f"{base}/api/recordings").json()["recordings"]
+            assert [row["id"] for row in listed] == ["patient_1"]
+        assert link.group(2) not in (tmp_path / "serve.log").read_text().replace(line, "")  # the access lines: redacted

@@ -6,18 +6,15 @@ session to 200 watchers, each of whom gets its end frame (the default cap, 128, 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
+import functools
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as connect_with
 
 from medviz_core.wire.client_frames import CancelRequest, ParamsRequest, StartRequest
 from medviz_core.wire.server_frames import peek_timing
@@ -25,7 +22,8 @@ from server.cli import build_parser, main
 from server.cli_commands import serve_settings
 from server.settings import SettingError, Settings, configured, default_recordings
 
-REPO = Path(__file__).resolve().parents[2]
+from .serve_process import link_token, serve_process
+
 WATCHERS = 200
 
 
@@ -86,25 +84,9 @@ def test_record_without_out_writes_into_the_data_folder_and_says_where(
     assert len(written) == 1 and f"medviz: recording tiny to {written[0]}\n" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _served(proc: subprocess.Popen[bytes], log: Path, deadline: float) -> str:
-    """The line `medviz serve` prints once it accepts connections."""
-    while time.monotonic() < deadline and proc.poll() is None:
-        lines = [line for line in log.read_text().splitlines() if line.startswith("medviz: serving")]
-        if lines:
-            return lines[0]
-        time.sleep(0.1)
-    raise AssertionError(f"medviz serve did not say it serves:\n{log.read_text()[-3000:]}")
 
 
 async def _first_of_kind(ws: ClientConnection, kind: str) -> None:
@@ -123,11 +105,13 @@ async def _sees_the_end(ws: ClientConnection) -> bool:
     return False
 
 
-async def _lecture(port: int, image: bytes) -> tuple[int, list[bool]]:
+async def _lecture(port: int, token: str, image: bytes) -> tuple[int, list[bool]]:
     """A blocker holds the model while the lecture's session waits in line and 200 watchers join it; then the
     blocker is cancelled. Returns the viewers the session had while queued (its owner and the watchers) and, per
-    watcher, whether its end came."""
-    base, http = f"ws://127.0.0.1:{port}", httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
+    watcher, whether its end came. `token`: the one of the link the server printed."""
+    base, http = f"ws://127.0.0.1:{port}", httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
+                                                             headers={"Authorization": f"Bearer {token}"})
+    connect = functools.partial(connect_with, additional_headers={"Authorization": f"Bearer {token}"})
     async with http, connect(f"{base}/ws/session", max_size=None) as blocker:
         await blocker.send(StartRequest(images=(image,), params=ParamsRequest(max_new_tokens=512)).to_wire())
         await _first_of_kind(blocker, "start")  # it holds the model now
@@ -156,24 +140,11 @@ async def _lecture(port: int, image: bytes) -> tuple[int, list[bool]]:
 
 
 def test_serve_with_raised_watch_caps_serves_one_session_to_200_watchers(tmp_path: Path, sample_bytes: bytes) -> None:
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    command = [sys.executable, "-m", "server.cli", "serve", "--model", "tiny", "--port", str(port),
-               "--recordings", str(tmp_path / "recordings"),
+    options = ["--model", "tiny", "--recordings", str(tmp_path / "recordings"),
                "--set", "max_watch_sockets=256", "--set", "max_sockets=300"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        line = _served(proc, log, time.monotonic() + 180)
+    with serve_process(options, tmp_path / "serve.log") as (port, line):
         assert _accepts(port)  # said only once it accepts connections
-        assert line.startswith(f"medviz: serving tiny at http://127.0.0.1:{port}/ (ready ")
-        joined, ends = asyncio.run(_lecture(port, sample_bytes))
+        token = link_token(line)
+        assert line.startswith(f"medviz: serving tiny at http://127.0.0.1:{port}/?token={token} (ready ")
+        joined, ends = asyncio.run(_lecture(port, token, sample_bytes))
         assert (joined, ends.count(True)) == (1 + WATCHERS, WATCHERS)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
