@@ -10,6 +10,8 @@ frame is read from the open file as it is sent, so a socket holds the index, not
 recording. A status frame follows every command. `analyze` / `cancel_analysis` work as on
 live sockets, on the recording (results are appended to it; the recording's frames are
 read for analysis only when the first request comes); refusals go out in request order.
+A recording damaged before its last frame (a bad byte in the middle) replays up to the damage,
+then a `bad_frame` error frame says where it stops (the socket stays open; the damage is logged).
 After the last frame the socket stays open for seeks and analyses until the client closes
 it or it sits idle for idle_timeout_s (4408).
 """
@@ -27,7 +29,7 @@ from typing import BinaryIO
 from starlette.websockets import WebSocket
 
 from medviz_core.errors import MedvizError, RequestError
-from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path
+from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path, tail
 from medviz_core.token_analysis import AnalysisSource, job_id, recording_source
 from medviz_core.wire.client_frames import (
     ANALYSIS_COMMANDS,
@@ -41,7 +43,7 @@ from medviz_core.wire.client_frames import (
     parse_client_frame,
     peek_request_id,
 )
-from medviz_core.wire.codes import CloseCode
+from medviz_core.wire.codes import CloseCode, ErrorCode
 from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import ErrorFrame, ReplayFrame
 
@@ -120,10 +122,28 @@ async def replay_route(ws: WebSocket) -> None:
             index = await asyncio.to_thread(index_recording, path)
             if not index:
                 raise RequestError(f"recording {path.stem!r} is empty")
+            damage = await asyncio.to_thread(damage_note, path, index)
             with await asyncio.to_thread(path.open, "rb") as file:  # an open file survives a DELETE
-                await Replay(ws, settings, index, file, path, speed, ws.app.state.sessions).run()
+                replay = Replay(ws, settings, index, file, path, speed, ws.app.state.sessions)
+                replay.damage = damage
+                await replay.run()
     except MedvizError as error:
         await refuse(ws, error.code, error.message)
+
+
+def damage_note(path: Path, index: tuple[IndexEntry, ...]) -> bytes | None:
+    """The error frame a replay sends where a damaged recording stops (its readable frames end before its last
+    whole bytes: a bad byte in the middle, logged), or None (whole, or only a torn last frame: a cut recording)."""
+    last = index[-1]
+    readable = last.offset + last.size
+    ending = tail(path)
+    if readable >= ending.size or (readable == ending.whole and not ending.damaged):
+        return None
+    steps = sum(entry.type == "step" for entry in index)
+    log.warning("recording %s is damaged at byte %d of %d: its replay stops after %d step(s)", path.stem, readable,
+                ending.size, steps)
+    return ErrorFrame(ErrorCode.BAD_FRAME, f"recording {path.stem!r} is damaged at byte {readable} of {ending.size}: "
+                      f"the replay stops after step {steps} of what was recorded").to_wire()
 
 
 class Replay:
@@ -151,6 +171,7 @@ class Replay:
         self.reply = self._reply()  # one reply for all its jobs, so withdraw finds it
         self.idle = Idle(settings.idle_timeout_s)
         self._source: AnalysisSource | None = None
+        self.damage: bytes | None = None  # an error frame sent where a damaged recording's frames stop
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
@@ -196,6 +217,8 @@ class Replay:
             if delay is None and not ended and self.clock.at >= len(self.steps):
                 if self.end is not None:
                     await self._send(self.end)
+                if self.damage is not None:
+                    await self._send_bytes(self.damage)
                 ended = True
                 continue
             try:

@@ -145,3 +145,36 @@ def test_an_analysis_of_a_recording_with_a_torn_last_frame_is_appended_readably(
     recording = read_recording(path)
     assert path.read_bytes().startswith(whole) and path.stat().st_size == len(whole) + len(recording.analyses[0].data)
     assert [f.frame.type for f in recording.frames] == ["start", "step", "step", "step", "end", "analysis"]
+
+
+def test_300_dicom_exports_from_a_replay_grow_its_recording_by_at_most_its_bound_each_job_once(
+    make_server: Any, sample_bytes: bytes
+) -> None:
+    bound = 2_500_000  # about two exports of the sample (1.2 MB each)
+    server = make_server(recording_results_max_bytes=bound)
+    name = session_of(run(session(server, sample_bytes, max_new_tokens=2, record=True))[0])
+    path = server.settings.recordings / f"{name}.medviz"
+    before = path.stat().st_size
+    start = read_recording(path).start
+    assert start is not None
+    asks = [AnalyzeRequest("dicom", n % 2, method=start.methods[n // 2 % 2], id=f"e{n}") for n in range(300)]
+
+    async def export_all() -> list[str]:
+        statuses = []
+        async with connect(f"{server.ws}/ws/replay/{name}?speed=8", max_size=None) as ws:
+            for ask in asks:
+                await ws.send(encode_analyze(ask))
+                while True:
+                    frame = frames.decode(await recv(ws))
+                    if isinstance(frame, frames.AnalysisFrame) and frame.id == ask.id and frame.status != "running" \
+                            and frame.status != "queued":
+                        statuses.append(frame.status)
+                        break
+        return statuses
+
+    assert run(export_all()) == ["done"] * 300
+    jobs = {(ask.index, ask.method) for ask in asks}
+    recorded = read_recording(path).analyses
+    assert (len(recorded), len(jobs)) == (2, 4) and path.stat().st_size - before <= bound
+    assert len({frame.frame.job for frame in recorded if isinstance(frame.frame, frames.AnalysisFrame)}) == len(recorded)
+    assert server.app.state.sessions.analyses.runs == len(jobs)  # a repeat is answered, not computed again
