@@ -6,8 +6,9 @@ when the folder's disk has less free space than the floor), `free_mb` and `check
 free-space floor a recorded session must find when it starts: `recordings_min_free_mb`), and
 `SessionRecording` (the writer of one session: opened at its first frame, closed when its `end`
 frame is written and before that frame goes out, so a failed close still ends the session with an
-error frame; its sidecar summary written after; every failure is a RecordingWriteError naming the
-cause, recorded in the folder's DiskState, and `close` in a `finally` never raises).
+error frame; its sidecar summary written at the final `close`, after the end went out; every
+failure is a RecordingWriteError naming the cause, recorded in the folder's DiskState, and `close`
+in a `finally` never raises).
 Does not own the file format (medviz_core/recording.py, recording_summary.py) nor who runs a
 session (worker.py).
 """
@@ -118,6 +119,7 @@ class SessionRecording:
         self._open = open_recording
         self._writer: RecordingWriter | None = None
         self._closed = False
+        self._whole = False  # closed without an error: its summary is written at `close`
 
     def write(self, frame: bytes) -> None:
         if self._closed:
@@ -136,25 +138,27 @@ class SessionRecording:
             raise
 
     def close(self) -> None:
-        """After the run, whatever happened: close the file if still open; a failure is logged, never raised."""
-        if self._closed or self._writer is None:
-            self._closed = True
-            return
-        try:
-            self._finish()
-        except RecordingWriteError as error:
-            self.state.failed(error.reason)
-            log.warning("recording %s: %s", self.path.stem, error.message)
+        """After the run, whatever happened: close the file if still open (a failure is logged, never raised), then
+        write the listing's summary of a recording closed whole (after its end frame went out)."""
+        if not self._closed and self._writer is not None:
+            try:
+                self._finish()
+            except RecordingWriteError as error:
+                self.state.failed(error.reason)
+                log.warning("recording %s: %s", self.path.stem, error.message)
+                return
+        self._closed = True
+        if self._whole:
+            try:
+                summarize(self.path)  # a failure only costs listings a read of the file
+            except (OSError, MedvizError) as error:
+                log.warning("recording %s: its summary was not written (%s)", self.path.stem,
+                            in_words(error) if isinstance(error, OSError) else error.message)
 
     def _finish(self) -> None:
         self._closed = True
         writer, self._writer = self._writer, None
-        if writer is None:
-            return
-        writer.close()
-        self.state.succeeded()
-        try:
-            summarize(self.path)  # the listing's sidecar: a failure only costs listings a read of the file
-        except (OSError, MedvizError) as error:
-            log.warning("recording %s: its summary was not written (%s)", self.path.stem,
-                        in_words(error) if isinstance(error, OSError) else error.message)
+        if writer is not None:
+            writer.close()
+            self._whole = True
+            self.state.succeeded()

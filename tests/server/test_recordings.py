@@ -178,3 +178,18 @@ def test_300_dicom_exports_from_a_replay_grow_its_recording_by_at_most_its_bound
     assert (len(recorded), len(jobs)) == (2, 4) and path.stat().st_size - before <= bound
     assert len({frame.frame.job for frame in recorded if isinstance(frame.frame, frames.AnalysisFrame)}) == len(recorded)
     assert server.app.state.sessions.analyses.runs == len(jobs)  # a repeat is answered, not computed again
+
+
+def test_a_finished_recording_gets_a_summary_that_the_listing_reads_instead_of_the_file(
+    live: LiveServer, sample_bytes: bytes
+) -> None:
+    from medviz_core.recording import recording_info, summary_path
+    from medviz_core.recording_summary import read_summary
+
+    name = session_of(run(session(live, sample_bytes, max_new_tokens=2, record=True))[0])
+    path = live.settings.recordings / f"{name}.medviz"
+    summary = read_summary(path)
+    assert summary is not None and summary.info == recording_info(path) and summary.results == {}
+    assert summary_path(path).stat().st_mode & 0o777 == 0o600
+    rows = {row["id"]: row for row in httpx.get(f"{live.http}/api/recordings").json()["recordings"]}
+    assert rows[name]["size"] == path.stat().st_size and rows[name]["ending"] == "ended"
