@@ -1,5 +1,7 @@
 """What a recordings listing costs: every frame decoded (the listing before), only the start and end
-frames decoded (recording.recording_info), and rows kept in memory (server/recordings.Summaries).
+frames decoded (recording.recording_info), each recording's summary sidecar read
+(recording_summary.listing_info: what a server's listing reads first), and rows kept in memory
+(server/recordings.Summaries).
 
 Writes `--recordings` files of `--steps` step frames each (the golden fixtures' frames) into a
 temporary folder, then times a whole listing each way (median of `--rounds`) and prints the
@@ -22,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medviz_core.recording import RecordingWriter, iter_frames, list_recordings  # noqa: E402
+from medviz_core.recording_summary import listing_info, summarize  # noqa: E402
 from server.recordings import Summaries  # noqa: E402
 from tests.fixtures.frames import make_fixtures  # noqa: E402
 
@@ -58,11 +61,15 @@ def main() -> None:
         paths = sorted(root.glob("*.medviz"))
         full = timed(lambda: [decode_all(p) for p in paths], args.rounds)
         lean = timed(lambda: list_recordings(root), args.rounds)
+        for path in paths:
+            summarize(path)
+        sidecar = timed(lambda: list_recordings(root, listing_info), args.rounds)
         cache = Summaries()
         list_recordings(root, cache.info)
         kept = timed(lambda: list_recordings(root, cache.info), args.rounds)
     print(f"{args.recordings} recordings x {args.steps} steps, median of {args.rounds}:")
-    for name, seconds in (("every frame decoded", full), ("start and end decoded", lean), ("rows kept", kept)):
+    for name, seconds in (("every frame decoded", full), ("start and end decoded", lean),
+                          ("summary sidecars read", sidecar), ("rows kept", kept)):
         print(f"  {name:24s} {seconds * 1000:9.1f} ms  {seconds / full:6.3f} of the full decode")
 
 
