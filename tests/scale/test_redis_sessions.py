@@ -52,7 +52,7 @@ def test_a_session_started_through_node_a_is_watched_through_node_b_with_the_ide
     session_id = session_of(owned[0])
     recording = read_recording(cluster.settings.recordings / f"{session_id}.medviz")
     assert [f.data for f in recording.frames] == owned and recording.finished
-    assert sorted(p.name for p in cluster.settings.recordings.iterdir()) == [f"{session_id}.medviz"]
+    assert sorted(p.name for p in cluster.settings.recordings.glob("*.medviz")) == [f"{session_id}.medviz"]
     listed = httpx.get(f"{b.http}/api/sessions").json()["sessions"]
     assert [(s["id"], s["state"], s["frames"], s["recording"]) for s in listed] == [
         (session_id, "finished", 8, True)]
