@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 from medviz_core.recording import RecordingWriter, read_recording
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
+from medviz_core.wire.results import AnalysisFrame
 from server.settings import Settings
 from tests.fixtures.frames import make_fixtures
 from tests.wire_client import encode_analyze
@@ -166,7 +167,7 @@ def test_300_dicom_exports_from_a_replay_grow_its_recording_by_at_most_its_bound
                 await ws.send(encode_analyze(ask))
                 while True:
                     frame = frames.decode(await recv(ws))
-                    if isinstance(frame, frames.AnalysisFrame) and frame.id == ask.id and frame.status != "running" \
+                    if isinstance(frame, AnalysisFrame) and frame.id == ask.id and frame.status != "running" \
                             and frame.status != "queued":
                         statuses.append(frame.status)
                         break
@@ -176,7 +177,7 @@ def test_300_dicom_exports_from_a_replay_grow_its_recording_by_at_most_its_bound
     jobs = {(ask.index, ask.method) for ask in asks}
     recorded = read_recording(path).analyses
     assert (len(recorded), len(jobs)) == (2, 4) and path.stat().st_size - before <= bound
-    assert len({frame.frame.job for frame in recorded if isinstance(frame.frame, frames.AnalysisFrame)}) == len(recorded)
+    assert len({frame.frame.job for frame in recorded if isinstance(frame.frame, AnalysisFrame)}) == len(recorded)
     assert server.app.state.sessions.analyses.runs == len(jobs)  # a repeat is answered, not computed again
 
 
