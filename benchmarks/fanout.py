@@ -495,7 +495,8 @@ def run_nodes(model: str, image: bytes, nodes: int, viewer_counts: list[int], to
     redis_server = subprocess.Popen([binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                      "--appendonly", "no", "--dir", folder], stdout=subprocess.DEVNULL)
     settings = Settings(model=model, recordings=Path(folder) / "recordings", max_new_tokens=BLOCKER_TOKENS,
-                        redis_url=f"redis://127.0.0.1:{redis_port}/0", **_room_for_viewers())
+                        redis_url=f"redis://127.0.0.1:{redis_port}/0", redis_insecure=True,  # its own, on loopback
+                        **_room_for_viewers())
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     processes = [ctx.Process(target=_node_process, args=(settings, ready, stop), daemon=True) for _ in range(nodes)]
