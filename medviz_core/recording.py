@@ -65,9 +65,14 @@ def recording_path(directory: Path, recording_id: str) -> Path:
 
 
 class RecordingWriteError(MedvizError):
-    """The disk refused a recording's write (full, failing, read-only, not ours): the message says which."""
+    """The disk refused a recording's write (full, failing, read-only, not ours): the message says which,
+    `reason` the cause alone ("the recordings disk is full")."""
 
     code: str = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class RecordingDamaged(ProtocolError):
@@ -93,20 +98,27 @@ def in_words(error: OSError) -> str:
 
 
 def write_error(error: OSError, path: Path) -> RecordingWriteError:
-    return RecordingWriteError(f"{in_words(error)}: recording {path.stem} could not be written, so the session "
-                               "was stopped; start it again without recording, or once the disk is fixed")
+    reason = in_words(error)
+    return RecordingWriteError(f"{reason}: recording {path.stem} could not be written, so the session was stopped; "
+                               "start it again without recording, or once the disk is fixed", reason)
 
 
 def tighten_folder(folder: Path) -> int | None:
     """Make an existing recordings folder 0700 (it holds medical images); returns its former mode if it was
-    looser (and logs it), None if it already was private or does not exist."""
+    looser (and logs it; an error line if it could not be changed), None if it already was private or does
+    not exist."""
     try:
         mode = folder.stat().st_mode & 0o777
-        if mode & 0o077 == 0:
-            return None
-        folder.chmod(FOLDER_MODE)
     except FileNotFoundError:
         return None
+    if mode & 0o077 == 0:
+        return None
+    try:
+        folder.chmod(FOLDER_MODE)
+    except OSError as error:  # not this user's folder: say so loudly, and go on
+        log.error("the recordings folder %s is mode %04o and could not be tightened to %04o (%s): other local users "
+                  "may read the recordings in it", folder, mode, FOLDER_MODE, (error.strerror or "").lower())
+        return mode
     log.warning("the recordings folder %s was mode %04o; tightened it to %04o (recordings hold medical images)",
                 folder, mode, FOLDER_MODE)
     return mode

@@ -117,3 +117,11 @@ def test_below_the_free_space_floor_a_recording_does_not_start(tmp_path: Path) -
     state, why = health(tmp_path / "not yet made", 10**9)
     assert state == UNWRITABLE and why is not None and why.endswith("(recordings_min_free_mb)")
     assert not (tmp_path / "a.medviz").exists()
+
+
+def test_the_floor_and_the_results_bound_are_settings_set_by_name() -> None:
+    from server.settings import Settings, configured
+
+    changed = configured(Settings(), sets=["recordings_min_free_mb=100", "recording_results_max_bytes=1000"])
+    assert (changed.recordings_min_free_mb, changed.recording_results_max_bytes) == (100, 1000)
+    assert (Settings().recordings_min_free_mb, Settings().recording_results_max_bytes) == (512, 64 * 1024 * 1024)
