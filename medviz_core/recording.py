@@ -243,11 +243,6 @@ def _tail(path: Path, stop: _Stop) -> Tail:
     return Tail(stop.end, size, damaged=stop.broken or _frame_after(path, stop.end))
 
 
-def whole_length(path: Path) -> int:
-    """Where the last whole msgpack value ends."""
-    return tail(path).whole
-
-
 @dataclass
 class _Stop:
     """Where reading whole values stopped: the end of the last one, and whether bytes that are not msgpack
