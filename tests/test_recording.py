@@ -9,8 +9,8 @@ import pytest
 from medviz_core.errors import NotFoundError, ProtocolError, RequestError
 from medviz_core.recording import (
     RecordingDamaged,
-    Tail,
     RecordingWriter,
+    Tail,
     append_frame,
     check_id,
     delete_recording,
