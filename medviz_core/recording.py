@@ -87,6 +87,7 @@ WORDS = {
     errno.EACCES: "the server may not write to the recordings folder (permission denied)",
     errno.EPERM: "the server may not write to the recordings folder (operation not permitted)",
     errno.EFBIG: "the recording reached the largest file size this server may write",
+    errno.ENOTDIR: "the recordings folder is not a folder",
 }
 
 
@@ -132,7 +133,10 @@ class RecordingWriter:
         self.path = path
         self.fsync = fsync
         try:
-            path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+            except FileExistsError:  # a file where the folder should be
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
             tighten_folder(path.parent)
             # O_EXCL: never overwrite another recording; O_APPEND: append_frame may add frames too.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,9 @@ def test_the_floor_and_the_results_bound_are_settings_set_by_name() -> None:
     changed = configured(Settings(), sets=["recordings_min_free_mb=100", "recording_results_max_bytes=1000"])
     assert (changed.recordings_min_free_mb, changed.recording_results_max_bytes) == (100, 1000)
     assert (Settings().recordings_min_free_mb, Settings().recording_results_max_bytes) == (512, 64 * 1024 * 1024)
+
+
+def test_a_recordings_folder_that_is_a_file_is_named_at_open(tmp_path: Path) -> None:
+    (tmp_path / "recordings").write_text("not a folder")
+    with pytest.raises(RecordingWriteError, match="^" + re.escape("the recordings folder is not a folder" + STOPPED)):
+        RecordingWriter(tmp_path / "recordings" / "a.medviz")
