@@ -1,5 +1,6 @@
 """Fixtures for the real-browser tests: one `medviz serve --model tiny` on a free loopback
-port, Debian's headless Chromium driven by Playwright, pages that record console errors,
+port (without --token: its pages carry the token of the link it printed as their cookie),
+Debian's headless Chromium driven by Playwright, pages that record console errors,
 and a screenshot helper writing to test-artifacts/screenshots/.
 
 Nothing here downloads a browser or touches the network beyond 127.0.0.1: without
@@ -9,22 +10,17 @@ the reason.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from server.security import COOKIE
+from tests.server.serve_process import link_token, serve_process
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,7 +29,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-SERVER_START_S = 180.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,61 +37,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"medviz serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/health", timeout=2) as res:
-                health: dict[str, Any] = json.loads(res.read())
-                return health
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.25)
-    raise RuntimeError(f"medviz serve did not answer /api/health within {SERVER_START_S:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def serve_command(port: int, recordings: Path) -> list[str]:
-    """`medviz serve` through this interpreter, so no virtualenv layout is assumed."""
-    return [sys.executable, "-m", "server.cli", "serve", "--model", "tiny", "--host", "127.0.0.1",
-            "--port", str(port), "--recordings", str(recordings)]
-
-
 @dataclass(frozen=True)
 class Server:
     url: str
     recordings: Path
+    token: str  # the one of the link it printed (a token-less start's own): the pages carry it as their cookie
+
+    @property
+    def link(self) -> str:
+        """The address `medviz serve` printed: the page with the token, which the page keeps in its links."""
+        return f"{self.url}/?token={self.token}"
 
 
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real `medviz serve --model tiny` on 127.0.0.1, its recordings in a temporary folder."""
-    port = _free_port()
+    """A real `medviz serve --model tiny` on 127.0.0.1 without --token, its recordings in a temporary folder."""
     root = tmp_path_factory.mktemp("serve")
     recordings = root / "recordings"
     recordings.mkdir()
-    log = root / "server.log"
-    command = serve_command(port, recordings)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
-        yield Server(url=url, recordings=recordings)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    options = ["--model", "tiny", "--host", "127.0.0.1", "--recordings", str(recordings)]
+    with serve_process(options, root / "server.log") as (port, line):
+        yield Server(url=f"http://127.0.0.1:{port}", recordings=recordings, token=link_token(line))
 
 
 @pytest.fixture(scope="package")
@@ -122,8 +83,11 @@ class Watched:
     errors: list[str] = field(default_factory=list)
 
 
-def open_page(browser: Any, width: int = 1280, height: int = 800) -> Watched:
+def open_page(browser: Any, server: Server, width: int = 1280, height: int = 800) -> Watched:
+    """A page in a new context holding the server's cookie, as after opening the link `medviz serve` printed."""
     context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    context.add_cookies([{"name": COOKIE, "value": server.token, "url": server.url, "httpOnly": True,
+                          "sameSite": "Strict"}])
     watched = Watched(page=context.new_page())
 
     def console(message: Any) -> None:
@@ -136,9 +100,9 @@ def open_page(browser: Any, width: int = 1280, height: int = 800) -> Watched:
 
 
 @pytest.fixture
-def tab(browser: Any) -> Iterator[Watched]:
+def tab(browser: Any, server: Server) -> Iterator[Watched]:
     """A fresh 1280 x 800 page in its own context."""
-    watched = open_page(browser)
+    watched = open_page(browser, server)
     try:
         yield watched
     finally:
@@ -146,9 +110,9 @@ def tab(browser: Any) -> Iterator[Watched]:
 
 
 @pytest.fixture
-def second_tab(browser: Any) -> Iterator[Watched]:
+def second_tab(browser: Any, server: Server) -> Iterator[Watched]:
     """Another page in another context: a second person watching."""
-    watched = open_page(browser)
+    watched = open_page(browser, server)
     try:
         yield watched
     finally:

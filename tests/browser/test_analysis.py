@@ -22,7 +22,7 @@ PIN = 3
 @pytest.fixture(scope="module")
 def recorded(browser: Any, server: Server, cxr_dir: Path) -> Iterator[str]:
     """One recorded single-image session of 10 tokens."""
-    watched = open_page(browser)
+    watched = open_page(browser, server)
     try:
         yield record_session(watched.page, server.url, server.recordings, cxr_dir / "nih_00000001_000.png", max_tokens=10)
     finally:

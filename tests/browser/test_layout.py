@@ -15,7 +15,7 @@ AREAS = ["#stage", "#report", "#strip", "#methods-grid", "#start", "#status", "#
 
 @pytest.mark.parametrize("width,height", [(1280, 800), (1920, 1080)])
 def test_the_viewer_fits_the_screen_with_every_area_visible(browser: object, server: Server, cxr_dir: Path, width: int, height: int) -> None:
-    watched = open_page(browser, width, height)
+    watched = open_page(browser, server, width, height)
     page = watched.page
     try:
         start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=32)

@@ -67,7 +67,7 @@ def test_the_recordings_list_shows_names_model_and_how_each_session_ended(
 def test_medviz_watch_follows_the_share_link_of_a_live_and_of_a_finished_recorded_session(
         tab: Watched, server: Server, cxr_dir: Path) -> None:
     page = tab.page
-    start_session(page, server.url, cxr_dir / PAIR[0], max_tokens=40, record=True)
+    start_session(page, server.link, cxr_dir / PAIR[0], max_tokens=40, record=True)  # opened from the printed link
     page.wait_for_selector("#share:not([hidden])")
     live_link = page.get_attribute("#share", "data-url") or ""
     live_out, notes = io.StringIO(), io.StringIO()
@@ -77,7 +77,7 @@ def test_medviz_watch_follows_the_share_link_of_a_live_and_of_a_finished_recorde
     replay_link = page.get_attribute("#share", "data-url") or ""
     replay_out = io.StringIO()
     replay_end = client.watch(replay_link, replay_out, io.StringIO())
-    assert live_link.startswith(f"{server.url}/?watch=") and replay_link.startswith(f"{server.url}/?replay=")
+    assert live_link.startswith(f"{server.link}&watch=") and replay_link.startswith(f"{server.link}&replay=")
     assert isinstance(live_end, EndFrame) and isinstance(replay_end, EndFrame)
     assert live_end.tokens == replay_end.tokens == token_count(page) == 40
     assert replay_out.getvalue() == live_out.getvalue() != ""

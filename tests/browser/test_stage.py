@@ -24,7 +24,7 @@ IMAGE = "nih_00000001_000.png"
 @pytest.fixture(scope="module")
 def recording(browser: Any, server: Server, cxr_dir: Path) -> str:
     """One recorded 16-token session of the tiny stand-in, shared by this module's tests."""
-    watched = open_page(browser)
+    watched = open_page(browser, server)
     try:
         return record_session(watched.page, server.url, server.recordings, cxr_dir / IMAGE, max_tokens=16)
     finally:
@@ -32,9 +32,9 @@ def recording(browser: Any, server: Server, cxr_dir: Path) -> str:
 
 
 @pytest.fixture
-def projector(browser: Any) -> Iterator[Watched]:
+def projector(browser: Any, server: Server) -> Iterator[Watched]:
     """A page at a projector's 1024 x 768."""
-    watched = open_page(browser, 1024, 768)
+    watched = open_page(browser, server, 1024, 768)
     try:
         yield watched
     finally:
