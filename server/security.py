@@ -1,9 +1,15 @@
 """Who may talk to the server: token, Origin and Host checks on every HTTP and websocket route.
 
-Owns: `Guard`, a pure ASGI middleware. With a token configured, every request must carry
+Owns: `Guard`, a pure ASGI middleware, and `with_start_token`: a loopback `medviz serve`
+started without a token gets one of its own, new at every start, in the link it prints, so
+other accounts on the machine get 401 (the CLI applies it; `create_app` serves what it is
+given). With a token, every request must carry
 it as `Authorization: Bearer T`, a `?token=T` query (websockets, links) or the
 `medviz_token` cookie the server sets after a valid `?token=` page load (so the page's
-own scripts and sockets need nothing more); it is compared in constant time. Websockets
+own scripts and sockets need nothing more; `Secure` over TLS); it is compared in constant
+time. The Cookie header is read leniently (`cookie_value`), so another app's malformed
+cookie on the same host changes nothing; tokens hold only characters that travel unchanged
+everywhere (settings.py refuses others at start-up). Websockets
 must come from the same host, a loopback origin or an allowed origin (browsers always send
 Origin; tools that send none are let through, the token still applies). On a loopback bind
 the Host header must be a loopback name, which stops DNS rebinding. A refused websocket is
