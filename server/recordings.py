@@ -113,7 +113,7 @@ async def thumbnail_route(request: Request) -> Response:
         return error_response(error)
     except OSError:  # deleted meanwhile, or a picture PIL cannot read
         return error_response(NotFoundError(f"recording {path.stem!r} has no picture to show"))
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(png, media_type="image/png")  # no-store, as every /api answer (headers.py)
 
 
 async def download_route(request: Request) -> Response:
