@@ -161,6 +161,7 @@ class _Session:
     owners: int = 1  # the owner's sockets open now (a rejoin may come before the old socket's close)
     owner_key: str | None = None  # key_hash of the owner key; None: no rejoin
     rejoin_until: float = 0.0  # loop time until which the owner may rejoin after its last socket left
+    abandoned: bool = False  # stopped because its owner left and nobody watched: the key is void for good
     frames: SessionSource = field(default_factory=SessionSource)
 
 
@@ -222,7 +223,11 @@ class LocalSessions:
             raise refuse_rejoin(session_id, "it does not exist or has expired")
         if session.owner_key is None or not hmac.compare_digest(session.owner_key, key_hash(owner_key)):
             raise refuse_rejoin(session_id, "the owner key does not match")
-        if session.owners == 0 and self.loop.time() > session.rejoin_until:
+        # A session that ended on its own may be taken back while it lingers: its owner's old socket may have
+        # seen the end while the page had lost its link (the end went into the void), and a rejoin then only
+        # gives the log, as through Redis, where a leave after the end changes nothing.
+        over = session.job.state == "finished" and not session.abandoned
+        if session.abandoned or (not over and session.owners == 0 and self.loop.time() > session.rejoin_until):
             raise refuse_rejoin(session_id, gone_for(self.settings.owner_grace_s))
         session.owners += 1
         log.info("session %s: owner rejoined", session_id)
@@ -263,6 +268,7 @@ class LocalSessions:
             return
         if session.channel.watchers == 0 and session.job.state != "finished":
             log.info("session %s: owner gone and nobody watching; stopping", session_id)
+            session.abandoned = True
             self.worker.cancel(session.job)
 
     def writing(self, recording_id: str) -> bool:

@@ -34,7 +34,14 @@ def start_session(page: Any, url: str, image: Path, max_tokens: int, record: boo
 
 
 def wait_phase(page: Any, phase: str, timeout_ms: float = 120_000) -> None:
-    page.wait_for_selector(f"body[data-phase='{phase}']", state="attached", timeout=timeout_ms)
+    try:
+        page.wait_for_selector(f"body[data-phase='{phase}']", state="attached", timeout=timeout_ms)
+    except Exception as error:  # say where the page stood instead, so a failure reads without a rerun
+        where = page.evaluate("""() => ({phase: document.body.dataset.phase, url: location.href,
+            status: document.querySelector('#status')?.textContent,
+            banner: document.querySelector('#banner')?.textContent,
+            tokens: document.querySelectorAll('#report .tok').length})""")
+        raise AssertionError(f"the page never reached phase {phase!r}: {where}") from error
 
 
 def shown_step(page: Any) -> int:

@@ -68,6 +68,27 @@ def test_an_owner_that_reloads_rejoins_with_its_key_and_gets_every_token(tiny_en
     assert owner.key.encode() not in (tmp_path / f"{owner.session}.medviz").read_bytes()
 
 
+def test_an_owner_whose_old_socket_saw_the_end_while_its_page_was_cut_off_rejoins_and_gets_the_whole_log(
+        tiny_engine: Any, tmp_path: Path, sample_bytes: bytes) -> None:
+    # A lost link: the page is gone but the server's side of its socket stays open and takes the end frame (into
+    # the void), then closes normally; the page comes back after that and must still get its report.
+    with serve(Settings(model="tiny", recordings=tmp_path, owner_grace_s=30), tiny_engine) as server:
+
+        async def scenario() -> tuple[frames.OwnerFrame, list[bytes], list[bytes]]:
+            async with connect(f"{server.ws}/ws/session?rejoin=1", max_size=None) as old:
+                await old.send(start_bytes(sample_bytes, max_new_tokens=6, record=True))
+                owner = frames.decode(await recv(old))
+                assert isinstance(owner, frames.OwnerFrame)
+                seen = await receive_all(old)  # to the end: the server closes it after the end frame
+            async with connect(f"{server.ws}/ws/session", max_size=None) as page:
+                await page.send(RejoinRequest(owner.session, owner.key).to_wire())
+                return owner, seen, [await recv(page), *await receive_all(page)]
+
+        owner, seen, rest = run(scenario())
+    assert frames.decode(rest[0]) == owner and rest[1:] == seen
+    assert kinds(seen) == ["start", *["step"] * 6, "end"]
+
+
 def test_stop_works_after_a_rejoin(tiny_engine: Any, tmp_path: Path, sample_bytes: bytes) -> None:
     engine = GatedEngine(tiny_engine, hold_at=3)
     with serve(Settings(model="tiny", recordings=tmp_path, owner_grace_s=30), engine) as server:
