@@ -147,6 +147,19 @@ def test_a_file_that_is_not_an_image_gets_a_plain_error(tab: Watched, server: Se
     assert tab.errors == []
 
 
+@pytest.mark.parametrize("temperature", ["0.001", "2.5"])
+def test_a_temperature_the_server_would_refuse_is_said_in_the_form_before_anything_is_sent(
+        tab: Watched, server: Server, cxr_dir: Path, temperature: str) -> None:
+    page = tab.page
+    page.goto(server.url)
+    page.set_input_files("#file", str(cxr_dir / "nih_00000001_000.png"))
+    page.fill("#temperature", temperature)
+    page.click("#start")
+    page.wait_for_selector("#banner:not([hidden])")
+    assert page.inner_text("#banner-text") == "Temperature must be 0 (deterministic) or between 0.01 and 2."
+    assert page.get_attribute("body", "data-phase") == "idle" and tab.errors == []
+
+
 def test_stop_ends_a_running_session_early_and_keeps_what_was_written(tab: Watched, server: Server, cxr_dir: Path) -> None:
     page = tab.page
     start_session(page, server.url, cxr_dir / "nih_00000001_000.png", max_tokens=LONG_RUN)

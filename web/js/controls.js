@@ -95,7 +95,8 @@ export function readRequest() {
   if (maxNewTokens !== undefined && (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > Number(input("max-tokens").max))) {
     return `Max tokens must be a whole number from 1 to ${input("max-tokens").max}.`;
   }
-  if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) return "Temperature must be between 0 and 2 (0 = deterministic).";
+  // the server's range (docs/protocol.md): 0 (deterministic) or 0.01..5; the form offers the useful part of it
+  if (temperature !== undefined && !(temperature === 0 || (temperature >= 0.01 && temperature <= 2))) return "Temperature must be 0 (deterministic) or between 0.01 and 2.";
   const preset = /** @type {HTMLSelectElement} */ ($("preset")).value;
   return {
     question: isQuestionMode() ? question : null, preset: preset || null,
