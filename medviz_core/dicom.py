@@ -4,8 +4,9 @@ Owns: recognising a DICOM without its preamble (`looks_like_headerless_dicom`), 
 dataset, decoding the first frame with pydicom (and saying which package to install when
 no decoder is), the Modality LUT, then the VOI LUT or window mapped from pydicom's output
 range (else min-max), a block of rows at a time, and the refusal of anything not finite on
-the way (RescaleSlope NaN, a LUT that overflows). Does not own sniffing other formats,
-the pixel limit's value or PNG output (imaging.py).
+the way (RescaleSlope NaN, a LUT that overflows). Does not own sniffing formats or the pixel
+helpers (pixels.py, the only medviz module it imports besides errors), the pixel limit's value
+or PNG output (imaging.py, which imports this module).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ImageError
-from .imaging import ROW_BLOCK, check_pixels, gray_to_rgb, sniff_format, to_uint8, window_min_max
+from .pixels import ROW_BLOCK, check_pixels, gray_to_rgb, sniff_format, to_uint8, window_min_max
 
 # Transfer syntax UID prefix -> the packages that let pydicom decode it.
 DECODER_PACKAGES: tuple[tuple[str, str], ...] = (

@@ -1,13 +1,14 @@
 """Uploaded file bytes -> the RGB uint8 picture the model's processor gets, with limits.
 
-Owns: recognising PNG, JPEG and DICOM by their bytes (`sniff_format`), decoding them
-into an (H, W, 3) uint8 RGB array (`load_image`: PNG and JPEG here, DICOM in dicom.py,
-with the gray and windowing helpers both use), the limits that refuse decompression
-bombs before any pixel is decoded (pixels, and decoded bytes: width x height x channels x
-bytes per sample, read from the header by image_headers.py), and the lossless PNG of
-that array that viewers are shown (`image_to_png`). Does not own: resizing or
-normalising for the model (the processor does that), HTTP upload limits, how much
-decoding a server runs at once (server/image_budget.py), or how errors reach a user.
+Owns: deciding which loader reads the bytes (`image_kind`: PNG, JPEG or DICOM), decoding
+them into an (H, W, 3) uint8 RGB array (`load_image`: PNG and JPEG here, DICOM in dicom.py),
+the limits that refuse decompression bombs before any pixel is decoded (pixels, and decoded
+bytes: width x height x channels x bytes per sample, read from the header by
+image_headers.py), and the lossless PNG of that array that viewers are shown
+(`image_to_png`). Does not own: the format sniffing and the gray and windowing helpers both
+loaders use (pixels.py), resizing or normalising for the model (the processor does that),
+HTTP upload limits, how much decoding a server runs at once (server/image_budget.py), or
+how errors reach a user.
 
 Choices, so the picture is what a radiologist would see:
 - Gray images become R == G == B. 8-bit gray passes through unchanged.
@@ -31,68 +32,21 @@ Choices, so the picture is what a radiologist would see:
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
+from .dicom import load_dicom, looks_like_headerless_dicom
 from .errors import ImageError
 from .image_headers import ImageHeader, check_jpeg_scan, read_header
+from .pixels import EXPECTED, NAMES, Format, check_pixels, gray_to_rgb, sniff_format, window_min_max
 
 MAX_PIXELS = 50_000_000
 MAX_DECODED_BYTES = 256 * 1024 * 1024  # width x height x channels x bytes per sample, per image
-ROW_BLOCK = 512  # rows converted at a time, so float64 working copies stay small
-EXPECTED = "a PNG, JPEG or DICOM image"
-
-Format = Literal["png", "jpeg", "dicom", "pdf", "gif", "bmp", "tiff", "webp", "jpeg2000", "zip", "gzip"]
-
-# Leading bytes -> format. "dicom" is found by its "DICM" marker at offset 128 instead.
-MAGIC: tuple[tuple[bytes, Format], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"%PDF", "pdf"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "jpeg2000"),
-    (b"\xff\x4f\xff\x51", "jpeg2000"),
-    (b"PK\x03\x04", "zip"),
-    (b"\x1f\x8b", "gzip"),
-)
-NAMES: dict[str, str] = {
-    "png": "PNG",
-    "jpeg": "JPEG",
-    "pdf": "PDF document",
-    "gif": "GIF image",
-    "bmp": "BMP image",
-    "tiff": "TIFF image",
-    "webp": "WebP image",
-    "jpeg2000": "JPEG 2000 image",
-    "zip": "ZIP archive",
-    "gzip": "gzip archive",
-}
-
-
-def sniff_format(data: bytes) -> Format:
-    """The container format named by the leading bytes; ImageError when none is known."""
-    if not data:
-        raise ImageError(f"empty file: got 0 bytes; expected {EXPECTED}")
-    if data[128:132] == b"DICM":
-        return "dicom"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for magic, name in MAGIC:
-        if data.startswith(magic):
-            return name
-    raise ImageError(f"not {EXPECTED}: starts with {data[:8]!r}")
 
 
 def image_kind(data: bytes) -> Format:
     """png, jpeg or dicom (a DICOM without preamble too); ImageError for any other bytes."""
-    from .dicom import looks_like_headerless_dicom
-
     try:
         kind = sniff_format(data)
     except ImageError:
@@ -116,8 +70,6 @@ def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: 
     _checked_header(data, kind, max_pixels, max_decoded_bytes)
     if kind in ("png", "jpeg"):
         return _load_pillow(data, kind, max_pixels)
-    from .dicom import load_dicom  # dicom.py uses this module's pixel helpers
-
     return load_dicom(data, max_pixels)
 
 
@@ -145,13 +97,6 @@ def image_to_png(rgb: np.ndarray) -> bytes:
     picture = Image.fromarray(np.ascontiguousarray(rgb[..., 0] if gray else rgb))
     picture.save(out, format="PNG")
     return out.getvalue()
-
-
-def check_pixels(width: int, height: int, max_pixels: int) -> None:
-    """Refuse a declared size over the limit, before any pixel is decoded."""
-    pixels = width * height
-    if pixels > max_pixels:
-        raise ImageError(f"image is {width} x {height} = {pixels} pixels; the limit is {max_pixels}")
 
 
 # --- PNG / JPEG ---------------------------------------------------------------------
@@ -214,25 +159,3 @@ def _over_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     mixed += 127
     mixed //= 255
     return mixed.astype(np.uint8)
-
-
-def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
-    """(H, W) gray -> (H, W, 3) uint8 with R == G == B."""
-    return np.ascontiguousarray(np.repeat(gray.astype(np.uint8, copy=False)[:, :, None], 3, axis=2))
-
-
-def window_min_max(values: np.ndarray) -> np.ndarray:
-    """Any numeric array -> uint8: its lowest value -> 0, highest -> 255, rounded."""
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return to_uint8(values, low, high)
-
-
-def to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """(values - low) * 255 / (high - low), rounded and clipped, a block of rows at a time."""
-    out = np.empty(values.shape, dtype=np.uint8)
-    for start in range(0, values.shape[0], ROW_BLOCK):
-        scaled = (values[start:start + ROW_BLOCK].astype(np.float64) - low) * 255.0 / (high - low)
-        out[start:start + ROW_BLOCK] = np.clip(np.rint(scaled), 0, 255)
-    return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RequestError
-from .imaging import sniff_format
+from .pixels import sniff_format
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 VIEW_ORDER = {"PA": 0, "AP": 1, "LATERAL": 2, "LL": 2, "RL": 2, "LAT": 2}
