@@ -1,13 +1,36 @@
 """The typed errors of medviz. Every error a user can cause or meet has a class and a code.
 
-Owns: the error hierarchy and its stable `code` strings (the server puts them in error
-frames). Does not own: how errors are shown (CLI prints one line, server sends a frame).
+Owns: the error hierarchy and its stable `code` strings, `ErrorCode` (the server puts them
+in error frames and HTTP error answers; wire/codes.py maps them to close codes). A base
+module: it imports no other medviz module. Does not own: how errors are shown (CLI prints
+one line, server sends a frame).
 Messages name what was expected and what came, and never carry image bytes or prompts.
 """
 
 from __future__ import annotations
 
-from .wire.codes import ErrorCode
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    """Machine-readable error codes (a str: it travels as is)."""
+
+    BAD_IMAGE = "bad_image"
+    BAD_REQUEST = "bad_request"
+    BAD_FRAME = "bad_frame"
+    TOO_LARGE = "too_large"
+    BUSY = "busy"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    MODEL_LOAD = "model_load"
+    CANCELLED = "cancelled"
+    BAD_EXPORT = "bad_export"
+    INTERNAL = "internal"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class MedvizError(Exception):

@@ -1,34 +1,18 @@
 """The protocol's error codes and websocket close codes, and which close code ends which error.
 
-Owns: `ErrorCode` (the `code` of every error frame and HTTP error answer), `CloseCode` (every
-close code a medviz socket ends with, docs/protocol.md), `close_code_for` and `close_reason`.
-Imports nothing: errors.py and the server read these.
+Owns: `CloseCode` (every close code a medviz socket ends with, docs/protocol.md),
+`close_code_for` (which close code ends which `ErrorCode`) and `close_reason`. `ErrorCode`
+itself is errors.py's (the domain's errors carry it); it is re-exported here for the server,
+which reads both from this module.
 """
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum
 
+from ..errors import ErrorCode
 
-class ErrorCode(str, Enum):
-    """Machine-readable error codes (a str: it travels as is)."""
-
-    BAD_IMAGE = "bad_image"
-    BAD_REQUEST = "bad_request"
-    BAD_FRAME = "bad_frame"
-    TOO_LARGE = "too_large"
-    BUSY = "busy"
-    UNAUTHORIZED = "unauthorized"
-    NOT_FOUND = "not_found"
-    CONFLICT = "conflict"
-    MODEL_LOAD = "model_load"
-    CANCELLED = "cancelled"
-    BAD_EXPORT = "bad_export"
-    INTERNAL = "internal"
-    ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
+__all__ = ["CloseCode", "ErrorCode", "close_code_for", "close_reason"]
 
 
 class CloseCode(IntEnum):
