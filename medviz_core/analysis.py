@@ -10,7 +10,8 @@ image, then the generated tokens before it) for
   (L x H maps) with each head's image_mass and entropy;
 - `token_scorer`: the probability of the token given a (masked) image, for faithfulness.
 Does not own the generation loop (engine.py) or the curves and scores (faithfulness.py,
-agreement.py). These calls are blocking torch code; run them on the model's worker thread.
+agreement.py). Each takes the engine as `engine_api.AnalysisEngine` (what it calls on one). These
+calls are blocking torch code; run them on the model's worker thread.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from .capture import AttentionRecorder, Capture
-from .engine import Engine, ImageInput
+from .engine_api import AnalysisEngine, ImageInput
 from .errors import RequestError
 from .types import FloatMap
 
@@ -44,7 +45,7 @@ class TokenContext:
         return self.generated[self.index]
 
 
-def token_context(engine: Engine, image: ImageInput | Sequence[ImageInput], question: str | None,
+def token_context(engine: AnalysisEngine, image: ImageInput | Sequence[ImageInput], question: str | None,
                   generated: Sequence[int], index: int, labels: Sequence[str] = (),
                   preset: str | None = None) -> TokenContext:
     """The context of generated token `index` of a run on `image` (one image or a study's list)."""
@@ -54,7 +55,7 @@ def token_context(engine: Engine, image: ImageInput | Sequence[ImageInput], ques
     return TokenContext(inputs=inputs, generated=tuple(generated), index=index, preset=preset)
 
 
-def _prefix_kwargs(engine: Engine, context: TokenContext, pixel_values: Any = None) -> dict[str, Any]:
+def _prefix_kwargs(engine: AnalysisEngine, context: TokenContext, pixel_values: Any = None) -> dict[str, Any]:
     """Model inputs for prompt + generated[:index]; the last position's logits predict the target."""
     inputs = context.inputs
     before = torch.tensor([list(context.generated[: context.index])], dtype=torch.long, device=engine.device)
@@ -69,12 +70,13 @@ def _prefix_kwargs(engine: Engine, context: TokenContext, pixel_values: Any = No
     }
 
 
-def _image_positions(engine: Engine, context: TokenContext) -> torch.Tensor:
+def _image_positions(engine: AnalysisEngine, context: TokenContext) -> torch.Tensor:
     ids: torch.Tensor = context.inputs["input_ids"][0]
     return (ids == engine.image_token_id).nonzero().flatten()
 
 
-def gradient_relevancy(engine: Engine, context: TokenContext, cancel: threading.Event | None = None) -> FloatMap:
+def gradient_relevancy(engine: AnalysisEngine, context: TokenContext,
+                       cancel: threading.Event | None = None) -> FloatMap:
     """Chefer's decoder relevancy of the target token over each image's grid (raw values, >= 0).
 
     Shape (images, grid_h, grid_w): one map per image of the prompt, in prompt order.
@@ -114,7 +116,8 @@ class LayerHeadView:
     entropy: np.ndarray  # [layers, heads]: entropy of the head's image attention (normalised), in bits / log2 N
 
 
-def layer_head_view(engine: Engine, context: TokenContext, cancel: threading.Event | None = None) -> LayerHeadView:
+def layer_head_view(engine: AnalysisEngine, context: TokenContext,
+                    cancel: threading.Event | None = None) -> LayerHeadView:
     """Every layer's and head's attention of the token's query to the image; errors.Cancelled between layers
     once `cancel` is set."""
     facts = engine.facts
@@ -133,7 +136,7 @@ def layer_head_view(engine: Engine, context: TokenContext, cancel: threading.Eve
 
 
 def token_scorer(
-    engine: Engine,
+    engine: AnalysisEngine,
     context: TokenContext,
     question: str | None,
     study: Sequence[np.ndarray] = (),
