@@ -6,7 +6,8 @@ question and labels) or a `rejoin` (the owner back with its owner key); with
 `/ws/session?rejoin=1` and after a rejoin, the `owner` frame (the owner key) to that socket
 only, before the session's frames; then pumping the viewer's frames while listening for `cancel`,
 `analyze` and `cancel_analysis` (answers, and refusals of them, go to the asking socket
-through its `Outbox`, in the order the requests came), and the close codes: after the
+through its `Outbox`, in the order the requests came; which answers a socket owes is
+owed_answers.py's rule, shared with replays), and the close codes: after the
 session's `end` 1000, after an error frame the code of its error (4400, 4415, 4500 ...),
 4008 to a viewer that fell behind (its queued frames dropped, the close sent as soon as
 the socket can take it, waiting up to close_timeout_s), 4408 once a socket that outlived
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -46,6 +46,7 @@ from .analysis_jobs import AnalysisJobs, Reply
 from .broadcast import Viewer, ViewerDropped
 from .connections import Connections, Idle
 from .image_budget import check_images
+from .owed_answers import Answer, Owed, OwedAnswers, refusal
 from .sessions import SessionManager, new_owner_key
 from .settings import Settings
 
@@ -58,85 +59,89 @@ GOING_AWAY = 1001  # a page unloading (a reload, too): an owner that can rejoin 
 
 
 class Outbox:
-    """Analysis answers for one socket, handed over from any thread; knows which requests still owe one.
+    """The asyncio side of one socket's owed analysis answers (owed_answers.OwedAnswers holds the rule).
 
-    Every request is owed exactly one final answer (AnalysisJobs gives each request one), and
-    every answer carries the `id` of the request it answers: a job asked twice by this socket
-    (two ids) sends its states to both and one final answer to each, oldest request first.
+    Replies come from any thread and are handed to the event loop; the answers go to `put`, in the
+    order they came (default: this outbox's `queue`, which live sockets send from; a replay puts them
+    among its commands). One `reply` serves all this socket's jobs, so cancel and withdraw find it.
+    `idle` is set while the socket owes nothing (OwedAnswers.idle).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, put: Callable[[Answer], None] | None = None,
+                 asker: str = "socket") -> None:
         self.loop = loop
-        self.asker = f"socket-{id(self):x}"  # who asked, for the worker's bounds and turns
-        self.queue: asyncio.Queue[tuple[bytes, bool, str]] = asyncio.Queue()
-        self.pending: dict[str, _Owed] = {}  # job -> what it still owes this socket
+        self.asker = f"{asker}-{id(self):x}"  # who asked, for the worker's bounds and turns
+        self.queue: asyncio.Queue[Answer] = asyncio.Queue()
+        self.put = put or self.queue.put_nowait
+        self.owed = OwedAnswers()
         self.idle = asyncio.Event()
         self.idle.set()
 
+        def reply(frame: AnalysisFrame, final: bool) -> None:
+            self.loop.call_soon_threadsafe(self._deliver, frame, final)
+
+        self.reply: Reply = reply
+
+    @property
+    def pending(self) -> dict[str, Owed]:
+        """The jobs that still owe this socket an answer (or whose final answer is not sent yet)."""
+        return self.owed.jobs
+
     def expect(self, source_key: str, job: str, request_id: str | None) -> Reply:
         """Note that `job` owes this socket an answer to request `request_id`; returns the reply for AnalysisJobs."""
-        if job in self.pending:  # asked again: one reply per socket and job, so withdraw finds them all
-            self.pending[job].ids.append(request_id)
-            return self.pending[job].reply
+        self.owed.asked(source_key, job, request_id)
+        self._sync()
+        return self.reply
 
-        def reply(frame: AnalysisFrame, final: bool) -> None:
-            self.loop.call_soon_threadsafe(self._deliver, job, frame, final)
+    def request(self, jobs: AnalysisJobs, source: AnalysisSource, command: AnalyzeRequest,
+                owner: bool = False) -> None:
+        """Ask `jobs` for `command` on `source` (`owner`: the session's owner asks); a refusal owes nothing."""
+        job = job_id(command)
+        reply = self.expect(source.key, job, command.id)
+        try:
+            jobs.request(source, command, reply, self.asker, owner=owner)
+        except MedvizError:
+            self.dropped(job)
+            raise
 
-        self.pending[job] = _Owed(source_key, reply, [request_id])
-        self.idle.clear()
-        return reply
+    def cancel(self, jobs: AnalysisJobs, source_key: str, job: str) -> None:
+        """Cancel this socket's requests for `job` (RequestError if it asked for no such unfinished job)."""
+        jobs.cancel(source_key, job, self.reply)
 
-    def _deliver(self, job: str, frame: AnalysisFrame, final: bool) -> None:
-        """On the loop: the answer, once per request it answers (a final one to the oldest request only)."""
-        owed = self.pending.get(job)
-        if owed is None:
-            return
-        targets = owed.ids[:1] if final else list(owed.ids)
-        if final and owed.ids:
-            owed.ids.pop(0)
-            owed.unsent += 1
-        for request_id in targets:
-            self.queue.put_nowait((frame.with_id(request_id).to_wire(), final, job))
+    def _deliver(self, frame: AnalysisFrame, final: bool) -> None:
+        for answer in self.owed.arrived(frame, final):
+            self.put(answer)
 
     def refuse(self, error: MedvizError, request_id: str | None = None) -> None:
         """An error frame for a refused command, sent after the answers queued before it."""
-        frame = ErrorFrame(error.code, error.message, request_id).to_wire()
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (frame, False, ""))
+        self.loop.call_soon_threadsafe(self.put, refusal(error, request_id))
+
+    def sent(self, answer: Answer) -> None:
+        """`answer` went out to the socket."""
+        if answer.final:
+            self.answered(answer.job)
 
     def answered(self, job: str) -> None:
         """A final answer for `job` went out."""
-        owed = self.pending.get(job)
-        if owed is not None:
-            owed.unsent -= 1
-            self._settle(job, owed)
+        self.owed.sent(job)
+        self._sync()
 
     def dropped(self, job: str) -> None:
         """The request just made for `job` was refused: it owes nothing."""
-        owed = self.pending.get(job)
-        if owed is not None and owed.ids:
-            owed.ids.pop()
-            self._settle(job, owed)
-
-    def _settle(self, job: str, owed: _Owed) -> None:
-        if not owed.ids and owed.unsent <= 0:
-            del self.pending[job]
-        if not self.pending:
-            self.idle.set()
+        self.owed.refused(job)
+        self._sync()
 
     def withdraw(self, jobs: AnalysisJobs) -> None:
         """The socket is closing: the jobs still owing it an answer may stop if nobody else waits."""
-        for job, owed in list(self.pending.items()):
-            jobs.withdraw(owed.source_key, job, owed.reply)
-        self.pending.clear()
-        self.idle.set()
+        for source_key, job in self.owed.withdraw():
+            jobs.withdraw(source_key, job, self.reply)
+        self._sync()
 
-
-@dataclass
-class _Owed:
-    source_key: str
-    reply: Reply
-    ids: list[str | None]  # the requests still waiting for their final answer, oldest first
-    unsent: int = 0  # final answers on their way to the socket
+    def _sync(self) -> None:
+        if self.owed.idle:
+            self.idle.set()
+        else:
+            self.idle.clear()
 
 
 async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSource], sessions: SessionManager,
@@ -144,21 +149,9 @@ async def handle_analysis(command: ClientFrame, source: Callable[[], AnalysisSou
     """Queue or answer an `analyze` (`owner`: the session's owner asks), or cancel one of this socket's jobs;
     MedvizError goes back as an error frame."""
     if isinstance(command, AnalyzeRequest):
-        job = job_id(command)
-        found = source()
-        try:
-            sessions.analyses.request(found, command, outbox.expect(found.key, job, command.id), outbox.asker,
-                                      owner=owner)
-        except MedvizError:
-            outbox.dropped(job)
-            raise
+        outbox.request(sessions.analyses, source(), command, owner=owner)
     elif isinstance(command, CancelAnalysisRequest):
-        owed = outbox.pending.get(command.job)
-        sessions.analyses.cancel(source().key, command.job, owed.reply if owed is not None else _never_asked)
-
-
-def _never_asked(frame: AnalysisFrame, final: bool) -> None:
-    """The reply of a socket that asked for no such job: AnalysisJobs.cancel finds it among no job's askers."""
+        outbox.cancel(sessions.analyses, source().key, command.job)
 
 
 def message_data(message: Mapping[str, object]) -> bytes | str:
@@ -324,11 +317,10 @@ async def _settled(outbox: Outbox) -> None:
 
 async def _answer(ws: WebSocket, outbox: Outbox, idle: Idle) -> None:
     while True:
-        frame, final, job = await outbox.queue.get()
-        await ws.send_bytes(frame)
+        answer = await outbox.queue.get()
+        await ws.send_bytes(answer.data)
         idle.touch()
-        if final:
-            outbox.answered(job)
+        outbox.sent(answer)
 
 
 async def _pump(ws: WebSocket, viewer: Viewer, idle: Idle) -> None:

@@ -8,8 +8,9 @@ decodes live and replayed sessions alike; the recorded analysis results of token
 step k. The recording is indexed once (medviz_core.recording.index_recording) and each
 frame is read from the open file as it is sent, so a socket holds the index, not the
 recording. A status frame follows every command. `analyze` / `cancel_analysis` work as on
-live sockets, on the recording (results are appended to it; the recording's frames are
-read for analysis only when the first request comes); refusals go out in request order.
+live sockets, through the same `Outbox` and owed_answers.py's rule, on the recording (results
+are appended to it; the recording's frames are read for analysis only when the first request
+comes); refusals go out in request order.
 A recording damaged before its last frame (a bad byte in the middle) replays up to the damage,
 then a `bad_frame` error frame says where it stops (the socket stays open; the damage is logged).
 After the last frame the socket stays open for seeks and analyses until the client closes
@@ -30,7 +31,7 @@ from starlette.websockets import WebSocket
 
 from medviz_core.errors import MedvizError, RequestError
 from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path, tail
-from medviz_core.token_analysis import AnalysisSource, job_id, recording_source
+from medviz_core.token_analysis import AnalysisSource, recording_source
 from medviz_core.wire.client_frames import (
     ANALYSIS_COMMANDS,
     AnalyzeRequest,
@@ -44,11 +45,11 @@ from medviz_core.wire.client_frames import (
     peek_request_id,
 )
 from medviz_core.wire.codes import CloseCode, ErrorCode
-from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import ErrorFrame, ReplayFrame
 
 from .connections import Connections, Idle
-from .live import close_socket, message_data, refuse
+from .live import Outbox, close_socket, message_data, refuse
+from .owed_answers import Answer
 from .sessions import SessionManager
 from .settings import Settings
 
@@ -164,18 +165,16 @@ class Replay:
             if e.type == "analysis" and e.done:
                 self.analyses.setdefault(e.index, []).append(e)
         self.clock = ReplayClock([e.t_ms for e in self.steps], speed, clock())
-        self.commands: asyncio.Queue[ClientFrame | bytes | None] = asyncio.Queue()  # bytes: an answer
-        self.asked: dict[str, list[str | None]] = {}  # job -> the ids of this connection's requests still owed
-        self.owed = 0  # final answers still to come (the socket is not idle while it waits for one)
-        self.asker = f"replay-{id(self):x}"
-        self.reply = self._reply()  # one reply for all its jobs, so withdraw finds it
+        self.commands: asyncio.Queue[ClientFrame | Answer | None] = asyncio.Queue()  # Answer: to send now
+        # the analysis answers it owes (live.py's Outbox, as live sockets): sent from the commands, in order
+        self.outbox = Outbox(asyncio.get_running_loop(), put=self.commands.put_nowait, asker="replay")
         self.idle = Idle(settings.idle_timeout_s)
         self._source: AnalysisSource | None = None
         self.damage: bytes | None = None  # an error frame sent where a damaged recording's frames stop
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
-        expired = asyncio.create_task(self.idle.expired(lambda: self.owed > 0))
+        expired = asyncio.create_task(self.idle.expired(lambda: bool(self.outbox.pending)))
         play = asyncio.create_task(self._play_all())
         try:
             done, _ = await asyncio.wait({play, expired}, return_when=asyncio.FIRST_COMPLETED)
@@ -189,8 +188,7 @@ class Replay:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            for job in self.asked:  # a job nobody else waits for stops
-                self.sessions.analyses.withdraw(self._key, job, self.reply)
+            self.outbox.withdraw(self.sessions.analyses)  # a job nobody else waits for stops
 
     @property
     def _key(self) -> str:
@@ -231,8 +229,9 @@ class Replay:
                 continue
             if command is None:
                 return
-            if isinstance(command, bytes):
-                await self._send_bytes(command)
+            if isinstance(command, Answer):
+                await self._send_bytes(command.data)
+                self.outbox.sent(command)
                 continue
             keep_end = self._apply(command)
             ended = ended and keep_end
@@ -268,22 +267,13 @@ class Replay:
             try:
                 command = parse_client_frame(data, self.settings.limits, accept=accept)
                 if isinstance(command, AnalyzeRequest):
-                    source = await self._analysis_source()
-                    job = job_id(command)
-                    self.asked.setdefault(job, []).append(command.id)
-                    self.owed += 1
-                    try:
-                        self.sessions.analyses.request(source, command, self.reply, self.asker)
-                    except MedvizError:
-                        self._settle(job)
-                        raise
+                    self.outbox.request(self.sessions.analyses, await self._analysis_source(), command)
                 elif isinstance(command, CancelAnalysisRequest):
-                    self.sessions.analyses.cancel(self._key, command.job, self.reply)
+                    self.outbox.cancel(self.sessions.analyses, self._key, command.job)
                 else:
                     await self.commands.put(command)
             except MedvizError as error:  # after the answers already on their way
-                refusal = ErrorFrame(error.code, error.message, peek_request_id(data)).to_wire()
-                asyncio.get_running_loop().call_soon(self.commands.put_nowait, refusal)
+                self.outbox.refuse(error, peek_request_id(data))
 
     async def _analysis_source(self) -> AnalysisSource:
         """The recording's frames for analysis, read (on a thread) when the first request comes."""
@@ -291,25 +281,3 @@ class Replay:
             recording = await asyncio.to_thread(read_recording, self.path)
             self._source = recording_source(self.name, self.path, recording)
         return self._source
-
-    def _settle(self, job: str) -> None:
-        """One request for `job` is answered for good (or refused)."""
-        owed = self.asked.get(job, [])
-        if owed:
-            owed.pop(0)
-        self.owed -= 1
-
-    def _reply(self) -> Callable[[AnalysisFrame, bool], None]:
-        loop = asyncio.get_running_loop()
-
-        def arrived(frame: AnalysisFrame, final: bool) -> None:
-            owed = self.asked.get(frame.job) or [None]
-            for request_id in owed[:1] if final else owed:
-                self.commands.put_nowait(frame.with_id(request_id).to_wire())
-            if final:
-                self._settle(frame.job)
-
-        def reply(frame: AnalysisFrame, final: bool) -> None:
-            loop.call_soon_threadsafe(arrived, frame, final)
-
-        return reply
