@@ -125,7 +125,7 @@ def run_compiled_plain(engine: Any, inputs: Any, tokens: int, decoder: Any) -> f
 
     def generate() -> None:
         with torch.inference_mode():
-            out = engine.model(**inputs, use_cache=True, logits_to_keep=1, **{engine._cache_kwarg: decoder.cache})
+            out = engine.model(**inputs, use_cache=True, logits_to_keep=1, **{engine.cache_argument: decoder.cache})
             token = int(out.logits[0, -1].argmax())
             for index in range(1, tokens):
                 logits = decoder.step(token, prompt_len + index - 1, positions).logits

@@ -66,7 +66,7 @@ def plain_step_ops(engine: Any, image: bytes, question: str | None) -> CountOps:
     model.set_attn_implementation({"text_config": "sdpa", "vision_config": "sdpa"})
     try:
         inputs = engine.inputs_for(image, question)
-        cache_kwarg = engine._cache_kwarg
+        cache_kwarg = engine.cache_argument
         with torch.inference_mode():
             out = model(**inputs, use_cache=True, logits_to_keep=1)
             ids = inputs["input_ids"]

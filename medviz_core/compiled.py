@@ -10,12 +10,12 @@ counts, and eagerly right after it on the CPU, where inductor turns its thin bat
 products (one query row against every key) into loops slower than the BLAS calls eager
 makes. The masks of every layer come from the position tensor (causal, and the window in
 sliding layers), so nothing in the graph depends on a Python int that changes per token.
-The prefill stays eager (engine.py) and writes the same cache and rollout buffer.
+The prefill stays eager (run.py) and writes the same cache and rollout buffer.
 With `capture=False` it is the same decode without the capture, for the benchmark. Does not own the
-generation loop (engine.py) or the maps' formulas (relevancy.py).
+generation loop (run.py) or the maps' formulas (relevancy.py).
 
 When compiling fails (no C compiler, an unsupported op), `CompileUnavailable` says why in
-one line and the engine falls back to the eager path.
+one line and the run falls back to the eager path (`Engine.disable_compile`).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class CompiledDecoder:
               ) -> tuple[torch.Tensor, torch.Tensor]:
         output = self.engine.model(input_ids=token, position_ids=position.view(1, 1),
                                    attention_mask=self._masks(position),
-                                   use_cache=True, logits_to_keep=1, **{self.engine._cache_kwarg: self.cache})
+                                   use_cache=True, logits_to_keep=1, **{self.engine.cache_argument: self.cache})
         logits = output.logits[:, -1].float()  # [1, vocab]
         if not self.capture:
             return logits, logits[:, :1]

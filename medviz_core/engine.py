@@ -3,8 +3,9 @@
 Owns: `Engine` (model + processor + facts: layers, heads, grid, image token, EOS ids),
 turning images (bytes, paths, RGB arrays) and a question into the model's exact inputs
 (`prepare_images`, `inputs_for`, `layout_of`), and `stream`, which checks a request and
-returns a `Run` (run.py: the token loop). Also the compiled decode steps it keeps per
-length bucket. Does not own loading models (models.py), decoding image files
+returns a `Run` (run.py: the token loop, which reads the engine only through the public
+surface its `RunEngine` protocol names). Also the compiled decode steps it keeps per length
+bucket, and turning them off for good (`disable_compile`). Does not own loading models (models.py), decoding image files
 (imaging.py), prompt texts (prompts.py) or the loop (run.py). Knows nothing about HTTP or
 frames. Generation is blocking torch code: callers run it on one worker thread.
 """
@@ -28,11 +29,10 @@ from .errors import RequestError
 from .host_maps import FinisherMode, MapsProcess, MapsProcessError
 from .imaging import image_to_png, load_image
 from .inputs import answer_primer, check_processor, model_inputs
+from .limits import MAX_IMAGES
 from .prompts import check_label, check_preset
-from .relevancy import check_methods
 from .run import Run
-from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, PromptImage, is_stand_in
-from .wire.limits import MAX_IMAGES
+from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, PromptImage, check_methods, is_stand_in
 
 ImageInput = Union[bytes, np.ndarray, str, "os.PathLike[str]"]
 
@@ -62,7 +62,7 @@ class Engine:
         self.primer = answer_primer(self.processor)  # the answer's first words, written by the template
         capture_module.attach(self.model)
         text = self.model.config.get_text_config()
-        self._text_config = text
+        self.text_config: Any = text  # the decoder's config: layers and heads, what a KV cache is built from
         self.device = next(self.model.parameters()).device
         # Where each step's maps and statistics are computed (run._Finisher): on CUDA in a process of their own
         # while the device runs the next step; on the CPU inline, as the model's threads already fill the cores.
@@ -82,7 +82,8 @@ class Engine:
         self.eos_ids = _eos_ids(self.model, self.processor)
         self.end_of_turn_id = _token_id(self.processor, "<end_of_turn>")
         forward_parameters = inspect.signature(self.model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in forward_parameters else "past_key_values"
+        # The forward's KV cache argument: newer transformers renamed past_key_values= to cache=.
+        self.cache_argument = "cache" if "cache" in forward_parameters else "past_key_values"
         self.facts = ModelFacts(
             name=self.name,
             layers=int(text.num_hidden_layers),
@@ -123,6 +124,10 @@ class Engine:
         if self._maps_process is not None:
             self._maps_process.close()
             self._maps_process = None
+
+    def disable_compile(self) -> None:
+        """Decode eagerly from now on, in this run and every later one (a compiled step could not be built)."""
+        self.compile = False
 
     def compiled_decoder(self, length: int, image_tokens: int) -> CompiledDecoder:
         """The compiled decode step for sequences up to `length` tokens (rounded up to a bucket), built once."""

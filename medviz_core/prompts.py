@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import RequestError
-from .wire.limits import MAX_LABEL_CHARS, MAX_QUESTION_CHARS
+from .limits import MAX_LABEL_CHARS, MAX_QUESTION_CHARS
 
 CONTROL_TOKEN = re.compile(
     r"<(?:bos|eos|pad|unk|mask|start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token"

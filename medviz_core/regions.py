@@ -1,11 +1,12 @@
 """Per-step statistics, high-attention regions, zones and display contrast helpers.
 
-Owns: the "Per-step statistics" and "Display helpers" of ../shared/design/RELEVANCY.md —
+Owns: the "Statistics per step" and "Display contrast" of docs/relevancy.md —
 entropy, peak, peak zone and regions of one (grid_h, grid_w) map (`compute_stats`,
 `find_regions`, `zone_of`) and the contrast helpers the original visualizer applied before
-drawing (`percentile_contrast`, `log_contrast`, `minmax`). Pure numpy + OpenCV on the CPU.
-Does not own: computing the maps (relevancy.py), the attention share on the image
-(`image_mass` is passed in by the engine) or how anything is drawn (wire/, web/).
+drawing (`percentile_contrast`, `log_contrast`, and `minmax`, which the consensus uses too).
+Pure numpy + OpenCV on the CPU. Does not own: computing the maps (relevancy.py), the
+attention share on the image (`image_mass` is passed in by the engine) or how anything is
+drawn (wire/, web/).
 
 Conventions:
 - Normalised image coordinates run 0..1 with the origin at the image's top-left, x to the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import Any, overload
 
 import cv2
 import numpy as np
@@ -138,13 +140,24 @@ def log_contrast(x: npt.ArrayLike) -> FloatMap:
     return minmax(np.log(values + 1e-8))
 
 
-def minmax(x: npt.ArrayLike) -> FloatMap:
-    """Scale linearly so the minimum is 0 and the maximum 1; zeros when x is constant."""
+@overload
+def minmax(x: npt.ArrayLike) -> FloatMap: ...
+
+
+@overload
+def minmax(x: npt.ArrayLike, dtype: type[np.float64]) -> Float64Map: ...
+
+
+def minmax(x: npt.ArrayLike, dtype: type[np.float32] | type[np.float64] = np.float32) -> npt.NDArray[Any]:
+    """Scale linearly so the minimum is 0 and the maximum 1; zeros when x is constant.
+
+    Worked in float64; returned as float32 for display, or float64 where the consensus averages the maps.
+    """
     values = np.asarray(x, dtype=np.float64)
     low, high = float(values.min()), float(values.max())
     if not high > low:
-        return np.zeros(values.shape, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+        return np.zeros(values.shape, dtype=dtype)
+    return ((values - low) / (high - low)).astype(dtype, copy=False)
 
 
 def _measure(contour: MatLike, raster: Float64Map, total: float, min_area: float) -> Region | None:

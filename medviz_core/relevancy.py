@@ -1,4 +1,4 @@
-"""The relevancy methods of RELEVANCY.md, finished on the host from one query's reduced attention rows.
+"""The relevancy methods of docs/relevancy.md, finished on the host from one query's reduced attention rows.
 
 Owns: the formulas (raw, layer_weighted, head_importance, flow, rollout read-out,
 consensus) and image_mass, in numpy. The heavy part (every layer's probabilities, the
@@ -14,22 +14,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .errors import RequestError
-from .types import CONSENSUS_INPUTS, METHODS
+from .regions import minmax
+from .types import CONSENSUS_INPUTS
 
 ENTROPY_EPS = 1e-10
-
-
-def check_methods(methods: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    """Validate a method selection; None means all. Keeps METHODS order, drops duplicates."""
-    if methods is None:
-        return METHODS
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise RequestError(
-            f"methods must be a non-empty subset of {', '.join(METHODS)}; got {list(methods)!r}"
-        )
-    return tuple(m for m in METHODS if m in methods)
 
 
 def layer_weights(layers: int) -> npt.NDArray[np.float64]:
@@ -71,12 +59,6 @@ def head_importance(last_layer: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return weights @ rows
 
 
-def minmax(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Scale to 0..1; a constant map becomes zeros."""
-    low, span = values.min(), values.max() - values.min()
-    return (values - low) / span if span > 0 else np.zeros_like(values)
-
-
 def compute_maps(
     layer_means: npt.ArrayLike,  # [layers, N]: m[l][I], the head-mean attention of the query to each image token
     last_heads: npt.ArrayLike,  # [heads, N]: A[L-1][h][I]
@@ -100,7 +82,7 @@ def compute_maps(
     if rollout_row is not None:
         available["rollout"] = np.asarray(rollout_row, dtype=np.float64)
     if "consensus" in methods:
-        parts = [minmax(available[name]) for name in CONSENSUS_INPUTS if name in available]
+        parts = [minmax(available[name], np.float64) for name in CONSENSUS_INPUTS if name in available]
         available["consensus"] = np.mean(parts, axis=0)
     maps = {name: available[name].astype(np.float32) for name in methods}
     return maps, float(means.sum(-1).mean())

@@ -5,7 +5,9 @@ each Step's maps, statistics and context, and `end`, why it stopped), and the ru
 machinery: `_Forward` (the model calls: eager with the batched capture, or compiled decode
 steps) and `_Finisher` (where the host turns a step's reduced rows into a Step: inline, or
 pipelined on a thread or in the engine's maps process while the model runs the next step).
-Does not own loading (models.py), inputs (engine.py, inputs.py), the host's maps work
+It reads its engine only through `RunEngine`, the public surface a run needs (engine.py
+imports this module; this module never imports engine.py). Does not own loading
+(models.py), inputs (engine.py, inputs.py), the host's maps work
 (host_maps.py), the formulas (relevancy.py) or the capture (capture.py). Blocking torch code:
 run it on one thread.
 """
@@ -18,20 +20,40 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from . import capture as capture_module
-from .compiled import CompileUnavailable
+from .compiled import CompiledDecoder, CompileUnavailable
 from .decoding import IncrementalText, TokenChooser
 from .host_maps import FinisherMode, HostMaps, MapsProcess, MapsProcessError, StepPlan, host_maps
 from .kv_cache import BufferCache
-from .types import GenerationParams, Prompt, Step, StreamEnd
+from .types import GenerationParams, ModelFacts, Prompt, Step, StreamEnd
 
-if TYPE_CHECKING:
-    from .engine import Engine
+
+class RunEngine(Protocol):
+    """What a run needs of its engine, all of it public on engine.Engine (which imports this module, never
+    the reverse): the model and its facts, where the maps are finished, and the compiled steps."""
+
+    model: Any
+    processor: Any
+    device: torch.device
+    grid: tuple[int, int]
+    facts: ModelFacts
+    eos_ids: frozenset[int]
+    end_of_turn_id: int | None
+    finisher: FinisherMode
+    compile: bool
+    text_config: Any
+    cache_argument: str
+
+    def maps_process_or_none(self) -> MapsProcess | None: ...
+
+    def compiled_decoder(self, length: int, image_tokens: int) -> CompiledDecoder: ...
+
+    def disable_compile(self) -> None: ...
 
 
 class Run(Iterator[Step]):
@@ -39,7 +61,7 @@ class Run(Iterator[Step]):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: RunEngine,
         inputs: Any,
         prompt: Prompt,
         params: GenerationParams,
@@ -184,7 +206,7 @@ class _Finisher:
     process overlaps them when that thread is busy the whole step (host_maps.py says more).
     """
 
-    def __init__(self, engine: Engine, plan: StepPlan, assemble: Callable[[_Job, HostMaps], Step]) -> None:
+    def __init__(self, engine: RunEngine, plan: StepPlan, assemble: Callable[[_Job, HostMaps], Step]) -> None:
         self.mode: FinisherMode = engine.finisher
         self.plan, self.assemble = plan, assemble
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medviz-maps") if self.mode == "thread" \
@@ -243,7 +265,7 @@ class _Forward:
         self.decoder = engine.compiled_decoder(length, len(run.prompt.layout.positions)) if engine.compile else None
         if self.decoder is not None:
             self.decoder.reset()
-        cache: Any = self.decoder.cache if self.decoder is not None else BufferCache(engine._text_config, length)
+        cache: Any = self.decoder.cache if self.decoder is not None else BufferCache(engine.text_config, length)
         self.cache = cache
         self.image_positions = torch.tensor(run.prompt.layout.positions, device=engine.device)
         self.capture = capture_module.Capture(
@@ -269,11 +291,11 @@ class _Forward:
                 return output.logits, q_start
             except CompileUnavailable as error:
                 print(f"[medviz] {error}", file=sys.stderr, flush=True)
-                engine.compile = False
+                engine.disable_compile()
                 self.decoder = None
         kwargs: dict[str, Any] = ({**self.owner.inputs} if index == 0 else
                                   {"input_ids": history[:, -1:], "attention_mask": torch.ones_like(history)})
-        kwargs[engine._cache_kwarg] = self.cache
+        kwargs[engine.cache_argument] = self.cache
         q_len = int(kwargs["input_ids"].shape[1])
         self._packed = None
         with torch.inference_mode(), self.capture.forward(q_start, q_len):

@@ -1,9 +1,10 @@
 """Frozen values that cross module boundaries: what the engine yields and what it was asked.
 
-This module owns only data shapes (and GenerationParams' range checks). It imports neither
+This module owns only data shapes (and GenerationParams' range checks, and `check_methods`,
+which checks a selection of METHODS). A base module: it imports only errors.py and limits.py. It imports neither
 torch nor transformers, so the server, the recorder and the tests can use it without a model.
 Maps are float32 numpy arrays of shape (grid_h, grid_w) holding raw relevancy values
-(docs/methods.md, ../shared/design/RELEVANCY.md); normalisation for display happens later,
+(docs/methods.md, docs/relevancy.md); normalisation for display happens later,
 in `wire/` and the browser.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import RequestError
+from .limits import MAX_NEW_TOKENS
 
 FloatMap = npt.NDArray[np.float32]
 
@@ -29,6 +31,19 @@ METHODS: tuple[str, ...] = (
     "consensus",
 )
 """Every relevancy method, in the order frames and the browser list them."""
+
+
+def check_methods(methods: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """Validate a method selection; None means all. Keeps METHODS order, drops duplicates."""
+    if methods is None:
+        return METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise RequestError(
+            f"methods must be a non-empty subset of {', '.join(METHODS)}; got {list(methods)!r}"
+        )
+    return tuple(m for m in METHODS if m in methods)
+
 
 CONSENSUS_INPUTS: tuple[str, ...] = ("layer_weighted", "head_importance", "flow", "rollout")
 """The maps the consensus averages (after min-max normalising each)."""
@@ -61,7 +76,7 @@ class Region:
 
 @dataclass(frozen=True)
 class StepStats:
-    """The statistics of RELEVANCY.md on one image's map of one step (image_mass is on the Step)."""
+    """The statistics of docs/relevancy.md on one image's map of one step (image_mass is on the Step)."""
 
     entropy_bits: float  # entropy of the normalised consensus map, in bits
     entropy_norm: float  # entropy_bits / log2(N)
@@ -128,9 +143,6 @@ class ModelFacts:
     dtype: str
     stand_in: bool
 
-
-MAX_NEW_TOKENS = 2048
-"""The most tokens one run may generate (a server may allow fewer)."""
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 5.0
 MIN_REPETITION_PENALTY, MAX_REPETITION_PENALTY = 0.01, 10.0

@@ -22,8 +22,7 @@ from typing import Any
 
 from ..errors import MessageTooLarge, ProtocolError, RequestError
 from ..prompts import check_label, check_preset, check_question
-from ..relevancy import check_methods
-from ..types import MAX_NEW_TOKENS, METHODS, GenerationParams
+from ..types import METHODS, GenerationParams, check_methods
 from .codec import VERSION, get_field, optional_field, pack, unpack
 from .limits import (
     DEFAULT_FAITHFULNESS_STEPS,
@@ -32,6 +31,7 @@ from .limits import (
     MAX_FAITHFULNESS_STEPS,
     MAX_IMAGES,
     MAX_JOB_CHARS,
+    MAX_NEW_TOKENS,
     MAX_REQUEST_ID_CHARS,
     ClientLimits,
     client_limits,

@@ -1,13 +1,15 @@
 """The protocol's limits: what a frame may hold (checked before anything is unpacked) and what it may ask.
 
-Owns: the protocol constants (MAX_IMAGES, MAX_LABEL_CHARS, MAX_BOXES, ... : the one place each
-is defined), `ClientLimits` (the server's caps on what a client asks), `UnpackLimits` (the most
-items, nesting depth and array / map / str / bin lengths a frame may hold), `SERVER_LIMITS`
-sized to what the server sends and records (protocol v1), `client_limits` sized to what clients
-send, and `check_shape`, which walks the msgpack headers of a message (skipping str and bin
-payloads, building nothing) and refuses it at the first header past a limit. A bomb of millions
-of tiny arrays is refused after at most `max_items` headers, in microseconds and without
-memory, so the parser never materialises it. `unpack_kwargs` gives msgpack.unpackb the same
+Owns: the protocol constants (MAX_BOXES, MAX_JOB_CHARS, ... : the one place each is defined;
+MAX_IMAGES, MAX_NEW_TOKENS and MAX_QUESTION_CHARS are the domain's, medviz_core/limits.py, and
+re-exported here for the frames), `ClientLimits` (the server's caps on what a client asks),
+`UnpackLimits` (the most items, nesting depth and array / map / str / bin lengths a frame may
+hold), `SERVER_LIMITS` sized to what the server sends and records (protocol v1),
+`client_limits` sized to what clients send, and `check_shape`, which walks the msgpack headers
+of a message (skipping str and bin payloads, building nothing) and refuses it at the first
+header past a limit. A bomb of millions of tiny arrays is refused after at most `max_items`
+headers, in microseconds and without memory, so the parser never materialises it.
+`unpack_kwargs` gives msgpack.unpackb the same
 length limits. Does not own what the fields mean (server_frames.py, client_frames.py).
 """
 
@@ -17,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProtocolError
+from ..limits import MAX_IMAGES as MAX_IMAGES
+from ..limits import MAX_NEW_TOKENS as MAX_NEW_TOKENS
+from ..limits import MAX_QUESTION_CHARS
 
-MAX_IMAGES = 4  # images in one session (a study: PA, lateral, prior...)
-MAX_QUESTION_CHARS = 2000  # after stripping surrounding whitespace (the engine's bound; a server may allow fewer)
-MAX_LABEL_CHARS = 32  # "PA", "lateral", "prior 2024-03"
 MAX_BOXES = 32  # annotation boxes in one agreement request
 MAX_BOX_LABEL_CHARS = 64
 MAX_FAITHFULNESS_STEPS = 256
