@@ -3,7 +3,7 @@
 Owns: `TokenChooser` (repetition penalty, temperature, top-k, top-p through transformers'
 logits processors; greedy when temperature is 0; seeded sampling) and `IncrementalText`
 (the text each token adds, correct across multi-byte UTF-8 characters split over several
-byte-level tokens). Does not own: the model or the loop (engine.py).
+byte-level tokens). Does not own: the model or the loop (run.py).
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ class IncrementalText:
         self.ids: list[int] = []
         self._prefix_offset = 0
         self._read_offset = 0
-        self._emitted: list[str] = []
 
     def _decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
@@ -84,9 +83,4 @@ class IncrementalText:
         piece = full[len(prefix) :]
         self._prefix_offset = self._read_offset
         self._read_offset = len(self.ids)
-        self._emitted.append(piece)
         return piece
-
-    def full_text(self) -> str:
-        """All text emitted so far: exactly the concatenation of the pieces."""
-        return "".join(self._emitted)
