@@ -45,13 +45,14 @@ class MethodSummary:
 
 
 def parse_tokens(spec: str | None, count: int) -> range:
-    """`A:B` (B excluded, either side may be empty), `N` (one token) or None (all) -> indices."""
+    """`A:B` (both included, as `medviz export --token` reads it; either side may be empty), `N` (one token) or
+    None (all) -> indices."""
     if spec is None or spec.strip() in ("", ":"):
         return range(count)
     try:
         if ":" in spec:
             low, high = spec.split(":", 1)
-            chosen = range(int(low) if low.strip() else 0, int(high) if high.strip() else count)
+            chosen = range(int(low) if low.strip() else 0, int(high) + 1 if high.strip() else count)
         else:
             chosen = range(int(spec), int(spec) + 1)
     except ValueError:

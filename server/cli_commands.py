@@ -375,7 +375,7 @@ def add_server_commands(subparsers: Any) -> None:
                                   help="deletion/insertion curves for every token of a recording (batch)")
     faith.add_argument("recording", help="a .medviz file")
     faith.add_argument("--methods", default="all", help="'all' (the recording's methods) or a list, e.g. raw,gradient")
-    faith.add_argument("--tokens", default=None, help="A:B (B excluded) or N; default every token")
+    faith.add_argument("--tokens", default=None, help="A:B (both included, as in export) or N; default: every token")
     faith.add_argument("--steps", type=int, default=8, help="deletion/insertion steps over the grid cells")
     faith.add_argument("--model", default=None, help="default: the model the recording names")
     faith.add_argument("--no-save", action="store_true", help="do not append the results to the recording")

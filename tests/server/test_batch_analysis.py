@@ -47,7 +47,7 @@ def test_each_chosen_token_and_method_is_scored_and_kept_in_the_recording(
     recording: Path, capsys: pytest.CaptureFixture[str], tiny_engine: Any
 ) -> None:
     capsys.readouterr()
-    assert main(["faithfulness", str(recording), "--methods", "raw,consensus", "--steps", "2", "--tokens", "1:3"]) == 0
+    assert main(["faithfulness", str(recording), "--methods", "raw,consensus", "--steps", "2", "--tokens", "1:2"]) == 0
     printed = rows(capsys.readouterr().out)
     requests = [AnalyzeRequest("faithfulness", i, method=m, steps=2) for i in (1, 2) for m in ("raw", "consensus")]
     kept = recorded_results(recording)
@@ -67,7 +67,7 @@ def test_each_chosen_token_and_method_is_scored_and_kept_in_the_recording(
 def test_a_second_run_answers_from_the_recording_without_computing(
     recording: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1:3",
+    assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1:2",
                  "--no-save"]) == 0
     before = recorded_results(recording)
 
@@ -77,7 +77,7 @@ def test_a_second_run_answers_from_the_recording_without_computing(
     monkeypatch.setattr(batch_analysis, "faithfulness_of_token", must_not_run)
     monkeypatch.setattr("medviz_core.models.load_engine", must_not_run)  # nothing to compute: no model loaded
     capsys.readouterr()
-    assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1:3"]) == 0
+    assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1:2"]) == 0
     printed = rows(capsys.readouterr().out)
     assert [row[-1] for row in printed] == ["(recorded)", "(recorded)"]
     assert recorded_results(recording) == before
@@ -122,10 +122,10 @@ def test_a_missing_recording_is_one_clear_line(tmp_path: Path, capsys: pytest.Ca
     assert capsys.readouterr().err == f"medviz: no recording at {str(tmp_path / 'nope.medviz')!r}\n"
 
 
-def test_token_ranges_read_like_python_slices() -> None:
+def test_token_ranges_include_both_ends_as_export_reads_them() -> None:
     assert parse_tokens(None, 5) == range(5)
-    assert parse_tokens("1:3", 5) == range(1, 3)
-    assert parse_tokens(":2", 5) == range(0, 2)
+    assert parse_tokens("1:2", 5) == range(1, 3)
+    assert parse_tokens(":1", 5) == range(0, 2)
     assert parse_tokens("3:", 5) == range(3, 5)
     assert parse_tokens("4", 5) == range(4, 5)
     with pytest.raises(RequestError):
