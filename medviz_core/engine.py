@@ -18,13 +18,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import capture as capture_module
 from .compiled import CompiledDecoder, bucket
+from .engine_api import ImageInput
 from .errors import RequestError
 from .host_maps import FinisherMode, MapsProcess, MapsProcessError
 from .imaging import image_to_png, load_image
@@ -33,8 +34,6 @@ from .limits import MAX_IMAGES
 from .prompts import check_label, check_preset
 from .run import Run
 from .types import GenerationParams, ImageLayout, ModelFacts, Prompt, PromptImage, check_methods, is_stand_in
-
-ImageInput = Union[bytes, np.ndarray, str, "os.PathLike[str]"]
 
 
 @dataclass(frozen=True)
