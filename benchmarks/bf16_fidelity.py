@@ -8,7 +8,7 @@ value, the Pearson correlation, how often the peak cell agrees, and image_mass.
 
 With `--against eager` it measures instead what tests/test_medgemma_standin.py checks at a small size:
 `random:medgemma-4b?layers=N` in bf16 (the full 896 x 896 SigLIP tower), every map of every streamed step
-against RELEVANCY.md's formulas applied to one eager bf16 forward (tests/reference.py), as a share of the
+against docs/relevancy.md's formulas applied to one eager bf16 forward (tests/reference.py), as a share of the
 formula map's largest value, beside the test's tolerance (10 units of bf16 roundoff).
 
 Usage: python benchmarks/bf16_fidelity.py [--against fp32|eager] [--layers 6] [--tokens 16] [--device cpu|cuda]
@@ -102,7 +102,7 @@ def against_eager(args: argparse.Namespace) -> int:
     engine = load_engine(ref)
     errors, mass_error = bf16_errors(engine, Path(args.image).read_bytes(), args.question, args.tokens)
     steps = len(errors["raw"])
-    print(f"{ref}: {steps} streamed steps vs one eager bf16 forward (RELEVANCY.md's formulas, tests/reference.py)")
+    print(f"{ref}: {steps} streamed steps vs one eager bf16 forward (docs/relevancy.md's formulas, tests/reference.py)")
     print(f"{'method':16} {'max |map-eager| / max eager':>28} {'(median)':>9} {'tolerance':>10}")
     for name in METHODS:
         print(f"{name:16} {max(errors[name]):28.4f} {statistics.median(errors[name]):9.4f} {BF16_TOLERANCE:10.4f}")

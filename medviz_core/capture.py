@@ -3,8 +3,8 @@
 Owns: the `medviz` attention and mask functions registered with transformers, and
 `Capture`, the per-run state that they fill: for the current query position, every text
 layer's per-head attention to the image tokens, and the incremental rollout state
-(RELEVANCY.md, method 5). Does not own: turning those into maps (relevancy.py) or the
-generation loop (engine.py).
+(docs/relevancy.md, method 5). Does not own: turning those into maps (relevancy.py) or the
+generation loop (run.py).
 
 How it stays cheap and exact:
 - SDPA (the model's own kernel) computes the attention output; greedy tokens are the
@@ -15,7 +15,7 @@ How it stays cheap and exact:
   the probabilities we compute see exactly the mask the model used: Gemma 3's
   bidirectional image block at prefill and its sliding windows.
 - Keys come from the cache, so in sliding layers the key index j is absolute position
-  `j + total - kv_len` (MEDGEMMA.md). Image keys outside that range have probability 0.
+  `j + total - kv_len` (docs/model-facts.md). Image keys outside that range have probability 0.
 - Everything stays on the model's device in preallocated tensors; nothing is accumulated
   across steps and nothing syncs with the host.
 """

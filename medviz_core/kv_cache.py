@@ -8,7 +8,7 @@ growing one. After a decode forward the capture reads every layer's keys from th
 at once (`keys_up_to`), with no copy and no work inside the layers. Absolute positions
 are kept for every layer (sliding layers are handed the window, a view), so the buffer
 costs the memory of a full-attention cache of `max_length` tokens. Does not own the
-attention capture (capture.py) or the generation loop (engine.py).
+attention capture (capture.py) or the generation loop (run.py).
 """
 
 from __future__ import annotations

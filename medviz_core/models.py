@@ -139,7 +139,7 @@ def load_engine(ref: str = "tiny", compile: bool = False) -> Engine:
 
         handle = _load_folder(ensure_demo(), name="demo" + _suffix(parsed, ("device", "dtype")), local=True,
                               ref=parsed)
-        # A base model loops without a repetition penalty (MEDGEMMA.md).
+        # A base model loops without a repetition penalty (docs/model-facts.md).
         return Engine(replace(handle, suggested=GenerationParams(repetition_penalty=1.3)), compile=compile)
     if parsed.kind == "random":
         return Engine(_load_random(parsed), compile=compile)

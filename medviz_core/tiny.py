@@ -124,7 +124,7 @@ def tiny_config(tokenizer: Any, sliding_window: int = 512) -> Any:
 
 
 def medgemma_4b_config(layers: int = 34) -> Any:
-    """MedGemma-4B's exact shapes (MEDGEMMA.md); `layers` may shrink the decoder for quick runs."""
+    """MedGemma-4B's exact shapes (docs/model-facts.md); `layers` may shrink the decoder for quick runs."""
     from transformers import Gemma3Config
 
     full = {5, 11, 17, 23, 29}

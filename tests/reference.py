@@ -1,4 +1,4 @@
-"""An independent, deliberately plain implementation of RELEVANCY.md for the exactness tests.
+"""An independent, deliberately plain implementation of docs/relevancy.md for the exactness tests.
 
 It runs ONE eager forward pass with `output_attentions=True` over a finished sequence and
 applies each formula with explicit loops in float64 numpy: no capture, no incremental

@@ -58,7 +58,7 @@ def two_kinds() -> Any:
 
 
 def expected_ids(engine: Any, system: str, text: str) -> list[int]:
-    """MEDGEMMA.md's prompt layout, written out and tokenized by the real tokenizer."""
+    """The prompt layout of docs/model-facts.md, written out and tokenized by the real tokenizer."""
     image_block = "\n\n<start_of_image>" + "<image_soft_token>" * 256 + "<end_of_image>\n\n"
     prompt = (f"<bos><start_of_turn>user\n{system}\n\n{image_block}{text}<end_of_turn>\n"
               f"<start_of_turn>model\n")

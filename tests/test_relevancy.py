@@ -1,4 +1,4 @@
-"""The formulas of RELEVANCY.md on hand-made attention rows: flow's weights and head_importance's selection."""
+"""The formulas of docs/relevancy.md on hand-made attention rows: flow's weights and head_importance's selection."""
 
 from __future__ import annotations
 

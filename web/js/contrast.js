@@ -2,7 +2,7 @@
 /**
  * Display contrast for one quantised map: raw values -> 0..1 for the palette.
  *
- * Owns the three contrast modes of RELEVANCY.md, applied to the raw values recovered from
+ * Owns the three contrast modes of docs/relevancy.md, applied to the raw values recovered from
  * u8 and lo/hi: `linear` (min-max over the map), `percentile` (clip to the 5th..95th
  * percentile, numpy's linear interpolation, then scale) and `log` (log(x + 1e-8), then
  * min-max). It knows nothing about colours or canvases.

@@ -1,8 +1,8 @@
 // @ts-check
 /**
  * The peak, zone and high-attention regions of whichever map is shown, computed in the page
- * by the definition of medviz_core/regions.py (../shared/design/RELEVANCY.md, "Per-step
- * statistics"), so outlines, peak and caption follow the method on screen.
+ * by the definition of medviz_core/regions.py (docs/relevancy.md, "Statistics per
+ * step"), so outlines, peak and caption follow the method on screen.
  *
  * Owns `mapStats` (one quantised map -> peak, zone, regions) and its steps: the working
  * raster (cv2.INTER_LINEAR's sampling, longer side 256, the image's aspect), the threshold
