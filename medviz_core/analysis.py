@@ -9,7 +9,7 @@ image, then the generated tokens before it) for
 - `layer_head_view`: every layer's and head's attention of the token's query to the image
   (L x H maps) with each head's image_mass and entropy;
 - `token_scorer`: the probability of the token given a (masked) image, for faithfulness.
-Does not own the generation loop (engine.py) or the curves and scores (faithfulness.py,
+Does not own the generation loop (run.py) or the curves and scores (faithfulness.py,
 agreement.py). Each takes the engine as `engine_api.AnalysisEngine` (what it calls on one). These
 calls are blocking torch code; run them on the model's worker thread.
 """
