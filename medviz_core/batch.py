@@ -15,11 +15,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from .analysis_kinds import check_request
+from .engine_api import AnalysisEngine
 from .errors import Cancelled, RequestError
 from .recording import append_frame
-from .token_analysis import AnalysisSource, check_request, faithfulness_of_token, job_id
+from .token_analysis import AnalysisSource, faithfulness_of_token, job_id
 from .wire.client_frames import AnalyzeRequest
 from .wire.results import AnalysisFrame, FaithfulnessResult
 from .wire.server_frames import decode
@@ -75,8 +76,9 @@ def plan_faithfulness(source: AnalysisSource, tokens: Sequence[int], methods: Se
     return requests
 
 
-def faithfulness_rows(engine_for: Callable[[], Any], source: AnalysisSource, requests: Sequence[AnalyzeRequest],
-                      save: bool = True, cancel: threading.Event | None = None) -> Iterator[FaithfulnessRow]:
+def faithfulness_rows(engine_for: Callable[[], AnalysisEngine], source: AnalysisSource,
+                      requests: Sequence[AnalyzeRequest], save: bool = True,
+                      cancel: threading.Event | None = None) -> Iterator[FaithfulnessRow]:
     """Deletion/insertion for each planned request, answered from the recording when it is there.
 
     `engine_for()` is called once, when the first result has to be computed (a batch the
@@ -84,7 +86,7 @@ def faithfulness_rows(engine_for: Callable[[], Any], source: AnalysisSource, req
     unfinished token, once `cancel` is set.
     """
     cancel = cancel or threading.Event()
-    engine: Any = None
+    engine: AnalysisEngine | None = None
     by_token: dict[int, list[AnalyzeRequest]] = {}
     for request in requests:
         by_token.setdefault(request.index, []).append(request)

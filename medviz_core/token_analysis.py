@@ -1,16 +1,16 @@
-"""What one analysis request computes from a session's frames: the checks, the job id and the result.
+"""What each analysis kind computes from a session's frames, and the source it reads them from.
 
 Owns: `AnalysisSource` (the start frame and steps of a live session or a recording, the
-recording-only DICOM headers, and where results are recorded), `recording_source`,
-`check_request` (refusals that need the session: a token not generated yet, a method it
-does not compute, boxes outside their image, a 3D view without a frontal and a lateral),
-`job_id` (derived from the request, so equal requests share a job) and `compute`, which
-runs the kind (gradient, heads, faithfulness: the model; agreement, volume, dicom: numpy)
-and returns its typed result. Maps are used as they travel (decoded from the step frames),
-so a live session and its replay give the same numbers. `compute` is blocking torch code
-for the model kinds; the server's worker thread runs those. Also `export_token_map`, the
-map, regions and picture a DICOM export of one token or a token range takes (the browser's
-Export DICOM and `medviz export`). Does not own queueing, caching or replies (server/).
+recording-only DICOM headers, and where results are recorded), `recording_source`, `job_id`
+(derived from the request, so equal requests share a job), and each kind's computing:
+`gradient_of`, `heads_of`, `faithfulness_of` (the model: blocking torch code the server's
+worker thread runs; `faithfulness_of_token` computes several methods of one token at once),
+`agreement_of`, `volume_of` with its check `check_biplanar`, and `dicom_of` (numpy over the
+frames). Maps are used as they travel (decoded from the step frames), so a live session and
+its replay give the same numbers. Also `export_token_map`, the map, regions and picture a
+DICOM export of one token or a token range takes (the browser's Export DICOM and `medviz
+export`). Does not own which kind is which, the checks every kind shares or the dispatch
+(analysis_kinds.py), or queueing, caching and replies (server/).
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .engine_api import AnalysisEngine
 from .errors import ExportError, MedvizError, RequestError
+from .types import source_key
 from .wire.client_frames import AnalyzeRequest
 from .wire.codec import QuantMap
 from .wire.results import (
     AgreementResult,
     AnalysisFrame,
-    AnalysisResult,
     DicomResult,
     FaithfulnessResult,
     GradientResult,
@@ -40,14 +41,15 @@ from .wire.results import (
 )
 from .wire.server_frames import StartFrame, StepFrame
 
-MODEL_KINDS = ("gradient", "heads", "faithfulness")  # need the model (the worker thread); the others are numpy
+if TYPE_CHECKING:
+    from .analysis import TokenContext
 
 
 @dataclass(frozen=True)
 class AnalysisSource:
     """The frames an analysis reads: a live session so far, or a recording."""
 
-    key: str  # "session:<id>" or "recording:<id>": jobs are cached per source
+    key: str  # types.source_key: "session:<id>" or "recording:<id>": jobs are cached per source
     start: StartFrame
     steps: tuple[StepFrame, ...]  # index order, from 0
     recording: Path | None = None  # done results are appended here
@@ -62,7 +64,7 @@ def recording_source(name: str, path: Path, recording: Any) -> AnalysisSource:
         raise RequestError(f"recording {name!r} is empty")
     source = recording.source
     return AnalysisSource(
-        key=f"recording:{name}", start=recording.start, recording=path, what="recording",
+        key=source_key("recording", name), start=recording.start, recording=path, what="recording",
         steps=tuple(f.frame for f in recording.steps if isinstance(f.frame, StepFrame)),
         recorded={f.frame.job: f.sent for f in recording.analyses if isinstance(f.frame, AnalysisFrame)},
         headers=() if source is None else source.headers,
@@ -75,67 +77,52 @@ def job_id(request: AnalyzeRequest) -> str:
     return f"{request.kind}-{request.index}-{hashlib.sha1(detail.encode('utf-8')).hexdigest()[:8]}"
 
 
-def check_request(source: AnalysisSource, request: AnalyzeRequest) -> None:
-    """RequestError for a request this source cannot answer."""
-    count = len(source.steps)
-    if request.index >= count:
-        raise RequestError(f"token index {request.index} has not been generated; the {source.what} has "
-                           f"{count} token(s) so far")
-    start = source.start
-    if request.kind in ("faithfulness", "volume", "dicom"):
-        if request.method != "gradient" and request.method not in start.methods:
-            also = " or gradient" if request.kind == "faithfulness" else ""
-            raise RequestError(f"method {request.method!r} is not computed by this {source.what}; expected one of "
-                               f"{', '.join(start.methods)}{also}")
-    if request.kind == "faithfulness":
-        cells = start.model.grid[0] * start.model.grid[1]
-        if request.steps < 1:
-            raise RequestError(f"faithfulness steps must be at least 1; got {request.steps}")
-        if request.steps > cells:
-            raise RequestError(f"faithfulness steps must be at most the {cells} grid cells; got {request.steps}")
-    if request.kind == "volume" and biplanar_pair(start) is None:
-        raise RequestError(f"a 3D view needs one frontal (PA or AP) and one lateral image, by their labels; this "
-                           f"{source.what}'s labels are {[image.label for image in start.images]}")
-    for box in request.boxes:
-        if box.image >= len(start.images):
-            raise RequestError(f"box {box.label!r} is on image {box.image}; the {source.what} has {len(start.images)}")
-        width, height = start.images[box.image].size
-        x, y, w, h = box.xywh
-        if x + w > width or y + h > height:
-            raise RequestError(f"box {box.label!r} xywh {list(box.xywh)} must lie inside image {box.image} "
-                               f"({width}x{height})")
+def gradient_of(engine: AnalysisEngine, source: AnalysisSource, request: AnalyzeRequest,
+                cancel: threading.Event) -> GradientResult:
+    """Chefer gradient relevancy of the token, one map per image (analysis.gradient_relevancy)."""
+    from .analysis import gradient_relevancy
+
+    context, _ = _context(engine, source, request.index)
+    return GradientResult.of(gradient_relevancy(engine, context, cancel))
 
 
-def compute(engine: Any, source: AnalysisSource, request: AnalyzeRequest, cancel: threading.Event) -> AnalysisResult:
-    """The typed result of a done job: errors.Cancelled once `cancel` is set, MedvizError for a clear failure."""
-    if request.kind == "agreement":
-        return _agreement(source, request)
-    if request.kind == "volume":
-        return _volume(source, request)
-    if request.kind == "dicom":
-        return _dicom(source, request.index, request.index, request.method)
-    from .analysis import gradient_relevancy, layer_head_view
+def heads_of(engine: AnalysisEngine, source: AnalysisSource, request: AnalyzeRequest,
+             cancel: threading.Event) -> HeadsResult:
+    """Every layer's and head's attention of the token to the images (analysis.layer_head_view)."""
+    from .analysis import layer_head_view
 
-    context, images = _context(engine, source, request.index)
-    if request.kind == "gradient":
-        return GradientResult.of(gradient_relevancy(engine, context, cancel))
-    if request.kind == "heads":
-        view = layer_head_view(engine, context, cancel)
-        return HeadsResult.of(view.maps, view.image_mass, view.entropy)
-    method, result = next(_faithfulness(engine, source, request.index, (request.method,), request.steps, context,
-                                        images, cancel))
+    context, _ = _context(engine, source, request.index)
+    view = layer_head_view(engine, context, cancel)
+    return HeadsResult.of(view.maps, view.image_mass, view.entropy)
+
+
+def faithfulness_of(engine: AnalysisEngine, source: AnalysisSource, request: AnalyzeRequest,
+                    cancel: threading.Event) -> FaithfulnessResult:
+    """Deletion and insertion curves of the token for the request's method, beside random orders."""
+    _, result = next(faithfulness_of_token(engine, source, request.index, (request.method,), request.steps, cancel))
     return result
 
 
-def faithfulness_of_token(engine: Any, source: AnalysisSource, index: int, methods: tuple[str, ...], steps: int,
-                          cancel: threading.Event) -> Iterator[tuple[str, FaithfulnessResult]]:
-    """(method, result) for several methods of one token, in order: the same numbers as one `compute` per
-    method, with the random baselines computed once for the token. errors.Cancelled once `cancel` is set."""
+def faithfulness_of_token(engine: AnalysisEngine, source: AnalysisSource, index: int, methods: tuple[str, ...],
+                          steps: int, cancel: threading.Event) -> Iterator[tuple[str, FaithfulnessResult]]:
+    """(method, result) for several methods of one token, in order: the same numbers as one `faithfulness_of`
+    per method, with the random baselines computed once for the token. errors.Cancelled once `cancel` is set.
+    Deletion/insertion on the first image (the others stay as they are in a study)."""
+    from .analysis import gradient_relevancy, token_scorer
+    from .faithfulness import batch
+
     context, images = _context(engine, source, index)
-    yield from _faithfulness(engine, source, index, methods, steps, context, images, cancel)
+    grid = source.start.model.grid
+    maps = [(index, method, gradient_relevancy(engine, context, cancel)[0] if method == "gradient"
+             else source.steps[index].maps[method].values(grid)) for method in methods]
+    labels = [image.label for image in source.start.images]
+    scorer = token_scorer(engine, context, source.start.question, images, labels, image_index=0)
+    for report in batch(images[0], maps, lambda _: scorer, steps=steps, cancel=cancel):
+        yield report.method, FaithfulnessResult.of(report.method, report.deletion, report.insertion,
+                                                   report.random_deletion, report.random_insertion)
 
 
-def _context(engine: Any, source: AnalysisSource, index: int) -> tuple[Any, list[np.ndarray]]:
+def _context(engine: AnalysisEngine, source: AnalysisSource, index: int) -> tuple[TokenContext, list[np.ndarray]]:
     """The token's context (the session's prompt rebuilt on this engine) and the images as RGB arrays."""
     from .analysis import token_context
     from .imaging import load_image
@@ -152,24 +139,8 @@ def _context(engine: Any, source: AnalysisSource, index: int) -> tuple[Any, list
     return context, images
 
 
-def _faithfulness(engine: Any, source: AnalysisSource, index: int, methods: tuple[str, ...], steps: int,
-                  context: Any, images: list[np.ndarray],
-                  cancel: threading.Event) -> Iterator[tuple[str, FaithfulnessResult]]:
-    """Deletion/insertion on the first image (the others stay as they are in a study)."""
-    from .analysis import gradient_relevancy, token_scorer
-    from .faithfulness import batch
-
-    grid = source.start.model.grid
-    maps = [(index, method, gradient_relevancy(engine, context, cancel)[0] if method == "gradient"
-             else source.steps[index].maps[method].values(grid)) for method in methods]
-    labels = [image.label for image in source.start.images]
-    scorer = token_scorer(engine, context, source.start.question, images, labels, image_index=0)
-    for report in batch(images[0], maps, lambda _: scorer, steps=steps, cancel=cancel):
-        yield report.method, FaithfulnessResult.of(report.method, report.deletion, report.insertion,
-                                                   report.random_deletion, report.random_insertion)
-
-
-def _agreement(source: AnalysisSource, request: AnalyzeRequest) -> AgreementResult:
+def agreement_of(source: AnalysisSource, request: AnalyzeRequest) -> AgreementResult:
+    """How well each method's map of the token agrees with the request's boxes (agreement.py)."""
     from .agreement import Box, box_coverage, iou_top_regions, pointing_game
 
     image = request.boxes[0].image
@@ -190,11 +161,19 @@ def biplanar_pair(start: StartFrame) -> tuple[int, int] | None:
     return choose_views([image.label for image in start.images])
 
 
-def _volume(source: AnalysisSource, request: AnalyzeRequest) -> VolumeResult:
+def check_biplanar(source: AnalysisSource, request: AnalyzeRequest) -> None:
+    """RequestError unless the source's labels name one frontal and one lateral image (a 3D view's check)."""
+    if biplanar_pair(source.start) is None:
+        raise RequestError(f"a 3D view needs one frontal (PA or AP) and one lateral image, by their labels; this "
+                           f"{source.what}'s labels are {[image.label for image in source.start.images]}")
+
+
+def volume_of(source: AnalysisSource, request: AnalyzeRequest) -> VolumeResult:
+    """The biplanar 3D estimate of the token from its frontal and lateral maps (biplanar.py)."""
     from .biplanar import biplanar_volume
 
     pair = biplanar_pair(source.start)
-    assert pair is not None  # check_request refused it otherwise
+    assert pair is not None  # check_biplanar refused it otherwise
     frontal, lateral = pair
     grid = source.start.model.grid
     step = source.steps[request.index]
@@ -234,10 +213,12 @@ def export_token_map(source: AnalysisSource, first: int, last: int, method: str,
                       stand_in=source.start.model.stand_in))
 
 
-def _dicom(source: AnalysisSource, first: int, last: int, method: str) -> DicomResult:
+def dicom_of(source: AnalysisSource, request: AnalyzeRequest) -> DicomResult:
+    """The token's map of every image of a study as DICOM, in one zip (dicom_export.py)."""
     from .dicom_export import export_zip
 
-    images = [(info.label, *export_token_map(source, first, last, method, image))
+    index = request.index
+    images = [(info.label, *export_token_map(source, index, index, request.method, image))
               for image, info in enumerate(source.start.images)]  # every image of a study, in its order
     data, names, notes = export_zip(images)
     return DicomResult(zip=data, names=names, notes=notes)

@@ -15,7 +15,7 @@ not computed or appended again; a refusal is logged and the askers get the resul
 remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
 nobody waits for any more is cancelled, so a closed tab does not keep the model's worker busy.
 Replies are callables `reply(frame, final)` that must not block (the routes hand them to the
-event loop). Does not own what a job computes (medviz_core/token_analysis.py) or sockets
+event loop). Does not own what a job computes (medviz_core/analysis_kinds.py) or sockets
 (live.py, replay.py).
 """
 
@@ -29,10 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from medviz_core.analysis_kinds import check_request, compute
+from medviz_core.engine_api import AnalysisEngine
 from medviz_core.errors import Cancelled, MedvizError, RequestError
 from medviz_core.recording import in_words
 from medviz_core.recording_summary import append_result, recorded
-from medviz_core.token_analysis import AnalysisSource, check_request, compute, job_id
+from medviz_core.token_analysis import AnalysisSource, job_id
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, AnalysisResult
 from medviz_core.wire.server_frames import decode
@@ -42,9 +44,9 @@ from .recording_disk import disk_state
 log = logging.getLogger("medviz.server")
 
 Reply = Callable[[AnalysisFrame, bool], None]  # (the job's state, whether it is its last word); the asker adds its id
-# A scaled-out node's compute (remote_analyses.py): token_analysis.compute's arguments and whether the source
-# session's owner asked (its job may run between that session's steps on the worker).
-Compute = Callable[[Any, AnalysisSource, AnalyzeRequest, threading.Event, bool], AnalysisResult]
+# A scaled-out node's compute (remote_analyses.py): analysis_kinds.compute's arguments but the engine (the node
+# has none), and whether the source session's owner asked (its job may run between that session's steps).
+Compute = Callable[[AnalysisSource, AnalyzeRequest, threading.Event, bool], AnalysisResult]
 FINAL = ("done", "cancelled", "error")
 
 
@@ -82,13 +84,14 @@ class _Job:
 class AnalysisJobs:
     """Every analysis job of this server; `cache_size` done results are kept, oldest dropped first."""
 
-    def __init__(self, engine: Any, line: TaskLine, cache_size: int = 256, compute: Compute | None = None,
-                 record: bool = True, results_max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, engine: AnalysisEngine | None, line: TaskLine, cache_size: int = 256,
+                 compute: Compute | None = None, record: bool = True,
+                 results_max_bytes: int = 64 * 1024 * 1024) -> None:
         self.engine = engine
         self.results_max_bytes = results_max_bytes  # results appended to one recording, in bytes
         self.line = line
         self.cache_size = cache_size
-        self.compute = compute  # None: token_analysis.compute; a scaled-out node asks a worker (remote_analyses.py)
+        self.compute = compute  # None: analysis_kinds.compute; a scaled-out node asks a worker (remote_analyses.py)
         self.record = record  # append done results to the source's recording (False where a worker does)
         self.runs = 0  # jobs computed (tests check that a repeat does not add one)
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()
@@ -224,7 +227,7 @@ class AnalysisJobs:
         try:
             self.runs += 1
             result = (compute(self.engine, job.source, job.request, job.cancel) if self.compute is None
-                      else self.compute(self.engine, job.source, job.request, job.cancel, job.owner_asked))
+                      else self.compute(job.source, job.request, job.cancel, job.owner_asked))
             if job.cancel.is_set():
                 raise Cancelled("cancelled while it finished")
         except Cancelled:

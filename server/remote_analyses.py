@@ -11,7 +11,7 @@ frames, as in one process), otherwise the live worker the source key hashes to (
 repeats meet that worker's cache). A cancelled or withdrawn job sends `withdraw`: the
 worker stops it if no other node waits for it (a cancel on one node does not cancel
 another node's askers). A worker that dies, or a Redis that is lost, ends the job with an
-error; nothing waits forever. Does not own what a job computes (token_analysis.py) or the
+error; nothing waits forever. Does not own what a job computes (analysis_kinds.py) or the
 worker's side (redis_worker.py).
 """
 
@@ -23,7 +23,6 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
@@ -83,8 +82,8 @@ class RemoteAnalyses(FairLine):
 
     # -- the compute ------------------------------------------------------------------------
 
-    def compute(self, engine: Any, source: AnalysisSource, request: AnalyzeRequest,
-                cancel: threading.Event, owner: bool) -> AnalysisResult:
+    def compute(self, source: AnalysisSource, request: AnalyzeRequest, cancel: threading.Event,
+                owner: bool) -> AnalysisResult:
         """Ask a worker and wait for its final answer: the result, or Cancelled / MedvizError. `owner`: the
         session's owner asked (the worker may run it between that session's steps)."""
         worker = self._route(source.key)

@@ -36,7 +36,7 @@ from .limits import (
     ClientLimits,
     client_limits,
 )
-from .results import ANALYSIS_KINDS
+from .results import KINDS, KindRules
 from .server_frames import params_to_wire
 
 CLIENT_TYPES = ("start", "rejoin", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
@@ -175,9 +175,9 @@ class BoxRequest:
 
 @dataclass(frozen=True)
 class AnalyzeRequest:
-    """On-demand analysis of token `index`. Fields a kind does not use are normalised away (method ""
-    unless faithfulness or volume, boxes () unless agreement, steps 0 unless faithfulness), so equal
-    requests compare equal and share one job. `id` is the client's own, echoed in every answer."""
+    """On-demand analysis of token `index`. Fields a kind does not take (results.KINDS) are normalised
+    away (method "", boxes (), steps 0), so equal requests compare equal and share one job. `id` is the
+    client's own, echoed in every answer."""
 
     kind: str
     index: int
@@ -310,33 +310,38 @@ def _params(m: Mapping[str, Any], limits: ClientLimits) -> ParamsRequest:
 
 def _parse_analyze(f: Mapping[str, Any], limits: ClientLimits) -> AnalyzeRequest:
     kind = get_field(f, "kind", str, "analyze", RequestError)
-    if kind not in ANALYSIS_KINDS:
-        raise RequestError(f"analysis kind must be one of {', '.join(ANALYSIS_KINDS)}; got {kind[:40]!r}")
+    rules = KINDS.get(kind)
+    if rules is None:
+        raise RequestError(f"analysis kind must be one of {', '.join(KINDS)}; got {kind[:40]!r}")
     index = get_field(f, "index", int, "analyze", RequestError)
     if index < 0:
         raise RequestError(f"token index must be >= 0; got {index}")
     rid = request_id(f, "analyze")
-    if kind in ("faithfulness", "volume", "dicom"):
-        method = _optional(f, "method", str, "consensus", "analyze")
-        allowed = (*METHODS, "gradient") if kind == "faithfulness" else METHODS
-        if method not in allowed:
-            named = ", ".join(METHODS) + (" or gradient" if kind == "faithfulness" else "")
-            raise RequestError(f"{kind} method must be one of {named}; got {method[:40]!r}")
-        if kind != "faithfulness":
-            return AnalyzeRequest(kind=kind, index=index, method=method, id=rid)
-        steps = _optional(f, "steps", int, DEFAULT_FAITHFULNESS_STEPS, "analyze")
-        if not 1 <= steps <= MAX_FAITHFULNESS_STEPS:
-            raise RequestError(f"faithfulness steps must be in 1..{MAX_FAITHFULNESS_STEPS}; got {steps}")
-        return AnalyzeRequest(kind=kind, index=index, method=method, steps=steps, id=rid)
-    if kind == "agreement":
-        return AnalyzeRequest(kind=kind, index=index, boxes=_boxes(f), id=rid)
-    return AnalyzeRequest(kind=kind, index=index, id=rid)
+    method = _method(f, kind, rules) if rules.method else ""
+    steps = _steps(f, kind) if rules.steps else 0
+    boxes = _boxes(f, kind) if rules.boxes else ()
+    return AnalyzeRequest(kind=kind, index=index, method=method, boxes=boxes, steps=steps, id=rid)
 
 
-def _boxes(f: Mapping[str, Any]) -> tuple[BoxRequest, ...]:
+def _method(f: Mapping[str, Any], kind: str, rules: KindRules) -> str:
+    method: str = _optional(f, "method", str, "consensus", "analyze")
+    if method not in rules.methods:
+        named = ", ".join(METHODS) + (" or gradient" if rules.gradient else "")
+        raise RequestError(f"{kind} method must be one of {named}; got {method[:40]!r}")
+    return method
+
+
+def _steps(f: Mapping[str, Any], kind: str) -> int:
+    steps: int = _optional(f, "steps", int, DEFAULT_FAITHFULNESS_STEPS, "analyze")
+    if not 1 <= steps <= MAX_FAITHFULNESS_STEPS:
+        raise RequestError(f"{kind} steps must be in 1..{MAX_FAITHFULNESS_STEPS}; got {steps}")
+    return steps
+
+
+def _boxes(f: Mapping[str, Any], kind: str) -> tuple[BoxRequest, ...]:
     items = _optional(f, "boxes", list, [], "analyze")
     if not 1 <= len(items) <= MAX_BOXES:
-        raise RequestError(f"agreement needs 1..{MAX_BOXES} boxes; got {len(items)}")
+        raise RequestError(f"{kind} needs 1..{MAX_BOXES} boxes; got {len(items)}")
     boxes = []
     for number, item in enumerate(items):
         where = f"box {number} of the analyze"
@@ -354,7 +359,7 @@ def _boxes(f: Mapping[str, Any]) -> tuple[BoxRequest, ...]:
                                f"{MAX_BOX_LABEL_CHARS} characters; got image {image}")
         boxes.append(BoxRequest(label=label, xywh=(xywh[0], xywh[1], xywh[2], xywh[3]), image=image))
     if len({b.image for b in boxes}) != 1:
-        raise RequestError(f"all boxes of one agreement request must be on one image; got images "
+        raise RequestError(f"all boxes of one {kind} request must be on one image; got images "
                            f"{sorted({b.image for b in boxes})}")
     return tuple(boxes)
 

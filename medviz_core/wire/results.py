@@ -3,7 +3,8 @@
 Owns: `AnalysisFrame` (a job's state for the socket that asked, with the request's `id`
 echoed) and the results: `GradientResult`, `HeadsResult`, `FaithfulnessResult` (with its
 `Curve`s), `AgreementResult`, `VolumeResult` and `DicomResult`, each with `to_wire()` /
-`from_wire()` and an `of(...)` that builds it from the engine's arrays. Results travel as
+`from_wire()` and an `of(...)` that builds it from the engine's arrays, and `KINDS`, each
+kind's `KindRules` (the fields its request takes, its result type). Results travel as
 float64 (maps as quantised [lo, hi, u8] like step maps). Does not compute anything
 (analysis.py, faithfulness.py, agreement.py, biplanar.py, dicom_export.py do).
 """
@@ -17,9 +18,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ProtocolError
+from ..types import METHODS
 from .codec import QuantMap, describe, get_field, optional_field, pack
 
-ANALYSIS_KINDS = ("gradient", "heads", "faithfulness", "agreement", "volume", "dicom")
 ANALYSIS_STATUSES = ("queued", "running", "done", "cancelled", "error")
 
 
@@ -215,9 +216,35 @@ class DicomResult:
 
 
 AnalysisResult = GradientResult | HeadsResult | FaithfulnessResult | AgreementResult | VolumeResult | DicomResult
-_RESULTS: dict[str, Any] = {
-    "gradient": GradientResult, "heads": HeadsResult, "faithfulness": FaithfulnessResult,
-    "agreement": AgreementResult, "volume": VolumeResult, "dicom": DicomResult,
+
+
+@dataclass(frozen=True)
+class KindRules:
+    """The protocol's half of an analysis kind: the fields its request takes and its result type. A field a kind
+    does not take is normalised away when parsed (client_frames.AnalyzeRequest); how a kind is checked against
+    a session and computed is medviz_core/analysis_kinds.py's."""
+
+    result: type[AnalysisResult]  # the `result` of its done frame
+    method: bool = False  # it names one of METHODS (default consensus)
+    gradient: bool = False  # ... or "gradient"
+    steps: bool = False  # it takes a step count, 1..MAX_FAITHFULNESS_STEPS (default DEFAULT_FAITHFULNESS_STEPS)
+    boxes: bool = False  # it takes 1..MAX_BOXES boxes, all on one image
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The methods a request of this kind may name; () if it takes none."""
+        if not self.method:
+            return ()
+        return (*METHODS, "gradient") if self.gradient else METHODS
+
+
+KINDS: dict[str, KindRules] = {  # every analysis kind, in the order the protocol lists them
+    "gradient": KindRules(GradientResult),
+    "heads": KindRules(HeadsResult),
+    "faithfulness": KindRules(FaithfulnessResult, method=True, gradient=True, steps=True),
+    "agreement": KindRules(AgreementResult, boxes=True),
+    "volume": KindRules(VolumeResult, method=True),
+    "dicom": KindRules(DicomResult, method=True),
 }
 
 
@@ -246,18 +273,14 @@ class AnalysisFrame:
     def from_wire(f: Mapping[str, Any]) -> AnalysisFrame:
         kind = get_field(f, "kind", str, "analysis")
         status = get_field(f, "status", str, "analysis")
-        if kind not in ANALYSIS_KINDS or status not in ANALYSIS_STATUSES:
+        if kind not in KINDS or status not in ANALYSIS_STATUSES:
             raise ProtocolError(f"analysis kind {kind!r} / status {status!r} is not one the protocol knows")
         result = get_field(f, "result", (dict, type(None)), "analysis")
         return AnalysisFrame(job=get_field(f, "job", str, "analysis"), kind=kind,
                              index=get_field(f, "index", int, "analysis"), status=status,
                              message=get_field(f, "message", str, "analysis"),
-                             result=None if result is None else _RESULTS[kind].from_wire(result),
+                             result=None if result is None else KINDS[kind].result.from_wire(result),
                              id=optional_field(f, "id", str, None, "analysis"))
-
-
-def result_kind(result: AnalysisResult) -> str:
-    return next(kind for kind, cls in _RESULTS.items() if isinstance(result, cls))
 
 
 def quant_sequence(values: Sequence[np.ndarray]) -> tuple[QuantMap, ...]:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from medviz_core import batch as batch_analysis
+from medviz_core.analysis_kinds import compute
 from medviz_core.batch import parse_tokens
 from medviz_core.errors import RequestError
 from medviz_core.recording import read_recording
-from medviz_core.token_analysis import compute, job_id, recording_source
+from medviz_core.token_analysis import job_id, recording_source
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, FaithfulnessResult
 from server.cli import main
