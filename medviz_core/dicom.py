@@ -60,8 +60,14 @@ def _plain_syntax(implicit: bool | None, little: bool | None) -> Any:
     return uid.ExplicitVRLittleEndian if little or little is None else uid.ExplicitVRBigEndian
 
 
-def load_dicom(data: bytes, max_pixels: int) -> np.ndarray:
-    dataset = _read_dicom(data, force=data[128:132] != b"DICM")
+def read_dicom(data: bytes) -> Any:
+    """The dataset, pixel data still encoded (ImageError if pydicom cannot read it): one read serves the
+    header check and the decode (imaging.load_image)."""
+    return _read_dicom(data, force=data[128:132] != b"DICM")
+
+
+def dicom_to_rgb(dataset: Any, max_pixels: int) -> np.ndarray:
+    """A dataset's first frame -> (H, W, 3) uint8 RGB, by imaging.py's choices."""
     if not any(key in dataset for key in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ImageError("the DICOM file has no pixel data: (7FE0,0010) Pixel Data is missing")
     rows, columns = dataset.get("Rows"), dataset.get("Columns")
@@ -182,7 +188,7 @@ def _window_output_range(dataset: Any) -> tuple[float, float]:
 
 def dicom_header(data: bytes) -> bytes | None:
     """A DICOM file's header without its pixel data, as DICOM bytes (what an export references and copies);
-    None when `data` is not DICOM. The image was checked by `load_dicom` first."""
+    None when `data` is not DICOM. The image was checked by `imaging.load_image` first."""
     try:
         is_dicom = sniff_format(data) == "dicom" or looks_like_headerless_dicom(data)
     except ImageError:

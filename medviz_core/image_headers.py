@@ -2,11 +2,12 @@
 
 Owns: `ImageHeader` (width, height, channels and bytes per sample as the file declares
 them) and `read_header` for PNG (IHDR), JPEG (the SOFn frame header) and DICOM (Rows,
-Columns, SamplesPerPixel, BitsAllocated); `decoded_bytes` (width x height x channels x
-bytes per sample: what the decoder produces), `work_bytes` (a bound on the memory
-`imaging.load_image` needs for it at its peak) and `check_jpeg_scan` (a JPEG must carry at
-least one bit of scan data per 8 x 8 block its header declares, or libjpeg fills the rest
-with grey). Does not own decoding (imaging.py) or any server budget (server/image_budget.py).
+Columns, SamplesPerPixel, BitsAllocated; `dicom_dataset_header` for a dataset already
+read); `decoded_bytes` (width x height x channels x bytes per sample: what the decoder
+produces), `work_bytes` (a bound on the memory `imaging.load_image` needs for it at its
+peak) and `check_jpeg_scan` (a JPEG must carry at least one bit of scan data per 8 x 8
+block its header declares, or libjpeg fills the rest with grey). Does not own decoding
+(imaging.py) or any server budget (server/image_budget.py).
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ def _dicom_header(data: bytes) -> ImageHeader:
 
     try:
         dataset: Any = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    except Exception as error:  # any pydicom failure is a bad file
+        raise ImageError("the DICOM file is truncated or damaged") from error
+    return dicom_dataset_header(dataset)
+
+
+def dicom_dataset_header(dataset: Any) -> ImageHeader:
+    """The header of a DICOM dataset already read (imaging.load_image reads a DICOM once, in full, and checks
+    this before any pixel is decoded); ImageError if its size tags are missing or not numbers."""
+    try:
         rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
         samples = int(dataset.get("SamplesPerPixel") or 1)
         bits = int(dataset.get("BitsAllocated") or 8)

@@ -36,9 +36,9 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
 
-from .dicom import load_dicom, looks_like_headerless_dicom
+from .dicom import dicom_to_rgb, looks_like_headerless_dicom, read_dicom
 from .errors import ImageError
-from .image_headers import ImageHeader, check_jpeg_scan, read_header
+from .image_headers import ImageHeader, check_jpeg_scan, dicom_dataset_header, read_header
 from .pixels import EXPECTED, NAMES, Format, check_pixels, gray_to_rgb, sniff_format, window_min_max
 
 MAX_PIXELS = 50_000_000
@@ -64,22 +64,36 @@ def image_header(data: bytes, *, max_pixels: int = MAX_PIXELS,
     return _checked_header(data, image_kind(data), max_pixels, max_decoded_bytes)
 
 
-def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
-    """File bytes -> (H, W, 3) uint8 RGB. ImageError for anything unreadable or too large."""
-    kind = image_kind(data)
-    _checked_header(data, kind, max_pixels, max_decoded_bytes)
-    if kind in ("png", "jpeg"):
-        return _load_pillow(data, kind, max_pixels)
-    return load_dicom(data, max_pixels)
+def load_image(data: bytes, *, max_pixels: int = MAX_PIXELS, max_decoded_bytes: int = MAX_DECODED_BYTES,
+               checked: ImageHeader | None = None) -> np.ndarray:
+    """File bytes -> (H, W, 3) uint8 RGB. ImageError for anything unreadable or too large.
+
+    `checked`: the header `image_header` already read and checked for these bytes (admission), so it is not
+    read again. A DICOM is read once: the dataset's header is checked before any pixel is decoded.
+    """
+    kind = image_kind(data) if checked is None else checked.kind
+    if kind == "dicom":
+        dataset = read_dicom(data)
+        if checked is None:
+            _check_limits(dicom_dataset_header(dataset), max_pixels, max_decoded_bytes)
+        return dicom_to_rgb(dataset, max_pixels)
+    pillow: Format = "png" if kind == "png" else "jpeg"
+    if checked is None:
+        _checked_header(data, pillow, max_pixels, max_decoded_bytes)
+    return _load_pillow(data, pillow, max_pixels)
 
 
 def _checked_header(data: bytes, kind: Format, max_pixels: int, max_decoded_bytes: int) -> ImageHeader:
-    header = read_header(data, kind)
+    header = _check_limits(read_header(data, kind), max_pixels, max_decoded_bytes)
+    if header.kind == "jpeg":
+        check_jpeg_scan(data, header)
+    return header
+
+
+def _check_limits(header: ImageHeader, max_pixels: int, max_decoded_bytes: int) -> ImageHeader:
     check_pixels(header.width, header.height, max_pixels)
     if header.decoded_bytes > max_decoded_bytes:
         raise ImageError(f"image would decode to {header.describe()}; the limit is {max_decoded_bytes} bytes")
-    if header.kind == "jpeg":
-        check_jpeg_scan(data, header)
     return header
 
 

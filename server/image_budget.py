@@ -5,9 +5,13 @@ by medviz_core.image_headers before any pixel is decoded; threadsafe; the event 
 for room with `reserve`, the generation worker with `hold`) and `check_images`, which
 admits a start request's files: headers first (size, channels, bit depth against the
 per-image limits; the study's total work against the whole budget), then each file is
-decoded once under the budget, on the budget's own threads, and its pixels dropped: a
-queued session keeps only its file bytes, and the worker decodes them again, under the
-budget, when the session runs. Does not own decoding (medviz_core/imaging.py).
+decoded once under the budget, on the budget's own threads (its header not read again),
+and its pixels dropped: a queued session keeps only its file bytes, and the worker decodes
+them again, under the budget, when the session runs. That second decode is deliberate: the
+pixels are several times the file (a 2 MB JPEG X-ray is 15 MB of RGB), and keeping them
+for every queued session would put the queue's memory outside the budget (docs/security.md
+promises that queued sessions keep only the uploaded files); admission decodes so a damaged
+file is refused before the session is queued. Does not own decoding (medviz_core/imaging.py).
 """
 
 from __future__ import annotations
@@ -85,11 +89,12 @@ async def check_images(images: Sequence[bytes], budget: ImageBudget, max_pixels:
     def header(data: bytes) -> ImageHeader:
         return image_header(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
 
-    def decode(data: bytes, nbytes: int) -> None:
+    def decode(data: bytes, found: ImageHeader) -> None:
         try:  # released here, on the thread, so a client that leaves mid-decode cannot free it early
-            load_image(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)  # pixels dropped at once
+            load_image(data, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes,
+                       checked=found)  # its header is not read again; the pixels are dropped at once
         finally:
-            budget.release(nbytes)
+            budget.release(found.work_bytes)
 
     headers = [await loop.run_in_executor(budget.executor, header, data) for data in images]
     work = sum(h.work_bytes for h in headers)
@@ -98,5 +103,5 @@ async def check_images(images: Sequence[bytes], budget: ImageBudget, max_pixels:
                          f"needs about {work} bytes; the server decodes at most {budget.total} at once")
     for data, found in zip(images, headers):
         await budget.reserve(found.work_bytes, wait_s)
-        await loop.run_in_executor(budget.executor, decode, data, found.work_bytes)
+        await loop.run_in_executor(budget.executor, decode, data, found)
     return work
