@@ -26,13 +26,13 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import Cancelled
+from .host_maps import ReducedRows
 from .kv_cache import BufferCache
 
 ATTENTION_NAME = "medviz"
@@ -42,17 +42,6 @@ _DIFFERENTIABLE: contextvars.ContextVar[AttentionRecorder | None] = contextvars.
     "medviz_differentiable", default=None
 )
 _registered = False
-
-
-@dataclass(frozen=True)
-class ReducedRows:
-    """One step's attention, reduced on the device and moved to the CPU: what relevancy.compute_maps takes."""
-
-    layer_means: np.ndarray  # [layer, image]: m[l][I], the head mean of the query's attention to every image token
-    last_heads: np.ndarray  # [head, image]: A[L-1][h][I]
-    rollout: np.ndarray | None  # [image]: R[L-1][q, I], None when rollout is off
-    layers_seeing_image: int
-    context: np.ndarray  # [key]: mean_l m[l][j] for keys j = 0..q, the attention to every position
 
 
 def pack_rows(head_rows: torch.Tensor, rollout_row: torch.Tensor | None, context: torch.Tensor,

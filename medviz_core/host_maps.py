@@ -1,16 +1,17 @@
 """A step's host work: its reduced rows -> each image's maps and statistics and the context links.
 
 Owns: `StepPlan` (what every step of one run shares: the grid, the images, the methods, the
-not-text mask), `HostMaps` (one step's result), `host_maps` (the work itself, a pure function
-of the two), `context_links`, and `MapsProcess`, one child process per engine that runs
-`host_maps` for the pipelined path. In a thread the work would share the interpreter lock with
-the thread that issues the model's operations, which at batch 1 is busy for the whole step (an
-eager step on a GPU, a small model on a CPU): the thread then costs as much time as running the
-work inline (measured on `tiny`: a thread made a stream slower than inline). A process runs it
-beside the model for the price of sending the rows and the result (up to a few hundred KB for
-four images of a large model). Torch-free: the child imports numpy and OpenCV only. Does not
-own the formulas (relevancy.py, regions.py) or turning a result into a Step (run.py: the
-token's text is the run's own incremental state).
+not-text mask), `ReducedRows` (one step's attention rows as capture.py hands them to the host,
+torch-free so the child reads them as they are), `HostMaps` (one step's result), `host_maps`
+(the work itself, a pure function of the two), `context_links`, and `MapsProcess`, one child
+process per engine that runs `host_maps` for the pipelined path. In a thread the work would
+share the interpreter lock with the thread that issues the model's operations, which at batch 1
+is busy for the whole step (an eager step on a GPU, a small model on a CPU): the thread then
+costs as much time as running the work inline (measured on `tiny`: a thread made a stream slower
+than inline). A process runs it beside the model for the price of sending the rows and the
+result (up to a few hundred KB for four images of a large model). Torch-free: the child imports
+numpy and OpenCV only. Does not own the formulas (relevancy.py, regions.py) or turning a result
+into a Step (run.py: the token's text is the run's own incremental state).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 
@@ -47,6 +48,17 @@ class StepPlan:
 
 
 @dataclass(frozen=True)
+class ReducedRows:
+    """One step's attention, reduced on the device and moved to the CPU: what relevancy.compute_maps takes."""
+
+    layer_means: np.ndarray  # [layer, image]: m[l][I], the head mean of the query's attention to every image token
+    last_heads: np.ndarray  # [head, image]: A[L-1][h][I]
+    rollout: np.ndarray | None  # [image]: R[L-1][q, I], None when rollout is off
+    layers_seeing_image: int
+    context: np.ndarray  # [key]: mean_l m[l][j] for keys j = 0..q, the attention to every position
+
+
+@dataclass(frozen=True)
 class HostMaps:
     """One step's maps, statistics and context, and the host's time for them."""
 
@@ -56,8 +68,8 @@ class HostMaps:
     maps_ms: float
 
 
-def host_maps(plan: StepPlan, rows: Any) -> HostMaps:
-    """Each image's maps and statistics from one step's reduced rows (capture.ReducedRows), and its context."""
+def host_maps(plan: StepPlan, rows: ReducedRows) -> HostMaps:
+    """Each image's maps and statistics from one step's reduced rows, and its context."""
     tick = time.perf_counter()
     n = plan.grid[0] * plan.grid[1]
     focus = []
@@ -149,9 +161,8 @@ class MapsProcess:
             self._read()
         self._send(("plan", plan))
 
-    def submit(self, rows: Any) -> None:
-        # plain arrays: the child needs no capture.ReducedRows (whose module imports torch) to read them
-        self._send(("rows", _Rows(rows.layer_means, rows.last_heads, rows.rollout, rows.context)))
+    def submit(self, rows: ReducedRows) -> None:
+        self._send(("rows", rows))  # numpy arrays in a torch-free type: the child reads them without torch
         self.pending += 1
 
     def result(self) -> HostMaps:
@@ -193,15 +204,6 @@ class MapsProcess:
         except subprocess.TimeoutExpired:
             code = None
         return MapsProcessError(f"the maps process ended unexpectedly (exit code {code})")
-
-
-class _Rows(NamedTuple):
-    """A step's rows as the child gets them (the fields of capture.ReducedRows that host_maps reads)."""
-
-    layer_means: np.ndarray
-    last_heads: np.ndarray
-    rollout: np.ndarray | None
-    context: np.ndarray
 
 
 def serve(fd: int) -> None:

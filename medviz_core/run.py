@@ -28,7 +28,7 @@ import torch
 from . import capture as capture_module
 from .compiled import CompiledDecoder, CompileUnavailable
 from .decoding import IncrementalText, TokenChooser
-from .host_maps import FinisherMode, HostMaps, MapsProcess, MapsProcessError, StepPlan, host_maps
+from .host_maps import FinisherMode, HostMaps, MapsProcess, MapsProcessError, ReducedRows, StepPlan, host_maps
 from .kv_cache import BufferCache
 from .types import GenerationParams, ModelFacts, Prompt, Step, StreamEnd
 
@@ -191,7 +191,7 @@ class _Job:
     index: int
     token: int
     position: int
-    rows: capture_module.ReducedRows
+    rows: ReducedRows
     text: IncrementalText
     model_ms: float
 
@@ -303,7 +303,7 @@ class _Forward:
             self.capture.finish()
         return output.logits[:, -1, :], q_start + q_len - 1
 
-    def reduced(self, position: int) -> capture_module.ReducedRows:
+    def reduced(self, position: int) -> ReducedRows:
         """This step's rows for the maps, in one transfer to the CPU."""
         if self._packed is None:
             return self.capture.reduced(position)
