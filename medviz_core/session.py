@@ -18,9 +18,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from .dicom import dicom_header
+from .engine_api import ImageInput, StreamEngine
 from .types import StreamEnd
 from .wire.client_frames import StartRequest
 from .wire.server_frames import EndFrame, SourceFrame, StartFrame, StepFrame
@@ -34,10 +34,11 @@ class SessionFrame:
     viewers: bool = True  # False: kept in the recording only (the source frame)
 
 
-def session_frames(engine: Any, request: StartRequest, session: str, cancel: threading.Event,
-                   recording: str | None = None, images: Sequence[Any] | None = None) -> Iterator[SessionFrame]:
+def session_frames(engine: StreamEngine, request: StartRequest, session: str, cancel: threading.Event,
+                   recording: str | None = None,
+                   images: Sequence[ImageInput] | None = None) -> Iterator[SessionFrame]:
     """The frames of one run of `request` (its files, or `images`: file bytes or RGB arrays, in order)."""
-    pictures = list(request.images if images is None else images)
+    pictures: list[ImageInput] = list(request.images if images is None else images)
     params = request.params.resolve(engine.suggested)
     run = engine.stream(pictures, question=request.question, params=params, methods=request.methods,
                         labels=request.labels, preset=request.preset, cancel=cancel)

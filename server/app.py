@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from medviz_core.engine_api import StreamEngine
 from medviz_core.recording import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
@@ -39,10 +40,10 @@ from .settings import Settings
 
 log = logging.getLogger("medviz.server")
 
-EngineLoader = Callable[[str], Any]
+EngineLoader = Callable[[str], StreamEngine]
 
 
-def _load_engine(ref: str) -> Any:
+def _load_engine(ref: str) -> StreamEngine:
     from medviz_core.models import load_engine
 
     return load_engine(ref)
@@ -68,7 +69,7 @@ async def sessions_route(request: Request) -> Response:
     return JSONResponse({"sessions": [asdict(info) for info in sessions.sessions()]})
 
 
-def create_app(settings: Settings, engine: Any = None, loader: EngineLoader = _load_engine,
+def create_app(settings: Settings, engine: StreamEngine | None = None, loader: EngineLoader = _load_engine,
                sessions: SessionManager | None = None) -> Starlette:
     """The app. Pass `engine` (tests) or let the lifespan load `settings.model`; pass
     `sessions` to use another SessionManager implementation. With `settings.redis_url` the

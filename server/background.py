@@ -15,10 +15,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 import uvicorn
 from starlette.applications import Starlette
+
+from medviz_core.engine_api import StreamEngine
 
 from .app import create_app
 from .settings import Settings
@@ -26,14 +28,15 @@ from .uvicorn_config import server_config
 
 
 @contextlib.contextmanager
-def serve_in_background(settings: Settings, engine: Any = None, start_timeout: float = 60.0) -> Iterator[int]:
+def serve_in_background(settings: Settings, engine: StreamEngine | None = None,
+                        start_timeout: float = 60.0) -> Iterator[int]:
     """Yield the port of a running server for `settings` (host forced to 127.0.0.1)."""
     with background_server(settings, engine, start_timeout) as (_, port):
         yield port
 
 
 @contextlib.contextmanager
-def background_server(settings: Settings, engine: Any = None, start_timeout: float = 60.0,
+def background_server(settings: Settings, engine: StreamEngine | None = None, start_timeout: float = 60.0,
                       log_level: str = "warning", log_stream: IO[str] | None = None) -> Iterator[tuple[Starlette, int]]:
     """Yield (app, port) of a running server for `settings` (host forced to 127.0.0.1); `log_stream`
     receives uvicorn's log lines (access lines too, at log_level info)."""

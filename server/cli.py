@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from medviz_core.engine_api import StreamEngine
 from medviz_core.errors import MedvizError
 
 from .cli_analysis import add_analysis_commands, add_prompt_argument
@@ -30,7 +31,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_generation(engine: Any, study: Sequence[Any], args: argparse.Namespace, out: IO[str],
+def write_generation(engine: StreamEngine, study: Sequence[Any], args: argparse.Namespace, out: IO[str],
                      notes: IO[str]) -> None:
     """`medviz generate` on a loaded engine: a line per token, or with --plain exactly the report's text as
     the browser shows it (the primed first words, then every token; the end's note goes to `notes`).
@@ -43,12 +44,11 @@ def write_generation(engine: Any, study: Sequence[Any], args: argparse.Namespace
     run = engine.stream([f.data for f in study], labels=[f.label for f in study], question=args.question,
                         params=stated.resolve(engine.suggested), cancel=cancel, preset=args.prompt)
     sequence = list(run.prompt.token_ids)  # every position's token id, for --context
-    tokenizer = getattr(engine.processor, "tokenizer", engine.processor)
     if args.plain:
         out.write(run.prompt.primer)
     else:
         p = run.params
-        out.write(f"model {engine.name}: max_new_tokens {p.max_new_tokens}, temperature {p.temperature:g}, "
+        out.write(f"model {engine.facts.name}: max_new_tokens {p.max_new_tokens}, temperature {p.temperature:g}, "
                   f"repetition_penalty {p.repetition_penalty:g}, seed {p.seed}\n")
         if run.prompt.primer:
             out.write(f"     {run.prompt.primer!r} (the prompt's, before the first token)\n")
@@ -59,8 +59,9 @@ def write_generation(engine: Any, study: Sequence[Any], args: argparse.Namespace
                 shares = "".join(f" {f.label or i}:{f.share:.3f}" for i, f in enumerate(step.images)) if several else ""
                 read = ""
                 if args.context:
-                    words = [f"{tokenizer.decode([sequence[link.position]])!r}@{link.position}:{link.value:.3f}"
-                             for link in step.context[:3]]
+                    links = step.context[:3]
+                    texts = engine.token_texts([sequence[link.position] for link in links])
+                    words = [f"{text!r}@{link.position}:{link.value:.3f}" for text, link in zip(texts, links)]
                     read = f" read {' '.join(words)} sink {step.sink:.3f}"
                 out.write(
                     f"{step.index:4d} {step.text!r:24} peak {step.stats.peak_zone:15} "

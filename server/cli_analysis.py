@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from medviz_core.engine_api import StreamEngine
 from medviz_core.errors import MedvizError
 
 from .settings import DEFAULT_MODEL
@@ -94,7 +95,7 @@ def _agreement(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_line(engine: Any) -> str:
+def _model_line(engine: StreamEngine) -> str:
     """The first line of analyze and agreement: which model the numbers are about, and how it sampled."""
     p = engine.suggested
     return (f"model {engine.facts.name} ({engine.facts.device}); repetition_penalty {p.repetition_penalty:g}, "

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from medviz_core.engine_api import StreamEngine
 from medviz_core.errors import MedvizError
 from medviz_core.recording import recording_path
 from medviz_core.token_analysis import job_id
@@ -123,7 +124,7 @@ class _Current:
 class RedisWorker:
     """Takes jobs from Redis until stopped; `run` blocks, `start` runs it on a thread."""
 
-    def __init__(self, engine: Any, settings: Settings, name: str | None = None) -> None:
+    def __init__(self, engine: StreamEngine, settings: Settings, name: str | None = None) -> None:
         if not settings.redis_url:
             raise MedvizError("a Redis worker needs settings.redis_url (medviz worker --redis URL)")
         self.settings, self.keys = settings, Keys(settings.redis_prefix)
