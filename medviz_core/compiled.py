@@ -11,7 +11,8 @@ products (one query row against every key) into loops slower than the BLAS calls
 makes. The masks of every layer come from the position tensor (causal, and the window in
 sliding layers), so nothing in the graph depends on a Python int that changes per token.
 The prefill stays eager (run.py) and writes the same cache and rollout buffer.
-With `capture=False` it is the same decode without the capture, for the benchmark. Does not own the
+With `capture=False` it is the same decode without the capture, for the benchmark. `DecoderEngine`
+names what it needs of an engine. Does not own the
 generation loop (run.py) or the maps' formulas (relevancy.py).
 
 When compiling fails (no C compiler, an unsupported op), `CompileUnavailable` says why in
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -51,10 +52,27 @@ def bucket(length: int) -> int:
     return -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
 
 
+class DecoderEngine(Protocol):
+    """What a compiled decode step needs of its engine (engine.Engine): the model, where and in what dtype it
+    runs, and the name of the forward's cache argument."""
+
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def cache_argument(self) -> str: ...
+
+
 class CompiledDecoder:
     """A compiled decode step for one engine, cache length and number of image tokens."""
 
-    def __init__(self, engine: Any, max_length: int, image_tokens: int, capture: bool = True,
+    def __init__(self, engine: DecoderEngine, max_length: int, image_tokens: int, capture: bool = True,
                  reduce_in_graph: bool = True) -> None:
         self.engine = engine
         text = engine.model.config.get_text_config()
