@@ -169,10 +169,14 @@ class Engine:
         They are the ids and pixels of `processor.apply_chat_template(messages,
         add_generation_prompt=True, tokenize=True, return_dict=True)`: one leading `<bos>`.
         """
+        return self._inputs_of(self.prepare_images(image, labels), question, labels, preset)
+
+    def _inputs_of(self, rgbs: Sequence[np.ndarray], question: str | None, labels: Sequence[str],
+                   preset: str | None) -> Any:
+        """`inputs_for` on images already prepared (`stream` prepares them once)."""
         from PIL import Image
 
-        pictures = [Image.fromarray(rgb) for rgb in self.prepare_images(image, labels)]
-        inputs = model_inputs(self.processor, pictures, question, labels, preset)
+        inputs = model_inputs(self.processor, [Image.fromarray(rgb) for rgb in rgbs], question, labels, preset)
         return inputs.to(self.device)
 
     def layout_of(self, input_ids: torch.Tensor, images: int = 1) -> ImageLayout:
@@ -210,7 +214,7 @@ class Engine:
         chosen = check_methods(methods)
         preset_name = check_preset(preset).name
         rgbs = self.prepare_images(image, labels)
-        inputs = self.inputs_for(rgbs, question, labels, preset_name)
+        inputs = self._inputs_of(rgbs, question, labels, preset_name)
         layout = self.layout_of(inputs["input_ids"], len(rgbs))
         images = tuple(
             PromptImage(

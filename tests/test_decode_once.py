@@ -47,3 +47,18 @@ def test_a_dicom_checked_at_admission_is_read_once_for_its_header_and_once_to_de
 def test_a_checked_header_gives_the_same_pixels_as_reading_it_again(cxr_dir: Path, name: str) -> None:
     data = (cxr_dir / name).read_bytes()
     assert np.array_equal(load_image(data, checked=image_header(data)), load_image(data))
+
+
+def test_one_stream_of_a_dicom_reads_it_once_and_prepares_it_once(
+        tiny_engine: Any, cxr_dir: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared: list[str] = []
+    real = tiny_engine.prepare_image
+
+    def counted(image: Any) -> Any:
+        prepared.append(type(image).__name__)
+        return real(image)
+
+    monkeypatch.setattr(tiny_engine, "prepare_image", counted)
+    run = tiny_engine.stream((cxr_dir / DICOM).read_bytes(), max_new_tokens=1)
+    run.close()
+    assert (reads, prepared) == (["full"], ["bytes"])
