@@ -1,7 +1,8 @@
 """Frozen values that cross module boundaries: what the engine yields and what it was asked.
 
-This module owns only data shapes (and GenerationParams' range checks, and `check_methods`,
-which checks a selection of METHODS). A base module: it imports only errors.py and limits.py. It imports neither
+This module owns only data shapes (and GenerationParams' range checks, `check_methods`,
+which checks a selection of METHODS, and `source_key`, the one spelling of an analysis
+source's key). A base module: it imports only errors.py and limits.py. It imports neither
 torch nor transformers, so the server, the recorder and the tests can use it without a model.
 Maps are float32 numpy arrays of shape (grid_h, grid_w) holding raw relevancy values
 (docs/methods.md, docs/relevancy.md); normalisation for display happens later,
@@ -49,6 +50,14 @@ CONSENSUS_INPUTS: tuple[str, ...] = ("layer_weighted", "head_importance", "flow"
 """The maps the consensus averages (after min-max normalising each)."""
 
 StopReason = Literal["eos", "end_of_turn", "max_tokens", "cancelled", "error"]
+
+SourceKind = Literal["session", "recording"]
+"""What an analysis reads: a live session's frames so far, or a recording."""
+
+
+def source_key(kind: SourceKind, name: str) -> str:
+    """The key an analysis source's jobs are cached and routed under: "session:<id>" or "recording:<name>"."""
+    return f"{kind}:{name}"
 
 ZONES: tuple[str, ...] = (
     "right upper",

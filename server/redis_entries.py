@@ -17,17 +17,19 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import get_args
 
 from medviz_core.errors import MedvizError
 from medviz_core.recording import RECORDING_ID
 
 from .broadcast import Close
 from .redis_keys import END, FRAME, KEPT, REASON, Fields
+from .worker import JobState
 
 SESSION_ID = re.compile(RECORDING_ID.pattern.encode())  # the server's ids (secrets.token_urlsafe): recording ids
 NAME = re.compile(rb"[A-Za-z0-9._:-]{1,200}")  # worker and node names (redis_keys.worker_name), answer tokens
 SOURCE = re.compile(rb"(session|recording):[A-Za-z0-9_-]{1,64}")  # an analysis source key
-STATES = frozenset({"queued", "running", "finished"})
+STATES: dict[str, JobState] = {state: state for state in get_args(JobState)}  # a session hash's "state"
 MAX_CODE = 64  # an answer's error code (an ErrorCode value)
 MAX_MESSAGE = 2000  # an answer's error message, characters
 MAX_REASON = 1000  # an end marker's close reason, bytes
@@ -89,7 +91,7 @@ class EndItem:
 
 @dataclass(frozen=True)
 class SessionRow:
-    state: str
+    state: JobState
     created: float
     frames: int
     recording: bool
@@ -187,8 +189,8 @@ def stream_item(fields: Fields) -> FrameItem | EndItem:
 def session_row(state: bytes | None, created: bytes | None, frames: bytes | None,
                 record: bytes | None) -> SessionRow:
     """A session hash's fields for the listing (state, created, frames count, record flag)."""
-    shown = _text(state or b"", 16, "the state")
-    if shown not in STATES:
+    shown = STATES.get(_text(state or b"", 16, "the state"))
+    if shown is None:
         raise BadEntry("an unknown state")
     return SessionRow(state=shown, created=number(created or b"0", "created"),
                       frames=integer(frames or b"0", 0, 2**53, "the frames count"),

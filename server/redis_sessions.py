@@ -35,6 +35,7 @@ import redis
 
 from medviz_core.errors import BusyError
 from medviz_core.token_analysis import AnalysisSource
+from medviz_core.types import source_key
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import ErrorFrame
@@ -356,7 +357,7 @@ class RedisSessions:
     def _drop(self, session_id: str, followed: _Followed | None) -> None:
         if followed is not None and self._followed.get(session_id) is followed:
             del self._followed[session_id]
-            self.analyses.forget(f"session:{session_id}")
+            self.analyses.forget(source_key("session", session_id))
 
     # -- owners, watchers, workers ---------------------------------------------------------
 

@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket
 from medviz_core.errors import MedvizError, RequestError
 from medviz_core.recording import IndexEntry, index_recording, read_at, read_recording, recording_path, tail
 from medviz_core.token_analysis import AnalysisSource, recording_source
+from medviz_core.types import source_key
 from medviz_core.wire.client_frames import (
     ANALYSIS_COMMANDS,
     AnalyzeRequest,
@@ -192,7 +193,7 @@ class Replay:
 
     @property
     def _key(self) -> str:
-        return f"recording:{self.name}"
+        return source_key("recording", self.name)
 
     async def _play_all(self) -> None:
         await self._status()

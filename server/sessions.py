@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording import recording_path
 from medviz_core.token_analysis import AnalysisSource
+from medviz_core.types import source_key
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.server_frames import SourceFrame, StartFrame, StepFrame, decode
 
@@ -41,7 +42,7 @@ from .broadcast import Channel, Viewer
 from .fair_queue import FairQueue
 from .image_budget import ImageBudget
 from .settings import Settings
-from .worker import GenerationWorker, Job, Task
+from .worker import GenerationWorker, Job, JobState, Task
 
 log = logging.getLogger("medviz.server")
 
@@ -52,7 +53,7 @@ class SessionInfo:
 
     id: str
     created: float
-    state: str  # queued | running | finished
+    state: JobState
     frames: int
     watchers: int
     recording: bool
@@ -143,7 +144,7 @@ class SessionSource:
         self.decoded = len(log)
         if self.start is None:
             raise RequestError("the session has not started yet; analysis needs its first token")
-        return AnalysisSource(key=f"session:{session_id}", start=self.start, steps=tuple(self.steps),
+        return AnalysisSource(key=source_key("session", session_id), start=self.start, steps=tuple(self.steps),
                               recording=recording, headers=self.headers)
 
     def keep(self, data: bytes) -> None:
@@ -306,4 +307,4 @@ class LocalSessions:
 
     def _expire(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
-        self.analyses.forget(f"session:{session_id}")
+        self.analyses.forget(source_key("session", session_id))

@@ -33,12 +33,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from medviz_core.errors import BusyError, MedvizError
 from medviz_core.recording import RecordingWriter
 from medviz_core.session import SessionFrame, session_frames
-from medviz_core.types import StreamEnd
+from medviz_core.types import StreamEnd, source_key
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
@@ -105,6 +105,10 @@ def _no_budget(nbytes: int) -> ContextManager[None]:
     return contextlib.nullcontext()
 
 
+JobState = Literal["queued", "running", "finished"]
+"""Where a generation job stands: in the queue, on the model's thread, or done (its last frame sent)."""
+
+
 @dataclass
 class Job:
     session: str
@@ -116,7 +120,7 @@ class Job:
     recording: Path | None = None
     image_work: int = 0  # bytes of the image budget the run holds while the engine decodes
     cancel: threading.Event = field(default_factory=threading.Event)
-    state: str = "queued"  # queued -> running -> finished
+    state: JobState = "queued"  # queued -> running -> finished
     failure: tuple[str, str] | None = None  # (error code, message) when it ended with an error frame
 
     @property
@@ -154,7 +158,7 @@ class GenerationWorker(FairLine):
             position = len(self._waiting) if self._running is not None else 0
             running_task = self._task
             self._lock.notify()
-        if running_task is not None and running_task.source != f"session:{job.session}":
+        if running_task is not None and running_task.source != source_key("session", job.session):
             running_task.preempt()  # sessions first: it stops at its next cancel check and waits again
         if position:
             job.emit(QueuedFrame(position).to_wire(), False)
@@ -255,7 +259,7 @@ class GenerationWorker(FairLine):
                 else:
                     job.keep(frame.data)
                 self.history.append(("frame", job.session))
-                self._run_one_task(f"session:{job.session}")
+                self._run_one_task(source_key("session", job.session))
         except MedvizError as error:
             job.failure = (error.code, error.message)
             job.emit(ErrorFrame(error.code, error.message).to_wire(), True)

@@ -22,6 +22,7 @@ import redis
 from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording import read_recording, recording_path
 from medviz_core.token_analysis import AnalysisSource, recording_source
+from medviz_core.types import source_key
 
 from .redis_entries import BadEntry, FrameItem, stream_item
 from .redis_keys import Keys, range_entries
@@ -72,7 +73,7 @@ class WorkerSources:
                 known.source.keep(header)
         self._sessions[session_id] = known
         while len(self._sessions) > SESSIONS_KEPT:
-            self.forget(f"session:{self._sessions.popitem(last=False)[0]}")
+            self.forget(source_key("session", self._sessions.popitem(last=False)[0]))
         found = known.source.source(session_id, known.frames, None)
         if found.start.recording is None:
             return found
