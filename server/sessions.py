@@ -28,8 +28,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from medviz_core.engine_api import StreamEngine
 from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording import recording_path
 from medviz_core.token_analysis import AnalysisSource
@@ -169,7 +170,7 @@ class _Session:
 class LocalSessions:
     """Sessions on this process: one worker thread for the model, channels on the event loop."""
 
-    def __init__(self, engine: Any, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, engine: StreamEngine, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
         self.loop = loop
         self.model = str(engine.facts.name)

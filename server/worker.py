@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from medviz_core.engine_api import StreamEngine
 from medviz_core.errors import BusyError, MedvizError
 from medviz_core.recording import RecordingWriter
 from medviz_core.session import SessionFrame, session_frames
@@ -132,7 +133,7 @@ class Job:
 class GenerationWorker(FairLine):
     """Runs jobs one at a time on its own thread, first come first served, and tasks between their frames."""
 
-    def __init__(self, engine: Any, queue_cap: int, tasks: FairQueue[Task] | None = None,
+    def __init__(self, engine: StreamEngine, queue_cap: int, tasks: FairQueue[Task] | None = None,
                  hold: Hold = _no_budget, min_free_mb: int = 0) -> None:
         self.engine = engine
         self.queue_cap = queue_cap
