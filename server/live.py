@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -54,6 +55,8 @@ log = logging.getLogger("medviz.server")
 
 __all__ = ["Outbox", "close_socket", "follow", "message_data", "read_start", "refuse", "session_route", "watch_route"]
 OnMessage = Callable[[bytes | str], Awaitable[None]]
+FollowOutcome = Literal["ended", "idle", "dropped", "left", "lost"]
+"""How following a session ended: after its end, idle, dropped for falling behind, left by the client, or lost."""
 DELIBERATE = (1000, 1001)  # a client that closes with these meant to leave; anything else lost its connection
 GOING_AWAY = 1001  # a page unloading (a reload, too): an owner that can rejoin leaves with its grace period
 
@@ -228,7 +231,7 @@ async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, sess
         else:
             await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox, owner=True)
 
-    outcome = "lost"
+    outcome: FollowOutcome = "lost"
     try:
         if key is not None:
             await ws.send_bytes(OwnerFrame(session_id, key, settings.owner_grace_s).to_wire())
@@ -254,7 +257,7 @@ async def watch_route(ws: WebSocket) -> None:
                 command = parse_client_frame(data, settings.limits, accept=ANALYSIS_COMMANDS)
                 await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox)
 
-            outcome = "lost"
+            outcome: FollowOutcome = "lost"
             try:
                 outcome = await follow(ws, viewer, on_message, outbox, stay=ws.query_params.get("stay") == "1",
                                        idle_s=settings.idle_timeout_s, close_s=settings.close_timeout_s)
@@ -266,7 +269,8 @@ async def watch_route(ws: WebSocket) -> None:
 
 
 async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: Outbox | None = None,
-                 stay: bool = False, idle_s: float | None = None, close_s: float = 30.0, away: bool = False) -> str:
+                 stay: bool = False, idle_s: float | None = None, close_s: float = 30.0,
+                 away: bool = False) -> FollowOutcome:
     """Pump the viewer's frames and analysis answers to the socket while reading client
     messages; after the session's end, close once no analysis is owed (`stay`: never) or the
     socket sat idle for `idle_s`. Returns how it ended: ended, idle, dropped, left or lost
@@ -278,6 +282,7 @@ async def follow(ws: WebSocket, viewer: Viewer, on_message: OnMessage, outbox: O
     dropped = asyncio.create_task(viewer.dropped.wait())
     answers = asyncio.create_task(_answer(ws, outbox, idle))
     waits: set[asyncio.Task[object]] = {pump, listen, dropped, answers}
+    outcome: FollowOutcome
     try:
         done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if pump in done and pump.exception() is None:
