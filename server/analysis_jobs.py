@@ -36,7 +36,7 @@ from medviz_core.recording import in_words
 from medviz_core.recording_summary import append_result, recorded
 from medviz_core.token_analysis import AnalysisSource, job_id
 from medviz_core.wire.client_frames import AnalyzeRequest
-from medviz_core.wire.results import AnalysisFrame, AnalysisResult
+from medviz_core.wire.results import AnalysisFrame, AnalysisResult, AnalysisStatus
 from medviz_core.wire.server_frames import decode
 
 from .recording_disk import disk_state
@@ -70,14 +70,14 @@ class _Job:
     request: AnalyzeRequest
     replies: list[Reply]
     cancel: threading.Event = field(default_factory=threading.Event)
-    status: str = "queued"
+    status: AnalysisStatus = "queued"
     frame: AnalysisFrame | None = None  # the done frame
     task: Any = None  # its place in the worker's line while queued
     yielded: bool = False  # it has given way to a live session once (it will not again)
     yielding: bool = False  # asked to give way now: its cancel is set, but it is not cancelled
     owner_asked: bool = False  # the source session's owner asked for it: it may run between that session's steps
 
-    def state(self, status: str, message: str = "") -> AnalysisFrame:
+    def state(self, status: AnalysisStatus, message: str = "") -> AnalysisFrame:
         return AnalysisFrame(self.id, self.request.kind, self.request.index, status, message)
 
 
@@ -292,7 +292,7 @@ class AnalysisJobs:
         self.line.requeue_task(job.task)
         return True
 
-    def _finish(self, key: tuple[str, str], job: _Job, status: str, message: str = "") -> None:
+    def _finish(self, key: tuple[str, str], job: _Job, status: AnalysisStatus, message: str = "") -> None:
         with self._lock:
             if job.status in FINAL:
                 return

@@ -11,9 +11,9 @@ float64 (maps as quantised [lo, hi, u8] like step maps). Does not compute anythi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
@@ -21,7 +21,8 @@ from ..errors import ProtocolError
 from ..types import METHODS
 from .codec import QuantMap, describe, get_field, optional_field, pack
 
-ANALYSIS_STATUSES = ("queued", "running", "done", "cancelled", "error")
+AnalysisStatus = Literal["queued", "running", "done", "cancelled", "error"]
+ANALYSIS_STATUSES: dict[str, AnalysisStatus] = {status: status for status in get_args(AnalysisStatus)}
 
 
 def _floats(m: Mapping[str, Any], key: str) -> tuple[float, ...]:
@@ -255,7 +256,7 @@ class AnalysisFrame:
     job: str
     kind: str
     index: int  # the token
-    status: str  # queued | running | done | cancelled | error
+    status: AnalysisStatus
     message: str = ""
     result: AnalysisResult | None = None
     id: str | None = None
@@ -272,9 +273,10 @@ class AnalysisFrame:
     @staticmethod
     def from_wire(f: Mapping[str, Any]) -> AnalysisFrame:
         kind = get_field(f, "kind", str, "analysis")
-        status = get_field(f, "status", str, "analysis")
-        if kind not in KINDS or status not in ANALYSIS_STATUSES:
-            raise ProtocolError(f"analysis kind {kind!r} / status {status!r} is not one the protocol knows")
+        given = get_field(f, "status", str, "analysis")
+        status = ANALYSIS_STATUSES.get(given)
+        if kind not in KINDS or status is None:
+            raise ProtocolError(f"analysis kind {kind!r} / status {given!r} is not one the protocol knows")
         result = get_field(f, "result", (dict, type(None)), "analysis")
         return AnalysisFrame(job=get_field(f, "job", str, "analysis"), kind=kind,
                              index=get_field(f, "index", int, "analysis"), status=status,
@@ -282,6 +284,3 @@ class AnalysisFrame:
                              result=None if result is None else KINDS[kind].result.from_wire(result),
                              id=optional_field(f, "id", str, None, "analysis"))
 
-
-def quant_sequence(values: Sequence[np.ndarray]) -> tuple[QuantMap, ...]:
-    return tuple(QuantMap.of(v) for v in values)
