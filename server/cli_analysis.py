@@ -30,6 +30,11 @@ def _ascii_map(values: np.ndarray) -> str:
     return "\n".join(rows)
 
 
+def _length(args: argparse.Namespace, engine: StreamEngine) -> int:
+    """--max-new-tokens, or the model's suggestion (GenerationParams' default unless the model suggests another)."""
+    return int(args.max_new_tokens) if args.max_new_tokens is not None else engine.suggested.max_new_tokens
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from medviz_core.analysis import gradient_relevancy, layer_head_view, token_context, token_scorer
     from medviz_core.faithfulness import faithfulness_report
@@ -40,8 +45,13 @@ def _analyze(args: argparse.Namespace) -> int:
     engine = load_engine(args.model)
     out = sys.stdout
     out.write(_model_line(engine))
-    steps = list(engine.stream(image_bytes, question=args.question, max_new_tokens=args.max_new_tokens,
-                               preset=args.prompt))
+    run = engine.stream(image_bytes, question=args.question, preset=args.prompt, max_new_tokens=_length(args, engine))
+    steps = []
+    for step in run:  # only the tokens up to --token are needed: the run stops there
+        steps.append(step)
+        if len(steps) > args.token:
+            break
+    run.close()
     if not 0 <= args.token < len(steps):
         raise MedvizError(f"--token must be in 0..{len(steps) - 1}: the run wrote {len(steps)} tokens")
     tokens = [s.token_id for s in steps]
@@ -84,8 +94,8 @@ def _agreement(args: argparse.Namespace) -> int:
         path = folder / name
         if not boxes or not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        run = engine.stream(path.read_bytes(), question=args.question, max_new_tokens=args.max_new_tokens,
-                            preset=args.prompt)
+        run = engine.stream(path.read_bytes(), question=args.question, preset=args.prompt,
+                            max_new_tokens=_length(args, engine))
         maps = [step.maps for step in run]
         agreement = agreement_for_steps(maps, boxes, run.prompt.images[0].size)
         sys.stdout.write(format_report(agreement, title=f"== {name}") + "\n")
@@ -129,7 +139,8 @@ def add_analysis_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     analyze.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}, as every command")
     analyze.add_argument("--question", default=None)
     add_prompt_argument(analyze)
-    analyze.add_argument("--max-new-tokens", type=int, default=16)
+    analyze.add_argument("--max-new-tokens", type=int, default=None,
+                         help="default: the model's suggestion (256), as every command; the run stops at --token")
     analyze.add_argument("--faithfulness", default=None, help="a method (or 'gradient') to score by deletion/insertion")
     analyze.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
     analyze.set_defaults(handler=_analyze)
@@ -139,5 +150,6 @@ def add_analysis_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     agreement.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}, as every command")
     agreement.add_argument("--question", default=None)
     add_prompt_argument(agreement)
-    agreement.add_argument("--max-new-tokens", type=int, default=8)
+    agreement.add_argument("--max-new-tokens", type=int, default=None,
+                           help="tokens per image, their maps averaged; default: the model's suggestion (256)")
     agreement.set_defaults(handler=_agreement)
