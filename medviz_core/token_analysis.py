@@ -27,7 +27,7 @@ import numpy as np
 
 from .engine_api import AnalysisEngine
 from .errors import ExportError, MedvizError, RequestError
-from .types import source_key
+from .types import SourceKind, source_key
 from .wire.client_frames import AnalyzeRequest
 from .wire.codec import QuantMap
 from .wire.results import (
@@ -54,7 +54,7 @@ class AnalysisSource:
     steps: tuple[StepFrame, ...]  # index order, from 0
     recording: Path | None = None  # done results are appended here
     recorded: Mapping[str, bytes] = field(default_factory=dict)  # job id -> a done frame already recorded
-    what: str = "session"  # how messages name it
+    what: SourceKind = "session"  # how messages name it
     headers: tuple[bytes | None, ...] = ()  # per image, the source DICOM header (recording-only), if any
 
 
