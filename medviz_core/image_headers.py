@@ -61,7 +61,7 @@ class ImageHeader:
 
 
 def read_header(data: bytes, kind: str) -> ImageHeader:
-    """The header of a PNG, JPEG or DICOM file (`kind` from imaging.sniff_format); ImageError if unreadable."""
+    """The header of a PNG, JPEG or DICOM file (`kind` from pixels.sniff_format); ImageError if unreadable."""
     if kind == "png":
         return _png_header(data)
     if kind == "jpeg":
