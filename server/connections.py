@@ -15,20 +15,24 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
+from typing import Literal
 
 from medviz_core.errors import BusyError
+
+SocketKind = Literal["session", "watch", "replay"]
+"""The websocket routes, each with its own cap: /ws/session, /ws/watch and /ws/replay."""
 
 
 class Connections:
     """Open sockets per kind, capped per kind and in total."""
 
-    def __init__(self, caps: Mapping[str, int], total: int) -> None:
+    def __init__(self, caps: Mapping[SocketKind, int], total: int) -> None:
         self.caps = dict(caps)
         self.total = total
         self.open = {kind: 0 for kind in caps}
 
     @contextlib.contextmanager
-    def hold(self, kind: str) -> Iterator[None]:
+    def hold(self, kind: SocketKind) -> Iterator[None]:
         """Count one socket of `kind` for the block; BusyError if its kind or the total is at its cap."""
         if self.open[kind] >= self.caps[kind]:
             raise BusyError(f"the server has {self.open[kind]} {kind} connections open, its limit; try again shortly")
