@@ -91,7 +91,7 @@ def test_faithfulness_across_the_report_shows_a_batch_from_the_cli_and_can_score
     from server.cli import main
 
     path = server.recordings / f"{recorded}.medviz"
-    assert main(["faithfulness", str(path), "--methods", "raw", "--steps", "2", "--tokens", "1:3"]) == 0
+    assert main(["faithfulness", str(path), "--methods", "raw", "--steps", "2", "--tokens", "1:2"]) == 0
     page = tab.page
     open_replay(page, server.url, recorded, PIN)
     page.click("#detail-tab-faith")
