@@ -188,23 +188,41 @@ def append_frame(path: Path, frame: bytes, fsync: bool = False) -> int:
     NotFoundError if there is no recording, ProtocolError if it holds no whole frame, RecordingDamaged
     (nothing appended, nothing cut) if bytes that are not a frame lie before its last frame.
     """
+    with open_to_append(path) as file:
+        found = tail(path)
+        check_appendable(path, found)
+        write_after(file, found, frame, fsync)
+    return found.torn
+
+
+@contextlib.contextmanager
+def open_to_append(path: Path) -> Iterator[BinaryIO]:
+    """An existing recording opened to append (O_APPEND: every write lands at the end). NotFoundError if missing."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         raise NotFoundError(f"recording {path.stem!r} does not exist") from None
     with os.fdopen(fd, "r+b") as file:
-        found = tail(path)
-        if found.whole == 0:
-            raise ProtocolError(f"recording {path.stem!r} holds no whole frame; nothing is appended to it")
-        if found.damaged:
-            raise damaged(path, found)
-        if found.torn > 0:
-            os.ftruncate(fd, found.whole)
-        file.write(frame)  # O_APPEND: at the (new) end
-        file.flush()
-        if fsync:
-            os.fsync(file.fileno())
-    return found.torn
+        yield file
+
+
+def check_appendable(path: Path, found: Tail) -> None:
+    """ProtocolError if the recording holds no whole frame, RecordingDamaged if bytes that are not a frame lie
+    before its last frame: in both cases nothing may be appended (nor cut)."""
+    if found.whole == 0:
+        raise ProtocolError(f"recording {path.stem!r} holds no whole frame; nothing is appended to it")
+    if found.damaged:
+        raise damaged(path, found)
+
+
+def write_after(file: BinaryIO, found: Tail, frame: bytes, fsync: bool) -> None:
+    """Cut a torn last frame off (`found` says where the whole frames end), then append `frame`."""
+    if found.torn > 0:
+        os.ftruncate(file.fileno(), found.whole)
+    file.write(frame)  # O_APPEND: at the (new) end
+    file.flush()
+    if fsync:
+        os.fsync(file.fileno())
 
 
 @dataclass(frozen=True)

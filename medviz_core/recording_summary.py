@@ -24,17 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MedvizError, NotFoundError, ProtocolError
+from .errors import MedvizError
 from .recording import (
     FILE_MODE,
     RecordingInfo,
     Scan,
     Tail,
-    damaged,
+    check_appendable,
+    open_to_append,
     read_at_offset,
     recording_info,
     scan,
     summary_path,
+    write_after,
 )
 from .wire.codes import ErrorCode
 
@@ -165,30 +167,18 @@ def append_result(path: Path, job: str, frame: bytes, max_bytes: int, fsync: boo
     that are not a frame lie before its last frame, ResultsFull if the results would pass `max_bytes`: in each
     case nothing is written. OSError if the disk refuses.
     """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND)
-    except FileNotFoundError:
-        raise NotFoundError(f"recording {path.stem!r} does not exist") from None
-    with os.fdopen(fd, "r+b") as file:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # one appender at a time, in any process: the sidecar follows each
+    with open_to_append(path) as file:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)  # one appender at a time, in any process: the sidecar follows each
         summary, ending = _as_it_is(path)
-        if ending.whole == 0:
-            raise ProtocolError(f"recording {path.stem!r} holds no whole frame; nothing is appended to it")
-        if ending.damaged:
-            raise damaged(path, ending)
+        check_appendable(path, ending)
         if job in summary.results:
             return Appended(False)
         if summary.results_bytes + len(frame) > max_bytes:
             raise ResultsFull(f"recording {path.stem!r} holds {summary.results_bytes} bytes of analysis results; "
                               f"{len(frame)} more would pass its bound of {max_bytes} "
                               "(recording_results_max_bytes): the result is answered but not recorded")
-        if ending.torn > 0:
-            os.ftruncate(fd, ending.whole)
-        file.write(frame)  # O_APPEND: at the (new) end
-        file.flush()
-        if fsync:
-            os.fsync(fd)
-        stat = os.fstat(fd)
+        write_after(file, ending, frame, fsync)
+        stat = os.fstat(file.fileno())
         results = {**summary.results, job: (ending.whole, len(frame))}
         info = dataclasses.replace(summary.info, size=stat.st_size)
         write_summary(path, Summary(info, stat.st_size, stat.st_mtime_ns, results,
