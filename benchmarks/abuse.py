@@ -64,7 +64,7 @@ def start_server(model: str, recordings: Path) -> tuple[subprocess.Popen[bytes],
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    command = [sys.executable, "-m", "server.cli", "serve", "--model", model, "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "server.cli.main", "serve", "--model", model, "--host", "127.0.0.1",
                "--port", str(port), "--recordings", str(recordings)]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180

@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.analysis import gradient_relevancy, layer_head_view, token_context, token_scorer  # noqa: E402
-from medviz_core.imaging import load_image  # noqa: E402
-from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.analyses.gradient import gradient_relevancy, layer_head_view, token_context, token_scorer  # noqa: E402
+from medviz_core.imaging.load import load_image  # noqa: E402
+from medviz_core.models.load import load_engine  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 

@@ -6,7 +6,7 @@ same image and prompt on both and compares every map of every step while the two
 chose the same tokens: the largest cell difference as a share of the fp32 map's largest
 value, the Pearson correlation, how often the peak cell agrees, and image_mass.
 
-With `--against eager` it measures instead what tests/test_medgemma_standin.py checks at a small size:
+With `--against eager` it measures instead what tests/models/test_medgemma_standin.py checks at a small size:
 `random:medgemma-4b?layers=N` in bf16 (the full 896 x 896 SigLIP tower), every map of every streamed step
 against docs/relevancy.md's formulas applied to one eager bf16 forward (tests/reference.py), as a share of the
 formula map's largest value, beside the test's tolerance (10 units of bf16 roundoff).
@@ -30,8 +30,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.engine import Engine, ModelHandle  # noqa: E402
-from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.engine.engine import Engine, ModelHandle  # noqa: E402
+from medviz_core.models.load import load_engine  # noqa: E402
 from medviz_core.types import METHODS  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
@@ -96,7 +96,7 @@ def main() -> int:
 
 
 def against_eager(args: argparse.Namespace) -> int:
-    from tests.test_medgemma_standin import BF16_MASS_TOLERANCE, BF16_TOLERANCE, bf16_errors
+    from tests.models.test_medgemma_standin import BF16_MASS_TOLERANCE, BF16_TOLERANCE, bf16_errors
 
     ref = f"random:medgemma-4b?layers={args.layers}&dtype=bfloat16&device={args.device}"
     engine = load_engine(ref)

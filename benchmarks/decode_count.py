@@ -35,7 +35,7 @@ import pydicom  # noqa: E402
 import pydicom.pixels.utils  # noqa: E402
 
 from medviz_core import imaging  # noqa: E402
-from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.models.load import load_engine  # noqa: E402
 from medviz_core.wire.client_frames import ParamsRequest, StartRequest  # noqa: E402
 from server.background import background_server  # noqa: E402
 from server.settings import Settings  # noqa: E402

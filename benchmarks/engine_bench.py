@@ -5,7 +5,7 @@ Prints a table and JSON:
    `generate(output_attentions=True)` (eager) and post-hoc (generate, then one eager
    forward with attentions and the maps for every token, as the original visualizer did),
    each as a ratio to plain generate; with --compile also compiled plain decode and compiled
-   stream (compiled.py: static cache, torch.compile) and their compile times;
+   stream (engine/compiled.py: static cache, torch.compile) and their compile times;
 2. time to first token (prefill + choice) vs time to first heatmap (first Step);
 3. per-step map cost vs context length (capture + maps for one decode row at 256..4096
    tokens of context, with the model's layer/head shapes), to show linear growth;
@@ -35,10 +35,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.capture import Capture  # noqa: E402
-from medviz_core.kv_cache import BufferCache  # noqa: E402
-from medviz_core.models import load_engine  # noqa: E402
-from medviz_core.relevancy import compute_maps  # noqa: E402
+from medviz_core.engine.capture import Capture  # noqa: E402
+from medviz_core.engine.kv_cache import BufferCache  # noqa: E402
+from medviz_core.maps.relevancy import compute_maps  # noqa: E402
+from medviz_core.models.load import load_engine  # noqa: E402
 from medviz_core.types import METHODS  # noqa: E402
 from medviz_core.wire.server_frames import StepFrame  # noqa: E402
 
@@ -218,7 +218,7 @@ def main() -> int:
     run_generate(engine, inputs, 4, "sdpa", False)
     compile_seconds: dict[str, float] = {}
     if args.compile:
-        from medviz_core.compiled import CompiledDecoder, bucket
+        from medviz_core.engine.compiled import CompiledDecoder, bucket
 
         length = bucket(int(inputs["input_ids"].shape[1]) + args.tokens)
         plain_decoder = CompiledDecoder(engine, length, len(engine.layout_of(inputs["input_ids"]).positions),

@@ -481,8 +481,8 @@ def run_nodes(model: str, image: bytes, nodes: int, viewer_counts: list[int], to
     import subprocess
     import tempfile
 
-    from medviz_core.models import load_engine
-    from server.redis_worker import RedisWorker
+    from medviz_core.models.load import load_engine
+    from server.scale.worker import RedisWorker
     from server.settings import Settings
 
     binary = shutil.which("redis-server")
@@ -547,7 +547,7 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
         return
-    from medviz_core.models import load_engine  # here, not at the top: the viewers' process re-imports this file
+    from medviz_core.models.load import load_engine  # here, not at the top: the viewers' process re-imports this file
     from server.background import serve_in_background
     from server.settings import Settings
 

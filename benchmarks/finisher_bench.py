@@ -1,6 +1,6 @@
 """Where a step's maps are computed, measured side by side in ONE run: inline, on a thread, or in a process.
 
-`Engine.finisher` (run._Finisher, host_maps.py) decides where the host turns each step's reduced
+`Engine.finisher` (run._Finisher, maps/host_maps.py) decides where the host turns each step's reduced
 rows into maps, statistics, regions and context: "inline" after the step, "thread" on a worker
 thread while the model runs the next step, "process" in the engine's maps process likewise.
 When the thread issuing the model's operations is busy the whole step (an eager step on a GPU;
@@ -26,7 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.models.load import load_engine  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 MODES = ("inline", "thread", "process")

@@ -25,7 +25,7 @@ stamp=$(date -u +%Y-%m-%d)
 out="benchmarks/results/${stamp}-${gpu}"
 mkdir -p benchmarks/results
 { "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_medgemma_standin.py || true
+  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/engine/test_gpu.py tests/models/test_medgemma_standin.py || true
 } 2>&1 | tee "$out-tests.txt"
 timeout 45 "$PY" benchmarks/ops_per_step.py --model "random:medgemma-4b?layers=34" \
   --json "$out-ops.json" | tee "$out-ops.txt" || true

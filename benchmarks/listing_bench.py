@@ -1,6 +1,6 @@
 """What a recordings listing costs: every frame decoded (the listing before), only the start and end
 frames decoded (recording.recording_info), each recording's summary sidecar read
-(recording_summary.listing_info: what a server's listing reads first), and rows kept in memory
+(recording.summary.listing_info: what a server's listing reads first), and rows kept in memory
 (server/recordings.Summaries).
 
 Writes `--recordings` files of `--steps` step frames each (the golden fixtures' frames) into a
@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.recording import RecordingWriter, iter_frames, list_recordings  # noqa: E402
-from medviz_core.recording_summary import listing_info, summarize  # noqa: E402
+from medviz_core.recording.file import RecordingWriter, iter_frames, list_recordings  # noqa: E402
+from medviz_core.recording.summary import listing_info, summarize  # noqa: E402
 from server.recordings import Summaries  # noqa: E402
 from tests.fixtures.frames import make_fixtures  # noqa: E402
 

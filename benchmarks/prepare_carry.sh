@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-folder=$("$PY" -c "from medviz_core.gemma3_tokenizer import gemma3_tokenizer_folder; print(gemma3_tokenizer_folder())")
+folder=$("$PY" -c "from medviz_core.models.gemma3_tokenizer import gemma3_tokenizer_folder; print(gemma3_tokenizer_folder())")
 mkdir -p .carry
 rm -rf .carry/gemma3-tokenizer
 cp -r "$folder" .carry/gemma3-tokenizer

@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medviz_core.models import load_engine  # noqa: E402
+from medviz_core.models.load import load_engine  # noqa: E402
 from medviz_core.wire import server_frames as frames  # noqa: E402
 from medviz_core.wire.client_frames import AnalyzeRequest, ParamsRequest, StartRequest  # noqa: E402
 from server.background import background_server  # noqa: E402

@@ -80,7 +80,7 @@ def main() -> None:
     width, height = (int(v) for v in args.size.split("x"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--model", args.model,
+    server = subprocess.Popen([sys.executable, "-m", "server.cli.main", "serve", "--model", args.model,
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_healthy(url, server)

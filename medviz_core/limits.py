@@ -2,7 +2,7 @@
 
 Owns: MAX_IMAGES (images in a study), MAX_QUESTION_CHARS and MAX_LABEL_CHARS (what prompts.py
 checks), MAX_NEW_TOKENS (what GenerationParams checks). A base module: it imports nothing from
-medviz_core, so types.py, prompts.py and engine.py read these below the protocol, and
+medviz_core, so types.py, prompts.py and engine/engine.py read these below the protocol, and
 wire/limits.py re-exports them beside the protocol's own constants. Does not own the
 server's caps on a client (wire/limits.ClientLimits) or the sampling bounds (types.py).
 """

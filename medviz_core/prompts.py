@@ -5,8 +5,8 @@ by default, a concise expert answer for a custom question; `original`: the origi
 visualizer's; `model-card`: MedGemma's model card's), the chat messages handed to `processor.apply_chat_template`
 (`build_messages`), the bounds on a question, and `format_report`, which turns the model's
 markdown-ish text into plain sectioned text for display and export.
-Does not own: templating or tokenising the messages (the processor does that, engine.py
-calls it), decoding images (imaging.py) or streaming text (the engine yields raw pieces;
+Does not own: templating or tokenising the messages (the processor does that, engine/engine.py
+calls it), decoding images (imaging/load.py) or streaming text (the engine yields raw pieces;
 `format_report` is for finished text).
 """
 
@@ -16,8 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import RequestError
-from .limits import MAX_LABEL_CHARS, MAX_QUESTION_CHARS
+from medviz_core.errors import RequestError
+from medviz_core.limits import MAX_LABEL_CHARS, MAX_QUESTION_CHARS
 
 CONTROL_TOKEN = re.compile(
     r"<(?:bos|eos|pad|unk|mask|start_of_turn|end_of_turn|start_of_image|end_of_image|image_soft_token"

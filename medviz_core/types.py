@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from .errors import RequestError
-from .limits import MAX_NEW_TOKENS
+from medviz_core.errors import RequestError
+from medviz_core.limits import MAX_NEW_TOKENS
 
 FloatMap = npt.NDArray[np.float32]
 
@@ -121,9 +121,9 @@ REAL_MODEL_NOTE = "Model attention, not a diagnosis."
 
 
 def is_stand_in(model_name: str) -> bool:
-    """Whether a model name, as models.py writes it, is one of the offline stand-ins.
+    """Whether a model name, as models/load.py writes it, is one of the offline stand-ins.
 
-    models.py names its stand-ins by their ref kind: `tiny[?...]`, `demo[?...]` and
+    models/load.py names its stand-ins by their ref kind: `tiny[?...]`, `demo[?...]` and
     `random:<shape>[?...]` (random or untrained weights: their maps show how attention is
     computed, not medicine); a folder or hub id (a real model) is named by its path or id.
     The start frame states the answer (`ModelFacts.stand_in`); this reads it off the name

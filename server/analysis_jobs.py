@@ -9,14 +9,14 @@ repeat or a join costs nothing); `cancel` stops a job for every socket waiting o
 its place in the line back; `forget` drops a source's jobs when its session expires. A finished
 job's `done` frame is appended to the source's recording on the worker thread (the thread that
 writes recordings), once per job id and within `results_max_bytes` per recording
-(recording_summary.append_result; a result the recording already holds is answered from it,
+(recording.summary.append_result; a result the recording already holds is answered from it,
 not computed or appended again; a refusal is logged and the askers get the result all the same;
 `record=False` on a scaled-out web node, whose `compute` asks a worker, which appends it:
-remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
+scale/remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
 nobody waits for any more is cancelled, so a closed tab does not keep the model's worker busy.
 Replies are callables `reply(frame, final)` that must not block (the routes hand them to the
-event loop). Does not own what a job computes (medviz_core/analysis_kinds.py) or sockets
-(live.py, replay.py).
+event loop). Does not own what a job computes (medviz_core/analyses/kinds.py) or sockets
+(sockets/live.py, sockets/replay.py).
 """
 
 from __future__ import annotations
@@ -29,22 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from medviz_core.analysis_kinds import check_request, compute
-from medviz_core.engine_api import AnalysisEngine
+from medviz_core.analyses.compute import AnalysisSource, job_id
+from medviz_core.analyses.kinds import check_request, compute
+from medviz_core.engine.api import AnalysisEngine
 from medviz_core.errors import Cancelled, MedvizError, RequestError
-from medviz_core.recording import in_words
-from medviz_core.recording_summary import append_result, recorded
-from medviz_core.token_analysis import AnalysisSource, job_id
+from medviz_core.recording.file import in_words
+from medviz_core.recording.summary import append_result, recorded
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, AnalysisResult, AnalysisStatus
 from medviz_core.wire.server_frames import decode
-
-from .recording_disk import disk_state
+from server.recording_disk import disk_state
 
 log = logging.getLogger("medviz.server")
 
 Reply = Callable[[AnalysisFrame, bool], None]  # (the job's state, whether it is its last word); the asker adds its id
-# A scaled-out node's compute (remote_analyses.py): analysis_kinds.compute's arguments but the engine (the node
+# A scaled-out node's compute (scale/remote_analyses.py): analyses.kinds.compute's arguments but the engine (the node
 # has none), and whether the source session's owner asked (its job may run between that session's steps).
 Compute = Callable[[AnalysisSource, AnalyzeRequest, threading.Event, bool], AnalysisResult]
 FINAL = ("done", "cancelled", "error")
@@ -91,7 +90,7 @@ class AnalysisJobs:
         self.results_max_bytes = results_max_bytes  # results appended to one recording, in bytes
         self.line = line
         self.cache_size = cache_size
-        self.compute = compute  # None: analysis_kinds.compute; a scaled-out node asks a worker (remote_analyses.py)
+        self.compute = compute  # None: kinds.compute; a scaled-out node asks a worker (scale/remote_analyses)
         self.record = record  # append done results to the source's recording (False where a worker does)
         self.runs = 0  # jobs computed (tests check that a repeat does not add one)
         self._jobs: OrderedDict[tuple[str, str], _Job] = OrderedDict()

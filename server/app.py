@@ -1,9 +1,9 @@
 """The Starlette application: routes, the engine's lifetime and the guard in front.
 
 Owns: `create_app` (routes, lifespan that loads the engine off the loop and builds the
-session manager, the Guard middleware behind headers.py's, the websocket counts of connections.py),
+session manager, the Guard middleware behind guard/headers.py's, the websocket counts of sockets/connections.py),
 `/api/health` and `/api/sessions`. Does not own
-what the routes do (live.py, replay.py, recordings.py) or the checks (security.py).
+what the routes do (sockets/live.py, sockets/replay.py, recordings.py) or the checks (guard/security.py).
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
 GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; websockets /ws/session,
@@ -26,17 +26,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from medviz_core.engine_api import StreamEngine
-from medviz_core.recording import tighten_folder
+from medviz_core.engine.api import StreamEngine
+from medviz_core.recording.file import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
-
-from . import live, recording_disk, recordings, replay
-from .connections import Connections
-from .headers import SecurityHeaders
-from .security import Guard
-from .sessions import LocalSessions, SessionManager
-from .settings import Settings
+from server import recording_disk, recordings
+from server.guard.headers import SecurityHeaders
+from server.guard.security import Guard
+from server.sessions import LocalSessions, SessionManager
+from server.settings import Settings
+from server.sockets import live, replay
+from server.sockets.connections import Connections
 
 log = logging.getLogger("medviz.server")
 
@@ -44,7 +44,7 @@ EngineLoader = Callable[[str], StreamEngine]
 
 
 def _load_engine(ref: str) -> StreamEngine:
-    from medviz_core.models import load_engine
+    from medviz_core.models.load import load_engine
 
     return load_engine(ref)
 
@@ -73,14 +73,14 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
                sessions: SessionManager | None = None) -> Starlette:
     """The app. Pass `engine` (tests) or let the lifespan load `settings.model`; pass
     `sessions` to use another SessionManager implementation. With `settings.redis_url` the
-    sessions are a stateless web node's (redis_sessions.py) and no engine is loaded."""
+    sessions are a stateless web node's (scale/sessions.py) and no engine is loaded."""
     settings.check()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         manager = sessions
         if manager is None and settings.redis_url:  # a stateless web node: the workers hold the model
-            from .redis_sessions import RedisSessions
+            from server.scale.sessions import RedisSessions
 
             manager = await asyncio.to_thread(RedisSessions, settings, asyncio.get_running_loop())
         if manager is None:

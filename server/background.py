@@ -20,11 +20,10 @@ from typing import IO
 import uvicorn
 from starlette.applications import Starlette
 
-from medviz_core.engine_api import StreamEngine
-
-from .app import create_app
-from .settings import Settings
-from .uvicorn_config import server_config
+from medviz_core.engine.api import StreamEngine
+from server.app import create_app
+from server.settings import Settings
+from server.uvicorn_config import server_config
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ frame is written and before that frame goes out, so a failed close still ends th
 error frame; its sidecar summary written at the final `close`, after the end went out; every
 failure is a RecordingWriteError naming the cause, recorded in the folder's DiskState, and `close`
 in a `finally` never raises).
-Does not own the file format (medviz_core/recording.py, recording_summary.py) nor who runs a
+Does not own the file format (medviz_core/recording/file.py, recording/summary.py) nor who runs a
 session (worker.py).
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medviz_core.errors import MedvizError
-from medviz_core.recording import RecordingWriteError, RecordingWriter, in_words
-from medviz_core.recording_summary import summarize
+from medviz_core.recording.file import RecordingWriteError, RecordingWriter, in_words
+from medviz_core.recording.summary import summarize
 from medviz_core.wire.codec import peek_fields
 
 log = logging.getLogger("medviz.server")

@@ -5,8 +5,8 @@ Owns: the JSON shapes of `/api/recordings` and the mapping of MedvizError to HTT
 `Summaries`: each recording's listing row and thumbnail (its first image, at most THUMB px
 a side, PNG) kept in memory by path, modification time and size, so a listing reads only
 the recordings that are new or changed, and of those only their summary sidecar where it matches
-(medviz_core/recording_summary.py: a few hundred bytes, not the recording). Does not own the file format
-(medviz_core/recording.py) or replays (replay.py).
+(medviz_core/recording/summary.py: a few hundred bytes, not the recording). Does not own the file format
+(medviz_core/recording/file.py) or replays (sockets/replay.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medviz_core.errors import ConflictError, MedvizError, NotFoundError
-from medviz_core.recording import RecordingInfo, first_image, list_recordings, recording_path
-from medviz_core.recording import delete_recording as delete_file
-from medviz_core.recording_summary import listing_info
-
-from .sessions import SessionManager
-from .settings import Settings
+from medviz_core.recording.file import RecordingInfo, first_image, list_recordings, recording_path
+from medviz_core.recording.file import delete_recording as delete_file
+from medviz_core.recording.summary import listing_info
+from server.sessions import SessionManager
+from server.settings import Settings
 
 T = TypeVar("T")
 THUMB = 160  # px, the longer side of a thumbnail
@@ -113,7 +112,7 @@ async def thumbnail_route(request: Request) -> Response:
         return error_response(error)
     except OSError:  # deleted meanwhile, or a picture PIL cannot read
         return error_response(NotFoundError(f"recording {path.stem!r} has no picture to show"))
-    return Response(png, media_type="image/png")  # no-store, as every /api answer (headers.py)
+    return Response(png, media_type="image/png")  # no-store, as every /api answer (guard/headers.py)
 
 
 async def download_route(request: Request) -> Response:

@@ -2,7 +2,7 @@
 
 Owns: `SessionManager` (the Protocol the routes use) and `LocalSessions`, its in-process
 implementation: one `GenerationWorker` for the model and one broadcast `Channel` per session.
-Its other implementation is redis_sessions.RedisSessions (a stateless web node: queue, logs,
+Its other implementation is scale.sessions.RedisSessions (a stateless web node: queue, logs,
 cancels and analyses through Redis, generation on Redis workers or Ray Serve replicas);
 `SessionSource` (a session's frames decoded once each, for analyses) serves both. Owner semantics: when the
 starting client has left and nobody watches, the run stops; a viewer that was dropped (4008) or
@@ -30,20 +30,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from medviz_core.engine_api import StreamEngine
+from medviz_core.analyses.compute import AnalysisSource
+from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import NotFoundError, RequestError
-from medviz_core.recording import recording_path
-from medviz_core.token_analysis import AnalysisSource
+from medviz_core.recording.file import recording_path
 from medviz_core.types import source_key
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.server_frames import SourceFrame, StartFrame, StepFrame, decode
-
-from .analysis_jobs import AnalysisJobs
-from .broadcast import Channel, Viewer
-from .fair_queue import FairQueue
-from .image_budget import ImageBudget
-from .settings import Settings
-from .worker import GenerationWorker, Job, JobState, Task
+from server.analysis_jobs import AnalysisJobs
+from server.broadcast import Channel, Viewer
+from server.fair_queue import FairQueue
+from server.guard.image_budget import ImageBudget
+from server.settings import Settings
+from server.worker import GenerationWorker, Job, JobState, Task
 
 log = logging.getLogger("medviz.server")
 

@@ -5,8 +5,8 @@ a token, `DEFAULT_MODEL` (the model every command uses unless told), `default_re
 (the per-user data folder recordings go to) and `configured()`, which sets any field by name
 from a TOML file and `NAME=VALUE` strings, each checked against the field's type.
 docs/security.md lists every limit here with its default; keep the two in step.
-Does not own parsing command lines (cli_commands.py) or enforcing the limits (wire/,
-wire/limits.py, imaging.py, image_budget.py, connections.py, the handlers).
+Does not own parsing command lines (cli/commands.py) or enforcing the limits (wire/,
+wire/limits.py, imaging/load.py, guard/image_budget.py, sockets/connections.py, the handlers).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from medviz_core.errors import AuthError, MedvizError
-from medviz_core.imaging import MAX_DECODED_BYTES, MAX_PIXELS
+from medviz_core.imaging.load import MAX_DECODED_BYTES, MAX_PIXELS
 from medviz_core.wire.limits import ClientLimits
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"

@@ -2,7 +2,7 @@
 
 Owns: `server_config` (uvicorn.Config with h11 and its request-head limit, a deadline for
 the request head, the connection cap, the keep-alive timeout, websocket frame limits and
-the token-redacting logging of log_redaction.py), `AnnouncingServer` (uvicorn's server, telling
+the token-redacting logging of guard/log_redaction.py), `AnnouncingServer` (uvicorn's server, telling
 its caller once its sockets accept connections) and `HeaderDeadlineH11`, uvicorn's h11
 protocol with one addition: a connection that has not sent a whole request head within
 `header_timeout_s` of connecting (or of starting its next request) is closed, so slow
@@ -21,8 +21,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .log_redaction import log_config
-from .settings import Settings
+from server.guard.log_redaction import log_config
+from server.settings import Settings
 
 log = logging.getLogger("medviz.server")
 

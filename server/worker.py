@@ -20,7 +20,7 @@ session with an error frame naming the cause while the worker goes on to the nex
 A job's images are file bytes, decoded by the engine when it runs, under the image budget.
 `history` keeps the order of work (frames and tasks) for tests and benchmarks. The event
 loop never waits on torch. Does not own fan-out (broadcast.py) or who may start what
-(sessions.py, live.py).
+(sessions.py, sockets/live.py).
 """
 
 from __future__ import annotations
@@ -35,17 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from medviz_core.engine_api import StreamEngine
+from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import BusyError, MedvizError
-from medviz_core.recording import RecordingWriter
-from medviz_core.session import SessionFrame, session_frames
+from medviz_core.recording.file import RecordingWriter
+from medviz_core.session_frames import SessionFrame, session_frames
 from medviz_core.types import StreamEnd, source_key
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.codes import ErrorCode, close_code_for
 from medviz_core.wire.server_frames import EndFrame, ErrorFrame, QueuedFrame
-
-from .fair_queue import FairQueue
-from .recording_disk import OpenRecording, SessionRecording, check_room
+from server.fair_queue import FairQueue
+from server.recording_disk import OpenRecording, SessionRecording, check_room
 
 log = logging.getLogger("medviz.server")
 

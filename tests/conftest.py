@@ -37,6 +37,6 @@ def sample_bytes(cxr_dir: Path) -> bytes:
 
 @pytest.fixture(scope="session")
 def tiny_engine():  # type: ignore[no-untyped-def]
-    from medviz_core.models import load_engine
+    from medviz_core.models.load import load_engine
 
     return load_engine("tiny")

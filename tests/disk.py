@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medviz_core.recording import RecordingWriter
+from medviz_core.recording.file import RecordingWriter
 
 DEV_FULL = "/dev/full"
 

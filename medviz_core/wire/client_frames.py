@@ -9,7 +9,7 @@ bounds. Everything that needs no session or model is checked here: sizes and ite
 (limits.py), sampling ranges (GenerationParams), the methods, the preset, the question and
 labels (no control tokens). A start request's `ParamsRequest` holds only the sampling
 parameters the client stated; the rest are the model's suggestion (`Engine.suggested`),
-filled where the run starts (session.py), so every path samples alike. Checks that need the
+filled where the run starts (session_frames.py), so every path samples alike. Checks that need the
 session (a token not generated yet, a method it does not compute) are the server's. Does not
 own server frames (server_frames.py).
 """
@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import MessageTooLarge, ProtocolError, RequestError
-from ..prompts import check_label, check_preset, check_question
-from ..types import METHODS, GenerationParams, check_methods
-from .codec import VERSION, get_field, optional_field, pack, unpack
-from .limits import (
+from medviz_core.errors import MessageTooLarge, ProtocolError, RequestError
+from medviz_core.prompts import check_label, check_preset, check_question
+from medviz_core.types import METHODS, GenerationParams, check_methods
+from medviz_core.wire.codec import VERSION, get_field, optional_field, pack, unpack
+from medviz_core.wire.limits import (
     DEFAULT_FAITHFULNESS_STEPS,
     MAX_BOX_LABEL_CHARS,
     MAX_BOXES,
@@ -36,8 +36,8 @@ from .limits import (
     ClientLimits,
     client_limits,
 )
-from .results import KINDS, KindRules
-from .server_frames import params_to_wire
+from medviz_core.wire.results import KINDS, KindRules
+from medviz_core.wire.server_frames import params_to_wire
 
 CLIENT_TYPES = ("start", "rejoin", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
 ANALYSIS_COMMANDS = ("analyze", "cancel_analysis")

@@ -18,8 +18,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..errors import ProtocolError
-from .limits import SERVER_LIMITS, UnpackLimits, check_shape, unpack_kwargs
+from medviz_core.errors import ProtocolError
+from medviz_core.wire.limits import SERVER_LIMITS, UnpackLimits, check_shape, unpack_kwargs
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # server frames and recordings; version 1 is upgraded on read (v1.py)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from ..errors import ErrorCode
+from medviz_core.errors import ErrorCode
 
 __all__ = ["CloseCode", "ErrorCode", "close_code_for", "close_reason"]
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProtocolError
-from ..limits import MAX_IMAGES as MAX_IMAGES
-from ..limits import MAX_NEW_TOKENS as MAX_NEW_TOKENS
-from ..limits import MAX_QUESTION_CHARS
+from medviz_core.errors import ProtocolError
+from medviz_core.limits import MAX_IMAGES as MAX_IMAGES
+from medviz_core.limits import MAX_NEW_TOKENS as MAX_NEW_TOKENS
+from medviz_core.limits import MAX_QUESTION_CHARS
 
 MAX_BOXES = 32  # annotation boxes in one agreement request
 MAX_BOX_LABEL_CHARS = 64

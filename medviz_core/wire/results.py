@@ -6,7 +6,7 @@ echoed) and the results: `GradientResult`, `HeadsResult`, `FaithfulnessResult` (
 `from_wire()` and an `of(...)` that builds it from the engine's arrays, and `KINDS`, each
 kind's `KindRules` (the fields its request takes, its result type). Results travel as
 float64 (maps as quantised [lo, hi, u8] like step maps). Does not compute anything
-(analysis.py, faithfulness.py, agreement.py, biplanar.py, dicom_export.py do).
+(analyses/gradient.py, analyses/faithfulness.py, analyses/agreement.py, analyses/biplanar.py, export/dicom.py do).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
-from ..errors import ProtocolError
-from ..types import METHODS
-from .codec import QuantMap, describe, get_field, optional_field, pack
+from medviz_core.errors import ProtocolError
+from medviz_core.types import METHODS
+from medviz_core.wire.codec import QuantMap, describe, get_field, optional_field, pack
 
 AnalysisStatus = Literal["queued", "running", "done", "cancelled", "error"]
 ANALYSIS_STATUSES: dict[str, AnalysisStatus] = {status: status for status in get_args(AnalysisStatus)}
@@ -174,7 +174,7 @@ class AgreementResult:
 
 @dataclass(frozen=True)
 class VolumeResult:
-    """The biplanar 3D estimate of one token (biplanar.py): size^3 values in [y, x, z] order, max 1."""
+    """The biplanar 3D estimate of one token (analyses/biplanar.py): size^3 values in [y, x, z] order, max 1."""
 
     method: str
     size: int
@@ -200,7 +200,7 @@ class VolumeResult:
 
 @dataclass(frozen=True)
 class DicomResult:
-    """A DICOM export (dicom_export.py) as one zip of its files, with the notes a user must read."""
+    """A DICOM export (export/dicom.py) as one zip of its files, with the notes a user must read."""
 
     zip: bytes
     names: tuple[str, ...]
@@ -223,7 +223,7 @@ AnalysisResult = GradientResult | HeadsResult | FaithfulnessResult | AgreementRe
 class KindRules:
     """The protocol's half of an analysis kind: the fields its request takes and its result type. A field a kind
     does not take is normalised away when parsed (client_frames.AnalyzeRequest); how a kind is checked against
-    a session and computed is medviz_core/analysis_kinds.py's."""
+    a session and computed is medviz_core/analyses/kinds.py's."""
 
     result: type[AnalysisResult]  # the `result` of its done frame
     method: bool = False  # it names one of METHODS (default consensus)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ProtocolError
-from ..types import (
+from medviz_core.errors import ProtocolError
+from medviz_core.types import (
     ContextLink,
     GenerationParams,
     ModelFacts,
@@ -28,7 +28,7 @@ from ..types import (
     StreamEnd,
     is_stand_in,
 )
-from .codec import (
+from medviz_core.wire.codec import (
     VERSION,
     QuantMap,
     check_version,
@@ -42,8 +42,8 @@ from .codec import (
     unpack,
     unpack_polygon,
 )
-from .codes import ErrorCode
-from .results import AnalysisFrame
+from medviz_core.wire.codes import ErrorCode
+from medviz_core.wire.results import AnalysisFrame
 
 _NIL_INT = (int, type(None))
 _NIL_STR = (str, type(None))
@@ -452,7 +452,7 @@ def peek_timing(data: bytes) -> tuple[str, float | None]:
 
 def decode(data: bytes) -> Frame:
     """Bytes of one server frame (protocol v1 or v2) -> its typed frame; ProtocolError if malformed."""
-    from .v1 import upgrade
+    from medviz_core.wire.v1 import upgrade
 
     f = unpack(data)
     if f.get("v", 2) == 1:

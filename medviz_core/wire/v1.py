@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ProtocolError
-from .codec import VERSION, describe, get_field, optional_field
+from medviz_core.errors import ProtocolError
+from medviz_core.wire.codec import VERSION, describe, get_field, optional_field
 
 _FOCUS = ("maps", "ent", "ent_n", "peak", "zone", "regions")
 

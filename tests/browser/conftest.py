@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from server.security import COOKIE
+from server.guard.security import COOKIE
 from tests.server.serve_process import link_token, serve_process
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medviz_core.recording import read_recording
+from medviz_core.recording.file import read_recording
 from medviz_core.wire.server_frames import StartFrame, StepFrame
 
 SETTLED = "() => { const c = document.getElementById('stage'); return c.dataset.animating !== 'true'; }"

@@ -13,8 +13,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from .conftest import Server, Watched, open_page, shoot
-from .pages import canvas_digest, distinct_colours, open_replay, record_session, wait_phase
+from tests.browser.conftest import Server, Watched, open_page, shoot
+from tests.browser.pages import canvas_digest, distinct_colours, open_replay, record_session, wait_phase
 
 PIN = 3
 
@@ -88,7 +88,7 @@ def test_faithfulness_plots_deletion_and_insertion_with_the_random_baseline(tab:
 def test_faithfulness_across_the_report_shows_a_batch_from_the_cli_and_can_score_the_rest(
     tab: Watched, server: Server, recorded: str
 ) -> None:
-    from server.cli import main
+    from server.cli.main import main
 
     path = server.recordings / f"{recorded}.medviz"
     assert main(["faithfulness", str(path), "--methods", "raw", "--steps", "2", "--tokens", "1:2"]) == 0

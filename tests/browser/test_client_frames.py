@@ -1,4 +1,4 @@
-"""The frames the browser sends (web/js/protocol.js, web/js/analysis-protocol.js),
+"""The frames the browser sends (web/js/wire/protocol.js, web/js/wire/analysis-protocol.js),
 encoded in Chromium, are read by the server's own parser
 (medviz_core/wire/client_frames.py) into exactly the requests the page meant: a one-image
 start, a labelled study with a prompt preset and sampling parameters, each kind of
@@ -18,12 +18,11 @@ from medviz_core.wire.client_frames import (
     parse_client_frame,
 )
 from medviz_core.wire.limits import ClientLimits
-
-from .conftest import Server, Watched
+from tests.browser.conftest import Server, Watched
 
 ENCODE = """async () => {
-  const { encodeStart } = await import('/js/protocol.js');
-  const { encodeAnalyze, encodeCancelAnalysis } = await import('/js/analysis-protocol.js');
+  const { encodeStart } = await import('/js/wire/protocol.js');
+  const { encodeAnalyze, encodeCancelAnalysis } = await import('/js/wire/analysis-protocol.js');
   const b64 = (u8) => btoa(String.fromCharCode(...u8));
   const a = new Uint8Array([1, 2, 3]);
   const b = new Uint8Array([4, 5]);

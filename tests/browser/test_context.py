@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Server, Watched, shoot
-from .pages import record_session, recorded
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import record_session, recorded
 
 PIN = 7
 

@@ -1,5 +1,5 @@
-"""The browser's own msgpack decoder (web/js/msgpack.js) and frame decoder
-(web/js/protocol.js), run in Chromium on the golden protocol v2 fixtures and on a value
+"""The browser's own msgpack decoder (web/js/wire/msgpack.js) and frame decoder
+(web/js/wire/protocol.js), run in Chromium on the golden protocol v2 fixtures and on a value
 using every msgpack format, must read exactly what Python reads. Version 1 frames are the
 server's to upgrade: the browser refuses them by their version."""
 
@@ -14,16 +14,15 @@ import msgpack
 import pytest
 
 from medviz_core.wire.results import AnalysisFrame, DicomResult
-
-from .conftest import Server, Watched
+from tests.browser.conftest import Server, Watched
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "frames"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.msgpack"))
 
 # Decode in the page; bin -> {"$bin": base64}, ext -> {"$ext": [type, base64]}, BigInt -> {"$int": "..."}
 DECODE = """async ([b64, frame]) => {
-  const { decode, Ext } = await import('/js/msgpack.js');
-  const { decodeFrame } = await import('/js/protocol.js');
+  const { decode, Ext } = await import('/js/wire/msgpack.js');
+  const { decodeFrame } = await import('/js/wire/protocol.js');
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const b64of = (u8) => {
     let s = '';
@@ -187,7 +186,7 @@ def test_the_browser_refuses_a_version_1_frame_by_its_version(tab: Watched, serv
     tab.page.goto(server.url)
     data = (FIXTURES / "v1" / f"{name}.msgpack").read_bytes()
     message = tab.page.evaluate("""async (b64) => {
-      const { decodeFrame } = await import('/js/protocol.js');
+      const { decodeFrame } = await import('/js/wire/protocol.js');
       try { decodeFrame(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))); return null; } catch (e) { return e.message; }
     }""", base64.b64encode(data).decode())
     assert message == "protocol version should be 2, got 1"

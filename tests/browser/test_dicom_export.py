@@ -8,8 +8,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from .conftest import Server, Watched, shoot
-from .pages import start_session, wait_phase
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import start_session, wait_phase
 
 NO_IDENTITY = ("the source was PNG/JPEG: this export has no patient identity "
                "(patient name, ID, birth date and sex are empty) and is in a new study")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Server, open_page, shoot
-from .pages import start_session, wait_phase
+from tests.browser.conftest import Server, open_page, shoot
+from tests.browser.pages import start_session, wait_phase
 
 AREAS = ["#stage", "#report", "#strip", "#methods-grid", "#start", "#status", "#method", "#opacity"]
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from medviz_core.recording import RecordingWriter, iter_frames
+from medviz_core.recording.file import RecordingWriter, iter_frames
 from medviz_core.wire.server_frames import EndFrame
-from server import client
-
-from .conftest import Server, Watched, shoot
-from .pages import start_session, start_study, token_count, wait_phase
+from server.cli import watch as client
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import start_session, start_study, token_count, wait_phase
 
 PAIR = ["nih_00000001_000.png", "nih_00000003_001.png"]
 AT_LEAST_3 = "() => document.querySelectorAll('#report .tok').length >= 3"

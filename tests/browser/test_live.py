@@ -11,8 +11,17 @@ from typing import Any
 
 import pytest
 
-from .conftest import Server, Watched, shoot
-from .pages import DIGEST, digest, recorded, report_text, shown_step, start_session, token_count, wait_phase
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import (
+    DIGEST,
+    digest,
+    recorded,
+    report_text,
+    shown_step,
+    start_session,
+    token_count,
+    wait_phase,
+)
 
 LONG_RUN = 300  # tokens: long enough on 2 CPU cores for a watcher to join mid-stream
 

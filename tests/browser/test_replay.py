@@ -11,8 +11,8 @@ from typing import Any
 
 from PIL import Image
 
-from .conftest import Server, Watched, shoot
-from .pages import (
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import (
     SETTLED,
     canvas_digest,
     distinct_colours,

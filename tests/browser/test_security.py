@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from server.headers import CONTENT_SECURITY_POLICY
-
-from .conftest import Server, Watched
-from .pages import start_session, wait_phase
+from server.guard.headers import CONTENT_SECURITY_POLICY
+from tests.browser.conftest import Server, Watched
+from tests.browser.pages import start_session, wait_phase
 
 VIOLATIONS = """() => {
   window.cspViolations = [];

@@ -1,6 +1,6 @@
 """The presenter's stage in the real browser: the stand-in banner wherever a session is shown
 (viewer, watcher, replay, Compare), presentation mode at a projector's 1024 x 768, outlines
-and peak that follow the method shown (the page's regions by regions.py's definition),
+and peak that follow the method shown (the page's regions by maps/regions.py's definition),
 region labels that never overlap, plurals and whitespace tokens made visible."""
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medviz_core.regions import find_regions, zone_of
+from medviz_core.maps.regions import find_regions, zone_of
 from medviz_core.types import STAND_IN_NOTE
-
-from .conftest import Server, Watched, open_page, shoot
-from .pages import record_session, recorded, start_session, wait_phase
+from tests.browser.conftest import Server, Watched, open_page, shoot
+from tests.browser.pages import record_session, recorded, start_session, wait_phase
 
 IMAGE = "nih_00000001_000.png"
 
@@ -169,7 +168,7 @@ def test_the_pages_regions_of_consensus_are_the_servers_by_the_same_definition(t
     replay_to_end(page, server.url, recording)
     pages = page.evaluate("""async () => {
       const { store } = await import('/js/page.js');
-      const { mapStats } = await import('/js/regions.js');
+      const { mapStats } = await import('/js/draw/regions.js');
       const s = store.state;
       return s.steps.map((st) => mapStats(st.images[0].maps.consensus, s.start.model.grid, [s.start.images[0].width, s.start.images[0].height]))
         .map((m) => ({ peak: m.peak, regions: m.regions.map((r) => ({ box: r.box, zone: r.zone, mass: r.mass })) }));
@@ -218,7 +217,7 @@ def test_one_token_is_one_token_and_whitespace_tokens_show_as_marks(tab: Watched
     assert " · 1 token in " in page.inner_text("#status")
     marks = page.evaluate("""async () => {
       const { legendEnds, plural, visibleToken } = await import('/js/format.js');
-      const { renderReport } = await import('/js/panels.js');
+      const { renderReport } = await import('/js/views/panels.js');
       const el = document.createElement('div');
       el.className = 'report';
       document.body.append(el);

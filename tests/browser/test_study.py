@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .conftest import Server, Watched, shoot
-from .pages import canvas_digest, distinct_colours, open_recording, start_study, token_count, wait_phase
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import canvas_digest, distinct_colours, open_recording, start_study, token_count, wait_phase
 
 PAIR = ["nih_00000001_000.png", "nih_00000003_001.png"]
 

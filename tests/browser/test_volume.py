@@ -1,4 +1,4 @@
-"""web/js/volume.js and web/js/volume-view.js in Chromium, on synthetic volumes with a known peak.
+"""web/js/draw/volume.js and web/js/analyses/volume-view.js in Chromium, on synthetic volumes with a known peak.
 
 The modules are imported from the running server's /js/ like the decoder tests do; each
 test draws on a canvas it adds to the page. The projection is recomputed here from
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import Server, Watched, shoot
-from .pages import canvas_digest
+from tests.browser.conftest import Server, Watched, shoot
+from tests.browser.pages import canvas_digest
 
 SIZE = 16
 W, H = 320, 300
@@ -26,8 +26,8 @@ BARE = {"outline": False, "labels": False, "marker": False, "palette": "grey"}
 
 # Render on #vol and read its pixels: an FNV-1a hash, and the centroid of the brightest pixels.
 RENDER = """async ([values, size, rotation, options, width, height]) => {
-  const m = await import('/js/volume.js');
-  const { palette } = await import('/js/palette.js');
+  const m = await import('/js/draw/volume.js');
+  const { palette } = await import('/js/draw/palette.js');
   let canvas = document.getElementById('vol');
   if (!canvas) {
     canvas = document.createElement('canvas');
@@ -183,14 +183,14 @@ def test_an_all_zero_volume_draws_the_same_empty_frame_as_no_volume(tab: Watched
 def test_a_volume_of_the_wrong_length_is_refused_by_the_renderer_and_the_view_with_the_lengths(tab: Watched, server: Server) -> None:
     tab.page.goto(server.url)
     message = tab.page.evaluate("""async () => {
-      const m = await import('/js/volume.js');
+      const m = await import('/js/draw/volume.js');
       const ctx = document.createElement('canvas').getContext('2d');
       try { m.renderVolume(ctx, { values: new Float32Array(100), size: 16 }, m.DEFAULT_ROTATION); return null; }
       catch (e) { return e.message; }
     }""")
     assert message == "a volume needs size^3 values; got 100 values for size 16"
     thrown = tab.page.evaluate("""async () => {
-      const { VolumeView } = await import('/js/volume-view.js');
+      const { VolumeView } = await import('/js/analyses/volume-view.js');
       const view = new VolumeView(document.createElement('canvas'));
       try { view.setVolume({ values: new Float32Array(8), size: 3 }); return null; }
       catch (e) { return e.message; }
@@ -200,7 +200,7 @@ def test_a_volume_of_the_wrong_length_is_refused_by_the_renderer_and_the_view_wi
 
 
 MOUNT = """async ([values, size]) => {
-  const { VolumeView } = await import('/js/volume-view.js');
+  const { VolumeView } = await import('/js/analyses/volume-view.js');
   const canvas = document.createElement('canvas');
   canvas.id = 'view';
   canvas.width = 320; canvas.height = 300;

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from server.redis_worker import RedisWorker
+from server.scale.worker import RedisWorker
 from server.settings import Settings
 from tests.server.helpers import LiveServer, serve
 
@@ -119,7 +119,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def second_engine() -> Any:
     """A tiny engine for a second worker (an engine serves one worker thread)."""
-    from medviz_core.models import load_engine
+    from medviz_core.models.load import load_engine
 
     return load_engine("tiny")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.cli import main
+from server.cli.main import main
 
 
 def test_medviz_worker_without_redis_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,

@@ -14,13 +14,12 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
-from server.redis_keys import GROUP, Keys
-from server.redis_queue import WORKER_STOPPED
-from server.redis_sessions import FOLLOW_FAILED, GONE
+from server.scale.keys import GROUP, Keys
+from server.scale.queue import WORKER_STOPPED
+from server.scale.sessions import FOLLOW_FAILED, GONE
 from tests.conftest import REPO
+from tests.scale.conftest import Cluster
 from tests.server.helpers import kinds, receive_all, recv, run, session, session_of, start_bytes
-
-from .conftest import Cluster
 
 KEYS = Keys()
 
@@ -29,7 +28,7 @@ def _worker_process(cluster: Cluster) -> subprocess.Popen[bytes]:
     """`medviz worker` in its own process, registered in Redis before this returns."""
     s = cluster.settings
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker", "--model", "tiny", "--recordings", str(s.recordings),
+        [sys.executable, "-m", "server.cli.main", "worker", "--model", "tiny", "--recordings", str(s.recordings),
          "--heartbeat-s", str(s.heartbeat_s), "--reclaim-s", str(s.reclaim_s)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "MEDVIZ_REDIS": cluster.redis.url})  # the password never on a command line
@@ -120,7 +119,7 @@ def test_redis_restarted_mid_session_ends_it_with_an_error_and_the_next_session_
 
 def test_a_reader_that_fails_unexpectedly_ends_its_session_with_an_error_not_a_wait(
         cluster: Cluster, tiny_engine: Any, sample_bytes: bytes, monkeypatch: Any) -> None:
-    import server.redis_sessions as redis_sessions
+    import server.scale.sessions as redis_sessions
 
     a = cluster.node()
     cluster.worker(tiny_engine)

@@ -10,9 +10,8 @@ from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
 from tests.disk import FullDisk
+from tests.scale.conftest import Cluster
 from tests.server.helpers import kinds, receive_all, run, session, start_bytes
-
-from .conftest import Cluster
 
 
 def test_a_worker_on_a_full_disk_ends_that_session_with_the_disk_named_and_serves_the_next(

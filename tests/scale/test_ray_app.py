@@ -17,12 +17,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
-from server.redis_keys import Keys
-from server.redis_queue import WORKER_STOPPED
+from server.scale.keys import Keys
+from server.scale.queue import WORKER_STOPPED
 from server.settings import Settings
+from tests.scale.conftest import REDIS_SERVER, RedisServer
 from tests.server.helpers import LiveServer, kinds, receive_all, recv, run, serve, session, session_of, start_bytes
-
-from .conftest import REDIS_SERVER, RedisServer
 
 ray = pytest.importorskip("ray")
 KEYS = Keys()
@@ -42,7 +41,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         pytest.skip("no redis-server on this machine (./dev test installs Debian's)")
     from ray import serve as ray_serve
 
-    from server.ray_app import deployment
+    from server.scale.ray_app import deployment
 
     folder = tmp_path_factory.mktemp("ray")
     redis_server = RedisServer(folder).start()
@@ -111,7 +110,7 @@ def test_a_replica_killed_mid_session_ends_it_with_an_error_and_the_next_session
 
 
 def test_the_deployment_asks_one_gpu_per_replica_where_there_are_gpus_and_none_on_the_cpu(tmp_path: Path) -> None:
-    from server.ray_app import build
+    from server.scale.ray_app import build
 
     settings = {"redis": "redis://127.0.0.1:1/0", "model": "tiny", "recordings": str(tmp_path)}
     on_gpus = build({**settings, "replicas": "4", "gpus": "1"})

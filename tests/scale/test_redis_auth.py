@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 
-from server.cli import main
-from server.redis_auth import INSECURE_HINT, RedisAuthError, redis_url, require_auth
-from server.redis_keys import Keys
-from server.redis_worker import RedisWorker
+from server.cli.main import main
+from server.scale.auth import INSECURE_HINT, RedisAuthError, redis_url, require_auth
+from server.scale.keys import Keys
+from server.scale.worker import RedisWorker
 from tests.conftest import REPO
+from tests.scale.conftest import REDIS_SERVER, Cluster, RedisServer
 from tests.server.helpers import kinds, run, session
-
-from .conftest import REDIS_SERVER, Cluster, RedisServer
 
 ON_COMMAND_LINE = ("medviz: a Redis URL on the command line must not carry the password (other local users read it in "
                    "/proc/PID/cmdline): put the whole URL in MEDVIZ_REDIS, or the password in --redis-password-file\n")
@@ -108,7 +107,7 @@ def test_medviz_worker_reads_the_password_from_a_file_and_it_is_not_in_proc_cmdl
     secret.write_text(redis_server.password + "\n")
     environment = {k: v for k, v in os.environ.items() if k != "MEDVIZ_REDIS"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker", "--model", "tiny", "--recordings", str(tmp_path / "r"),
+        [sys.executable, "-m", "server.cli.main", "worker", "--model", "tiny", "--recordings", str(tmp_path / "r"),
          "--redis", f"redis://127.0.0.1:{redis_server.port}/0", "--redis-password-file", str(secret)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
     try:

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from server.redis_entries import EndItem, FrameItem, stream_item
-from server.redis_keys import GROUP, Keys, connect, connect_async, follow, range_entries
-from server.redis_queue import RedisQueue
+from server.scale.entries import EndItem, FrameItem, stream_item
+from server.scale.keys import GROUP, Keys, connect, connect_async, follow, range_entries
+from server.scale.queue import RedisQueue
 from server.settings import Settings
-
-from .conftest import RedisServer
+from tests.scale.conftest import RedisServer
 
 KEYS = Keys()
 

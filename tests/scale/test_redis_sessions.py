@@ -8,18 +8,17 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core.recording import read_recording
-from medviz_core.token_analysis import job_id
+from medviz_core.analyses.compute import job_id
+from medviz_core.recording.file import read_recording
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest, RejoinRequest
 from medviz_core.wire.results import AnalysisFrame, GradientResult
 from server.analysis_jobs import FINAL
-from server.redis_keys import Keys
+from server.scale.keys import Keys
+from tests.scale.conftest import Cluster
 from tests.server.engines import GATED, GatedEngine
 from tests.server.helpers import kinds, receive_all, recv, refused, run, session, session_of, start_bytes, until
 from tests.wire_client import encode_analyze, encode_command
-
-from .conftest import Cluster
 
 KEYS = Keys()
 

@@ -11,12 +11,11 @@ import httpx
 from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
-from server.redis_keys import GROUP, Keys, range_entries
-from server.redis_queue import MALFORMED_JOB, RedisQueue
-from server.redis_worker import JOB_FAILED
+from server.scale.keys import GROUP, Keys, range_entries
+from server.scale.queue import MALFORMED_JOB, RedisQueue
+from server.scale.worker import JOB_FAILED
+from tests.scale.conftest import Cluster
 from tests.server.helpers import kinds, receive_all, recv, run, session, start_bytes, until
-
-from .conftest import Cluster
 
 KEYS = Keys()
 HUGE = b"x" * (2 * 1024 * 1024)

@@ -9,10 +9,9 @@ from websockets.asyncio.client import connect
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame
+from tests.scale.conftest import Cluster
 from tests.server.engines import GATED, GatedEngine
 from tests.server.helpers import kinds, receive_all, recv, run, session_of, start_bytes, until
-
-from .conftest import Cluster
 
 
 def test_a_watchers_analysis_through_node_b_waits_for_the_session_and_the_owners_runs_between_its_steps(

@@ -9,10 +9,9 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
+from tests.scale.conftest import Cluster
 from tests.server.engines import GATED, GatedEngine
 from tests.server.helpers import kinds, noisy_png, receive_all, recv, run, session_of, start_bytes, until
-
-from .conftest import Cluster
 
 
 def test_an_owner_leaving_node_a_does_not_stop_a_session_watched_through_node_b(

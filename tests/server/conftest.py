@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from server.settings import Settings
-
-from .helpers import LiveServer, serve
+from tests.server.helpers import LiveServer, serve
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def link_token(line: str) -> str:
 def serve_process(options: list[str], log: Path) -> Iterator[tuple[int, str]]:
     """`medviz serve --port P *options`, its output in `log`; yields (P, the line it printed once serving)."""
     port = free_port()
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port), *options]
+    command = [sys.executable, "-m", "server.cli.main", "serve", "--port", str(port), *options]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)

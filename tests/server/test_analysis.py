@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core.imaging import load_image
-from medviz_core.recording import read_recording
-from medviz_core.token_analysis import job_id
+from medviz_core.analyses.compute import job_id
+from medviz_core.imaging.load import load_image
+from medviz_core.recording.file import read_recording
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
 from medviz_core.wire.codec import QuantMap
@@ -20,9 +20,8 @@ from medviz_core.wire.results import AgreementResult, AnalysisFrame, Faithfulnes
 from medviz_core.wire.server_frames import StartFrame, StepFrame
 from server import analysis_jobs
 from server.analysis_jobs import FINAL
+from tests.server.helpers import LiveServer, kinds, receive_all, recv, run, session, session_of, start_bytes
 from tests.wire_client import encode_analyze, encode_command
-
-from .helpers import LiveServer, kinds, receive_all, recv, run, session, session_of, start_bytes
 
 GRADIENT = AnalyzeRequest("gradient", 1)
 HEADS = AnalyzeRequest("heads", 2)
@@ -58,9 +57,9 @@ def recorded(live: LiveServer, sample_bytes: bytes) -> tuple[str, list[bytes]]:
 
 def direct(engine: Any, data: list[bytes], request: AnalyzeRequest) -> dict[str, Any]:
     """The result map the analysis functions give when called here, on the frames' session."""
-    from medviz_core.agreement import Box, box_coverage, iou_top_regions, pointing_game
-    from medviz_core.analysis import gradient_relevancy, layer_head_view, token_context, token_scorer
-    from medviz_core.faithfulness import faithfulness_report
+    from medviz_core.analyses.agreement import Box, box_coverage, iou_top_regions, pointing_game
+    from medviz_core.analyses.faithfulness import faithfulness_report
+    from medviz_core.analyses.gradient import gradient_relevancy, layer_head_view, token_context, token_scorer
 
     start = frames.decode(data[0])
     assert isinstance(start, StartFrame)
@@ -408,8 +407,8 @@ class ListLine:
 
 
 def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveServer, recorded: tuple[str, list[bytes]]) -> None:
-    from medviz_core.recording import read_recording
-    from medviz_core.token_analysis import recording_source
+    from medviz_core.analyses.compute import recording_source
+    from medviz_core.recording.file import read_recording
     from server.analysis_jobs import AnalysisJobs
 
     name, _ = recorded
@@ -435,7 +434,7 @@ def test_a_request_after_its_job_lost_every_asker_starts_a_new_job(live: LiveSer
 
 
 def test_a_socket_that_asks_again_before_the_first_answer_went_out_still_waits() -> None:
-    from server.live import Outbox
+    from server.sockets.live import Outbox
 
     async def scenario() -> None:
         outbox = Outbox(asyncio.get_running_loop())
@@ -455,7 +454,7 @@ def test_a_socket_that_asks_again_before_the_first_answer_went_out_still_waits()
 
 
 def test_each_of_a_sockets_requests_for_one_job_gets_its_own_id_in_the_answers() -> None:
-    from server.live import Outbox
+    from server.sockets.live import Outbox
 
     async def scenario() -> list[tuple[str | None, str, bool]]:
         outbox = Outbox(asyncio.get_running_loop())

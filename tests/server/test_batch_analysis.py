@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from medviz_core import batch as batch_analysis
-from medviz_core.analysis_kinds import compute
-from medviz_core.batch import parse_tokens
+from medviz_core.analyses import batch as batch_analysis
+from medviz_core.analyses.batch import parse_tokens
+from medviz_core.analyses.compute import job_id, recording_source
+from medviz_core.analyses.kinds import compute
 from medviz_core.errors import RequestError
-from medviz_core.recording import read_recording
-from medviz_core.token_analysis import job_id, recording_source
+from medviz_core.recording.file import read_recording
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, FaithfulnessResult
-from server.cli import main
+from server.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_a_second_run_answers_from_the_recording_without_computing(
         raise AssertionError("a recorded result was computed again")
 
     monkeypatch.setattr(batch_analysis, "faithfulness_of_token", must_not_run)
-    monkeypatch.setattr("medviz_core.models.load_engine", must_not_run)  # nothing to compute: no model loaded
+    monkeypatch.setattr("medviz_core.models.load.load_engine", must_not_run)  # nothing to compute: no model loaded
     capsys.readouterr()
     assert main(["faithfulness", str(recording), "--methods", "raw", "--steps", "2", "--tokens", "1:2"]) == 0
     printed = rows(capsys.readouterr().out)

@@ -108,7 +108,7 @@ class StuckSocket:
 
 
 def test_a_stuck_viewer_is_closed_with_4008_while_the_session_goes_on() -> None:
-    from server.live import follow
+    from server.sockets.live import follow
 
     async def scenario() -> tuple[StuckSocket, list[bytes]]:
         channel = Channel(viewer_queue=2)

@@ -13,12 +13,11 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from medviz_core.recording import read_recording
+from medviz_core.recording.file import read_recording
 from medviz_core.wire import server_frames as frames
 from tests.disk import FullDisk
 from tests.fixtures.frames import make_fixtures
-
-from .helpers import LiveServer, kinds, receive_all, recv, run, session, start_bytes
+from tests.server.helpers import LiveServer, kinds, receive_all, recv, run, session, start_bytes
 
 FRAMES = make_fixtures.build()
 FULL = "the recordings disk is full"

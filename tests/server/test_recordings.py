@@ -10,16 +10,26 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from medviz_core.recording import RecordingWriter, read_recording
+from medviz_core.recording.file import RecordingWriter, read_recording
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest, BoxRequest
 from medviz_core.wire.results import AnalysisFrame
 from server.settings import Settings
 from tests.fixtures.frames import make_fixtures
+from tests.server.engines import GATED, GatedEngine
+from tests.server.helpers import (
+    LiveServer,
+    kinds,
+    receive_all,
+    recv,
+    run,
+    serve,
+    session,
+    session_of,
+    start_bytes,
+    until,
+)
 from tests.wire_client import encode_analyze
-
-from .engines import GATED, GatedEngine
-from .helpers import LiveServer, kinds, receive_all, recv, run, serve, session, session_of, start_bytes, until
 
 FRAMES = make_fixtures.build()
 BAD_ID = "recording id must match [A-Za-z0-9_-]{1,64}; got '../secret'"
@@ -50,7 +60,7 @@ def test_a_listing_reads_only_new_or_changed_recordings_and_thumbnails_are_small
         live: LiveServer, folder: Path) -> None:
     from PIL import Image
 
-    from medviz_core.recording import append_frame
+    from medviz_core.recording.file import append_frame
     from server.recordings import SUMMARIES
 
     httpx.get(f"{live.http}/api/recordings")
@@ -184,8 +194,8 @@ def test_300_dicom_exports_from_a_replay_grow_its_recording_by_at_most_its_bound
 def test_a_finished_recording_gets_a_summary_that_the_listing_reads_instead_of_the_file(
     live: LiveServer, sample_bytes: bytes
 ) -> None:
-    from medviz_core.recording import recording_info, summary_path
-    from medviz_core.recording_summary import read_summary
+    from medviz_core.recording.file import recording_info, summary_path
+    from medviz_core.recording.summary import read_summary
 
     name = session_of(run(session(live, sample_bytes, max_new_tokens=2, record=True))[0])
     path = live.settings.recordings / f"{name}.medviz"

@@ -10,8 +10,7 @@ import pytest
 from medviz_core.errors import RequestError
 from medviz_core.types import GenerationParams
 from medviz_core.wire import server_frames as frames
-
-from .helpers import LiveServer, kinds, raw_start, refused, run, session
+from tests.server.helpers import LiveServer, kinds, raw_start, refused, run, session
 
 TEMPERATURE = "temperature must be 0 (greedy) or in 0.01..5; got {}"
 PENALTY = "repetition_penalty must be in 0.01..10; got {}"

@@ -18,11 +18,10 @@ from websockets.asyncio.client import connect as connect_with
 
 from medviz_core.wire.client_frames import CancelRequest, ParamsRequest, StartRequest
 from medviz_core.wire.server_frames import peek_timing
-from server.cli import build_parser, main
-from server.cli_commands import serve_settings
+from server.cli.commands import serve_settings
+from server.cli.main import build_parser, main
 from server.settings import SettingError, Settings, configured, default_recordings
-
-from .serve_process import link_token, serve_process
+from tests.server.serve_process import link_token, serve_process
 
 WATCHERS = 200
 

@@ -15,14 +15,13 @@ import pydicom
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core.biplanar import biplanar_volume
-from medviz_core.recording import read_recording
+from medviz_core.analyses.biplanar import biplanar_volume
+from medviz_core.recording.file import read_recording
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, DicomResult, VolumeResult
+from tests.server.helpers import LiveServer, receive_all, recv, run, session
 from tests.wire_client import encode_analyze
-
-from .helpers import LiveServer, receive_all, recv, run, session
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "recordings"
 

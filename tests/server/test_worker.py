@@ -8,16 +8,15 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from medviz_core.token_analysis import job_id
+from medviz_core.analyses.compute import job_id
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import ErrorFrame, StepFrame
 from server.settings import Settings
+from tests.server.engines import GATED, GatedEngine
+from tests.server.helpers import kinds, receive_all, recv, run, serve, session, session_of, start_bytes
 from tests.wire_client import encode_analyze, encode_command
-
-from .engines import GATED, GatedEngine
-from .helpers import kinds, receive_all, recv, run, serve, session, session_of, start_bytes
 
 TOKENS = 30
 

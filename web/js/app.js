@@ -7,27 +7,27 @@
  * and decoding detail lives in the module that owns it.
  */
 
-import { analyze, cancelJob, gradientMaps } from "./analysis.js";
-import { bindCompare, showCompare } from "./compare.js";
-import { invalidateContext } from "./context-view.js";
-import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay, showSuggested } from "./controls.js";
+import { analyze, cancelJob, gradientMaps } from "./analyses/analysis.js";
+import { bindCompare, showCompare } from "./views/compare.js";
+import { invalidateContext } from "./analyses/context-view.js";
+import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay, showSuggested } from "./views/controls.js";
 import { move, openDetail, openReplay, openWatch, pin, playPause, resumeOwned, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
-import { exportDetail } from "./detail.js";
-import { exportDicom } from "./dicom-export.js";
+import { exportDetail } from "./analyses/detail.js";
+import { exportDicom } from "./analyses/dicom-export.js";
 import { captioned, downloadPng } from "./export.js";
 import { errorWords, methodLabel, modelNote, visibleToken } from "./format.js";
 import { blockOf, imageName, imagesOf } from "./images.js";
 import { bindKeys } from "./keys.js";
-import { apiUrl, deleteRecording, listRecordings, renderLibrary } from "./library.js";
+import { apiUrl, deleteRecording, listRecordings, renderLibrary } from "./views/library.js";
 import { METHODS_ORDER } from "./methods.js";
 import { $, hideBanner, page, showBanner, store } from "./page.js";
-import { stripIndexAt } from "./panels.js";
-import { Player } from "./player.js";
+import { stripIndexAt } from "./views/panels.js";
+import { Player } from "./views/player.js";
 import { detailContext, invalidate, panes, requestRender, shownBlock } from "./render.js";
 import { shownIndex, shownStep } from "./state.js";
-import { addFiles, dropText, renderFiles } from "./study.js";
-import { volumeMethod } from "./volume-panel.js";
-import { applyWindow } from "./xray.js";
+import { addFiles, dropText, renderFiles } from "./views/study.js";
+import { volumeMethod } from "./analyses/volume-panel.js";
+import { applyWindow } from "./draw/xray.js";
 
 const query = new URLSearchParams(location.search);
 store.state.token = query.get("token");
@@ -105,7 +105,7 @@ function setFiles(files) {
  * The sidebar follows the session on screen: a replay's, a watched one's, or a live one taken back
  * after a reload show their own images and labels (from the start frame); a live page keeps the
  * files it sent. A new pick then starts a new study.
- * @param {import("./protocol.js").StartFrame} start
+ * @param {import("./wire/protocol.js").StartFrame} start
  */
 function showSessionFiles(start) {
   const s = store.state;

@@ -7,16 +7,16 @@
  * Rendering is render.js's; the DOM wiring is app.js's.
  */
 
-import { failRequest, onAnalysisFrame, resetJobs, setSender } from "./analysis.js";
+import { failRequest, onAnalysisFrame, resetJobs, setSender } from "./analyses/analysis.js";
 import { errorWords } from "./format.js";
 import { imagesOf } from "./images.js";
 import { $, hideBanner, page, pageUrl, showBanner, store } from "./page.js";
 import { invalidate, requestRender } from "./render.js";
 import { Channel, forgetOwner, keepOwner, keptOwner, rejoinSession, replayRecording, startSession, watchSession } from "./session.js";
 import { shownIndex } from "./state.js";
-import { applyWindow, loadXRay } from "./xray.js";
+import { applyWindow, loadXRay } from "./draw/xray.js";
 
-/** @param {import("./protocol.js").Frame} f */
+/** @param {import("./wire/protocol.js").Frame} f */
 function onFrame(f) {
   const s = store.state;
   if (f.type === "start") {
@@ -126,7 +126,7 @@ export function start() {
   page.link = startSession({ images: s.files.map((f) => f.bytes), labels: s.files.map((f) => f.label), ...form }, s.token, handlers);
 }
 
-/** @type {() => ReturnType<typeof import("./controls.js").readRequest>} */
+/** @type {() => ReturnType<typeof import("./views/controls.js").readRequest>} */
 let readForm = () => "The form is not ready.";
 /** @param {typeof readForm} fn */
 export function setFormReader(fn) {

@@ -5,16 +5,16 @@
  * Owns the multi-image view of frames: the images of a start frame, one image's block of a
  * step (`blockOf`: maps, share, statistics and regions, with the gradient map added once an
  * analysis job delivered it), the share of attention each image got, which images are a
- * frontal and a lateral view (by their labels, as medviz_core/biplanar.py reads them), and
+ * frontal and a lateral view (by their labels, as medviz_core/analyses/biplanar.py reads them), and
  * the colours that tell images apart. Nothing here draws or talks to the server.
  */
 
 /**
- * @typedef {import("./protocol.js").StartFrame} StartFrame
- * @typedef {import("./protocol.js").StepFrame} StepFrame
- * @typedef {import("./protocol.js").ImageMaps} ImageMaps
- * @typedef {import("./protocol.js").ImageInfo} ImageInfo
- * @typedef {import("./wire.js").QMap} QMap
+ * @typedef {import("./wire/protocol.js").StartFrame} StartFrame
+ * @typedef {import("./wire/protocol.js").StepFrame} StepFrame
+ * @typedef {import("./wire/protocol.js").ImageMaps} ImageMaps
+ * @typedef {import("./wire/protocol.js").ImageInfo} ImageInfo
+ * @typedef {import("./wire/fields.js").QMap} QMap
  */
 
 /** One colour per image (up to four), readable on the dark theme and for colour-blind eyes. */
@@ -56,7 +56,7 @@ export function sharesOf(s) {
   return s.images.map((b) => b.share);
 }
 
-/** DICOM ViewPosition values and their view (medviz_core/study.py VIEW_LABELS). */
+/** DICOM ViewPosition values and their view (medviz_core/imaging/study.py VIEW_LABELS). */
 const VIEW_POSITIONS = /** @type {Record<string, string>} */ ({ PA: "pa", AP: "ap", LATERAL: "lateral", LL: "lateral", RL: "lateral", LAT: "lateral" });
 
 /**

@@ -21,7 +21,7 @@ export const store = new Store();
  */
 
 export const page = {
-  /** @type {(import("./xray.js").XRay | null)[]} one per image, in prompt order */ xrays: [],
+  /** @type {(import("./draw/xray.js").XRay | null)[]} one per image, in prompt order */ xrays: [],
   /** @type {Link | null} the socket of the current session, watch or replay */ link: null,
   /** @type {import("./session.js").Channel | null} a socket opened only to ask for analyses */ side: null,
   /** @type {DetailTab} */ detailTab: "token",

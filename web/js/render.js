@@ -7,27 +7,27 @@
  * view modules (panes.js, panels.js, detail.js, shares.js and the analysis views).
  */
 
-import { renderAnalysisTab } from "./analysis-views.js";
-import { gradientMaps, renderGradientBox } from "./analysis.js";
-import { contextRows, contextTargets } from "./context.js";
-import { renderPrompt, showContext } from "./context-view.js";
-import { displayValues, summarise } from "./contrast.js";
-import { renderDetail, renderOverview } from "./detail.js";
-import { dicomBusy, renderDicomStatus } from "./dicom-export.js";
+import { renderAnalysisTab } from "./analyses/analysis-views.js";
+import { gradientMaps, renderGradientBox } from "./analyses/analysis.js";
+import { contextRows, contextTargets } from "./analyses/context.js";
+import { renderPrompt, showContext } from "./analyses/context-view.js";
+import { displayValues, summarise } from "./draw/contrast.js";
+import { renderDetail, renderOverview } from "./analyses/detail.js";
+import { dicomBusy, renderDicomStatus } from "./analyses/dicom-export.js";
 import { END_WORDS, legendEnds, methodLabel, modelNote, pct, plural, visibleToken } from "./format.js";
 import { IMAGE_COLOURS, biplanarPair, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
-import { drawStrip, renderMethodGrid, renderReport, renderStats } from "./panels.js";
-import { palette } from "./palette.js";
-import { Panes } from "./panes.js";
+import { drawStrip, renderMethodGrid, renderReport, renderStats } from "./views/panels.js";
+import { palette } from "./draw/palette.js";
+import { Panes } from "./views/panes.js";
 import { $, gridOf, page, shareLink, store } from "./page.js";
-import { peakOf, statsFor } from "./regions.js";
-import { renderImageSelect, renderShares } from "./shares.js";
+import { peakOf, statsFor } from "./draw/regions.js";
+import { renderImageSelect, renderShares } from "./views/shares.js";
 import { shownIndex, shownStep } from "./state.js";
 
 /**
- * @typedef {import("./state.js").State} State @typedef {import("./protocol.js").StepFrame} StepFrame
- * @typedef {import("./protocol.js").ImageMaps} ImageMaps
+ * @typedef {import("./state.js").State} State @typedef {import("./wire/protocol.js").StepFrame} StepFrame
+ * @typedef {import("./wire/protocol.js").ImageMaps} ImageMaps
  */
 
 const TRAIL = 10;

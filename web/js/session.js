@@ -9,10 +9,10 @@
  * state or the DOM.
  */
 
-import { decodeFrame, encodeCommand, encodeRejoin, encodeSeek, encodeSpeed, encodeStart } from "./protocol.js";
+import { decodeFrame, encodeCommand, encodeRejoin, encodeSeek, encodeSpeed, encodeStart } from "./wire/protocol.js";
 
 /**
- * @typedef {{frame: (f: import("./protocol.js").Frame) => void,
+ * @typedef {{frame: (f: import("./wire/protocol.js").Frame) => void,
  *   closed: (why: string, clean: boolean, code: number) => void,
  *   problem: (message: string) => void}} Handlers
  */
@@ -56,7 +56,7 @@ const OWNER = "medviz.owner";
 
 /**
  * The live session this tab owns, kept for a rejoin after a reload.
- * @param {import("./protocol.js").OwnerFrame} f
+ * @param {import("./wire/protocol.js").OwnerFrame} f
  */
 export function keepOwner(f) {
   try {
@@ -130,7 +130,7 @@ export class Channel {
 
 /**
  * Start a generation: the start request goes out as soon as the socket opens.
- * @param {import("./protocol.js").StartRequest} request @param {string | null} token @param {Handlers} on
+ * @param {import("./wire/protocol.js").StartRequest} request @param {string | null} token @param {Handlers} on
  */
 export function startSession(request, token, on) {
   const ch = new Channel("/ws/session?rejoin=1", token, on, encodeStart(request));

@@ -9,10 +9,10 @@
  */
 
 /**
- * @typedef {import("./protocol.js").StartFrame} StartFrame
- * @typedef {import("./protocol.js").StepFrame} StepFrame
- * @typedef {import("./protocol.js").EndFrame} EndFrame
- * @typedef {import("./analysis-protocol.js").AnalysisFrame} AnalysisFrame
+ * @typedef {import("./wire/protocol.js").StartFrame} StartFrame
+ * @typedef {import("./wire/protocol.js").StepFrame} StepFrame
+ * @typedef {import("./wire/protocol.js").EndFrame} EndFrame
+ * @typedef {import("./wire/analysis-protocol.js").AnalysisFrame} AnalysisFrame
  * @typedef {{method: string, palette: string, contrast: string, opacity: number, window: number,
  *   level: number, invert: boolean, regions: boolean, trail: boolean, fade: boolean, context: boolean,
  *   image: number}} View  context: the pinned token's links to the words it read

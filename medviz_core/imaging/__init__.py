@@ -1,0 +1,3 @@
+"""Images in: file bytes (PNG, JPEG, DICOM) -> checked RGB pixels, headers read before pixels, studies of several
+views.
+"""

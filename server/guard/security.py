@@ -1,0 +1,163 @@
+"""Who may talk to the server: token, Origin and Host checks on every HTTP and websocket route.
+
+Owns: `Guard`, a pure ASGI middleware, and `with_start_token`: a loopback `medviz serve`
+started without a token gets one of its own, new at every start, in the link it prints, so
+other accounts on the machine get 401 (the CLI applies it; `create_app` serves what it is
+given). With a token, every request must carry
+it as `Authorization: Bearer T`, a `?token=T` query (websockets, links) or the
+`medviz_token` cookie the server sets after a valid `?token=` page load (so the page's
+own scripts and sockets need nothing more; `Secure` over TLS); it is compared in constant
+time. The Cookie header is read leniently (`cookie_value`), so another app's malformed
+cookie on the same host changes nothing; tokens hold only characters that travel unchanged
+everywhere (settings.py refuses others at start-up). Websockets
+must come from the same host, a loopback origin or an allowed origin (browsers always send
+Origin; tools that send none are let through, the token still applies). On a loopback bind
+the Host header must be a loopback name, which stops DNS rebinding. A refused websocket is
+accepted, sent one `error` frame and closed with 4001 / 4003, so a client sees why.
+Does not own the limits on what a client sends (wire/, handlers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medviz_core.wire.codes import CloseCode, ErrorCode
+from medviz_core.wire.server_frames import ErrorFrame
+from server.settings import Settings, is_loopback
+
+COOKIE = "medviz_token"
+START_TOKEN_BYTES = 24  # a token-less start's own token: 192 random bits, 32 URL-safe characters
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def token_matches(expected: str, provided: str | None) -> bool:
+    if provided is None:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), provided.encode("utf-8"))
+
+
+def provided_token(scope: Scope) -> tuple[str | None, bool]:
+    """(the token the request carries, whether it came in the query string)."""
+    headers = _headers(scope)
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip(), False
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "token" in query:
+        return query["token"][0], True
+    cookies = "; ".join(v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"cookie")
+    return cookie_value(cookies, COOKIE), False
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """Cookie `name`'s value in a Cookie header, read leniently: pairs split on `;`, each on its first
+    `=`, one pair of surrounding quotes dropped. Other cookies are never parsed, so a malformed one a
+    browser holds for another app on this host (`session={"a":1}`, `theme=dark mode`) changes nothing."""
+    for pair in header.split(";"):
+        key, equals, value = pair.partition("=")
+        if equals and key.strip() == name:
+            value = value.strip()
+            return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    return None
+
+
+def with_start_token(settings: Settings) -> Settings:
+    """`settings` with a token: the one given, else a new random one for this start only (a loopback
+    server started without a token). Other accounts on the same machine reach 127.0.0.1 too, and
+    file modes do not stop them at a socket: without the link the server printed (`?token=`), which
+    sets the cookie the page then uses, they get 401 on every route and websocket."""
+    if settings.token:
+        return settings
+    return dataclasses.replace(settings, token=secrets.token_urlsafe(START_TOKEN_BYTES))
+
+
+def _host_name(netloc: str) -> str:
+    return urlsplit(f"//{netloc}").hostname or ""
+
+
+def origin_allowed(settings: Settings, origin: str | None, host: str | None) -> bool:
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if origin in settings.allowed_origins:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    return parts.netloc.lower() == (host or "").lower() or is_loopback(parts.hostname or "")
+
+
+class Guard:
+    """ASGI middleware applying the checks above before any route runs."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        problem = self._problem(scope, headers)
+        if problem is not None:
+            status, code, message = problem
+            if scope["type"] == "websocket":
+                await _refuse_websocket(receive, send, code, message)
+            else:
+                await _refuse_http(send, status, message)
+            return
+        token, from_query = provided_token(scope)
+        if self.settings.token and from_query and scope["type"] == "http":
+            send = _with_cookie(send, self.settings.token, secure=scope.get("scheme") == "https")
+        await self.app(scope, receive, send)
+
+    def _problem(self, scope: Scope, headers: dict[str, str]) -> tuple[int, int, str] | None:
+        host = headers.get("host")
+        if is_loopback(self.settings.host) and host is not None and not is_loopback(_host_name(host)):
+            return 403, CloseCode.FORBIDDEN, f"host {_host_name(host)!r} is not served here; use 127.0.0.1 or localhost"
+        if self.settings.token and not token_matches(self.settings.token, provided_token(scope)[0]):
+            return 401, CloseCode.UNAUTHORIZED, "a valid access token is required (Authorization: Bearer or ?token=)"
+        if scope["type"] == "websocket" and not origin_allowed(self.settings, headers.get("origin"), host):
+            return 403, CloseCode.FORBIDDEN, f"origin {headers.get('origin')!r} may not open websockets here"
+        return None
+
+
+def _with_cookie(send: Send, token: str, secure: bool) -> Send:
+    """`send` adding the token's cookie to the response; `Secure` when the request came over TLS (uvicorn
+    sets the scheme from X-Forwarded-Proto when the proxy is one it trusts: --forwarded-allow-ips)."""
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            value = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{'; Secure' if secure else ''}"
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", value.encode("latin-1"))]}
+        await send(message)
+
+    return wrapped
+
+
+async def _refuse_http(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": {"code": "unauthorized", "message": message}}).encode("utf-8")
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_websocket(receive: Receive, send: Send, code: int, message: str) -> None:
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "bytes": ErrorFrame(ErrorCode.UNAUTHORIZED, message).to_wire()})
+    await send({"type": "websocket.close", "code": code, "reason": message[:120]})
