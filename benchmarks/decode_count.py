@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 import pydicom  # noqa: E402
 import pydicom.pixels.utils  # noqa: E402
 
-from medviz_core import imaging  # noqa: E402
+from medviz_core.imaging import load as imaging  # noqa: E402
 from medviz_core.models.load import load_engine  # noqa: E402
 from medviz_core.wire.client_frames import ParamsRequest, StartRequest  # noqa: E402
 from server.background import background_server  # noqa: E402
@@ -48,8 +48,8 @@ def _caller() -> str:
     """The innermost medviz or server function on the stack below the wrapper (file:function)."""
     for frame in reversed(traceback.extract_stack()[:-2]):
         path = Path(frame.filename)
-        if REPO in path.parents and path.parent.name in ("medviz_core", "server"):
-            return f"{path.parent.name}/{path.name}:{frame.name}"
+        if REPO in path.parents and REPO / "medviz_core" in path.parents or REPO / "server" in path.parents:
+            return f"{path.relative_to(REPO)}:{frame.name}"
     return "?"
 
 
