@@ -108,3 +108,8 @@ class ExportError(MedvizError):
     reference needs, or an output folder that cannot be written. Nothing was written."""
 
     code: str = ErrorCode.BAD_EXPORT
+
+
+class VideoError(RequestError):
+    """A recording cannot be made into a video as asked: an unknown suffix, no tokens, a method it lacks, a bad
+    size, speed, frame rate or token range (export/video.py). Nothing was written."""

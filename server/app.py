@@ -30,7 +30,7 @@ from medviz_core.engine.api import StreamEngine
 from medviz_core.recording.file import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
-from server import recording_disk, recordings
+from server import offline_routes, recording_disk, recordings
 from server.guard.headers import SecurityHeaders
 from server.guard.security import Guard
 from server.sessions import LocalSessions, SessionManager
@@ -99,6 +99,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
         Route("/api/health", health_route),
         Route("/api/sessions", sessions_route),
         Route("/api/recordings", recordings.list_route),
+        *offline_routes.ROUTES,  # before the download's {recording_id:path}, which would take its path too
         Route("/api/recordings/{recording_id}/thumbnail", recordings.thumbnail_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.download_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.delete_route, methods=["DELETE"]),

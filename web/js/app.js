@@ -24,6 +24,8 @@ import { $, hideBanner, page, showBanner, store } from "./page.js";
 import { stripIndexAt } from "./views/panels.js";
 import { Player } from "./views/player.js";
 import { detailContext, invalidate, panes, requestRender, shownBlock } from "./render.js";
+import { bootOffline, embeddedRecording } from "./offline/boot.js";
+import { renderOfflineButton } from "./views/offline-button.js";
 import { shownIndex, shownStep } from "./state.js";
 import { addFiles, dropText, renderFiles } from "./views/study.js";
 import { volumeMethod } from "./analyses/volume-panel.js";
@@ -252,13 +254,18 @@ function exportPanel() {
 bind();
 showDisplay(store.state.view);
 showFiles();
-void loadHealth();
 const watchId = query.get("watch");
 const replayId = query.get("replay");
-if (watchId) openWatch(watchId);
-else if (replayId) openReplay(replayId);
-else resumeOwned();  // a reload of the page that owns a live session takes it back
+const embedded = embeddedRecording();  // the offline player's recording (`medviz html`): no server to ask
+if (embedded) bootOffline(embedded, location.hash);
+else {
+  void loadHealth();
+  if (watchId) openWatch(watchId);
+  else if (replayId) openReplay(replayId);
+  else resumeOwned();  // a reload of the page that owns a live session takes it back
+}
 store.subscribe(() => player.render(store.state.replay, store.state.cursor, store.state.phase === "ended"));
+store.subscribe((s) => renderOfflineButton(/** @type {HTMLAnchorElement} */ ($("offline-player")), s.replay?.recording ?? "", (path) => apiUrl(path, s.token)));
 store.subscribe((s, changed) => {
   if (changed.has("start") && s.start && s.start.session !== $("files").dataset.session) {
     $("files").dataset.session = s.start.session;

@@ -175,6 +175,15 @@ export function openReplay(id) {
   page.link = replayRecording(id, store.state.token, handlers);
 }
 
+/**
+ * Replay frames the page holds (the offline player's, offline/boot.js) through the same handlers as a socket's.
+ * @param {(on: import("./session.js").Handlers) => import("./page.js").Link} open
+ */
+export function openInPage(open) {
+  fresh("replay");
+  page.link = open(handlers);
+}
+
 /** @returns {boolean} whether a replay took the key */
 export function playPause() {
   const r = store.state.replay;
@@ -236,7 +245,8 @@ export function openDetail(tab) {
  * @param {Uint8Array} bytes
  */
 function sendAnalysis(bytes) {
-  const open = page.link?.channel.ws.readyState === WebSocket.OPEN ? page.link.channel : page.side;
+  const link = page.link?.channel;
+  const open = link instanceof Channel && link.ws.readyState === WebSocket.OPEN ? link : page.side;
   if (open && open.ws.readyState <= WebSocket.OPEN) {
     if (open.ws.readyState === WebSocket.OPEN) open.send(bytes);
     else open.ws.addEventListener("open", () => open.send(bytes), { once: true });

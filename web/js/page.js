@@ -15,14 +15,14 @@ export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id)
 export const store = new Store();
 
 /**
- * @typedef {{channel: import("./session.js").Channel, cancel?: () => void, pause?: () => void,
+ * @typedef {{channel: {close: () => void}, cancel?: () => void, pause?: () => void,
  *   resume?: () => void, seek?: (i: number) => void, speed?: (v: number) => void}} Link
  * @typedef {"token" | "overview" | "heads" | "faith" | "agree" | "volume"} DetailTab
  */
 
 export const page = {
   /** @type {(import("./draw/xray.js").XRay | null)[]} one per image, in prompt order */ xrays: [],
-  /** @type {Link | null} the socket of the current session, watch or replay */ link: null,
+  /** @type {Link | null} the socket of the current session, watch or replay (offline: the in-page replay) */ link: null,
   /** @type {import("./session.js").Channel | null} a socket opened only to ask for analyses */ side: null,
   /** @type {DetailTab} */ detailTab: "token",
   /** whether the detail drawer is open (render.js shows it in the frame that fills it) */ detailOpen: false,

@@ -8,7 +8,7 @@
  */
 
 import { renderAnalysisTab } from "./analyses/analysis-views.js";
-import { gradientMaps, renderGradientBox } from "./analyses/analysis.js";
+import { gradientMaps, renderGradientBox, whyUnavailable } from "./analyses/analysis.js";
 import { contextRows, contextTargets } from "./analyses/context.js";
 import { renderPrompt, showContext } from "./analyses/context-view.js";
 import { displayValues, summarise } from "./draw/contrast.js";
@@ -263,7 +263,9 @@ function renderDetailPanel(s, gKey) {
   const block = whole ? shownBlock(s, whole, image, s.view.method) : null;
   const where = imagesOf(s.start).length > 1 && tab !== "volume" ? ` · ${imageName(s.start, image)}` : "";
   $("detail-h").textContent = tab === "overview" ? `How attention moves across the report${where}` : raw ? `Token #${raw.i} “${visibleToken(raw.text)}”${where}` : "No token";
-  /** @type {HTMLButtonElement} */ ($("export-dicom")).disabled = !raw || raw.special || dicomBusy(s);
+  const noDicom = whyUnavailable("dicom");
+  /** @type {HTMLButtonElement} */ ($("export-dicom")).disabled = !raw || raw.special || dicomBusy(s) || noDicom !== "";
+  if (noDicom) $("export-dicom").title = noDicom;
   renderDicomStatus($("dicom-status"), s);
   if (tab === "heads" || tab === "faith" || tab === "agree" || tab === "volume") {
     if (raw && block) renderAnalysisTab(tab, s, raw, block, image);

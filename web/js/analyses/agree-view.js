@@ -42,7 +42,7 @@ export function renderAgreement(el, c) {
   ui.key = key;
   const again = () => { ui.key = ""; renderAgreement(el, c); };
   const run = () => analyze({ kind: "agreement", index: c.step.i, boxes: boxes.map((b) => ({ ...b })) });
-  const bar = jobBar("Score agreement", job, asked, run);
+  const bar = jobBar("Score agreement", job, asked, run, "agreement");
   /** @type {HTMLButtonElement} */ (bar.querySelector(".run")).disabled ||= boxes.length === 0;
   const split = document.createElement("div");
   split.className = "agree-split";

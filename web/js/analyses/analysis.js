@@ -34,6 +34,19 @@ let asked = new Map();
 /** @type {Record<string, JobMeta>} */
 let meta = {};
 
+/** @type {(kind: string) => string} why a kind cannot be asked on this page ("" where it can) */
+let unavailable = () => "";
+
+/** The offline player: no analysis can be asked, and each kind's button says why. @param {(kind: string) => string} fn */
+export function setUnavailable(fn) {
+  unavailable = fn;
+}
+
+/** @param {string} kind @returns {string} why it cannot be asked here, "" where it can */
+export function whyUnavailable(kind) {
+  return unavailable(kind);
+}
+
 /** @param {(bytes: Uint8Array) => boolean} fn sends on a socket that can answer, false when none */
 export function setSender(fn) {
   send = fn;
@@ -184,7 +197,9 @@ export function renderGradientBox(s, i) {
   const job = step ? findJob(s.jobs, "gradient", i) : null;
   const waiting = step ? isWaiting("gradient", i) : false;
   const active = job?.status === "queued" || job?.status === "running";
-  run.disabled = !step || step.special || waiting || active || job?.status === "done";
+  const why = unavailable("gradient");
+  run.disabled = !step || step.special || waiting || active || job?.status === "done" || why !== "";
+  if (why) run.title = why;
   run.dataset.index = String(i);
   status.textContent = step ? jobWords(job, waiting) : "";
   status.dataset.status = job?.status ?? (waiting ? "queued" : "");

@@ -12,7 +12,7 @@
  * token of a method that has no result and no job under way, one job per token.
  */
 
-import { analyze, findJob, isWaiting } from "./analysis.js";
+import { analyze, findJob, isWaiting, whyUnavailable } from "./analysis.js";
 import { methodLabel } from "../format.js";
 import { imageName, imagesOf } from "../images.js";
 import { jobBar, selectField } from "./job-bar.js";
@@ -36,7 +36,7 @@ export function renderFaithfulness(el, c) {
   ui.key = key;
   const rerender = () => { ui.key = ""; renderFaithfulness(el, c); };
   const run = () => analyze({ kind: "faithfulness", index: c.step.i, method, steps: ui.steps });
-  const bar = jobBar("Compute curves", done ? null : job, asked, run);
+  const bar = jobBar("Compute curves", done ? null : job, asked, run, "faithfulness");
   bar.prepend(
     selectField("Method", METHODS.map((m) => [m, methodLabel(m)]), method, (v) => { ui.method = v; rerender(); }),
     selectField("Steps", [4, 8, 16, 32].map((n) => [String(n), `${n}`]), String(ui.steps), (v) => { ui.steps = Number(v); rerender(); }),
@@ -113,7 +113,7 @@ function acrossReport(c, method, report) {
   const go = document.createElement("button");
   go.className = "ghost run-all";
   go.textContent = `Score every token · ${methodLabel(method)} · ${ui.steps} steps`;
-  go.disabled = missing.length === 0;
+  go.disabled = missing.length === 0 || whyUnavailable("faithfulness") !== "";
   go.addEventListener("click", () => {
     go.disabled = true;
     for (const i of missing) analyze({ kind: "faithfulness", index: i, method, steps: ui.steps });

@@ -43,7 +43,7 @@ export function renderHeads(el, c) {
   if (ui.pickedFor !== `${c.s.start?.session}|${c.step.i}|${c.image}`) ui.picked = -1;
   ui.key = key;
   const run = () => analyze({ kind: "heads", index: c.step.i });
-  const bar = jobBar("Compute layers × heads", job?.status === "done" ? null : job, asked, run);
+  const bar = jobBar("Compute layers × heads", job?.status === "done" ? null : job, asked, run, "heads");
   bar.prepend(selectField("Sort", SORTS, ui.sort, (v) => { ui.sort = v; ui.key = ""; renderHeads(el, c); }));
   const result = job?.status === "done" ? /** @type {HeadsResult} */ (job.result) : null;
   if (!result) {

@@ -4,22 +4,25 @@
  * and a cancel button while it is queued or running) and a labelled select.
  */
 
-import { cancelJob, jobWords } from "./analysis.js";
+import { cancelJob, jobWords, whyUnavailable } from "./analysis.js";
 
 /**
  * A job's bar: the run button, the status words and a cancel button while it runs.
  * @param {string} label @param {import("../wire/analysis-protocol.js").AnalysisFrame | null} job
  * @param {boolean} asked a request is waiting for its first answer @param {() => void} run
+ * @param {string} kind the analysis kind it asks for (an offline page says why it cannot)
  * @returns {HTMLElement}
  */
-export function jobBar(label, job, asked, run) {
+export function jobBar(label, job, asked, run, kind) {
   const bar = document.createElement("div");
   bar.className = "job-box";
   const active = asked || job?.status === "queued" || job?.status === "running";
   const go = document.createElement("button");
   go.className = "primary run";
   go.textContent = label;
-  go.disabled = active;
+  const why = whyUnavailable(kind);
+  go.disabled = active || why !== "";
+  if (why) go.title = why;
   go.addEventListener("click", run);
   const status = document.createElement("span");
   status.className = "job-status";

@@ -10,7 +10,7 @@
  * is volume.js's; the drag view is volume-view.js's.
  */
 
-import { analyze, findJob, isWaiting, jobWords } from "./analysis.js";
+import { analyze, findJob, isWaiting, jobWords, whyUnavailable } from "./analysis.js";
 import { downloadPng } from "../export.js";
 import { methodLabel, visibleToken } from "../format.js";
 import { imageName } from "../images.js";
@@ -94,7 +94,8 @@ export function renderVolumePanel(el, c) {
   }
   view.setTable(c.table);
   status.dataset.status = job?.status ?? (waiting ? "queued" : "");
-  status.textContent = c.step.special ? "no 3D estimate for an end token" : done ? "" : jobWords(job, waiting || !job);
+  const why = job ? "" : whyUnavailable("volume");
+  status.textContent = c.step.special ? "no 3D estimate for an end token" : done ? "" : why || jobWords(job, waiting || !job);
   const result = done ? /** @type {VolumeResult} */ (done.result) : null;
   if (!result) return;
   const shown = `${done?.job}`;
