@@ -6,7 +6,8 @@ session manager, the Guard middleware behind guard/headers.py's, the websocket c
 what the routes do (sockets/live.py, sockets/replay.py, recordings.py) or the checks (guard/security.py).
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
-GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; websockets /ws/session,
+GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; POST
+/api/recordings/{id}/video, GET /api/videos/{job} (videos.py); websockets /ws/session,
 /ws/watch/{session_id}, /ws/replay/{recording_id}.
 """
 
@@ -30,7 +31,7 @@ from medviz_core.engine.api import StreamEngine
 from medviz_core.recording.file import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
-from server import offline_routes, recording_disk, recordings
+from server import offline_routes, recording_disk, recordings, videos
 from server.guard.headers import SecurityHeaders
 from server.guard.security import Guard
 from server.sessions import LocalSessions, SessionManager
@@ -101,6 +102,8 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
         Route("/api/recordings", recordings.list_route),
         *offline_routes.ROUTES,  # before the download's {recording_id:path}, which would take its path too
         Route("/api/recordings/{recording_id}/thumbnail", recordings.thumbnail_route, methods=["GET"]),
+        Route("/api/recordings/{recording_id}/video", videos.start_route, methods=["POST"]),
+        Route("/api/videos/{job}", videos.video_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.download_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.delete_route, methods=["DELETE"]),
         WebSocketRoute("/ws/session", live.session_route),
@@ -113,6 +116,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
     app = Starlette(routes=routes, middleware=guarded, lifespan=lifespan)
     app.state.settings = settings
     app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
+    app.state.videos = videos.VideoJobs()  # the Video button's renders (videos.py)
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,
          "replay": settings.max_replay_sockets}, settings.max_sockets)

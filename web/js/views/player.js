@@ -7,6 +7,8 @@
  * through exactly the same rendering path as a live session.
  */
 
+import { VideoButton } from "./video-button.js";
+
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8];
 
 /**
@@ -22,6 +24,7 @@ export class Player {
     this.seekBar = /** @type {HTMLInputElement} */ (root.querySelector("#seek"));
     this.label = /** @type {HTMLElement} */ (root.querySelector("#seek-label"));
     this.dragging = false;
+    this.video = new VideoButton(root);  // the recording as an MP4 for slides (video-button.js)
     this.speedSel.replaceChildren(...SPEEDS.map((s) => new Option(`${s}×`, String(s), s === 1, s === 1)));
     this.play.addEventListener("click", () => on.playPause());
     this.speedSel.addEventListener("change", () => on.speed(Number(this.speedSel.value)));
@@ -46,6 +49,7 @@ export class Player {
    */
   render(replay, cursor, ended) {
     this.root.hidden = replay === null;
+    this.video.render(replay);
     if (!replay) return;
     const total = Math.max(1, replay.steps);
     this.seekBar.max = String(total - 1);
