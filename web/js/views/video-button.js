@@ -59,9 +59,10 @@ export class VideoButton {
     this.button.disabled = this.busy || this.recording === null;
   }
 
-  /** @param {string} text @param {string} state */
-  say(text, state) {
+  /** @param {string} text a word or two on the bar @param {string} state @param {string} detail its title */
+  say(text, state, detail) {
     this.status.textContent = text;
+    this.status.title = detail;
     this.status.dataset.state = state;
   }
 
@@ -72,7 +73,7 @@ export class VideoButton {
     const token = store.state.token;
     this.busy = true;
     this.button.disabled = true;
-    this.say(`Making the video (${methodLabel(method)})…`, "rendering");
+    this.say("Making…", "rendering", `Making the video of this recording (${methodLabel(method)})`);
     try {
       const asked = await fetch(apiUrl(`/api/recordings/${encodeURIComponent(id)}/video?method=${encodeURIComponent(method)}`, token), { method: "POST" });
       if (!asked.ok) throw new Error(await refusal(asked));
@@ -80,10 +81,10 @@ export class VideoButton {
       const blob = await this.follow(String(job), token);
       const file = `medviz-${id}-${method}.mp4`;
       downloadBlob(blob, file);
-      this.say(`Downloaded ${file}`, "done");
+      this.say("Downloaded", "done", `Downloaded ${file}`);
     } catch (err) {
       const message = /** @type {Error} */ (err).message;
-      this.say("The video could not be made", "failed");
+      this.say("Failed", "failed", `The video could not be made: ${message}`);
       showBanner(`The video could not be made: ${message}`);
     } finally {
       this.busy = false;
