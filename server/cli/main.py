@@ -18,6 +18,7 @@ from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import MedvizError
 from server.cli.analysis import add_analysis_commands, add_prompt_argument
 from server.cli.commands import add_server_commands
+from server.cli.deidentify import add_deidentify_command
 from server.cli.html import add_html_command
 from server.settings import DEFAULT_MODEL
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(subparsers)
     add_analysis_commands(subparsers)
     add_server_commands(subparsers)
+    add_deidentify_command(subparsers)
     add_html_command(subparsers)
     return parser
 
