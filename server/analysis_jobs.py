@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from medviz_core.analyses.compute import AnalysisSource, job_id
+from medviz_core.analyses.compute import DEIDENTIFIED, AnalysisSource, job_id
 from medviz_core.analyses.kinds import check_request, compute
 from medviz_core.engine.api import AnalysisEngine
 from medviz_core.errors import Cancelled, MedvizError, RequestError
@@ -108,7 +108,7 @@ class AnalysisJobs:
         key = (source.key, job.id)
         with self._lock:
             known = self._jobs.get(key)
-            if known is None and job.id in source.recorded:
+            if known is None and job.id in source.recorded and request.kind not in source.unrecorded:
                 recorded = decode(source.recorded[job.id])
                 if isinstance(recorded, AnalysisFrame):
                     known = _Job(job.id, source, request, [], status="done", frame=recorded)
@@ -192,9 +192,9 @@ class AnalysisJobs:
             self._drop(found)
 
     def forget(self, source_key: str) -> None:
-        """Drop a source's jobs (its session expired), cancelling those not finished."""
+        """Drop a source's jobs (its session expired), its de-identified view's too, cancelling those not finished."""
         with self._lock:
-            keys = [key for key in self._jobs if key[0] == source_key]
+            keys = [key for key in self._jobs if key[0] in (source_key, source_key + DEIDENTIFIED)]
             dropped = [self._jobs.pop(key) for key in keys]
         for job in dropped:
             job.yielding = False
@@ -241,14 +241,16 @@ class AnalysisJobs:
             self._finish(key, job, "error", f"the analysis failed ({type(error).__name__})")
             return
         job.frame = AnalysisFrame(job.id, job.request.kind, job.request.index, "done", "", result)
-        if job.source.recording is not None and self.record:
+        if self._records(job):
+            assert job.source.recording is not None  # _records says so
             self._record(job.source.recording, job.id, job.frame.to_wire())
         self._finish(key, job, "done")
 
     def _from_recording(self, key: tuple[str, str], job: _Job) -> bool:
         """Answer a job from the result its recording already holds (appended since its source was read)."""
-        if job.source.recording is None or not self.record:
+        if not self._records(job):
             return False
+        assert job.source.recording is not None  # _records says so
         try:
             data = recorded(job.source.recording, job.id)
             frame = decode(data) if data is not None else None
@@ -259,6 +261,11 @@ class AnalysisJobs:
         job.frame = frame
         self._finish(key, job, "done")
         return True
+
+    def _records(self, job: _Job) -> bool:
+        """Whether a job's result belongs in its source's recording (not a kind the source keeps out of it: an
+        identified export of a de-identified recording's session)."""
+        return job.source.recording is not None and self.record and job.request.kind not in job.source.unrecorded
 
     def _record(self, path: Path, job: str, frame: bytes) -> None:
         """Append a done result to its recording, within the recording's bound; a refusal is logged, never raised

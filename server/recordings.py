@@ -1,7 +1,9 @@
 """HTTP routes for recordings: list, thumbnail, download, delete. Ids are validated before any path is built.
 
-Owns: the JSON shapes of `/api/recordings` and the mapping of MedvizError to HTTP status
-(400 bad id, 404 missing, 409 deleting a recording a live session is still writing), and
+Owns: the JSON shapes of `/api/recordings` (a row's question only to a request that may replay it:
+one whose Origin, if any, may open the replay's websocket; else `question_hidden`), the mapping of
+MedvizError to HTTP status (400 bad id, 404 missing, 409 deleting a recording a live session is still
+writing, or downloading one that holds its patient's identity from a server that de-identifies), and
 `Summaries`: each recording's listing row and thumbnail (its first image, at most THUMB px
 a side, PNG) kept in memory by path, modification time and size, so a listing reads only
 the recordings that are new or changed, and of those only their summary sidecar where it matches
@@ -18,16 +20,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medviz_core.errors import ConflictError, MedvizError, NotFoundError
+from medviz_core.recording.deidentify import holds_identity
 from medviz_core.recording.file import RecordingInfo, first_image, list_recordings, recording_path
 from medviz_core.recording.file import delete_recording as delete_file
 from medviz_core.recording.summary import listing_info
+from server.guard.security import origin_allowed
 from server.sessions import SessionManager
 from server.settings import Settings
 
@@ -92,7 +96,16 @@ def error_response(error: MedvizError) -> JSONResponse:
 async def list_route(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     infos = await asyncio.to_thread(list_recordings, settings.recordings, SUMMARIES.info)
-    return JSONResponse({"recordings": [asdict(info) for info in infos]})
+    shown = origin_allowed(settings, request.headers.get("origin"), request.headers.get("host"))
+    return JSONResponse({"recordings": [row(info, shown) for info in infos]})
+
+
+def row(info: RecordingInfo, question_shown: bool) -> dict[str, Any]:
+    """A listing row; the question (the user's free text) only where `question_shown`."""
+    found = asdict(info)
+    hidden = not question_shown and info.question is not None
+    found.update(question=None if hidden else info.question, question_hidden=hidden)
+    return found
 
 
 def _existing(request: Request) -> Path:
@@ -116,8 +129,12 @@ async def thumbnail_route(request: Request) -> Response:
 
 
 async def download_route(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
     try:
         path = _existing(request)
+        if not settings.recordings_keep_identity and await asyncio.to_thread(holds_identity, path):
+            raise ConflictError(f"recording {path.stem!r} holds the patient's identity and this server de-identifies "
+                                "recordings; make a teaching copy with `medviz deidentify` and offer that")
     except MedvizError as error:
         return error_response(error)
     return FileResponse(path, media_type="application/vnd.medviz.recording", filename=path.name)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from medviz_core.analyses.compute import AnalysisSource
+from medviz_core.analyses.compute import AnalysisSource, owner_view, viewer_view
 from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording.file import recording_path
@@ -88,8 +88,9 @@ class SessionManager(Protocol):
     analyses: AnalysisJobs
     images: ImageBudget
 
-    def live_source(self, session_id: str) -> AnalysisSource:
-        """A session's frames so far, for analysis. NotFoundError if unknown, RequestError before start."""
+    def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
+        """A session's frames so far, for analysis. NotFoundError if unknown, RequestError before start. Only its
+        `owner` gets the identified DICOM headers; anyone else their de-identified view (compute.viewer_view)."""
 
     def submit(self, request: StartRequest, image_work: int = 0, owner_key: str | None = None) -> tuple[str, Viewer]:
         """Queue a run over the request's checked files (`image_work`: bytes of the image budget its
@@ -199,7 +200,8 @@ class LocalSessions:
 
         files = request.images  # the job keeps them as its images; its request keeps the parameters only
         job = Job(session=session_id, request=replace(request, images=tuple(b"" for _ in files)),
-                  images=files, emit=emit, done=done, keep=keep, recording=target, image_work=image_work)
+                  images=files, emit=emit, done=done, keep=keep, recording=target, image_work=image_work,
+                  identity=self.settings.recording_identity())
         self._sessions[session_id] = _Session(job=job, channel=channel, created=time.time(),
                                               owner_key=None if owner_key is None else key_hash(owner_key))
         try:
@@ -234,11 +236,15 @@ class LocalSessions:
         log.info("session %s: owner rejoined", session_id)
         return session.channel.subscribe()
 
-    def live_source(self, session_id: str) -> AnalysisSource:
+    def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         session = self._sessions.get(session_id)
         if session is None:
             raise unknown(session_id)
-        return session.frames.source(session_id, session.channel.log, session.job.recording)
+        source = session.frames.source(session_id, session.channel.log, session.job.recording)
+        identity = session.job.identity
+        if owner:
+            return owner_view(source, recording_deidentified=not identity.keep)
+        return viewer_view(source, identity.deidentifier, recording_deidentified=not identity.keep)
 
     def _keep_source(self, session_id: str, data: bytes) -> None:
         session = self._sessions.get(session_id)

@@ -25,6 +25,7 @@ from typing import Any
 
 from medviz_core.errors import AuthError, MedvizError
 from medviz_core.imaging.load import MAX_DECODED_BYTES, MAX_PIXELS
+from medviz_core.recording.deidentify import RecordingIdentity
 from medviz_core.wire.limits import ClientLimits
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
@@ -70,6 +71,8 @@ class Settings:
     analysis_queue: int = 32  # analyses waiting on the whole server; past it: busy
     recordings_min_free_mb: int = 512  # a recorded session needs this much free space on the recordings disk to start
     recording_results_max_bytes: int = 64 * 1024 * 1024  # analysis results appended to one recording, in bytes
+    recordings_keep_identity: bool = False  # write DICOM headers as they came (a clinical archive); else de-identified
+    allow_burned_in: bool = False  # record a DICOM that says BurnedInAnnotation YES even into a de-identified recording
     first_frame_timeout_s: float = 30.0
     max_message_bytes: int = 20 * 1024 * 1024
     max_pixels: int = MAX_PIXELS
@@ -106,6 +109,11 @@ class Settings:
             max_question_chars=self.max_question_chars,
             max_new_tokens=self.max_new_tokens,
         )
+
+    def recording_identity(self) -> RecordingIdentity:
+        """What a new session's recording keeps of its patient's identity (with a key of its own)."""
+        return RecordingIdentity(keep=self.recordings_keep_identity, allow_burned_in=self.allow_burned_in,
+                                 allow_with="the server setting allow_burned_in=true")
 
     @property
     def ws_max_size(self) -> int:

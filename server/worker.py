@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import BusyError, MedvizError
+from medviz_core.recording.deidentify import RecordingIdentity
 from medviz_core.recording.file import RecordingWriter
 from medviz_core.session_frames import SessionFrame, session_frames
 from medviz_core.types import StreamEnd, source_key
@@ -118,6 +119,7 @@ class Job:
     done: Callable[[], None]  # called once, after the last frame
     keep: Callable[[bytes], None] = lambda data: None  # a recording-only frame (the source headers), for exports
     recording: Path | None = None
+    identity: RecordingIdentity = field(default_factory=RecordingIdentity)  # what its recording keeps of the patient
     image_work: int = 0  # bytes of the image budget the run holds while the engine decodes
     cancel: threading.Event = field(default_factory=threading.Event)
     state: JobState = "queued"  # queued -> running -> finished
@@ -248,12 +250,13 @@ class GenerationWorker(FairLine):
         try:
             if job.recording is not None:
                 check_room(job.recording, self.min_free_mb)
-            run = session_frames(self.engine, job.request, job.session, job.cancel, recording, images=job.images)
+            run = session_frames(self.engine, job.request, job.session, job.cancel, recording, images=job.images,
+                                 identity=job.identity if job.recording is not None else None)
             with self.hold(job.image_work):  # the engine decodes the files and builds the prompt here
                 first = next(run)
             for frame in _chain(first, run):
                 if recorder is not None:  # opened at the start frame; a write the disk refuses ends the session
-                    recorder.write(frame.data)
+                    recorder.write(frame.to_record)
                 if frame.viewers:
                     job.emit(frame.data, True)
                 else:

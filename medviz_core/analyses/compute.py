@@ -1,7 +1,10 @@
 """What each analysis kind computes from a session's frames, and the source it reads them from.
 
 Owns: `AnalysisSource` (the start frame and steps of a live session or a recording, the
-recording-only DICOM headers, and where results are recorded), `recording_source`, `job_id`
+recording-only DICOM headers, and where results are recorded), `recording_source`, the views of a
+source by who asks (`owner_view`: the session's owner, identity and all; `viewer_view`: anyone else,
+DICOM headers de-identified under a key of its own, so no job or cached result of one view answers
+the other; `replay_source`), `job_id`
 (derived from the request, so equal requests share a job), and each kind's computing:
 `gradient_of`, `heads_of`, `faithfulness_of` (the model: blocking torch code the server's
 worker thread runs; `faithfulness_of_token` computes several methods of one token at once),
@@ -19,7 +22,7 @@ import hashlib
 import io
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ import numpy as np
 
 from medviz_core.engine.api import AnalysisEngine
 from medviz_core.errors import ExportError, MedvizError, RequestError
+from medviz_core.recording.deidentify import IDENTIFYING_KINDS, Deidentifier, is_deidentified
 from medviz_core.types import SourceKind, source_key
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.codec import QuantMap
@@ -56,6 +60,36 @@ class AnalysisSource:
     recorded: Mapping[str, bytes] = field(default_factory=dict)  # job id -> a done frame already recorded
     what: SourceKind = "session"  # how messages name it
     headers: tuple[bytes | None, ...] = ()  # per image, the source DICOM header (recording-only), if any
+    unrecorded: frozenset[str] = frozenset()  # kinds whose results are neither read from nor appended to `recording`
+
+
+DEIDENTIFIED = "#deidentified"
+"""The key suffix of a source's de-identified view (`viewer_view`): its jobs and cached results are its own."""
+
+
+def owner_view(source: AnalysisSource, recording_deidentified: bool) -> AnalysisSource:
+    """A live session as its owner sees it: the identified headers; a `dicom` result of a session whose recording is
+    de-identified is neither appended to it nor answered from it (an identified export stays with its owner)."""
+    if not recording_deidentified:
+        return source
+    return replace(source, unrecorded=IDENTIFYING_KINDS)
+
+
+def viewer_view(source: AnalysisSource, deidentifier: Deidentifier, recording_deidentified: bool) -> AnalysisSource:
+    """A source as a watcher or a replay viewer sees it: its DICOM headers de-identified by `deidentifier` (a live
+    session's own, its recording's key: exports from both agree) under a key of its own. Its `dicom` results join
+    its recording only where that recording is de-identified (else they are its own, neither read nor appended)."""
+    return replace(source, key=source.key + DEIDENTIFIED, headers=deidentifier.headers(source.headers),
+                   unrecorded=frozenset() if recording_deidentified else IDENTIFYING_KINDS)
+
+
+def replay_source(name: str, path: Path, recording: Any) -> AnalysisSource:
+    """The source a replay's analyses read: the recording's, or where its headers hold identity (a clinical
+    archive's recording) its `viewer_view` under a new key, so no replay viewer gets an identified export."""
+    source = recording_source(name, path, recording)
+    if is_deidentified(source.headers):
+        return source
+    return viewer_view(source, Deidentifier(), recording_deidentified=False)
 
 
 def recording_source(name: str, path: Path, recording: Any) -> AnalysisSource:

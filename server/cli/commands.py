@@ -42,7 +42,8 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     """`medviz serve`'s Settings: defaults < --config FILE < --model, --host, ... (and their environment
     variables) < each --set NAME=VALUE."""
     return _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
-                     recordings=_path(args.recordings), **_redis_flags(args))
+                     recordings=_path(args.recordings), **_redis_flags(args),
+                     recordings_keep_identity=True if getattr(args, "recordings_keep_identity", False) else None)
 
 
 def _redis_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,7 +141,9 @@ def _study(paths: list[str], labels: str | None) -> tuple[list[bytes], tuple[str
 def _record(args: argparse.Namespace) -> int:
     import time
 
+    from medviz_core.imaging.dicom import dicom_header
     from medviz_core.models.load import load_engine
+    from medviz_core.recording.deidentify import RecordingIdentity
     from medviz_core.recording.file import SUFFIX, RecordingWriter
     from medviz_core.session_frames import session_frames
     from server.settings import default_recordings
@@ -150,25 +153,27 @@ def _record(args: argparse.Namespace) -> int:
     if out.exists():
         raise MedvizError(f"{str(out)!r} already exists; recordings are never overwritten")
     images, labels = _study(args.image, args.labels)
+    identity = RecordingIdentity(keep=args.keep_identity, allow_burned_in=args.allow_burned_in)
+    identity.check(tuple(dicom_header(image) for image in images))  # before the model loads
     engine = load_engine(args.model, compile=args.compile)
     request = StartRequest(images=tuple(images), labels=labels, question=args.question, preset=args.prompt,
                            params=ParamsRequest(max_new_tokens=args.max_new_tokens))  # the rest: the model's
     cancel = threading.Event()
     session = out.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out.stem) else secrets.token_urlsafe(16)
-    stream = session_frames(engine, request, session, cancel)
-    first = next(stream)  # errors about the images or parameters come before any file is made
+    stream = session_frames(engine, request, session, cancel, identity=identity)
+    first = next(stream)  # errors about the images, burned-in annotation or parameters come before any file is made
     print(f"medviz: recording {args.model} to {out}", file=sys.stderr, flush=True)
     with RecordingWriter(out) as writer:
-        writer.write(first.data)
+        writer.write(first.to_record)
         try:
             for frame in stream:
-                writer.write(frame.data)
+                writer.write(frame.to_record)
                 sys.stdout.write(".")
                 sys.stdout.flush()
         except KeyboardInterrupt:
             cancel.set()
             for frame in stream:  # the run stops at its next step and ends `cancelled`
-                writer.write(frame.data)
+                writer.write(frame.to_record)
     print(f"\nmedviz: wrote {out} ({out.stat().st_size} bytes)")
     return 0
 
@@ -324,6 +329,9 @@ def add_server_commands(subparsers: Any) -> None:
     serve.add_argument("--recordings", default=None,
                        help="folder for recorded sessions (default $XDG_DATA_HOME/medviz/recordings, else "
                        "~/.local/share/medviz/recordings)")
+    serve.add_argument("--recordings-keep-identity", action="store_true",
+                       help="write recordings with the patient's identity as the DICOM headers came (a clinical "
+                       "archive; default: de-identified, docs/deidentification.md)")
     serve.add_argument("--redis", default=None,
                        help="redis://host:port/db, no password (or MEDVIZ_REDIS, a whole URL): a stateless web node "
                        "whose sessions go through Redis to `medviz worker`s or Ray Serve replicas (docs/deploy.md)")
@@ -362,6 +370,12 @@ def add_server_commands(subparsers: Any) -> None:
     add_prompt_argument(record)
     record.add_argument("--max-new-tokens", type=int, default=None, help="default: the model's suggestion")
     record.add_argument("--compile", action="store_true", help="compile the decode step (see medviz generate)")
+    record.add_argument("--keep-identity", action="store_true",
+                        help="keep the patient's identity in the DICOM headers (default: de-identified by the Basic "
+                        "Application Level Confidentiality Profile, docs/deidentification.md)")
+    record.add_argument("--allow-burned-in", action="store_true",
+                        help="record a DICOM that says it has burned-in annotation (text in its pixels, which header "
+                        "de-identification cannot remove)")
     record.set_defaults(handler=_record)
 
     replay = subparsers.add_parser("replay", help="print a recording: tokens, zone and image mass per step")

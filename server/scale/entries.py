@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import get_args
 
+from medviz_core.analyses.compute import DEIDENTIFIED
 from medviz_core.errors import MedvizError
 from medviz_core.recording.file import RECORDING_ID
 from server.broadcast import Close
@@ -27,7 +28,8 @@ from server.worker import JobState
 
 SESSION_ID = re.compile(RECORDING_ID.pattern.encode())  # the server's ids (secrets.token_urlsafe): recording ids
 NAME = re.compile(rb"[A-Za-z0-9._:-]{1,200}")  # worker and node names (keys.worker_name), answer tokens
-SOURCE = re.compile(rb"(session|recording):[A-Za-z0-9_-]{1,64}")  # an analysis source key
+SOURCE = re.compile(rb"(session|recording):[A-Za-z0-9_-]{1,64}(" + re.escape(DEIDENTIFIED.encode()) + rb")?")
+"""An analysis source key: its owner's view, or with compute.DEIDENTIFIED anyone else's."""
 STATES: dict[str, JobState] = {state: state for state in get_args(JobState)}  # a session hash's "state"
 MAX_CODE = 64  # an answer's error code (an ErrorCode value)
 MAX_MESSAGE = 2000  # an answer's error message, characters

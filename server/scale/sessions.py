@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from medviz_core.analyses.compute import AnalysisSource
+from medviz_core.analyses.compute import AnalysisSource, viewer_view
 from medviz_core.errors import BusyError
+from medviz_core.recording.deidentify import Deidentifier
 from medviz_core.types import source_key
 from medviz_core.wire.client_frames import StartRequest
 from medviz_core.wire.codes import ErrorCode, close_code_for
@@ -177,9 +178,11 @@ class RedisSessions:
         self._count(session_id, followed)
         return viewer
 
-    def live_source(self, session_id: str) -> AnalysisSource:
+    def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         followed = self._followed.get(session_id) or self._load(session_id)
-        return followed.source.source(session_id, followed.channel.log, None)  # the worker records results
+        source = followed.source.source(session_id, followed.channel.log, None)  # the worker records results
+        # the worker computes; the key tells it whose view (scale/worker_sources.py)
+        return source if owner else viewer_view(source, Deidentifier(), recording_deidentified=False)
 
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
         """A viewer leaves. After the end nothing goes to Redis (a lecture hall leaving at once costs

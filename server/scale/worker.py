@@ -138,7 +138,7 @@ class RedisWorker:
         self.analyses = AnalysisJobs(engine, self.generation, settings.analysis_cache,
                                      results_max_bytes=settings.recording_results_max_bytes)
         self.sources = WorkerSources(connect(settings.redis_url), self.keys, settings.recordings,
-                                     self.analyses.forget)
+                                     self.analyses.forget, keep_identity=settings.recordings_keep_identity)
         self.served = 0  # jobs run to their end (tests read it)
         self._current: _Current | None = None
         self._busy = False  # claiming or running a job (not idle)
@@ -286,7 +286,7 @@ class RedisWorker:
         files = request.images
         return Job(session=session_id, request=replace(request, images=tuple(b"" for _ in files)), images=files,
                    emit=emit, done=done.set, keep=keep_source, recording=target,
-                   image_work=work)
+                   image_work=work, identity=self.settings.recording_identity())
 
     def _lose(self, current: _Current) -> None:
         if not current.lost:

@@ -3,7 +3,10 @@
 Owns: `WorkerSources.get(key)`, the `AnalysisSource` of "session:<id>" (the kept frames of
 `P:s:ID:frames`, read incrementally and decoded once each through sessions.SessionSource,
 the source frame's DICOM headers from `P:s:ID:source`, its recording in the shared folder)
-or of "recording:<id>" (read again only when the file changed). The newest 64 sessions and 8
+or of "recording:<id>" (read again only when the file changed; compute.replay_source), each as the
+asker may see it: a key with compute.DEIDENTIFIED is a watcher's de-identified view (under a key
+of this worker's per session), one without it the owner's (an identified export of a de-identified
+recording's session is not recorded). The newest 64 sessions and 8
 recordings are kept; a session that falls out is `forget`-ten by the worker's analyses.
 NotFoundError for a source that is gone. Does not own the analyses (analysis_jobs.py).
 """
@@ -19,8 +22,9 @@ from pathlib import Path
 
 import redis
 
-from medviz_core.analyses.compute import AnalysisSource, recording_source
+from medviz_core.analyses.compute import DEIDENTIFIED, AnalysisSource, owner_view, replay_source, viewer_view
 from medviz_core.errors import NotFoundError, RequestError
+from medviz_core.recording.deidentify import Deidentifier
 from medviz_core.recording.file import read_recording, recording_path
 from medviz_core.types import source_key
 from server.scale.entries import BadEntry, FrameItem, stream_item
@@ -35,20 +39,27 @@ class _Log:
     frames: list[bytes] = field(default_factory=list)  # the kept frames so far
     last: str = ""  # the last entry read
     source: SessionSource = field(default_factory=SessionSource)
+    deidentifier: Deidentifier = field(default_factory=Deidentifier)  # its watchers' view's key
 
 
 class WorkerSources:
-    def __init__(self, client: redis.Redis, keys: Keys, recordings: Path, forget: Callable[[str], None]) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, recordings: Path, forget: Callable[[str], None],
+                 keep_identity: bool = False) -> None:
         self.r, self.keys, self.recordings, self.forget = client, keys, recordings, forget
+        self.keep_identity = keep_identity  # the recordings keep their patients' identity (a clinical archive)
         self._sessions: OrderedDict[str, _Log] = OrderedDict()
         self._recordings: OrderedDict[str, tuple[tuple[int, int], AnalysisSource]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: str) -> AnalysisSource:
-        kind, _, name = key.partition(":")
+        viewer = key.endswith(DEIDENTIFIED)
+        kind, _, name = key[: len(key) - len(DEIDENTIFIED) if viewer else len(key)].partition(":")
         with self._lock:
             if kind == "session":
-                return self._session(name)
+                source = self._session(name)
+                if not viewer:
+                    return owner_view(source, recording_deidentified=not self.keep_identity)
+                return viewer_view(source, self._sessions[name].deidentifier, recording_deidentified=False)
             if kind == "recording":
                 return self._recording(name)
         raise RequestError(f"an analysis source is session:<id> or recording:<id>; got {key[:80]!r}")
@@ -86,7 +97,7 @@ class WorkerSources:
             raise NotFoundError(f"recording {name!r} does not exist") from None
         stamp = (stat.st_size, stat.st_mtime_ns)
         cached = self._recordings.pop(name, None)
-        source = cached[1] if cached is not None and cached[0] == stamp else recording_source(
+        source = cached[1] if cached is not None and cached[0] == stamp else replay_source(
             name, path, read_recording(path))
         self._recordings[name] = (stamp, source)
         while len(self._recordings) > RECORDINGS_KEPT:

@@ -228,7 +228,8 @@ async def _own(ws: WebSocket, settings: Settings, sessions: SessionManager, sess
         if command.type == "cancel":
             sessions.cancel(session_id)
         else:
-            await handle_analysis(command, lambda: sessions.live_source(session_id), sessions, outbox, owner=True)
+            await handle_analysis(command, lambda: sessions.live_source(session_id, owner=True), sessions, outbox,
+                                  owner=True)
 
     outcome: FollowOutcome = "lost"
     try:

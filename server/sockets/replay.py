@@ -5,7 +5,9 @@ resume / seek / speed commands, which step is next and how long until it is due)
 `/ws/replay/{id}` route, which sends a `replay` status frame, the recorded `start` bytes,
 each step's recorded bytes when due and the recorded `end`, all unchanged, so the browser
 decodes live and replayed sessions alike; the recorded analysis results of token k follow
-step k. The recording is indexed once (medviz_core.recording.file.index_recording) and each
+step k (but the recorded DICOM exports of a recording that holds its patient's identity: a
+replay viewer never gets identity, and its own exports are made from de-identified headers,
+compute.replay_source). The recording is indexed once (medviz_core.recording.file.index_recording) and each
 frame is read from the open file as it is sent, so a socket holds the index, not the
 recording. A status frame follows every command. `analyze` / `cancel_analysis` work as on
 live sockets, through the same `Outbox` and sockets/owed_answers.py's rule, on the recording (results
@@ -29,8 +31,9 @@ from typing import BinaryIO
 
 from starlette.websockets import WebSocket
 
-from medviz_core.analyses.compute import AnalysisSource, recording_source
+from medviz_core.analyses.compute import AnalysisSource, replay_source
 from medviz_core.errors import MedvizError, RequestError
+from medviz_core.recording.deidentify import identifying_results
 from medviz_core.recording.file import IndexEntry, index_recording, read_at, read_recording, recording_path, tail
 from medviz_core.types import source_key
 from medviz_core.wire.client_frames import (
@@ -124,8 +127,10 @@ async def replay_route(ws: WebSocket) -> None:
             if not index:
                 raise RequestError(f"recording {path.stem!r} is empty")
             damage = await asyncio.to_thread(damage_note, path, index)
+            hidden = await asyncio.to_thread(identifying_results, path, index)
             with await asyncio.to_thread(path.open, "rb") as file:  # an open file survives a DELETE
-                replay = Replay(ws, settings, index, file, path, speed, ws.app.state.sessions)
+                replay = Replay(ws, settings, tuple(e for e in index if e.offset not in hidden), file, path, speed,
+                                ws.app.state.sessions)
                 replay.damage = damage
                 await replay.run()
     except MedvizError as error:
@@ -279,5 +284,5 @@ class Replay:
         """The recording's frames for analysis, read (on a thread) when the first request comes."""
         if self._source is None:
             recording = await asyncio.to_thread(read_recording, self.path)
-            self._source = recording_source(self.name, self.path, recording)
+            self._source = replay_source(self.name, self.path, recording)
         return self._source

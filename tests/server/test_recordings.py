@@ -52,7 +52,7 @@ def test_recordings_are_listed_with_their_metadata(live: LiveServer, folder: Pat
     assert listing == {"recordings": [{
         "id": "demo_1", "created": 1764400000.5, "question": "Is there an effusion?", "tokens": 9,
         "finished": True, "size": len(FRAMES["start"]) + len(FRAMES["step"]) + len(FRAMES["end"]),
-        "model": "tiny", "preset": "model-card", "labels": [""], "ending": "ended",
+        "model": "tiny", "preset": "model-card", "labels": [""], "ending": "ended", "question_hidden": False,
     }]}
 
 

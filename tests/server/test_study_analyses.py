@@ -116,7 +116,11 @@ def test_viewers_never_receive_the_source_dicom_header(live: LiveServer, cxr_dir
     recording = read_recording(live.settings.recordings / f"{start.recording}.medviz")
     assert recording.source is not None and recording.source.headers[0] is not None
     header = pydicom.dcmread(io.BytesIO(recording.source.headers[0]))
-    assert "PixelData" not in header and header.SOPInstanceUID == pydicom.dcmread(io.BytesIO(source)).SOPInstanceUID
+    original = pydicom.dcmread(io.BytesIO(source))
+    assert "PixelData" not in header and header.SOPClassUID == original.SOPClassUID
+    # recorded de-identified (docs/deidentification.md): a new SOP Instance UID, no patient ID
+    assert (header.PatientIdentityRemoved, header.PatientID) == ("YES", "ANONYMIZED")
+    assert header.SOPInstanceUID != original.SOPInstanceUID
 
 
 def test_a_version_1_recording_replays_as_v2_frames_with_its_tokens_and_map_bytes(live: LiveServer) -> None:
