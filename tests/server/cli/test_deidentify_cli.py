@@ -106,3 +106,16 @@ def test_record_refuses_a_burned_in_annotation_in_one_line_unless_allowed_or_ide
     assert record(burned, tmp_path / "allowed.medviz", "--allow-burned-in") == 0
     assert leaks((tmp_path / "allowed.medviz").read_bytes()) == []
     assert record(burned, tmp_path / "archive.medviz", "--keep-identity") == 0
+
+
+def test_serve_keeps_identity_only_when_told_by_its_flag_or_a_setting() -> None:
+    from server.cli.commands import serve_settings
+    from server.cli.main import build_parser
+
+    def settings(*arguments: str) -> tuple[bool, bool]:
+        found = serve_settings(build_parser().parse_args(["serve", *arguments]))
+        return found.recordings_keep_identity, found.allow_burned_in
+
+    assert settings() == (False, False)
+    assert settings("--recordings-keep-identity") == (True, False)
+    assert settings("--set", "recordings_keep_identity=true", "--set", "allow_burned_in=true") == (True, True)
