@@ -9,10 +9,11 @@ repeat or a join costs nothing); `cancel` stops a job for every socket waiting o
 its place in the line back; `forget` drops a source's jobs when its session expires. A finished
 job's `done` frame is appended to the source's recording on the worker thread (the thread that
 writes recordings), once per job id and within `results_max_bytes` per recording
-(recording.summary.append_result; a result the recording already holds is answered from it,
-not computed or appended again; a refusal is logged and the askers get the result all the same;
-`record=False` on a scaled-out web node, whose `compute` asks a worker, which appends it:
-scale/remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
+(recording.summary.append_result; never a kind the source keeps out of it, `unrecorded`: an
+identified export of a session whose recording is de-identified; a result the recording already
+holds is answered from it, not computed or appended again; a refusal is logged and the askers get
+the result all the same; `record=False` on a scaled-out web node, whose `compute` asks a worker,
+which appends it: scale/remote_analyses.py). `withdraw` takes back a closing socket's wish for an answer, and a job
 nobody waits for any more is cancelled, so a closed tab does not keep the model's worker busy.
 Replies are callables `reply(frame, final)` that must not block (the routes hand them to the
 event loop). Does not own what a job computes (medviz_core/analyses/kinds.py) or sockets

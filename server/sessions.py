@@ -12,7 +12,9 @@ owner's socket got it in the `owner` frame) may take the session back with it (`
 while it is still an owner elsewhere or within `owner_grace_s` of its last owner leaving
 (a reload); a deliberate leave revokes it. Only the key's hash is kept. Analysis jobs
 (`analyses`) run on the same worker, in a line bounded per connection and in total;
-`live_source` gives them a session's frames so far, decoded once each. `images` is the image
+`live_source` gives them a session's frames so far, decoded once each: to its owner with the
+identified DICOM headers, to anyone else de-identified under its recording's key (`job.identity`:
+what its recording keeps of the patient, from Settings). `images` is the image
 budget start requests are admitted under; `writing` says whether a recording is still being
 written (it may not be deleted).
 """
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from medviz_core.analyses.compute import AnalysisSource, owner_view, viewer_view
+from medviz_core.analyses.compute import AnalysisSource, has_dicom, owner_view, viewer_view
 from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import NotFoundError, RequestError
 from medviz_core.recording.file import recording_path
@@ -242,7 +244,7 @@ class LocalSessions:
             raise unknown(session_id)
         source = session.frames.source(session_id, session.channel.log, session.job.recording)
         identity = session.job.identity
-        if owner:
+        if owner or not has_dicom(source):  # no identity to hide: watchers join the owner's jobs
             return owner_view(source, recording_deidentified=not identity.keep)
         return viewer_view(source, identity.deidentifier, recording_deidentified=not identity.keep)
 

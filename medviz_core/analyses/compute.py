@@ -70,9 +70,14 @@ DEIDENTIFIED = "#deidentified"
 def owner_view(source: AnalysisSource, recording_deidentified: bool) -> AnalysisSource:
     """A live session as its owner sees it: the identified headers; a `dicom` result of a session whose recording is
     de-identified is neither appended to it nor answered from it (an identified export stays with its owner)."""
-    if not recording_deidentified:
+    if not recording_deidentified or not has_dicom(source):
         return source
     return replace(source, unrecorded=IDENTIFYING_KINDS)
+
+
+def has_dicom(source: AnalysisSource) -> bool:
+    """Whether any image of the source came with a DICOM header (PNG and JPEG carry no identity)."""
+    return any(header is not None for header in source.headers)
 
 
 def viewer_view(source: AnalysisSource, deidentifier: Deidentifier, recording_deidentified: bool) -> AnalysisSource:
