@@ -53,19 +53,19 @@ def session_frames(engine: StreamEngine, request: StartRequest, session: str, ca
     run = engine.stream(pictures, question=request.question, params=params, methods=request.methods,
                         labels=request.labels, preset=request.preset, cancel=cancel)
     headers = tuple(dicom_header(bytes(p)) if isinstance(p, (bytes, bytearray)) else None for p in pictures)
-    if identity is not None:
-        try:
-            identity.check(headers)  # before any frame: a refused image leaves no recording
-        except BaseException:
-            run.close()
-            raise
+    kept: bytes | None = None  # the source frame the recording gets, when not the session's own
+    try:  # before any frame: a refused image leaves no recording
+        if identity is not None and any(h is not None for h in headers):
+            identity.check(headers)
+            kept = None if identity.keep else SourceFrame(identity.recorded(headers)).to_wire()
+    except BaseException:
+        run.close()
+        raise
     created, started = time.time(), time.perf_counter()
     start = StartFrame.of_run(session, engine.facts, run.prompt, run.methods, run.params, created, recording)
     yield SessionFrame(start.to_wire())
     if any(h is not None for h in headers):
-        source = SourceFrame(headers).to_wire()
-        kept = None if identity is None or identity.keep else SourceFrame(identity.recorded(headers)).to_wire()
-        yield SessionFrame(source, viewers=False, recorded=kept)
+        yield SessionFrame(SourceFrame(headers).to_wire(), viewers=False, recorded=kept)
     try:
         for step in run:
             yield SessionFrame(StepFrame.of_step(step, (time.perf_counter() - started) * 1000.0).to_wire())
