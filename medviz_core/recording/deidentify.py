@@ -8,8 +8,10 @@ standard's Table E.1-1, and its removal of private attributes) with medviz's two
 recording, not the library's process-wide table of random UIDs; dates and times emptied or removed, not
 the library's dummy 00010101, which validators refuse), the attributes that say so
 (PatientIdentityRemoved YES, DeidentificationMethod, DeidentificationMethodCodeSequence 113100),
-`is_deidentified`, `check_burned_in` (header cleaning cannot remove text drawn into the pixels) and
-`deidentify_recording` (`medviz deidentify`: a copy with every frame, the source frame's headers
+`RecordingIdentity` (what one recording keeps: nothing by default, all of it for a clinical archive),
+`is_deidentified` and `holds_identity`, `check_burned_in` (header cleaning cannot remove text drawn into
+the pixels), `identifying_results` (the recorded exports a replay of an identified recording leaves out)
+and `deidentify_recording` (`medviz deidentify`: a copy with every frame, the source frame's headers
 de-identified and the recorded `dicom` results dropped). Does not own the frames' format (wire/), the
 writer and reader (recording/file.py), exports (export/) nor who may see identity (server/).
 docs/deidentification.md says why this library and what is kept.
@@ -82,7 +84,6 @@ class Deidentifier:
 
         if header in self._cleaned:
             return self._cleaned[header]
-
         try:
             dataset = pydicom.dcmread(io.BytesIO(header), force=True)
         except Exception as error:  # any pydicom failure is a bad header
