@@ -6,13 +6,16 @@ KEPT_JOBS, and the folder with the process) and the routes `POST /api/recordings
 recording and the options, answers `{"job": ...}` with 202) and `GET /api/videos/{job}` (202 with the job's
 state while it waits or renders, then the file; a failed render: its one line, 400 or 500).
 
-A render is `medviz video` itself (server/cli/video.py) run as a child process at lower CPU priority (nice
-NICENESS), so a teacher's video never slows the live model: it runs outside the model's worker thread (as
-an analysis there it would hold up the live session for the whole render) and outside this process (a
-thread here would share the interpreter lock with the worker while Pillow draws), and the operating system
-gives the model the CPU first. Being the same command, it gives the same bytes as the CLI with the same
-options. The recording id and the job id are checked before any path is built. Does not own the video
-(medviz_core/export/video.py) nor the guard in front (guard/security.py: as for every route).
+A render is `medviz video` itself (server/cli/video.py) run as a child process at the lowest CPU priority
+(nice NICENESS), and it waits for the model like an analysis does: while any session of this server is
+queued or running, the child (with its ffmpeg: its own process group) is stopped (SIGSTOP) and it goes on
+(SIGCONT) when the model is idle. So a teacher's video never slows a live session: it runs outside the
+model's worker thread (as an analysis there it would hold up the live session for the whole render),
+outside this process (a thread here would share the interpreter lock with the worker while Pillow draws),
+and not while the model works (even at nice 19 a render beside a session costs it about an eighth of its
+tokens/s on two cores: benchmarks/video_while_live.py). Being the same command, it gives the same bytes as
+the CLI with the same options. The recording id and the job id are checked before any path is built. Does
+not own the video (medviz_core/export/video.py) nor the guard in front (guard/security.py: as for every route).
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import secrets
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +41,7 @@ from medviz_core.errors import BusyError, MedvizError, NotFoundError, RequestErr
 from medviz_core.export.video import DEFAULT_SIZE, FORMATS, VideoOptions, parse_size, plan_video
 from medviz_core.recording.file import recording_path
 from server.recordings import error_response
+from server.sessions import LocalSessions, SessionManager
 from server.settings import Settings
 
 log = logging.getLogger("medviz.videos")
@@ -43,7 +50,9 @@ RENDERS_AT_ONCE = 1
 WAITING_AT_MOST = 4
 KEPT_S = 900.0  # a made video can be downloaded again for this long
 KEPT_JOBS = 32
-NICENESS = 10
+NICENESS = 19  # the lowest: a render gets the CPU the live model leaves (benchmarks/video_while_live.py)
+PACE_S = 0.1  # how often a render looks whether the model is busy
+PAUSED = "paused while the model runs a live session"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{16}")
 MEDIA_TYPES = {".mp4": "video/mp4", ".gif": "image/gif", ".webp": "image/webp"}
 
@@ -59,6 +68,7 @@ class VideoJob:
     code: str = ""
     file: Path | None = None
     finished: float = 0.0
+    pid: int = 0  # the render's process (and process group), once it started
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, object]:
@@ -85,15 +95,16 @@ class VideoJobs:
             self._folder = tempfile.TemporaryDirectory(prefix="medviz-videos-")
         return Path(self._folder.name)
 
-    def start(self, recording: Path, options: VideoOptions, suffix: str) -> VideoJob:
-        """A new job rendering `recording` (checked already); BusyError when WAITING_AT_MOST wait already."""
+    def start(self, recording: Path, options: VideoOptions, suffix: str, busy: Callable[[], bool]) -> VideoJob:
+        """A new job rendering `recording` (checked already), paused whenever `busy()`; BusyError when
+        WAITING_AT_MOST wait already."""
         self.sweep()
         waiting = sum(job.status == "queued" for job in self.jobs.values())
         if waiting >= WAITING_AT_MOST:
             raise BusyError(f"{waiting} videos are waiting to be made; try again when one is done")
         job = VideoJob(secrets.token_urlsafe(12), recording.stem, options, suffix)
         self.jobs[job.id] = job
-        job.task = asyncio.get_running_loop().create_task(self._render(job, recording))
+        job.task = asyncio.get_running_loop().create_task(self._render(job, recording, busy))
         return job
 
     def find(self, job_id: str) -> VideoJob:
@@ -101,7 +112,7 @@ class VideoJobs:
             raise NotFoundError("no such video job (a made video is kept for 15 minutes)")
         return self.jobs[job_id]
 
-    async def _render(self, job: VideoJob, recording: Path) -> None:
+    async def _render(self, job: VideoJob, recording: Path, busy: Callable[[], bool]) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(RENDERS_AT_ONCE)
         async with self._slots:
@@ -109,13 +120,18 @@ class VideoJobs:
             out = self.folder / f"{job.id}{job.format}"
             process = await asyncio.create_subprocess_exec(
                 *render_command(recording, out, job.options), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            job.pid = process.pid
+            pacing = asyncio.get_running_loop().create_task(pace(job, process.pid, busy))
             try:
                 _, said = await process.communicate()
-            except asyncio.CancelledError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+            except asyncio.CancelledError:  # the server stops: so does the render
+                signal_group(process.pid, KILL)
                 raise
+            finally:
+                pacing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pacing
             job.finished = time.monotonic()
             if process.returncode == 0 and out.is_file():
                 job.status, job.file = "done", out
@@ -135,6 +151,39 @@ class VideoJobs:
                 self.jobs.pop(job.id, None)
                 if job.file is not None:
                     job.file.unlink(missing_ok=True)
+
+
+async def pace(job: VideoJob, pid: int, busy: Callable[[], bool]) -> None:
+    """Stop the render's process group while `busy()` (the model runs a session), let it go on when not; never
+    leave it stopped."""
+    paused = False
+    try:
+        while True:
+            wanted = busy()
+            if wanted != paused:
+                signal_group(pid, STOP if wanted else CONTINUE)
+                paused, job.message = wanted, PAUSED if wanted else ""
+            await asyncio.sleep(PACE_S)
+    finally:
+        if paused:
+            signal_group(pid, CONTINUE)
+            job.message = "" if job.status == "rendering" else job.message
+
+
+STOP, CONTINUE, KILL = (getattr(signal, name, None) for name in ("SIGSTOP", "SIGCONT", "SIGKILL"))  # POSIX only
+
+
+def signal_group(pid: int, number: int | None) -> None:
+    """Send a signal to the render and its ffmpeg (the child leads its own process group); gone: nothing."""
+    if number is not None and hasattr(os, "killpg"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, number)
+
+
+def model_busy(sessions: SessionManager) -> bool:
+    """Whether any session of this process's model waits for it or runs on it (a web node of `serve --redis`
+    holds no model: its renders never wait, and its session list is not asked ten times a second)."""
+    return isinstance(sessions, LocalSessions) and any(info.state != "finished" for info in sessions.sessions())
 
 
 def render_command(recording: Path, out: Path, options: VideoOptions) -> list[str]:
@@ -173,7 +222,8 @@ async def start_route(request: Request) -> Response:
         options, suffix = options_of(request)
         # the recording's own refusals (no tokens, a method it lacks) answer now, not from the job
         await asyncio.to_thread(plan_video, path, jobs.folder / f"check{suffix}", options)
-        job = jobs.start(path, options, suffix)
+        sessions: SessionManager = request.app.state.sessions
+        job = jobs.start(path, options, suffix, lambda: model_busy(sessions))
     except MedvizError as error:
         return error_response(error)
     return JSONResponse(job.to_json(), status_code=202)

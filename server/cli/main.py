@@ -20,6 +20,7 @@ from server.cli.analysis import add_analysis_commands, add_prompt_argument
 from server.cli.commands import add_server_commands
 from server.cli.deidentify import add_deidentify_command
 from server.cli.html import add_html_command
+from server.cli.video import add_video_command
 from server.settings import DEFAULT_MODEL
 
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_commands(subparsers)
     add_deidentify_command(subparsers)
     add_html_command(subparsers)
+    add_video_command(subparsers)
     return parser
 
 

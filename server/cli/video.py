@@ -24,6 +24,8 @@ def _video(args: argparse.Namespace) -> int:
 
     from medviz_core.export.video import VideoOptions, format_of, parse_size, plan_video, write_video
 
+    if args.nice and hasattr(os, "nice"):
+        os.nice(args.nice)  # first, so reading the recording runs at that priority too; ffmpeg inherits it
     out = Path(args.out).expanduser()
     format_of(out)  # an unknown suffix is refused before the recording is read
     options = VideoOptions(method=args.method, size=parse_size(args.size), speed=1.0 if args.speed is None
@@ -32,8 +34,6 @@ def _video(args: argparse.Namespace) -> int:
     if not recording.is_file():
         raise MedvizError(f"no recording at {args.recording!r}")
     plan = plan_video(recording, out, options)
-    if args.nice and hasattr(os, "nice"):
-        os.nice(args.nice)  # the encoder it starts inherits it
     with tqdm(total=len(plan.shown), unit="token", desc="medviz video", file=sys.stderr, disable=args.quiet,
               dynamic_ncols=True) as bar:
         result = write_video(plan, out, lambda done, _: bar.update(done - bar.n))
@@ -58,5 +58,5 @@ def add_video_command(subparsers: Any) -> None:
                        help="only tokens A..B, both included (default: every token)")
     video.add_argument("--quiet", action="store_true", help="no progress bar")
     video.add_argument("--nice", type=int, default=0, metavar="N",
-                       help="lower this render's CPU priority by N (the server's renders use 10)")
+                       help="lower this render's CPU priority by N (the server's renders use 19, the lowest)")
     video.set_defaults(handler=_video)

@@ -101,6 +101,9 @@ export class VideoButton {
       const res = await fetch(apiUrl(`/api/videos/${encodeURIComponent(job)}`, token));
       if (res.status === 200) return res.blob();
       if (res.status !== 202) throw new Error(await refusal(res));
+      const state = await res.json();  // a render waits while the model runs a live session: its message says so
+      if (state.message) this.say("Waiting…", "paused", `The video waits: ${state.message}`);
+      else this.say("Making…", "rendering", "Making the video of this recording");
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   }
