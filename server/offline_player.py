@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from medviz_core.errors import MedvizError, RequestError
+from medviz_core.recording.deidentify import IDENTIFYING_KINDS
 from medviz_core.recording.file import RecordedFrame, Recording, read_recording
 from medviz_core.wire.results import AnalysisFrame
 
@@ -33,12 +34,13 @@ RECORDING_ELEMENT = "medviz-recording"  # the id web/js/offline/boot.js reads th
 def replay_frames(recording: Recording) -> list[bytes]:
     """The bytes a replay viewer gets, in the order sockets/replay.py sends them: the start, each step followed
     by the finished (done) results about its token, then the last end. The recording-only `source` frame, a
-    result about a token never generated and an unfinished result are never among them."""
+    result about a token never generated, an unfinished result and a DICOM export (IDENTIFYING_KINDS: it may copy
+    the patient's identity, and a page without a server cannot show it) are never among them."""
     if not recording.frames:
         raise RequestError("the recording is empty: it holds no frame to play")
     results: defaultdict[int, list[RecordedFrame]] = defaultdict(list)
     for result in recording.analyses:
-        if isinstance(result.frame, AnalysisFrame):
+        if isinstance(result.frame, AnalysisFrame) and result.frame.kind not in IDENTIFYING_KINDS:
             results[result.frame.index].append(result)
     sent = [recording.frames[0].sent]
     for k, step in enumerate(recording.steps):

@@ -9,6 +9,7 @@ import pytest
 
 from medviz_core.errors import RequestError
 from medviz_core.recording.file import RecordingWriter, read_recording
+from medviz_core.wire.results import AnalysisFrame, DicomResult
 from server.offline_player import replay_frames, rewritten
 from server.settings import WEB_DIR
 from tests.fixtures.frames import make_fixtures
@@ -39,3 +40,13 @@ def test_a_modules_relative_imports_name_the_import_maps_entries() -> None:
     source = rewritten(WEB_DIR.resolve(), (WEB_DIR / "js" / "views" / "player.js").resolve())
     assert 'import("medviz/js/state.js")' in source
     assert "../" not in source
+
+
+def test_a_recorded_dicom_export_is_never_carried_because_it_may_copy_the_patients_identity(tmp_path: Path) -> None:
+    path = tmp_path / "session.medviz"
+    export = AnalysisFrame("dicom-7-0a1b", "dicom", 7, "done", result=DicomResult(b"PK-zip", ("a.dcm",), ())).to_wire()
+    with RecordingWriter(path) as writer:
+        for frame in (FRAMES["start"], *[FRAMES["step"]] * 8, FRAMES["analysis_gradient"], export, FRAMES["end"]):
+            writer.write(frame)
+    sent = replay_frames(read_recording(path))
+    assert (export in sent, FRAMES["analysis_gradient"] in sent, len(sent)) == (False, True, 11)
