@@ -12,10 +12,11 @@ queued or running, the child (with its ffmpeg: its own process group) is stopped
 (SIGCONT) when the model is idle. So a teacher's video never slows a live session: it runs outside the
 model's worker thread (as an analysis there it would hold up the live session for the whole render),
 outside this process (a thread here would share the interpreter lock with the worker while Pillow draws),
-and not while the model works (even at nice 19 a render beside a session costs it about an eighth of its
-tokens/s on two cores: benchmarks/video_while_live.py). Being the same command, it gives the same bytes as
-the CLI with the same options. The recording id and the job id are checked before any path is built. Does
-not own the video (medviz_core/export/video.py) nor the guard in front (guard/security.py: as for every route).
+and not while the model works (at nice 19 alone, a render beside a session left it 0.59 of its tokens/s on
+two cores, stopped 0.97: benchmarks/results/2026-12-07-cpu-video-while-live.txt). Being the same command,
+it gives the same bytes as the CLI with the same options. The recording id and the job id are checked
+before any path is built. Does not own the video (medviz_core/export/video.py) nor the guard in front
+(guard/security.py: as for every route).
 """
 
 from __future__ import annotations
