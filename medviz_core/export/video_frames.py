@@ -226,9 +226,9 @@ class FramePainter:
 
     def _pane(self, canvas: Image.Image, draw: ImageDraw.ImageDraw, k: int, maps: ImageMaps, several: bool) -> None:
         layout, small = self.layout, font(self.layout.small)
-        pane, box = layout.panes[k], layout.pictures[k]
+        box = layout.pictures[k]
         title = self.titles[k] + (f" · {round(maps.share * 100)}% of attention" if several else "")
-        draw.text((pane.x, pane.y), title, font=small, fill=DIM)
+        draw.text((box.x, box.y - line_height(layout.small)), title, font=small, fill=DIM)  # just above its picture
         grid = self.start.model.grid
         values = maps.values(self.method, grid)
         regions = maps.stats.regions if self.method == "consensus" else find_regions(values, self.start.images[k].size)
