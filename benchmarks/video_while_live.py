@@ -4,7 +4,7 @@ comparison) while renders run without waiting for the model, or in a thread of t
 A real uvicorn server (in this process, on a free loopback port) runs the same live session four ways,
 round after round so that the machine's state is shared: alone; while the Video button's route renders the
 recording again and again (`POST /api/recordings/{id}/video`: `medviz video` in a child process at nice 19,
-stopped while a session runs: what server/videos.py does); the same child never stopped (nice 19 alone);
+stopped while a session runs: what server/teaching/videos.py does); the same child never stopped (nice 19 alone);
 and while a thread of this process renders it with `make_video` (what a render inside the server's process
 would cost: it shares the interpreter lock with the model's worker). The recording is made first by the
 same engine (`--video-tokens` tokens). It prints each way's median tokens/s (from the first step to the

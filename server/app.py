@@ -7,7 +7,7 @@ what the routes do (sockets/live.py, sockets/replay.py, recordings.py) or the ch
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
 GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; POST
-/api/recordings/{id}/video, GET /api/videos/{job} (videos.py); websockets /ws/session,
+/api/recordings/{id}/video, GET /api/videos/{job} (teaching/videos.py); websockets /ws/session,
 /ws/watch/{session_id}, /ws/replay/{recording_id}.
 """
 
@@ -31,13 +31,14 @@ from medviz_core.engine.api import StreamEngine
 from medviz_core.recording.file import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
-from server import offline_routes, recording_disk, recordings, videos
+from server import recording_disk, recordings
 from server.guard.headers import SecurityHeaders
 from server.guard.security import Guard
 from server.sessions import LocalSessions, SessionManager
 from server.settings import Settings
 from server.sockets import live, replay
 from server.sockets.connections import Connections
+from server.teaching import offline_routes, videos
 
 log = logging.getLogger("medviz.server")
 
@@ -116,7 +117,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
     app = Starlette(routes=routes, middleware=guarded, lifespan=lifespan)
     app.state.settings = settings
     app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
-    app.state.videos = videos.VideoJobs()  # the Video button's renders (videos.py)
+    app.state.videos = videos.VideoJobs()  # the Video button's renders (teaching/videos.py)
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,
          "replay": settings.max_replay_sockets}, settings.max_sockets)

@@ -8,7 +8,7 @@ imageio-ffmpeg's wheel carries (yuv420p, even sides, `+faststart`, so PowerPoint
 it; bit-exact flags and a fixed thread count, so one recording and one set of options give the same bytes
 every time), or as GIF / WebP by Pillow. The file appears whole or not at all (written beside it, then
 renamed). Does not own what a frame shows (video_frames.py), the command line (server/cli/video.py) or the
-server's renders (server/videos.py).
+server's renders (server/teaching/videos.py).
 """
 
 from __future__ import annotations

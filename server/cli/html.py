@@ -1,7 +1,7 @@
 """`medviz html REC --out FILE.html`: a recording as one self-contained HTML file that plays it from disk
 with no server (docs/offline-player.md).
 
-Owns the command's arguments and its one line of output. Does not own the page (server/offline_player.py).
+Owns the command's arguments and its one line of output. Does not own the page (server/teaching/offline_player.py).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from server.offline_player import write_player
 from server.settings import WEB_DIR
+from server.teaching.offline_player import write_player
 
 
 def _html(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Owns: the command's arguments, its progress bar on stderr (tqdm) and the line saying what was written.
 `add_video_command(subparsers)` is called by cli/main.py, which prints a MedvizError as one line (exit 2).
-The server's Video button runs this same command in a child process (server/videos.py), so both give the
+The server's Video button runs this same command in a child process (server/teaching/videos.py), so both give the
 same bytes. Does not own the frames or the encoding (medviz_core/export/video.py).
 """
 

@@ -15,7 +15,7 @@ import pytest
 
 from medviz_core.recording.file import read_recording
 from server.cli.main import main
-from server.offline_player import RECORDING_ELEMENT, replay_frames
+from server.teaching.offline_player import RECORDING_ELEMENT, replay_frames
 
 DICOM = "nih_00000002_000_dx.dcm"
 

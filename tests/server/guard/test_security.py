@@ -40,6 +40,19 @@ def test_http_routes_refuse_a_missing_or_wrong_token(guarded: LiveServer) -> Non
     assert httpx.get(f"{guarded.http}/api/recordings?token=nope").status_code == 401
 
 
+def test_every_http_route_of_the_app_refuses_a_request_without_the_token(guarded: LiveServer) -> None:
+    from starlette.routing import Route
+
+    from server.app import create_app
+
+    app = create_app(Settings(model="tiny", token=TOKEN), engine=None, loader=lambda ref: None)  # type: ignore[arg-type]
+    paths = sorted({(re.sub(r"\{[^}]*\}", "x", route.path), method) for route in app.routes if isinstance(route, Route)
+                    for method in sorted(route.methods or {"GET"}) if method != "HEAD"})
+    answered = {(path, method): httpx.request(method, f"{guarded.http}{path}").status_code for path, method in paths}
+    assert ("/api/recordings/x/video", "POST") in answered and ("/api/recordings/x/player.html", "GET") in answered
+    assert {key: code for key, code in answered.items() if code != 401} == {}
+
+
 def test_a_bearer_token_opens_the_http_routes(guarded: LiveServer) -> None:
     response = httpx.get(f"{guarded.http}/api/health", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200 and response.json()["model"] == "tiny"

@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * The offline player's start: the recording embedded in the page (`medviz html`,
- * server/offline_player.py) read and played through the controller as a replay, with no server.
+ * server/teaching/offline_player.py) read and played through the controller as a replay, with no server.
  *
  * Owns reading the embedded frames, the page's address options (`#play&speed=8`: play at once at
  * that speed; else the replay waits paused at its start), and what needs a server turned off with

@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * The player's "Offline player" link: downloads the shown recording as one HTML file that plays it
- * with no server (GET /api/recordings/{id}/player.html, server/offline_routes.py; `medviz html`
+ * with no server (GET /api/recordings/{id}/player.html, server/teaching/offline_routes.py; `medviz html`
  * writes the same file).
  *
  * Owns the link's address and when it shows (a replay of a server recording; never inside an offline

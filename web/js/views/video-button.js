@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * The replay's Video button: asks the server for the recording being replayed as an MP4
- * with the method on screen (POST /api/recordings/{id}/video; server/videos.py renders it
+ * with the method on screen (POST /api/recordings/{id}/video; server/teaching/videos.py renders it
  * in the background, at low priority, with `medviz video`), follows the job and downloads
  * the file when it is made.
  *

@@ -16,9 +16,9 @@ from starlette.routing import Route
 
 from medviz_core.errors import MedvizError
 from medviz_core.recording.file import recording_path
-from server.offline_player import player_of
 from server.recordings import error_response
 from server.settings import Settings
+from server.teaching.offline_player import player_of
 
 
 async def player_route(request: Request) -> Response:

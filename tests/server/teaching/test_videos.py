@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from server.cli.main import main
 from server.settings import Settings
-from server.videos import PAUSED
+from server.teaching.videos import PAUSED
 from tests.server.engines import GATED, GatedEngine
 from tests.server.helpers import LiveServer, receive_all, recv, run, serve, start_bytes, until
 

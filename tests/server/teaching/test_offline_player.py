@@ -1,4 +1,4 @@
-"""The offline player's page (server/offline_player.py): the frames it carries are the replay socket's, in its
+"""The offline player's page (server/teaching/offline_player.py): the frames it carries are the replay socket's, in its
 order, and each module's relative imports name the import map's entries."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from medviz_core.errors import RequestError
 from medviz_core.recording.file import RecordingWriter, read_recording
 from medviz_core.wire.results import AnalysisFrame, DicomResult
-from server.offline_player import replay_frames, rewritten
 from server.settings import WEB_DIR
+from server.teaching.offline_player import replay_frames, rewritten
 from tests.fixtures.frames import make_fixtures
 
 FRAMES = make_fixtures.build()
