@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medviz_core.errors import MedvizError
-from medviz_core.recording.file import RecordingWriteError, RecordingWriter, in_words
+from medviz_core.recording.file import RecordingWriteError, RecordingWriter, in_recordings_folder, in_words
 from medviz_core.recording.summary import summarize
 from medviz_core.wire.codec import peek_fields
 
@@ -113,7 +113,7 @@ class SessionRecording:
     """One session's recording: `write` each frame as it comes (RecordingWriteError if the disk refuses: the
     session must end), `close` (in a finally: never raises)."""
 
-    def __init__(self, path: Path, open_recording: OpenRecording = RecordingWriter) -> None:
+    def __init__(self, path: Path, open_recording: OpenRecording = in_recordings_folder) -> None:
         self.path = path
         self.state = disk_state(path.parent)
         self._open = open_recording

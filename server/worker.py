@@ -38,7 +38,7 @@ from typing import Any, Literal
 from medviz_core.engine.api import StreamEngine
 from medviz_core.errors import BusyError, MedvizError
 from medviz_core.recording.deidentify import RecordingIdentity
-from medviz_core.recording.file import RecordingWriter
+from medviz_core.recording.file import in_recordings_folder
 from medviz_core.session_frames import SessionFrame, session_frames
 from medviz_core.types import StreamEnd, source_key
 from medviz_core.wire.client_frames import StartRequest
@@ -140,7 +140,7 @@ class GenerationWorker(FairLine):
         self.queue_cap = queue_cap
         self.hold = hold
         self.min_free_mb = min_free_mb  # a recorded session needs this much free space to start
-        self.open_recording: OpenRecording = RecordingWriter  # how a session's recording file is opened
+        self.open_recording: OpenRecording = in_recordings_folder  # how a session's recording file is opened
         self.history: deque[tuple[str, str]] = deque(maxlen=HISTORY)  # ("frame", session) | ("task", owner)
         self._waiting: deque[Job] = deque()
         self._tasks: FairQueue[Task] = tasks if tasks is not None else FairQueue(per_owner=1 << 30, total=1 << 30)

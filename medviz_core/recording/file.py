@@ -126,10 +126,12 @@ def tighten_folder(folder: Path) -> int | None:
 
 
 class RecordingWriter:
-    """Appends encoded frames to a new file, flushing after each so a crash loses at most one.
-    RecordingWriteError when the disk refuses the file, a write or the close."""
+    """Appends encoded frames to a new file (0600), flushing after each so a crash loses at most one.
+    RecordingWriteError when the disk refuses the file, a write or the close. A folder it makes is 0700; an
+    existing one is tightened to 0700 only when it is a recordings folder (`recordings_folder`: a server's, where
+    every file is a recording), never a folder the user named with `--out` (it may be /tmp, shared by everyone)."""
 
-    def __init__(self, path: Path, fsync: bool = False) -> None:
+    def __init__(self, path: Path, fsync: bool = False, recordings_folder: bool = False) -> None:
         self.path = path
         self.fsync = fsync
         try:
@@ -137,7 +139,8 @@ class RecordingWriter:
                 path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
             except FileExistsError:  # a file where the folder should be
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
-            tighten_folder(path.parent)
+            if recordings_folder:
+                tighten_folder(path.parent)
             # O_EXCL: never overwrite another recording; O_APPEND: append_frame may add frames too.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         except FileExistsError:
@@ -180,6 +183,11 @@ class RecordingWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def in_recordings_folder(path: Path) -> RecordingWriter:
+    """A session's recording in a server's recordings folder (kept 0700: it holds only recordings)."""
+    return RecordingWriter(path, recordings_folder=True)
 
 
 def append_frame(path: Path, frame: bytes, fsync: bool = False) -> int:

@@ -79,7 +79,7 @@ def test_a_recordings_folder_made_looser_is_tightened_to_0700_and_logged(
     folder.mkdir(mode=0o755)
     folder.chmod(0o755)
     with caplog.at_level(logging.WARNING, logger="medviz.recording"):
-        RecordingWriter(folder / "a.medviz").close()
+        RecordingWriter(folder / "a.medviz", recordings_folder=True).close()
     assert folder.stat().st_mode & 0o777 == 0o700
     assert caplog.messages == [f"the recordings folder {folder} was mode 0755; tightened it to 0700 (recordings "
                                "hold medical images)"]
@@ -132,3 +132,11 @@ def test_a_recordings_folder_that_is_a_file_is_named_at_open(tmp_path: Path) -> 
     (tmp_path / "recordings").write_text("not a folder")
     with pytest.raises(RecordingWriteError, match="^" + re.escape("the recordings folder is not a folder" + STOPPED)):
         RecordingWriter(tmp_path / "recordings" / "a.medviz")
+
+
+def test_a_file_written_where_the_user_named_it_leaves_a_shared_folder_as_it_was(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"  # like /tmp: every user may write, the sticky bit keeps files apart
+    shared.mkdir()
+    shared.chmod(0o1777)
+    RecordingWriter(shared / "a.medviz").close()
+    assert (shared.stat().st_mode & 0o7777, (shared / "a.medviz").stat().st_mode & 0o777) == (0o1777, 0o600)
