@@ -1,7 +1,7 @@
 """The offline player in the real browser: `medviz html`'s file opened from disk (file://, every request
 that is not file: or data: blocked) plays to its end at `#play&speed=8` and shows what the served replay of
 the same recording shows, the report and the last token's view pixel for pixel, with the analyses that need
-the model turned off and saying why; the player's "Offline player" button downloads the same file; the
+the model turned off and saying why, and no Video button (nothing is fetched); the player's "Offline player" button downloads the same file; the
 in-page replay's clock keeps the order and timing of the replay socket."""
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def test_the_offline_player_plays_from_disk_with_no_network_as_the_served_replay
 
     offline, blocked = offline_page(browser)
     page = offline.page
+    asked: list[str] = []  # every request but the file itself and its data: modules
+    page.on("request", lambda request: None if request.url.startswith(("data:", out.as_uri()))
+            else asked.append(request.url))
     try:
         page.goto(f"{out.as_uri()}#play&speed=8")
         wait_phase(page, "ended")
@@ -81,6 +84,9 @@ def test_the_offline_player_plays_from_disk_with_no_network_as_the_served_replay
         assert page.get_attribute("#export-dicom", "title") == "needs the server: open the recording in medviz serve"
         assert page.is_disabled("#export-dicom")
         assert page.is_hidden("#offline-player") and page.is_hidden("#tab-library")
+        assert page.is_hidden("#video") and page.is_disabled("#video")  # no server to render a video
+        page.evaluate("document.getElementById('video').click()")  # even a script's click asks nothing
+        assert asked == [] and page.inner_text("#video-status") == ""
         assert blocked == [] and offline.errors == [] and tab.errors == []
     finally:
         page.context.close()

@@ -5,7 +5,8 @@
  * in the background, at low priority, with `medviz video`), follows the job and downloads
  * the file when it is made.
  *
- * Owns the button, its one-line status beside it and the page's one video on its way.
+ * Owns the button (shown only for a replay of a server recording: never in the offline player), its one-line
+ * status beside it and the page's one video on its way.
  * What a frame shows and how it is encoded are the server's (medviz_core/export/video.py).
  */
 
@@ -53,9 +54,14 @@ export class VideoButton {
     this.button.addEventListener("click", () => void this.make());
   }
 
-  /** @param {import("../state.js").ReplayInfo | null} replay */
+  /**
+   * Shown for a replay of a server recording only: the offline player's replay has recording "" (no server
+   * to render it, and nothing is fetched there), so the button is hidden and disabled, as offline-button.js does.
+   * @param {import("../state.js").ReplayInfo | null} replay
+   */
   render(replay) {
-    this.recording = replay?.recording ?? null;
+    this.recording = replay && replay.recording !== "" ? replay.recording : null;
+    this.box.hidden = this.recording === null;
     this.button.disabled = this.busy || this.recording === null;
   }
 
