@@ -118,6 +118,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
     app.state.settings = settings
     app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
     app.state.videos = videos.VideoJobs()  # the Video button's renders (teaching/videos.py)
+    app.state.players = offline_routes.builds()  # offline players built at once (teaching/offline_routes.py)
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,
          "replay": settings.max_replay_sockets}, settings.max_sockets)

@@ -2,7 +2,8 @@
 
 Owns: the JSON shapes of `/api/recordings` (a row's question only to a request that may replay it:
 one whose Origin, if any, may open the replay's websocket; else `question_hidden`), the mapping of
-MedvizError to HTTP status (400 bad id, 404 missing, 409 deleting a recording a live session is still
+MedvizError to HTTP status (400 bad id, 403 a foreign Origin on a download or thumbnail: guard/security.py's
+`same_origin_only`, 404 missing, 409 deleting a recording a live session is still
 writing, or downloading one that holds its patient's identity from a server that de-identifies), and
 `Summaries`: each recording's listing row and thumbnail (its first image, at most THUMB px
 a side, PNG) kept in memory by path, modification time and size, so a listing reads only
@@ -31,7 +32,7 @@ from medviz_core.recording.deidentify import holds_identity
 from medviz_core.recording.file import RecordingInfo, first_image, list_recordings, recording_path
 from medviz_core.recording.file import delete_recording as delete_file
 from medviz_core.recording.summary import listing_info
-from server.guard.security import origin_allowed
+from server.guard.security import origin_allowed, same_origin_only
 from server.sessions import SessionManager
 from server.settings import Settings
 
@@ -117,6 +118,7 @@ def _existing(request: Request) -> Path:
     return path
 
 
+@same_origin_only
 async def thumbnail_route(request: Request) -> Response:
     try:
         path = _existing(request)
@@ -128,6 +130,7 @@ async def thumbnail_route(request: Request) -> Response:
     return Response(png, media_type="image/png")  # no-store, as every /api answer (guard/headers.py)
 
 
+@same_origin_only
 async def download_route(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     try:

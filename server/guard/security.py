@@ -14,18 +14,24 @@ must come from the same host, a loopback origin or an allowed origin (browsers a
 Origin; tools that send none are let through, the token still applies). On a loopback bind
 the Host header must be a loopback name, which stops DNS rebinding. A refused websocket is
 accepted, sent one `error` frame and closed with 4001 / 4003, so a client sees why.
+`same_origin_only` applies the websockets' Origin rule to the HTTP routes that answer with a recording's
+content (download, thumbnail, offline player, video start and file): 403 for a foreign Origin.
 Does not own the limits on what a client sends (wire/, handlers).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hmac
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medviz_core.wire.codes import CloseCode, ErrorCode
@@ -95,6 +101,25 @@ def origin_allowed(settings: Settings, origin: str | None, host: str | None) -> 
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
     return parts.netloc.lower() == (host or "").lower() or is_loopback(parts.hostname or "")
+
+
+Route = Callable[[Request], Awaitable[Response]]
+
+
+def same_origin_only(route: Route) -> Route:
+    """`route` refusing (403) a request whose Origin header is present and not allowed, by the websockets' rule
+    (`origin_allowed`): the HTTP routes that answer with a recording's content (its download, thumbnail, offline
+    player, video) are not read by another site's page. A request without Origin (a tool, a link) goes on."""
+    @functools.wraps(route)
+    async def checked(request: Request) -> Response:
+        settings: Settings = request.app.state.settings
+        origin = request.headers.get("origin")
+        if not origin_allowed(settings, origin, request.headers.get("host")):
+            message = f"origin {origin!r} may not read recordings here"
+            return JSONResponse({"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": message}}, status_code=403)
+        return await route(request)
+
+    return checked
 
 
 class Guard:

@@ -41,6 +41,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from medviz_core.errors import BusyError, MedvizError, NotFoundError, RequestError
 from medviz_core.export.video import DEFAULT_SIZE, FORMATS, VideoOptions, parse_size, plan_video
 from medviz_core.recording.file import recording_path
+from server.guard.security import same_origin_only
 from server.recordings import error_response
 from server.sessions import LocalSessions, SessionManager
 from server.settings import Settings
@@ -213,6 +214,7 @@ def options_of(request: Request) -> tuple[VideoOptions, str]:
                         tokens=query.get("tokens")).check(), suffix
 
 
+@same_origin_only
 async def start_route(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     jobs: VideoJobs = request.app.state.videos
@@ -230,6 +232,7 @@ async def start_route(request: Request) -> Response:
     return JSONResponse(job.to_json(), status_code=202)
 
 
+@same_origin_only
 async def video_route(request: Request) -> Response:
     jobs: VideoJobs = request.app.state.videos
     try:

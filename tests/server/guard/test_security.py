@@ -220,3 +220,34 @@ def test_a_bare_client_of_a_token_less_medviz_serve_gets_401_on_the_recordings_l
             listed = browser.get(f"{base}/api/recordings").json()["recordings"]
             assert [row["id"] for row in listed] == ["patient_1"]
         assert link.group(2) not in (tmp_path / "serve.log").read_text().replace(line, "")  # the access lines: redacted
+
+
+CONTENT_ROUTES = [("GET", "/api/recordings/demo_2"), ("GET", "/api/recordings/demo_2/thumbnail"),
+                  ("GET", "/api/recordings/demo_2/player.html"), ("POST", "/api/recordings/demo_2/video"),
+                  ("GET", "/api/videos/AAAAAAAAAAAAAAAA")]
+
+
+@pytest.fixture(scope="module")
+def recorded(live: LiveServer) -> LiveServer:
+    with RecordingWriter(live.settings.recordings / "demo_2.medviz") as writer:
+        for name in ("start", "step", "end"):
+            writer.write(FRAMES[name])
+    return live
+
+
+@pytest.mark.parametrize(("method", "path"), CONTENT_ROUTES)
+def test_a_route_answering_with_a_recordings_content_refuses_a_foreign_origin(recorded: LiveServer, method: str,
+                                                                            path: str) -> None:
+    jobs = set(recorded.app.state.videos.jobs)
+    answer = httpx.request(method, f"{recorded.http}{path}", headers={"Origin": "https://evil.example"})
+    assert (answer.status_code, answer.json()) == (403, {"error": {
+        "code": "unauthorized", "message": "origin 'https://evil.example' may not read recordings here"}})
+    assert set(recorded.app.state.videos.jobs) == jobs  # no render was started
+
+
+@pytest.mark.parametrize("origin", [None, "http://127.0.0.1:1234", "null"])
+def test_a_recordings_download_goes_on_without_origin_or_from_a_loopback_page(recorded: LiveServer,
+                                                                              origin: str | None) -> None:
+    headers = {} if origin is None else {"Origin": origin}
+    answer = httpx.get(f"{recorded.http}/api/recordings/demo_2", headers=headers)
+    assert answer.status_code == (403 if origin == "null" else 200)

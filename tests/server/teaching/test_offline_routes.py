@@ -12,6 +12,7 @@ import pytest
 from medviz_core.recording.file import RecordingWriter
 from server.cli.main import main
 from server.settings import Settings
+from server.teaching.offline_routes import PLAYERS_AT_ONCE
 from tests.fixtures.frames import make_fixtures
 from tests.server.helpers import LiveServer, serve
 
@@ -55,3 +56,18 @@ def test_the_player_needs_the_servers_token(tiny_engine: Any, tmp_path: Path) ->
         assert httpx.get(f"{server.http}/api/recordings/demo_1/player.html").status_code == 401
         allowed = httpx.get(f"{server.http}/api/recordings/demo_1/player.html?token=teaching-token")
         assert allowed.status_code == 200
+
+
+def test_a_player_asked_while_as_many_as_allowed_are_built_is_refused_as_busy(live: LiveServer,
+                                                                               folder: Path) -> None:
+    slots = live.app.state.players
+    for _ in range(PLAYERS_AT_ONCE):  # as if that many pages were being built now
+        assert slots.acquire(blocking=False)
+    try:
+        busy = httpx.get(f"{live.http}/api/recordings/demo_1/player.html")
+    finally:
+        for _ in range(PLAYERS_AT_ONCE):
+            slots.release()
+    assert (busy.status_code, busy.json()) == (503, {"error": {
+        "code": "busy", "message": "2 offline players are being built; try again in a moment"}})
+    assert httpx.get(f"{live.http}/api/recordings/demo_1/player.html").status_code == 200  # a slot is free again
