@@ -57,7 +57,7 @@ def session_frames(engine: StreamEngine, request: StartRequest, session: str, ca
     try:  # before any frame: a refused image leaves no recording
         if identity is not None and any(h is not None for h in headers):
             identity.check(headers)
-            kept = None if identity.keep else SourceFrame(identity.recorded(headers)).to_wire()
+            kept = None if identity.keep else identity.recorded(headers).to_wire()
     except BaseException:
         run.close()
         raise

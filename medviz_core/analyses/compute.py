@@ -90,9 +90,10 @@ def viewer_view(source: AnalysisSource, deidentifier: Deidentifier, recording_de
 
 def replay_source(name: str, path: Path, recording: Any) -> AnalysisSource:
     """The source a replay's analyses read: the recording's, or where its headers hold identity (a clinical
-    archive's recording) its `viewer_view` under a new key, so no replay viewer gets an identified export."""
+    archive's recording: no medviz de-identified mark on its source frame) its `viewer_view` under a new key, so no
+    replay viewer gets an identified export."""
     source = recording_source(name, path, recording)
-    if is_deidentified(source.headers):
+    if is_deidentified(recording.source):
         return source
     return viewer_view(source, Deidentifier(), recording_deidentified=False)
 

@@ -4,15 +4,18 @@ Profile, and a recording copied without its patient's identity.
 Owns: `Deidentifier` (one per recording: its random key maps each original UID to one new UID throughout
 the recording, so objects exported from it still reference each other, and nobody without the key can
 link a new UID back), the profile as `dicom-anonymizer` implements it (its rules, generated from the
-standard's Table E.1-1, and its removal of private attributes) with medviz's two changes (UIDs keyed per
+standard's Table E.1-1, and its removal of private attributes) with medviz's three changes (UIDs keyed per
 recording, not the library's process-wide table of random UIDs; dates and times emptied or removed, not
-the library's dummy 00010101, which validators refuse), the attributes that say so
+the library's dummy 00010101, which validators refuse; sequences removed for X, else cleaned item by item by the
+same rules, never the library's own sequence actions), the attributes that say so
 (PatientIdentityRemoved YES, DeidentificationMethod, DeidentificationMethodCodeSequence 113100),
 `RecordingIdentity` (what one recording keeps: nothing by default, all of it for a clinical archive),
-`is_deidentified` and `holds_identity`, `check_burned_in` (header cleaning cannot remove text drawn into
+`is_deidentified` (medviz's own `deidentified` mark on a source frame, never a header's PatientIdentityRemoved) and
+`holds_identity`, `check_burned_in` (header cleaning cannot remove text drawn into
 the pixels), `identifying_results` (the recorded exports a replay of an identified recording leaves out)
-and `deidentify_recording` (`medviz deidentify`: a copy with every frame, the source frame's headers
-de-identified and the recorded `dicom` results dropped). Does not own the frames' format (wire/), the
+and `deidentify_recording` (`medviz deidentify`: a copy with every frame, the burned-in refusal first, new random
+session and recording ids, the source frame's headers de-identified and marked, the recorded `dicom` results
+dropped). Does not own the frames' format (wire/), the
 writer and reader (recording/file.py), exports (export/) nor who may see identity (server/).
 docs/deidentification.md says why this library and what is kept.
 """
@@ -25,14 +28,14 @@ import io
 import secrets
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medviz_core.errors import ImageError, RequestError
 from medviz_core.wire.results import AnalysisFrame
-from medviz_core.wire.server_frames import SourceFrame
+from medviz_core.wire.server_frames import SourceFrame, StartFrame
 
 if TYPE_CHECKING:
     from medviz_core.recording.file import IndexEntry
@@ -70,7 +73,7 @@ class Deidentifier:
 
         rules = _rules(self._uid_action)
         anonymize_dataset(dataset, None, True, lambda: dict(rules))
-        self._clean_sequences(dataset, rules)
+        _clean_sequences(dataset, rules)
         dataset.PatientIdentityRemoved = "YES"
         dataset.DeidentificationMethod = PROFILE
         code = Dataset()
@@ -89,7 +92,11 @@ class Deidentifier:
         except Exception as error:  # any pydicom failure is a bad header
             raise ImageError("a recorded DICOM header could not be read to de-identify it") from error
         out = io.BytesIO()
-        self.dataset(dataset).save_as(out, enforce_file_format=False)
+        try:
+            self.dataset(dataset).save_as(out, enforce_file_format=False)
+        except Exception as error:  # a value the profile's actions or the writer cannot handle: never half-cleaned
+            raise ImageError(f"a recorded DICOM header could not be de-identified ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from error
         self._cleaned[header] = out.getvalue()
         return self._cleaned[header]
 
@@ -107,16 +114,19 @@ class Deidentifier:
         else:
             element.value = self.uid(str(element.value))
 
-    def _clean_sequences(self, dataset: Any, rules: dict[tuple[int, ...], Any]) -> None:
-        """The profile inside every sequence the library kept (Annex E's K: "cleaned for sequences"); the library
-        itself applies it to the top level only."""
-        from dicomanonymizer.simpledicomanonymizer import anonymize_dataset
 
-        for element in list(dataset):
-            if element.VR == "SQ" and element.value:
-                for item in element.value:
-                    anonymize_dataset(item, None, True, lambda: dict(rules))
-                    self._clean_sequences(item, rules)
+def _clean_sequences(dataset: Any, rules: dict[tuple[int, ...], Any]) -> None:
+    """The same rules inside every sequence left after the top level (Annex E's K, and medviz's reading of D, Z and
+    U for a sequence: "cleaned"), item by item, nested sequences too: UIDs mapped by the recording's key, class UIDs
+    kept, dates removed or emptied. The library would empty or dummy a whole sequence (its own UID table, text
+    ANONYMIZED, dates 00010101) and cleans only the top level."""
+    from dicomanonymizer.simpledicomanonymizer import anonymize_dataset
+
+    for element in list(dataset):
+        if element.VR == "SQ" and element.value:
+            for item in element.value:
+                anonymize_dataset(item, None, True, lambda: dict(rules))
+                _clean_sequences(item, rules)
 
 
 def _vr(tag: tuple[int, ...]) -> str:
@@ -137,7 +147,8 @@ def _rules(uid_action: Action) -> dict[tuple[int, ...], Any]:
 @cache
 def _fixed_rules() -> tuple[dict[tuple[int, ...], Any], tuple[tuple[int, ...], ...]]:
     """The library's rules with dates and times removed where the profile says X first (X, X/Z, X/D, X/Z/D), else
-    emptied (zero length), instead of its dummy 00010101; and the UI attributes it replaces (U, or D for a UI)."""
+    emptied (zero length), instead of its dummy 00010101; sequences removed for X, else left for `_clean_sequences`
+    (never the library's replace or empty of a sequence); and the UI attributes it replaces (U, or D for a UI)."""
     from dicomanonymizer.simpledicomanonymizer import (
         delete,
         delete_or_empty,
@@ -155,7 +166,13 @@ def _fixed_rules() -> tuple[dict[tuple[int, ...], Any], tuple[tuple[int, ...], .
             uids.append(tag)
         elif vr in ("DA", "DT", "TM"):
             rules[tag] = _remove if action in removed else _empty
+        elif vr == "SQ":
+            rules[tag] = _remove if action is delete else _clean_later
     return rules, tuple(uids)
+
+
+def _clean_later(dataset: Any, tag: tuple[int, ...]) -> None:
+    """A sequence the profile keeps in some form: its items are cleaned by the same rules (`_clean_sequences`)."""
 
 
 def _remove(dataset: Any, tag: tuple[int, ...]) -> None:
@@ -169,20 +186,10 @@ def _empty(dataset: Any, tag: tuple[int, ...]) -> None:
         element.value = ""
 
 
-def is_deidentified(headers: Sequence[bytes | None]) -> bool:
-    """Whether every DICOM header of a source frame says PatientIdentityRemoved YES (no headers: True)."""
-    import pydicom
-
-    for header in headers:
-        if header is None:
-            continue
-        try:
-            dataset = pydicom.dcmread(io.BytesIO(header), force=True, specific_tags=["PatientIdentityRemoved"])
-        except Exception:  # an unreadable header is not known to be clean
-            return False
-        if str(dataset.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
-            return False
-    return True
+def is_deidentified(source: SourceFrame | None) -> bool:
+    """Whether a recording's source frame is free of identity: none (no DICOM), no header in it, or medviz's own
+    `deidentified` mark. Never a header's PatientIdentityRemoved: a partial anonymizer may set it and leave the name."""
+    return source is None or source.deidentified or all(header is None for header in source.headers)
 
 
 def burned_in(header: bytes) -> bool:
@@ -219,9 +226,11 @@ class RecordingIdentity:
         if not self.keep and not self.allow_burned_in:
             check_burned_in(headers, self.allow_with)
 
-    def recorded(self, headers: Sequence[bytes | None]) -> tuple[bytes | None, ...]:
-        """The headers as the recording gets them."""
-        return tuple(headers) if self.keep else self.deidentifier.headers(headers)
+    def recorded(self, headers: Sequence[bytes | None]) -> SourceFrame:
+        """The source frame the recording gets: the headers as they came, or de-identified with medviz's mark."""
+        if self.keep:
+            return SourceFrame(tuple(headers))
+        return SourceFrame(self.deidentifier.headers(headers), deidentified=True)
 
 
 @dataclass(frozen=True)
@@ -233,11 +242,14 @@ class DeidentifiedCopy:
     dropped: int
 
 
-def deidentify_recording(source: Path, out: Path) -> DeidentifiedCopy:
+def deidentify_recording(source: Path, out: Path, allow_burned_in: bool = False) -> DeidentifiedCopy:
     """A teaching copy of recording `source` at `out` (a new file, never overwritten: RequestError if it exists):
-    every whole frame copied in order, the source frame's headers de-identified (one new key), and the recorded
-    results of IDENTIFYING_KINDS dropped (they can be asked again of the copy); then its summary sidecar.
-    `source` is only read. NotFoundError if it is missing, ProtocolError if it does not begin with a start frame."""
+    every whole frame copied in order, the start frame under a new random session id (and recording id: the
+    original may be a file name such as MRN4711_Doe), the source frame's headers de-identified (one new key) with
+    medviz's mark, and the recorded results of IDENTIFYING_KINDS dropped (they can be asked again of the copy); then
+    its summary sidecar. BurnedInAnnotationError before anything is written if an original header says its pixels
+    hold burned-in text, unless `allow_burned_in`. `source` is only read. NotFoundError if it is missing,
+    ProtocolError if it does not begin with a start frame."""
     from medviz_core.recording.file import RecordingWriter, read_recording
     from medviz_core.recording.summary import summarize
 
@@ -246,6 +258,8 @@ def deidentify_recording(source: Path, out: Path) -> DeidentifiedCopy:
     recording = read_recording(source)
     if recording.start is None:
         raise RequestError(f"recording {source.stem!r} holds no whole frame; there is nothing to copy")
+    if recording.source is not None and not allow_burned_in:
+        check_burned_in(recording.source.headers, "--allow-burned-in")
     deidentifier = Deidentifier()
     frames = headers = dropped = 0
     try:
@@ -255,8 +269,12 @@ def deidentify_recording(source: Path, out: Path) -> DeidentifiedCopy:
                 if isinstance(frame, AnalysisFrame) and frame.kind in IDENTIFYING_KINDS:
                     dropped += 1
                     continue
-                if isinstance(frame, SourceFrame):
-                    writer.write(SourceFrame(deidentifier.headers(frame.headers)).to_wire())
+                if isinstance(frame, StartFrame):
+                    session = secrets.token_urlsafe(16)
+                    recording_id = None if frame.recording is None else session
+                    writer.write(replace(frame, session=session, recording=recording_id).to_wire())
+                elif isinstance(frame, SourceFrame):
+                    writer.write(SourceFrame(deidentifier.headers(frame.headers), deidentified=True).to_wire())
                     headers += sum(h is not None for h in frame.headers)
                 else:
                     writer.write(recorded.data)
@@ -277,7 +295,7 @@ def holds_identity(path: Path) -> bool:
     for data, kind in iter_types(path):
         if kind == "source":
             frame = decode(data)
-            return isinstance(frame, SourceFrame) and not is_deidentified(frame.headers)
+            return isinstance(frame, SourceFrame) and not is_deidentified(frame)
         if kind == "step":
             break
     return False
@@ -291,7 +309,7 @@ def identifying_results(path: Path, index: Sequence[IndexEntry]) -> frozenset[in
 
     with open(path, "rb") as file:
         sources = [decode(read_at(file, e)) for e in index if e.type == "source"]
-        if not sources or not isinstance(sources[0], SourceFrame) or is_deidentified(sources[0].headers):
+        if not sources or not isinstance(sources[0], SourceFrame) or is_deidentified(sources[0]):
             return frozenset()
         results = (e for e in index if e.type == "analysis")
         return frozenset(e.offset for e in results if _identifying(decode(read_at(file, e))))

@@ -380,20 +380,24 @@ class ReplayFrame:
 @dataclass(frozen=True)
 class SourceFrame:
     """Recording-only (never sent to a viewer): per image, the source DICOM's header without pixel data, or
-    None (PNG/JPEG). DICOM exports reference and copy it; viewers never see patient identity from it."""
+    None (PNG/JPEG). DICOM exports reference and copy it; viewers never see patient identity from it.
+    `deidentified`: medviz itself de-identified these headers (its own mark, never a DICOM tag's word; absent in
+    older recordings, which read as identified)."""
 
     headers: tuple[bytes | None, ...]
+    deidentified: bool = False
     type: str = "source"
 
     def to_wire(self) -> bytes:
-        return pack("source", {"headers": list(self.headers)})
+        return pack("source", {"headers": list(self.headers), **({"deidentified": True} if self.deidentified else {})})
 
     @staticmethod
     def from_wire(f: Mapping[str, Any]) -> SourceFrame:
         headers = get_field(f, "headers", list, "source")
         if not all(h is None or isinstance(h, bytes) for h in headers):
             raise ProtocolError("field 'headers' of the source frame must be an array of bytes or nil")
-        return SourceFrame(headers=tuple(headers))
+        deidentified = optional_field(f, "deidentified", bool, False, "source")
+        return SourceFrame(headers=tuple(headers), deidentified=deidentified)
 
 
 @dataclass(frozen=True)

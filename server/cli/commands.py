@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import re
 import secrets
 import sys
 import threading
@@ -159,7 +158,7 @@ def _record(args: argparse.Namespace) -> int:
     request = StartRequest(images=tuple(images), labels=labels, question=args.question, preset=args.prompt,
                            params=ParamsRequest(max_new_tokens=args.max_new_tokens))  # the rest: the model's
     cancel = threading.Event()
-    session = out.stem if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", out.stem) else secrets.token_urlsafe(16)
+    session = secrets.token_urlsafe(16)  # as the server's: the file's name (it may name the patient) stays on disk
     stream = session_frames(engine, request, session, cancel, identity=identity)
     first = next(stream)  # errors about the images, burned-in annotation or parameters come before any file is made
     print(f"medviz: recording {args.model} to {out}", file=sys.stderr, flush=True)

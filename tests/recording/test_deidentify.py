@@ -12,6 +12,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from medviz_core.errors import ImageError
 from medviz_core.export.dicom import ExportSource, export_dicom
 from medviz_core.imaging.dicom import dicom_header
 from medviz_core.imaging.load import load_image
@@ -22,8 +23,9 @@ from medviz_core.recording.deidentify import (
     check_burned_in,
     is_deidentified,
 )
+from medviz_core.wire.server_frames import SourceFrame, decode
 from tests.export.test_dicom_export import token_map
-from tests.identified import UIDS, header_of, identified_dicom, leaks
+from tests.identified import DX_CLASS, MPPS_CLASS, REFERENCED, UIDS, header_of, identified_dicom, leaks
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,17 @@ def test_a_deidentified_header_names_the_profile_it_went_through(header: bytes) 
     assert (cleaned.PatientIdentityRemoved, cleaned.DeidentificationMethod) == ("YES", PROFILE)
     assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == (
         "113100", "DCM", "Basic Application Confidentiality Profile")
-    assert is_deidentified((Deidentifier().header(header), None)) and not is_deidentified((header,))
+
+
+
+def test_only_medvizs_own_mark_says_a_source_frame_is_deidentified_never_the_dicom_tag(cxr_dir: Path) -> None:
+    marked_by_another_tool = dicom_header(identified_dicom(cxr_dir, PatientIdentityRemoved="YES"))
+    assert not is_deidentified(SourceFrame((marked_by_another_tool,)))  # it still names the patient
+    assert is_deidentified(SourceFrame((Deidentifier().header(marked_by_another_tool),), deidentified=True))
+    assert is_deidentified(None) and is_deidentified(SourceFrame((None,)))  # PNG/JPEG: nothing to hide
+    assert SourceFrame((None,), deidentified=True).to_wire() != SourceFrame((None,)).to_wire()
+    assert [decode(SourceFrame((None,), deidentified=d).to_wire()) for d in (True, False)] == [
+        SourceFrame((None,), deidentified=True), SourceFrame((None,))]
 
 
 def test_uids_are_replaced_by_the_same_new_uid_within_one_recording_and_by_others_in_another(header: bytes) -> None:
@@ -128,3 +140,40 @@ def test_the_librarys_own_process_wide_uid_table_is_never_used(header: bytes) ->
 
     Deidentifier().header(header)
     assert dictionary == {}
+
+
+def test_sequences_are_cleaned_by_medvizs_rules_references_mapped_as_the_referenced_image_class_uids_kept(
+        header: bytes, cxr_dir: Path) -> None:
+    from dicomanonymizer.simpledicomanonymizer import dictionary
+
+    recording = Deidentifier()
+    cleaned_bytes = recording.header(header)
+    cleaned = header_of(cleaned_bytes)
+    referenced = header_of(recording.header(dicom_header(identified_dicom(cxr_dir,
+                                                                          SOPInstanceUID=REFERENCED["image"]))))
+    references = (*cleaned.ReferencedImageSequence, *cleaned.SourceImageSequence)
+    assert [(i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID) for i in references] == [
+        (DX_CLASS, referenced.SOPInstanceUID)] * 2
+    step = cleaned.ReferencedPerformedProcedureStepSequence[0]
+    assert (step.ReferencedSOPClassUID, step.ReferencedSOPInstanceUID) == (
+        MPPS_CLASS, recording.uid(REFERENCED["procedure step"]))
+    content = cleaned.ContentSequence[0]
+    assert (content.Date, content.PersonName, content[0x0072, 0x0060].value) == ("", "ANONYMIZED", 0x00100010)
+    assert b"00010101" not in cleaned_bytes and leaks(cleaned_bytes) == []
+    assert dictionary == {}
+
+
+def test_a_header_the_rules_cannot_clean_fails_in_one_typed_line(header: bytes) -> None:
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    dataset = header_of(header)
+    del dataset.PatientID
+    dataset.add_new((0x0010, 0x0020), "OW", b"MRN-4711")  # a patient ID whose VR the profile's dummy cannot replace
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # so the VR is read back as written
+    out = io.BytesIO()
+    dataset.save_as(out, implicit_vr=False, little_endian=True)
+    with pytest.raises(ImageError) as failed:
+        Deidentifier().header(out.getvalue())
+    assert failed.value.message == ("a recorded DICOM header could not be de-identified (NotImplementedError: Not "
+                                    "anonymized. VR OW not yet implemented.)")
+    assert failed.value.code == "bad_image"

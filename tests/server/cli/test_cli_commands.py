@@ -26,8 +26,10 @@ def test_record_writes_a_finished_recording_that_replay_prints(
     assert main(["record", image, "--out", str(out), "--model", "tiny", "--max-new-tokens", "3"]) == 0
     assert main(["replay", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    replay = lines[lines.index(next(line for line in lines if line.startswith("session first_look"))):]
-    assert replay[0] == "session first_look: model tiny, full report, methods " + ", ".join(frames_methods())
+    replay = lines[lines.index(next(line for line in lines if line.startswith("session "))):]
+    session = replay[0].split()[1].rstrip(":")  # random, as the server's: never the file's name
+    assert len(session) == 22 and session != "first_look"
+    assert replay[0] == f"session {session}: model tiny, full report, methods " + ", ".join(frames_methods())
     assert [line.split()[0] for line in replay[1:4]] == ["0", "1", "2"]
     assert replay[4].startswith("[max_tokens: 3 tokens in ")
 
@@ -101,7 +103,7 @@ def test_record_and_replay_handle_a_labelled_study_of_two_images(
                  "--max-new-tokens", "2"]) == 0
     assert main(["replay", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    at = lines.index(next(line for line in lines if line.startswith("session study")))
+    at = lines.index(next(line for line in lines if line.startswith("session ")))
     assert lines[at + 1] == "images: PA 1024x1024, lateral 512x512"
     assert [line.split()[0] for line in lines[at + 2 : at + 4]] == ["0", "1"]
     assert all(" PA:" in line and " lateral:" in line for line in lines[at + 2 : at + 4])

@@ -10,8 +10,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from medviz_core.analyses.compute import dicom_of, job_id, recording_source
-from medviz_core.recording.file import read_recording, recording_info, summary_path
+from medviz_core.analyses.compute import dicom_of, job_id, recording_source, replay_source
+from medviz_core.recording.deidentify import holds_identity, identifying_results
+from medviz_core.recording.file import index_recording, read_recording, recording_info, summary_path
 from medviz_core.recording.summary import append_result, listing_info
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame
@@ -119,3 +120,42 @@ def test_serve_keeps_identity_only_when_told_by_its_flag_or_a_setting() -> None:
     assert settings() == (False, False)
     assert settings("--recordings-keep-identity") == (True, False)
     assert settings("--set", "recordings_keep_identity=true", "--set", "allow_burned_in=true") == (True, True)
+
+
+def test_deidentify_refuses_a_burned_in_annotation_before_writing_unless_allowed(
+        cxr_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    burned, archive = tmp_path / "burned.dcm", tmp_path / "archive.medviz"
+    burned.write_bytes(identified_dicom(cxr_dir, BurnedInAnnotation="YES"))
+    assert record(burned, archive, "--keep-identity") == 0
+    capsys.readouterr()
+    assert main(["deidentify", str(archive), "--out", str(tmp_path / "refused.medviz")]) == 2
+    assert capsys.readouterr().err == BURNED_IN
+    assert not (tmp_path / "refused.medviz").exists()
+    assert main(["deidentify", str(archive), "--out", str(tmp_path / "allowed.medviz"), "--allow-burned-in"]) == 0
+    assert leaks((tmp_path / "allowed.medviz").read_bytes()) == []
+
+
+def test_a_dicom_another_tool_marked_deidentified_still_holds_identity_until_medviz_deidentifies_it(
+        cxr_dir: Path, tmp_path: Path) -> None:
+    partial, archive, teaching = tmp_path / "partial.dcm", tmp_path / "archive.medviz", tmp_path / "teaching.medviz"
+    partial.write_bytes(identified_dicom(cxr_dir, PatientIdentityRemoved="YES"))
+    assert record(partial, archive, "--keep-identity") == 0
+    appended_export(archive)
+    assert holds_identity(archive)
+    assert len(identifying_results(archive, index_recording(archive))) == 1  # a replay leaves its export out
+    replayed = replay_source("archive", archive, read_recording(archive))
+    assert replayed.headers[0] is not None and leaks(replayed.headers[0]) == []  # a replay's exports: de-identified
+    assert record(partial, tmp_path / "default.medviz") == 0
+    assert not holds_identity(tmp_path / "default.medviz")
+    assert main(["deidentify", str(archive), "--out", str(teaching)]) == 0
+    assert not holds_identity(teaching)
+
+
+def test_neither_record_nor_deidentify_puts_the_file_name_in_the_start_frame(identified: Path, tmp_path: Path) -> None:
+    archive, teaching = tmp_path / "MRN4711_Doe.medviz", tmp_path / "teaching.medviz"
+    assert record(identified, archive, "--keep-identity") == 0
+    assert main(["deidentify", str(archive), "--out", str(teaching)]) == 0
+    starts = [read_recording(path).start for path in (archive, teaching)]
+    assert all(start is not None and "MRN4711" not in start.session for start in starts)
+    assert len({start.session for start in starts if start is not None}) == 2
+    assert b"MRN4711" not in teaching.read_bytes()
