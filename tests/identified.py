@@ -48,6 +48,7 @@ def identified_dicom(cxr_dir: Path, **changes: str) -> bytes:
     dataset.ReferencedPerformedProcedureStepSequence = [reference(MPPS_CLASS, REFERENCED["procedure step"])]  # X/Z/D
     content = Dataset()  # ContentSequence: D
     content.Date, content.PersonName = IDENTITY["StudyDate"], IDENTITY["ReferringPhysicianName"]
+    content.TextValue = f"seen with {IDENTITY['PatientName']}"  # a TEXT item's free text
     content.add_new((0x0072, 0x0060), "AT", [0x00100010])  # SelectorATValue: a VR the library cannot replace
     dataset.ContentSequence = [content]
     out = io.BytesIO()

@@ -45,6 +45,9 @@ PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")  #
 RULES = "dicomfields_2026c"  # dicom-anonymizer's copy of Table E.1-1 (DICOM 2026c)
 IDENTIFYING_KINDS = frozenset({"dicom"})  # analysis results that copy a header's identity (export zips)
 BURNED_IN = "BurnedInAnnotation"
+TEXT_VALUE = (0x0040, 0xA160)
+"""Text Value of a content item (a kept Content Sequence's TEXT items): free text the profile's table does not list
+(its Clean Descriptors option would clean it, which medviz does not offer), so medviz removes it."""
 
 Action = Callable[[Any, tuple[int, ...]], None]
 
@@ -168,6 +171,7 @@ def _fixed_rules() -> tuple[dict[tuple[int, ...], Any], tuple[tuple[int, ...], .
             rules[tag] = _remove if action in removed else _empty
         elif vr == "SQ":
             rules[tag] = _remove if action is delete else _clean_later
+    rules[TEXT_VALUE] = _remove  # a content item's free text: not in the table, but it can name anyone
     return rules, tuple(uids)
 
 

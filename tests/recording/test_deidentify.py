@@ -159,6 +159,7 @@ def test_sequences_are_cleaned_by_medvizs_rules_references_mapped_as_the_referen
         MPPS_CLASS, recording.uid(REFERENCED["procedure step"]))
     content = cleaned.ContentSequence[0]
     assert (content.Date, content.PersonName, content[0x0072, 0x0060].value) == ("", "ANONYMIZED", 0x00100010)
+    assert "TextValue" not in content
     assert b"00010101" not in cleaned_bytes and leaks(cleaned_bytes) == []
     assert dictionary == {}
 
