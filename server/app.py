@@ -1,9 +1,9 @@
 """The Starlette application: routes, the engine's lifetime and the guard in front.
 
 Owns: `create_app` (routes, lifespan that loads the engine off the loop and builds the
-session manager, the Guard middleware behind guard/headers.py's, the websocket counts of sockets/connections.py),
-`/api/health` and `/api/sessions`. Does not own
-what the routes do (sockets/live.py, sockets/replay.py, recordings.py) or the checks (guard/security.py).
+session manager, sweeps expired videos and at shutdown kills the video renders, the Guard middleware
+behind guard/headers.py's, the websocket counts of sockets/connections.py), `/api/health` and `/api/sessions`.
+Does not own what the routes do (sockets/live.py, sockets/replay.py, recordings.py) or the checks (guard/security.py).
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
 GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; POST
@@ -92,9 +92,12 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
         app.state.sessions = manager
         await asyncio.to_thread(tighten_folder, settings.recordings)  # one made looser before: 0700 again, logged
         log.info("serving model %s on %s", manager.model, manager.device)
+        sweeping = asyncio.get_running_loop().create_task(app.state.videos.sweep_every())
         try:
             yield
         finally:
+            sweeping.cancel()
+            await app.state.videos.close()  # the renders killed, their folder removed
             await asyncio.to_thread(manager.close)
 
     routes: list[Any] = [
@@ -117,7 +120,8 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
     app = Starlette(routes=routes, middleware=guarded, lifespan=lifespan)
     app.state.settings = settings
     app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
-    app.state.videos = videos.VideoJobs()  # the Video button's renders (teaching/videos.py)
+    app.state.videos = videos.VideoJobs(videos.RenderLimits(settings.video_render_limit_s,
+                                                            settings.video_paused_limit_s))  # teaching/videos.py
     app.state.players = offline_routes.builds()  # offline players built at once (teaching/offline_routes.py)
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,

@@ -92,6 +92,8 @@ class Settings:
     max_header_bytes: int = 16 * 1024  # request line and headers together (h11's limit)
     keep_alive_s: int = 5  # an idle HTTP keep-alive connection is closed after this
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)  # extra origins, e.g. "https://host:443"
+    video_render_limit_s: float = 1800.0  # a Video button's render, from its start, pauses included; then killed
+    video_paused_limit_s: float = 600.0  # a render paused without a break while the model works; then killed
     # Scale-out (docs/deploy.md): a Redis URL makes this a stateless web node; the rest tune it and its workers.
     redis_url: str | None = None  # e.g. redis://:password@10.0.0.5:6379/0; None: sessions in this process
     redis_prefix: str = "medviz"  # every key starts with it, so deployments can share one Redis

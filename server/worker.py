@@ -189,6 +189,12 @@ class GenerationWorker(FairLine):
         with self._lock:
             return len(self._tasks)
 
+    @property
+    def has_tasks(self) -> bool:
+        """Whether an analysis runs on the model's thread now or waits for it."""
+        with self._lock:
+            return self._task is not None or len(self._tasks) > 0
+
     def stop(self, timeout: float = 10.0) -> None:
         with self._lock:
             self._stopping = True

@@ -6,17 +6,20 @@ frames each lasts: the recording's own gap to the next token at `speed`, at leas
 frame at `fps`) and `write_video`: the frames (export/video_frames.py) encoded as H.264 by the ffmpeg that
 imageio-ffmpeg's wheel carries (yuv420p, even sides, `+faststart`, so PowerPoint, Keynote and browsers play
 it; bit-exact flags and a fixed thread count, so one recording and one set of options give the same bytes
-every time), or as GIF / WebP by Pillow. The file appears whole or not at all (written beside it, then
-renamed). Does not own what a frame shows (video_frames.py), the command line (server/cli/video.py) or the
-server's renders (server/teaching/videos.py).
+every time; ffmpeg dies with the process that feeds it: `dies_with_parent`), or as GIF / WebP by Pillow. The
+file appears whole or not at all (written beside it, then renamed). Does not own what a frame shows
+(video_frames.py), the command line (server/cli/video.py) or the server's renders (server/teaching/videos.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -222,6 +225,26 @@ def _frames(plan: VideoPlan, progress: Progress | None) -> Iterator[tuple[RGBIma
             progress(done, len(plan.shown))
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` (Linux) after which the child is killed (SIGKILL, which also ends a stopped process) when the
+    thread that started it ends, its process killed included, and which exits at once if that process is already
+    gone; None elsewhere. ffmpeg gets it (nothing else feeds its stdin), and so does a server's render (its child)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was set
+            os._exit(1)
+
+    return set_death_signal
+
+
 def ffmpeg_command(size: tuple[int, int], rate: int, out: Path) -> list[str]:
     """ffmpeg reading raw RGB frames on stdin and writing H.264 in MP4 for every slide program: yuv420p, its
     index first (+faststart), no time stamps or version strings in the file (bit-exact)."""
@@ -238,7 +261,7 @@ def ffmpeg_command(size: tuple[int, int], rate: int, out: Path) -> list[str]:
 def _write_mp4(frames: Iterator[tuple[RGBImage, int]], plan: VideoPlan, out: Path) -> None:
     with tempfile.TemporaryFile() as said:
         process = subprocess.Popen(ffmpeg_command(plan.options.size, plan.rate, out), stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, stderr=said)
+                                   stdout=subprocess.DEVNULL, stderr=said, preexec_fn=dies_with_parent())
         assert process.stdin is not None
         try:
             for picture, count in frames:
