@@ -40,9 +40,9 @@ from medviz_core.recording.file import RecordingWriter  # noqa: E402
 from medviz_core.session_frames import session_frames  # noqa: E402
 from medviz_core.wire import server_frames as frames  # noqa: E402
 from medviz_core.wire.client_frames import ParamsRequest, StartRequest  # noqa: E402
-from server import videos  # noqa: E402
 from server.background import background_server  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from server.teaching import videos  # noqa: E402
 
 DEFAULT_IMAGE = REPO.parent / "shared" / "data" / "cxr" / "nih_00000001_000.png"
 CLIP = "bench_clip"

@@ -5,9 +5,9 @@ beyond; a render killed past `video_render_limit_s` rendering or `video_paused_l
 its job failed with a line saying so; each file in the process's own temporary folder, removed KEPT_S after it
 was made (a sweep every SWEEP_S, and at each new job), the oldest past KEPT_JOBS; `close`, the app's shutdown,
 kills the renders and removes the folder, and a folder a killed server left is removed by the next start) and
-the routes `POST /api/recordings/{id}/video` (checks the
-recording and the options, answers `{"job": ...}` with 202) and `GET /api/videos/{job}` (202 with the job's
-state while it waits or renders, then the file; a failed render: its one line, 400 or 500).
+the routes `POST /api/recordings/{id}/video` (checks the recording and the options, answers `{"job": ...}` with
+202) and `GET /api/videos/{job}` (202 with the job's state while it waits or renders, then the file; a failed
+render: its one line, 400, 413 or 503 past a limit, or 500); both answer 403 to a foreign Origin.
 
 A render is `medviz video` itself (server/cli/video.py) run as a child process at the lowest CPU priority
 (nice NICENESS), and it waits for the model like an analysis does: while any session of this server is
