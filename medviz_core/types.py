@@ -1,9 +1,10 @@
 """Frozen values that cross module boundaries: what the engine yields and what it was asked.
 
 This module owns only data shapes (and GenerationParams' range checks, `check_methods`,
-which checks a selection of METHODS, and `source_key`, the one spelling of an analysis
-source's key). A base module: it imports only errors.py and limits.py. It imports neither
-torch nor transformers, so the server, the recorder and the tests can use it without a model.
+which checks a selection of METHODS, `source_key`, the one spelling of an analysis
+source's key, and `token_range`, the one reading of a token range "A:B" or "N"). A base
+module: it imports only errors.py and limits.py. It imports neither torch nor transformers,
+so the server, the recorder and the tests can use it without a model.
 Maps are float32 numpy arrays of shape (grid_h, grid_w) holding raw relevancy values
 (docs/methods.md, docs/relevancy.md); normalisation for display happens later,
 in `wire/` and the browser.
@@ -11,6 +12,7 @@ in `wire/` and the browser.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -58,6 +60,33 @@ SourceKind = Literal["session", "recording"]
 def source_key(kind: SourceKind, name: str) -> str:
     """The key an analysis source's jobs are cached and routed under: "session:<id>" or "recording:<name>"."""
     return f"{kind}:{name}"
+
+
+TOKEN_RANGE = re.compile(r"\s*(-?\d+)?\s*(:?)\s*(-?\d+)?\s*")
+
+
+class TokenRangeError(ValueError):
+    """A token range that cannot be read (`outside` False) or that picks tokens outside the recording's (True);
+    each command words its own message."""
+
+    def __init__(self, outside: bool) -> None:
+        super().__init__("outside the tokens" if outside else "not A:B or N")
+        self.outside = outside
+
+
+def token_range(spec: str, count: int) -> range:
+    """"A:B" (both included; either side may be left out, not both) or "N" -> the indices it picks of `count`
+    tokens, as `medviz faithfulness --tokens` and `medviz video --token-range` read it. TokenRangeError when it
+    is not that, or when it picks nothing within 0..count-1 (B before A included)."""
+    found = TOKEN_RANGE.fullmatch(spec)
+    if found is None or (not found[2] and found[3] is not None) or (found[1] is None and
+                                                                    (found[3] is None or not found[2])):
+        raise TokenRangeError(outside=False)
+    first = int(found[1]) if found[1] is not None else 0
+    last = (int(found[3]) if found[3] is not None else count - 1) if found[2] else first
+    if not 0 <= first <= last < count:
+        raise TokenRangeError(outside=True)
+    return range(first, last + 1)
 
 ZONES: tuple[str, ...] = (
     "right upper",

@@ -21,6 +21,7 @@ from medviz_core.analyses.kinds import check_request
 from medviz_core.engine.api import AnalysisEngine
 from medviz_core.errors import Cancelled, RequestError
 from medviz_core.recording.file import append_frame
+from medviz_core.types import TokenRangeError, token_range
 from medviz_core.wire.client_frames import AnalyzeRequest
 from medviz_core.wire.results import AnalysisFrame, FaithfulnessResult
 from medviz_core.wire.server_frames import decode
@@ -51,16 +52,11 @@ def parse_tokens(spec: str | None, count: int) -> range:
     if spec is None or spec.strip() in ("", ":"):
         return range(count)
     try:
-        if ":" in spec:
-            low, high = spec.split(":", 1)
-            chosen = range(int(low) if low.strip() else 0, int(high) + 1 if high.strip() else count)
-        else:
-            chosen = range(int(spec), int(spec) + 1)
-    except ValueError:
+        return token_range(spec, count)
+    except TokenRangeError as error:
+        if error.outside:
+            raise RequestError(f"--tokens {spec!r} must pick tokens within 0..{count - 1}") from None
         raise RequestError(f"--tokens must be A:B or N with integers; got {spec!r}") from None
-    if chosen.start < 0 or chosen.stop > count or not chosen:
-        raise RequestError(f"--tokens {spec!r} must pick tokens within 0..{count - 1}")
-    return chosen
 
 
 def plan_faithfulness(source: AnalysisSource, tokens: Sequence[int], methods: Sequence[str],

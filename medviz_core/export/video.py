@@ -31,6 +31,7 @@ from medviz_core.errors import MedvizError, VideoError
 from medviz_core.export.overlay import RGBImage
 from medviz_core.export.video_frames import FramePainter
 from medviz_core.recording.file import read_recording
+from medviz_core.types import TokenRangeError, token_range
 from medviz_core.wire.server_frames import StartFrame, StepFrame
 
 FORMATS = {".mp4": "H.264 MP4", ".gif": "animated GIF", ".webp": "animated WebP"}
@@ -137,7 +138,7 @@ def plan_video(recording: Path, out: Path, options: VideoOptions) -> VideoPlan:
         raise VideoError(f"recording {name!r} has no tokens: there is nothing to show")
     if options.method not in start.methods:
         raise VideoError(f"method {options.method!r} is not in recording {name!r}; it has {', '.join(start.methods)}")
-    shown = token_range(options.tokens, len(steps))
+    shown = shown_tokens(options.tokens, len(steps))
     width, height = options.size
     if suffix != ".mp4" and len(shown) * width * height > ANIMATED_PIXELS:
         raise VideoError(f"an {FORMATS[suffix]} of {len(shown)} tokens at {width}x{height} is too large to assemble "
@@ -152,18 +153,16 @@ def plan_video(recording: Path, out: Path, options: VideoOptions) -> VideoPlan:
                      suffix)
 
 
-def token_range(spec: str | None, count: int) -> range:
-    """"A:B" (both included; either side may be left out) or "N" -> the indices; None: all of 0..count-1."""
+def shown_tokens(spec: str | None, count: int) -> range:
+    """The tokens a video shows: `types.token_range` of "A:B" or "N"; None: all of 0..count-1."""
     if spec is None:
         return range(count)
-    found = re.fullmatch(r"\s*(\d*)\s*(:?)\s*(\d*)\s*", spec)
-    if found is None or not (found[1] or found[3]) or (not found[2] and not found[1]):
-        raise VideoError(f"token range must be A:B (both included) or N, whole numbers; got {spec!r}")
-    first = int(found[1]) if found[1] else 0
-    last = (int(found[3]) if found[3] else count - 1) if found[2] else first
-    if not 0 <= first <= last < count:
-        raise VideoError(f"token range {spec!r} is not within this recording's tokens 0..{count - 1}")
-    return range(first, last + 1)
+    try:
+        return token_range(spec, count)
+    except TokenRangeError as error:
+        if error.outside:
+            raise VideoError(f"token range {spec!r} is not within this recording's tokens 0..{count - 1}") from None
+        raise VideoError(f"token range must be A:B (both included) or N, whole numbers; got {spec!r}") from None
 
 
 def frame_counts(steps: tuple[StepFrame, ...], shown: range, end_ms: float | None, speed: float) -> tuple[int, ...]:
