@@ -6,8 +6,9 @@ the last end; never the recording-only `source` frame) and the page itself (`pla
 web/index.html with web/css/ inline, every ES module of web/js/ as a `data:` URL in an import map
 (each relative import rewritten to its mapped name, the sources otherwise as they are: no build
 step) and the frames, base64 in a `<script type="application/octet-stream">` that
-web/js/offline/boot.js plays. Does not own reading recordings (medviz_core/recording/file.py),
-playing them (web/js/offline/) nor HTTP (offline_routes.py).
+web/js/offline/boot.js plays, with the kinds that need the model (`data-model-kinds`, from
+medviz_core/analyses/kinds.py's registry: boot.js says why each analysis is absent). Does not own
+reading recordings (medviz_core/recording/file.py), playing them (web/js/offline/) nor HTTP (offline_routes.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from medviz_core.analyses.kinds import ANALYSES
 from medviz_core.errors import MedvizError, RequestError
 from medviz_core.recording.deidentify import IDENTIFYING_KINDS
 from medviz_core.recording.file import RecordedFrame, Recording, read_recording
@@ -91,8 +93,9 @@ def player_html(recording: Recording, name: str, web: Path) -> str:
     modules = json.dumps(import_map(web), separators=(",", ":"))
     entry = (f'<script type="importmap">{modules}</script>\n'
              f'  <script type="module">import "{MODULE_PREFIX}js/app.js";</script>')
+    on_model = ",".join(kind for kind, analysis in ANALYSES.items() if analysis.needs_model)
     embedded = (f'<script type="application/octet-stream" id="{RECORDING_ELEMENT}" '
-                f'data-name="{html.escape(name)}">{frames}</script>\n</body>')
+                f'data-name="{html.escape(name)}" data-model-kinds="{on_model}">{frames}</script>\n</body>')
     return (page.replace(STYLESHEET, f"<style>\n{css}\n</style>").replace(ENTRY, entry)
             .replace("</body>", embedded))
 

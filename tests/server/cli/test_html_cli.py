@@ -84,6 +84,13 @@ def test_the_file_holds_exactly_the_frames_a_replay_viewer_gets_and_never_the_so
     assert source not in embedded
 
 
+def test_the_page_names_the_analyses_that_need_the_model_from_the_registry(dicom_recording: Path,
+                                                                           tmp_path: Path) -> None:
+    out = tmp_path / "player.html"
+    written(dicom_recording, out)
+    assert 'data-model-kinds="gradient,heads,faithfulness">' in out.read_text(encoding="utf-8")
+
+
 def _frames(data: bytes) -> list[dict[str, Any]]:
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
     unpacker.feed(data)

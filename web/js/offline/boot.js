@@ -17,7 +17,6 @@ import { frameFromValue } from "../wire/protocol.js";
 import { InPageReplay, MAX_SPEED, MIN_SPEED, recorded } from "./replay.js";
 
 export const EMBEDDED = "medviz-recording";
-export const MODEL_KINDS = ["gradient", "heads", "faithfulness"];  // medviz_core/analyses/kinds.py's OnModel kinds
 
 /** @returns {HTMLElement | null} the element holding the offline player's recording; null on a served page */
 export function embeddedRecording() {
@@ -25,11 +24,12 @@ export function embeddedRecording() {
 }
 
 /**
- * Why an analysis cannot be asked in the offline player.
- * @param {string} kind @returns {string}
+ * Why an analysis cannot be asked in the offline player, by the kinds that need the model (the page's
+ * `data-model-kinds`, written from medviz_core/analyses/kinds.py's registry).
+ * @param {string[]} modelKinds @returns {(kind: string) => string}
  */
-export function offlineWhy(kind) {
-  return MODEL_KINDS.includes(kind) ? "needs the model: open the recording in medviz serve"
+export function offlineWhy(modelKinds) {
+  return (kind) => modelKinds.includes(kind) ? "needs the model: open the recording in medviz serve"
     : "needs the server: open the recording in medviz serve";
 }
 
@@ -48,9 +48,12 @@ export function hashOptions(hash) {
   };
 }
 
-/** Hide what needs a server: new sessions, the library, Compare, the server line. */
-function serverless() {
-  setUnavailable(offlineWhy);
+/**
+ * Hide what needs a server: new sessions, the library, Compare, the server line.
+ * @param {string[]} modelKinds
+ */
+function serverless(modelKinds) {
+  setUnavailable(offlineWhy(modelKinds));
   for (const id of ["tab-library", "tab-compare", "share"]) $(id).hidden = true;
   const card = $("new-h").closest("section");
   if (card) card.hidden = true;
@@ -63,7 +66,7 @@ function serverless() {
  * @param {HTMLElement} element @param {string} hash the page's location.hash
  */
 export function bootOffline(element, hash) {
-  serverless();
+  serverless((element.dataset.modelKinds ?? "").split(",").filter(Boolean));
   let frames;
   try {
     const bytes = Uint8Array.from(atob((element.textContent ?? "").trim()), (c) => c.charCodeAt(0));
