@@ -16,6 +16,7 @@ own server frames (server_frames.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,6 +43,8 @@ from medviz_core.wire.server_frames import params_to_wire
 CLIENT_TYPES = ("start", "rejoin", "cancel", "pause", "resume", "seek", "speed", "analyze", "cancel_analysis")
 ANALYSIS_COMMANDS = ("analyze", "cancel_analysis")
 MAX_REJOIN_CHARS = 128  # a session id or owner key in a rejoin request
+MAX_UID_CHARS = 64  # a DICOM UID (PS3.5 9.1)
+UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 
 PARAM_NAMES = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
@@ -88,8 +91,22 @@ class ParamsRequest:
 
 
 @dataclass(frozen=True)
+class PacsPick:
+    """A study in the server's PACS to start from: its UID, optionally one series, and the chosen instances
+    (1..MAX_IMAGES SOP instance UIDs, in view order), which the server retrieves itself (server/pacs/)."""
+
+    study: str
+    instances: tuple[str, ...]
+    series: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"study": self.study, "series": self.series, "instances": list(self.instances)}
+
+
+@dataclass(frozen=True)
 class StartRequest:
-    """Start a session: a study's files (one or more), their labels, what to ask and how to sample."""
+    """Start a session: a study's files (one or more), their labels, what to ask and how to sample; or, with
+    `pacs`, no files: the chosen instances of a study in the server's PACS (the server labels them)."""
 
     images: tuple[bytes, ...]
     labels: tuple[str, ...] = ()
@@ -98,12 +115,16 @@ class StartRequest:
     params: ParamsRequest = field(default_factory=ParamsRequest)  # what it states; the rest: the model's
     methods: tuple[str, ...] | None = None  # None: all
     record: bool = False
+    pacs: PacsPick | None = None  # a study in the server's PACS instead of files
     type: str = "start"
 
     def to_wire(self) -> bytes:
-        return pack("start", {"images": list(self.images), "labels": list(self.labels), "question": self.question,
-                              "prompt": self.preset, "params": self.params.to_wire(),
-                              "methods": None if self.methods is None else list(self.methods), "record": self.record})
+        body: dict[str, Any] = {"images": list(self.images), "labels": list(self.labels), "question": self.question,
+                                "prompt": self.preset, "params": self.params.to_wire(),
+                                "methods": None if self.methods is None else list(self.methods), "record": self.record}
+        if self.pacs is not None:
+            body["pacs"] = self.pacs.to_wire()
+        return pack("start", body)
 
 
 @dataclass(frozen=True)
@@ -264,11 +285,16 @@ def _strings(f: Mapping[str, Any], key: str, where: str = "start") -> tuple[str,
 
 def _parse_start(f: Mapping[str, Any], limits: ClientLimits) -> StartRequest:
     images = get_field(f, "images", list, "start", RequestError)
-    if not 1 <= len(images) <= MAX_IMAGES:
+    pacs = _pacs(_optional(f, "pacs", dict, None))
+    if pacs is not None and images:
+        raise RequestError(f"a start from the PACS carries no files; got {len(images)} file(s) beside field 'pacs'")
+    if pacs is None and not 1 <= len(images) <= MAX_IMAGES:
         raise RequestError(f"field 'images' of the start frame must hold 1..{MAX_IMAGES} files; got {len(images)}")
     if not all(isinstance(image, bytes) for image in images):
         raise RequestError("field 'images' of the start frame must be an array of bytes")
     labels = _strings(f, "labels") or ()
+    if pacs is not None and labels:
+        raise RequestError("a start from the PACS takes no labels: the server labels its views from their headers")
     if len(labels) > len(images):
         raise RequestError(f"labels must be at most one per image; got {len(labels)} for {len(images)} image(s)")
     question = _optional(f, "question", str, None)
@@ -282,7 +308,33 @@ def _parse_start(f: Mapping[str, Any], limits: ClientLimits) -> StartRequest:
         images=tuple(images), labels=tuple(check_label(label) for label in labels), question=question,
         preset=check_preset(_optional(f, "prompt", str, None)).name, params=params,
         methods=None if methods is None else check_methods(methods), record=_optional(f, "record", bool, False),
+        pacs=pacs,
     )
+
+
+def check_uid(value: str, what: str) -> str:
+    """`value` if it is a DICOM UID (digits and dots, at most 64 characters); RequestError naming `what` otherwise."""
+    if not 1 <= len(value) <= MAX_UID_CHARS or UID_PATTERN.fullmatch(value) is None:
+        raise RequestError(f"{what} must be a DICOM UID (digits and dots, at most {MAX_UID_CHARS} characters); "
+                           f"got {value[:80]!r}")
+    return value
+
+
+def _pacs(m: Mapping[str, Any] | None) -> PacsPick | None:
+    """The start frame's `pacs` map: a study, an optional series, 1..MAX_IMAGES distinct instances, each a UID."""
+    if m is None:
+        return None
+    where = "pacs field of the start"
+    study = check_uid(get_field(m, "study", str, where, RequestError), "the PACS study")
+    series = optional_field(m, "series", str, None, where, RequestError)
+    instances = get_field(m, "instances", list, where, RequestError)
+    if not 1 <= len(instances) <= MAX_IMAGES or not all(isinstance(i, str) for i in instances):
+        raise RequestError(f"field 'instances' of the start frame's pacs field must hold 1..{MAX_IMAGES} SOP "
+                           f"instance UIDs; got {len(instances)} item(s)")
+    if len(set(instances)) != len(instances):
+        raise RequestError("field 'instances' of the start frame's pacs field names one instance twice")
+    return PacsPick(study=study, series=None if series is None else check_uid(series, "the PACS series"),
+                    instances=tuple(check_uid(i, "a PACS instance") for i in instances))
 
 
 def _parse_rejoin(f: Mapping[str, Any], limits: ClientLimits) -> RejoinRequest:

@@ -12,6 +12,7 @@ from medviz_core.types import GenerationParams
 from medviz_core.wire.client_frames import (
     AnalyzeRequest,
     CancelAnalysisRequest,
+    PacsPick,
     ParamsRequest,
     PauseRequest,
     SeekRequest,
@@ -161,5 +162,42 @@ def test_a_version_1_client_frame_is_refused_with_the_version_the_server_reads()
     ],
 )
 def test_a_study_start_with_wrong_images_or_labels_names_the_problem(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_client_frame(msgpack.packb({"type": "start", **fields}), LIMITS)
+
+
+def test_a_start_from_the_pacs_carries_no_files_and_round_trips_its_study_series_and_instances() -> None:
+    pick = PacsPick(study="1.2.3", series="1.2.3.4", instances=("1.2.3.4.5", "1.2.3.4.6"))
+    request = StartRequest(images=(), preset="medviz", pacs=pick, record=True)
+    assert parse_client_frame(request.to_wire(), LIMITS) == request
+    assert msgpack.unpackb(request.to_wire())["pacs"] == {"study": "1.2.3", "series": "1.2.3.4",
+                                                          "instances": ["1.2.3.4.5", "1.2.3.4.6"]}
+    assert "pacs" not in msgpack.unpackb(StartRequest(images=(b"x",)).to_wire())
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"images": [b"x"], "pacs": {"study": "1.2", "instances": ["1.2.3"]}},
+         r"^a start from the PACS carries no files; got 1 file\(s\) beside field 'pacs'$"),
+        ({"images": [], "labels": ["PA"], "pacs": {"study": "1.2", "instances": ["1.2.3"]}},
+         r"^a start from the PACS takes no labels: the server labels its views from their headers$"),
+        ({"images": [], "pacs": {"study": "1.2/../x", "instances": ["1.2.3"]}},
+         r"^the PACS study must be a DICOM UID \(digits and dots, at most 64 characters\); got '1.2/../x'$"),
+        ({"images": [], "pacs": {"study": "1.2", "series": "01.2", "instances": ["1.2.3"]}},
+         r"^the PACS series must be a DICOM UID \(digits and dots, at most 64 characters\); got '01.2'$"),
+        ({"images": [], "pacs": {"study": "1.2", "instances": ["1." + "2" * 63]}},
+         r"^a PACS instance must be a DICOM UID \(digits and dots, at most 64 characters\); got '1.2{63}'$"),
+        ({"images": [], "pacs": {"study": "1.2", "instances": []}},
+         r"^field 'instances' of the start frame's pacs field must hold 1..4 SOP instance UIDs; got 0 item\(s\)$"),
+        ({"images": [], "pacs": {"study": "1.2", "instances": ["1.3"] * 5}},
+         r"^field 'instances' of the start frame's pacs field must hold 1..4 SOP instance UIDs; got 5 item\(s\)$"),
+        ({"images": [], "pacs": {"study": "1.2", "instances": ["1.3", "1.3"]}},
+         r"^field 'instances' of the start frame's pacs field names one instance twice$"),
+        ({"images": [], "pacs": {"instances": ["1.3"]}},
+         r"^pacs field of the start frame is missing field 'study'$"),
+    ],
+)
+def test_a_start_from_the_pacs_with_a_wrong_field_names_the_problem(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(RequestError, match=message):
         parse_client_frame(msgpack.packb({"type": "start", **fields}), LIMITS)
