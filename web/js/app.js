@@ -11,9 +11,12 @@ import { analyze, cancelJob, gradientMaps } from "./analyses/analysis.js";
 import { bindCompare, showCompare } from "./views/compare.js";
 import { invalidateContext } from "./analyses/context-view.js";
 import { bindDisplay, bindFileInput, bindPromptMode, readRequest, showDisplay, showSuggested } from "./views/controls.js";
-import { move, openDetail, openReplay, openWatch, pin, playPause, resumeOwned, seekTo, setFormReader, showImages, start, stop } from "./controller.js";
+import { move, openDetail, openReplay, openWatch, pin, playPause, resumeOwned, seekTo, setFormReader, showImages, start, startFromPacs, stop } from "./controller.js";
 import { exportDetail } from "./analyses/detail.js";
 import { exportDicom } from "./analyses/dicom-export.js";
+import { sendToPacs } from "./analyses/pacs-send.js";
+import { PacsBrowser, pacsInfo } from "./views/pacs.js";
+import { keptOwner } from "./session.js";
 import { captioned, downloadPng } from "./export.js";
 import { errorWords, methodLabel, modelNote, visibleToken } from "./format.js";
 import { blockOf, imageName, imagesOf } from "./images.js";
@@ -68,6 +71,15 @@ async function refreshLibrary() {
   } catch (err) {
     showBanner(`The recordings could not be listed: ${/** @type {Error} */ (err).message}`);
   }
+}
+
+/** The PACS source beside the file drop, when the server has a PACS (views/pacs.js). */
+async function loadPacs() {
+  const info = await pacsInfo(store.state.token).catch(() => null);
+  if (!info) return;
+  page.pacs = true;
+  new PacsBrowser({ token: () => store.state.token, start: startFromPacs }).bind(info.host);
+  requestRender();
 }
 
 async function loadHealth() {
@@ -181,6 +193,15 @@ function bind() {
   $("next-token").addEventListener("click", () => move(1));
   $("export-view").addEventListener("click", exportView);
   $("export-detail").addEventListener("click", exportPanel);
+  $("send-pacs").addEventListener("click", () => {
+    const s = store.state;
+    const i = s.pinned ?? shownIndex(s);
+    const owned = keptOwner();
+    const from = s.mode === "replay" && s.replay?.recording ? { recording: s.replay.recording }
+      : owned && owned.session === s.start?.session ? owned : null;
+    if (!s.start || i < 0 || !from) return showBanner("Only the live session's owner, or a replay of its recording, can send it to the PACS.");
+    void sendToPacs(from, s.start.session, i, volumeMethod(s), s.token, requestRender);
+  });
   $("export-dicom").addEventListener("click", () => {
     const s = store.state;
     const i = s.pinned ?? shownIndex(s);
@@ -260,6 +281,7 @@ const embedded = embeddedRecording();  // the offline player's recording (`medvi
 if (embedded) bootOffline(embedded, location.hash);
 else {
   void loadHealth();
+  void loadPacs();
   if (watchId) openWatch(watchId);
   else if (replayId) openReplay(replayId);
   else resumeOwned();  // a reload of the page that owns a live session takes it back

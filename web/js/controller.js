@@ -126,6 +126,18 @@ export function start() {
   page.link = startSession({ images: s.files.map((f) => f.bytes), labels: s.files.map((f) => f.label), ...form }, s.token, handlers);
 }
 
+/**
+ * Start a session on a study of the server's PACS: the server retrieves the chosen instances (no files travel).
+ * @param {import("./wire/protocol.js").PacsPick} pick
+ */
+export function startFromPacs(pick) {
+  const form = readForm();
+  if (typeof form === "string") return showBanner(form);
+  fresh("live");
+  history.replaceState(null, "", pageUrl({}));
+  page.link = startSession({ images: [], labels: [], pacs: pick, ...form }, store.state.token, handlers);
+}
+
 /** @type {() => ReturnType<typeof import("./views/controls.js").readRequest>} */
 let readForm = () => "The form is not ready.";
 /** @param {typeof readForm} fn */

@@ -14,6 +14,8 @@ import { renderPrompt, showContext } from "./analyses/context-view.js";
 import { displayValues, summarise } from "./draw/contrast.js";
 import { renderDetail, renderOverview } from "./analyses/detail.js";
 import { dicomBusy, renderDicomStatus } from "./analyses/dicom-export.js";
+import { pacsSending, renderPacsSend, whyNotSend } from "./analyses/pacs-send.js";
+import { keptOwner } from "./session.js";
 import { END_WORDS, legendEnds, methodLabel, modelNote, pct, plural, visibleToken } from "./format.js";
 import { IMAGE_COLOURS, biplanarPair, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
@@ -267,6 +269,7 @@ function renderDetailPanel(s, gKey) {
   /** @type {HTMLButtonElement} */ ($("export-dicom")).disabled = !raw || raw.special || dicomBusy(s) || noDicom !== "";
   if (noDicom) $("export-dicom").title = noDicom;
   renderDicomStatus($("dicom-status"), s);
+  renderSendButton(s, raw);
   if (tab === "heads" || tab === "faith" || tab === "agree" || tab === "volume") {
     if (raw && block) renderAnalysisTab(tab, s, raw, block, image);
     return;
@@ -299,4 +302,19 @@ export function detailContext(s, image) {
     grid: gridOf(), layers: s.start?.model.layers ?? 0, xray: /** @type {HTMLCanvasElement} */ (page.xrays[image]?.canvas),
     table: palette(s.view.palette).table, contrast: s.view.contrast, opacity: s.view.opacity, method: s.view.method,
   };
+}
+
+/**
+ * Send to PACS beside Export DICOM: shown when the server has a PACS; disabled with its reason for a watcher or a
+ * de-identified source (analyses/pacs-send.js).
+ * @param {import("./state.js").State} s @param {import("./wire/protocol.js").StepFrame | null | undefined} raw
+ */
+function renderSendButton(s, raw) {
+  const button = /** @type {HTMLButtonElement} */ ($("send-pacs"));
+  button.hidden = !page.pacs;
+  if (!page.pacs) return;
+  const why = whyNotSend(s, s.start !== null && keptOwner()?.session === s.start.session, s.token, requestRender);
+  button.disabled = !raw || raw.special || pacsSending() || why !== "";
+  button.title = why || "Store the token's DICOM objects into the source study in the PACS";
+  renderPacsSend($("pacs-send-status"), s);
 }

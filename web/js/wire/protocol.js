@@ -212,7 +212,9 @@ export function decodeFrame(bytes) {
  * @typedef {{maxNewTokens?: number, temperature?: number, topP?: number, topK?: number, repetitionPenalty?: number,
  *   seed?: number | null}} ParamsRequest
  * @typedef {{images: Uint8Array[], labels?: string[], question: string | null, preset?: string | null,
- *   params: ParamsRequest, methods?: string[] | null, record: boolean}} StartRequest  preset: null for "medviz"
+ *   params: ParamsRequest, methods?: string[] | null, record: boolean, pacs?: PacsPick}} StartRequest  preset: null for "medviz";
+ *   pacs: a study in the server's PACS instead of files (then `images` and `labels` are empty)
+ * @typedef {{study: string, series: string | null, instances: string[]}} PacsPick
  */
 
 /** @param {ParamsRequest} p */
@@ -232,6 +234,7 @@ export function encodeStart(r) {
   return encode({
     v: VERSION, type: "start", images: r.images, labels: r.labels ?? [], question: r.question,
     prompt: r.preset ?? null, params: encodeParams(r.params), methods: r.methods ?? null, record: r.record,
+    ...(r.pacs ? { pacs: { study: r.pacs.study, series: r.pacs.series, instances: r.pacs.instances } } : {}),
   });
 }
 

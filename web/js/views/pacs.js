@@ -1,0 +1,229 @@
+// @ts-check
+/**
+ * The "PACS" source beside the file drop: search the server's PACS, pick a study, see its series
+ * with thumbnails and view labels, tick one to four views and start a session on them.
+ *
+ * Owns the PACS card (shown only when GET /api/pacs says one is configured): the search form,
+ * the paged results table, the chosen study's series, the chosen views and the one-line error.
+ * The server talks to the PACS (server/pacs/routes.py); the page never sees its credentials.
+ * Starting the session is the caller's (`start`: controller.startFromPacs).
+ */
+
+import { apiUrl } from "./library.js";
+
+const MAX_VIEWS = 4;
+
+/**
+ * @typedef {{study_uid: string, patient_id: string, patient_name: string, accession: string, study_date: string,
+ *   study_description: string, modalities: string[], series_count: number | null, instance_count: number | null}} Study
+ * @typedef {{uid: string, number: number | null, label: string, usable: boolean, why: string, default: boolean}} Instance
+ * @typedef {{series_uid: string, modality: string, series_number: number | null, description: string,
+ *   instances: Instance[]}} Series
+ * @typedef {{token: () => string | null, start: (pick: import("../wire/protocol.js").PacsPick) => void}} PacsHooks
+ */
+
+const el = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+/** The one JSON error line the server sends, or a plain one. @param {Response} res */
+async function errorOf(res) {
+  try {
+    const body = await res.json();
+    if (typeof body?.error?.message === "string") return body.error.message;
+  } catch { /* not JSON */ }
+  return `the server answered ${res.status}`;
+}
+
+/** @param {string} path @param {string | null} token */
+async function getJson(path, token) {
+  const res = await fetch(apiUrl(path, token));
+  if (!res.ok) throw new Error(await errorOf(res));
+  return res.json();
+}
+
+/** @param {string | null} token @returns {Promise<{host: string} | null>} the PACS, or null when none is configured */
+export async function pacsInfo(token) {
+  const res = await fetch(apiUrl("/api/pacs", token));
+  if (!res.ok) return null;
+  const body = await res.json();
+  return typeof body?.host === "string" ? { host: body.host } : null;
+}
+
+/** A DICOM date (YYYYMMDD) as people read it. @param {string} d */
+export function dicomDate(d) {
+  return /^\d{8}$/.test(d) ? `${d.slice(0, 4)}-${d.slice(4, 6)}-${d.slice(6, 8)}` : d;
+}
+
+/** A DICOM person name (Family^Given) as people read it. @param {string} n */
+export function personName(n) {
+  return n.split("^").filter(Boolean).join(" ");
+}
+
+/** @param {string} text @param {string} [cls] */
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+export class PacsBrowser {
+  /** @param {PacsHooks} hooks */
+  constructor(hooks) {
+    this.hooks = hooks;
+    this.offset = 0;
+    /** @type {string} the last search's query string (without offset) */
+    this.query = "";
+    /** @type {string | null} */
+    this.study = null;
+    /** @type {Series[]} */
+    this.series = [];
+    /** @type {string[]} chosen SOP instance UIDs, in the order they were ticked */
+    this.chosen = [];
+  }
+
+  /** Show the card and wire its controls. @param {string} host */
+  bind(host) {
+    el("pacs").hidden = false;
+    el("pacs-host").textContent = host;
+    el("pacs-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.offset = 0;
+      this.query = this.formQuery();
+      void this.search();
+    });
+    el("pacs-prev").addEventListener("click", () => { this.offset = Math.max(0, this.offset - this.pageSize); void this.search(); });
+    el("pacs-next").addEventListener("click", () => { this.offset += this.pageSize; void this.search(); });
+    el("pacs-start").addEventListener("click", () => this.startChosen());
+  }
+
+  get pageSize() {
+    return Number(el("pacs-results").dataset.pageSize || "25");
+  }
+
+  formQuery() {
+    const form = /** @type {HTMLFormElement} */ (el("pacs-form"));
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(form).entries()) if (typeof v === "string" && v.trim()) params.set(k, v.trim());
+    return params.toString();
+  }
+
+  /** @param {string} text */
+  say(text) {
+    el("pacs-error").textContent = text;
+    el("pacs-error").hidden = text === "";
+  }
+
+  async search() {
+    this.say("");
+    el("pacs-status").textContent = "Searching…";
+    try {
+      const q = `${this.query}${this.query ? "&" : ""}offset=${this.offset}`;
+      const body = await getJson(`/api/pacs/studies?${q}`, this.hooks.token());
+      el("pacs-results").dataset.pageSize = String(body.page_size ?? 25);
+      this.renderStudies(/** @type {Study[]} */ (body.studies ?? []), Boolean(body.more));
+    } catch (e) {
+      el("pacs-status").textContent = "";
+      this.say(/** @type {Error} */ (e).message);
+    }
+  }
+
+  /** @param {Study[]} studies @param {boolean} more */
+  renderStudies(studies, more) {
+    const body = /** @type {HTMLTableSectionElement} */ (el("pacs-rows"));
+    body.replaceChildren(...studies.map((st) => {
+      const tr = document.createElement("tr");
+      tr.tabIndex = 0;
+      tr.dataset.study = st.study_uid;
+      tr.setAttribute("aria-label", `Open the study of ${dicomDate(st.study_date)}, patient ${st.patient_id}, accession ${st.accession}`);
+      tr.append(cell(dicomDate(st.study_date)), cell(st.patient_id), cell(personName(st.patient_name)), cell(st.accession),
+        cell(st.modalities.join(", ")), cell(st.instance_count === null ? "" : String(st.instance_count), "num"));
+      tr.title = st.study_description;
+      const open = () => void this.openStudy(st.study_uid, tr);
+      tr.addEventListener("click", open);
+      tr.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); open(); } });
+      return tr;
+    }));
+    el("pacs-results").hidden = studies.length === 0;
+    const first = studies.length ? this.offset + 1 : 0;
+    el("pacs-status").textContent = studies.length ? `Studies ${first}–${this.offset + studies.length}${more ? "" : " (all)"}` : "No study matches.";
+    /** @type {HTMLButtonElement} */ (el("pacs-prev")).disabled = this.offset === 0;
+    /** @type {HTMLButtonElement} */ (el("pacs-next")).disabled = !more;
+    el("pacs-pages").hidden = !more && this.offset === 0;
+  }
+
+  /** @param {string} study @param {HTMLElement} row */
+  async openStudy(study, row) {
+    this.say("");
+    for (const r of el("pacs-rows").querySelectorAll("tr")) r.setAttribute("aria-selected", String(r === row));
+    el("pacs-series").replaceChildren(Object.assign(document.createElement("p"), { className: "muted", textContent: "Reading its series…" }));
+    try {
+      const body = await getJson(`/api/pacs/studies/${encodeURIComponent(study)}/series`, this.hooks.token());
+      this.study = study;
+      this.series = /** @type {Series[]} */ (body.series ?? []);
+      this.chosen = this.series.flatMap((s) => s.instances.filter((i) => i.default).map((i) => i.uid)).slice(0, MAX_VIEWS);
+      this.renderSeries();
+      if (body.why) this.say(body.why);
+    } catch (e) {
+      el("pacs-series").replaceChildren();
+      this.say(/** @type {Error} */ (e).message);
+    }
+  }
+
+  renderSeries() {
+    const token = this.hooks.token();
+    const study = this.study ?? "";
+    el("pacs-series").replaceChildren(...this.series.map((s) => {
+      const box = document.createElement("fieldset");
+      box.className = "pacs-one-series";
+      const legend = document.createElement("legend");
+      legend.textContent = [s.modality, s.series_number === null ? "" : `#${s.series_number}`, s.description].filter(Boolean).join(" · ");
+      box.append(legend, ...s.instances.map((i) => this.instanceTile(study, s.series_uid, i, token)));
+      return box;
+    }));
+    this.renderChoice();
+  }
+
+  /** @param {string} study @param {string} series @param {Instance} i @param {string | null} token */
+  instanceTile(study, series, i, token) {
+    const label = document.createElement("label");
+    label.className = "pacs-view";
+    label.title = i.usable ? `${i.label}` : i.why;
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = i.uid;
+    box.disabled = !i.usable;
+    box.checked = this.chosen.includes(i.uid);
+    box.setAttribute("aria-label", i.usable ? `Use view ${i.label}` : `Not usable: ${i.why}`);
+    box.addEventListener("change", () => {
+      this.chosen = box.checked ? [...this.chosen, i.uid] : this.chosen.filter((u) => u !== i.uid);
+      this.renderChoice();
+    });
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = i.usable ? `Thumbnail of ${i.label}` : "No thumbnail (not an image medviz reads)";
+    img.width = 96;
+    img.height = 96;
+    if (i.usable) img.src = apiUrl(`/api/pacs/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}/instances/${encodeURIComponent(i.uid)}/thumbnail`, token);
+    const words = document.createElement("span");
+    words.textContent = i.usable ? i.label : `not usable: ${i.why}`;
+    label.append(box, img, words);
+    return label;
+  }
+
+  renderChoice() {
+    const n = this.chosen.length;
+    const button = /** @type {HTMLButtonElement} */ (el("pacs-start"));
+    button.disabled = n < 1 || n > MAX_VIEWS;
+    button.textContent = n > MAX_VIEWS ? `Choose at most ${MAX_VIEWS} views` : `Start on ${n} view${n === 1 ? "" : "s"}`;
+    for (const box of el("pacs-series").querySelectorAll("input[type=checkbox]")) {
+      const b = /** @type {HTMLInputElement} */ (box);
+      b.checked = this.chosen.includes(b.value);
+    }
+  }
+
+  startChosen() {
+    if (!this.study || this.chosen.length < 1 || this.chosen.length > MAX_VIEWS) return;
+    const series = this.series.filter((s) => s.instances.some((i) => this.chosen.includes(i.uid)));
+    this.hooks.start({ study: this.study, series: series.length === 1 ? series[0].series_uid : null, instances: [...this.chosen] });
+  }
+}
