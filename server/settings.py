@@ -27,6 +27,7 @@ from medviz_core.errors import AuthError, MedvizError
 from medviz_core.imaging.load import MAX_DECODED_BYTES, MAX_PIXELS
 from medviz_core.recording.deidentify import RecordingIdentity
 from medviz_core.wire.limits import ClientLimits
+from server.pacs.config import PacsConfig
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -103,6 +104,9 @@ class Settings:
     session_ttl_s: float = 86400.0  # a session's keys expire after this even if it never ended (linger_s after its end)
     no_worker_notice_s: float = 30.0  # a web node that saw no live worker this long ends waiting sessions: busy
     redis_insecure: bool = False  # accept a Redis that answers without a password (tests, a one-user box)
+    # The hospital's archive (docs/pacs.md): set by `medviz serve --pacs URL` and its credential files, never --set;
+    # its repr hides the password and token.
+    pacs: PacsConfig | None = None
 
     @property
     def limits(self) -> ClientLimits:
