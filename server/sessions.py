@@ -106,6 +106,9 @@ class SessionManager(Protocol):
     def watch(self, session_id: str) -> Viewer:
         """A viewer that gets the session's frames so far, then live ones. NotFoundError if unknown."""
 
+    def is_owner(self, session_id: str, owner_key: str) -> bool:
+        """Whether `owner_key` is the owner key of this session (compared in constant time); False if unknown."""
+
     def leave(self, session_id: str, viewer: Viewer, owner: bool = False, grace: bool = False) -> None:
         """A viewer went away; stops the run when its owner has left and nobody watches (`grace`:
         after owner_grace_s, so a dropped owner can rejoin)."""
@@ -237,6 +240,11 @@ class LocalSessions:
         session.owners += 1
         log.info("session %s: owner rejoined", session_id)
         return session.channel.subscribe()
+
+    def is_owner(self, session_id: str, owner_key: str) -> bool:
+        session = self._sessions.get(session_id)
+        return (session is not None and session.owner_key is not None
+                and hmac.compare_digest(session.owner_key, key_hash(owner_key)))
 
     def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         session = self._sessions.get(session_id)

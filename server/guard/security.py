@@ -112,14 +112,19 @@ def same_origin_only(route: Route) -> Route:
     player, video) are not read by another site's page. A request without Origin (a tool, a link) goes on."""
     @functools.wraps(route)
     async def checked(request: Request) -> Response:
-        settings: Settings = request.app.state.settings
-        origin = request.headers.get("origin")
-        if not origin_allowed(settings, origin, request.headers.get("host")):
-            message = f"origin {origin!r} may not read recordings here"
-            return JSONResponse({"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": message}}, status_code=403)
-        return await route(request)
+        return foreign_origin(request, "read recordings") or await route(request)
 
     return checked
+
+
+def foreign_origin(request: Request, what: str) -> Response | None:
+    """A 403 for a request whose Origin header is present and not allowed (`what` it may not do here), else None."""
+    settings: Settings = request.app.state.settings
+    origin = request.headers.get("origin")
+    if origin_allowed(settings, origin, request.headers.get("host")):
+        return None
+    message = f"origin {origin!r} may not {what} here"
+    return JSONResponse({"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": message}}, status_code=403)
 
 
 class Guard:

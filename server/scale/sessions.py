@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import secrets
 import threading
@@ -177,6 +178,13 @@ class RedisSessions:
         viewer = followed.channel.subscribe()
         self._count(session_id, followed)
         return viewer
+
+    def is_owner(self, session_id: str, owner_key: str) -> bool:
+        try:
+            stored = self.r.hget(self.keys.session(session_id), "owner_key")
+        except redis.RedisError as error:
+            raise unreachable(error) from None
+        return stored is not None and hmac.compare_digest(text(stored), key_hash(owner_key))
 
     def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         followed = self._followed.get(session_id) or self._load(session_id)
