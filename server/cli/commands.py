@@ -1,4 +1,5 @@
-"""`medviz serve | worker | record | replay | watch | faithfulness | export`: commands about sessions and recordings.
+"""`medviz serve | worker | record | replay | watch | faithfulness | export`: commands about sessions and recordings
+(record reads a study from files or a PACS, export may send into the PACS: cli/pacs.py).
 
 Owns: their arguments and handlers. `add_server_commands(subparsers)` is called by cli/main.py,
 which prints a MedvizError as one line (exit 2). Does not own the server itself (app.py),
@@ -22,6 +23,7 @@ from medviz_core.wire.client_frames import ParamsRequest, StartRequest
 from medviz_core.wire.results import AnalysisFrame
 from medviz_core.wire.server_frames import EndFrame, StepFrame
 from server.cli.analysis import add_prompt_argument
+from server.cli.pacs import add_pacs_options, add_study_source, check_sendable, pacs_config, send_export
 from server.settings import DEFAULT_MODEL, Settings
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -40,9 +42,13 @@ def _settings(args: argparse.Namespace, **flags: Any) -> Settings:
 def serve_settings(args: argparse.Namespace) -> Settings:
     """`medviz serve`'s Settings: defaults < --config FILE < --model, --host, ... (and their environment
     variables) < each --set NAME=VALUE."""
-    return _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
-                     recordings=_path(args.recordings), **_redis_flags(args),
-                     recordings_keep_identity=True if getattr(args, "recordings_keep_identity", False) else None)
+    settings = _settings(args, model=args.model, host=args.host, port=args.port, token=args.token or None,
+                         recordings=_path(args.recordings), **_redis_flags(args),
+                         recordings_keep_identity=True if getattr(args, "recordings_keep_identity", False) else None)
+    if getattr(args, "pacs", None) is None:
+        return settings  # a retrieved instance is held to the upload's own limit
+    return dataclasses.replace(settings, pacs=pacs_config(args.pacs, args,
+                                                          max_instance_bytes=settings.max_message_bytes))
 
 
 def _redis_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,11 +130,12 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _study(paths: list[str], labels: str | None) -> tuple[list[bytes], tuple[str, ...]]:
-    """Files or a folder -> (file bytes in study order, labels): --labels, else the DICOM tags."""
-    from medviz_core.imaging.study import read_study
+def _study(args: argparse.Namespace, labels: str | None) -> tuple[list[bytes], tuple[str, ...]]:
+    """Files or a folder, or a study from --pacs -> (file bytes in study order, labels): --labels, else the DICOM
+    tags (the PACS's view labels)."""
+    from server.cli.pacs import study_source
 
-    study = read_study([Path(p) for p in paths])
+    study = study_source(args, args.image)
     if labels is None:
         return [f.data for f in study], tuple(f.label for f in study)
     given = tuple(label.strip() for label in labels.split(","))
@@ -151,7 +158,7 @@ def _record(args: argparse.Namespace) -> int:
         f"recorded-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}{SUFFIX}")
     if out.exists():
         raise MedvizError(f"{str(out)!r} already exists; recordings are never overwritten")
-    images, labels = _study(args.image, args.labels)
+    images, labels = _study(args, args.labels)
     identity = RecordingIdentity(keep=args.keep_identity, allow_burned_in=args.allow_burned_in)
     identity.check(tuple(dicom_header(image) for image in images))  # before the model loads
     engine = load_engine(args.model, compile=args.compile)
@@ -275,6 +282,8 @@ def _export(args: argparse.Namespace) -> int:
         raise MedvizError(f"{args.recording!r} is not a medviz recording: {error.message}") from None
     if recording.start is None:
         raise MedvizError(f"{args.recording!r} is not a medviz recording: it holds no whole frame")
+    if args.send:
+        check_sendable(repr(args.recording), recording)  # before anything is written
     source = recording_source(path.stem, path, recording)
     first, last = _token_range(args.token)
     result = export_dicom(*export_token_map(source, first, last, args.method, args.image), args.out)
@@ -282,6 +291,8 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{exported.kind}: {exported.path}")
     for note in result.notes:
         print(f"note: {note}")
+    if args.send:
+        send_export(args.send, args, [(o.kind, o.dataset) for o in result.objects])
     return 0
 
 
@@ -335,6 +346,9 @@ def add_server_commands(subparsers: Any) -> None:
                        help="redis://host:port/db, no password (or MEDVIZ_REDIS, a whole URL): a stateless web node "
                        "whose sessions go through Redis to `medviz worker`s or Ray Serve replicas (docs/deploy.md)")
     _add_redis_options(serve)
+    serve.add_argument("--pacs", default=None, metavar="URL", help="the hospital's archive, a DICOMweb root (e.g. "
+                       "http://pacs:8042/dicom-web): the page searches it and opens and sends studies (docs/pacs.md)")
+    add_pacs_options(serve)
     serve.add_argument("--ray", action="store_true", help="with --redis: also run the workers as Ray Serve replicas "
                        "(RAY_ADDRESS or a local Ray)")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: how many workers (one per GPU)")
@@ -359,7 +373,9 @@ def add_server_commands(subparsers: Any) -> None:
     worker.set_defaults(handler=_worker)
 
     record = subparsers.add_parser("record", help="record one session to a file, without a server")
-    record.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
+    record.add_argument("image", nargs="*", help="PNG, JPEG or DICOM files, or a study folder (frontal views first); "
+                        "or --pacs URL --study UID")
+    add_study_source(record)
     record.add_argument("--labels", default=None,
                         help="comma-separated view labels in study order, e.g. PA,lateral (default: DICOM tags)")
     record.add_argument("--out", default=None, help="the .medviz file to write (never overwritten; default: a new "
@@ -400,6 +416,9 @@ def add_server_commands(subparsers: Any) -> None:
     export.add_argument("--method", default="consensus", help="the map to export (default consensus)")
     export.add_argument("--image", type=int, default=0, help="which image of a study (default 0)")
     export.add_argument("--out", required=True, help="a folder (created if its parent exists)")
+    export.add_argument("--send", default=None, metavar="URL", help="then store the objects (STOW-RS) into the "
+                        "source's study in this PACS (a DICOMweb root; docs/pacs.md); needs an identified recording")
+    add_pacs_options(export)
     export.set_defaults(handler=_export)
 
     watch = subparsers.add_parser("watch", help="print a live session's (or a recording's) tokens as they arrive")

@@ -1,5 +1,6 @@
 """The `medviz` command, the top of the import graph: `generate` here, the others from cli/analysis.py
-(analyze, agreement) and cli/commands.py (serve, worker, record, replay, watch, faithfulness, export).
+(analyze, agreement), cli/commands.py (serve, worker, record, replay, watch, faithfulness, export) and cli/pacs.py
+(pacs find).
 
 Owns: the parser, `main`, and turning a MedvizError into one clear line on stderr with
 exit code 2 (no traceback). Does not own what the commands do beyond printing the stream.
@@ -11,7 +12,6 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 from medviz_core.engine.api import StreamEngine
@@ -20,15 +20,15 @@ from server.cli.analysis import add_analysis_commands, add_prompt_argument
 from server.cli.commands import add_server_commands
 from server.cli.deidentify import add_deidentify_command
 from server.cli.html import add_html_command
+from server.cli.pacs import add_pacs_command, add_study_source, study_source
 from server.cli.video import add_video_command
 from server.settings import DEFAULT_MODEL
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from medviz_core.imaging.study import read_study
     from medviz_core.models.load import load_engine
 
-    study = read_study([Path(p) for p in args.image])  # a missing file fails before the model loads
+    study = study_source(args, args.image)  # a missing file or study fails before the model loads
     write_generation(load_engine(args.model, compile=args.compile), study, args, sys.stdout, sys.stderr)
     return 0
 
@@ -82,7 +82,9 @@ def write_generation(engine: StreamEngine, study: Sequence[Any], args: argparse.
 
 def _add_generate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("generate", help="stream a report for one image to the terminal")
-    parser.add_argument("image", nargs="+", help="PNG, JPEG or DICOM files, or a study folder (frontal views first)")
+    parser.add_argument("image", nargs="*", help="PNG, JPEG or DICOM files, or a study folder (frontal views first); "
+                        "or --pacs URL --study UID")
+    add_study_source(parser)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="tiny | demo | random:medgemma-4b | hub id | folder")
     parser.add_argument("--question", default=None, help="ask a question instead of writing the full report")
     add_prompt_argument(parser)
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deidentify_command(subparsers)
     add_html_command(subparsers)
     add_video_command(subparsers)
+    add_pacs_command(subparsers)
     return parser
 
 

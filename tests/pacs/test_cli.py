@@ -1,0 +1,85 @@
+"""`medviz pacs find`, `medviz record --pacs URL --study UID` and `medviz export --send URL` on a real Orthanc:
+found by patient ID and accession, a session recorded from the archive, its export stored into the same study
+(QIDO lists the new series), a re-send that sends nothing twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from server.cli.main import main
+from server.pacs.client import PacsClient
+from tests.orthanc import USER, Orthanc
+from tests.pacs.conftest import PacsStudy
+
+
+def credentials(orthanc: Orthanc) -> list[str]:
+    return ["--pacs-user", USER, "--pacs-password-file", str(orthanc.password_file())]
+
+
+def test_pacs_find_prints_the_study_found_by_patient_id_and_by_accession(
+        orthanc: Orthanc, stored_study: Callable[..., PacsStudy], capsys: pytest.CaptureFixture[str]) -> None:
+    study = stored_study("PAT-CLI-1", "ACC-CLI-1")
+    assert main(["pacs", "find", orthanc.dicomweb, "--patient-id", "PAT-CLI-1", *credentials(orthanc)]) == 0
+    table = capsys.readouterr()
+    assert main(["pacs", "find", orthanc.dicomweb, "--accession", "ACC-CLI-1", "--json", *credentials(orthanc)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    lines = table.out.splitlines()
+    assert lines[0].split() == ["date", "patient", "id", "name", "accession", "modalities", "series/inst", "study",
+                                "UID"]
+    assert lines[1].split() == ["2024-01-15", "PAT-CLI-1", "Covid0000", "ACC-CLI-1", "DX", "1/1", study.study_uid]
+    assert table.err == "1 study\n"
+    assert [(s["study_uid"], s["patient_id"], s["accession"]) for s in found["studies"]] == [
+        (study.study_uid, "PAT-CLI-1", "ACC-CLI-1")]
+    assert orthanc.password not in table.out + table.err
+
+
+def test_a_wrong_password_is_one_line_without_the_password(orthanc: Orthanc, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    assert main(["pacs", "find", orthanc.dicomweb, "--pacs-user", USER, "--pacs-password-file", str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"medviz: the PACS at {orthanc.dicomweb} refused medviz's credentials (HTTP 401) for a study "
+                   "search: check --pacs-user and --pacs-password-file, or --pacs-token-file\n")
+
+
+def test_record_from_the_pacs_then_export_send_stores_into_the_same_study_once(
+        orthanc: Orthanc, pacs: PacsClient, stored_study: Callable[..., PacsStudy], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    study = stored_study("PAT-SEND-1", "ACC-SEND-1")
+    recording = tmp_path / "from-pacs.medviz"
+    assert main(["record", "--pacs", orthanc.dicomweb, "--study", study.study_uid, *credentials(orthanc),
+                 "--out", str(recording), "--model", "tiny", "--max-new-tokens", "2", "--keep-identity"]) == 0
+    capsys.readouterr()
+    export = ["export", str(recording), "--token", "0", "--send", orthanc.dicomweb, *credentials(orthanc)]
+    assert main([*export, "--out", str(tmp_path / "first")]) == 0
+    first = capsys.readouterr().out.splitlines()
+    series = pacs.series(study.study_uid)
+    assert main([*export, "--out", str(tmp_path / "again")]) == 0
+    again = capsys.readouterr().out.splitlines()
+    sent = [line for line in first if line.startswith("sent: ")]
+    objects = len([line for line in first if line.split(":")[0] in ("secondary_capture", "parametric_map",
+                                                                   "segmentation", "presentation_state")])
+    assert sent == [f"sent: stored {objects} of {objects} objects into study {study.study_uid}"]
+    assert [s.description.startswith("medviz") for s in series].count(True) == objects == len(series) - 1
+    assert [line for line in again if line.startswith("sent: ")] == [
+        f"sent: all {objects} objects were already in study {study.study_uid} and were not sent again"]
+    assert len(pacs.series(study.study_uid)) == 1 + objects
+
+
+def test_export_send_of_a_recording_without_a_dicom_source_says_so_and_writes_nothing(
+        orthanc: Orthanc, cxr_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recording = tmp_path / "png.medviz"
+    assert main(["record", str(cxr_dir / "nih_00000001_000.png"), "--out", str(recording), "--model", "tiny",
+                 "--max-new-tokens", "2"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "export"
+    assert main(["export", str(recording), "--token", "0", "--out", str(out), "--send", orthanc.dicomweb,
+                 *credentials(orthanc)]) == 2
+    assert capsys.readouterr().err == (f"medviz: {str(recording)!r} has no DICOM source: nothing to send into a study "
+                                       "(its image was PNG or JPEG)\n")
+    assert not out.exists()
