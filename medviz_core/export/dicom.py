@@ -3,11 +3,14 @@
 Owns: the inputs of an export (`ExportSource`, `ExportMap`), their checks, which objects
 are made (`build_export`) and writing them all or nothing (`export_dicom`). Always: an
 RGB Secondary Capture of the overlay. With a source DICOM header, also a Parametric Map
-(the raw map, float32) and, when the map has regions, a Segmentation (one segment per
-region), both at the source's Rows x Columns and referencing its Study, Series and SOP
-Instance UIDs. Pure: no torch, no HTTP. Does not own: reading recordings, choosing the
-token or the method (the CLI and the server do), pixels (export/overlay.py), attribute
-copying (export/header.py) or the objects' attributes (export/objects.py).
+(the raw map, float32), when the map has regions a Segmentation (one segment per region),
+both at the source's Rows x Columns and referencing its Study, Series and SOP Instance
+UIDs, and for a grayscale source a Grayscale Softcopy Presentation State on the source
+image (regions, peak and text as a switchable overlay). With a header the UIDs are the
+same for the same export (export/uids.py). Pure: no torch, no HTTP. Does not own: reading
+recordings, choosing the token or the method (the CLI and the server do), pixels
+(export/overlay.py), attribute copying (export/header.py) or the objects' attributes
+(export/objects.py, export/presentation_state.py).
 
 Geometry: map cell (r, c) of a (gh, gw) map covers pixel rows [r*H//gh, (r+1)*H//gh) and
 columns [c*W//gw, (c+1)*W//gw) of the whole (H, W) picture: the model resizes the whole
@@ -44,16 +47,20 @@ from medviz_core.export.objects import (
     series_description,
 )
 from medviz_core.export.overlay import RGBImage, render_overlay
+from medviz_core.export.presentation_state import annotation_lines, grayscale_refusal, presentation_state
+from medviz_core.export.uids import ExportUIDs
 from medviz_core.types import METHODS, FloatMap, Region
 
-Kind = Literal["secondary_capture", "parametric_map", "segmentation"]
+Kind = Literal["secondary_capture", "parametric_map", "segmentation", "presentation_state"]
 
 FILE_SUFFIXES: dict[str, str] = {
     "secondary_capture": "overlay_sc",
     "parametric_map": "map_pm",
     "segmentation": "regions_seg",
+    "presentation_state": "outlines_pr",
 }
-"""File name = f"medviz_{method}_{8 hex}_{suffix}.dcm"; the hex is new with every export (a study's zip: export_zip)."""
+"""File name = f"medviz_{method}_{8 hex}_{suffix}.dcm"; the hex is new with every export (a study's zip: export_zip);
+the UIDs inside are what stay the same (export/uids.py)."""
 
 NO_IDENTITY = (
     "the source was PNG/JPEG: this export has no patient identity "
@@ -108,6 +115,10 @@ class ExportResult:
     notes: tuple[str, ...]  # e.g. NO_IDENTITY; source attributes not copied; the map's geometry
     has_patient_identity: bool  # True: patient attributes copied from a DICOM header; False for PNG/JPEG
 
+    def of_kind(self, kind: Kind) -> ExportedObject | None:
+        """The object of `kind`, or None when this export has none."""
+        return next((o for o in self.objects if o.kind == kind), None)
+
     @property
     def paths(self) -> tuple[Path, ...]:
         return tuple(o.path for o in self.objects if o.path is not None)
@@ -126,7 +137,7 @@ def build_export(source: ExportSource, token_map: ExportMap) -> ExportResult:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=PERSON_NAME_WARNING, category=UserWarning)
         try:
-            return _build(source.header, overlay, token_map, labels)
+            return _build(source.header, overlay, token_map, labels, _uids(source.header, token_map))
         except (ValueError, TypeError, AttributeError) as error:  # highdicom's refusals
             raise ExportError(f"highdicom could not build the export: {error}") from error
 
@@ -144,20 +155,35 @@ def export_dicom(source: ExportSource, token_map: ExportMap, out_dir: str | os.P
     return ExportResult(objects, built.notes, built.has_patient_identity)
 
 
-def _build(header: Dataset | None, overlay: RGBImage, token_map: ExportMap, labels: dict[str, str]) -> ExportResult:
+def _uids(header: Dataset | None, token_map: ExportMap) -> ExportUIDs:
+    """The same UIDs for the same source, token description, method, model and map; new ones without a header."""
+    instance = None if header is None else str(header.SOPInstanceUID)
+    return ExportUIDs.of(instance, token_map.description, token_map.method, token_map.stand_in,
+                         token_map.relevancy, token_map.regions)
+
+
+def _build(header: Dataset | None, overlay: RGBImage, token_map: ExportMap, labels: dict[str, str],
+           uids: ExportUIDs) -> ExportResult:
+    note = model_note(token_map.stand_in)
     if header is None:
         charset = None if all(t.isascii() for t in labels.values()) else "ISO_IR 192"
-        sc = secondary_capture(overlay, None, charset, labels["secondary_capture"], model_note(token_map.stand_in))
+        sc = secondary_capture(overlay, None, charset, labels["secondary_capture"], uids, note)
         return ExportResult((ExportedObject("secondary_capture", sc),), (NO_IDENTITY, NO_SOURCE_OBJECTS), False)
-    reduced, notes = reference_header(header, tuple(labels.values()))
-    sc = secondary_capture(overlay, reduced, None, labels["secondary_capture"], model_note(token_map.stand_in))
+    lines = annotation_lines(token_map.method, token_map.description, note if token_map.stand_in else "")
+    reduced, notes = reference_header(header, (*labels.values(), *lines))
+    sc = secondary_capture(overlay, reduced, None, labels["secondary_capture"], uids, note)
     objects = [ExportedObject("secondary_capture", sc)]
-    pm, geometry_note = parametric_map(reduced, token_map.relevancy, token_map.method, labels["parametric_map"])
+    pm, geometry_note = parametric_map(reduced, token_map.relevancy, token_map.method, labels["parametric_map"], uids)
     objects.append(ExportedObject("parametric_map", pm))
     if token_map.regions:
-        seg = segmentation(reduced, token_map.regions, token_map.method, labels["segmentation"])
+        seg = segmentation(reduced, token_map.regions, token_map.method, labels["segmentation"], uids)
         objects.append(ExportedObject("segmentation", seg))
-    extra = tuple(n for n in (geometry_note, "" if token_map.regions else NO_REGIONS) if n)
+    not_grayscale = grayscale_refusal(header)
+    if not not_grayscale:
+        gsps = presentation_state(reduced, header, token_map.relevancy, token_map.regions, lines,
+                                  labels["presentation_state"], uids)
+        objects.append(ExportedObject("presentation_state", gsps))
+    extra = tuple(n for n in (geometry_note, "" if token_map.regions else NO_REGIONS, not_grayscale) if n)
     return ExportResult(tuple(objects), notes + extra, True)
 
 

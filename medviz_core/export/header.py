@@ -3,8 +3,9 @@
 Owns: checking that a source header can be referenced (`check_source`), the reduced
 header every exported object is built from (`reference_header`: the source's identity,
 patient and study attributes, copied only when valid for their VR), the geometry a
-Parametric Map needs (`map_geometry_header`) and the attributes set on an object after
-highdicom built it (`finish`). Works on header-only datasets: Pixel Data is never read.
+Parametric Map needs (`map_geometry_header`), the attributes set on an object after
+highdicom built it (`finish`) and one attribute's value when valid for its VR
+(`valid_value`). Works on header-only datasets: Pixel Data is never read.
 Does not own: pixels, the objects themselves (export/dicom.py), or files.
 
 Rules:
@@ -21,7 +22,6 @@ import copy
 import re
 from typing import Any
 
-import pydicom.uid
 from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.uid import RE_VALID_UID
@@ -93,14 +93,14 @@ def reference_header(source: Dataset, texts: tuple[str, ...]) -> tuple[Dataset, 
         setattr(header, keyword, source.get(keyword))
     notes: list[str] = []
     for keyword in (*TYPE2_COPIED, *OPTIONAL_COPIED, *SERIES_COPIED):
-        value, note = _valid_value(source, keyword)
+        value, note = valid_value(source, keyword)
         if note:
             notes.append(note)
         if value is not None or keyword in TYPE2_COPIED:
             setattr(header, keyword, value)
     if has_plane_geometry(source):
         for keyword in (*PLANE_GEOMETRY, "PositionReferenceIndicator"):
-            setattr(header, keyword, _valid_value(source, keyword)[0])
+            setattr(header, keyword, valid_value(source, keyword)[0])
     copied = [str(e.value) for e in header if e.VR in ("PN", "LO", "SH", "ST", "LT", "UT")]
     if not all(text.isascii() for text in (*copied, *texts)):
         header.SpecificCharacterSet = UTF8
@@ -109,20 +109,20 @@ def reference_header(source: Dataset, texts: tuple[str, ...]) -> tuple[Dataset, 
 
 def has_plane_geometry(source: Dataset) -> bool:
     """Whether the source states where its pixels are in patient space (all PLANE_GEOMETRY valid)."""
-    return all(_valid_value(source, keyword)[0] is not None for keyword in PLANE_GEOMETRY)
+    return all(valid_value(source, keyword)[0] is not None for keyword in PLANE_GEOMETRY)
 
 
-def map_geometry_header(header: Dataset) -> tuple[Dataset, str]:
+def map_geometry_header(header: Dataset, frame_of_reference_uid: str) -> tuple[Dataset, str]:
     """The header for a Parametric Map, which must have a frame of reference and a plane.
 
     A header with plane geometry is returned as it is (the map shares the source's frame).
-    Otherwise a copy gets a new FrameOfReferenceUID, position (0, 0, 0), orientation rows
+    Otherwise a copy gets FrameOfReferenceUID `frame_of_reference_uid` (its own), position (0, 0, 0), orientation rows
     +x and columns +y, and PixelSpacing NOMINAL_PIXEL_SPACING; the note says so.
     """
     if "ImagePositionPatient" in header:
         return header, ""
     nominal = copy.deepcopy(header)
-    nominal.FrameOfReferenceUID = pydicom.uid.generate_uid()
+    nominal.FrameOfReferenceUID = frame_of_reference_uid
     nominal.PositionReferenceIndicator = None
     nominal.ImagePositionPatient = [0.0, 0.0, 0.0]
     nominal.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -141,26 +141,33 @@ def finish(dataset: Dataset, header: Dataset | None, kind: str) -> None:
     """The SERIES_COPIED attributes highdicom does not copy, from a `reference_header`
     (None for PNG/JPEG), as dciodvfy checks their conditions:
     - BodyPartExamined (General Series, Type 3): copied when the header has it.
-    - ImageLaterality (General Image, Type 3), not on a segmentation: copied when present.
+    - ImageLaterality (General Image, Type 3), not on a segmentation or a presentation state
+      (no General Image module): copied when present.
     - Laterality (General Series, Type 2C), not on a segmentation (dciodvfy: "present when
       condition unsatisfied"): copied; else empty (unknown) unless the header has
       BodyPartExamined or ImageLaterality, which make it not required.
     - PatientOrientation (General Image, Type 2C), not on a parametric map (its plane
-      orientation says it): copied, else empty (unknown).
+      orientation says it) or a presentation state: copied, else empty (unknown).
     """
     values = {k: header.get(k) if header is not None else None for k in SERIES_COPIED}
-    for keyword in ("BodyPartExamined", "ImageLaterality", "Laterality"):
-        if values[keyword] is not None and (keyword == "BodyPartExamined" or kind != "segmentation"):
+    allowed = {
+        "BodyPartExamined": True,
+        "ImageLaterality": kind not in ("segmentation", "presentation_state"),
+        "Laterality": kind != "segmentation",
+    }
+    for keyword, allow in allowed.items():
+        if values[keyword] is not None and allow:
             setattr(dataset, keyword, values[keyword])
     known = any(values[k] is not None for k in ("Laterality", "BodyPartExamined", "ImageLaterality"))
     if kind != "segmentation" and not known:
         dataset.Laterality = None
-    if kind != "parametric_map":
+    if kind not in ("parametric_map", "presentation_state"):
         dataset.PatientOrientation = values["PatientOrientation"]
 
 
-def _valid_value(source: Dataset, keyword: str) -> tuple[Any, str]:
-    """(value, "") when valid for its VR, (None, "") when absent or empty, (None, note) when invalid."""
+def valid_value(source: Dataset, keyword: str) -> tuple[Any, str]:
+    """A copy of the source's `keyword`: (value, "") when valid for its VR, (None, "") when absent
+    or empty, (None, note) when invalid."""
     if keyword not in source or source[keyword].VM == 0:
         return None, ""
     element = source[keyword]

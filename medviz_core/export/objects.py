@@ -2,9 +2,11 @@
 
 Owns: the Secondary Capture of the overlay (`secondary_capture`), the Parametric Map of
 the raw map at source resolution (`parametric_map`) and the Segmentation of the regions
-(`segmentation`), each a new series with new UIDs, and the texts and codes they carry.
-Does not own: checking inputs, choosing which attributes of the source are copied
-(export/header.py), pixels (export/overlay.py) or files (export/dicom.py).
+(`segmentation`), each its own series with the UIDs export/uids.py gives it, and the texts
+and codes they carry; the series description and number of every kind, the presentation
+state's too. Does not own: checking inputs, choosing which attributes of the source are
+copied (export/header.py), pixels (export/overlay.py), the presentation state
+(export/presentation_state.py) or files (export/dicom.py).
 
 Codes: the map's quantity and the segments' property type are DCM 130404 "Saliency" (CID
 7180 / CID 217 Visual Explanation), the segments' category SCT 309825002 "Spatial and
@@ -33,19 +35,21 @@ from pydicom.uid import ExplicitVRLittleEndian
 from medviz_core import __version__
 from medviz_core.export.header import finish, map_geometry_header
 from medviz_core.export.overlay import RGBImage, map_to_pixels, region_masks
+from medviz_core.export.uids import ExportUIDs
 from medviz_core.types import REAL_MODEL_NOTE, STAND_IN_NOTE, FloatMap, Region
 
 logging.getLogger("highdicom").setLevel(logging.WARNING)  # its INFO lines name the source's UIDs
 
 MANUFACTURER = "medviz"
 SERIAL_NUMBER = "none"
-SERIES_NUMBERS = {"secondary_capture": 901, "parametric_map": 902, "segmentation": 903}
-"""Fixed per kind; the Series Instance UIDs are what is new with every export."""
+SERIES_NUMBERS = {"secondary_capture": 901, "parametric_map": 902, "segmentation": 903, "presentation_state": 904}
+"""Fixed per kind; the Series Instance UIDs tell one export from another (export/uids.py)."""
 
 KINDS = {
     "secondary_capture": "attention overlay",
     "parametric_map": "attention map",
     "segmentation": "attention regions",
+    "presentation_state": "attention outlines",
 }
 """Each object's kind and the words its SeriesDescription starts with."""
 
@@ -66,14 +70,15 @@ def model_note(stand_in: bool) -> str:
 
 
 def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | None, label: str,
-                      note: str = "") -> Dataset:
+                      uids: ExportUIDs, note: str = "") -> Dataset:
     """The overlay as an RGB Secondary Capture: in the source's study when there is a header
     (patient and study attributes from it, the source as Source Image Sequence), else in a
     new study with empty patient attributes (Type 2: present, no value). `note` (ImageComments):
     what the model is (`model_note`)."""
     common: dict[str, Any] = dict(  # highdicom's keyword arguments, shared by both constructors
         pixel_array=overlay, photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
-        series_instance_uid=hd.UID(), series_number=SERIES_NUMBERS["secondary_capture"], sop_instance_uid=hd.UID(),
+        series_instance_uid=uids.series("secondary_capture"), series_number=SERIES_NUMBERS["secondary_capture"],
+        sop_instance_uid=uids.instance("secondary_capture"),
         instance_number=1, manufacturer=MANUFACTURER, patient_orientation=_PLACEHOLDER_ORIENTATION,
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )  # fmt: skip
@@ -96,7 +101,8 @@ def secondary_capture(overlay: RGBImage, header: Dataset | None, charset: str | 
     return cast(Dataset, sc)
 
 
-def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str) -> tuple[Dataset, str]:
+def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str,
+                   uids: ExportUIDs) -> tuple[Dataset, str]:
     """The raw map at the source's Rows x Columns as float32, with an identity real world
     value mapping (unitless attention relevancy of `method`); and a note about its geometry."""
     values = map_to_pixels(relevancy, int(header.Rows), int(header.Columns))
@@ -109,11 +115,12 @@ def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str
     # Relevancy values are far below 1: a LINEAR window narrower than 1 is not allowed, LINEAR_EXACT is.
     window = hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=(high - low) or 1.0,
                                      voi_lut_function="LINEAR_EXACT")
-    geometry, note = map_geometry_header(header)
+    geometry, note = map_geometry_header(header, uids.frame_of_reference("parametric_map"))
     spacing = (float(geometry.PixelSpacing[0]), float(geometry.PixelSpacing[1]))
     measures = hd.PixelMeasuresSequence(pixel_spacing=spacing, slice_thickness=geometry.get("SliceThickness"))
     pm = hd.pm.ParametricMap(
-        [geometry], values, hd.UID(), SERIES_NUMBERS["parametric_map"], hd.UID(), 1,
+        [geometry], values, uids.series("parametric_map"), SERIES_NUMBERS["parametric_map"],
+        uids.instance("parametric_map"), 1,
         MANUFACTURER, MANUFACTURER, __version__, SERIAL_NUMBER, False, [mapping],
         voi_lut_transformations=[window], derived_pixel_contrast="RESAMPLED",
         pixel_measures=measures,
@@ -124,7 +131,7 @@ def parametric_map(header: Dataset, relevancy: FloatMap, method: str, label: str
     return pm, note
 
 
-def segmentation(header: Dataset, regions: Sequence[Region], method: str, label: str) -> Dataset:
+def segmentation(header: Dataset, regions: Sequence[Region], method: str, label: str, uids: ExportUIDs) -> Dataset:
     """A binary Segmentation at the source's Rows x Columns, one segment per region (in
     order), every segment's frame kept even when its polygon covers no pixel centre."""
     masks = region_masks(regions, int(header.Rows), int(header.Columns))
@@ -142,8 +149,9 @@ def segmentation(header: Dataset, regions: Sequence[Region], method: str, label:
         segment.SegmentDescription = f"{region.mass:.3f} of the map's mass, {region.zone}"
         segments.append(segment)
     seg = hd.seg.Segmentation(
-        [header], np.moveaxis(masks, 0, -1)[np.newaxis], "BINARY", segments, hd.UID(),
-        SERIES_NUMBERS["segmentation"], hd.UID(), 1, MANUFACTURER, MANUFACTURER, __version__, SERIAL_NUMBER,
+        [header], np.moveaxis(masks, 0, -1)[np.newaxis], "BINARY", segments, uids.series("segmentation"),
+        SERIES_NUMBERS["segmentation"], uids.instance("segmentation"), 1, MANUFACTURER, MANUFACTURER, __version__,
+        SERIAL_NUMBER,
         omit_empty_frames=False, content_label="ATTENTION", content_description=label,
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )  # fmt: skip

@@ -37,11 +37,12 @@ from medviz_core.export.header import NOMINAL_PIXEL_SPACING
 from medviz_core.export.overlay import ALPHA, VIRIDIS, cell_edges, map_to_pixels, region_masks, render_overlay
 from medviz_core.imaging.load import load_image
 from medviz_core.types import Region
+from tests.export.conftest import SOURCE
 
-SOURCE = "nih_00000002_000_dx.dcm"
 SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 PM_STORAGE = "1.2.840.10008.5.1.4.1.1.30"
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+GSPS_STORAGE = "1.2.840.10008.5.1.4.1.1.11.1"
 PEAK = (5, 9)  # the synthetic map's maximum cell (row, col) on its 16 x 16 grid
 AGE_NOTE = "the source's PatientAge '81' is not a valid DICOM AS value: not copied"
 LATERALITY_UNKNOWN = (
@@ -68,18 +69,6 @@ def token_map(**changes: Any) -> ExportMap:
     fields: dict[str, Any] = dict(relevancy=peak_map(), regions=(rectangle(0.5, 0.25, 0.75, 0.5), TRIANGLE), method="rollout", description="token 12 'effusion'")
     fields.update(changes)
     return ExportMap(**fields)
-
-
-@pytest.fixture(scope="module")
-def header(cxr_dir: Path) -> Dataset:
-    dataset = pydicom.dcmread(cxr_dir / SOURCE, stop_before_pixels=True)
-    assert "PixelData" not in dataset
-    return dataset
-
-
-@pytest.fixture(scope="module")
-def picture(cxr_dir: Path) -> np.ndarray:
-    return load_image((cxr_dir / SOURCE).read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +129,10 @@ def test_the_overlay_leaves_the_minimum_untouched_and_colours_the_maximum() -> N
 # --- the objects of a DICOM source ------------------------------------------------------
 
 
-def test_a_dicom_source_gives_a_secondary_capture_a_parametric_map_and_a_segmentation(exported: ExportResult) -> None:
-    assert [o.kind for o in exported.objects] == ["secondary_capture", "parametric_map", "segmentation"]
-    assert [read(exported, o.kind).SOPClassUID for o in exported.objects] == [SC_STORAGE, PM_STORAGE, SEG_STORAGE]
+def test_a_dicom_source_gives_a_capture_a_map_a_segmentation_and_a_presentation_state(exported: ExportResult) -> None:
+    assert [o.kind for o in exported.objects] == ["secondary_capture", "parametric_map", "segmentation", "presentation_state"]
+    assert [read(exported, o.kind).SOPClassUID for o in exported.objects] == [SC_STORAGE, PM_STORAGE, SEG_STORAGE, GSPS_STORAGE]
+    assert [p.name.split("_", 3)[3] for p in exported.paths] == ["overlay_sc.dcm", "map_pm.dcm", "regions_seg.dcm", "outlines_pr.dcm"]
     folder = exported.paths[0].parent
     assert sorted(os.listdir(folder)) == sorted(p.name for p in exported.paths)  # no temporary folder left
     assert exported.has_patient_identity is True
@@ -241,12 +231,11 @@ def test_a_source_in_patient_space_shares_its_frame_of_reference(header: Dataset
     assert result.notes == (AGE_NOTE,)
 
 
-def test_every_export_is_new_series_and_new_instances(header: Dataset, picture: np.ndarray) -> None:
-    first, second = (build_export(ExportSource(picture, header), token_map()) for _ in range(2))
-    uids = [uid for r in (first, second) for o in r.objects for uid in (o.sop_instance_uid, o.series_instance_uid)]
-    assert len(set(uids)) == 12
+def test_every_object_is_its_own_new_series_and_instance(exported: ExportResult, header: Dataset) -> None:
+    uids = [uid for o in exported.objects for uid in (o.sop_instance_uid, o.series_instance_uid)]
+    assert len(set(uids)) == 8
     assert not set(uids) & {header.SOPInstanceUID, header.SeriesInstanceUID}
-    assert first.objects[1].dataset.FrameOfReferenceUID != second.objects[1].dataset.FrameOfReferenceUID
+    assert all(uid.startswith("2.25.") and len(uid) <= 64 and pydicom.uid.UID(uid).is_valid for uid in uids)
 
 
 def test_the_export_does_not_change_the_source_header(header: Dataset, picture: np.ndarray) -> None:
@@ -267,7 +256,7 @@ def test_a_latin1_patient_name_is_written_as_the_same_text_in_utf8(header: Datas
 
 def test_a_map_without_regions_gives_no_segmentation_and_says_so(header: Dataset, picture: np.ndarray) -> None:
     result = build_export(ExportSource(picture, header), token_map(regions=()))
-    assert [o.kind for o in result.objects] == ["secondary_capture", "parametric_map"]
+    assert [o.kind for o in result.objects] == ["secondary_capture", "parametric_map", "presentation_state"]
     assert result.notes[-1] == NO_REGIONS
 
 
@@ -276,6 +265,7 @@ def test_the_series_descriptions_name_the_kind_the_tokens_and_the_method(exporte
         "medviz attention overlay: token 12 'effusion' (rollout)",
         "medviz attention map: token 12 'effusion' (rollout)",
         "medviz attention regions: token 12 'effusion' (rollout)",
+        "medviz attention outlines: token 12 'effusion' (rollout)",
     ]
 
 
@@ -286,6 +276,7 @@ def test_a_stand_in_models_export_says_demo_model_in_every_series_description_an
         "medviz DEMO MODEL attention overlay: token 12 'effusion' (rollout)"[:63] + "…",
         "medviz DEMO MODEL attention map: token 12 'effusion' (rollout)",
         "medviz DEMO MODEL attention regions: token 12 'effusion' (rollout)"[:63] + "…",
+        "medviz DEMO MODEL attention outlines: token 12 'effusion' (rollout)"[:63] + "…",
     ]
     assert objects[0].dataset.ImageComments == (
         "Demo model: untrained vision - the heatmaps show the mechanics of attention, not medicine; "
@@ -458,11 +449,12 @@ def anatomy_header(header: Dataset) -> Dataset:
 
 
 def test_anatomy_attributes_of_the_source_are_copied_where_each_object_allows_them(header: Dataset, picture: np.ndarray) -> None:
-    sc, pm, seg = (o.dataset for o in build_export(ExportSource(picture, anatomy_header(header)), token_map()).objects)
+    sc, pm, seg, pr = (o.dataset for o in build_export(ExportSource(picture, anatomy_header(header)), token_map()).objects)
     keywords = ("BodyPartExamined", "ImageLaterality", "PatientOrientation", "Laterality")
     assert [sc.get(k) for k in keywords] == ["CHEST", "U", ["L", "F"], None]
     assert [pm.get(k) for k in keywords] == ["CHEST", "U", None, None]
     assert [seg.get(k) for k in keywords] == ["CHEST", None, ["L", "F"], None]
+    assert [pr.get(k) for k in keywords] == ["CHEST", None, None, None]
     assert "Laterality" not in sc and "Laterality" not in pm  # not required with a body part
 
 
@@ -479,7 +471,9 @@ def test_dciodvfy_reports_no_error_for_any_object_of_a_dicom_source(variant: str
     result = export_dicom(ExportSource(picture, SOURCES[variant](header)), token_map(), tmp_path)
     # Laterality is written empty (unknown) only when the source gives no body part or image laterality.
     unknown = set() if variant == "source-with-anatomy" else {LATERALITY_UNKNOWN}
-    expected = {"secondary_capture": SOURCE_WARNINGS | unknown, "parametric_map": SOURCE_WARNINGS | unknown, "segmentation": SOURCE_WARNINGS}
+    expected = {"secondary_capture": SOURCE_WARNINGS | unknown, "parametric_map": SOURCE_WARNINGS | unknown,
+                "segmentation": SOURCE_WARNINGS, "presentation_state": SOURCE_WARNINGS | unknown}
+    assert [o.kind for o in result.objects] == list(expected)
     for o in result.objects:
         assert o.path is not None
         errors, warnings = dciodvfy(o.path)
