@@ -111,7 +111,7 @@ def _rank(view_position: str) -> int:
 
 
 def _kind_words(kind: str) -> str:
-    return {"multi-frame": "a multi-frame image", "non-image": "not an image"}.get(kind, f"a {kind} object")
+    return {"multi-frame": "a multi-frame image", "non-image": "not an image"}.get(kind, f"not an image ({kind})")
 
 
 def _nothing_usable(where: str, skipped: Mapping[str, str], only_medviz: bool) -> str:
