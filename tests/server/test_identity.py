@@ -126,7 +126,7 @@ def test_a_replay_viewer_gets_no_identity_in_any_frame_nor_in_its_export(live: L
     sent = replay_frames(live, recording, EXPORT)
     assert [leaks(d) for d in sent if leaks(d)] == []
     exports = [f for f in map(frames.decode, sent) if isinstance(f, AnalysisFrame) and f.status == "done"]
-    assert [h.PatientIdentityRemoved for h in exported_headers(export_of(exports[0]))] == ["YES"] * 3
+    assert [h.PatientIdentityRemoved for h in exported_headers(export_of(exports[0]))] == ["YES"] * 4
 
 
 def test_the_recordings_list_shows_a_question_only_to_a_request_that_may_replay_it(

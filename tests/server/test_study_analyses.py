@@ -98,7 +98,7 @@ def test_a_dicom_export_of_a_dicom_sessions_token_references_its_source(live: Li
     answer = run(scenario())["export"]
     assert isinstance(answer, AnalysisFrame) and isinstance(answer.result, DicomResult)
     archive = zipfile.ZipFile(io.BytesIO(answer.result.zip))
-    assert sorted(name.rsplit("_", 2)[-2] for name in archive.namelist()) == ["map", "overlay", "regions"]
+    assert sorted(name.rsplit("_", 2)[-2] for name in archive.namelist()) == ["map", "outlines", "overlay", "regions"]
     original = pydicom.dcmread(io.BytesIO(source), stop_before_pixels=True)
     for name in archive.namelist():
         exported = pydicom.dcmread(io.BytesIO(archive.read(name)))
