@@ -7,8 +7,8 @@ Does not own what the routes do (sockets/live.py, sockets/replay.py, recordings.
 
 Routes: `/` static web/ (index.html); GET /api/health; GET /api/sessions;
 GET /api/recordings; GET /api/recordings/{id}/thumbnail; GET|DELETE /api/recordings/{id}; POST
-/api/recordings/{id}/video, GET /api/videos/{job} (teaching/videos.py); websockets /ws/session,
-/ws/watch/{session_id}, /ws/replay/{recording_id}.
+/api/recordings/{id}/video, GET /api/videos/{job} (teaching/videos.py); /api/pacs... (pacs_routes.py);
+websockets /ws/session, /ws/watch/{session_id}, /ws/replay/{recording_id}.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from medviz_core.engine.api import StreamEngine
 from medviz_core.recording.file import tighten_folder
 from medviz_core.types import GenerationParams, is_stand_in
 from medviz_core.wire.server_frames import params_to_wire
-from server import recording_disk, recordings
+from server import pacs_routes, recording_disk, recordings
 from server.guard.headers import SecurityHeaders
 from server.guard.security import Guard
 from server.sessions import LocalSessions, SessionManager
@@ -108,6 +108,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
         Route("/api/recordings/{recording_id}/thumbnail", recordings.thumbnail_route, methods=["GET"]),
         Route("/api/recordings/{recording_id}/video", videos.start_route, methods=["POST"]),
         Route("/api/videos/{job}", videos.video_route, methods=["GET"]),
+        *pacs_routes.ROUTES,  # 404 "no PACS configured" without --pacs (pacs_routes.py)
         Route("/api/recordings/{recording_id:path}", recordings.download_route, methods=["GET"]),
         Route("/api/recordings/{recording_id:path}", recordings.delete_route, methods=["DELETE"]),
         WebSocketRoute("/ws/session", live.session_route),
@@ -122,6 +123,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
     app.state.suggested = None  # the loaded engine's suggested GenerationParams, once the lifespan has it
     app.state.videos = videos.VideoJobs(videos.RenderLimits(settings.video_render_limit_s,
                                                             settings.video_paused_limit_s))  # teaching/videos.py
+    app.state.pacs_sends = pacs_routes.sends()  # one Send to PACS at a time (pacs_routes.py)
     app.state.players = offline_routes.builds()  # offline players built at once (teaching/offline_routes.py)
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,

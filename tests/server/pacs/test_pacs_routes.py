@@ -1,0 +1,170 @@
+"""The server's PACS routes on a real Orthanc: the browser's search by patient ID and accession, a study's series
+with their view labels and thumbnails, Send to PACS of a pinned
+token into the same study (and a re-send that stores nothing new), and each failure as one JSON line with its
+status while the server keeps serving: no PACS, an unreachable one, refused credentials, a study gone, a foreign
+Origin, a watcher. No answer carries the PACS's password."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import httpx
+import pydicom
+from PIL import Image
+
+from medviz_core.wire.client_frames import PacsPick
+from server.pacs.config import PacsConfig
+from server.pacs.start import NO_PACS
+from server.pacs_routes import REFUSED_CREDENTIALS
+from tests.orthanc import USER, Orthanc, free_port
+from tests.pacs.conftest import PacsStudy
+from tests.server.helpers import LiveServer
+from tests.server.pacs.test_pacs_start import owned_session
+
+SEND = {"index": 0, "method": "consensus"}
+
+
+def get(server: LiveServer, path: str, **headers: str) -> httpx.Response:
+    return httpx.get(f"{server.http}{path}", headers=headers, timeout=60)
+
+
+def test_without_a_pacs_every_pacs_route_answers_404_no_pacs_configured(make_server: Callable[..., LiveServer]) -> None:
+    server = make_server()
+    for path in ("/api/pacs", "/api/pacs/studies?patient_id=X", "/api/pacs/studies/1.2/series"):
+        answer = get(server, path)
+        assert (answer.status_code, answer.json()["error"]["message"]) == (404, NO_PACS)
+
+
+def test_the_pacs_route_names_the_host_and_port_only(pacs_server: Callable[..., LiveServer], orthanc: Orthanc) -> None:
+    answer = get(pacs_server(), "/api/pacs")
+    assert answer.json() == {"host": f"127.0.0.1:{orthanc.port}", "max_results": 100, "page_size": 25}
+    assert orthanc.password not in answer.text and USER not in answer.text
+
+
+def test_a_stored_study_is_found_by_patient_id_and_by_accession(pacs_server: Callable[..., LiveServer],
+                                                                stored_study: Callable[..., PacsStudy]) -> None:
+    study = stored_study("P3-FIND-1", "ACC-P3-1")
+    server = pacs_server()
+    by_id = get(server, "/api/pacs/studies?patient_id=P3-FIND-1").json()
+    by_accession = get(server, "/api/pacs/studies?accession=ACC-P3-1&date_from=2024-01-01&date_to=2024-01-31").json()
+    assert by_id == by_accession
+    assert (by_id["offset"], by_id["more"], len(by_id["studies"])) == (0, False, 1)
+    found = by_id["studies"][0]
+    assert (found["study_uid"], found["patient_id"], found["accession"], found["study_date"], found["modalities"],
+            found["series_count"], found["instance_count"]) == (study.study_uid, "P3-FIND-1", "ACC-P3-1", "20240115",
+                                                              ["DX"], 1, 1)
+    assert get(server, "/api/pacs/studies?patient_id=NOBODY-P3").json()["studies"] == []
+
+
+def test_a_study_lists_its_series_with_view_labels_and_the_views_chosen_by_default(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy]) -> None:
+    pa = stored_study("P3-SERIES", "ACC-P3-2", view="PA")
+    lateral = stored_study("P3-SERIES", "ACC-P3-2", view="LL", study_uid=pa.study_uid)
+    answer = get(pacs_server(), f"/api/pacs/studies/{pa.study_uid}/series").json()
+    views = {i["uid"]: (i["label"], i["usable"], i["default"]) for s in answer["series"] for i in s["instances"]}
+    assert views == {pa.sop_uid: ("PA", True, True), lateral.sop_uid: ("lateral", True, True)}
+    assert (answer["study"], answer["why"], len(answer["series"])) == (pa.study_uid, "", 2)
+
+
+def test_a_thumbnail_is_the_pacs_rendered_image_and_is_not_cached(pacs_server: Callable[..., LiveServer],
+                                                                  stored_study: Callable[..., PacsStudy]) -> None:
+    study = stored_study("P3-THUMB", "ACC-P3-3")
+    answer = get(pacs_server(), f"/api/pacs/studies/{study.study_uid}/series/{study.series_uid}/instances/"
+                                f"{study.sop_uid}/thumbnail")
+    assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+    assert answer.headers["content-type"] in ("image/jpeg", "image/png")
+    with Image.open(io.BytesIO(answer.content)) as picture:
+        assert picture.format in ("JPEG", "PNG") and max(picture.size) <= 1024
+
+
+def test_send_to_pacs_stores_the_tokens_objects_into_the_same_study_and_a_resend_stores_nothing_new(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy], orthanc: Orthanc) -> None:
+    study = stored_study("P3-SEND", "ACC-P3-5")
+    server = pacs_server()
+    owner, _ = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
+    body = {"session": owner.session, "key": owner.key, **SEND}
+    sent = httpx.post(f"{server.http}/api/pacs/send", json=body, timeout=120).json()
+    stored = orthanc.study_series(study.study_uid)
+    modalities = sorted(str(s["MainDicomTags"]["Modality"]) for s in stored)  # type: ignore[index]
+    assert modalities == ["DX", "OT", "OT", "PR", "SEG"]  # the source; SC and PM; GSPS; SEG
+    assert sent["message"] == "sent 4 objects into the study"
+    assert [(o["series"].split(":")[0], o["status"]) for o in sent["objects"]] == [
+        (f"medviz DEMO MODEL attention {what}", "sent") for what in ("overlay", "map", "regions", "outlines")]
+    again = httpx.post(f"{server.http}/api/pacs/send", json=body, timeout=120).json()
+    assert again["message"] == "already sent (same token and method): nothing new stored"
+    assert {o["status"] for o in again["objects"]} == {"already"}
+    assert len(orthanc.study_series(study.study_uid)) == len(stored)
+    listed = get(server, f"/api/pacs/studies/{study.study_uid}/series").json()
+    assert len(listed["series"]) == len(stored)
+    leaks = [study.sop_uid, study.study_uid, "P3-SEND", orthanc.password]
+    assert not [value for value in leaks if value in sent["message"] + again["message"] + str(sent["objects"])]
+
+
+def test_only_the_sessions_owner_may_send_it(pacs_server: Callable[..., LiveServer],
+                                           stored_study: Callable[..., PacsStudy]) -> None:
+    study = stored_study("P3-WATCH", "ACC-P3-6")
+    server = pacs_server()
+    owner, _ = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
+    answer = httpx.post(f"{server.http}/api/pacs/send", json={"session": owner.session, "key": "not-the-key", **SEND})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"].startswith("only the session's owner may send it to the PACS")
+
+
+def test_an_unreachable_pacs_is_a_502_with_its_message_and_the_server_keeps_serving(
+        pacs_server: Callable[..., LiveServer], pacs_config: PacsConfig) -> None:
+    closed = PacsConfig(f"http://127.0.0.1:{free_port()}/dicom-web", user=USER, password=pacs_config.password,
+                        connect_timeout_s=2)
+    server = pacs_server(pacs=closed)
+    answer = get(server, "/api/pacs/studies?patient_id=X")
+    assert answer.status_code == 502 and answer.json()["error"]["kind"] == "unreachable"
+    assert "127.0.0.1" in answer.json()["error"]["message"]
+    assert get(server, "/api/health").status_code == 200
+
+
+def test_refused_credentials_are_a_502_never_a_401_and_never_show_the_password(
+        pacs_server: Callable[..., LiveServer], pacs_config: PacsConfig) -> None:
+    wrong = PacsConfig(pacs_config.url, user=USER, password="wrong-password-p3")
+    answer = get(pacs_server(pacs=wrong), "/api/pacs/studies?patient_id=X")
+    assert answer.status_code == 502
+    assert answer.json()["error"]["message"].startswith(REFUSED_CREDENTIALS)
+    assert "wrong-password-p3" not in answer.text
+
+
+def test_a_study_gone_from_the_pacs_is_a_404_with_its_kind(pacs_server: Callable[..., LiveServer],
+                                                          stored_study: Callable[..., PacsStudy],
+                                                          orthanc: Orthanc) -> None:
+    study = stored_study("P3-GONE-1", "ACC-P3-7")
+    orthanc.delete_study(study.study_uid)
+    answer = get(pacs_server(), f"/api/pacs/studies/{study.study_uid}/series")
+    assert answer.status_code == 404 and answer.json()["error"]["kind"] == "not_found"
+
+
+def test_a_foreign_origin_gets_403_from_every_pacs_route(pacs_server: Callable[..., LiveServer]) -> None:
+    server = pacs_server()
+    for path in ("/api/pacs", "/api/pacs/studies?patient_id=X"):
+        answer = get(server, path, origin="https://evil.example")
+        assert answer.status_code == 403
+    answer = httpx.post(f"{server.http}/api/pacs/send", json=SEND, headers={"origin": "https://evil.example"})
+    assert answer.status_code == 403
+
+
+def test_a_bad_uid_in_a_path_never_reaches_the_pacs(pacs_server: Callable[..., LiveServer]) -> None:
+    answer = get(pacs_server(), "/api/pacs/studies/1.2..3/series")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == ("the study must be a DICOM UID (digits and dots, at most 64 "
+                                                 "characters); got '1.2..3'")
+
+
+def test_a_sent_object_is_a_dicom_of_the_source_patient(pacs_server: Callable[..., LiveServer],
+                                                         stored_study: Callable[..., PacsStudy],
+                                                         orthanc: Orthanc) -> None:
+    study = stored_study("P3-IDENTITY", "ACC-P3-8")
+    server = pacs_server()
+    owner, _ = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
+    httpx.post(f"{server.http}/api/pacs/send", json={"session": owner.session, "key": owner.key, **SEND}, timeout=120)
+    with orthanc.rest() as rest:
+        series = [s for s in orthanc.study_series(study.study_uid) if s["MainDicomTags"]["Modality"] == "OT"]  # type: ignore[index]
+        instance = series[0]["Instances"][0]  # type: ignore[index]
+        header = pydicom.dcmread(io.BytesIO(rest.get(f"/instances/{instance}/file").content))
+    assert (header.PatientID, header.StudyInstanceUID) == ("P3-IDENTITY", study.study_uid)

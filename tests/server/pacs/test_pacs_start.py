@@ -1,0 +1,77 @@
+"""A session started from the server's PACS over the websocket, on a real Orthanc: the start frame names a study
+and its chosen instances, the server retrieves them and runs the session as on uploaded files, labelled from their
+headers; a study gone from the PACS is refused in one error frame, and no PACS at all too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from medviz_core.wire import server_frames as frames
+from medviz_core.wire.client_frames import PacsPick, ParamsRequest, StartRequest
+from server.pacs.start import NO_PACS
+from tests.orthanc import Orthanc
+from tests.pacs.conftest import PacsStudy
+from tests.server.helpers import LiveServer, receive_all, recv, run
+
+
+def pacs_start(pick: PacsPick) -> bytes:
+    return StartRequest(images=(), pacs=pick, params=ParamsRequest(max_new_tokens=3)).to_wire()
+
+
+def owned_session(server: LiveServer, pick: PacsPick) -> tuple[frames.OwnerFrame, list[bytes]]:
+    """A session started from the PACS with an owner key, run to its end: the owner frame and every frame after."""
+    async def scenario() -> tuple[frames.OwnerFrame, list[bytes]]:
+        async with connect(f"{server.ws}/ws/session?rejoin=1", max_size=None) as ws:
+            await ws.send(pacs_start(pick))
+            owner = frames.decode(await recv(ws))
+            assert isinstance(owner, frames.OwnerFrame), owner
+            return owner, await receive_all(ws)
+
+    return run(scenario())
+
+
+def test_a_session_started_from_the_pacs_runs_on_the_retrieved_image_labelled_from_its_header(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy]) -> None:
+    study = stored_study("P3-START", "ACC-P3-4")
+    owner, data = owned_session(pacs_server(), PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
+    decoded = [frames.decode(d) for d in data]
+    start = decoded[0]
+    assert isinstance(start, frames.StartFrame), decoded[-1]
+    assert [image.label for image in start.images] == ["PA"]
+    assert [f.type for f in decoded] == ["start", "step", "step", "step", "end"]
+    assert owner.session == start.session
+
+
+def test_a_start_on_a_study_gone_from_the_pacs_is_refused_in_one_line(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy], orthanc: Orthanc) -> None:
+    study = stored_study("P3-GONE", "ACC-P3-7")
+    orthanc.delete_study(study.study_uid)
+    server = pacs_server()
+
+    async def start() -> Any:
+        async with connect(f"{server.ws}/ws/session", max_size=None) as ws:
+            await ws.send(pacs_start(PacsPick(study=study.study_uid, instances=(study.sop_uid,))))
+            return frames.decode((await receive_all(ws))[0])
+
+    refused = run(start())
+    assert isinstance(refused, frames.ErrorFrame), refused
+    assert (refused.code, refused.message) == ("not_found", f"the PACS at {orthanc.dicomweb} holds no instances of "
+                                                f"study {study.study_uid}")
+
+
+
+
+def test_a_start_from_the_pacs_on_a_server_without_one_is_refused_in_one_line(
+        make_server: Callable[..., LiveServer]) -> None:
+    server = make_server()
+
+    async def start() -> Any:
+        async with connect(f"{server.ws}/ws/session", max_size=None) as ws:
+            await ws.send(pacs_start(PacsPick(study="1.2.3", instances=("1.2.3.4",))))
+            return frames.decode((await receive_all(ws))[0])
+
+    refused = run(start())
+    assert isinstance(refused, frames.ErrorFrame) and (refused.code, refused.message) == ("not_found", NO_PACS)
