@@ -1,6 +1,7 @@
-"""`medviz pacs find`, `medviz record --pacs URL --study UID` and `medviz export --send URL` on a real Orthanc:
-found by patient ID and accession, a session recorded from the archive, its export stored into the same study
-(QIDO lists the new series), a re-send that sends nothing twice."""
+"""`medviz pacs find`, `medviz generate|record --pacs URL --study UID`, `medviz export --send URL` and `medviz serve
+--pacs` on a real Orthanc: found by patient ID and accession, a session recorded from the archive, its export stored
+into the same study (QIDO lists the new series, each stored object passes dciodvfy), a re-send that sends nothing
+twice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from server.cli.main import main
 from server.pacs.client import PacsClient
+from tests.export.test_dicom_export import dciodvfy, needs_dciodvfy
 from tests.orthanc import USER, Orthanc
 from tests.pacs.conftest import PacsStudy
 
@@ -47,6 +49,7 @@ def test_a_wrong_password_is_one_line_without_the_password(orthanc: Orthanc, tmp
                    "search: check --pacs-user and --pacs-password-file, or --pacs-token-file\n")
 
 
+@needs_dciodvfy
 def test_record_from_the_pacs_then_export_send_stores_into_the_same_study_once(
         orthanc: Orthanc, pacs: PacsClient, stored_study: Callable[..., PacsStudy], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,6 +72,12 @@ def test_record_from_the_pacs_then_export_send_stores_into_the_same_study_once(
     assert [line for line in again if line.startswith("sent: ")] == [
         f"sent: all {objects} objects were already in study {study.study_uid} and were not sent again"]
     assert len(pacs.series(study.study_uid)) == 1 + objects
+    stored = [i for i in pacs.instances(study.study_uid) if i.sop_uid != study.sop_uid]
+    assert len(stored) == objects
+    for instance in stored:  # what the PACS holds now is what dciodvfy accepts
+        path = tmp_path / f"{instance.sop_uid}.dcm"
+        path.write_bytes(pacs.retrieve(study.study_uid, instance.series_uid, instance.sop_uid))
+        assert (instance.sop_class_uid, dciodvfy(path)[0]) == (instance.sop_class_uid, [])
 
 
 def test_export_send_of_a_recording_without_a_dicom_source_says_so_and_writes_nothing(
@@ -83,3 +92,35 @@ def test_export_send_of_a_recording_without_a_dicom_source_says_so_and_writes_no
     assert capsys.readouterr().err == (f"medviz: {str(recording)!r} has no DICOM source: nothing to send into a study "
                                        "(its image was PNG or JPEG)\n")
     assert not out.exists()
+
+
+def test_generate_reads_its_study_from_the_pacs(orthanc: Orthanc, stored_study: Callable[..., PacsStudy],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    study = stored_study("PAT-GEN-1", "ACC-GEN-1")
+    assert main(["generate", "--pacs", orthanc.dicomweb, "--study", study.study_uid, *credentials(orthanc),
+                 "--model", "tiny", "--max-new-tokens", "2", "--plain"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1].startswith("[max_tokens: 2 tokens in ")
+
+
+def test_image_files_and_a_pacs_study_are_one_or_the_other(orthanc: Orthanc, cxr_dir: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", str(cxr_dir / "nih_00000001_000.png"), "--pacs", orthanc.dicomweb, "--study", "1.2"]) == 2
+    assert main(["record", "--study", "1.2"]) == 2
+    assert main(["generate", "--pacs", orthanc.dicomweb]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "medviz: give either image files or --pacs URL --study UID, not both",
+        "medviz: --study and --series need --pacs URL (the archive to read them from)",
+        "medviz: --pacs needs --study UID (medviz pacs find URL lists the studies)"]
+
+
+def test_serve_takes_the_pacs_with_its_password_file_and_shows_no_secret(orthanc: Orthanc) -> None:
+    from server.cli.commands import serve_settings
+    from server.cli.main import build_parser
+
+    args = build_parser().parse_args(["serve", "--pacs", orthanc.dicomweb, *credentials(orthanc)])
+    settings = serve_settings(args)
+    assert settings.pacs is not None
+    assert (settings.pacs.url, settings.pacs.user, settings.pacs.password) == (orthanc.dicomweb, USER,
+                                                                                orthanc.password)
+    assert settings.pacs.max_instance_bytes == settings.max_message_bytes
+    assert orthanc.password not in repr(settings)

@@ -227,3 +227,16 @@ def _non_image(study: str, sop_class: str, modality: str) -> bytes:
     out = io.BytesIO()
     dataset.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def test_orthanc_refuses_an_object_of_another_study_and_stores_the_rest(
+        orthanc: Orthanc, pacs_config: PacsConfig, sample_dicom: bytes) -> None:
+    study = dicom_copy(sample_dicom, "PAT-STOW-1", "ACC-STOW-1")
+    orthanc.upload(study.dicom)
+    same = dicom_copy(sample_dicom, "PAT-STOW-1", "ACC-STOW-1", study_uid=study.study_uid)
+    other = dicom_copy(sample_dicom, "PAT-STOW-2", "ACC-STOW-2")
+    with PacsClient(pacs_config) as client:
+        report = client.store(study.study_uid, [same.dicom, other.dicom])
+        alone = client.store(study.study_uid, [other.dicom])
+    assert (report.stored, report.failed) == ((same.sop_uid,), ((other.sop_uid, 0x0110),))
+    assert (alone.stored, alone.failed) == ((), ((other.sop_uid, 0x0110),))
