@@ -12,6 +12,7 @@ choosing views (views.py), what is sent (send.py) nor the limits' defaults (conf
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
 from collections.abc import Generator, Iterable, Sequence
@@ -35,6 +36,8 @@ from server.pacs.errors import (
     PacsUnreachable,
 )
 
+logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines name each URL: UIDs, a patient ID searched for
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 Params = list[tuple[str, str | int | float | bool | None]]
 DICOM_JSON = "application/dicom+json"
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"; transfer-syntax=*'

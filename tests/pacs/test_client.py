@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 
 import pydicom
@@ -117,3 +118,13 @@ def test_a_malformed_search_is_refused_before_anything_is_sent(pacs: PacsClient)
     assert date.value.message == ("the study date must be YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end may be "
                                   "left open); got '2024-01-01'")
     assert modality.value.message == "the modality must be a DICOM modality code such as CR or DX; got 'C R'"
+
+
+def test_no_log_line_names_a_searched_patient_or_a_uid(pacs: PacsClient, stored_study: Callable[..., PacsStudy],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    study = stored_study("PAT-LOG-1", "ACC-LOG-1")
+    with caplog.at_level(logging.INFO):
+        pacs.find_studies(StudyQuery(patient_id="PAT-LOG-1"))
+        pacs.retrieve(study.study_uid, study.series_uid, study.sop_uid)
+    assert [r.getMessage() for r in caplog.records if "PAT-LOG-1" in r.getMessage() or study.study_uid in
+            r.getMessage()] == []
