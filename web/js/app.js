@@ -16,7 +16,6 @@ import { exportDetail } from "./analyses/detail.js";
 import { exportDicom } from "./analyses/dicom-export.js";
 import { sendToPacs } from "./analyses/pacs-send.js";
 import { PacsBrowser, pacsInfo } from "./views/pacs.js";
-import { keptOwner } from "./session.js";
 import { captioned, downloadPng } from "./export.js";
 import { errorWords, methodLabel, modelNote, visibleToken } from "./format.js";
 import { blockOf, imageName, imagesOf } from "./images.js";
@@ -196,7 +195,7 @@ function bind() {
   $("send-pacs").addEventListener("click", () => {
     const s = store.state;
     const i = s.pinned ?? shownIndex(s);
-    const owned = keptOwner();
+    const owned = page.owned;
     const from = s.mode === "replay" && s.replay?.recording ? { recording: s.replay.recording }
       : owned && owned.session === s.start?.session ? owned : null;
     if (!s.start || i < 0 || !from) return showBanner("Only the live session's owner, or a replay of its recording, can send it to the PACS.");

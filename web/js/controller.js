@@ -28,6 +28,7 @@ function onFrame(f) {
     store.set({ steps: s.steps, cursor: f.i, phase: "running" });
   } else if (f.type === "owner") {
     keepOwner(f);  // this tab's key to take the session back after a reload
+    page.owned = { session: f.session, key: f.key };  // kept after the end too: Send to PACS proves the owner with it
     page.rejoining = false;
   } else if (f.type === "end") {
     if (s.mode === "live") forgetOwner();
@@ -104,6 +105,7 @@ export async function showImages(blobs) {
 function fresh(mode, owned = false) {
   if (!owned && page.link && store.state.mode === "live") forgetOwner();  // left on purpose: the server stops it
   page.rejoining = false;
+  if (!owned) page.owned = null;
   page.link?.channel.close();
   page.side?.close();
   page.link = null;

@@ -15,7 +15,6 @@ import { displayValues, summarise } from "./draw/contrast.js";
 import { renderDetail, renderOverview } from "./analyses/detail.js";
 import { dicomBusy, renderDicomStatus } from "./analyses/dicom-export.js";
 import { pacsSending, renderPacsSend, whyNotSend } from "./analyses/pacs-send.js";
-import { keptOwner } from "./session.js";
 import { END_WORDS, legendEnds, methodLabel, modelNote, pct, plural, visibleToken } from "./format.js";
 import { IMAGE_COLOURS, biplanarPair, blockOf, imageName, imagesOf, viewKind } from "./images.js";
 import { METHODS_ORDER } from "./methods.js";
@@ -313,7 +312,7 @@ function renderSendButton(s, raw) {
   const button = /** @type {HTMLButtonElement} */ ($("send-pacs"));
   button.hidden = !page.pacs;
   if (!page.pacs) return;
-  const why = whyNotSend(s, s.start !== null && keptOwner()?.session === s.start.session, s.token, requestRender);
+  const why = whyNotSend(s, s.start !== null && page.owned?.session === s.start.session, s.token, requestRender);
   button.disabled = !raw || raw.special || pacsSending() || why !== "";
   button.title = why || "Store the token's DICOM objects into the source study in the PACS";
   renderPacsSend($("pacs-send-status"), s);

@@ -5,7 +5,7 @@
  *
  * Owns the PACS card (shown only when GET /api/pacs says one is configured): the search form,
  * the paged results table, the chosen study's series, the chosen views and the one-line error.
- * The server talks to the PACS (server/pacs/routes.py); the page never sees its credentials.
+ * The server talks to the PACS (server/pacs_routes.py); the page never sees its credentials.
  * Starting the session is the caller's (`start`: controller.startFromPacs).
  */
 
@@ -58,11 +58,12 @@ export function personName(n) {
   return n.split("^").filter(Boolean).join(" ");
 }
 
-/** @param {string} text @param {string} [cls] */
-function cell(text, cls) {
+/** A cell of two lines (the second muted). @param {string} first @param {string} second */
+function cell(first, second) {
   const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
+  const top = Object.assign(document.createElement("span"), { textContent: first });
+  const below = Object.assign(document.createElement("span"), { className: "muted", textContent: second });
+  td.append(top, below);
   return td;
 }
 
@@ -135,8 +136,9 @@ export class PacsBrowser {
       tr.tabIndex = 0;
       tr.dataset.study = st.study_uid;
       tr.setAttribute("aria-label", `Open the study of ${dicomDate(st.study_date)}, patient ${st.patient_id}, accession ${st.accession}`);
-      tr.append(cell(dicomDate(st.study_date)), cell(st.patient_id), cell(personName(st.patient_name)), cell(st.accession),
-        cell(st.modalities.join(", ")), cell(st.instance_count === null ? "" : String(st.instance_count), "num"));
+      const images = st.instance_count === null ? "" : `${st.instance_count} image${st.instance_count === 1 ? "" : "s"}`;
+      tr.append(cell(dicomDate(st.study_date), st.modalities.join(", ")), cell(st.patient_id, personName(st.patient_name)),
+        cell(st.accession, images));
       tr.title = st.study_description;
       const open = () => void this.openStudy(st.study_uid, tr);
       tr.addEventListener("click", open);
@@ -201,8 +203,8 @@ export class PacsBrowser {
     const img = document.createElement("img");
     img.loading = "lazy";
     img.alt = i.usable ? `Thumbnail of ${i.label}` : "No thumbnail (not an image medviz reads)";
-    img.width = 96;
-    img.height = 96;
+    img.width = 80;
+    img.height = 80;
     if (i.usable) img.src = apiUrl(`/api/pacs/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}/instances/${encodeURIComponent(i.uid)}/thumbnail`, token);
     const words = document.createElement("span");
     words.textContent = i.usable ? i.label : `not usable: ${i.why}`;
