@@ -1,24 +1,30 @@
 """The server's PACS routes on a real Orthanc: the browser's search by patient ID and accession, a study's series
-with their view labels and thumbnails, Send to PACS of a pinned
-token into the same study (and a re-send that stores nothing new), and each failure as one JSON line with its
-status while the server keeps serving: no PACS, an unreachable one, refused credentials, a study gone, a foreign
-Origin, a watcher. No answer carries the PACS's password."""
+with their view labels and thumbnails, Send to PACS of a pinned token into the same study from the live owner or
+from a replay of a recording kept with identity (and a re-send that stores nothing new), and each failure as one
+JSON line with its status while the server keeps serving: no PACS, an unreachable or slow one, refused
+credentials, a study gone, a foreign Origin, a watcher, a de-identified recording. No answer carries the PACS's
+password."""
 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pydicom
 from PIL import Image
 
+from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import PacsPick
 from server.pacs.config import PacsConfig
+from server.pacs.pinned import DEIDENTIFIED
 from server.pacs.start import NO_PACS
 from server.pacs_routes import REFUSED_CREDENTIALS
 from tests.orthanc import USER, Orthanc, free_port
 from tests.pacs.conftest import PacsStudy
+from tests.pacs.test_failures import Answer, loopback, reply  # noqa: F401  (loopback: a fixture)
 from tests.server.helpers import LiveServer
 from tests.server.pacs.test_pacs_start import owned_session
 
@@ -168,3 +174,45 @@ def test_a_sent_object_is_a_dicom_of_the_source_patient(pacs_server: Callable[..
         instance = series[0]["Instances"][0]  # type: ignore[index]
         header = pydicom.dcmread(io.BytesIO(rest.get(f"/instances/{instance}/file").content))
     assert (header.PatientID, header.StudyInstanceUID) == ("P3-IDENTITY", study.study_uid)
+
+
+def recorded_from_pacs(server: LiveServer, study: PacsStudy) -> str:
+    """A recorded session on `study` from the PACS, to its end: its recording id."""
+    _, data = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)), record=True)
+    start = frames.decode(data[0])
+    assert isinstance(start, frames.StartFrame) and start.recording is not None, start
+    return start.recording
+
+
+def test_a_replay_of_a_recording_kept_with_identity_may_be_sent_and_a_de_identified_one_says_why_not(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy], orthanc: Orthanc) -> None:
+    study = stored_study("P3-REPLAY", "ACC-P3-9")
+    kept = pacs_server(recordings_keep_identity=True)
+    recording = recorded_from_pacs(kept, study)
+    assert get(kept, f"/api/pacs/sendable?recording={recording}").json() == {"ok": True, "why": ""}
+    sent = httpx.post(f"{kept.http}/api/pacs/send", json={"recording": recording, **SEND}, timeout=120).json()
+    assert sent["message"] == "sent 4 objects into the study"
+    assert len(orthanc.study_series(study.study_uid)) == 5
+
+    other = stored_study("P3-REPLAY-2", "ACC-P3-10")
+    plain = pacs_server()
+    hidden = recorded_from_pacs(plain, other)
+    assert get(plain, f"/api/pacs/sendable?recording={hidden}").json() == {"ok": False, "why": DEIDENTIFIED}
+    refused = httpx.post(f"{plain.http}/api/pacs/send", json={"recording": hidden, **SEND}, timeout=120)
+    assert (refused.status_code, refused.json()["error"]["message"]) == (400, DEIDENTIFIED)
+    assert len(orthanc.study_series(other.study_uid)) == 1
+
+
+def test_a_slow_pacs_is_a_504_with_its_timeout_and_the_server_keeps_serving(
+        pacs_server: Callable[..., LiveServer], loopback: Callable[[Answer], str]) -> None:  # noqa: F811
+    def slow(handler: BaseHTTPRequestHandler) -> None:
+        time.sleep(2)
+        reply(200, b"[]")(handler)
+
+    url = loopback(slow)
+    server = pacs_server(pacs=PacsConfig(url, read_timeout_s=0.3))
+    answer = get(server, "/api/pacs/studies?patient_id=X")
+    assert (answer.status_code, answer.json()["error"]) == (504, {
+        "code": "error", "kind": "timeout",
+        "message": f"the PACS at {url} did not answer a study search within 0.3 s (read_timeout_s)"})
+    assert get(server, "/api/health").status_code == 200

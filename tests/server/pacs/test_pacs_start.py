@@ -17,15 +17,15 @@ from tests.pacs.conftest import PacsStudy
 from tests.server.helpers import LiveServer, receive_all, recv, run
 
 
-def pacs_start(pick: PacsPick) -> bytes:
-    return StartRequest(images=(), pacs=pick, params=ParamsRequest(max_new_tokens=3)).to_wire()
+def pacs_start(pick: PacsPick, record: bool = False) -> bytes:
+    return StartRequest(images=(), pacs=pick, params=ParamsRequest(max_new_tokens=3), record=record).to_wire()
 
 
-def owned_session(server: LiveServer, pick: PacsPick) -> tuple[frames.OwnerFrame, list[bytes]]:
+def owned_session(server: LiveServer, pick: PacsPick, record: bool = False) -> tuple[frames.OwnerFrame, list[bytes]]:
     """A session started from the PACS with an owner key, run to its end: the owner frame and every frame after."""
     async def scenario() -> tuple[frames.OwnerFrame, list[bytes]]:
         async with connect(f"{server.ws}/ws/session?rejoin=1", max_size=None) as ws:
-            await ws.send(pacs_start(pick))
+            await ws.send(pacs_start(pick, record))
             owner = frames.decode(await recv(ws))
             assert isinstance(owner, frames.OwnerFrame), owner
             return owner, await receive_all(ws)
