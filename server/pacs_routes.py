@@ -1,14 +1,14 @@
 """The PACS's HTTP routes: the browser's search, a study's series with thumbnails, and Send to PACS.
 
-Owns: GET /api/pacs (whether a PACS is configured: its host and port only, never a credential), GET
+Owns: GET /api/pacs (whether a PACS is configured, 200 either way: its host and port only, never a credential), GET
 /api/pacs/studies (QIDO-RS through PacsClient.find_studies: patient_id, patient_name, accession, date_from,
 date_to, modality, offset), GET /api/pacs/studies/{study}/series (each series with its instances, their view
 labels, which can be opened and why not, and the views chosen by default), GET
 /api/pacs/studies/{study}/series/{series}/instances/{sop}/thumbnail (the PACS's rendered image, no-store), GET
 /api/pacs/sendable?recording=ID (whether a replay's recording may be sent, and why not) and POST /api/pacs/send
 ({session, key, index, method} from a live session's owner, or {recording, index, method}: pinned.send_token).
-Every exchange runs on a worker thread (asyncio.to_thread); every route answers 404 "no PACS configured" without
-one, and 403 to a foreign Origin, behind the same Guard (token, Host) as every route. A PacsError is one JSON
+Every exchange runs on a worker thread (asyncio.to_thread); every other route answers 404 "no PACS configured"
+without one, and 403 to a foreign Origin, behind the same Guard (token, Host) as every route. A PacsError is one JSON
 `{"error": {"code", "message", "kind"}}` with a fitting status: 502 for an unreachable PACS, a bad or too large
 answer, a refused store, and the PACS refusing medviz's credentials (the browser's own auth never goes on to the
 PACS), 504 for a timeout, 404 for a study that is gone, 400 for a query it refuses, 422 for a study with no image
@@ -112,11 +112,18 @@ async def _ask(config: PacsConfig, work: Callable[[PacsClient], Any]) -> Any:
     return await asyncio.to_thread(_exchange, config, work)
 
 
-@pacs_route
-async def pacs_info_route(request: Request, config: PacsConfig) -> Response:
+async def pacs_info_route(request: Request) -> Response:
+    """Whether this server has a PACS (200 either way: the page asks at every load) and, if so, its host and port."""
+    settings: Settings = request.app.state.settings
+    refused = foreign_origin(request, "use the PACS")
+    if refused is not None:
+        return refused
+    config = settings.pacs
+    if config is None:
+        return JSONResponse({"configured": False})
     parts = urlsplit(config.url)
     host = parts.hostname or ""
-    return JSONResponse({"host": host if parts.port is None else f"{host}:{parts.port}",
+    return JSONResponse({"configured": True, "host": host if parts.port is None else f"{host}:{parts.port}",
                          "max_results": config.max_results, "page_size": config.page_size})
 
 

@@ -35,16 +35,18 @@ def get(server: LiveServer, path: str, **headers: str) -> httpx.Response:
     return httpx.get(f"{server.http}{path}", headers=headers, timeout=60)
 
 
-def test_without_a_pacs_every_pacs_route_answers_404_no_pacs_configured(make_server: Callable[..., LiveServer]) -> None:
+def test_without_a_pacs_the_page_is_told_so_and_every_other_pacs_route_answers_404(make_server: Callable[..., LiveServer]) -> None:
     server = make_server()
-    for path in ("/api/pacs", "/api/pacs/studies?patient_id=X", "/api/pacs/studies/1.2/series"):
+    assert get(server, "/api/pacs").json() == {"configured": False}  # the page asks at every load: no 404 to log
+    for path in ("/api/pacs/studies?patient_id=X", "/api/pacs/studies/1.2/series", "/api/pacs/sendable?recording=x"):
         answer = get(server, path)
         assert (answer.status_code, answer.json()["error"]["message"]) == (404, NO_PACS)
 
 
 def test_the_pacs_route_names_the_host_and_port_only(pacs_server: Callable[..., LiveServer], orthanc: Orthanc) -> None:
     answer = get(pacs_server(), "/api/pacs")
-    assert answer.json() == {"host": f"127.0.0.1:{orthanc.port}", "max_results": 100, "page_size": 25}
+    assert answer.json() == {"configured": True, "host": f"127.0.0.1:{orthanc.port}", "max_results": 100,
+                             "page_size": 25}
     assert orthanc.password not in answer.text and USER not in answer.text
 
 

@@ -45,7 +45,7 @@ export async function pacsInfo(token) {
   const res = await fetch(apiUrl("/api/pacs", token));
   if (!res.ok) return null;
   const body = await res.json();
-  return typeof body?.host === "string" ? { host: body.host } : null;
+  return body?.configured === true && typeof body.host === "string" ? { host: body.host } : null;
 }
 
 /** A DICOM date (YYYYMMDD) as people read it. @param {string} d */
