@@ -4,7 +4,8 @@ Owns: `PacsClient` (synchronous httpx; the server calls it through asyncio.to_th
 (`StudyQuery`, `StudyMatch`, `StudyPage`, `SeriesMatch`, `InstanceMatch`, `StoreReport`). Every answer is untrusted:
 it is streamed and dropped past its size limit, its items are counted, its values checked for type and length,
 and its UIDs validated before any of them is put into a URL; every exchange has a connect timeout, a timeout per
-read and one for the whole; redirects are followed only within the PACS's own scheme, host and port. Failures
+read and one for the whole; a redirect is never followed (httpx would read its body in full before any limit
+applies): it is a bad answer, and a request for any other scheme, host or port than the PACS's is refused. Failures
 are the typed PacsErrors of errors.py, one sentence each, never carrying a password or token. Does not own
 choosing views (views.py), what is sent (send.py) nor the limits' defaults (config.py).
 """
@@ -165,8 +166,8 @@ class PacsClient:
             auth = _BearerAuth(config.token)
         timeout = httpx.Timeout(connect=config.connect_timeout_s, read=config.read_timeout_s,
                                 write=config.read_timeout_s, pool=config.connect_timeout_s)
-        self._http = httpx.Client(auth=auth, timeout=timeout, follow_redirects=True, transport=transport,
-                                  event_hooks={"request": [self._same_origin]}, trust_env=False, max_redirects=5,
+        self._http = httpx.Client(auth=auth, timeout=timeout, follow_redirects=False, transport=transport,
+                                  event_hooks={"request": [self._same_origin]}, trust_env=False,
                                   headers={"Accept-Encoding": "gzip, deflate"})
 
     def __repr__(self) -> str:
@@ -342,7 +343,8 @@ class PacsClient:
                 if status >= 400 and not (refusals and status in (400, 409, 415, 500)):
                     raise PacsBadAnswer(f"the PACS at {root} answered HTTP {status} to {what}")
                 if 300 <= status < 400:
-                    raise PacsBadAnswer(f"the PACS at {root} answered HTTP {status} to {what}")
+                    raise PacsBadAnswer(f"the PACS at {root} answered {what} with a redirect (HTTP {status}), which "
+                                        "medviz does not follow: give the PACS's address as it answers")
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
                     raise _too_large(root, what, limit)
@@ -363,8 +365,6 @@ class PacsClient:
             raise
         except httpx.TimeoutException as error:
             raise PacsTimeout(_timeout_message(error, root, what, self.config)) from None
-        except httpx.TooManyRedirects:
-            raise PacsBadAnswer(f"the PACS at {root} redirected {what} too many times") from None
         except (httpx.ConnectError, httpx.NetworkError) as error:
             raise PacsUnreachable(f"the PACS at {root} cannot be reached for {what}: {_cause(error)}") from None
         except httpx.HTTPError as error:
@@ -393,6 +393,8 @@ def _decoded(body: bytes, encoding: str, limit: int, root: str, what: str) -> by
         raise PacsBadAnswer(f"the PACS's answer to {what} is not valid {encoding}") from None
     if len(out) > limit:
         raise _too_large(root, what, limit)
+    if not decoder.eof:  # cut short: what was read is not the whole answer
+        raise PacsBadAnswer(f"the PACS's answer to {what} is not valid {encoding}")
     return out
 
 

@@ -10,6 +10,8 @@ import io
 import json
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -152,9 +154,56 @@ def test_a_redirect_to_another_host_is_not_followed(loopback: Callable[[Answer],
     with PacsClient(PacsConfig(url, user="u", password="secret-password")) as client:
         with pytest.raises(PacsBadAnswer) as error:
             client.find_studies(StudyQuery(patient_id="X"))
-    assert error.value.message == (f"the PACS at {url} redirected medviz to another address "
-                                   "(http://localhost.example); medviz follows redirects only within the PACS")
+    assert error.value.message == (f"the PACS at {url} answered a study search with a redirect (HTTP 302), which "
+                                   "medviz does not follow: give the PACS's address as it answers")
     assert "secret-password" not in repr(error.value.args)
+
+
+def test_a_redirect_with_a_60_mb_body_is_refused_without_reading_its_body(loopback: Callable[[Answer], str]) -> None:
+    sent: list[int] = []
+    over = threading.Event()
+
+    def redirect(handler: BaseHTTPRequestHandler) -> None:  # to itself, as a same-origin 302 may
+        handler.send_response(302)
+        handler.send_header("Location", handler.path)
+        handler.send_header("Content-Length", str(60 * 2**20))
+        handler.end_headers()
+        count = 0
+        try:
+            for _ in range(60):
+                handler.wfile.write(bytes(2**20))
+                count += 2**20
+        except OSError:
+            pass
+        finally:
+            sent.append(count)
+            over.set()
+
+    url = loopback(redirect)
+    with PacsClient(PacsConfig(url, max_answer_bytes=100_000)) as client, pytest.raises(PacsBadAnswer) as error:
+        client.find_studies(StudyQuery(patient_id="X"))
+    assert over.wait(10)
+    assert error.value.message == (f"the PACS at {url} answered a study search with a redirect (HTTP 302), which "
+                                   "medviz does not follow: give the PACS's address as it answers")
+    assert sent[0] < 20 * 2**20  # what the sockets' buffers took: the client read none of it
+
+
+def test_a_gzip_bomb_is_refused_at_the_limit_without_being_inflated(loopback: Callable[[Answer], str]) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)  # gzip
+    bomb = b"".join(packer.compress(bytes(2**20)) for _ in range(100)) + packer.flush()  # 100 MB inflated
+    url = loopback(reply(200, bomb, headers={"Content-Encoding": "gzip"}))
+    tracemalloc.start()
+    try:
+        with PacsClient(PacsConfig(url, max_answer_bytes=1_000_000)) as client, \
+                pytest.raises(PacsTooLarge) as error:
+            client.find_studies(StudyQuery(patient_id="X"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(bomb) < 110_000
+    assert error.value.message == (f"the PACS at {url} answered a study search with more than 1000000 bytes; "
+                                   "medviz stopped reading there and used none of it")
+    assert peak < 8 * 2**20  # the limit's worth inflated, not 100 MB
 
 
 def test_a_stow_partial_failure_names_each_refused_object_and_its_reason(
