@@ -27,6 +27,6 @@ def test_a_deidentified_recording_replays_and_its_export_dicom_holds_no_identity
         page.click("#export-dicom")
     with zipfile.ZipFile(download.value.path()) as archive:
         files = [archive.read(name) for name in archive.namelist()]
-    assert len(files) == 3 and [leaks(data) for data in files] == [[], [], []]
+    assert len(files) == 4 and [leaks(data) for data in files] == [[], [], [], []]
     assert leaks(page.content().encode()) == []
     assert tab.errors == []

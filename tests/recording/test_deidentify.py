@@ -124,7 +124,7 @@ def test_exports_of_a_deidentified_header_pass_dciodvfy_and_reference_the_new_ui
                                                                                   tmp_path: Path) -> None:
     cleaned = header_of(Deidentifier().header(header))
     result = export_dicom(ExportSource(load_image(original), cleaned), token_map(), tmp_path)
-    assert len(result.paths) == 3
+    assert len(result.paths) == 4
     for path in result.paths:
         checked = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
         errors = [line for line in (checked.stdout + checked.stderr).splitlines() if line.startswith("Error")]

@@ -182,7 +182,7 @@ def test_an_export_of_a_dicom_recording_passes_the_dicom_validators(tmp_path: Pa
     out = tmp_path / "export"
     assert main(["export", str(recording), "--token", "0", "--out", str(out)]) == 0
     files = sorted(out.iterdir())
-    assert sorted(f.name.rsplit("_", 2)[-2] for f in files) == ["map", "overlay", "regions"]
+    assert sorted(f.name.rsplit("_", 2)[-2] for f in files) == ["map", "outlines", "overlay", "regions"]
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy not installed (Debian package dicom3tools; ./dev test installs it)")
     for path in files:

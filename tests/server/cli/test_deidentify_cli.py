@@ -45,7 +45,7 @@ def test_record_writes_no_identity_by_default_and_its_export_passes_dciodvfy_wit
     recorded = read_recording(out).source
     assert recorded is not None and recorded.headers[0] is not None
     study = header_of(recorded.headers[0]).StudyInstanceUID
-    assert [leaks(p.read_bytes()) for p in exported] == [[], [], []]
+    assert [leaks(p.read_bytes()) for p in exported] == [[], [], [], []]
     assert {pydicom.dcmread(p).StudyInstanceUID for p in exported} == {study}
     assert study != UIDS["StudyInstanceUID"]
     if shutil.which("dciodvfy") is None:
