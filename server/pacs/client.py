@@ -4,7 +4,8 @@ Owns: `PacsClient` (synchronous httpx; the server calls it through asyncio.to_th
 (`StudyQuery`, `StudyMatch`, `StudyPage`, `SeriesMatch`, `InstanceMatch`, `StoreReport`). Every answer is untrusted:
 it is streamed and dropped past its size limit, its items are counted, its values checked for type and length,
 and its UIDs validated before any of them is put into a URL; every exchange has a connect timeout, a timeout per
-read and one for the whole; a redirect is never followed (httpx would read its body in full before any limit
+read and a deadline for the whole (deadline.py: one connection per exchange, shut down when the deadline passes,
+even while its headers trickle in); a redirect is never followed (httpx would read its body in full before any limit
 applies): it is a bad answer, and a request for any other scheme, host or port than the PACS's is refused. Failures
 are the typed PacsErrors of errors.py, one sentence each, never carrying a password or token. Does not own
 choosing views (views.py), what is sent (send.py) nor the limits' defaults (config.py).
@@ -15,7 +16,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import time
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -26,6 +26,7 @@ import httpx
 from server.pacs import dicom_json as dj
 from server.pacs import multipart
 from server.pacs.config import PacsConfig
+from server.pacs.deadline import Deadline
 from server.pacs.errors import (
     PacsBadAnswer,
     PacsError,
@@ -168,7 +169,8 @@ class PacsClient:
                                 write=config.read_timeout_s, pool=config.connect_timeout_s)
         self._http = httpx.Client(auth=auth, timeout=timeout, follow_redirects=False, transport=transport,
                                   event_hooks={"request": [self._same_origin]}, trust_env=False,
-                                  headers={"Accept-Encoding": "gzip, deflate"})
+                                  headers={"Accept-Encoding": "gzip, deflate"},
+                                  limits=httpx.Limits(max_keepalive_connections=0))  # each exchange's socket seen
 
     def __repr__(self) -> str:
         return f"PacsClient({self.config.root!r})"
@@ -328,47 +330,62 @@ class PacsClient:
 
     def _exchange(self, request: httpx.Request, what: str, limit: int, missing: str | None,
                   refusals: bool = False) -> tuple[int, bytes, str]:
-        """Send `request`; (status, body up to `limit`, Content-Type). Errors become PacsErrors."""
+        """Send `request`; (status, body up to `limit`, Content-Type). Errors become PacsErrors; the whole
+        exchange, headers included, ends at total_timeout_s (Deadline)."""
         root = self.config.root
-        deadline = time.monotonic() + self.config.total_timeout_s
-        try:
-            response = self._http.send(request, stream=True)
+        late = PacsTimeout(f"the PACS at {root} took longer than {self.config.total_timeout_s:g} s for {what} "
+                           "(total_timeout_s)")
+        with Deadline(self.config.total_timeout_s) as deadline:
+            request.extensions["trace"] = deadline.trace
             try:
-                status = response.status_code
-                if status in (401, 403):
-                    raise PacsUnauthorized(f"the PACS at {root} refused medviz's credentials (HTTP {status}) for "
-                                           f"{what}: check --pacs-user and --pacs-password-file, or --pacs-token-file")
-                if status == 404 and missing is not None:
-                    raise PacsNotFound(f"the PACS at {root} holds no {missing.removeprefix('the ')} (HTTP 404)")
-                if status >= 400 and not (refusals and status in (400, 409, 415, 500)):
-                    raise PacsBadAnswer(f"the PACS at {root} answered HTTP {status} to {what}")
-                if 300 <= status < 400:
-                    raise PacsBadAnswer(f"the PACS at {root} answered {what} with a redirect (HTTP {status}), which "
-                                        "medviz does not follow: give the PACS's address as it answers")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _too_large(root, what, limit)
-                chunks, size = [], 0
-                for chunk in response.iter_raw():
-                    size += len(chunk)
-                    if size > limit:
+                response = self._http.send(request, stream=True)
+                try:
+                    status = response.status_code
+                    self._check_status(status, what, missing, refusals)
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > limit:
                         raise _too_large(root, what, limit)
-                    if time.monotonic() > deadline:
-                        raise PacsTimeout(f"the PACS at {root} took longer than {self.config.total_timeout_s:g} s "
-                                          f"for {what} (total_timeout_s)")
-                    chunks.append(chunk)
-                body = _decoded(b"".join(chunks), response.headers.get("content-encoding", ""), limit, root, what)
-                return status, body, response.headers.get("content-type", "")
-            finally:
-                response.close()
-        except PacsError:
-            raise
-        except httpx.TimeoutException as error:
-            raise PacsTimeout(_timeout_message(error, root, what, self.config)) from None
-        except (httpx.ConnectError, httpx.NetworkError) as error:
-            raise PacsUnreachable(f"the PACS at {root} cannot be reached for {what}: {_cause(error)}") from None
-        except httpx.HTTPError as error:
-            raise PacsBadAnswer(f"the PACS at {root} broke off {what}: {type(error).__name__}") from None
+                    chunks, size = [], 0
+                    for chunk in response.iter_raw():
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_large(root, what, limit)
+                        chunks.append(chunk)
+                    if deadline.fired:  # a body without a length ends where the deadline shut it
+                        raise late
+                    body = _decoded(b"".join(chunks), response.headers.get("content-encoding", ""), limit, root,
+                                    what)
+                    return status, body, response.headers.get("content-type", "")
+                finally:
+                    deadline.finish()
+                    response.close()
+            except PacsError:
+                raise
+            except httpx.HTTPError as error:
+                if deadline.fired:
+                    raise late from None
+                raise _failure(error, root, what, self.config) from None
+
+    def _check_status(self, status: int, what: str, missing: str | None, refusals: bool) -> None:
+        root = self.config.root
+        if status in (401, 403):
+            raise PacsUnauthorized(f"the PACS at {root} refused medviz's credentials (HTTP {status}) for "
+                                   f"{what}: check --pacs-user and --pacs-password-file, or --pacs-token-file")
+        if status == 404 and missing is not None:
+            raise PacsNotFound(f"the PACS at {root} holds no {missing.removeprefix('the ')} (HTTP 404)")
+        if status >= 400 and not (refusals and status in (400, 409, 415, 500)):
+            raise PacsBadAnswer(f"the PACS at {root} answered HTTP {status} to {what}")
+        if 300 <= status < 400:
+            raise PacsBadAnswer(f"the PACS at {root} answered {what} with a redirect (HTTP {status}), which "
+                                "medviz does not follow: give the PACS's address as it answers")
+
+
+def _failure(error: httpx.HTTPError, root: str, what: str, config: PacsConfig) -> PacsError:
+    if isinstance(error, httpx.TimeoutException):
+        return PacsTimeout(_timeout_message(error, root, what, config))
+    if isinstance(error, (httpx.ConnectError, httpx.NetworkError)):
+        return PacsUnreachable(f"the PACS at {root} cannot be reached for {what}: {_cause(error)}")
+    return PacsBadAnswer(f"the PACS at {root} broke off {what}: {type(error).__name__}")
 
 
 def _query(params: list[tuple[str, str]]) -> str:

@@ -117,6 +117,23 @@ def test_a_pacs_that_trickles_its_answer_stops_at_the_total_timeout(loopback: Ca
     assert error.value.message == f"the PACS at {url} took longer than 0.5 s for a study search (total_timeout_s)"
 
 
+def test_a_pacs_that_trickles_its_headers_stops_at_the_total_timeout(loopback: Callable[[Answer], str]) -> None:
+    def trickle(handler: BaseHTTPRequestHandler) -> None:  # each header line well within the read timeout
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(100):
+            handler.wfile.write(b"X-Slow-%d: 1\r\n" % n)
+            handler.wfile.flush()
+            time.sleep(0.2)
+
+    url = loopback(trickle)
+    began = time.monotonic()
+    with PacsClient(PacsConfig(url, read_timeout_s=1, total_timeout_s=2)) as client, \
+            pytest.raises(PacsTimeout) as error:
+        client.find_studies(StudyQuery(patient_id="X"))
+    assert 2 <= time.monotonic() - began < 3
+    assert error.value.message == f"the PACS at {url} took longer than 2 s for a study search (total_timeout_s)"
+
+
 def test_an_oversized_answer_is_dropped_at_the_limit(loopback: Callable[[Answer], str]) -> None:
     def endless(handler: BaseHTTPRequestHandler) -> None:  # no Content-Length: the size shows only while reading
         handler.send_response(200)
