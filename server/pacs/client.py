@@ -25,7 +25,7 @@ import httpx
 
 from server.pacs import dicom_json as dj
 from server.pacs import multipart
-from server.pacs.config import PacsConfig
+from server.pacs.config import PacsConfig, port_of
 from server.pacs.deadline import Deadline
 from server.pacs.errors import (
     PacsBadAnswer,
@@ -306,9 +306,9 @@ class PacsClient:
 
     def _same_origin(self, request: httpx.Request) -> None:
         url = request.url
-        if (url.scheme, url.host.lower(), url.port) != self.config.origin:
-            raise PacsBadAnswer(f"the PACS at {self.config.root} redirected medviz to another address "
-                                f"({url.scheme}://{url.host}); medviz follows redirects only within the PACS")
+        if (url.scheme, url.host.lower(), port_of(url.scheme, url.port)) != self.config.origin:
+            raise PacsBadAnswer(f"medviz sends requests only to the PACS at {self.config.root}, not to "
+                                f"{url.scheme}://{url.host}")
 
     def _get(self, path: str, what: str, accept: str, limit: int, params: Params | None = None,
              missing: str | None = None) -> bytes:

@@ -63,10 +63,11 @@ class PacsConfig:
         return self.url.rstrip("/")
 
     @property
-    def origin(self) -> tuple[str, str, int | None]:
-        """(scheme, host, port): where requests may go (a redirect elsewhere is refused)."""
+    def origin(self) -> tuple[str, str, int]:
+        """(scheme, host, port): where requests may go; the port always a number (80 or 443 when the address
+        names none), as httpx's URLs leave out a scheme's default port."""
         parts = urlsplit(self.url)
-        return parts.scheme, (parts.hostname or "").lower(), parts.port
+        return parts.scheme, (parts.hostname or "").lower(), port_of(parts.scheme, parts.port)
 
     def secrets(self) -> tuple[str, ...]:
         """The values no message, log line or answer to a browser may carry."""
@@ -86,6 +87,11 @@ class PacsConfig:
         password = _first_line(password_file, "password") if password_file is not None else None
         token = _first_line(token_file, "token") if token_file is not None else None
         return PacsConfig(url=url, user=user, password=password, token=token, **limits)
+
+
+def port_of(scheme: str, port: int | None) -> int:
+    """A URL's port, its scheme's default (80 for http, 443 for https) when it names none."""
+    return port if port is not None else 443 if scheme == "https" else 80
 
 
 def _first_line(path: str, what: str) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
-from server.pacs.client import PacsClient
+from server.pacs.client import PacsClient, StudyQuery
 from server.pacs.config import PacsConfig
 from server.pacs.errors import PacsConfigError
 from server.settings import Settings
@@ -50,3 +51,18 @@ def test_a_missing_or_empty_credential_file_is_one_line(tmp_path: Path) -> None:
     assert blank.value.message == f"the PACS token file {str(empty)!r} is empty; its first line is the token"
     assert alone.value.message == ("--pacs-user needs --pacs-password-file (the password is never given on the "
                                    "command line)")
+
+
+@pytest.mark.parametrize("url", ["http://pacs.example:80/dicom-web", "https://pacs.example:443/dicom-web",
+                                 "http://pacs.example/dicom-web"])
+def test_an_address_naming_its_schemes_default_port_is_the_pacs_own_address(url: str) -> None:
+    asked: list[str] = []
+
+    def pacs(request: httpx.Request) -> httpx.Response:  # the transport alone stands in: no server on port 80 or 443
+        asked.append(str(request.url))
+        return httpx.Response(200, headers={"Content-Type": "application/dicom+json"}, stream=httpx.ByteStream(b"[]"))
+
+    with PacsClient(PacsConfig(url), transport=httpx.MockTransport(pacs)) as client:
+        page = client.find_studies(StudyQuery(patient_id="X"))
+    assert (page.studies, len(asked)) == ((), 1)
+    assert asked[0].startswith(url.replace(":80/", "/").replace(":443/", "/") + "/studies?PatientID=X&")
