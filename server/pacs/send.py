@@ -40,7 +40,7 @@ class SendReport:
     study_uid: str
     sent: tuple[str, ...]  # series descriptions of the objects stored now
     already: tuple[str, ...]  # those the PACS held already (not sent again)
-    failed: tuple[str, ...]  # "description: the PACS's reason" of each refused object
+    failed: tuple[tuple[str, str], ...]  # (series description, the PACS's reason) of each refused object
 
     def message(self) -> str:
         """One line: what was stored, what was there already, what was refused and why."""
@@ -53,7 +53,8 @@ class SendReport:
                          if self.sent or self.failed else
                          f"all {total} objects were already in study {self.study_uid} and were not sent again")
         if self.failed:
-            parts.append(f"{len(self.failed)} of {total} objects were refused: {'; '.join(self.failed)}")
+            refused = "; ".join(f"{series}: {reason}" for series, reason in self.failed)
+            parts.append(f"{len(self.failed)} of {total} objects were refused: {refused}")
         return "; ".join(parts) if parts else "nothing to send"
 
     def raise_for_failures(self) -> None:
@@ -78,9 +79,9 @@ def send_objects(client: PacsClient, study_uid: str, objects: Sequence[tuple[str
     failed = []
     for uid in fresh:
         if uid in reasons:
-            failed.append(f"{named[uid][0]}: {_reason(reasons[uid])}")
+            failed.append((named[uid][0], _reason(reasons[uid])))
         elif uid not in stored:
-            failed.append(f"{named[uid][0]}: not named as stored in the PACS's answer")
+            failed.append((named[uid][0], "not named as stored in the PACS's answer"))
     return SendReport(study_uid, tuple(named[uid][0] for uid in fresh if uid in stored and uid not in reasons),
                       tuple(named[uid][0] for uid in named if uid in held), tuple(failed))
 

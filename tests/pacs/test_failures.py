@@ -227,7 +227,7 @@ def test_a_stow_partial_failure_names_each_refused_object_and_its_reason(
         loopback: Callable[[Answer], str], sample_dicom: bytes) -> None:
     study = generate_uid()
     objects = [("secondary_capture", _dataset(sample_dicom, study, "medviz overlay")),
-               ("segmentation", _dataset(sample_dicom, study, "medviz regions"))]
+               ("segmentation", _dataset(sample_dicom, study, "medviz regions: token 0 'a: b'"))]
     answer = {"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [objects[0][1].SOPInstanceUID]}}]},
               "00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [objects[1][1].SOPInstanceUID]},
                                                   "00081197": {"vr": "US", "Value": [0xA700]}}]}}
@@ -235,11 +235,11 @@ def test_a_stow_partial_failure_names_each_refused_object_and_its_reason(
     with PacsClient(PacsConfig(url)) as client:
         report = send_objects(client, study, objects)
     assert (report.sent, report.already, report.failed) == (
-        ("medviz overlay",), (), ("medviz regions: out of resources (0xA700)",))
+        ("medviz overlay",), (), (("medviz regions: token 0 'a: b'", "out of resources (0xA700)"),))
     with pytest.raises(PacsStorePartial) as error:
         report.raise_for_failures()
     assert error.value.message == (f"the PACS did not store everything: stored 1 of 2 objects into study {study}; "
-                                   "1 of 2 objects were refused: medviz regions: out of resources (0xA700)")
+                                   "1 of 2 objects were refused: medviz regions: token 0 'a: b': out of resources (0xA700)")
 
 
 def test_a_study_with_only_sr_and_pr_objects_opens_nothing_and_says_why(
