@@ -47,6 +47,7 @@ MAX_SERIES = 1000  # series one study may list
 MAX_INSTANCES = 5000  # instances one study (or series) may list
 MAX_THUMBNAIL_SIDE = 1024
 MAX_QUERY_CHARS = 64
+UIDS_PER_QUERY = 50  # SOP Instance UIDs one QIDO-RS list match asks for (a URL of about 3 KB)
 DATE_RANGE = re.compile(r"(\d{8})?(-(\d{8})?)?")
 QUERY_SAFE = "*?^,-._~:"  # sent as is in a query value; everything else percent-escaped
 MODALITY = re.compile(r"[A-Z0-9]{1,16}")
@@ -235,17 +236,23 @@ class PacsClient:
         return tuple(sorted(matches, key=lambda m: (m.instance_number is None, m.instance_number or 0)))
 
     def stored_sop_uids(self, study_uid: str, sop_uids: Iterable[str]) -> frozenset[str]:
-        """Which of `sop_uids` the PACS already holds in the study (none when it holds no such study)."""
+        """Which of `sop_uids` the PACS already holds in the study (none when it holds no such study). Asks for those
+        UIDs alone (QIDO-RS list matching, UIDS_PER_QUERY at a time), never for the whole study: a study past
+        MAX_INSTANCES, or a PACS that caps its answers, would otherwise hide one already stored."""
         study = dj.check_uid(study_uid, "the study UID")
-        wanted = frozenset(sop_uids)
+        wanted = sorted({dj.check_uid(uid, "a SOP instance UID") for uid in sop_uids})
         what = f"the instances of study {study}"
-        try:
-            body = self._get(f"/studies/{study}/instances", what, DICOM_JSON, self.config.max_answer_bytes,
-                             params=[("includefield", "00080018")], missing=what)
-        except PacsNotFound:
-            return frozenset()
-        held = {dj.uid(i, "00080018", what) for i in dj.items(body, what, MAX_INSTANCES)}
-        return wanted & held
+        held: set[str] = set()
+        for start in range(0, len(wanted), UIDS_PER_QUERY):
+            asked = wanted[start:start + UIDS_PER_QUERY]
+            try:
+                query = _query([("SOPInstanceUID", ",".join(asked)), ("includefield", "00080018")])
+                body = self._get(f"/studies/{study}/instances?{query}", what, DICOM_JSON,
+                                 self.config.max_answer_bytes, missing=what)
+            except PacsNotFound:
+                return frozenset()
+            held |= {dj.uid(i, "00080018", what) for i in dj.items(body, what, len(asked))}
+        return frozenset(held & set(wanted))
 
     # -- WADO-RS --------------------------------------------------------------------------------------------
 

@@ -86,7 +86,11 @@ def test_a_thumbnail_is_a_jpeg_of_the_size_asked(pacs: PacsClient, stored_study:
 def test_stored_sop_uids_names_only_those_the_study_holds(pacs: PacsClient,
                                                           stored_study: Callable[..., PacsStudy]) -> None:
     study = stored_study("PAT-HELD-1", "ACC-HELD-1")
+    other = stored_study("PAT-HELD-1", "ACC-HELD-1", study_uid=study.study_uid)
+    stored_study("PAT-HELD-1", "ACC-HELD-1", study_uid=study.study_uid)  # held, not asked for
     assert pacs.stored_sop_uids(study.study_uid, [study.sop_uid, "1.2.3.4"]) == frozenset({study.sop_uid})
+    assert pacs.stored_sop_uids(study.study_uid, [study.sop_uid, other.sop_uid, "1.2.3.4"]) == frozenset(
+        {study.sop_uid, other.sop_uid})
     assert pacs.stored_sop_uids("1.2.3.4.5", [study.sop_uid]) == frozenset()
 
 

@@ -14,6 +14,7 @@ import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pydicom
 import pytest
@@ -240,6 +241,24 @@ def test_a_stow_partial_failure_names_each_refused_object_and_its_reason(
         report.raise_for_failures()
     assert error.value.message == (f"the PACS did not store everything: stored 1 of 2 objects into study {study}; "
                                    "1 of 2 objects were refused: medviz regions: token 0 'a: b': out of resources (0xA700)")
+
+
+def test_a_pacs_that_caps_its_answers_still_shows_which_objects_it_holds(loopback: Callable[[Answer], str]) -> None:
+    held = [f"1.2.3.{n}" for n in range(6000)]  # past MAX_INSTANCES; unfiltered answers capped at 100 items
+    asked: list[str] = []
+
+    def capping(handler: BaseHTTPRequestHandler) -> None:
+        query = parse_qs(urlsplit(handler.path).query)
+        asked.append(urlsplit(handler.path).query)
+        wanted = query["SOPInstanceUID"][0].split(",") if "SOPInstanceUID" in query else held[:100]
+        found = [{"00080018": {"vr": "UI", "Value": [uid]}} for uid in wanted if uid in held]
+        reply(200, json.dumps(found).encode())(handler)
+
+    url = loopback(capping)
+    with PacsClient(PacsConfig(url)) as client:
+        found = client.stored_sop_uids("1.2.3", ["1.2.3.5999", "1.2.3.7", "1.2.9"])
+    assert found == frozenset({"1.2.3.5999", "1.2.3.7"})
+    assert asked == ["SOPInstanceUID=1.2.3.5999,1.2.3.7,1.2.9&includefield=00080018"]
 
 
 def test_a_study_with_only_sr_and_pr_objects_opens_nothing_and_says_why(
