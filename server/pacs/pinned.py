@@ -53,7 +53,7 @@ class SendAnswer:
         objects: list[tuple[str, str]] = []
         for report in reports:
             objects += [(series, "sent") for series in report.sent] + [(series, "already") for series in report.already]
-            objects += [(_series(failed), f"failed: {_reason(failed)}") for failed in report.failed]
+            objects += [(series, f"failed: {reason or 'refused'}") for series, reason in report.failed]
         return SendAnswer(_line(objects), tuple(objects))
 
 
@@ -72,14 +72,6 @@ def _line(objects: list[tuple[str, str]]) -> str:
     if failed:
         parts.append(f"{len(failed)} of {len(objects)} objects were refused: {'; '.join(failed)}")
     return "; ".join(parts)
-
-
-def _series(failed: str) -> str:
-    return failed.partition(": ")[0]
-
-
-def _reason(failed: str) -> str:
-    return failed.partition(": ")[2] or "refused"
 
 
 def recording_for_send(recordings: Path, recording_id: str, keep_identity: bool) -> AnalysisSource:
@@ -102,6 +94,7 @@ def send_token(config: PacsConfig, source: AnalysisSource, index: int, method: s
     if not has_dicom(source):
         raise RequestError(NO_DICOM.format(what=source.what))
     studies: dict[str, list[tuple[str, Dataset]]] = {}
+    sources: dict[str, list[Dataset]] = {}  # each study's source headers: send_objects checks the PACS holds them
     for image, header in enumerate(source.headers):
         if header is None or image >= len(source.start.images):
             continue
@@ -109,5 +102,7 @@ def send_token(config: PacsConfig, source: AnalysisSource, index: int, method: s
         built = build_export(export_source, token_map)
         study = str(export_source.header.StudyInstanceUID)
         studies.setdefault(study, []).extend((o.kind, o.dataset) for o in built.objects)
+        sources.setdefault(study, []).append(export_source.header)
     with PacsClient(config) as client:
-        return SendAnswer.of([send_objects(client, study, objects) for study, objects in studies.items()])
+        return SendAnswer.of([send_objects(client, study, objects, sources[study])
+                              for study, objects in studies.items()])
