@@ -34,6 +34,7 @@ from medviz_core.wire.server_frames import params_to_wire
 from server import pacs_routes, recording_disk, recordings
 from server.guard.headers import SecurityHeaders
 from server.guard.security import Guard
+from server.pacs import start as pacs_start
 from server.sessions import LocalSessions, SessionManager
 from server.settings import Settings
 from server.sockets import live, replay
@@ -124,6 +125,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
     app.state.videos = videos.VideoJobs(videos.RenderLimits(settings.video_render_limit_s,
                                                             settings.video_paused_limit_s))  # teaching/videos.py
     app.state.pacs_sends = pacs_routes.sends()  # one Send to PACS at a time (pacs_routes.py)
+    app.state.pacs_retrievals = pacs_start.retrievals()  # PACS starts retrieving at once (pacs/start.py)
     app.state.players = offline_routes.builds()  # offline players built at once (teaching/offline_routes.py)
     app.state.connections = Connections(
         {"session": settings.max_session_sockets, "watch": settings.max_watch_sockets,

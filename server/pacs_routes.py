@@ -8,7 +8,10 @@ labels, which can be opened and why not, and the views chosen by default), GET
 /api/pacs/sendable?recording=ID (whether a replay's recording may be sent, and why not) and POST /api/pacs/send
 ({session, key, index, method} from a live session's owner, or {recording, index, method}: pinned.send_token).
 Every exchange runs on a worker thread (asyncio.to_thread); every other route answers 404 "no PACS configured"
-without one, and 403 to a foreign Origin, behind the same Guard (token, Host) as every route. A PacsError is one JSON
+without one, 403 to a foreign Origin, and 403 NO_PACS_KEY to a request without the PACS key (guard/security.py:
+share and watch links carry the token only; GET /api/pacs then answers {configured: true, allowed: false}), behind
+the same Guard (token, Host) as every route. A send holds the app's one send (app.state.pacs_sends) until its
+thread ends, even when its request is cancelled (pacs/holding.py). A PacsError is one JSON
 `{"error": {"code", "message", "kind"}}` with a fitting status: 502 for an unreachable PACS, a bad or too large
 answer, a refused store, and the PACS refusing medviz's credentials (the browser's own auth never goes on to the
 PACS), 504 for a timeout, 404 for a study that is gone, 400 for a query it refuses, 422 for a study with no image
@@ -31,9 +34,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from medviz_core.analyses.compute import AnalysisSource
 from medviz_core.errors import BusyError, MedvizError, NotFoundError, RequestError
 from medviz_core.wire.client_frames import check_uid
-from server.guard.security import foreign_origin
+from medviz_core.wire.codes import ErrorCode
+from server.guard.security import NO_PACS_KEY, foreign_origin, pacs_allowed
 from server.pacs.client import InstanceMatch, PacsClient, StudyQuery
 from server.pacs.config import PacsConfig
 from server.pacs.errors import (
@@ -45,7 +50,8 @@ from server.pacs.errors import (
     PacsTimeout,
     PacsUnauthorized,
 )
-from server.pacs.pinned import recording_for_send, send_token
+from server.pacs.holding import run_holding
+from server.pacs.pinned import SendAnswer, recording_for_send, send_token
 from server.pacs.start import NO_PACS
 from server.pacs.views import choose_views
 from server.recordings import error_response
@@ -85,7 +91,8 @@ def pacs_error(error: MedvizError) -> JSONResponse:
 
 
 def pacs_route(route: Callable[[Request, PacsConfig], Awaitable[Response]]) -> Handler:
-    """`route` with the PACS's config: 404 without one, 403 for a foreign Origin, each MedvizError as JSON."""
+    """`route` with the PACS's config: 403 for a foreign Origin, 404 without a PACS, 403 without the PACS key, each
+    MedvizError as JSON."""
     @functools.wraps(route)
     async def checked(request: Request) -> Response:
         settings: Settings = request.app.state.settings
@@ -95,6 +102,9 @@ def pacs_route(route: Callable[[Request, PacsConfig], Awaitable[Response]]) -> H
         try:
             if settings.pacs is None:
                 raise NotFoundError(NO_PACS)
+            if not pacs_allowed(settings, request.scope):  # a share or watch link: the token without the PACS key
+                return JSONResponse({"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": NO_PACS_KEY}},
+                                    status_code=403)
             return await route(request, settings.pacs)
         except MedvizError as error:
             return pacs_error(error)
@@ -113,7 +123,8 @@ async def _ask(config: PacsConfig, work: Callable[[PacsClient], Any]) -> Any:
 
 
 async def pacs_info_route(request: Request) -> Response:
-    """Whether this server has a PACS (200 either way: the page asks at every load) and, if so, its host and port."""
+    """Whether this server has a PACS (200 either way: the page asks at every load) and whether this request may use
+    it (the PACS key); if both, its host and port."""
     settings: Settings = request.app.state.settings
     refused = foreign_origin(request, "use the PACS")
     if refused is not None:
@@ -121,9 +132,12 @@ async def pacs_info_route(request: Request) -> Response:
     config = settings.pacs
     if config is None:
         return JSONResponse({"configured": False})
+    if not pacs_allowed(settings, request.scope):
+        return JSONResponse({"configured": True, "allowed": False})
     parts = urlsplit(config.url)
     host = parts.hostname or ""
-    return JSONResponse({"configured": True, "host": host if parts.port is None else f"{host}:{parts.port}",
+    return JSONResponse({"configured": True, "allowed": True,
+                         "host": host if parts.port is None else f"{host}:{parts.port}",
                          "max_results": config.max_results, "page_size": config.page_size})
 
 
@@ -237,6 +251,14 @@ def sends() -> threading.Lock:
     return threading.Lock()
 
 
+def _owned_source(sessions: SessionManager, session: str, key: object) -> AnalysisSource:
+    """A live session's owner's view, once `key` proves the owner (blocking: a Redis round trip, the whole log)."""
+    if not isinstance(key, str) or not sessions.is_owner(session, key):
+        raise RequestError("only the session's owner may send it to the PACS (a watcher sees de-identified "
+                           "headers, which belong to no study there)")
+    return sessions.live_source(session, owner=True)
+
+
 @pacs_route
 async def send_route(request: Request, config: PacsConfig) -> Response:
     settings: Settings = request.app.state.settings
@@ -246,19 +268,12 @@ async def send_route(request: Request, config: PacsConfig) -> Response:
         source = await asyncio.to_thread(recording_for_send, settings.recordings, _field(body, "recording", str),
                                          settings.recordings_keep_identity)
     else:
-        sessions: SessionManager = request.app.state.sessions
-        session = _field(body, "session", str)
-        if not isinstance(body.get("key"), str) or not sessions.is_owner(session, body["key"]):
-            raise RequestError("only the session's owner may send it to the PACS (a watcher sees de-identified "
-                               "headers, which belong to no study there)")
-        source = sessions.live_source(session, owner=True)
+        session, key = _field(body, "session", str), body.get("key")
+        source = await asyncio.to_thread(_owned_source, request.app.state.sessions, session, key)
     lock: threading.Lock = request.app.state.pacs_sends
     if not lock.acquire(blocking=False):
         raise BusyError("another Send to PACS is under way; try again in a moment")
-    try:
-        answer = await asyncio.to_thread(send_token, config, source, index, method)
-    finally:
-        lock.release()
+    answer: SendAnswer = await run_holding(lock.release, send_token, config, source, index, method)
     if answer.refused:  # a partial store: the error's line, and what became of each object
         return JSONResponse({"error": {"code": "error", "kind": "store_partial", "message": answer.message},
                              **answer.to_json()}, status_code=502)

@@ -107,6 +107,10 @@ class Settings:
     # The hospital's archive (docs/pacs.md): set by `medviz serve --pacs URL` and its credential files, never --set;
     # its repr hides the password and token.
     pacs: PacsConfig | None = None
+    # The second credential the PACS routes and a PACS start need (docs/security.md): only the operator's link carries
+    # it, never a share or watch link; `medviz serve --pacs` makes one per start unless --pacs-key-file. None: no
+    # request may use the PACS.
+    pacs_key: str | None = field(default=None, repr=False)
 
     @property
     def limits(self) -> ClientLimits:
@@ -135,11 +139,21 @@ class Settings:
             )
         if self.token is not None and len(self.token) < 8:
             raise AuthError(f"the token must be at least 8 characters; got {len(self.token)}")
-        odd = next((c for c in self.token or "" if c not in TOKEN_CHARACTERS), None)
-        if odd is not None:
-            raise AuthError(f"the token may hold only letters A-Z a-z, digits and - . _ ~ (it travels unchanged "
-                            f"in links, cookies and headers); it holds {odd!r}")
+        if self.pacs_key is not None and len(self.pacs_key) < 16:
+            raise AuthError(f"the PACS key must be at least 16 characters; got {len(self.pacs_key)}")
+        _check_secret("the token", self.token)
+        _check_secret("the PACS key", self.pacs_key)
+        if self.pacs_key is not None and self.pacs_key == self.token:
+            raise AuthError("the PACS key must differ from the token: every watch link carries the token")
         return self
+
+
+def _check_secret(what: str, value: str | None) -> None:
+    """AuthError unless `value` (when set) travels unchanged in links, cookies and headers."""
+    odd = next((c for c in value or "" if c not in TOKEN_CHARACTERS), None)
+    if odd is not None:
+        raise AuthError(f"{what} may hold only letters A-Z a-z, digits and - . _ ~ (it travels unchanged "
+                        f"in links, cookies and headers); it holds {odd!r}")
 
 
 class SettingError(MedvizError):

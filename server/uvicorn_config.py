@@ -2,10 +2,10 @@
 
 Owns: `server_config` (uvicorn.Config with h11 and its request-head limit, a deadline for
 the request head, the connection cap, the keep-alive timeout, websocket frame limits and
-the token-redacting logging of guard/log_redaction.py), `AnnouncingServer` (uvicorn's server, telling
-its caller once its sockets accept connections) and `HeaderDeadlineH11`, uvicorn's h11
-protocol with one addition: a connection that has not sent a whole request head within
-`header_timeout_s` of connecting (or of starting its next request) is closed, so slow
+the redacting logging of guard/log_redaction.py: tokens, PACS keys, PACS queries),
+`AnnouncingServer` (uvicorn's server, telling its caller once its sockets accept connections) and
+`HeaderDeadlineH11`, uvicorn's h11 protocol with one addition: a connection that has not sent a whole request head
+within `header_timeout_s` of connecting (or of starting its next request) is closed, so slow
 headers cannot hold connections. Does not own the app (app.py) or what it serves.
 """
 
@@ -95,6 +95,7 @@ def server_config(app: Any, settings: Settings, *, log_level: str = "info", acce
         # No per-message deflate: frames are PNG and uint8 maps (barely compressible), and
         # deflating the same bytes once per viewer would cost the model's CPU.
         ws_max_size=settings.ws_max_size, ws_per_message_deflate=False,
-        log_config=log_config(settings.token, log_stream), log_level=log_level, access_log=access_log,
+        log_config=log_config((settings.token, settings.pacs_key), log_stream), log_level=log_level,
+        access_log=access_log,
         lifespan="on",
     )

@@ -48,7 +48,19 @@ def serve_settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "pacs", None) is None:
         return settings  # a retrieved instance is held to the upload's own limit
     return dataclasses.replace(settings, pacs=pacs_config(args.pacs, args,
-                                                          max_instance_bytes=settings.max_message_bytes))
+                                                          max_instance_bytes=settings.max_message_bytes),
+                               pacs_key=_pacs_key(getattr(args, "pacs_key_file", None)))
+
+
+def _pacs_key(path: str | None) -> str | None:
+    """--pacs-key-file's key (its first line); None without one (the start makes its own: guard/security.py)."""
+    if path is None:
+        return None
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError) as error:
+        raise MedvizError(f"cannot read the PACS key file {path!r}: {getattr(error, 'strerror', None) or error}"
+                          ) from None
 
 
 def _redis_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -89,8 +101,10 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for handler in logging.getLogger().handlers:  # medviz's own lines: never a token either
-        handler.addFilter(RedactTokens((settings.token,) if settings.token else ()))
+        handler.addFilter(RedactTokens(tuple(s for s in (settings.token, settings.pacs_key) if s)))
     shown = "?token=<your token>" if given.token else f"?token={settings.token}"
+    if settings.pacs_key:  # the operator's link opens the PACS too; share and watch links never carry the key
+        shown += "&pacs_key=<your PACS key>" if given.pacs_key else f"&pacs_key={settings.pacs_key}"
     note = "" if given.token else "; open this link: its token is new with every start (--token T for a fixed one)"
     print(f"medviz: loading {settings.model}; recordings go to {settings.recordings}", file=sys.stderr, flush=True)
 
@@ -349,6 +363,9 @@ def add_server_commands(subparsers: Any) -> None:
     serve.add_argument("--pacs", default=None, metavar="URL", help="the hospital's archive, a DICOMweb root (e.g. "
                        "http://pacs:8042/dicom-web): the page searches it and opens and sends studies (docs/pacs.md)")
     add_pacs_options(serve)
+    serve.add_argument("--pacs-key-file", default=None, metavar="FILE", help="with --pacs: the PACS key (16+ of "
+                       "A-Z a-z 0-9 - . _ ~) the operator's link carries; default: a new one every start, in the "
+                       "printed link (share and watch links never open the PACS)")
     serve.add_argument("--ray", action="store_true", help="with --redis: also run the workers as Ray Serve replicas "
                        "(RAY_ADDRESS or a local Ray)")
     serve.add_argument("--replicas", type=int, default=1, help="with --ray: how many workers (one per GPU)")

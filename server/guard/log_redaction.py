@@ -1,8 +1,10 @@
-"""Credentials never reach a log line: the access token is redacted in every spelling before formatting.
+"""Credentials and patient identifiers never reach a log line: tokens, PACS keys and PACS queries are redacted.
 
-Owns: `redact` (a query parameter whose name decodes to `token`, however it is
-percent-encoded or cased, has its value replaced by `***`; a configured token still found
-in the decoded line takes the whole query string with it), `RedactTokens` (a logging
+Owns: `redact` (a query parameter whose name decodes to `token` or `pacs_key`, however it is
+percent-encoded or cased, has its value replaced by `***`; a configured secret still found
+in the decoded line takes the whole query string with it; a /api/pacs path loses its query
+(patient ID, name, accession) and every segment that is not one of the routes' own words (study,
+series and SOP instance UIDs): `/api/pacs/studies/***/series?***`), `RedactTokens` (a logging
 filter that redacts a record's message and each of its arguments in place, keeping their
 number and types, so uvicorn's access formatter still finds its five arguments) and
 `log_config` (uvicorn's logging configuration with the filter on every handler). Does not
@@ -21,7 +23,17 @@ from uvicorn.config import LOGGING_CONFIG
 
 PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;#\s\"']+)=(?P<value>[^&;#\s\"']*)")
 QUERY = re.compile(r"\?[^\s\"']*")
+PACS_PATH = re.compile(r"/api/pacs(?P<rest>[/?][^\s\"']*)?", re.IGNORECASE)
+PACS_WORDS = frozenset({"studies", "series", "instances", "thumbnail", "sendable", "send"})  # pacs_routes.ROUTES
+SECRET_PARAMS = frozenset({"token", "pacs_key"})
 MASK = "***"
+
+
+def _pacs_path(match: re.Match[str]) -> str:
+    """A /api/pacs path as a log line may hold it: the routes' own words, every other segment and the query masked."""
+    path, question, _ = (match["rest"] or "").partition("?")
+    segments = [s if s.lower() in PACS_WORDS or not s else MASK for s in path.split("/")]
+    return "/api/pacs" + "/".join(segments) + (f"?{MASK}" if question else "")
 
 
 def _decoded(text: str) -> str:
@@ -35,12 +47,14 @@ def _decoded(text: str) -> str:
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` with every token parameter's value, and any spelling of `secrets`, masked."""
+    """`text` with every token and PACS key parameter's value, any spelling of `secrets`, and the patient identifiers
+    of a /api/pacs path (its query, its UIDs) masked."""
     def mask(match: re.Match[str]) -> str:
-        if _decoded(match["name"]).strip().lower() != "token":
+        if _decoded(match["name"]).strip().lower() not in SECRET_PARAMS:
             return match[0]
         return f"{match['sep']}{match['name']}={MASK}"
 
+    text = PACS_PATH.sub(_pacs_path, text)
     text = PARAM.sub(mask, text)
     for secret in secrets:
         if secret and secret in _decoded(text):
@@ -70,11 +84,11 @@ class RedactTokens(logging.Filter):
         return redact(arg, self.secrets) if isinstance(arg, str) else arg
 
 
-def log_config(token: str | None, stream: IO[str] | None = None) -> dict[str, Any]:
-    """uvicorn's logging configuration, with RedactTokens on both handlers (and `stream` for
-    both, instead of stderr / stdout, when given: tests read it)."""
+def log_config(secrets: tuple[str | None, ...], stream: IO[str] | None = None) -> dict[str, Any]:
+    """uvicorn's logging configuration, with RedactTokens (the token, the PACS key) on both handlers (and `stream`
+    for both, instead of stderr / stdout, when given: tests read it)."""
     config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": RedactTokens, "secrets": (token,) if token else ()}}
+    config["filters"] = {"redact": {"()": RedactTokens, "secrets": tuple(s for s in secrets if s)}}
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
         if stream is not None:

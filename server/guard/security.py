@@ -14,6 +14,11 @@ must come from the same host, a loopback origin or an allowed origin (browsers a
 Origin; tools that send none are let through, the token still applies). On a loopback bind
 the Host header must be a loopback name, which stops DNS rebinding. A refused websocket is
 accepted, sent one `error` frame and closed with 4001 / 4003, so a client sees why.
+The PACS (docs/security.md) takes a second credential, `Settings.pacs_key`, that share and watch links never carry:
+`pacs_allowed` finds it in an `X-Medviz-Pacs-Key` header (tools), a `?pacs_key=K` query (the operator's link, and
+websockets) or the `medviz_pacs_key` cookie the Guard sets after a valid `?pacs_key=` page load (HttpOnly,
+SameSite=Strict, as the token's), compared in constant time; `with_start_token` makes one per start for a server with
+a PACS and none given. The Guard does not refuse a request without it: the PACS routes and a PACS start ask.
 `same_origin_only` applies the websockets' Origin rule to the HTTP routes that answer with a recording's
 content (download, thumbnail, offline player, video start and file): 403 for a foreign Origin.
 Does not own the limits on what a client sends (wire/, handlers).
@@ -39,6 +44,10 @@ from medviz_core.wire.server_frames import ErrorFrame
 from server.settings import Settings, is_loopback
 
 COOKIE = "medviz_token"
+PACS_COOKIE = "medviz_pacs_key"
+PACS_HEADER = "x-medviz-pacs-key"
+PACS_QUERY = "pacs_key"
+NO_PACS_KEY = "this link does not open the PACS: ask the presenter for the operator link"
 START_TOKEN_BYTES = 24  # a token-less start's own token: 192 random bits, 32 URL-safe characters
 
 
@@ -61,8 +70,27 @@ def provided_token(scope: Scope) -> tuple[str | None, bool]:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if "token" in query:
         return query["token"][0], True
-    cookies = "; ".join(v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"cookie")
-    return cookie_value(cookies, COOKIE), False
+    return cookie_value(_cookies(scope), COOKIE), False
+
+
+def _cookies(scope: Scope) -> str:
+    return "; ".join(v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"cookie")
+
+
+def provided_pacs_key(scope: Scope) -> tuple[str | None, bool]:
+    """(the PACS key the request carries, whether it came in the query string): header, query, then cookie."""
+    headers = _headers(scope)
+    if PACS_HEADER in headers:
+        return headers[PACS_HEADER].strip(), False
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if PACS_QUERY in query:
+        return query[PACS_QUERY][0], True
+    return cookie_value(_cookies(scope), PACS_COOKIE), False
+
+
+def pacs_allowed(settings: Settings, scope: Scope) -> bool:
+    """Whether a request (HTTP or websocket) may use the PACS: it carries Settings.pacs_key (never without one)."""
+    return settings.pacs_key is not None and token_matches(settings.pacs_key, provided_pacs_key(scope)[0])
 
 
 def cookie_value(header: str, name: str) -> str | None:
@@ -81,10 +109,13 @@ def with_start_token(settings: Settings) -> Settings:
     """`settings` with a token: the one given, else a new random one for this start only (a loopback
     server started without a token). Other accounts on the same machine reach 127.0.0.1 too, and
     file modes do not stop them at a socket: without the link the server printed (`?token=`), which
-    sets the cookie the page then uses, they get 401 on every route and websocket."""
-    if settings.token:
-        return settings
-    return dataclasses.replace(settings, token=secrets.token_urlsafe(START_TOKEN_BYTES))
+    sets the cookie the page then uses, they get 401 on every route and websocket. A server with a
+    PACS and no PACS key gets one of this start's own too (only the operator's link carries it)."""
+    if not settings.token:
+        settings = dataclasses.replace(settings, token=secrets.token_urlsafe(START_TOKEN_BYTES))
+    if settings.pacs is not None and not settings.pacs_key:
+        settings = dataclasses.replace(settings, pacs_key=secrets.token_urlsafe(START_TOKEN_BYTES))
+    return settings
 
 
 def _host_name(netloc: str) -> str:
@@ -147,9 +178,13 @@ class Guard:
             else:
                 await _refuse_http(send, status, message)
             return
+        secure = scope.get("scheme") == "https"
         token, from_query = provided_token(scope)
         if self.settings.token and from_query and scope["type"] == "http":
-            send = _with_cookie(send, self.settings.token, secure=scope.get("scheme") == "https")
+            send = _with_cookie(send, COOKIE, self.settings.token, secure)
+        key, key_from_query = provided_pacs_key(scope)
+        if key_from_query and scope["type"] == "http" and pacs_allowed(self.settings, scope):
+            send = _with_cookie(send, PACS_COOKIE, key or "", secure)
         await self.app(scope, receive, send)
 
     def _problem(self, scope: Scope, headers: dict[str, str]) -> tuple[int, int, str] | None:
@@ -163,13 +198,13 @@ class Guard:
         return None
 
 
-def _with_cookie(send: Send, token: str, secure: bool) -> Send:
-    """`send` adding the token's cookie to the response; `Secure` when the request came over TLS (uvicorn
-    sets the scheme from X-Forwarded-Proto when the proxy is one it trusts: --forwarded-allow-ips)."""
+def _with_cookie(send: Send, name: str, value: str, secure: bool) -> Send:
+    """`send` adding cookie `name` (the token's or the PACS key's) to the response; `Secure` when the request came
+    over TLS (uvicorn sets the scheme from X-Forwarded-Proto when the proxy is one it trusts: --forwarded-allow-ips)."""
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            value = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{'; Secure' if secure else ''}"
-            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", value.encode("latin-1"))]}
+            cookie = f"{name}={value}; HttpOnly; SameSite=Strict; Path=/{'; Secure' if secure else ''}"
+            message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode("latin-1"))]}
         await send(message)
 
     return wrapped

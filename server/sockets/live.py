@@ -1,9 +1,9 @@
 """The live websocket routes: `/ws/session` (start or rejoin, then watch and cancel) and `/ws/watch/{id}`.
 
 Owns: reading and validating the client's first frame: a `start` (size, types, limits, a study from the
-PACS retrieved first (pacs/start.py), the images admitted under the image budget, sampling and method checks,
-control tokens in the question and labels) or a `rejoin` (the owner back with its owner key); with
-`/ws/session?rejoin=1` and after a rejoin, the `owner` frame (the owner key) to that socket
+PACS retrieved first (pacs/start.py; only with the PACS key), the images admitted under the image budget,
+sampling and method checks, control tokens in the question and labels) or a `rejoin` (the owner back with its
+owner key); with `/ws/session?rejoin=1` and after a rejoin, the `owner` frame (the owner key) to that socket
 only, before the session's frames; then pumping the viewer's frames while listening for `cancel`,
 `analyze` and `cancel_analysis` (answers, and refusals of them, go to the asking socket
 through its `Outbox`, in the order the requests came; which answers a socket owes is
@@ -28,7 +28,7 @@ from typing import Literal
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from medviz_core.analyses.compute import AnalysisSource, job_id
-from medviz_core.errors import MedvizError, ProtocolError
+from medviz_core.errors import AuthError, MedvizError, ProtocolError
 from medviz_core.wire.client_frames import (
     ANALYSIS_COMMANDS,
     AnalyzeRequest,
@@ -45,6 +45,7 @@ from medviz_core.wire.server_frames import ErrorFrame, OwnerFrame
 from server.analysis_jobs import AnalysisJobs, Reply
 from server.broadcast import Viewer, ViewerDropped
 from server.guard.image_budget import check_images
+from server.guard.security import NO_PACS_KEY, pacs_allowed
 from server.pacs.start import from_pacs
 from server.sessions import SessionManager, new_owner_key
 from server.settings import Settings
@@ -190,7 +191,11 @@ async def read_start(ws: WebSocket, settings: Settings, sessions: SessionManager
         return request, 0
     if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start" and "rejoin"
         raise ProtocolError(f"expected a start frame; got {request.type!r}")
-    request = await from_pacs(settings.pacs, request)  # a study from the PACS: its files retrieved, then as uploads
+    if request.pacs is not None and settings.pacs is not None and not pacs_allowed(settings, ws.scope):
+        raise AuthError(NO_PACS_KEY)  # a watch link carries the token only: the PACS takes the operator's key
+    # a study from the PACS: its files retrieved (an upload's limits), then checked as uploads
+    request = await from_pacs(settings.pacs, request, ws.app.state.pacs_retrievals, settings.max_message_bytes,
+                              settings.image_wait_s)
     work = await check_images(request.images, sessions.images, settings.max_pixels, settings.max_decoded_bytes,
                               settings.image_wait_s)
     return request, work

@@ -36,8 +36,15 @@ def served_line(proc: subprocess.Popen[bytes], log: Path, deadline: float) -> st
 
 
 def link_token(line: str) -> str:
-    """The token of the link in a `medviz: serving ... at http://HOST:PORT/?token=T (ready ...` line."""
-    found = re.search(r"/\?token=([A-Za-z0-9_-]+) \(ready ", line)
+    """The token of the link in a `medviz: serving ... at http://HOST:PORT/?token=T[&pacs_key=K] (ready ...` line."""
+    found = re.search(r"/\?token=([A-Za-z0-9_-]+)(&pacs_key=[A-Za-z0-9_-]+)? \(ready ", line)
+    assert found is not None, line
+    return found.group(1)
+
+
+def link_pacs_key(line: str) -> str:
+    """The PACS key of the operator's link a `medviz serve --pacs` printed (`...&pacs_key=K (ready ...`)."""
+    found = re.search(r"/\?token=[A-Za-z0-9_-]+&pacs_key=([A-Za-z0-9_-]+) \(ready ", line)
     assert found is not None, line
     return found.group(1)
 

@@ -35,6 +35,13 @@ import { applyWindow } from "./draw/xray.js";
 
 const query = new URLSearchParams(location.search);
 store.state.token = query.get("token");
+if (query.has("pacs_key")) {
+  // The operator's link: the server turned the PACS key into a cookie of its own; off the address bar, so a copied
+  // address never opens the PACS (pageUrl and share links never carry it either).
+  const plain = new URL(location.href);
+  plain.searchParams.delete("pacs_key");
+  history.replaceState(history.state, "", plain);
+}
 export const ALL_METHODS = [...METHODS_ORDER, "gradient"];
 
 const player = new Player($("player"), {

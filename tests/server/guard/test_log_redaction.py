@@ -62,3 +62,15 @@ def test_a_record_keeps_its_arguments_so_the_access_formatter_can_unpack_them() 
 ])
 def test_redact_masks_every_spelling_of_the_token_and_of_the_secret(text: str, expected: str) -> None:
     assert redact(text, ("s3cret",)) == expected
+
+
+def test_a_pacs_key_is_masked_like_the_token_and_a_pacs_path_keeps_only_its_routes_words() -> None:
+    assert redact("GET /?token=T0ken-1&pacs_key=K3y-2 HTTP/1.1") == "GET /?token=***&pacs_key=*** HTTP/1.1"
+    assert redact("/?%70acs_KEY=K3y-2") == "/?%70acs_KEY=***"
+    assert redact("GET /api/pacs/studies?patient_id=P-1&patient_name=DOE%5EJANE&accession=A-9 HTTP/1.1") == (
+        "GET /api/pacs/studies?*** HTTP/1.1")
+    assert redact("/api/pacs/studies/1.2.840.1/series/1.2.840.2/instances/1.2.840.3/thumbnail") == (
+        "/api/pacs/studies/***/series/***/instances/***/thumbnail")
+    assert redact("/api/pacs/sendable?recording=r-1") == "/api/pacs/sendable?***"
+    assert redact("/api/pacs") == "/api/pacs"
+    assert redact("/api/recordings?x=1") == "/api/recordings?x=1"

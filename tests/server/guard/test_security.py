@@ -194,6 +194,32 @@ def test_a_loopback_start_without_a_token_gets_one_of_its_own_new_each_time() ->
     assert with_start_token(Settings(token=TOKEN)).token == TOKEN
 
 
+def test_a_start_with_a_pacs_gets_a_pacs_key_of_its_own_new_each_time_unless_a_key_file_names_one(
+        tmp_path: Path) -> None:
+    pacs = ["serve", "--pacs", "http://127.0.0.1:1/dicom-web"]
+    first, second = (with_start_token(serve_settings(build_parser().parse_args(pacs))).check() for _ in range(2))
+    assert first.pacs_key is not None and second.pacs_key is not None
+    assert first.pacs_key != second.pacs_key and len(first.pacs_key) == 32 and first.pacs_key != first.token
+    assert with_start_token(serve_settings(build_parser().parse_args(["serve"]))).pacs_key is None  # no PACS
+    key_file = tmp_path / "pacs.key"
+    key_file.write_text("the-operators-pacs-key\n")
+    given = serve_settings(build_parser().parse_args([*pacs, "--pacs-key-file", str(key_file)]))
+    assert with_start_token(given).check().pacs_key == "the-operators-pacs-key"
+    assert "the-operators-pacs-key" not in repr(given)
+
+
+def test_a_pacs_key_that_is_the_token_or_short_or_odd_is_refused_at_start_up() -> None:
+    refusals = []
+    for key in (TOKEN, "short-key", "a pacs key with spaces"):
+        with pytest.raises(AuthError) as refusal:
+            Settings(token=TOKEN, pacs_key=key).check()
+        refusals.append(str(refusal.value))
+    assert refusals == ["the PACS key must differ from the token: every watch link carries the token",
+                        "the PACS key must be at least 16 characters; got 9",
+                        "the PACS key may hold only letters A-Z a-z, digits and - . _ ~ (it travels unchanged in "
+                        "links, cookies and headers); it holds ' '"]
+
+
 def test_a_bare_client_of_a_token_less_medviz_serve_gets_401_on_the_recordings_list_download_and_delete(
     tmp_path: Path,
 ) -> None:

@@ -2,15 +2,19 @@
 with their view labels and thumbnails, Send to PACS of a pinned token into the same study from the live owner or
 from a replay of a recording kept with identity (and a re-send that stores nothing new), and each failure as one
 JSON line with its status while the server keeps serving: no PACS, an unreachable or slow one, refused
-credentials, a study gone, a foreign Origin, a watcher, a de-identified recording. No answer carries the PACS's
-password."""
+credentials, a study gone, a foreign Origin on all six routes, a watcher, a de-identified recording, a partial
+store (each object's status). A token sent live is "already sent" from the replay of its recording. No answer
+carries the PACS's password."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pydicom
@@ -19,6 +23,7 @@ from PIL import Image
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import PacsPick
 from server.pacs.config import PacsConfig
+from server.pacs.multipart import parts
 from server.pacs.pinned import DEIDENTIFIED
 from server.pacs.start import NO_PACS
 from server.pacs_routes import REFUSED_CREDENTIALS
@@ -26,13 +31,20 @@ from tests.orthanc import USER, Orthanc, free_port
 from tests.pacs.conftest import PacsStudy
 from tests.pacs.test_failures import Answer, loopback, reply  # noqa: F401  (loopback: a fixture)
 from tests.server.helpers import LiveServer
+from tests.server.pacs.conftest import OPERATOR
 from tests.server.pacs.test_pacs_start import owned_session
 
 SEND = {"index": 0, "method": "consensus"}
 
 
 def get(server: LiveServer, path: str, **headers: str) -> httpx.Response:
-    return httpx.get(f"{server.http}{path}", headers=headers, timeout=60)
+    """GET `path` as the operator (the PACS key's header), with `headers` beside it."""
+    return httpx.get(f"{server.http}{path}", headers={**OPERATOR, **headers}, timeout=60)
+
+
+def post(server: LiveServer, body: dict[str, object], **headers: str) -> httpx.Response:
+    """POST /api/pacs/send as the operator."""
+    return httpx.post(f"{server.http}/api/pacs/send", json=body, headers={**OPERATOR, **headers}, timeout=120)
 
 
 def test_without_a_pacs_the_page_is_told_so_and_every_other_pacs_route_answers_404(make_server: Callable[..., LiveServer]) -> None:
@@ -45,8 +57,8 @@ def test_without_a_pacs_the_page_is_told_so_and_every_other_pacs_route_answers_4
 
 def test_the_pacs_route_names_the_host_and_port_only(pacs_server: Callable[..., LiveServer], orthanc: Orthanc) -> None:
     answer = get(pacs_server(), "/api/pacs")
-    assert answer.json() == {"configured": True, "host": f"127.0.0.1:{orthanc.port}", "max_results": 100,
-                             "page_size": 25}
+    assert answer.json() == {"configured": True, "allowed": True, "host": f"127.0.0.1:{orthanc.port}",
+                             "max_results": 100, "page_size": 25}
     assert orthanc.password not in answer.text and USER not in answer.text
 
 
@@ -92,14 +104,14 @@ def test_send_to_pacs_stores_the_tokens_objects_into_the_same_study_and_a_resend
     server = pacs_server()
     owner, _ = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
     body = {"session": owner.session, "key": owner.key, **SEND}
-    sent = httpx.post(f"{server.http}/api/pacs/send", json=body, timeout=120).json()
+    sent = post(server, body).json()
     stored = orthanc.study_series(study.study_uid)
     modalities = sorted(str(s["MainDicomTags"]["Modality"]) for s in stored)  # type: ignore[index]
     assert modalities == ["DX", "OT", "OT", "PR", "SEG"]  # the source; SC and PM; GSPS; SEG
     assert sent["message"] == "sent 4 objects into the study"
     assert [(o["series"].split(":")[0], o["status"]) for o in sent["objects"]] == [
         (f"medviz DEMO MODEL attention {what}", "sent") for what in ("overlay", "map", "regions", "outlines")]
-    again = httpx.post(f"{server.http}/api/pacs/send", json=body, timeout=120).json()
+    again = post(server, body).json()
     assert again["message"] == "already sent (same token and method): nothing new stored"
     assert {o["status"] for o in again["objects"]} == {"already"}
     assert len(orthanc.study_series(study.study_uid)) == len(stored)
@@ -114,7 +126,7 @@ def test_only_the_sessions_owner_may_send_it(pacs_server: Callable[..., LiveServ
     study = stored_study("P3-WATCH", "ACC-P3-6")
     server = pacs_server()
     owner, _ = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
-    answer = httpx.post(f"{server.http}/api/pacs/send", json={"session": owner.session, "key": "not-the-key", **SEND})
+    answer = post(server, {"session": owner.session, "key": "not-the-key", **SEND})
     assert answer.status_code == 400
     assert answer.json()["error"]["message"].startswith("only the session's owner may send it to the PACS")
 
@@ -148,13 +160,18 @@ def test_a_study_gone_from_the_pacs_is_a_404_with_its_kind(pacs_server: Callable
     assert answer.status_code == 404 and answer.json()["error"]["kind"] == "not_found"
 
 
-def test_a_foreign_origin_gets_403_from_every_pacs_route(pacs_server: Callable[..., LiveServer]) -> None:
+def test_a_foreign_origin_gets_403_from_all_six_pacs_routes_even_with_the_pacs_key(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy]) -> None:
+    study = stored_study("P3-ORIGIN", "ACC-P3-11")
     server = pacs_server()
-    for path in ("/api/pacs", "/api/pacs/studies?patient_id=X"):
-        answer = get(server, path, origin="https://evil.example")
-        assert answer.status_code == 403
-    answer = httpx.post(f"{server.http}/api/pacs/send", json=SEND, headers={"origin": "https://evil.example"})
-    assert answer.status_code == 403
+    evil = {"origin": "https://evil.example"}
+    answers = [get(server, path, **evil) for path in (
+        "/api/pacs", "/api/pacs/studies?patient_id=P3-ORIGIN", f"/api/pacs/studies/{study.study_uid}/series",
+        f"/api/pacs/studies/{study.study_uid}/series/{study.series_uid}/instances/{study.sop_uid}/thumbnail",
+        "/api/pacs/sendable?recording=x")] + [post(server, SEND, **evil)]
+    assert [(a.status_code, a.json()["error"]["message"]) for a in answers] == [
+        (403, "origin 'https://evil.example' may not use the PACS here")] * 6
+    assert "P3-ORIGIN" not in "".join(a.text for a in answers)
 
 
 def test_a_bad_uid_in_a_path_never_reaches_the_pacs(pacs_server: Callable[..., LiveServer]) -> None:
@@ -170,7 +187,7 @@ def test_a_sent_object_is_a_dicom_of_the_source_patient(pacs_server: Callable[..
     study = stored_study("P3-IDENTITY", "ACC-P3-8")
     server = pacs_server()
     owner, _ = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)))
-    httpx.post(f"{server.http}/api/pacs/send", json={"session": owner.session, "key": owner.key, **SEND}, timeout=120)
+    post(server, {"session": owner.session, "key": owner.key, **SEND})
     with orthanc.rest() as rest:
         series = [s for s in orthanc.study_series(study.study_uid) if s["MainDicomTags"]["Modality"] == "OT"]  # type: ignore[index]
         instance = series[0]["Instances"][0]  # type: ignore[index]
@@ -192,7 +209,7 @@ def test_a_replay_of_a_recording_kept_with_identity_may_be_sent_and_a_de_identif
     kept = pacs_server(recordings_keep_identity=True)
     recording = recorded_from_pacs(kept, study)
     assert get(kept, f"/api/pacs/sendable?recording={recording}").json() == {"ok": True, "why": ""}
-    sent = httpx.post(f"{kept.http}/api/pacs/send", json={"recording": recording, **SEND}, timeout=120).json()
+    sent = post(kept, {"recording": recording, **SEND}).json()
     assert sent["message"] == "sent 4 objects into the study"
     assert len(orthanc.study_series(study.study_uid)) == 5
 
@@ -200,7 +217,7 @@ def test_a_replay_of_a_recording_kept_with_identity_may_be_sent_and_a_de_identif
     plain = pacs_server()
     hidden = recorded_from_pacs(plain, other)
     assert get(plain, f"/api/pacs/sendable?recording={hidden}").json() == {"ok": False, "why": DEIDENTIFIED}
-    refused = httpx.post(f"{plain.http}/api/pacs/send", json={"recording": hidden, **SEND}, timeout=120)
+    refused = post(plain, {"recording": hidden, **SEND})
     assert (refused.status_code, refused.json()["error"]["message"]) == (400, DEIDENTIFIED)
     assert len(orthanc.study_series(other.study_uid)) == 1
 
@@ -218,3 +235,77 @@ def test_a_slow_pacs_is_a_504_with_its_timeout_and_the_server_keeps_serving(
         "code": "error", "kind": "timeout",
         "message": f"the PACS at {url} did not answer a study search within 0.3 s (read_timeout_s)"})
     assert get(server, "/api/health").status_code == 200
+
+
+@contextlib.contextmanager
+def refusing_proxy(orthanc: Orthanc) -> Iterator[str]:
+    """A DICOMweb root on 127.0.0.1 that passes every GET on to the real Orthanc and answers a STOW-RS itself: its
+    first object stored, each other one in a FailedSOPSequence (0xA700, out of resources)."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            upstream = httpx.get(orthanc.dicomweb + self.path.removeprefix("/dicom-web"), auth=(USER, orthanc.password),
+                                 headers={"Accept": self.headers.get("Accept", "*/*")}, timeout=30)
+            self._answer(upstream.status_code, upstream.content, upstream.headers.get("content-type", ""))
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            uids = [str(pydicom.dcmread(io.BytesIO(part)).SOPInstanceUID)
+                    for _, part in parts(body, self.headers["Content-Type"], "a store")]
+            refused = [{"00081155": {"vr": "UI", "Value": [uid]}, "00081197": {"vr": "US", "Value": [0xA700]}}
+                       for uid in uids[1:]]
+            answer = {"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": uids[:1]}}]},
+                      "00081198": {"vr": "SQ", "Value": refused}}
+            self._answer(202, json.dumps(answer).encode(), "application/dicom+json")
+
+        def _answer(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_partial_store_is_a_502_store_partial_with_each_objects_status(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy], orthanc: Orthanc) -> None:
+    study = stored_study("P3-PARTIAL", "ACC-P3-12")
+    recording = recorded_from_pacs(pacs_server(recordings_keep_identity=True), study)
+    with refusing_proxy(orthanc) as url:
+        server = pacs_server(pacs=PacsConfig(url), recordings_keep_identity=True)  # the same recordings folder
+        answer = post(server, {"recording": recording, **SEND})
+    body = answer.json()
+    assert (answer.status_code, body["error"]["kind"]) == (502, "store_partial")
+    refused = "failed: out of resources (0xA700)"
+    assert [(o["series"].split(":")[0], o["status"]) for o in body["objects"]] == [
+        ("medviz DEMO MODEL attention overlay", "sent"), ("medviz DEMO MODEL attention map", refused),
+        ("medviz DEMO MODEL attention regions", refused), ("medviz DEMO MODEL attention outlines", refused)]
+    assert body["error"]["message"] == body["message"]
+    assert body["message"].startswith("sent 1 object into the study; 3 of 4 objects were refused: ")
+    assert study.study_uid not in answer.text and "P3-PARTIAL" not in answer.text
+
+
+def test_a_token_sent_live_is_already_sent_from_the_replay_of_its_recording_kept_with_identity(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy], orthanc: Orthanc) -> None:
+    study = stored_study("P3-LIVE-REPLAY", "ACC-P3-13")
+    server = pacs_server(recordings_keep_identity=True)
+    owner, data = owned_session(server, PacsPick(study=study.study_uid, instances=(study.sop_uid,)), record=True)
+    start = frames.decode(data[0])
+    assert isinstance(start, frames.StartFrame) and start.recording is not None, start
+    live = post(server, {"session": owner.session, "key": owner.key, **SEND}).json()
+    assert live["message"] == "sent 4 objects into the study"
+    stored = orthanc.study_series(study.study_uid)
+    replayed = post(server, {"recording": start.recording, **SEND}).json()
+    assert replayed["message"] == "already sent (same token and method): nothing new stored"
+    assert [o["status"] for o in replayed["objects"]] == ["already"] * 4
+    assert [s["ID"] for s in orthanc.study_series(study.study_uid)] == [s["ID"] for s in stored]

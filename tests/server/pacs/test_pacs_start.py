@@ -1,9 +1,11 @@
 """A session started from the server's PACS over the websocket, on a real Orthanc: the start frame names a study
 and its chosen instances, the server retrieves them and runs the session as on uploaded files, labelled from their
-headers; a study gone from the PACS is refused in one error frame, and no PACS at all too."""
+headers; a study gone from the PACS is refused in one error frame, and no PACS at all too; a start whose images
+together pass an upload's limit (max_message_bytes) is refused as one and holds nothing after."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -11,10 +13,13 @@ from websockets.asyncio.client import connect
 
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import PacsPick, ParamsRequest, StartRequest
-from server.pacs.start import NO_PACS
+from server.pacs.client import PacsClient
+from server.pacs.config import PacsConfig
+from server.pacs.start import MAX_RETRIEVALS, NO_PACS, too_large
 from tests.orthanc import Orthanc
 from tests.pacs.conftest import PacsStudy
 from tests.server.helpers import LiveServer, receive_all, recv, run
+from tests.server.pacs.conftest import OPERATOR
 
 
 def pacs_start(pick: PacsPick, record: bool = False) -> bytes:
@@ -24,7 +29,7 @@ def pacs_start(pick: PacsPick, record: bool = False) -> bytes:
 def owned_session(server: LiveServer, pick: PacsPick, record: bool = False) -> tuple[frames.OwnerFrame, list[bytes]]:
     """A session started from the PACS with an owner key, run to its end: the owner frame and every frame after."""
     async def scenario() -> tuple[frames.OwnerFrame, list[bytes]]:
-        async with connect(f"{server.ws}/ws/session?rejoin=1", max_size=None) as ws:
+        async with connect(f"{server.ws}/ws/session?rejoin=1", max_size=None, additional_headers=OPERATOR) as ws:
             await ws.send(pacs_start(pick, record))
             owner = frames.decode(await recv(ws))
             assert isinstance(owner, frames.OwnerFrame), owner
@@ -52,7 +57,7 @@ def test_a_start_on_a_study_gone_from_the_pacs_is_refused_in_one_line(
     server = pacs_server()
 
     async def start() -> Any:
-        async with connect(f"{server.ws}/ws/session", max_size=None) as ws:
+        async with connect(f"{server.ws}/ws/session", max_size=None, additional_headers=OPERATOR) as ws:
             await ws.send(pacs_start(PacsPick(study=study.study_uid, instances=(study.sop_uid,))))
             return frames.decode((await receive_all(ws))[0])
 
@@ -60,8 +65,6 @@ def test_a_start_on_a_study_gone_from_the_pacs_is_refused_in_one_line(
     assert isinstance(refused, frames.ErrorFrame), refused
     assert (refused.code, refused.message) == ("not_found", f"the PACS at {orthanc.dicomweb} holds no instances of "
                                                 f"study {study.study_uid}")
-
-
 
 
 def test_a_start_from_the_pacs_on_a_server_without_one_is_refused_in_one_line(
@@ -75,3 +78,26 @@ def test_a_start_from_the_pacs_on_a_server_without_one_is_refused_in_one_line(
 
     refused = run(start())
     assert isinstance(refused, frames.ErrorFrame) and (refused.code, refused.message) == ("not_found", NO_PACS)
+
+
+def test_a_start_whose_images_together_pass_an_uploads_limit_is_refused_and_holds_nothing_after(
+        pacs_server: Callable[..., LiveServer], stored_study: Callable[..., PacsStudy], pacs_config: PacsConfig) -> None:
+    pa = stored_study("P3-TOO-BIG", "ACC-P3-BIG", view="PA")
+    lateral = stored_study("P3-TOO-BIG", "ACC-P3-BIG", view="LL", study_uid=pa.study_uid)
+    with PacsClient(pacs_config) as client:
+        sizes = [len(client.retrieve(pa.study_uid, s.series_uid, s.sop_uid)) for s in (pa, lateral)]
+    limit = max(sizes) + min(sizes) // 2  # either image alone fits, as an upload of it would; both do not
+    server = pacs_server(max_message_bytes=limit)
+    pick = PacsPick(study=pa.study_uid, instances=(pa.sop_uid, lateral.sop_uid))
+
+    async def start() -> Any:
+        async with connect(f"{server.ws}/ws/session", max_size=None, additional_headers=OPERATOR) as ws:
+            await ws.send(pacs_start(pick))
+            return frames.decode((await receive_all(ws))[0])
+
+    refusals = [run(start()) for _ in range(MAX_RETRIEVALS + 1)]  # more than the places: none was kept
+    assert {(r.code, r.message) for r in refusals} == {("too_large", too_large(sum(sizes), limit))}
+    places: asyncio.Semaphore = server.app.state.pacs_retrievals
+    assert (places.locked(), server.app.state.sessions.images.in_use) == (False, 0)
+    owner, data = owned_session(server, PacsPick(study=pa.study_uid, instances=(pa.sop_uid,)))
+    assert frames.decode(data[-1]).type == "end"

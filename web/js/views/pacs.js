@@ -40,12 +40,16 @@ async function getJson(path, token) {
   return res.json();
 }
 
-/** @param {string | null} token @returns {Promise<{host: string} | null>} the PACS, or null when none is configured */
+/**
+ * The PACS, or null when none is configured or this page may not use it (opened from a share or watch link: only
+ * the operator's link carries the PACS key, which the server keeps in a cookie of its own).
+ * @param {string | null} token @returns {Promise<{host: string} | null>}
+ */
 export async function pacsInfo(token) {
   const res = await fetch(apiUrl("/api/pacs", token));
   if (!res.ok) return null;
   const body = await res.json();
-  return body?.configured === true && typeof body.host === "string" ? { host: body.host } : null;
+  return body?.configured === true && body.allowed === true && typeof body.host === "string" ? { host: body.host } : null;
 }
 
 /** A DICOM date (YYYYMMDD) as people read it. @param {string} d */
