@@ -300,13 +300,14 @@ def _export(args: argparse.Namespace) -> int:
         check_sendable(repr(args.recording), recording)  # before anything is written
     source = recording_source(path.stem, path, recording)
     first, last = _token_range(args.token)
-    result = export_dicom(*export_token_map(source, first, last, args.method, args.image), args.out)
+    export_source, token_map = export_token_map(source, first, last, args.method, args.image)
+    result = export_dicom(export_source, token_map, args.out)
     for exported in result.objects:
         print(f"{exported.kind}: {exported.path}")
     for note in result.notes:
         print(f"note: {note}")
     if args.send:
-        send_export(args.send, args, [(o.kind, o.dataset) for o in result.objects])
+        send_export(args.send, args, [(o.kind, o.dataset) for o in result.objects], export_source.header)
     return 0
 
 

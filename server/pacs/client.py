@@ -254,6 +254,20 @@ class PacsClient:
             held |= {dj.uid(i, "00080018", what) for i in dj.items(body, what, len(asked))}
         return frozenset(held & set(wanted))
 
+    def source_patient(self, study_uid: str, sop_uid: str) -> str | None:
+        """The PatientID under which the PACS's study holds SOP instance `sop_uid`; None when it does not hold it."""
+        study = dj.check_uid(study_uid, "the study UID")
+        sop = dj.check_uid(sop_uid, "the SOP instance UID")
+        what = f"instance {sop} of study {study}"
+        query = _query([("SOPInstanceUID", sop), ("includefield", "00100020")])
+        try:
+            body = self._get(f"/studies/{study}/instances?{query}", what, DICOM_JSON, self.config.max_answer_bytes,
+                             missing=what)
+        except PacsNotFound:
+            return None
+        found = [i for i in dj.items(body, what, 1) if dj.uid(i, "00080018", what) == sop]
+        return dj.text(found[0], "00100020", what, 64) if found else None
+
     # -- WADO-RS --------------------------------------------------------------------------------------------
 
     def thumbnail(self, study_uid: str, series_uid: str, sop_uid: str, size: int = 128) -> bytes:

@@ -1,10 +1,12 @@
 """Sending an export's objects into their study in the PACS (STOW-RS), once.
 
-Owns: `send_objects` (the objects of medviz_core/export/dicom.build_export, each checked to belong to the study;
-those the PACS already holds, by SOP Instance UID, are not sent again and said so; the rest stored in one
-STOW-RS request) and `SendReport` (what was sent, already there, or refused with the PACS's reason in words;
-`message()` is the one line a user reads, `raise_for_failures()` the PacsStorePartial a caller raises when
-anything was refused). Does not own building the objects (medviz_core/export/) nor HTTP (client.py).
+Owns: `send_objects` (the objects of medviz_core/export/dicom.build_export, each checked to belong to the study,
+and nothing sent unless the PACS's study holds each source image under the source header's PatientID, so that an
+uploaded DICOM naming another patient's StudyInstanceUID writes nothing into that study: `check_sources`; those the
+PACS already holds, by SOP Instance UID, are not sent again and said so; the rest stored in one STOW-RS request) and
+`SendReport` (what was sent, already there, or refused with the PACS's reason in words; `message()` is the one line
+a user reads, `raise_for_failures()` the PacsStorePartial a caller raises when anything was refused). Does not own
+building the objects (medviz_core/export/) nor HTTP (client.py).
 """
 
 from __future__ import annotations
@@ -63,8 +65,16 @@ class SendReport:
             raise PacsStorePartial(f"the PACS did not store everything: {self.message()}")
 
 
-def send_objects(client: PacsClient, study_uid: str, objects: Sequence[tuple[str, Dataset]]) -> SendReport:
-    """Store `objects` ((kind, dataset) pairs of one study) unless the PACS holds them already."""
+NOT_HELD = "the PACS's study does not hold this session's source image: nothing sent"
+OTHER_PATIENT = "the PACS's study holds this session's source image under another patient: nothing sent"
+NO_SOURCE = "no source image with a DICOM header ties these objects to a study in the PACS: nothing sent"
+
+
+def send_objects(client: PacsClient, study_uid: str, objects: Sequence[tuple[str, Dataset]],
+                 sources: Sequence[Dataset]) -> SendReport:
+    """Store `objects` ((kind, dataset) pairs of one study) unless the PACS holds them already; first the study must
+    hold each of `sources` (the source images' headers) under its PatientID (PacsQueryError otherwise)."""
+    check_sources(client, study_uid, sources)
     named: dict[str, tuple[str, Dataset]] = {}
     for kind, dataset in objects:
         if str(dataset.get("StudyInstanceUID", "")) != study_uid:
@@ -84,6 +94,20 @@ def send_objects(client: PacsClient, study_uid: str, objects: Sequence[tuple[str
             failed.append((named[uid][0], "not named as stored in the PACS's answer"))
     return SendReport(study_uid, tuple(named[uid][0] for uid in fresh if uid in stored and uid not in reasons),
                       tuple(named[uid][0] for uid in named if uid in held), tuple(failed))
+
+
+def check_sources(client: PacsClient, study_uid: str, sources: Sequence[Dataset]) -> None:
+    """PacsQueryError unless the PACS's study holds every source image, each under its header's PatientID."""
+    if not sources:
+        raise PacsQueryError(NO_SOURCE)
+    for header in sources:
+        if str(header.get("StudyInstanceUID", "")) != study_uid:
+            raise PacsQueryError(f"a source image is not in study {study_uid}: nothing sent")
+        patient = client.source_patient(study_uid, str(header.get("SOPInstanceUID", "")))
+        if patient is None:
+            raise PacsQueryError(NOT_HELD)
+        if patient != str(header.get("PatientID", "")).strip():
+            raise PacsQueryError(OTHER_PATIENT)
 
 
 def _reason(code: int | None) -> str:

@@ -232,9 +232,18 @@ def test_a_stow_partial_failure_names_each_refused_object_and_its_reason(
     answer = {"00081199": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [objects[0][1].SOPInstanceUID]}}]},
               "00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [objects[1][1].SOPInstanceUID]},
                                                   "00081197": {"vr": "US", "Value": [0xA700]}}]}}
-    url = loopback(lambda h: reply(200, b"[]")(h) if h.command == "GET" else reply(202, json.dumps(answer).encode())(h))
+    source = _dataset(sample_dicom, study, "the source image")
+    held = [{"00080018": {"vr": "UI", "Value": [source.SOPInstanceUID]}, "00100020": {"vr": "LO", "Value": ["P"]}}]
+
+    def pacs(handler: BaseHTTPRequestHandler) -> None:  # holds the source image; stores one object, refuses one
+        if handler.command == "POST":
+            reply(202, json.dumps(answer).encode())(handler)
+        else:
+            reply(200, json.dumps(held if "00100020" in handler.path else []).encode())(handler)
+
+    url = loopback(pacs)
     with PacsClient(PacsConfig(url)) as client:
-        report = send_objects(client, study, objects)
+        report = send_objects(client, study, objects, [source])
     assert (report.sent, report.already, report.failed) == (
         ("medviz overlay",), (), (("medviz regions: token 0 'a: b'", "out of resources (0xA700)"),))
     with pytest.raises(PacsStorePartial) as error:
