@@ -296,8 +296,10 @@ def _export(args: argparse.Namespace) -> int:
         raise MedvizError(f"{args.recording!r} is not a medviz recording: {error.message}") from None
     if recording.start is None:
         raise MedvizError(f"{args.recording!r} is not a medviz recording: it holds no whole frame")
-    if args.send:
-        check_sendable(repr(args.recording), recording)  # before anything is written
+    sending = None
+    if args.send:  # before anything is written: the recording may be sent, the PACS's address and credentials read
+        check_sendable(repr(args.recording), recording)
+        sending = pacs_config(args.send, args)
     source = recording_source(path.stem, path, recording)
     first, last = _token_range(args.token)
     export_source, token_map = export_token_map(source, first, last, args.method, args.image)
@@ -306,8 +308,8 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{exported.kind}: {exported.path}")
     for note in result.notes:
         print(f"note: {note}")
-    if args.send:
-        send_export(args.send, args, [(o.kind, o.dataset) for o in result.objects], export_source.header)
+    if sending is not None:
+        send_export(sending, [(o.kind, o.dataset) for o in result.objects], export_source.header)
     return 0
 
 

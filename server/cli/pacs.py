@@ -136,14 +136,14 @@ def check_sendable(name: str, recording: Any) -> None:
         raise MedvizError(DEIDENTIFIED.format(name=name))
 
 
-def send_export(url: str, args: argparse.Namespace, objects: Sequence[tuple[str, Any]], source: Any) -> None:
+def send_export(config: PacsConfig, objects: Sequence[tuple[str, Any]], source: Any) -> None:
     """Store the export's objects into their study, which must hold `source` (the exported image's header, or None)
     under its patient; print the report; PacsStorePartial when some were refused."""
     from server.pacs.client import PacsClient
     from server.pacs.send import send_objects
 
     study = str(objects[0][1].StudyInstanceUID)
-    with PacsClient(pacs_config(url, args)) as client:
+    with PacsClient(config) as client:
         report = send_objects(client, study, objects, [] if source is None else [source])
     print(f"sent: {report.message()}")
     report.raise_for_failures()

@@ -94,6 +94,22 @@ def test_export_send_of_a_recording_without_a_dicom_source_says_so_and_writes_no
     assert not out.exists()
 
 
+def test_export_send_with_a_missing_password_file_says_so_and_writes_nothing(
+        orthanc: Orthanc, stored_study: Callable[..., PacsStudy], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    study = stored_study("PAT-NOFILE-1", "ACC-NOFILE-1")
+    recording = tmp_path / "from-pacs.medviz"
+    assert main(["record", "--pacs", orthanc.dicomweb, "--study", study.study_uid, *credentials(orthanc),
+                 "--out", str(recording), "--model", "tiny", "--max-new-tokens", "2", "--keep-identity"]) == 0
+    capsys.readouterr()
+    out, absent = tmp_path / "export", tmp_path / "absent"
+    assert main(["export", str(recording), "--token", "0", "--out", str(out), "--send", orthanc.dicomweb,
+                 "--pacs-user", USER, "--pacs-password-file", str(absent)]) == 2
+    assert capsys.readouterr().err == (f"medviz: cannot read the PACS password file {str(absent)!r}: "
+                                       "No such file or directory\n")
+    assert not out.exists()
+
+
 def test_generate_reads_its_study_from_the_pacs(orthanc: Orthanc, stored_study: Callable[..., PacsStudy],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     study = stored_study("PAT-GEN-1", "ACC-GEN-1")
