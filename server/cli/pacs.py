@@ -11,9 +11,10 @@ Does not own DICOMweb (server/pacs/) nor the commands it serves (main.py, comman
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from medviz_core.errors import MedvizError
@@ -22,6 +23,20 @@ from server.pacs.config import PacsConfig
 NO_DICOM_SOURCE = "{name} has no DICOM source: nothing to send into a study (its image was PNG or JPEG)"
 DEIDENTIFIED = ("{name} is de-identified: its objects are in a new study the PACS does not hold; record with "
                 "--keep-identity (a clinical archive) to send results back into the source's study")
+
+
+CREDENTIALS_HINT = "check --pacs-user and --pacs-password-file, or --pacs-token-file"
+
+
+@contextlib.contextmanager
+def hinted() -> Iterator[None]:
+    """The PACS refusing medviz's credentials, with the options that give them (the client's line names none)."""
+    from server.pacs.errors import PacsUnauthorized
+
+    try:
+        yield
+    except PacsUnauthorized as error:
+        raise PacsUnauthorized(f"{error.message}: {CREDENTIALS_HINT}") from None
 
 
 def add_pacs_options(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +89,7 @@ def pacs_study(config: PacsConfig, study_uid: str, series_uid: str | None = None
     from server.pacs.client import PacsClient
     from server.pacs.views import open_study
 
-    with PacsClient(config) as client:
+    with hinted(), PacsClient(config) as client:
         files, labels = open_study(client, study_uid, series_uid)
     checked = order_study([(label, data) for label, data in zip(labels, files)])
     study = checked[0].study_uid if checked else None
@@ -86,7 +101,7 @@ def _find(args: argparse.Namespace) -> int:
 
     query = StudyQuery(patient_id=args.patient_id, patient_name=args.patient_name, accession=args.accession,
                        study_date=args.study_date, modality=args.modality)
-    with PacsClient(pacs_config(args.url, args)) as client:
+    with hinted(), PacsClient(pacs_config(args.url, args)) as client:
         page = client.find_studies(query, args.offset)
     if args.json:
         print(json.dumps({"studies": [{**vars(s), "modalities": list(s.modalities)} for s in page.studies],
@@ -143,7 +158,7 @@ def send_export(config: PacsConfig, objects: Sequence[tuple[str, Any]], source: 
     from server.pacs.send import send_objects
 
     study = str(objects[0][1].StudyInstanceUID)
-    with PacsClient(config) as client:
+    with hinted(), PacsClient(config) as client:
         report = send_objects(client, study, objects, [] if source is None else [source])
     print(f"sent: {report.message()}")
     report.raise_for_failures()

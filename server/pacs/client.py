@@ -294,7 +294,7 @@ class PacsClient:
         if len(data) > self.config.max_instance_bytes:
             raise PacsTooLarge(f"{what} is {len(data)} bytes, over the limit of {self.config.max_instance_bytes} "
                                "bytes per image (max_instance_bytes)")
-        _check_part10(data, sop_uid, what)
+        _check_part10(data, study_uid, sop_uid, what)
         return data
 
     # -- STOW-RS --------------------------------------------------------------------------------------------
@@ -390,8 +390,8 @@ class PacsClient:
     def _check_status(self, status: int, what: str, missing: str | None, refusals: bool) -> None:
         root = self.config.root
         if status in (401, 403):
-            raise PacsUnauthorized(f"the PACS at {root} refused medviz's credentials (HTTP {status}) for "
-                                   f"{what}: check --pacs-user and --pacs-password-file, or --pacs-token-file")
+            raise PacsUnauthorized(f"the PACS refused medviz's credentials (HTTP {status} from {root} for "
+                                   f"{what})")
         if status == 404 and missing is not None:
             raise PacsNotFound(f"the PACS at {root} holds no {missing.removeprefix('the ')} (HTTP 404)")
         if status >= 400 and not (refusals and status in (400, 409, 415, 500)):
@@ -492,7 +492,7 @@ def _check_picture(body: bytes, what: str) -> None:
         raise PacsBadAnswer(f"the PACS's answer to {what} is {size[0]}x{size[1]} pixels, not a thumbnail")
 
 
-def _check_part10(data: bytes, sop_uid: str, what: str) -> None:
+def _check_part10(data: bytes, study_uid: str, sop_uid: str, what: str) -> None:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -501,8 +501,11 @@ def _check_part10(data: bytes, sop_uid: str, what: str) -> None:
     try:
         header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
         found = str(header.get("SOPInstanceUID", ""))
+        study = str(header.get("StudyInstanceUID", ""))
     except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError):
         raise PacsBadAnswer(f"the PACS's answer to {what} is a DICOM file medviz cannot read") from None
     if found != sop_uid:
         raise PacsBadAnswer(f"the PACS answered {what} with another instance ({found[:64]})")
+    if study != study_uid:
+        raise PacsBadAnswer(f"the PACS answered {what} with an instance of another study ({study[:64]})")
 

@@ -39,13 +39,16 @@ class PacsConfig:
     max_store_answer_bytes: int = MAX_STORE_ANSWER_BYTES
 
     def __post_init__(self) -> None:
+        if "@" in self.url:  # a user or password in the address: refused before any of it may be echoed
+            raise PacsConfigError("the PACS address must carry no user or password: give the user with --pacs-user "
+                                  "and put credentials in --pacs-password-file")
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise PacsConfigError(f"the PACS address must be an http:// or https:// DICOMweb root, e.g. "
                                   f"http://127.0.0.1:8042/dicom-web; got {self.url[:120]!r}")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise PacsConfigError("the PACS address must carry no user, password, query or fragment: give the "
-                                  "user with --pacs-user and the password in --pacs-password-file")
+        if parts.query or parts.fragment:
+            raise PacsConfigError("the PACS address must carry no query or fragment: give its DICOMweb root, e.g. "
+                                  "http://127.0.0.1:8042/dicom-web")
         if self.password is not None and self.user is None:
             raise PacsConfigError("a PACS password needs a user name too (--pacs-user)")
         if self.token is not None and self.user is not None:

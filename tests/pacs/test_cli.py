@@ -45,8 +45,8 @@ def test_a_wrong_password_is_one_line_without_the_password(orthanc: Orthanc, tmp
     wrong.write_text("not-the-password\n")
     assert main(["pacs", "find", orthanc.dicomweb, "--pacs-user", USER, "--pacs-password-file", str(wrong)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"medviz: the PACS at {orthanc.dicomweb} refused medviz's credentials (HTTP 401) for a study "
-                   "search: check --pacs-user and --pacs-password-file, or --pacs-token-file\n")
+    assert err == (f"medviz: the PACS refused medviz's credentials (HTTP 401 from {orthanc.dicomweb} for a study "
+                   "search): check --pacs-user and --pacs-password-file, or --pacs-token-file\n")
 
 
 @needs_dciodvfy

@@ -28,8 +28,12 @@ def test_the_password_comes_from_its_files_first_line_and_no_repr_shows_it(tmp_p
 @pytest.mark.parametrize(("url", "message"), [
     ("ftp://pacs/dicom-web", "the PACS address must be an http:// or https:// DICOMweb root, e.g. "
      "http://127.0.0.1:8042/dicom-web; got 'ftp://pacs/dicom-web'"),
-    (f"http://medviz:{SECRET}@pacs/dicom-web", "the PACS address must carry no user, password, query or fragment: "
-     "give the user with --pacs-user and the password in --pacs-password-file"),
+    (f"http://medviz:{SECRET}@pacs/dicom-web", "the PACS address must carry no user or password: give the user "
+     "with --pacs-user and put credentials in --pacs-password-file"),
+    (f"htp//medviz:{SECRET}@pacs/dicom-web", "the PACS address must carry no user or password: give the user "
+     "with --pacs-user and put credentials in --pacs-password-file"),
+    ("http://pacs/dicom-web?x=1", "the PACS address must carry no query or fragment: give its DICOMweb root, e.g. "
+     "http://127.0.0.1:8042/dicom-web"),
 ])
 def test_an_address_that_is_no_dicomweb_root_or_carries_credentials_is_refused(url: str, message: str) -> None:
     with pytest.raises(PacsConfigError) as error:

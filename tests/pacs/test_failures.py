@@ -20,6 +20,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from server.pacs import multipart
 from server.pacs.client import PacsClient, StudyQuery
 from server.pacs.config import PacsConfig
 from server.pacs.errors import (
@@ -28,6 +29,7 @@ from server.pacs.errors import (
     PacsStorePartial,
     PacsTimeout,
     PacsTooLarge,
+    PacsUnauthorized,
     PacsUnreachable,
 )
 from server.pacs.send import send_objects
@@ -268,6 +270,26 @@ def test_a_pacs_that_caps_its_answers_still_shows_which_objects_it_holds(loopbac
         found = client.stored_sop_uids("1.2.3", ["1.2.3.5999", "1.2.3.7", "1.2.9"])
     assert found == frozenset({"1.2.3.5999", "1.2.3.7"})
     assert asked == ["SOPInstanceUID=1.2.3.5999,1.2.3.7,1.2.9&includefield=00080018"]
+
+
+def test_a_retrieved_instance_of_another_study_is_refused(loopback: Callable[[Answer], str],
+                                                          sample_dicom: bytes) -> None:
+    stored = dicom_copy(sample_dicom, "PAT-ELSE-1", "ACC-ELSE-1")
+    body, kind = multipart.build([stored.dicom])
+    url = loopback(reply(200, body, kind))
+    asked = generate_uid()  # the same SOP Instance UID asked for in another study
+    with PacsClient(PacsConfig(url)) as client, pytest.raises(PacsBadAnswer) as error:
+        client.retrieve(asked, stored.series_uid, stored.sop_uid)
+    assert error.value.message == (f"the PACS answered instance {stored.sop_uid} of study {asked} with an instance "
+                                   f"of another study ({stored.study_uid})")
+
+
+def test_refused_credentials_are_one_neutral_line_without_options(loopback: Callable[[Answer], str]) -> None:
+    url = loopback(reply(401, b""))
+    with PacsClient(PacsConfig(url, user="u", password="secret-password")) as client, \
+            pytest.raises(PacsUnauthorized) as error:
+        client.find_studies(StudyQuery(patient_id="X"))
+    assert error.value.message == f"the PACS refused medviz's credentials (HTTP 401 from {url} for a study search)"
 
 
 def test_a_study_with_only_sr_and_pr_objects_opens_nothing_and_says_why(
