@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.pacs.fixtures"]  # the PACS fixtures, one real Orthanc for the whole run
 REPO = Path(__file__).resolve().parents[1]
 CXR_DIR = REPO.parent / "shared" / "data" / "cxr"
 SAMPLE = "nih_00000001_000.png"

@@ -15,7 +15,7 @@ from server.cli.main import main
 from server.pacs.client import PacsClient
 from tests.export.test_dicom_export import dciodvfy, needs_dciodvfy
 from tests.orthanc import USER, Orthanc
-from tests.pacs.conftest import PacsStudy
+from tests.pacs.fixtures import PacsStudy
 
 
 def credentials(orthanc: Orthanc) -> list[str]:

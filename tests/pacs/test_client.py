@@ -12,7 +12,7 @@ from PIL import Image
 
 from server.pacs.client import PacsClient, StudyQuery
 from server.pacs.errors import PacsNotFound, PacsQueryError
-from tests.pacs.conftest import PacsStudy
+from tests.pacs.fixtures import PacsStudy
 
 
 def test_a_stored_study_is_found_by_patient_id_and_by_accession(pacs: PacsClient,

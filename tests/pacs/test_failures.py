@@ -35,7 +35,7 @@ from server.pacs.errors import (
 from server.pacs.send import send_objects
 from server.pacs.views import open_study
 from tests.orthanc import Orthanc
-from tests.pacs.conftest import PacsStudy, dicom_copy
+from tests.pacs.fixtures import PacsStudy, dicom_copy
 from tests.server.serve_process import free_port
 
 Answer = Callable[[BaseHTTPRequestHandler], None]

@@ -14,7 +14,7 @@ from server.pacs.client import PacsClient
 from server.pacs.errors import PacsQueryError
 from server.pacs.send import send_objects
 from tests.orthanc import Orthanc
-from tests.pacs.conftest import PacsStudy
+from tests.pacs.fixtures import PacsStudy
 
 
 def header(study: PacsStudy, **changes: str) -> pydicom.Dataset:
