@@ -169,7 +169,8 @@ async def studies_route(request: Request, config: PacsConfig) -> Response:
     query, offset = study_query(request.query_params)
     page = await _ask(config, lambda client: client.find_studies(query, offset))
     return JSONResponse({"studies": [{**asdict(study), "modalities": list(study.modalities)} for study in page.studies],
-                         "offset": page.offset, "more": page.more, "page_size": config.page_size})
+                         "offset": page.offset, "more": page.more, "capped": page.capped,
+                         "page_size": config.page_size, "max_results": config.max_results})
 
 
 def _instance_row(instance: InstanceMatch, chosen: dict[str, str], names: dict[str, str]) -> dict[str, Any]:

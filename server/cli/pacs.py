@@ -2,10 +2,11 @@
 `medviz export --send URL`.
 
 Owns: the PACS options (`--pacs-user` with `--pacs-password-file`, or `--pacs-token-file`: secrets only from files,
-never the command line), `pacs find` (a table or JSON of the matching studies), `pacs_study` (a study's views from
-the PACS as the StudyFiles `generate` and `record` read from files, through the same study checks) and
-`send_export` (an export's objects stored into their source's study, the report printed, a refusal an error).
-Does not own DICOMweb (server/pacs/) nor the commands it serves (main.py, commands.py).
+never the command line; `--pacs-limit NAME=VALUE` for any of PacsConfig's limits), `pacs find` (a table or JSON of
+the matching studies), `pacs_study` (a study's views from the PACS as the StudyFiles `generate` and `record` read
+from files, through the same study checks) and `send_export` (an export's objects stored into their source's study,
+the report printed, a refusal an error). Does not own DICOMweb (server/pacs/) nor the commands it serves (main.py,
+commands.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from typing import Any
 
 from medviz_core.errors import MedvizError
 from server.pacs.config import PacsConfig
+from server.pacs.errors import PacsConfigError
+
+LIMITS = {f.name: str(f.type) for f in fields(PacsConfig) if str(f.type) in ("int", "float")}
+"""PacsConfig's limits by name (timeouts in seconds, counts, sizes in bytes) and their types, for --pacs-limit."""
 
 NO_DICOM_SOURCE = "{name} has no DICOM source: nothing to send into a study (its image was PNG or JPEG)"
 DEIDENTIFIED = ("{name} is de-identified: its objects are in a new study the PACS does not hold; record with "
@@ -46,6 +52,8 @@ def add_pacs_options(parser: argparse.ArgumentParser) -> None:
                         help="the PACS password: this file's first line (never on the command line)")
     parser.add_argument("--pacs-token-file", default=None, metavar="FILE",
                         help="a Bearer token for the PACS: this file's first line")
+    parser.add_argument("--pacs-limit", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"change one PACS limit (repeatable): {', '.join(LIMITS)} (docs/security.md)")
 
 
 def add_study_source(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +66,28 @@ def add_study_source(parser: argparse.ArgumentParser) -> None:
 
 
 def pacs_config(url: str, args: argparse.Namespace, **limits: Any) -> PacsConfig:
-    """The PACS at `url` with the credentials of the options' files."""
+    """The PACS at `url` with the credentials of the options' files; `limits` (the command's own) under each
+    --pacs-limit NAME=VALUE."""
+    limits = {**limits, **parse_limits(getattr(args, "pacs_limit", None) or [])}
     return PacsConfig.from_files(url, user=args.pacs_user, password_file=args.pacs_password_file,
                                  token_file=args.pacs_token_file, **limits)
+
+
+def parse_limits(specs: Sequence[str]) -> dict[str, int | float]:
+    """--pacs-limit NAME=VALUE options -> PacsConfig's limits (a timeout in seconds, a count or a size in bytes);
+    PacsConfig refuses a value <= 0."""
+    limits: dict[str, int | float] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in LIMITS:
+            raise PacsConfigError(f"--pacs-limit takes NAME=VALUE with NAME one of {', '.join(LIMITS)}; got {spec!r}")
+        try:
+            limits[name] = float(text) if LIMITS[name] == "float" else int(text)
+        except ValueError:
+            unit = "seconds" if LIMITS[name] == "float" else "a whole number"
+            raise PacsConfigError(f"--pacs-limit {name} takes {unit}; got {text!r}") from None
+    return limits
 
 
 def study_source(args: argparse.Namespace, paths: Sequence[str]) -> list[Any]:
@@ -105,7 +132,7 @@ def _find(args: argparse.Namespace) -> int:
         page = client.find_studies(query, args.offset)
     if args.json:
         print(json.dumps({"studies": [{**vars(s), "modalities": list(s.modalities)} for s in page.studies],
-                          "offset": page.offset, "more": page.more}, indent=2))
+                          "offset": page.offset, "more": page.more, "capped": page.capped}, indent=2))
         return 0
     rows = [("date", "patient id", "name", "accession", "modalities", "series/inst", "study UID")]
     for s in page.studies:
@@ -118,6 +145,9 @@ def _find(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     end = page.offset + len(page.studies)
     more = f"; more may match: --offset {end}" if page.more else ""
+    if page.capped:
+        more = (f"; a search shows at most {end} {'study' if end == 1 else 'studies'} "
+                "(--pacs-limit max_results=N): narrow it to see the rest")
     print(f"{len(page.studies)} {'study' if len(page.studies) == 1 else 'studies'}"
           f"{f' from {page.offset + 1}' if page.offset else ''}{more}", file=sys.stderr)
     return 0

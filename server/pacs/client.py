@@ -113,6 +113,7 @@ class StudyPage:
     studies: tuple[StudyMatch, ...]
     offset: int
     more: bool  # the PACS may hold more, and max_results leaves room for them
+    capped: bool = False  # this page reached max_results: more may match than a search shows (narrow it)
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,9 @@ class PacsClient:
         body = self._get(f"/studies?{_query(params)}", what, DICOM_JSON, self.config.max_answer_bytes)
         found = dj.items(body, what, max(limit, self.config.page_size))[:limit]
         studies = tuple(_study(item, what) for item in found)
-        more = len(found) >= limit and offset + len(found) < self.config.max_results
-        return StudyPage(studies, offset, more)
+        full = len(found) >= limit
+        more = full and offset + len(found) < self.config.max_results
+        return StudyPage(studies, offset, more, capped=full and offset + len(found) >= self.config.max_results)
 
     def series(self, study_uid: str) -> tuple[SeriesMatch, ...]:
         """The series of a study (PacsNotFound when the PACS holds none of it)."""

@@ -39,6 +39,40 @@ def test_pacs_find_prints_the_study_found_by_patient_id_and_by_accession(
     assert orthanc.password not in table.out + table.err
 
 
+def test_pacs_limit_caps_a_search_at_the_configured_number_of_studies(
+        orthanc: Orthanc, stored_study: Callable[..., PacsStudy], capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = stored_study("PAT-LIMIT-1", "ACC-LIMIT-1"), stored_study("PAT-LIMIT-1", "ACC-LIMIT-2")
+    find = ["pacs", "find", orthanc.dicomweb, "--patient-id", "PAT-LIMIT-1", "--json", *credentials(orthanc)]
+    assert main(find) == 0
+    assert sorted(s["study_uid"] for s in json.loads(capsys.readouterr().out)["studies"]) == sorted(
+        [first.study_uid, second.study_uid])
+    assert main([*find, "--pacs-limit", "max_results=1"]) == 0
+    capped = json.loads(capsys.readouterr().out)
+    assert (len(capped["studies"]), capped["more"], capped["capped"]) == (1, False, True)
+    assert main([*(a for a in find if a != "--json"), "--pacs-limit", "max_results=1"]) == 0
+    shown = capsys.readouterr()
+    assert shown.out.splitlines()[1].split()[1] == "PAT-LIMIT-1"
+    assert shown.err == ("1 study; a search shows at most 1 study (--pacs-limit max_results=N): "
+                                       "narrow it to see the rest\n")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("max_results", "--pacs-limit takes NAME=VALUE with NAME one of connect_timeout_s, read_timeout_s, "
+                    "total_timeout_s, max_results, page_size, max_answer_bytes, max_instance_bytes, "
+                    "max_thumbnail_bytes, max_store_answer_bytes; got 'max_results'"),
+    ("password=x", "--pacs-limit takes NAME=VALUE with NAME one of connect_timeout_s, read_timeout_s, "
+                   "total_timeout_s, max_results, page_size, max_answer_bytes, max_instance_bytes, "
+                   "max_thumbnail_bytes, max_store_answer_bytes; got 'password=x'"),
+    ("max_results=many", "--pacs-limit max_results takes a whole number; got 'many'"),
+    ("read_timeout_s=soon", "--pacs-limit read_timeout_s takes seconds; got 'soon'"),
+    ("max_results=0", "the PACS limit max_results must be > 0; got 0"),
+])
+def test_a_wrong_pacs_limit_is_one_line(orthanc: Orthanc, spec: str, message: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pacs", "find", orthanc.dicomweb, "--pacs-limit", spec, *credentials(orthanc)]) == 2
+    assert capsys.readouterr().err == f"medviz: {message}\n"
+
+
 def test_a_wrong_password_is_one_line_without_the_password(orthanc: Orthanc, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     wrong = tmp_path / "wrong"

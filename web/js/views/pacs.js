@@ -125,15 +125,15 @@ export class PacsBrowser {
       const q = `${this.query}${this.query ? "&" : ""}offset=${this.offset}`;
       const body = await getJson(`/api/pacs/studies?${q}`, this.hooks.token());
       el("pacs-results").dataset.pageSize = String(body.page_size ?? 25);
-      this.renderStudies(/** @type {Study[]} */ (body.studies ?? []), Boolean(body.more));
+      this.renderStudies(/** @type {Study[]} */ (body.studies ?? []), Boolean(body.more), Boolean(body.capped));
     } catch (e) {
       el("pacs-status").textContent = "";
       this.say(/** @type {Error} */ (e).message);
     }
   }
 
-  /** @param {Study[]} studies @param {boolean} more */
-  renderStudies(studies, more) {
+  /** @param {Study[]} studies @param {boolean} more @param {boolean} capped: the search shows no more than these */
+  renderStudies(studies, more, capped) {
     const body = /** @type {HTMLTableSectionElement} */ (el("pacs-rows"));
     body.replaceChildren(...studies.map((st) => {
       const tr = document.createElement("tr");
@@ -151,7 +151,9 @@ export class PacsBrowser {
     }));
     el("pacs-results").hidden = studies.length === 0;
     const first = studies.length ? this.offset + 1 : 0;
-    el("pacs-status").textContent = studies.length ? `Studies ${first}–${this.offset + studies.length}${more ? "" : " (all)"}` : "No study matches.";
+    const end = this.offset + studies.length;
+    const rest = capped ? ` (a search shows at most ${end}: narrow it)` : more ? "" : " (all)";
+    el("pacs-status").textContent = studies.length ? `Studies ${first}–${end}${rest}` : "No study matches.";
     /** @type {HTMLButtonElement} */ (el("pacs-prev")).disabled = this.offset === 0;
     /** @type {HTMLButtonElement} */ (el("pacs-next")).disabled = !more;
     el("pacs-pages").hidden = !more && this.offset === 0;
