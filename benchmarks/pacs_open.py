@@ -85,7 +85,7 @@ def main() -> int:
                 source = pydicom.dcmread(files[0])
                 relevancy = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
                 region = Region(polygon=((0.1, 0.1), (0.4, 0.1), (0.4, 0.4), (0.1, 0.4)), box=(0.1, 0.1, 0.3, 0.3),
-                                mass=0.3, zone="upper left")
+                                mass=0.3, zone="right upper")
                 export = build_export(ExportSource(load_image(pa.dicom), source),
                                       ExportMap(relevancy=relevancy, regions=(region,), method="rollout",
                                                 description="token 1 'bench'", stand_in=True))
