@@ -104,8 +104,8 @@ class Settings:
     session_ttl_s: float = 86400.0  # a session's keys expire after this even if it never ended (linger_s after its end)
     no_worker_notice_s: float = 30.0  # a web node that saw no live worker this long ends waiting sessions: busy
     redis_insecure: bool = False  # accept a Redis that answers without a password (tests, a one-user box)
-    # The hospital's archive (docs/pacs.md): set by `medviz serve --pacs URL` and its credential files, never --set;
-    # its repr hides the password and token.
+    # The hospital's archive (docs/pacs.md): set by `medviz serve --pacs URL` and its credential files, never --set
+    # or a config file (refused there: FROM_OPTIONS_ONLY); its repr hides the password and token.
     pacs: PacsConfig | None = None
     # The second credential the PACS routes and a PACS start need (docs/security.md): only the operator's link carries
     # it, never a share or watch link; `medviz serve --pacs` makes one per start unless --pacs-key-file. None: no
@@ -156,6 +156,11 @@ def _check_secret(what: str, value: str | None) -> None:
                         f"in links, cookies and headers); it holds {odd!r}")
 
 
+FROM_OPTIONS_ONLY = ("pacs", "pacs_key")
+FROM_OPTIONS_ONLY_HINT = ("is set by medviz serve --pacs URL (credentials: --pacs-user with --pacs-password-file, "
+                          "or --pacs-token-file) and --pacs-key-file, never")
+
+
 class SettingError(MedvizError):
     """A setting that names no field of Settings or whose value is not of the field's type."""
 
@@ -195,6 +200,8 @@ def _hints() -> dict[str, object]:
 def _checked(name: str, value: object, where: str, text: bool) -> object:
     """`value` as the type of field `name`: a string from --set is parsed, a TOML value must have the type."""
     hints = _hints()
+    if name in FROM_OPTIONS_ONLY:  # read from their files by `medviz serve`, which would replace a value given here
+        raise SettingError(f"{name} {FROM_OPTIONS_ONLY_HINT} {where}")
     if name not in hints:
         near = difflib.get_close_matches(name, hints, n=3, cutoff=0.6)
         hint = f"did you mean {' or '.join(near)}?" if near else "docs/security.md lists every setting"
