@@ -257,7 +257,8 @@ class PacsClient:
         return frozenset(held & set(wanted))
 
     def source_patient(self, study_uid: str, sop_uid: str) -> str | None:
-        """The PatientID under which the PACS's study holds SOP instance `sop_uid`; None when it does not hold it."""
+        """The PatientID under which the PACS's study holds SOP instance `sop_uid`: "" when its answer names none
+        (absent or empty; send.py refuses to verify against it), None when it does not hold the instance."""
         study = dj.check_uid(study_uid, "the study UID")
         sop = dj.check_uid(sop_uid, "the SOP instance UID")
         what = f"instance {sop} of study {study}"

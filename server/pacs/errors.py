@@ -1,7 +1,8 @@
 """The typed errors of a PACS exchange: one class per kind a user must tell apart, each one clear sentence.
 
 Owns: `PacsError` (a MedvizError) and its kinds: unreachable, unauthorized (401/403), not found (404), timeout,
-too large, bad answer, refused query, no usable image, partial store, bad configuration. A message names the
+too large, bad answer, refused query (and its kind, a send whose source's patient cannot be verified), no usable
+image, partial store, bad configuration. A message names the
 PACS's address and what was asked, never a password or token (the address itself never carries one:
 config.py refuses it). Does not own raising them (client.py, views.py, send.py).
 """
@@ -68,6 +69,13 @@ class PacsQueryError(PacsError):
 
     code: str = ErrorCode.BAD_REQUEST
     kind = "bad_query"
+
+
+class PacsUnverifiedSource(PacsQueryError):
+    """A send refused because the source's patient cannot be verified: the source image's header, or the PACS's
+    study for that image, names no PatientID (an empty one on either side would match a forged one)."""
+
+    kind = "unverified_source"
 
 
 class PacsNoImages(PacsError):

@@ -2,7 +2,8 @@
 
 Owns: `send_objects` (the objects of medviz_core/export/dicom.build_export, each checked to belong to the study,
 and nothing sent unless the PACS's study holds each source image under the source header's PatientID, so that an
-uploaded DICOM naming another patient's StudyInstanceUID writes nothing into that study: `check_sources`; those the
+uploaded DICOM naming another patient's StudyInstanceUID writes nothing into that study: `check_sources`; a
+PatientID absent or empty on either side verifies nothing and sends nothing, PacsUnverifiedSource; those the
 PACS already holds, by SOP Instance UID, are not sent again and said so; the rest stored in one STOW-RS request) and
 `SendReport` (what was sent, already there, or refused with the PACS's reason in words; `message()` is the one line
 a user reads, `raise_for_failures()` the PacsStorePartial a caller raises when anything was refused). Does not own
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from server.pacs.client import PacsClient
-from server.pacs.errors import PacsQueryError, PacsStorePartial
+from server.pacs.errors import PacsQueryError, PacsStorePartial, PacsUnverifiedSource
 
 REASONS = {  # PS3.4 C.4.2.1.4 and PS3.18 Table 10.5.3-1: the FailureReason codes a STOW-RS answer names
     0x0107: "attribute list error",
@@ -68,12 +69,16 @@ class SendReport:
 NOT_HELD = "the PACS's study does not hold this session's source image: nothing sent"
 OTHER_PATIENT = "the PACS's study holds this session's source image under another patient: nothing sent"
 NO_SOURCE = "no source image with a DICOM header ties these objects to a study in the PACS: nothing sent"
+NO_HEADER_PATIENT = "cannot verify the source's patient: the source image's header names no PatientID: nothing sent"
+NO_PACS_PATIENT = ("cannot verify the source's patient: the PACS's study holds the source image without a PatientID: "
+                   "nothing sent")
 
 
 def send_objects(client: PacsClient, study_uid: str, objects: Sequence[tuple[str, Dataset]],
                  sources: Sequence[Dataset]) -> SendReport:
     """Store `objects` ((kind, dataset) pairs of one study) unless the PACS holds them already; first the study must
-    hold each of `sources` (the source images' headers) under its PatientID (PacsQueryError otherwise)."""
+    hold each of `sources` (the source images' headers) under its PatientID (PacsQueryError otherwise; its kind
+    PacsUnverifiedSource when either side names no PatientID)."""
     check_sources(client, study_uid, sources)
     named: dict[str, tuple[str, Dataset]] = {}
     for kind, dataset in objects:
@@ -97,16 +102,23 @@ def send_objects(client: PacsClient, study_uid: str, objects: Sequence[tuple[str
 
 
 def check_sources(client: PacsClient, study_uid: str, sources: Sequence[Dataset]) -> None:
-    """PacsQueryError unless the PACS's study holds every source image, each under its header's PatientID."""
+    """PacsQueryError unless the PACS's study holds every source image, each under its header's PatientID; a
+    PatientID absent or empty in the header or in the PACS's answer is PacsUnverifiedSource (two empty IDs, or a
+    forged header's empty ID, prove nothing)."""
     if not sources:
         raise PacsQueryError(NO_SOURCE)
     for header in sources:
         if str(header.get("StudyInstanceUID", "")) != study_uid:
             raise PacsQueryError(f"a source image is not in study {study_uid}: nothing sent")
+        claimed = str(header.get("PatientID", "") or "").strip()
+        if not claimed:
+            raise PacsUnverifiedSource(NO_HEADER_PATIENT)
         patient = client.source_patient(study_uid, str(header.get("SOPInstanceUID", "")))
         if patient is None:
             raise PacsQueryError(NOT_HELD)
-        if patient != str(header.get("PatientID", "")).strip():
+        if not patient:
+            raise PacsUnverifiedSource(NO_PACS_PATIENT)
+        if patient != claimed:
             raise PacsQueryError(OTHER_PATIENT)
 
 

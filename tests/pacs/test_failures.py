@@ -32,8 +32,9 @@ from server.pacs.errors import (
     PacsTooLarge,
     PacsUnauthorized,
     PacsUnreachable,
+    PacsUnverifiedSource,
 )
-from server.pacs.send import send_objects
+from server.pacs.send import NO_PACS_PATIENT, send_objects
 from server.pacs.views import open_study
 from tests.orthanc import Orthanc
 from tests.pacs.fixtures import PacsStudy, dicom_copy
@@ -257,6 +258,28 @@ def test_a_stow_partial_failure_names_each_refused_object_and_its_reason(
         report.raise_for_failures()
     assert error.value.message == (f"the PACS did not store everything: stored 1 of 2 objects into study {study}; "
                                    "1 of 2 objects were refused: medviz regions: token 0 'a: b': out of resources (0xA700)")
+
+
+def test_a_source_the_pacs_names_without_a_patient_id_cannot_be_verified_and_nothing_is_sent(
+        loopback: Callable[[Answer], str], sample_dicom: bytes) -> None:
+    study = generate_uid()
+    source = _dataset(sample_dicom, study, "the source image")  # an honest header: PatientID P
+    held = [{"00080018": {"vr": "UI", "Value": [source.SOPInstanceUID]}}]  # the PACS's answer names no PatientID
+    posts: list[str] = []
+
+    def pacs(handler: BaseHTTPRequestHandler) -> None:
+        if handler.command == "POST":
+            posts.append(handler.path)
+        reply(200, json.dumps(held).encode())(handler)
+
+    url = loopback(pacs)
+    with PacsClient(PacsConfig(url)) as client, pytest.raises(PacsUnverifiedSource) as error:
+        send_objects(client, study, [("secondary_capture", _dataset(sample_dicom, study, "medviz overlay"))],
+                     [source])
+    assert error.value.message == NO_PACS_PATIENT
+    assert error.value.message == ("cannot verify the source's patient: the PACS's study holds the source image "
+                                   "without a PatientID: nothing sent")
+    assert posts == []
 
 
 def test_a_pacs_that_caps_its_answers_still_shows_which_objects_it_holds(loopback: Callable[[Answer], str]) -> None:
