@@ -1,7 +1,8 @@
 """The Starlette application: routes, the engine's lifetime and the guard in front.
 
 Owns: `create_app` (routes, lifespan that loads the engine off the loop and builds the
-session manager, sweeps expired videos and at shutdown kills the video renders, the Guard middleware
+session manager and the PACS threads (pacs/holding.py), sweeps expired videos and at shutdown kills the video
+renders and shuts the PACS threads down, the Guard middleware
 behind guard/headers.py's, the websocket counts of sockets/connections.py), `/api/health` and `/api/sessions`.
 Does not own what the routes do (sockets/live.py, sockets/replay.py, recordings.py) or the checks (guard/security.py).
 
@@ -34,6 +35,7 @@ from medviz_core.wire.server_frames import params_to_wire
 from server import pacs_routes, recording_disk, recordings
 from server.guard.headers import SecurityHeaders
 from server.guard.security import Guard
+from server.pacs import holding as pacs_holding
 from server.pacs import start as pacs_start
 from server.sessions import LocalSessions, SessionManager
 from server.settings import Settings
@@ -91,6 +93,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
             manager = LocalSessions(loaded, settings, asyncio.get_running_loop())
             app.state.suggested = loaded.suggested
         app.state.sessions = manager
+        app.state.pacs_threads = pacs_holding.pacs_threads()  # PACS exchanges, off the loop's shared pool
         await asyncio.to_thread(tighten_folder, settings.recordings)  # one made looser before: 0700 again, logged
         log.info("serving model %s on %s", manager.model, manager.device)
         sweeping = asyncio.get_running_loop().create_task(app.state.videos.sweep_every())
@@ -99,6 +102,7 @@ def create_app(settings: Settings, engine: StreamEngine | None = None, loader: E
         finally:
             sweeping.cancel()
             await app.state.videos.close()  # the renders killed, their folder removed
+            app.state.pacs_threads.shutdown(wait=False, cancel_futures=True)  # a running exchange ends at its deadline
             await asyncio.to_thread(manager.close)
 
     routes: list[Any] = [

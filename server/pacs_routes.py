@@ -7,8 +7,10 @@ labels, which can be opened and why not, and the views chosen by default), GET
 /api/pacs/studies/{study}/series/{series}/instances/{sop}/thumbnail (the PACS's rendered image, no-store), GET
 /api/pacs/sendable?recording=ID (whether a replay's recording may be sent, and why not) and POST /api/pacs/send
 ({session, key, index, method} from a live session's owner, or {recording, index, method}: pinned.send_token).
-Every exchange runs on a worker thread (asyncio.to_thread); every other route answers 404 "no PACS configured"
-without one, 403 to a foreign Origin, and 403 NO_PACS_KEY to a request without the PACS key (guard/security.py:
+Every exchange runs on the app's own PACS threads (app.state.pacs_threads, pacs/holding.py), never the loop's shared
+default pool; every other route answers 404 "no PACS configured" without one, 403 to any Origin but the server's own
+or an allowed one (guard/security.pacs_origin_problem: not any loopback page), 415 to a send whose body is not
+declared JSON, and 403 NO_PACS_KEY to a request without the PACS key (guard/security.py:
 share and watch links carry the token only; GET /api/pacs then answers {configured: true, allowed: false}), behind
 the same Guard (token, Host) as every route. A send holds the app's one send (app.state.pacs_sends) until its
 thread ends, even when its request is cancelled (pacs/holding.py). A PacsError is one JSON
@@ -21,7 +23,6 @@ medviz reads. Does not own DICOMweb (pacs/client.py), choosing views (pacs/views
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import threading
@@ -38,7 +39,7 @@ from medviz_core.analyses.compute import AnalysisSource
 from medviz_core.errors import BusyError, MedvizError, NotFoundError, RequestError
 from medviz_core.wire.client_frames import check_uid
 from medviz_core.wire.codes import ErrorCode
-from server.guard.security import NO_PACS_KEY, foreign_origin, pacs_allowed
+from server.guard.security import NO_PACS_KEY, pacs_allowed, pacs_origin_problem
 from server.pacs.client import InstanceMatch, PacsClient, StudyQuery
 from server.pacs.config import PacsConfig
 from server.pacs.errors import (
@@ -50,7 +51,7 @@ from server.pacs.errors import (
     PacsTimeout,
     PacsUnauthorized,
 )
-from server.pacs.holding import run_holding
+from server.pacs.holding import on_pacs_thread, run_holding
 from server.pacs.pinned import SendAnswer, recording_for_send, send_token
 from server.pacs.start import NO_PACS
 from server.pacs.views import choose_views
@@ -64,6 +65,9 @@ MAX_SEND_BODY = 4096  # a send request's JSON body
 MAX_OFFSET = 10_000
 MAX_FIELD_CHARS = 128  # a send request's session, key, recording or method
 REFUSED_CREDENTIALS = "the PACS refused medviz's credentials"
+JSON_ONLY = "a send request is a JSON body: Content-Type: application/json"
+SESSION_ENDED = ("this session has ended and is no longer kept live: send from its recording instead "
+                 "(the library's replay of it)")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -90,21 +94,24 @@ def pacs_error(error: MedvizError) -> JSONResponse:
                         status_code=_status(error))
 
 
+def _forbidden(message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": message}}, status_code=403)
+
+
 def pacs_route(route: Callable[[Request, PacsConfig], Awaitable[Response]]) -> Handler:
-    """`route` with the PACS's config: 403 for a foreign Origin, 404 without a PACS, 403 without the PACS key, each
-    MedvizError as JSON."""
+    """`route` with the PACS's config: 403 for any Origin but the server's own (or an allowed one), 404 without a
+    PACS, 403 without the PACS key, each MedvizError as JSON."""
     @functools.wraps(route)
     async def checked(request: Request) -> Response:
         settings: Settings = request.app.state.settings
-        refused = foreign_origin(request, "use the PACS")
-        if refused is not None:
-            return refused
+        problem = pacs_origin_problem(settings, request.scope)
+        if problem is not None:
+            return _forbidden(problem)
         try:
             if settings.pacs is None:
                 raise NotFoundError(NO_PACS)
             if not pacs_allowed(settings, request.scope):  # a share or watch link: the token without the PACS key
-                return JSONResponse({"error": {"code": ErrorCode.UNAUTHORIZED.value, "message": NO_PACS_KEY}},
-                                    status_code=403)
+                return _forbidden(NO_PACS_KEY)
             return await route(request, settings.pacs)
         except MedvizError as error:
             return pacs_error(error)
@@ -117,18 +124,19 @@ def _exchange(config: PacsConfig, work: Callable[[PacsClient], Any]) -> Any:
         return work(client)
 
 
-async def _ask(config: PacsConfig, work: Callable[[PacsClient], Any]) -> Any:
-    """`work` with a client of its own, on a worker thread (httpx is synchronous; the loop keeps serving)."""
-    return await asyncio.to_thread(_exchange, config, work)
+async def _ask(request: Request, config: PacsConfig, work: Callable[[PacsClient], Any]) -> Any:
+    """`work` with a client of its own, on one of the app's PACS threads (httpx is synchronous; the loop keeps
+    serving, and a slow PACS holds none of the threads the other routes use)."""
+    return await on_pacs_thread(request.app.state.pacs_threads, _exchange, config, work)
 
 
 async def pacs_info_route(request: Request) -> Response:
     """Whether this server has a PACS (200 either way: the page asks at every load) and whether this request may use
     it (the PACS key); if both, its host and port."""
     settings: Settings = request.app.state.settings
-    refused = foreign_origin(request, "use the PACS")
-    if refused is not None:
-        return refused
+    problem = pacs_origin_problem(settings, request.scope)
+    if problem is not None:
+        return _forbidden(problem)
     config = settings.pacs
     if config is None:
         return JSONResponse({"configured": False})
@@ -167,7 +175,7 @@ def _date(value: str | None) -> str:
 @pacs_route
 async def studies_route(request: Request, config: PacsConfig) -> Response:
     query, offset = study_query(request.query_params)
-    page = await _ask(config, lambda client: client.find_studies(query, offset))
+    page = await _ask(request, config, lambda client: client.find_studies(query, offset))
     return JSONResponse({"studies": [{**asdict(study), "modalities": list(study.modalities)} for study in page.studies],
                          "offset": page.offset, "more": page.more, "capped": page.capped,
                          "page_size": config.page_size, "max_results": config.max_results})
@@ -191,7 +199,7 @@ async def series_route(request: Request, config: PacsConfig) -> Response:
     def read(client: PacsClient) -> tuple[Any, Any]:
         return client.series(study), client.instances(study)
 
-    series, instances = await _ask(config, read)
+    series, instances = await _ask(request, config, read)
     names = {match.series_uid: match.description for match in series}
     try:
         chosen = {view.sop_uid: view.label for view in choose_views(instances, study_uid=study, descriptions=names)}
@@ -206,7 +214,7 @@ async def series_route(request: Request, config: PacsConfig) -> Response:
 @pacs_route
 async def thumbnail_route(request: Request, config: PacsConfig) -> Response:
     study, series, sop = (check_uid(request.path_params[name], f"the {name}") for name in ("study", "series", "sop"))
-    data: bytes = await _ask(config, lambda client: client.thumbnail(study, series, sop))
+    data: bytes = await _ask(request, config, lambda client: client.thumbnail(study, series, sop))
     kind = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
     return Response(data, media_type=kind, headers={"Cache-Control": "no-store"})
 
@@ -215,8 +223,8 @@ async def thumbnail_route(request: Request, config: PacsConfig) -> Response:
 async def sendable_route(request: Request, config: PacsConfig) -> Response:
     settings: Settings = request.app.state.settings
     try:
-        await asyncio.to_thread(recording_for_send, settings.recordings, request.query_params.get("recording", ""),
-                                settings.recordings_keep_identity)
+        await on_pacs_thread(request.app.state.pacs_threads, recording_for_send, settings.recordings,
+                             request.query_params.get("recording", ""), settings.recordings_keep_identity)
     except RequestError as error:
         return JSONResponse({"ok": False, "why": error.message})
     return JSONResponse({"ok": True, "why": ""})
@@ -253,8 +261,11 @@ def sends() -> threading.Lock:
 
 
 def _owned_source(sessions: SessionManager, session: str, key: object) -> AnalysisSource:
-    """A live session's owner's view, once `key` proves the owner (blocking: a Redis round trip, the whole log)."""
+    """A live session's owner's view, once `key` proves the owner (blocking: a Redis round trip, the whole log); a
+    session no longer listed (linger_s past its end) says so and points to its recording."""
     if not isinstance(key, str) or not sessions.is_owner(session, key):
+        if not any(info.id == session for info in sessions.sessions()):
+            raise RequestError(SESSION_ENDED)
         raise RequestError("only the session's owner may send it to the PACS (a watcher sees de-identified "
                            "headers, which belong to no study there)")
     return sessions.live_source(session, owner=True)
@@ -263,18 +274,21 @@ def _owned_source(sessions: SessionManager, session: str, key: object) -> Analys
 @pacs_route
 async def send_route(request: Request, config: PacsConfig) -> Response:
     settings: Settings = request.app.state.settings
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+        return JSONResponse({"error": {"code": ErrorCode.BAD_REQUEST.value, "message": JSON_ONLY}}, status_code=415)
+    threads = request.app.state.pacs_threads
     body = await _body(request)
     index, method = _field(body, "index", int), _field(body, "method", str)
     if "recording" in body:
-        source = await asyncio.to_thread(recording_for_send, settings.recordings, _field(body, "recording", str),
-                                         settings.recordings_keep_identity)
+        source = await on_pacs_thread(threads, recording_for_send, settings.recordings,
+                                      _field(body, "recording", str), settings.recordings_keep_identity)
     else:
         session, key = _field(body, "session", str), body.get("key")
-        source = await asyncio.to_thread(_owned_source, request.app.state.sessions, session, key)
+        source = await on_pacs_thread(threads, _owned_source, request.app.state.sessions, session, key)
     lock: threading.Lock = request.app.state.pacs_sends
     if not lock.acquire(blocking=False):
         raise BusyError("another Send to PACS is under way; try again in a moment")
-    answer: SendAnswer = await run_holding(lock.release, send_token, config, source, index, method)
+    answer: SendAnswer = await run_holding(threads, lock.release, send_token, config, source, index, method)
     if answer.refused:  # a partial store: the error's line, and what became of each object
         return JSONResponse({"error": {"code": "error", "kind": "store_partial", "message": answer.message},
                              **answer.to_json()}, status_code=502)

@@ -18,7 +18,11 @@ The PACS (docs/security.md) takes a second credential, `Settings.pacs_key`, that
 `pacs_allowed` finds it in an `X-Medviz-Pacs-Key` header (tools), a `?pacs_key=K` query (the operator's link, and
 websockets) or the `medviz_pacs_key` cookie the Guard sets after a valid `?pacs_key=` page load (HttpOnly,
 SameSite=Strict, as the token's), compared in constant time; `with_start_token` makes one per start for a server with
-a PACS and none given. The Guard does not refuse a request without it: the PACS routes and a PACS start ask.
+a PACS and none given. The Guard does not refuse a request without it: the PACS routes and a PACS start ask. A page
+GET (not /api, not /ws) carrying `?pacs_key=` is answered with a 303 to the same address without it (its cookies set),
+so the key never stays in the address bar or the history. The PACS answers only the server's own pages
+(`pacs_origin_problem`): SameSite cookies ignore the port, so a page on another port of the same host carries them;
+the PACS routes and a PACS start want an Origin that is this server's exactly (scheme, host, port) or an allowed one.
 `same_origin_only` applies the websockets' Origin rule to the HTTP routes that answer with a recording's
 content (download, thumbnail, offline player, video start and file): 403 for a foreign Origin.
 Does not own the limits on what a client sends (wire/, handlers).
@@ -33,7 +37,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -134,6 +138,41 @@ def origin_allowed(settings: Settings, origin: str | None, host: str | None) -> 
     return parts.netloc.lower() == (host or "").lower() or is_loopback(parts.hostname or "")
 
 
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) origin, the port its scheme's default when none is named; None otherwise."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port if port is not None else 443 if parts.scheme == "https" else 80
+
+
+def _own_origin(scope: Scope, host: str | None) -> tuple[str, str, int] | None:
+    """The request's own origin: its scheme (a websocket's as http/https; TLS as uvicorn saw it, a trusted proxy's
+    X-Forwarded-Proto included) and its Host header."""
+    scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+    return None if host is None else _origin_of(f"{scheme}://{host}")
+
+
+def pacs_origin_problem(settings: Settings, scope: Scope) -> str | None:
+    """Why this request may not use the PACS from where it comes, None when it may. Its Origin must be the server's
+    own exactly (scheme, host and port) or one of allowed_origins: any loopback page is not enough, as SameSite
+    cookies ignore the port. Without Origin (a tool, a link) it goes on unless a browser's Sec-Fetch-Site says
+    it comes from another site (an image or a no-cors GET of another page)."""
+    headers = _headers(scope)
+    origin = headers.get("origin")
+    if origin is None:
+        site = headers.get("sec-fetch-site", "").strip().lower()
+        return f"a {site} request may not use the PACS here" if site in ("same-site", "cross-site") else None
+    if origin.rstrip("/") in settings.allowed_origins:
+        return None
+    own = _own_origin(scope, headers.get("host"))
+    return None if own is not None and _origin_of(origin) == own else f"origin {origin!r} may not use the PACS here"
+
+
 Route = Callable[[Request], Awaitable[Response]]
 
 
@@ -185,6 +224,9 @@ class Guard:
         key, key_from_query = provided_pacs_key(scope)
         if key_from_query and scope["type"] == "http" and pacs_allowed(self.settings, scope):
             send = _with_cookie(send, PACS_COOKIE, key or "", secure)
+        if scope["type"] == "http" and _is_page(scope) and PACS_QUERY in _query(scope):
+            await _see_other(send, _without_pacs_key(scope))  # the operator's link: off the address bar at once
+            return
         await self.app(scope, receive, send)
 
     def _problem(self, scope: Scope, headers: dict[str, str]) -> tuple[int, int, str] | None:
@@ -196,6 +238,33 @@ class Guard:
         if scope["type"] == "websocket" and not origin_allowed(self.settings, headers.get("origin"), host):
             return 403, CloseCode.FORBIDDEN, f"origin {headers.get('origin')!r} may not open websockets here"
         return None
+
+
+def _query(scope: Scope) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+
+
+def _is_page(scope: Scope) -> bool:
+    """A page load (GET or HEAD of anything but /api and /ws): what a link opens in the address bar."""
+    path = str(scope.get("path", ""))
+    return scope.get("method") in ("GET", "HEAD") and not path.startswith(("/api/", "/ws/")) and path not in (
+        "/api", "/ws")
+
+
+def _without_pacs_key(scope: Scope) -> str:
+    """The request's own address (path and query, no host) without `pacs_key`; one leading slash, so it can never
+    read as another host (`//host/...`)."""
+    raw = bytes(scope.get("raw_path") or scope.get("path", "/").encode("utf-8")).decode("latin-1")
+    path = "/" + raw.lstrip("/\\")
+    kept = [(name, value) for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                                      keep_blank_values=True) if name != PACS_QUERY]
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+async def _see_other(send: Send, location: str) -> None:
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _with_cookie(send: Send, name: str, value: str, secure: bool) -> Send:

@@ -6,14 +6,15 @@ image checks, admission and image budget as uploaded files (sockets/live.read_st
 upload. A start is held to an upload's limits: the SUM of its retrieved bytes to max_message_bytes (an upload's whole
 start frame; retrieval stops at the instance that passes it, MessageTooLarge), and at most MAX_RETRIEVALS starts
 retrieve at once on the server (`retrievals()`, app.state.pacs_retrievals; a start waits at most image_wait_s for a
-place, then busy; the place is held until the retrieval's thread ends). Does not own talking DICOMweb (client.py),
-choosing the views (views.py), the PACS key a start needs (sockets/live.py asks guard/security.py) or the checks that
-follow.
+place, then busy; the place is held until the retrieval's thread, one of the app's PACS threads, ends). Does not
+own talking DICOMweb (client.py), choosing the views (views.py), the PACS key and origin a start needs
+(sockets/live.py asks guard/security.py) or the checks that follow.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from dataclasses import replace
 
 from medviz_core.errors import BusyError, MessageTooLarge, NotFoundError, RequestError
@@ -40,11 +41,12 @@ def too_large(total: int, limit: int) -> str:
             "(max_message_bytes, as for an upload): choose fewer views")
 
 
-async def from_pacs(config: PacsConfig | None, request: StartRequest, places: asyncio.Semaphore, max_bytes: int,
-                    wait_s: float) -> StartRequest:
+async def from_pacs(config: PacsConfig | None, request: StartRequest, places: asyncio.Semaphore, threads: Executor,
+                    max_bytes: int, wait_s: float) -> StartRequest:
     """`request` itself without a pacs pick; else the same request with the pick's instances as its files and labels,
-    retrieved in one of `places` (waiting at most `wait_s`: BusyError) and at most `max_bytes` together
-    (MessageTooLarge). NotFoundError without a PACS; each PacsError of the retrieval as it is (one clear line)."""
+    retrieved on one of `threads` in one of `places` (waiting at most `wait_s`: BusyError) and at most `max_bytes`
+    together (MessageTooLarge). NotFoundError without a PACS; each PacsError of the retrieval as it is (one clear
+    line)."""
     pick = request.pacs
     if pick is None:
         return request
@@ -55,7 +57,7 @@ async def from_pacs(config: PacsConfig | None, request: StartRequest, places: as
     except asyncio.TimeoutError:
         raise BusyError(f"{MAX_RETRIEVALS} starts are retrieving from the PACS and none ended within {wait_s:g} s "
                         "(image_wait_s): try again in a moment") from None
-    files, labels = await run_holding(places.release, _retrieve, config, pick, max_bytes)
+    files, labels = await run_holding(threads, places.release, _retrieve, config, pick, max_bytes)
     return replace(request, images=tuple(files), labels=tuple(_label(label, n) for n, label in enumerate(labels)),
                    pacs=None)
 

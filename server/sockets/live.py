@@ -45,7 +45,7 @@ from medviz_core.wire.server_frames import ErrorFrame, OwnerFrame
 from server.analysis_jobs import AnalysisJobs, Reply
 from server.broadcast import Viewer, ViewerDropped
 from server.guard.image_budget import check_images
-from server.guard.security import NO_PACS_KEY, pacs_allowed
+from server.guard.security import NO_PACS_KEY, pacs_allowed, pacs_origin_problem
 from server.pacs.start import from_pacs
 from server.sessions import SessionManager, new_owner_key
 from server.settings import Settings
@@ -191,11 +191,15 @@ async def read_start(ws: WebSocket, settings: Settings, sessions: SessionManager
         return request, 0
     if not isinstance(request, StartRequest):  # parse_client_frame accepted only "start" and "rejoin"
         raise ProtocolError(f"expected a start frame; got {request.type!r}")
-    if request.pacs is not None and settings.pacs is not None and not pacs_allowed(settings, ws.scope):
-        raise AuthError(NO_PACS_KEY)  # a watch link carries the token only: the PACS takes the operator's key
+    if request.pacs is not None and settings.pacs is not None:
+        problem = pacs_origin_problem(settings, ws.scope)  # this server's own pages only, not any loopback port
+        if problem is not None:
+            raise AuthError(problem)
+        if not pacs_allowed(settings, ws.scope):
+            raise AuthError(NO_PACS_KEY)  # a watch link carries the token only: the PACS takes the operator's key
     # a study from the PACS: its files retrieved (an upload's limits), then checked as uploads
-    request = await from_pacs(settings.pacs, request, ws.app.state.pacs_retrievals, settings.max_message_bytes,
-                              settings.image_wait_s)
+    request = await from_pacs(settings.pacs, request, ws.app.state.pacs_retrievals, ws.app.state.pacs_threads,
+                              settings.max_message_bytes, settings.image_wait_s)
     work = await check_images(request.images, sessions.images, settings.max_pixels, settings.max_decoded_bytes,
                               settings.image_wait_s)
     return request, work

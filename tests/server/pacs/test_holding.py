@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from server.pacs.holding import run_holding
+from server.pacs.holding import pacs_threads, run_holding
 
 
 def test_a_cancelled_caller_keeps_the_slot_until_its_thread_ends() -> None:
@@ -20,7 +20,7 @@ def test_a_cancelled_caller_keeps_the_slot_until_its_thread_ends() -> None:
 
     async def scenario() -> tuple[bool, bool, bool]:
         lock.acquire()
-        caller = asyncio.ensure_future(run_holding(lock.release, work))
+        caller = asyncio.ensure_future(run_holding(pacs_threads(), lock.release, work))
         await asyncio.to_thread(entered.wait, 10)
         caller.cancel()
         await asyncio.gather(caller, return_exceptions=True)
@@ -43,10 +43,10 @@ def test_the_slot_is_released_after_the_work_and_its_answer_or_error_comes_back(
 
     async def scenario() -> tuple[str, str, bool]:
         lock.acquire()
-        answer = await run_holding(lock.release, str.upper, "sent")
+        answer = await run_holding(pacs_threads(), lock.release, str.upper, "sent")
         lock.acquire()
         try:
-            await run_holding(lock.release, fail)
+            await run_holding(pacs_threads(), lock.release, fail)
         except ValueError as error:
             return answer, str(error), lock.locked()
         return answer, "", lock.locked()

@@ -22,7 +22,7 @@ def test_the_access_log_of_a_search_and_a_thumbnail_names_no_patient_and_no_uid(
     with serve_process(options, log) as (port, line):
         token, key = link_token(line), link_pacs_key(line)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as browser:
-            assert browser.get("/", params={"token": token, "pacs_key": key}).status_code == 200
+            assert browser.get("/", params={"token": token, "pacs_key": key}).status_code == 303  # key off the address
             found = browser.get("/api/pacs/studies", params={"patient_id": "P3-LOG-ID", "patient_name": "LOGTEST*",
                                                               "accession": "ACC-P3-LOG"}).json()["studies"]
             assert [s["study_uid"] for s in found] == [study.study_uid]

@@ -1,11 +1,13 @@
 """A session started from the server's PACS over the websocket, on a real Orthanc: the start frame names a study
 and its chosen instances, the server retrieves them and runs the session as on uploaded files, labelled from their
 headers; a study gone from the PACS is refused in one error frame, and no PACS at all too; a start whose images
-together pass an upload's limit (max_message_bytes) is refused as one and holds nothing after."""
+together pass an upload's limit (max_message_bytes) is refused as one and holds nothing after; while two starts
+hang on a slow PACS a third waits image_wait_s, then is busy, and once the PACS answers the places come back."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +20,8 @@ from server.pacs.config import PacsConfig
 from server.pacs.start import MAX_RETRIEVALS, NO_PACS, too_large
 from tests.orthanc import Orthanc
 from tests.pacs.conftest import PacsStudy
-from tests.server.helpers import LiveServer, receive_all, recv, run
-from tests.server.pacs.conftest import OPERATOR
+from tests.server.helpers import LiveServer, receive_all, recv, run, until
+from tests.server.pacs.conftest import OPERATOR, PACS_KEY, BlockingPacs
 
 
 def pacs_start(pick: PacsPick, record: bool = False) -> bytes:
@@ -101,3 +103,31 @@ def test_a_start_whose_images_together_pass_an_uploads_limit_is_refused_and_hold
     assert (places.locked(), server.app.state.sessions.images.in_use) == (False, 0)
     owner, data = owned_session(server, PacsPick(study=pa.study_uid, instances=(pa.sop_uid,)))
     assert frames.decode(data[-1]).type == "end"
+
+
+def test_a_third_start_while_two_hang_on_the_pacs_waits_image_wait_s_then_is_busy_and_the_places_come_back(
+        make_server: Callable[..., LiveServer], blocking_pacs: BlockingPacs) -> None:
+    server = make_server(pacs=PacsConfig(blocking_pacs.url), pacs_key=PACS_KEY, image_wait_s=1)
+
+    async def start() -> Any:
+        async with connect(f"{server.ws}/ws/session", max_size=None, additional_headers=OPERATOR) as ws:
+            await ws.send(pacs_start(PacsPick(study="1.2.3", instances=("1.2.3.4",))))
+            return frames.decode((await receive_all(ws))[0])
+
+    async def scenario() -> tuple[list[Any], Any, float, Any]:
+        hanging = [asyncio.ensure_future(start()) for _ in range(MAX_RETRIEVALS)]
+        await until(lambda: blocking_pacs.arrived == MAX_RETRIEVALS, "both places retrieve from the PACS")
+        began = time.monotonic()
+        third = await start()
+        waited = time.monotonic() - began
+        blocking_pacs.release()
+        return await asyncio.gather(*hanging), third, waited, await start()
+
+    hung, third, waited, after = run(scenario())
+    gone = ("not_found", f"the PACS at {blocking_pacs.url} holds no instances of study 1.2.3 (HTTP 404)")
+    assert (third.code, third.message) == ("busy", f"{MAX_RETRIEVALS} starts are retrieving from the PACS and none "
+                                                   "ended within 1 s (image_wait_s): try again in a moment")
+    assert 1 <= waited < 10
+    assert [(f.code, f.message) for f in hung] == [gone] * MAX_RETRIEVALS
+    assert (after.code, after.message) == gone  # the places came back: a start after them is not busy
+    assert server.app.state.pacs_retrievals.locked() is False
