@@ -2,7 +2,8 @@
 operator's link (token and PACS key): search by accession, then by patient ID, pick the study, see its series with
 thumbnails and the frontal and lateral views ticked, start the session, pin a token, Send to PACS, and read the
 server's line; Orthanc then holds exactly the 2 views and 4 objects per view, each GSPS on its own view's image. The
-address bar and the share link never carry the PACS key, and a page opened from a share link shows no PACS."""
+address bar and the share link never carry the PACS key, and a page opened from a share link shows no PACS; a start
+after the PACS key's cookie is gone shows the server's own line, not a token problem."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pydicom
 import pytest
 
+from server.guard.security import NO_PACS_KEY
 from tests.browser.conftest import Server, open_page, shoot
 from tests.browser.pages import wait_phase
 from tests.orthanc import USER, Orthanc
@@ -124,5 +126,28 @@ def test_a_page_opened_from_a_share_link_shows_no_pacs_and_cannot_search_it(
         assert (answer.status, answer.json()["error"]["message"]) == (
             403, "this link does not open the PACS: ask the presenter for the operator link")
         assert tab.errors == []
+    finally:
+        page.context.close()
+
+
+def test_a_start_from_the_pacs_after_the_pacs_key_is_gone_shows_the_servers_own_line(
+        browser: Any, pacs_serve: PacsServer, stored_study: Callable[..., PacsStudy]) -> None:  # noqa: F811
+    stored_study("P3-NO-KEY", "ACC-P3-NOKEY", view="PA")
+    tab = open_page(browser, pacs_serve)
+    page = tab.page
+    try:
+        page.goto(pacs_serve.operator_link)
+        page.wait_for_selector("#pacs:not([hidden])")
+        page.click("#pacs summary")
+        page.fill("#pacs-accession", "ACC-P3-NOKEY")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#pacs-rows tr")
+        page.focus("#pacs-rows tr")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#pacs-start:not([disabled])")
+        page.context.clear_cookies()  # the PACS key's cookie gone (a server restarted with a new key, say)
+        page.click("#pacs-start")
+        page.wait_for_selector("#banner:not([hidden])")
+        assert page.inner_text("#banner-text") == NO_PACS_KEY  # as is: not "needs a valid access token"
     finally:
         page.context.close()

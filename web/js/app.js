@@ -35,13 +35,8 @@ import { applyWindow } from "./draw/xray.js";
 
 const query = new URLSearchParams(location.search);
 store.state.token = query.get("token");
-if (query.has("pacs_key")) {
-  // The operator's link: the server turned the PACS key into a cookie of its own; off the address bar, so a copied
-  // address never opens the PACS (pageUrl and share links never carry it either).
-  const plain = new URL(location.href);
-  plain.searchParams.delete("pacs_key");
-  history.replaceState(history.state, "", plain);
-}
+// The operator's link (?pacs_key=) never reaches this page: the server answers it with a 303 to the same address
+// without the key and keeps the key in a cookie of its own (guard/security.py), so no address or history entry holds it.
 export const ALL_METHODS = [...METHODS_ORDER, "gradient"];
 
 const player = new Player($("player"), {

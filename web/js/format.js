@@ -89,6 +89,10 @@ export const REAL_MODEL_NOTE = "Model attention, not a diagnosis.";
 /** @param {boolean} standIn @returns {string} the note a view of this model carries */
 export const modelNote = (standIn) => (standIn ? STAND_IN_NOTE : REAL_MODEL_NOTE);
 
+/** The server's refusal of the PACS to a page without the PACS key (guard/security.py NO_PACS_KEY): shown as is,
+ * never as a missing access token. */
+export const NO_PACS_KEY = "this link does not open the PACS: ask the presenter for the operator link";
+
 /** @type {Record<string, string>} */
 const ERROR_WORDS = {
   bad_image: "The image could not be read. Use a PNG, JPEG or DICOM chest X-ray.",
@@ -107,6 +111,7 @@ const ERROR_WORDS = {
  * @returns {string}
  */
 export function errorWords(code, message) {
+  if (message === NO_PACS_KEY) return message;
   const base = ERROR_WORDS[code] ?? "Something went wrong on the server.";
   return message && message !== base ? `${base} (${message})` : base;
 }

@@ -9,6 +9,7 @@
  * state or the DOM.
  */
 
+import { NO_PACS_KEY } from "./format.js";
 import { decodeFrame, encodeCommand, encodeRejoin, encodeSeek, encodeSpeed, encodeStart } from "./wire/protocol.js";
 
 /**
@@ -37,6 +38,7 @@ const CLOSE_WORDS = /** @type {Record<number, string>} */ ({
  * @returns {string} a sentence for the user
  */
 export function closeWords(code, reason) {
+  if (reason === NO_PACS_KEY) return reason;  // a PACS start without the PACS key: not a token problem
   const base = CLOSE_WORDS[code] ?? `The connection closed (code ${code}).`;
   return reason ? `${base} ${reason}` : base;
 }
