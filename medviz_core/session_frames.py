@@ -3,7 +3,8 @@
 Owns: `session_frames`, which streams a `StartRequest` on an engine and yields, in order,
 the `start` frame, the recording-only `source` frame when an image is DICOM (its header,
 never sent to viewers; what the recording gets of it is `identity`'s: de-identified unless it
-keeps identity, and a DICOM with burned-in annotation refused before any frame), one `step`
+keeps identity, and a DICOM with burned-in annotation refused before any frame; marked `from_pacs` when the
+request says the server retrieved its images from its PACS), one `step`
 frame per token and the `end` frame. The parameters the
 request left unstated are the engine's suggestion (`Engine.suggested`), and the start frame
 states every parameter the run used. The server's
@@ -19,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from medviz_core.engine.api import ImageInput, StreamEngine
 from medviz_core.imaging.dicom import dicom_header
@@ -57,7 +58,7 @@ def session_frames(engine: StreamEngine, request: StartRequest, session: str, ca
     try:  # before any frame: a refused image leaves no recording
         if identity is not None and any(h is not None for h in headers):
             identity.check(headers)
-            kept = None if identity.keep else identity.recorded(headers).to_wire()
+            kept = None if identity.keep else replace(identity.recorded(headers), from_pacs=request.from_pacs).to_wire()
     except BaseException:
         run.close()
         raise
@@ -65,7 +66,7 @@ def session_frames(engine: StreamEngine, request: StartRequest, session: str, ca
     start = StartFrame.of_run(session, engine.facts, run.prompt, run.methods, run.params, created, recording)
     yield SessionFrame(start.to_wire())
     if any(h is not None for h in headers):
-        yield SessionFrame(SourceFrame(headers).to_wire(), viewers=False, recorded=kept)
+        yield SessionFrame(SourceFrame(headers, from_pacs=request.from_pacs).to_wire(), viewers=False, recorded=kept)
     try:
         for step in run:
             yield SessionFrame(StepFrame.of_step(step, (time.perf_counter() - started) * 1000.0).to_wire())

@@ -138,6 +138,7 @@ class SessionSource:
     steps: list[StepFrame] = field(default_factory=list)
     decoded: int = 0  # frames of the log decoded so far
     headers: tuple[bytes | None, ...] = ()  # the source DICOM headers: for exports, never sent to viewers
+    from_pacs: bool = False  # the source frame's mark: the server retrieved the images from its PACS
 
     def source(self, session_id: str, log: Sequence[bytes], recording: Path | None) -> AnalysisSource:
         """The source of `log` (the session's kept frames so far); RequestError before its start frame."""
@@ -151,13 +152,13 @@ class SessionSource:
         if self.start is None:
             raise RequestError("the session has not started yet; analysis needs its first token")
         return AnalysisSource(key=source_key("session", session_id), start=self.start, steps=tuple(self.steps),
-                              recording=recording, headers=self.headers)
+                              recording=recording, headers=self.headers, from_pacs=self.from_pacs)
 
     def keep(self, data: bytes) -> None:
-        """A recording-only frame: the source frame's headers are kept for exports."""
+        """A recording-only frame: the source frame's headers are kept for exports, its PACS mark for a send."""
         frame = decode(data)
         if isinstance(frame, SourceFrame):
-            self.headers = frame.headers
+            self.headers, self.from_pacs = frame.headers, frame.from_pacs
 
 
 @dataclass

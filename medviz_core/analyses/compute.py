@@ -61,6 +61,7 @@ class AnalysisSource:
     what: SourceKind = "session"  # how messages name it
     headers: tuple[bytes | None, ...] = ()  # per image, the source DICOM header (recording-only), if any
     unrecorded: frozenset[str] = frozenset()  # kinds whose results are neither read from nor appended to `recording`
+    from_pacs: bool = False  # the source frame's mark: the server itself retrieved the images from its PACS
 
 
 DEIDENTIFIED = "#deidentified"
@@ -107,7 +108,7 @@ def recording_source(name: str, path: Path, recording: Any) -> AnalysisSource:
         key=source_key("recording", name), start=recording.start, recording=path, what="recording",
         steps=tuple(f.frame for f in recording.steps if isinstance(f.frame, StepFrame)),
         recorded={f.frame.job: f.sent for f in recording.analyses if isinstance(f.frame, AnalysisFrame)},
-        headers=() if source is None else source.headers,
+        headers=() if source is None else source.headers, from_pacs=source is not None and source.from_pacs,
     )
 
 

@@ -116,6 +116,9 @@ class StartRequest:
     methods: tuple[str, ...] | None = None  # None: all
     record: bool = False
     pacs: PacsPick | None = None  # a study in the server's PACS instead of files
+    # The server's own mark, never on the wire (to_wire leaves it out, parsing never reads it): server/pacs/start.py
+    # sets it once the server itself retrieved `images` from its PACS; the source frame carries it on (from_pacs).
+    from_pacs: bool = False
     type: str = "start"
 
     def to_wire(self) -> bytes:

@@ -382,14 +382,19 @@ class SourceFrame:
     """Recording-only (never sent to a viewer): per image, the source DICOM's header without pixel data, or
     None (PNG/JPEG). DICOM exports reference and copy it; viewers never see patient identity from it.
     `deidentified`: medviz itself de-identified these headers (its own mark, never a DICOM tag's word; absent in
-    older recordings, which read as identified)."""
+    older recordings, which read as identified). `from_pacs`: the server itself retrieved these images from its
+    PACS (a `pacs` start, or `medviz record --pacs`), never a client's word; absent in older recordings and for
+    uploads, which read as not from the PACS: only a source with this mark may be sent back to it from the browser."""
 
     headers: tuple[bytes | None, ...]
     deidentified: bool = False
+    from_pacs: bool = False
     type: str = "source"
 
     def to_wire(self) -> bytes:
-        return pack("source", {"headers": list(self.headers), **({"deidentified": True} if self.deidentified else {})})
+        marks = {**({"deidentified": True} if self.deidentified else {}),
+                 **({"from_pacs": True} if self.from_pacs else {})}
+        return pack("source", {"headers": list(self.headers), **marks})
 
     @staticmethod
     def from_wire(f: Mapping[str, Any]) -> SourceFrame:
@@ -397,7 +402,8 @@ class SourceFrame:
         if not all(h is None or isinstance(h, bytes) for h in headers):
             raise ProtocolError("field 'headers' of the source frame must be an array of bytes or nil")
         deidentified = optional_field(f, "deidentified", bool, False, "source")
-        return SourceFrame(headers=tuple(headers), deidentified=deidentified)
+        from_pacs = optional_field(f, "from_pacs", bool, False, "source")
+        return SourceFrame(headers=tuple(headers), deidentified=deidentified, from_pacs=from_pacs)
 
 
 @dataclass(frozen=True)

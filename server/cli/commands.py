@@ -177,7 +177,8 @@ def _record(args: argparse.Namespace) -> int:
     identity.check(tuple(dicom_header(image) for image in images))  # before the model loads
     engine = load_engine(args.model, compile=args.compile)
     request = StartRequest(images=tuple(images), labels=labels, question=args.question, preset=args.prompt,
-                           params=ParamsRequest(max_new_tokens=args.max_new_tokens))  # the rest: the model's
+                           params=ParamsRequest(max_new_tokens=args.max_new_tokens),  # the rest: the model's
+                           from_pacs=args.pacs is not None)  # medviz retrieved the study (--pacs): it may go back
     cancel = threading.Event()
     session = secrets.token_urlsafe(16)  # as the server's: the file's name (it may name the patient) stays on disk
     stream = session_frames(engine, request, session, cancel, identity=identity)

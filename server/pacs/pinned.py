@@ -1,12 +1,15 @@
 """Send to PACS of a pinned token: its DICOM objects, built from the identified headers, stored into the source study.
 
-Owns: which sources may be sent (`recording_for_send`: a replay's recording only where it holds identity and the
-server keeps identity; a live session's owner's view is sessions.live_source(owner=True), proved by the owner key in
-server/pacs_routes.py), `send_token` (per image with a DICOM header: analyses/compute.export_token_map with that header,
-export/dicom.build_export, then send.send_objects into the header's StudyInstanceUID; blocking, for a worker
-thread) and `SendAnswer`, what the browser gets: one line of its own (the report's names the study's UID) and
-each object's series description and status, never a UID or patient data. Does not own building the objects
-(medviz_core/export/), STOW-RS (client.py, send.py) or the HTTP route (server/pacs_routes.py).
+Owns: which sources may be sent: only one the server itself retrieved from its PACS (the source frame's `from_pacs`
+mark, AnalysisSource.from_pacs; an upload, even a DICOM naming a real study's UIDs and patient around other pixels,
+is refused with NOT_FROM_PACS before any PACS exchange), a replay's recording only where it also holds identity and
+the server keeps identity (`recording_for_send`; a live session's owner's view is sessions.live_source(owner=True),
+proved by the owner key in server/pacs_routes.py); `send_token` (per image with a DICOM header:
+analyses/compute.export_token_map with that header, export/dicom.build_export, then send.send_objects into the
+header's StudyInstanceUID; blocking, for a worker thread) and `SendAnswer`, what the browser gets: one line of its
+own (the report's names the study's UID) and each object's series description and status, never a UID or patient
+data. Does not own building the objects (medviz_core/export/), STOW-RS (client.py, send.py), the HTTP route
+(server/pacs_routes.py) or `medviz export --send` (an operator's CLI: send.py's source check only).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ NO_DICOM = ("this {what}'s images are PNG or JPEG: they belong to no study in th
             "into (start from DICOM files or from the PACS)")
 DEIDENTIFIED = ("this recording is de-identified: its objects would name no patient and belong to no study in the "
                 "PACS; send from the live session instead")
+NOT_FROM_PACS = "only a study opened from the PACS can be sent back to it (this session's images were uploaded)"
 NO_IDENTITY_KEPT = ("this server keeps no identity in replays (recordings_keep_identity is off): send from the live "
                     "session instead")
 
@@ -83,6 +87,8 @@ def recording_for_send(recordings: Path, recording_id: str, keep_identity: bool)
         raise RequestError(NO_DICOM.format(what="recording"))
     if is_deidentified(source):
         raise RequestError(DEIDENTIFIED)
+    if not source.from_pacs:
+        raise RequestError(NOT_FROM_PACS)
     if not keep_identity:
         raise RequestError(NO_IDENTITY_KEPT)
     return recording_source(recording_id, path, recording)
@@ -90,9 +96,12 @@ def recording_for_send(recordings: Path, recording_id: str, keep_identity: bool)
 
 def send_token(config: PacsConfig, source: AnalysisSource, index: int, method: str) -> SendAnswer:
     """Build token `index`'s objects (`method`'s map) for each image with a DICOM header and store them into its
-    study; ExportError for a token or method the source lacks, PacsError for the PACS's refusals (blocking)."""
+    study; RequestError for a source the server did not retrieve from its PACS, ExportError for a token or method
+    the source lacks, PacsError for the PACS's refusals (blocking)."""
     if not has_dicom(source):
         raise RequestError(NO_DICOM.format(what=source.what))
+    if not source.from_pacs:
+        raise RequestError(NOT_FROM_PACS)
     studies: dict[str, list[tuple[str, Dataset]]] = {}
     sources: dict[str, list[Dataset]] = {}  # each study's source headers: send_objects checks the PACS holds them
     for image, header in enumerate(source.headers):

@@ -59,7 +59,7 @@ async def from_pacs(config: PacsConfig | None, request: StartRequest, places: as
                         "(image_wait_s): try again in a moment") from None
     files, labels = await run_holding(threads, places.release, _retrieve, config, pick, max_bytes)
     return replace(request, images=tuple(files), labels=tuple(_label(label, n) for n, label in enumerate(labels)),
-                   pacs=None)
+                   pacs=None, from_pacs=True)
 
 
 class CappedClient(PacsClient):
