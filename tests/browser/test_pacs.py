@@ -17,8 +17,9 @@ import pydicom
 import pytest
 
 from server.guard.security import NO_PACS_KEY
+from server.pacs.pinned import NOT_FROM_PACS
 from tests.browser.conftest import Server, open_page, shoot
-from tests.browser.pages import wait_phase
+from tests.browser.pages import start_session, wait_phase
 from tests.orthanc import USER, Orthanc
 from tests.pacs.conftest import PacsStudy, orthanc, sample_dicom, stored_study  # noqa: F401  (fixtures)
 from tests.server.serve_process import link_pacs_key, link_token, serve_process
@@ -149,5 +150,20 @@ def test_a_start_from_the_pacs_after_the_pacs_key_is_gone_shows_the_servers_own_
         page.click("#pacs-start")
         page.wait_for_selector("#banner:not([hidden])")
         assert page.inner_text("#banner-text") == NO_PACS_KEY  # as is: not "needs a valid access token"
+    finally:
+        page.context.close()
+
+
+def test_a_session_started_from_uploaded_files_offers_no_send_to_pacs_and_says_why(
+        browser: Any, pacs_serve: PacsServer, cxr_dir: Path) -> None:
+    tab = open_page(browser, pacs_serve)
+    page = tab.page
+    try:
+        start_session(page, pacs_serve.operator_link, cxr_dir / "nih_00000002_000_dx.dcm", max_tokens=2)
+        wait_phase(page, "ended")
+        page.dispatch_event("#report .tok[data-i='1']", "click")
+        page.wait_for_selector("#send-pacs[disabled]")
+        assert page.get_attribute("#send-pacs", "title") == NOT_FROM_PACS
+        assert tab.errors == []
     finally:
         page.context.close()

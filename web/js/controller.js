@@ -28,7 +28,8 @@ function onFrame(f) {
     store.set({ steps: s.steps, cursor: f.i, phase: "running" });
   } else if (f.type === "owner") {
     keepOwner(f);  // this tab's key to take the session back after a reload
-    page.owned = { session: f.session, key: f.key };  // kept after the end too: Send to PACS proves the owner with it
+    // kept after the end too: Send to PACS proves the owner with it (and only a study opened from the PACS goes back)
+    page.owned = { session: f.session, key: f.key, fromPacs: page.startedFromPacs };
     page.rejoining = false;
   } else if (f.type === "end") {
     if (s.mode === "live") forgetOwner();
@@ -125,6 +126,7 @@ export function start() {
   fresh("live");
   page.filesUsed = true;
   history.replaceState(null, "", pageUrl({}));
+  page.startedFromPacs = false;
   page.link = startSession({ images: s.files.map((f) => f.bytes), labels: s.files.map((f) => f.label), ...form }, s.token, handlers);
 }
 
@@ -137,6 +139,7 @@ export function startFromPacs(pick) {
   if (typeof form === "string") return showBanner(form);
   fresh("live");
   history.replaceState(null, "", pageUrl({}));
+  page.startedFromPacs = true;
   page.link = startSession({ images: [], labels: [], pacs: pick, ...form }, store.state.token, handlers);
 }
 

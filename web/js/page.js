@@ -27,7 +27,9 @@ export const page = {
   /** @type {DetailTab} */ detailTab: "token",
   /** whether the detail drawer is open (render.js shows it in the frame that fills it) */ detailOpen: false,
   /** whether the chosen files were already sent (a new pick then starts a new study) */ filesUsed: false,
-  /** @type {{session: string, key: string} | null} the owner key of this tab's live session (its `owner` frame) */ owned: null,
+  /** @type {{session: string, key: string, fromPacs?: boolean} | null} the owner key of this tab's live session (its
+   * `owner` frame); fromPacs: this tab started it on a study of the PACS (unknown after a reload) */ owned: null,
+  /** whether this tab's last start was on a study of the PACS (not on files) */ startedFromPacs: false,
   /** whether the server has a PACS (GET /api/pacs): the PACS source and Send to PACS are shown */ pacs: false,
   rejoins: 0,
   /** whether the current link is a rejoin as owner not yet answered by the session's frames */ rejoining: false,

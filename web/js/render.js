@@ -312,7 +312,8 @@ function renderSendButton(s, raw) {
   const button = /** @type {HTMLButtonElement} */ ($("send-pacs"));
   button.hidden = !page.pacs;
   if (!page.pacs) return;
-  const why = whyNotSend(s, s.start !== null && page.owned?.session === s.start.session, s.token, requestRender);
+  const owned = s.start !== null && page.owned?.session === s.start.session ? page.owned : null;
+  const why = whyNotSend(s, owned !== null, owned?.fromPacs, s.token, requestRender);
   button.disabled = !raw || raw.special || pacsSending() || why !== "";
   button.title = why || "Store the token's DICOM objects into the source study in the PACS";
   renderPacsSend($("pacs-send-status"), s);

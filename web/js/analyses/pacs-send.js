@@ -19,6 +19,9 @@ import { methodLabel } from "../format.js";
  * @typedef {{session: string, key: string} | {recording: string}} SendFrom  who asks: the live owner, or a replay
  */
 
+/** The server's own line for a source it did not retrieve from its PACS (server/pacs/pinned.py NOT_FROM_PACS). */
+export const NOT_FROM_PACS = "only a study opened from the PACS can be sent back to it (this session's images were uploaded)";
+
 /** @type {Sent | null} */
 let last = null;
 /** @type {Map<string, string>} recording id -> "" (may be sent) or why not; asked once per recording */
@@ -34,11 +37,13 @@ function url(path, token) {
 /**
  * Why the pinned token cannot be sent from here ("" when it can; null while a replay's answer is on its way).
  * @param {import("../state.js").State} s @param {boolean} owner this tab owns the live session
- * @param {string | null} token @param {() => void} changed called when a replay's answer arrives
+ * @param {boolean | undefined} fromPacs this tab started it on a study of the PACS (undefined after a reload: the
+ *   server decides) @param {string | null} token @param {() => void} changed called when a replay's answer arrives
  * @returns {string | null}
  */
-export function whyNotSend(s, owner, token, changed) {
+export function whyNotSend(s, owner, fromPacs, token, changed) {
   if (s.mode === "watch" || (s.mode === "live" && !owner)) return "Only the session's owner can send it to the PACS: a watcher sees de-identified headers, which belong to no study there.";
+  if (s.mode === "live" && fromPacs === false) return NOT_FROM_PACS;
   if (s.mode === "replay") {
     const id = s.replay?.recording;
     if (!id) return "This replay has no recording on the server.";
