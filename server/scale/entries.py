@@ -2,7 +2,7 @@
 
 Owns: `BadEntry` and one small typed parser per kind of entry a process reads: `job_entry`
 (an entry of `P:jobs`: a session id of the server's own format, the request's bytes, the
-image work an int in range), `inbox_command` (a worker's `cancel` / `analyze` /
+image work an int in range, the `pacs` mark 0 or 1), `inbox_command` (a worker's `cancel` / `analyze` /
 `withdraw`), `answer` (a web node's analysis answer), `stream_item` (a session's frame or
 its end marker), `session_row` and `count` (a session hash's fields for the listing), and
 the names of workers and web nodes (`names`: heartbeats). Each raises BadEntry with a
@@ -46,6 +46,7 @@ class JobEntry:
     session: str
     request: bytes
     work: int  # bytes of the image budget the run holds while the engine decodes
+    from_pacs: bool = False  # the web node retrieved the images from its PACS (StartRequest.from_pacs)
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,11 @@ def flag(value: bytes, what: str) -> bool:
 
 
 def job_entry(fields: Fields, max_work: int) -> JobEntry:
-    """An entry of `P:jobs` (scale/queue.py's submit writes session, request, work)."""
+    """An entry of `P:jobs` (scale/queue.py's submit writes session, request, work, pacs); a job queued before
+    the `pacs` field existed reads as not from the PACS."""
     return JobEntry(session=session_id(_field(fields, b"session")), request=_field(fields, b"request"),
-                    work=integer(fields.get(b"work", b"0"), 0, max_work, "the image work"))
+                    work=integer(fields.get(b"work", b"0"), 0, max_work, "the image work"),
+                    from_pacs=flag(fields.get(b"pacs", b"0"), "the pacs flag"))
 
 
 def job_session(fields: Fields) -> str | None:

@@ -6,7 +6,8 @@ answers), `connect`/`connect_async` (redis-py clients with short timeouts and on
 restarted Redis is reconnected to on the next command) and `worker_name`. Keys:
 
 - `P:jobs` stream (group `workers`): one entry per start request (session id, request bytes,
-  image work), until its job ends (XACK + XDEL);
+  image work, `pacs`: 1 when the web node itself retrieved the images from its PACS, absent in
+  older entries), until its job ends (XACK + XDEL);
 - `P:line` sorted set: the session ids waiting, in order (positions, the cap); `P:seq` its counter;
 - `P:sessions` sorted set: session id -> created (the sessions list), pruned with the hashes;
 - `P:workers`, `P:idle`, `P:nodes` sorted sets: name -> expiry of its last heartbeat (live

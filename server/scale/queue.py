@@ -1,6 +1,8 @@
 """The generation queue on Redis, as web nodes and workers both use it: one set of atomic steps.
 
-Owns: `RedisQueue`: `submit` (the cap, the session's keys, the job entry in `P:jobs`, the
+Owns: `RedisQueue`: `submit` (the cap, the session's keys, the job entry in `P:jobs`: its
+session, request bytes, image work and `pacs` mark, the server's own word that it retrieved
+the images from its PACS, which the request's bytes never carry; the
 position: 0 when an idle worker will take it at once), `claim` (a worker takes a session
 out of the line; a session cancelled while waiting cannot be claimed, and a claimed one
 cannot be cancelled as waiting: one script each, so they never both win), `cancel`,
@@ -50,14 +52,15 @@ _SUBMIT = _NOW + """
 local waiting = redis.call('ZCARD', KEYS[1])
 if waiting >= tonumber(ARGV[2]) then return -1 end
 redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
-local entry = redis.call('XADD', KEYS[3], '*', 'session', ARGV[1], 'request', ARGV[3], 'work', ARGV[4])
+local entry = redis.call('XADD', KEYS[3], '*', 'session', ARGV[1], 'request', ARGV[3], 'work', ARGV[4],
+                        'pacs', ARGV[8])  -- the fields of entries.job_entry
 redis.call('HSET', KEYS[4], 'state', 'queued', 'created', ARGV[6], 'record', ARGV[5], 'owner', '1', 'job', entry,
            'frames', 0)
 redis.call('EXPIRE', KEYS[4], ARGV[7])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
 local position = waiting + 1 - redis.call('ZCOUNT', KEYS[6], now, '+inf')
 if position > 0 then  -- its first `queued` frame, in the same step (never after a start a worker sent)
-  redis.call('XADD', KEYS[7], '*', 'f', ARGV[position + 7], 'k', '0')
+  redis.call('XADD', KEYS[7], '*', 'f', ARGV[position + 8], 'k', '0')
   redis.call('EXPIRE', KEYS[7], ARGV[7])
 end
 return math.max(0, position)
@@ -77,7 +80,9 @@ end
 return {redis.call('HGET', KEYS[2], 'state') or '', redis.call('HGET', KEYS[2], 'worker') or ''}
 """
 _REQUEUE = """
-local entry = redis.call('XADD', KEYS[1], '*', 'session', ARGV[2], 'request', ARGV[3], 'work', ARGV[4])
+-- KEYS: jobs, the session's hash; ARGV: the old entry, session id, request, work, group, pacs (0/1)
+local entry = redis.call('XADD', KEYS[1], '*', 'session', ARGV[2], 'request', ARGV[3], 'work', ARGV[4],
+                        'pacs', ARGV[6])
 redis.call('HSET', KEYS[2], 'job', entry)
 redis.call('XACK', KEYS[1], ARGV[5], ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
@@ -199,13 +204,20 @@ class RedisQueue:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def submit(self, session_id: str, request: bytes, work: int, record: bool, created: float) -> int:
-        """Queue a job; its position (0: runs now), or -1 when `queue_cap` sessions already wait."""
+    def submit(self, session_id: str, request: bytes, work: int, record: bool, created: float,
+               from_pacs: bool = False) -> int:
+        """Queue a job; its position (0: runs now), or -1 when `queue_cap` sessions already wait. `from_pacs`: this
+        web node itself retrieved the request's images from its PACS (StartRequest.from_pacs, which `request`'s
+        bytes never carry); the job's `pacs` field takes it to the worker.
+
+        The script's KEYS: line, seq, jobs, the session's hash, sessions, idle, the session's frames; its ARGV: session
+        id, queue_cap, request bytes, image work, record (0/1), created, session_ttl_s, pacs (0/1), then the `queued`
+        frames of positions 1..queue_cap."""
         k = self.keys
         position = self._submit(keys=[k.line, k.seq, k.jobs, k.session(session_id), k.sessions, k.idle,
                                       k.frames(session_id)],
                                 args=[session_id, self.settings.queue_cap, request, work, int(record), repr(created),
-                                      int(self.settings.session_ttl_s), *self._positions])
+                                      int(self.settings.session_ttl_s), int(from_pacs), *self._positions])
         return int(position)
 
     def claim(self, session_id: str, worker: str) -> bool:
@@ -299,7 +311,7 @@ class RedisQueue:
             log.warning("session %s: its job was taken by a worker that stopped before starting it; queued again",
                         session_id)
             self._requeue(keys=[self.keys.jobs, self.keys.session(session_id)],
-                          args=[entry, session_id, job.request, job.work, GROUP])
+                          args=[entry, session_id, job.request, job.work, GROUP, int(job.from_pacs)])
         elif state == "running":
             log.warning("session %s: its worker stopped mid-session; ending it with an error", session_id)
             self.fail(session_id, ErrorCode.INTERNAL, WORKER_STOPPED, entry)

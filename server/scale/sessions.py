@@ -1,24 +1,26 @@
 """Live sessions of a stateless web node: the SessionManager whose queue, logs, cancels and analyses are in Redis.
 
-Owns: `RedisSessions` (`medviz serve --redis URL`). A start request becomes a job in
-`P:jobs` (scale/queue.py: the cap gives busy, the position a `queued` frame); the worker
-that claims it appends the session's frames to `P:s:ID:frames`. This node follows a session
-while it has viewers of it: one reader task per session blocks on new entries (XREAD) and
-publishes each frame into a broadcast `Channel` (broadcast.py: bounded per-viewer queues, a
-slow viewer closed 4008, late joiners served from the channel's log), so one read from
-Redis feeds every viewer on this node. A watcher of a session this node does not follow
-gets its frames so far from Redis (XRANGE) first. After the end the channel stays
-`linger_s` (so does the stream: its TTL). Cancels and owner-gone checks (the owner's flag
-and each web node's viewer count) go through Redis to the worker; analyses too
-(scale/remote_analyses.py). An owner's rejoin (sessions.py) works through any node: the owner
-key's hash, the count of the owner's open sockets (`owner`) and the time until which it may
-come back (`owner_until`, Redis's clock) are fields of the session's hash, checked and
-counted in one script. The short Redis commands of the interface run on the event loop (a
-round trip each, never a blocking read); a heartbeat thread keeps this node alive in
-`P:nodes`, refreshes the live workers, and reclaims abandoned jobs. Redis lost: a
-request is refused `busy`; a followed session whose Redis stays away `redis_wait_s`, or
-comes back without the session, ends with an `internal` error frame (close 4500). Does not
-own the steps of the queue (scale/queue.py) or the routes.
+Owns: `RedisSessions` (`medviz serve --redis URL`). A start request becomes a job in `P:jobs`
+(scale/queue.py: the cap gives busy, the position a `queued` frame); the worker that claims it
+appends the session's frames to `P:s:ID:frames`. This node follows a session while it has
+viewers of it: one reader task per session blocks on new entries (XREAD) and publishes each
+frame into a broadcast `Channel` (broadcast.py: bounded per-viewer queues, a slow viewer closed
+4008, late joiners served from the channel's log), so one read from Redis feeds every viewer on
+this node. A watcher of a session this node does not follow gets its frames so far from Redis
+(XRANGE) first. After the end the channel stays `linger_s` (so does the stream: its TTL).
+Cancels and owner-gone checks (the owner's flag and each web node's viewer count) go through
+Redis to the worker; analyses too (scale/remote_analyses.py); the owner's view
+(`live_source(owner=True)`, its Send to PACS) reads the worker's source frame (`P:s:ID:source`:
+the DICOM headers and the `from_pacs` mark the worker took from the job, scale/queue.py's
+submit) once it exists. An owner's rejoin (sessions.py) works through any node: the owner key's
+hash, the count of the owner's open sockets (`owner`) and the time until which it may come back
+(`owner_until`, Redis's clock) are fields of the session's hash, checked and counted in one
+script. The short Redis commands of the interface run on the event loop (a round trip each,
+never a blocking read); a heartbeat thread keeps this node alive in `P:nodes`, refreshes the
+live workers, and reclaims abandoned jobs. Redis lost: a request is refused `busy`; a followed
+session whose Redis stays away `redis_wait_s`, or comes back without the session, ends with an
+`internal` error frame (close 4500). Does not own the steps of the queue (scale/queue.py) or
+the routes.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ class RedisSessions:
     def submit(self, request: StartRequest, image_work: int = 0, owner_key: str | None = None) -> tuple[str, Viewer]:
         session_id = secrets.token_urlsafe(16)
         try:
-            position = self.queue.submit(session_id, request.to_wire(), image_work, request.record, time.time())
+            position = self.queue.submit(session_id, request.to_wire(), image_work, request.record, time.time(),
+                                         from_pacs=request.from_pacs)  # never in to_wire's bytes: the job's own field
             if position < 0:
                 raise BusyError(f"the generation queue is full ({self.settings.queue_cap} waiting); try again "
                                 "shortly")
@@ -188,6 +191,13 @@ class RedisSessions:
 
     def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         followed = self._followed.get(session_id) or self._load(session_id)
+        if owner and not followed.source.headers:  # the owner's Send to PACS needs the source frame: headers, mark
+            try:
+                kept = self.r.get(self.keys.source(session_id))  # the worker's recording-only frame (no viewer's)
+            except redis.RedisError as error:
+                raise unreachable(error) from None
+            if isinstance(kept, bytes):
+                followed.source.keep(kept)
         source = followed.source.source(session_id, followed.channel.log, None)  # the worker records results
         # the worker computes; the key tells it whose view (scale/worker_sources.py)
         return source if owner else viewer_view(source, Deidentifier(), recording_deidentified=False)

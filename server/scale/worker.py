@@ -253,6 +253,8 @@ class RedisWorker:
         except MedvizError as error:
             self.queue.fail(session_id, error.code, error.message, entry)
             return
+        if job.from_pacs:  # the web node's own mark, from the job entry (never read from the request's bytes)
+            request = replace(request, from_pacs=True)
         done = threading.Event()
         current = self._current = _Current(entry, session_id, self._job(session_id, request, job.work, done))
         self.publisher.on_lost = lambda: self._lose(current)
