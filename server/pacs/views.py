@@ -51,6 +51,17 @@ def non_image_kind(sop_class_uid: str) -> str | None:
     return None
 
 
+def unusable_kind(instance: InstanceMatch) -> str | None:
+    """Why medviz does not open `instance`: its non-image kind (SR, PR, ...; "non-image" for an image class
+    without Rows and Columns), or "multi-frame"; None for a single-frame image."""
+    kind = non_image_kind(instance.sop_class_uid)
+    if kind is None and (instance.rows is None or instance.columns is None):
+        return "non-image"
+    if kind is None and instance.frames > 1:
+        return "multi-frame"
+    return kind
+
+
 def choose_views(instances: Sequence[InstanceMatch], wanted: Sequence[str] | None = None, study_uid: str = "",
                  descriptions: Mapping[str, str] | None = None) -> tuple[PacsView, ...]:
     """The views to open: `wanted` (SOP instance UIDs, in that order) or else the first MAX_IMAGES usable images,
@@ -59,15 +70,11 @@ def choose_views(instances: Sequence[InstanceMatch], wanted: Sequence[str] | Non
     skipped: dict[str, str] = {}
     usable = []
     for instance in instances:
-        kind = non_image_kind(instance.sop_class_uid)
-        if kind is None and (instance.rows is None or instance.columns is None):
-            kind = "non-image"
-        if kind is not None:
-            skipped.setdefault(kind, instance.sop_uid)
-        elif instance.frames > 1:
-            skipped.setdefault("multi-frame", instance.sop_uid)
-        else:
+        kind = unusable_kind(instance)
+        if kind is None:
             usable.append(instance)
+        else:
+            skipped.setdefault(kind, instance.sop_uid)
     where = f"study {study_uid}" if study_uid else "the study"
     if wanted is not None:
         return _wanted(instances, usable, wanted, study_uid, names, where)
@@ -89,9 +96,8 @@ def _wanted(instances: Sequence[InstanceMatch], usable: list[InstanceMatch], wan
         if uid not in listed:
             raise PacsQueryError(f"{where} holds no instance {uid[:64]}")
         if uid not in by_uid:
-            found = listed[uid]
-            kind = non_image_kind(found.sop_class_uid) or ("multi-frame" if found.frames > 1 else "non-image")
-            raise PacsNoImages(f"instance {uid} of {where} is {_kind_words(kind)}, which medviz does not read")
+            raise PacsNoImages(f"instance {uid} of {where} is {_kind_words(unusable_kind(listed[uid]) or '')}, "
+                               "which medviz does not read")
     return _labelled([by_uid[uid] for uid in wanted], study_uid, names)
 
 
