@@ -49,7 +49,6 @@ from server.pacs.errors import (
     PacsNotFound,
     PacsQueryError,
     PacsTimeout,
-    PacsUnauthorized,
 )
 from server.pacs.holding import on_pacs_thread, run_holding
 from server.pacs.pinned import SendAnswer, recording_for_send, send_token
@@ -64,7 +63,6 @@ MAX_QUERY_CHARS = 64  # a search field (DICOM's LO and PN values are at most 64 
 MAX_SEND_BODY = 4096  # a send request's JSON body
 MAX_OFFSET = 10_000
 MAX_FIELD_CHARS = 128  # a send request's session, key, recording or method
-REFUSED_CREDENTIALS = "the PACS refused medviz's credentials"
 JSON_ONLY = "a send request is a JSON body: Content-Type: application/json"
 SESSION_ENDED = ("this session has ended and is no longer kept live: send from its recording instead "
                  "(the library's replay of it)")
@@ -87,10 +85,7 @@ def pacs_error(error: MedvizError) -> JSONResponse:
     """One JSON error; a PacsError's status says whose fault it was (the PACS's: 502/504, never 401)."""
     if not isinstance(error, PacsError):
         return error_response(error)
-    message = error.message
-    if isinstance(error, PacsUnauthorized) and not message.startswith(REFUSED_CREDENTIALS):
-        message = f"{REFUSED_CREDENTIALS}: {message}"
-    return JSONResponse({"error": {"code": str(error.code), "message": message, "kind": error.kind}},
+    return JSONResponse({"error": {"code": str(error.code), "message": error.message, "kind": error.kind}},
                         status_code=_status(error))
 
 

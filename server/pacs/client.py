@@ -28,6 +28,7 @@ from server.pacs import multipart
 from server.pacs.config import PacsConfig, port_of
 from server.pacs.deadline import Deadline
 from server.pacs.errors import (
+    REFUSED_CREDENTIALS,
     PacsBadAnswer,
     PacsError,
     PacsNotFound,
@@ -246,14 +247,10 @@ class PacsClient:
         what = f"the instances of study {study}"
         held: set[str] = set()
         for start in range(0, len(wanted), UIDS_PER_QUERY):
-            asked = wanted[start:start + UIDS_PER_QUERY]
-            try:
-                query = _query([("SOPInstanceUID", ",".join(asked)), ("includefield", "00080018")])
-                body = self._get(f"/studies/{study}/instances?{query}", what, DICOM_JSON,
-                                 self.config.max_answer_bytes, missing=what)
-            except PacsNotFound:
+            found = self._matching(study, wanted[start:start + UIDS_PER_QUERY], "00080018", what)
+            if found is None:
                 return frozenset()
-            held |= {dj.uid(i, "00080018", what) for i in dj.items(body, what, len(asked))}
+            held |= {dj.uid(i, "00080018", what) for i in found}
         return frozenset(held & set(wanted))
 
     def source_patient(self, study_uid: str, sop_uid: str) -> str | None:
@@ -262,14 +259,19 @@ class PacsClient:
         study = dj.check_uid(study_uid, "the study UID")
         sop = dj.check_uid(sop_uid, "the SOP instance UID")
         what = f"instance {sop} of study {study}"
-        query = _query([("SOPInstanceUID", sop), ("includefield", "00100020")])
+        found = [i for i in self._matching(study, [sop], "00100020", what) or [] if dj.uid(i, "00080018", what) == sop]
+        return dj.text(found[0], "00100020", what, 64) if found else None
+
+    def _matching(self, study: str, sop_uids: Sequence[str], field: str, what: str) -> list[dj.Dataset] | None:
+        """The study's instances among `sop_uids` (checked UIDs; QIDO-RS list matching), each with `field`, at most
+        one item per UID asked; None when the PACS holds no such study."""
+        query = _query([("SOPInstanceUID", ",".join(sop_uids)), ("includefield", field)])
         try:
             body = self._get(f"/studies/{study}/instances?{query}", what, DICOM_JSON, self.config.max_answer_bytes,
                              missing=what)
         except PacsNotFound:
             return None
-        found = [i for i in dj.items(body, what, 1) if dj.uid(i, "00080018", what) == sop]
-        return dj.text(found[0], "00100020", what, 64) if found else None
+        return dj.items(body, what, len(sop_uids))
 
     # -- WADO-RS --------------------------------------------------------------------------------------------
 
@@ -393,7 +395,7 @@ class PacsClient:
     def _check_status(self, status: int, what: str, missing: str | None, refusals: bool) -> None:
         root = self.config.root
         if status in (401, 403):
-            raise PacsUnauthorized(f"the PACS refused medviz's credentials (HTTP {status} from {root} for "
+            raise PacsUnauthorized(f"{REFUSED_CREDENTIALS} (HTTP {status} from {root} for "
                                    f"{what})")
         if status == 404 and missing is not None:
             raise PacsNotFound(f"the PACS at {root} holds no {missing.removeprefix('the ')} (HTTP 404)")

@@ -32,6 +32,10 @@ class PacsUnreachable(PacsError):
     kind = "unreachable"
 
 
+REFUSED_CREDENTIALS = "the PACS refused medviz's credentials"
+"""How every PacsUnauthorized message starts, so a browser's answer and the CLI's line read alike."""
+
+
 class PacsUnauthorized(PacsError):
     """The PACS refused medviz's credentials (HTTP 401 or 403). Not medviz's own token: code `error`."""
 

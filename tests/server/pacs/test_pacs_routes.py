@@ -23,10 +23,10 @@ from PIL import Image
 from medviz_core.wire import server_frames as frames
 from medviz_core.wire.client_frames import PacsPick
 from server.pacs.config import PacsConfig
+from server.pacs.errors import REFUSED_CREDENTIALS
 from server.pacs.multipart import parts
 from server.pacs.pinned import DEIDENTIFIED
 from server.pacs.start import NO_PACS
-from server.pacs_routes import REFUSED_CREDENTIALS
 from tests.orthanc import USER, Orthanc, free_port
 from tests.pacs.conftest import PacsStudy
 from tests.pacs.test_failures import Answer, loopback, reply  # noqa: F401  (loopback: a fixture)
