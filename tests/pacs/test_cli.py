@@ -22,6 +22,12 @@ def credentials(orthanc: Orthanc) -> list[str]:
     return ["--pacs-user", USER, "--pacs-password-file", str(orthanc.password_file())]
 
 
+def record_from_pacs(orthanc: Orthanc, study: PacsStudy, recording: Path) -> int:
+    """`medviz record --pacs` of `study` on the tiny model, 2 tokens, keeping identity (so it can be sent back)."""
+    return main(["record", "--pacs", orthanc.dicomweb, "--study", study.study_uid, *credentials(orthanc),
+                 "--out", str(recording), "--model", "tiny", "--max-new-tokens", "2", "--keep-identity"])
+
+
 def test_pacs_find_prints_the_study_found_by_patient_id_and_by_accession(
         orthanc: Orthanc, stored_study: Callable[..., PacsStudy], capsys: pytest.CaptureFixture[str]) -> None:
     study = stored_study("PAT-CLI-1", "ACC-CLI-1")
@@ -89,8 +95,7 @@ def test_record_from_the_pacs_then_export_send_stores_into_the_same_study_once(
         capsys: pytest.CaptureFixture[str]) -> None:
     study = stored_study("PAT-SEND-1", "ACC-SEND-1")
     recording = tmp_path / "from-pacs.medviz"
-    assert main(["record", "--pacs", orthanc.dicomweb, "--study", study.study_uid, *credentials(orthanc),
-                 "--out", str(recording), "--model", "tiny", "--max-new-tokens", "2", "--keep-identity"]) == 0
+    assert record_from_pacs(orthanc, study, recording) == 0
     capsys.readouterr()
     export = ["export", str(recording), "--token", "0", "--send", orthanc.dicomweb, *credentials(orthanc)]
     assert main([*export, "--out", str(tmp_path / "first")]) == 0
@@ -133,8 +138,7 @@ def test_export_send_with_a_missing_password_file_says_so_and_writes_nothing(
         capsys: pytest.CaptureFixture[str]) -> None:
     study = stored_study("PAT-NOFILE-1", "ACC-NOFILE-1")
     recording = tmp_path / "from-pacs.medviz"
-    assert main(["record", "--pacs", orthanc.dicomweb, "--study", study.study_uid, *credentials(orthanc),
-                 "--out", str(recording), "--model", "tiny", "--max-new-tokens", "2", "--keep-identity"]) == 0
+    assert record_from_pacs(orthanc, study, recording) == 0
     capsys.readouterr()
     out, absent = tmp_path / "export", tmp_path / "absent"
     assert main(["export", str(recording), "--token", "0", "--out", str(out), "--send", orthanc.dicomweb,
