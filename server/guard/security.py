@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medviz_core.wire.codes import CloseCode, ErrorCode
 from medviz_core.wire.server_frames import ErrorFrame
+from server.pacs.config import port_of
 from server.settings import Settings, is_loopback
 
 COOKIE = "medviz_token"
@@ -147,7 +148,7 @@ def _origin_of(url: str) -> tuple[str, str, int] | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
-    return parts.scheme, parts.hostname.lower(), port if port is not None else 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname.lower(), port_of(parts.scheme, port)
 
 
 def _own_origin(scope: Scope, host: str | None) -> tuple[str, str, int] | None:
