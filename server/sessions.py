@@ -66,6 +66,11 @@ def key_hash(owner_key: str) -> str:
     return hashlib.sha256(owner_key.encode("utf-8")).hexdigest()
 
 
+def owner_key_matches(kept: str | None, owner_key: str) -> bool:
+    """Whether `owner_key` is the one whose `key_hash` a manager kept (`kept`; None: no owner key), in constant time."""
+    return kept is not None and hmac.compare_digest(kept, key_hash(owner_key))
+
+
 def new_owner_key() -> str:
     """An unguessable owner key (256 random bits), for the owner's socket only."""
     return secrets.token_urlsafe(32)
@@ -230,7 +235,7 @@ class LocalSessions:
         session = self._sessions.get(session_id)
         if session is None:
             raise refuse_rejoin(session_id, "it does not exist or has expired")
-        if session.owner_key is None or not hmac.compare_digest(session.owner_key, key_hash(owner_key)):
+        if not owner_key_matches(session.owner_key, owner_key):
             raise refuse_rejoin(session_id, "the owner key does not match")
         # A session that ended on its own may be taken back while it lingers: its owner's old socket may have
         # seen the end while the page had lost its link (the end went into the void), and a rejoin then only
@@ -244,8 +249,7 @@ class LocalSessions:
 
     def is_owner(self, session_id: str, owner_key: str) -> bool:
         session = self._sessions.get(session_id)
-        return (session is not None and session.owner_key is not None
-                and hmac.compare_digest(session.owner_key, key_hash(owner_key)))
+        return session is not None and owner_key_matches(session.owner_key, owner_key)
 
     def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         session = self._sessions.get(session_id)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import secrets
 import threading
@@ -72,7 +71,15 @@ from server.scale.keys import (
 )
 from server.scale.queue import RedisQueue
 from server.scale.remote_analyses import RemoteAnalyses
-from server.sessions import SessionInfo, SessionSource, gone_for, key_hash, refuse_rejoin, unknown
+from server.sessions import (
+    SessionInfo,
+    SessionSource,
+    gone_for,
+    key_hash,
+    owner_key_matches,
+    refuse_rejoin,
+    unknown,
+)
 from server.settings import Settings
 
 log = logging.getLogger("medviz.server")
@@ -187,7 +194,7 @@ class RedisSessions:
             stored = self.r.hget(self.keys.session(session_id), "owner_key")
         except redis.RedisError as error:
             raise unreachable(error) from None
-        return stored is not None and hmac.compare_digest(text(stored), key_hash(owner_key))
+        return owner_key_matches(None if stored is None else text(stored), owner_key)
 
     def live_source(self, session_id: str, owner: bool = False) -> AnalysisSource:
         followed = self._followed.get(session_id) or self._load(session_id)
