@@ -45,6 +45,16 @@ export function hideBanner() {
   $("banner").hidden = true;
 }
 
+/**
+ * An /api URL carrying the page's token.
+ * @param {string} path @param {string | null} token
+ */
+export function apiUrl(path, token) {
+  const url = new URL(path, location.origin);
+  if (token) url.searchParams.set("token", token);
+  return url.toString();
+}
+
 /** @param {Record<string, string>} extra @returns {string} this page's URL with the token kept */
 export function pageUrl(extra) {
   const url = new URL(location.pathname, location.origin);

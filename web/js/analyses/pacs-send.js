@@ -11,6 +11,7 @@
  */
 
 import { methodLabel } from "../format.js";
+import { apiUrl } from "../page.js";
 
 /**
  * @typedef {{series: string, status: string}} SentObject
@@ -27,13 +28,6 @@ let last = null;
 /** @type {Map<string, string>} recording id -> "" (may be sent) or why not; asked once per recording */
 const recordings = new Map();
 
-/** @param {string} path @param {string | null} token */
-function url(path, token) {
-  const u = new URL(path, location.origin);
-  if (token) u.searchParams.set("token", token);
-  return u.toString();
-}
-
 /**
  * Why the pinned token cannot be sent from here ("" when it can; null while a replay's answer is on its way).
  * @param {import("../state.js").State} s @param {boolean} owner this tab owns the live session
@@ -49,7 +43,7 @@ export function whyNotSend(s, owner, fromPacs, token, changed) {
     if (!id) return "This replay has no recording on the server.";
     if (!recordings.has(id)) {
       recordings.set(id, "Asking the server whether this recording may be sent…");
-      void fetch(url(`/api/pacs/sendable?recording=${encodeURIComponent(id)}`, token))
+      void fetch(apiUrl(`/api/pacs/sendable?recording=${encodeURIComponent(id)}`, token))
         .then(async (res) => {
           const body = res.ok ? await res.json() : null;
           recordings.set(id, body ? (body.ok ? "" : String(body.why)) : `the server answered ${res.status}`);
@@ -74,7 +68,7 @@ export async function sendToPacs(from, session, index, method, token, changed) {
   last = sent;
   changed();
   try {
-    const res = await fetch(url("/api/pacs/send", token), {
+    const res = await fetch(apiUrl("/api/pacs/send", token), {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ ...from, index, method }),
     });
     const body = await res.json().catch(() => null);

@@ -13,9 +13,9 @@
 import { displayValues } from "../draw/contrast.js";
 import { methodLabel, modelNote, plural, visibleToken } from "../format.js";
 import { drawHeatmap } from "../draw/heatmap.js";
-import { apiUrl, listRecordings } from "./library.js";
+import { listRecordings } from "./library.js";
 import { decodeAll } from "../wire/msgpack.js";
-import { $, store } from "../page.js";
+import { $, apiUrl, store } from "../page.js";
 import { DIVERGING, cssGradient, palette } from "../draw/palette.js";
 import { SPEEDS } from "./player.js";
 import { blockOf, imageName, imagesOf } from "../images.js";

@@ -8,6 +8,8 @@
  * the replay socket); this module only reports which one was chosen.
  */
 
+import { apiUrl } from "../page.js";
+
 /**
  * @typedef {{id: string, created: number | null, steps: number | null, size: number | null,
  *   model: string | null, question: string | null, complete: boolean | null, preset: string | null,
@@ -16,16 +18,6 @@
 
 /** How a recorded session ended, in words. */
 const ENDINGS = /** @type {Record<string, string>} */ ({ ended: "complete", stopped: "stopped", failed: "failed", cut: "cut short" });
-
-/**
- * An /api URL carrying the page's token.
- * @param {string} path @param {string | null} token
- */
-export function apiUrl(path, token) {
-  const url = new URL(path, location.origin);
-  if (token) url.searchParams.set("token", token);
-  return url.toString();
-}
 
 /** @param {Record<string, unknown>} o @param {string[]} keys */
 function pick(o, keys) {

@@ -9,7 +9,7 @@
  * Starting the session is the caller's (`start`: controller.startFromPacs).
  */
 
-import { apiUrl } from "./library.js";
+import { apiUrl } from "../page.js";
 
 const MAX_VIEWS = 4;
 

@@ -12,8 +12,7 @@
 
 import { downloadBlob } from "../export.js";
 import { methodLabel } from "../format.js";
-import { showBanner, store } from "../page.js";
-import { apiUrl } from "./library.js";
+import { apiUrl, showBanner, store } from "../page.js";
 
 export const POLL_MS = 400;
 
